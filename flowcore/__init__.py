@@ -1,0 +1,14 @@
+"""flowcore: continuous-time models of gradient descent, with a C (Cython) core.
+
+    import flowcore as fc
+    loss = fc.Loss.from_expr("(x**2 - 1)**2 + y**2")
+    loss.grad([[0.5, 1.0]])
+
+See ``fc.losses`` for the built-in zoo and ``flowcore.analysis`` for the symbolic layer.
+"""
+from flowcore._codegen import ExpressionError
+from flowcore._loss import Loss
+from flowcore import losses
+
+__all__ = ["Loss", "losses", "ExpressionError"]
+__version__ = "0.1.0"

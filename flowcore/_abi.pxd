@@ -1,0 +1,34 @@
+# Declarations of the C loss ABI (csrc/flowcore_abi.h) and the built-in zoo (csrc/zoo.h).
+from libc.stdint cimport int32_t, int64_t
+
+cdef extern from "flowcore_abi.h" nogil:
+    int FC_ABI_VERSION
+    ctypedef int (*fc_eval_d)(const void *ctx, int64_t n, const double *x, const double *v,
+                              double *E, double *g, double *H, double *T) noexcept nogil
+    ctypedef int (*fc_eval_z)(const void *ctx, int64_t n, const double complex *x,
+                              const double complex *v, double complex *E, double complex *g,
+                              double complex *H, double complex *T) noexcept nogil
+    ctypedef struct fc_loss:
+        int32_t abi_version
+        int32_t dim
+        const void *ctx
+        fc_eval_d eval_d
+        fc_eval_z eval_z
+
+cdef extern from "zoo.h" nogil:
+    ctypedef struct fc_quadratic_ctx:
+        int64_t dim
+        const double *A
+        const double *b
+    int fc_zoo_quadratic_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
+    int fc_zoo_quadratic_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
+    int fc_zoo_double_well_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
+    int fc_zoo_double_well_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
+    int fc_zoo_quartic_1d_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
+    int fc_zoo_quartic_1d_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
+    int fc_zoo_elongated_bowl_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
+    int fc_zoo_elongated_bowl_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
+    int fc_zoo_rosenbrock_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
+    int fc_zoo_rosenbrock_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
+    int fc_zoo_ring_saddle_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
+    int fc_zoo_ring_saddle_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)

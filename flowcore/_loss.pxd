@@ -1,0 +1,12 @@
+from flowcore._abi cimport fc_loss, fc_quadratic_ctx
+
+cdef class Loss:
+    cdef fc_loss c                 # the C ABI struct kernels call, without the GIL
+    cdef fc_quadratic_ctx _qctx    # storage for the quadratic's ctx
+    cdef object _keep              # what ctx points into (parameter arrays, shared library)
+    cdef object _py                # Python fallback callables, or None
+    cdef object _error             # exception raised inside a Python callback
+    cdef readonly str name
+    cdef readonly object expr      # sympy expression of E, when known
+    cdef readonly tuple vars       # sympy symbols, in coordinate order, when known
+    cdef int _py_call(self, long n, bint cplx, void *x, void *v, void *E, void *g, void *H, void *T) noexcept

@@ -1,0 +1,264 @@
+# cython: language_level=3
+"""The loss model: E, grad E, Hessian and T[v, v] at batches of real or complex points."""
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uintptr_t
+from flowcore._abi cimport (
+    FC_ABI_VERSION, fc_eval_d, fc_eval_z,
+    fc_zoo_quadratic_d, fc_zoo_quadratic_z, fc_zoo_double_well_d, fc_zoo_double_well_z,
+    fc_zoo_quartic_1d_d, fc_zoo_quartic_1d_z, fc_zoo_elongated_bowl_d, fc_zoo_elongated_bowl_z,
+    fc_zoo_rosenbrock_d, fc_zoo_rosenbrock_z, fc_zoo_ring_saddle_d, fc_zoo_ring_saddle_z)
+
+cnp.import_array()
+
+
+cdef int _py_eval_d(const void *ctx, int64_t n, const double *x, const double *v,
+                    double *E, double *g, double *H, double *T) noexcept nogil:
+    with gil:
+        return (<Loss>ctx)._py_call(n, False, <void*>x, <void*>v, E, g, H, T)
+
+
+cdef int _py_eval_z(const void *ctx, int64_t n, const double complex *x,
+                    const double complex *v, double complex *E, double complex *g,
+                    double complex *H, double complex *T) noexcept nogil:
+    with gil:
+        return (<Loss>ctx)._py_call(n, True, <void*>x, <void*>v, E, g, H, T)
+
+
+cdef object _wrap(void *p, Py_ssize_t size, bint cplx):
+    """A numpy view of C memory (no copy)."""
+    if cplx:
+        return np.asarray(<double complex[:size]> <double complex*> p)
+    return np.asarray(<double[:size]> <double*> p)
+
+
+cdef class Loss:
+    """A scalar loss E(θ) on C^D, evaluated at batches of points.
+
+    Every evaluation takes θ of shape [..., D], float64 or complex128 (the
+    holomorphic extension of E), and returns arrays with the same leading shape:
+
+    * ``value(θ)``  -> E(θ)                                  [...]
+    * ``grad(θ)``   -> g = ∇E(θ)                             [..., D]
+    * ``hess(θ)``   -> H = ∇²E(θ)                            [..., D, D]
+    * ``third(θ, v)`` -> T[v, v]_i = Σ_jk ∂³E/∂θ_i∂θ_j∂θ_k v_j v_k   [..., D]
+
+    A non-finite point gives a non-finite row; other rows are unaffected.
+    Build losses with ``Loss.from_expr``, ``Loss.from_callable`` or the zoo in
+    ``flowcore.losses``. Underneath, every loss is the same C struct (csrc/flowcore_abi.h),
+    which the engine's kernels call without the GIL.
+    """
+
+    def __init__(self):
+        raise TypeError("build a Loss with Loss.from_expr, Loss.from_callable "
+                        "or a constructor in flowcore.losses")
+
+    @property
+    def dim(self):
+        """Number of coordinates D."""
+        return self.c.dim
+
+    @property
+    def kind(self):
+        """'zoo', 'compiled' or 'python': where the C callback comes from."""
+        return self._keep[0]
+
+    def __repr__(self):
+        return f"<flowcore.Loss {self.name!r} dim={self.c.dim} ({self.kind})>"
+
+    # ----------------------------------------------------------------- factories
+    @staticmethod
+    def _zoo(str kind, str name, int dim, params, expr, vars):
+        cdef Loss self = Loss.__new__(Loss)
+        cdef cnp.ndarray p = np.ascontiguousarray(params, dtype=np.float64)
+        self.name, self.expr, self.vars, self._py = name, expr, tuple(vars), None
+        self.c.abi_version = FC_ABI_VERSION
+        self.c.dim = dim
+        self.c.ctx = <const void*> cnp.PyArray_DATA(p)
+        if kind == "quadratic":
+            self._qctx.dim = dim
+            self._qctx.A = <const double*> cnp.PyArray_DATA(p)
+            self._qctx.b = self._qctx.A + dim * dim
+            self.c.ctx = &self._qctx
+            self.c.eval_d, self.c.eval_z = fc_zoo_quadratic_d, fc_zoo_quadratic_z
+        elif kind == "double_well":
+            self.c.eval_d, self.c.eval_z = fc_zoo_double_well_d, fc_zoo_double_well_z
+        elif kind == "quartic_1d":
+            self.c.eval_d, self.c.eval_z = fc_zoo_quartic_1d_d, fc_zoo_quartic_1d_z
+        elif kind == "elongated_bowl":
+            self.c.eval_d, self.c.eval_z = fc_zoo_elongated_bowl_d, fc_zoo_elongated_bowl_z
+        elif kind == "rosenbrock":
+            self.c.eval_d, self.c.eval_z = fc_zoo_rosenbrock_d, fc_zoo_rosenbrock_z
+        elif kind == "ring_saddle":
+            self.c.eval_d, self.c.eval_z = fc_zoo_ring_saddle_d, fc_zoo_ring_saddle_z
+        else:
+            raise ValueError(f"unknown zoo loss {kind!r}")
+        self._keep = ("zoo", p)
+        return self
+
+    @staticmethod
+    def _compiled(str name, int dim, object lib, uintptr_t addr_d, uintptr_t addr_z, expr, vars):
+        cdef Loss self = Loss.__new__(Loss)
+        self.name, self.expr, self.vars, self._py = name, expr, tuple(vars), None
+        self.c.abi_version = FC_ABI_VERSION
+        self.c.dim = dim
+        self.c.ctx = NULL
+        self.c.eval_d = <fc_eval_d> addr_d
+        self.c.eval_z = <fc_eval_z> addr_z
+        self._keep = ("compiled", lib)
+        return self
+
+    @staticmethod
+    def from_expr(expr, vars=None, name=None):
+        """Compile a sympy expression (or a string) into a C loss.
+
+        The gradient, Hessian and T[v, v] = ∇_θ (vᵀ H v) are derived by sympy,
+        common subexpressions are eliminated (``sympy.cse``), and C code for
+        float64 and complex128 points is compiled once and cached on disk
+        (``$FLOWCORE_CACHE``, default ``~/.cache/flowcore``).
+
+        ``vars``: coordinate names in order; default the free symbols sorted by name.
+        Only holomorphic functions are accepted (exp, log, trig, hyperbolic and
+        their inverses, powers), since flows such as the PF evaluate E at complex points.
+        """
+        from flowcore import _codegen
+        return _codegen.loss_from_expr(expr, vars, name)
+
+    @staticmethod
+    def from_callable(value, grad, hess=None, third=None, *, int dim, bint vectorized=False,
+                      str name="python"):
+        """A loss from Python functions: the slow fallback, same API and C ABI.
+
+        With ``vectorized=False`` each function gets one point θ [D] (real or
+        complex) and returns E (scalar), g [D], H [D, D] or T[v, v] [D]
+        (``third(θ, v)``). With ``vectorized=True`` they get a block [n, D] and
+        return [n], [n, D], [n, D, D], [n, D]. ``hess``/``third`` may be omitted;
+        asking for them then raises NotImplementedError.
+        """
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        for label, f in (("value", value), ("grad", grad), ("hess", hess), ("third", third)):
+            if f is not None and not callable(f):
+                raise TypeError(f"{label} must be callable or None, got {type(f).__name__}")
+        cdef Loss self = Loss.__new__(Loss)
+        self.name, self.expr, self.vars = name, None, None
+        self._py = (value, grad, hess, third, vectorized)
+        self.c.abi_version = FC_ABI_VERSION
+        self.c.dim = dim
+        self.c.ctx = <const void*> self      # borrowed: a kernel holds the Loss while it calls
+        self.c.eval_d = _py_eval_d
+        self.c.eval_z = _py_eval_z
+        self._keep = ("python",)
+        return self
+
+    # ------------------------------------------------------ Python fallback glue
+    cdef int _py_call(self, long n, bint cplx, void *x, void *v, void *E, void *g, void *H,
+                      void *T) noexcept:
+        cdef Py_ssize_t D = self.c.dim
+        value, grad, hess, third, vectorized = self._py
+        cdef void *outs[4]
+        outs[0], outs[1], outs[2], outs[3] = E, g, H, T
+        cdef int k
+        try:
+            X = _wrap(x, n * D, cplx).reshape(n, D)
+            V = _wrap(v, n * D, cplx).reshape(n, D) if T != NULL else None
+            specs = ((value, (n,), "value"), (grad, (n, D), "grad"),
+                     (hess, (n, D, D), "hess"), (third, (n, D), "third"))
+            for k in range(4):
+                if outs[k] == NULL:
+                    continue
+                f, shape, label = specs[k]
+                if f is None:
+                    raise NotImplementedError(
+                        f"this Python loss has no {label} function; pass {label}= to Loss.from_callable")
+                res = _wrap(outs[k], int(np.prod(shape)), cplx).reshape(shape)
+                args = (X, V) if k == 3 else (X,)
+                if vectorized:
+                    res[...] = f(*args)
+                else:
+                    for i in range(n):
+                        res[i] = f(*(a[i] for a in args))
+            return 0
+        except BaseException as exc:    # re-raised by the caller, with the GIL
+            self._error = exc
+            return -1
+
+    # ------------------------------------------------------------- evaluation
+    def _evaluate(self, theta, v, bint want_E, bint want_g, bint want_H, bint want_T):
+        cdef Py_ssize_t D = self.c.dim
+        th = _as_points(theta, D, "theta")
+        lead = th.shape[:-1]
+        if want_T:
+            vv = _as_points(v, D, "v")
+            if vv.shape != th.shape:
+                vv = np.broadcast_to(vv, th.shape)
+            if np.iscomplexobj(vv) and not np.iscomplexobj(th):
+                th = th.astype(np.complex128)
+        cdef bint cplx = np.iscomplexobj(th)
+        dtype = np.complex128 if cplx else np.float64
+        cdef cnp.ndarray X = np.ascontiguousarray(th.reshape(-1, D), dtype=dtype)
+        cdef cnp.ndarray V = (np.ascontiguousarray(vv.reshape(-1, D), dtype=dtype)
+                              if want_T else X)
+        cdef int64_t n = X.shape[0]
+        outs = [np.empty((n,) + s, dtype) if w else None
+                for w, s in ((want_E, ()), (want_g, (D,)), (want_H, (D, D)), (want_T, (D,)))]
+        cdef void *p[4]
+        for k in range(4):
+            p[k] = cnp.PyArray_DATA(outs[k]) if outs[k] is not None else NULL
+        cdef void *px = cnp.PyArray_DATA(X)
+        cdef void *pv = cnp.PyArray_DATA(V)
+        cdef int rc
+        self._error = None
+        if n > 0:
+            with nogil:
+                if cplx:
+                    rc = self.c.eval_z(self.c.ctx, n, <double complex*>px, <double complex*>pv,
+                                       <double complex*>p[0], <double complex*>p[1],
+                                       <double complex*>p[2], <double complex*>p[3])
+                else:
+                    rc = self.c.eval_d(self.c.ctx, n, <double*>px, <double*>pv, <double*>p[0],
+                                       <double*>p[1], <double*>p[2], <double*>p[3])
+            if rc != 0:
+                err, self._error = self._error, None
+                if err is not None:
+                    raise err
+                raise RuntimeError(f"loss {self.name!r} failed with code {rc}")
+        return [o.reshape(lead + o.shape[1:]) if o is not None else None for o in outs]
+
+    def value(self, theta):
+        """E(θ) for θ [..., D] -> [...]."""
+        return self._evaluate(theta, None, True, False, False, False)[0]
+
+    def grad(self, theta):
+        """∇E(θ) for θ [..., D] -> [..., D]."""
+        return self._evaluate(theta, None, False, True, False, False)[1]
+
+    def hess(self, theta):
+        """∇²E(θ) for θ [..., D] -> [..., D, D]."""
+        return self._evaluate(theta, None, False, False, True, False)[2]
+
+    def third(self, theta, v):
+        """T[v, v] = ∇³E(θ)[v, v] for θ, v [..., D] -> [..., D] (v broadcasts against θ)."""
+        return self._evaluate(theta, v, False, False, False, True)[3]
+
+    def evaluate(self, theta, v=None, *, value=True, grad=True, hess=False):
+        """Several quantities in one C call: returns (E, g, H, T) with None for the skipped ones.
+
+        T[v, v] is computed when ``v`` is given."""
+        return tuple(self._evaluate(theta, v, value, grad, hess, v is not None))
+
+    def __call__(self, theta):
+        return self.value(theta)
+
+
+def _as_points(x, Py_ssize_t D, str label):
+    """Validate an array of points [..., D] (real or complex)."""
+    a = np.asarray(x)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise TypeError(f"{label} must be a numeric array of shape [..., {D}], got dtype {a.dtype}")
+    if a.ndim == 0 or a.shape[-1] != D:
+        if a.ndim == 0 and D == 1:
+            return a.reshape(1).astype(np.complex128 if np.iscomplexobj(a) else np.float64)
+        raise ValueError(f"{label} must have shape [..., {D}] (last axis = loss.dim = {D}), "
+                         f"got shape {a.shape}; reshape it, e.g. {label}.reshape(-1, {D})")
+    return a
