@@ -20,7 +20,7 @@ from pathlib import Path
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"
 CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fcx-fortran-rules"]
 
 # Functions analytic on their domain and available for complex arguments in C99.
@@ -121,9 +121,9 @@ class _Printer(C99CodePrinter):
         b, x = e.base, e.exp
         if x.is_Integer and abs(int(x)) <= 16:
             k = abs(int(x))
-            base = self.parenthesize(b, 1000)   # atoms print bare, the rest in parentheses
-            prod = "*".join([base] * k) if k else "1.0"
-            return prod if x > 0 else f"(1.0/({prod}))"
+            base = self.parenthesize(b, 1000)
+            prod = f"({'*'.join([base] * k)})" if k else "1.0"   # always one C term
+            return prod if x > 0 else f"(1.0/{prod})"
         if x == sp.Rational(1, 2):
             return f"sqrt({self._print(b)})"
         if x == -sp.Rational(1, 2):

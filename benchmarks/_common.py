@@ -1,0 +1,48 @@
+"""Shared helpers for flowcore benchmarks: median-of-repeats timing, tables, JSON."""
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def median_time(fn, repeats=7, min_time=0.05):
+    """Median wall time of fn() over `repeats` runs; each run loops until min_time."""
+    fn()                                                 # warm-up (JIT, caches, page faults)
+    times = []
+    for _ in range(repeats):
+        loops, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            loops += 1
+            dt = time.perf_counter() - t0
+            if dt >= min_time:
+                break
+        times.append(dt / loops)
+    return float(np.median(times))
+
+
+def table(rows, columns):
+    """A markdown table from a list of dicts."""
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        out.append("| " + " | ".join(_fmt(r[c]) for c in columns) + " |")
+    return "\n".join(out)
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return str(v)
+
+
+def write_json(name, rows, **meta):
+    RESULTS.mkdir(exist_ok=True)
+    meta.update(machine=platform.machine(), python=platform.python_version(),
+                date=time.strftime("%Y-%m-%d"))
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return path
