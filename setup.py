@@ -8,7 +8,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-EXTENSIONS = ["flowcore._loss"]
+EXTENSIONS = ["flowcore._loss", "flowcore._field"]
 
 
 def openmp_flags():

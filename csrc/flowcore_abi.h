@@ -43,3 +43,17 @@ typedef struct fc_loss {
 } fc_loss;
 
 #endif
+
+/* Vector-field ABI (compiled sympy fields): f(x) for a block of n points, out [n, dim].
+ * Compiled fields export fc_field_d and fc_field_z with these signatures. */
+#ifndef FLOWCORE_FIELD_ABI
+#define FLOWCORE_FIELD_ABI
+typedef int (*fc_field_d)(const void *ctx, int64_t n, const double *x, double *out);
+typedef int (*fc_field_z)(const void *ctx, int64_t n, const double complex *x, double complex *out);
+
+/* Per-trajectory status codes shared by fields, integrators and optimizers. */
+enum fc_status {
+    FC_OK = 0, FC_ESCAPED = 1, FC_MAX_STEPS = 2, FC_STEP_UNDERFLOW = 3,
+    FC_NONFINITE = 4, FC_SINGULAR = 5, FC_INTERRUPTED = 6
+};
+#endif

@@ -8,7 +8,9 @@ See ``fc.losses`` for the built-in zoo and ``flowcore.analysis`` for the symboli
 """
 from flowcore._codegen import ExpressionError
 from flowcore._loss import Loss
-from flowcore import losses
+from flowcore._field import Field, SpectralFlow
+from flowcore._status import Status
+from flowcore import losses, flows
 
-__all__ = ["Loss", "losses", "ExpressionError"]
+__all__ = ["Loss", "Field", "SpectralFlow", "Status", "losses", "flows", "ExpressionError"]
 __version__ = "0.1.0"

@@ -32,3 +32,18 @@ cdef extern from "zoo.h" nogil:
     int fc_zoo_rosenbrock_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
     int fc_zoo_ring_saddle_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
     int fc_zoo_ring_saddle_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
+
+cdef extern from "flowcore_abi.h" nogil:
+    ctypedef int (*fc_field_d)(const void *ctx, int64_t n, const double *x, double *out) noexcept nogil
+    ctypedef int (*fc_field_z)(const void *ctx, int64_t n, const double complex *x,
+                               double complex *out) noexcept nogil
+    enum:
+        FC_OK, FC_ESCAPED, FC_MAX_STEPS, FC_STEP_UNDERFLOW, FC_NONFINITE, FC_SINGULAR, FC_INTERRUPTED
+
+cdef extern from "spectral.h" nogil:
+    double FC_SINGULAR_TOL
+    double complex fc_log1m(double complex z)
+    double complex fc_log1m_near(double complex z, double complex Lprev)
+    double complex fc_phi(double complex z, double complex L)
+    double complex fc_phi_divdiff(double complex z1, double complex L1, double complex z2, double complex L2)
+    void fc_eig2(double complex a, double complex b, double complex d, double complex *l1, double complex *l2)

@@ -275,3 +275,39 @@ def loss_from_expr(expr, vars=None, name=None):
     lib = build(["loss", sp.srepr(e), *map(str, syms)], lambda: loss_source(e, syms))
     return Loss._compiled(name or text or str(e), len(syms), lib,
                           address(lib, "fc_eval_d"), address(lib, "fc_eval_z"), e, syms)
+
+
+# ----------------------------------------------------------------------------- fields
+FIELD_ARGS = "const void *ctx, int64_t n, const {s} *x, {s} *out"
+
+
+def field_source(exprs, syms):
+    D = len(syms)
+    xs = sp.symbols(f"x_0:{D}")
+    fs = [e.xreplace(dict(zip(syms, xs))) for e in exprs]
+    src = HEADER
+    for suffix, scalar in SCALARS:
+        block = c_block([(f"out[i*{D} + {k}]", fs[k]) for k in range(D)], scalar)
+        src += kernel_source(f"fc_field_{suffix}", scalar, D, block, [],
+                             FIELD_ARGS.format(s=scalar)) + "\n"
+    return src
+
+
+def field_from_expr(exprs, vars=None, name=None):
+    from flowcore._field import _expr_field
+    if isinstance(exprs, (str, sp.Expr)) or not hasattr(exprs, "__len__"):
+        raise ExpressionError("a field is a list of expressions, one per coordinate, "
+                              "e.g. Field.from_expr(['y', '-x'], vars=('x', 'y'))")
+    es = [parse(e, "field") for e in exprs]
+    for e in es:
+        if not isinstance(e, sp.Expr):
+            raise ExpressionError(f"field components must be scalar expressions, got {e!r}")
+        check_holomorphic(e, "field")
+    syms, es = resolve_vars(es, vars, "field")
+    if len(es) != len(syms):
+        raise ExpressionError(f"field has {len(es)} components but {len(syms)} variables "
+                              f"{[s.name for s in syms]}; pass vars= with one name per component")
+    lib = build(["field", *map(sp.srepr, es), *map(str, syms)], lambda: field_source(es, syms))
+    label = name or "[" + ", ".join(map(str, es)) + "]"
+    return _expr_field(label, len(syms), lib, address(lib, "fc_field_d"), address(lib, "fc_field_z"),
+                       es, syms)

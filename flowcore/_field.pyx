@@ -1,0 +1,543 @@
+# cython: language_level=3
+"""Vector fields: the spectral flows θ' = α(hH)g (+ non-principal term) and general ODEs.
+
+One kernel serves every spectral flow: polynomial α by Horner with Hessian-vector
+products, the principal flow (PF) by eigenvalues (closed form for D ≤ 2, LAPACK
+above) with branch tracking of log(1 − hλ).
+"""
+import numpy as np
+cimport numpy as cnp
+cimport cython
+from libc.math cimport isfinite, fabs, NAN
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from libc.stdint cimport int64_t, uintptr_t
+from scipy.linalg.cython_lapack cimport zgeev, zgesv, dsyevd
+from flowcore._loss cimport Loss
+from flowcore._abi cimport (fc_field_d, fc_field_z, FC_OK, FC_NONFINITE, FC_SINGULAR,
+                            FC_SINGULAR_TOL, fc_log1m, fc_log1m_near, fc_phi, fc_phi_divdiff, fc_eig2)
+
+cnp.import_array()
+
+ctypedef fused scalar:
+    double
+    double complex
+
+cdef extern from "<complex.h>" nogil:
+    double cabs(double complex)
+    double creal(double complex)
+    double cimag(double complex)
+
+cdef double complex CNAN = NAN + 1j * NAN
+
+
+cdef inline bint _finite(scalar v) noexcept nogil:
+    if scalar is double:
+        return isfinite(v)
+    else:
+        return isfinite(creal(v)) and isfinite(cimag(v))
+
+
+cdef bint _rows_finite(const scalar *a, int64_t m) noexcept nogil:
+    cdef int64_t k
+    for k in range(m):
+        if not _finite(a[k]):
+            return False
+    return True
+
+
+cdef class Field:
+    """A vector field θ' = f(θ) on C^D, evaluated at batches of points.
+
+    ``f(θ)`` / ``f.evaluate(θ)`` take θ [..., D] real or complex. Fields with branch
+    state (the tracked PF) also take ``state``: the per-trajectory log branches from
+    ``f.branch_state(θ0)``, advanced with ``f.accept(θ, state)`` along a path.
+    """
+
+    def __init__(self):
+        raise TypeError("build fields with flowcore.flows.* or Field.from_expr / Field.from_callable")
+
+    cdef int eval_d(self, int64_t n, const double *x, double *out, int *status) noexcept nogil:
+        return -1
+
+    cdef int eval_z(self, int64_t n, const double complex *x, const double complex *state,
+                    double complex *out, int *status) noexcept nogil:
+        return -1
+
+    cdef int branch(self, int64_t n, const double complex *x, double complex *state,
+                    bint init, int *status) noexcept nogil:
+        return 0
+
+    def __repr__(self):
+        return f"<flowcore.{type(self).__name__} {self.name!r} dim={self.dim}>"
+
+    def _raise(self, int rc):
+        err, self._error = self._error, None
+        if err is not None:
+            raise err
+        raise RuntimeError(f"field {self.name!r} failed (code {rc})")
+
+    def _points(self, theta, complex_):
+        from flowcore._loss import _as_points
+        th = _as_points(theta, self.dim, "theta")
+        dtype = np.complex128 if complex_ or np.iscomplexobj(th) or self.is_complex else np.float64
+        return th.shape[:-1], np.ascontiguousarray(th.reshape(-1, self.dim), dtype=dtype)
+
+    def _state(self, state, int64_t n):
+        if state is None:
+            return None
+        if self.nstate == 0:
+            raise ValueError(f"{self.name} has no branch state; call it without state=")
+        S = np.asarray(state)
+        if S.dtype != np.complex128 or S.shape != (n, self.nstate) or not S.flags.c_contiguous:
+            raise ValueError(f"state must be a C-contiguous complex128 array [{n}, {self.nstate}] "
+                             "from field.branch_state(theta)")
+        return S
+
+    def evaluate(self, theta, state=None):
+        """(f(θ) [..., D], status [...]): status is a flowcore.Status per point
+        (OK, NONFINITE, or SINGULAR where the PF meets hλ = 1; those rows are NaN)."""
+        lead, X = self._points(theta, False)
+        cdef int64_t n = X.shape[0]
+        S = self._state(state, n)
+        out = np.empty_like(X)
+        cdef int[::1] st = np.zeros(n, dtype=np.intc)
+        cdef int rc = 0
+        cdef void *px = cnp.PyArray_DATA(X)
+        cdef void *po = cnp.PyArray_DATA(out)
+        cdef const double complex *ps = <const double complex*> (<uintptr_t> S.ctypes.data if S is not None else 0)
+        cdef bint cplx = X.dtype == np.complex128
+        self._error = None
+        if n:
+            with nogil:
+                if cplx:
+                    rc = self.eval_z(n, <double complex*>px, ps, <double complex*>po, &st[0])
+                else:
+                    rc = self.eval_d(n, <double*>px, <double*>po, &st[0])
+        if rc:
+            self._raise(rc)
+        return out.reshape(lead + (self.dim,)), np.asarray(st).reshape(lead)
+
+    def __call__(self, theta, state=None):
+        """f(θ) [..., D]; rows where the field is singular or non-finite are NaN."""
+        return self.evaluate(theta, state)[0]
+
+    def branch_state(self, theta):
+        """Initial branch state [N, nstate] at points θ [N, D] (PF: principal log, +iπ on the cut)."""
+        return self._branch(theta, None, True)
+
+    def accept(self, theta, state):
+        """Continue ``state`` to the accepted points θ (in place); returns the status per point."""
+        return self._branch(theta, state, False)
+
+    def _branch(self, theta, state, bint init):
+        if self.nstate == 0:
+            raise ValueError(f"{self.name} has no branch state")
+        _, X = self._points(theta, True)
+        cdef int64_t n = X.shape[0]
+        S = np.zeros((n, self.nstate), np.complex128) if init else self._state(state, n)
+        cdef int[::1] st = np.zeros(n, dtype=np.intc)
+        cdef int rc = 0
+        cdef double complex *px = <double complex*> cnp.PyArray_DATA(X)
+        cdef double complex *ps = <double complex*> (<uintptr_t> S.ctypes.data)
+        if n:
+            with nogil:
+                rc = self.branch(n, px, ps, init, &st[0])
+        if rc:
+            self._raise(rc)
+        return S if init else np.asarray(st)
+
+    @staticmethod
+    def from_expr(exprs, vars=None, name=None):
+        """A vector field from sympy expressions (or strings), compiled to C like losses.
+
+        ``Field.from_expr(["y", "-x"], vars=("x", "y"))`` is the rotation. Holomorphic
+        functions only, so the field also runs at complex points."""
+        from flowcore import _codegen
+        return _codegen.field_from_expr(exprs, vars, name)
+
+    @staticmethod
+    def from_callable(f, *, int dim, bint vectorized=False, str name="python field"):
+        """A field from a Python function f(θ [D]) -> [D] (or [n, D] -> [n, D] when vectorized)."""
+        if not callable(f):
+            raise TypeError(f"f must be callable, got {type(f).__name__}")
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        cdef PyField self = PyField.__new__(PyField)
+        self.dim, self.is_complex, self.nstate, self.name = dim, False, 0, name
+        self.f, self.vectorized = f, vectorized
+        return self
+
+
+# ------------------------------------------------------------------ spectral flows
+cdef void _horner(const scalar *g, const scalar *H, const scalar *T, int D, const double *coef,
+                  int P, double h, double npc, scalar *r, scalar *tmp) noexcept nogil:
+    """r = sum_p coef[p] (hH)^p g + npc T[g, g]."""
+    cdef int p, a, b
+    cdef scalar s
+    for a in range(D):
+        r[a] = coef[P - 1] * g[a]
+    for p in range(P - 2, -1, -1):
+        for a in range(D):
+            s = 0
+            for b in range(D):
+                s = s + H[a * D + b] * r[b]
+            tmp[a] = s
+        for a in range(D):
+            r[a] = coef[p] * g[a] + h * tmp[a]
+    if T != NULL:
+        for a in range(D):
+            r[a] = r[a] + npc * T[a]
+
+
+cdef int _poly_block(SpectralFlow self, int64_t n, const scalar *x, scalar *out,
+                     int *status) noexcept nogil:
+    cdef int D = self.dim, rc = 0
+    cdef int64_t i, k
+    cdef scalar *buf = <scalar*> malloc(n * D * (D + 2) * sizeof(scalar) + D * sizeof(scalar))
+    if buf == NULL:
+        return -2
+    cdef scalar *g = buf
+    cdef scalar *H = buf + n * D
+    cdef scalar *T = NULL
+    cdef scalar *tmp = buf + n * D * (D + 2)
+    if self.np_coef != 0:
+        T = buf + n * D * (D + 1)
+    if scalar is double:
+        rc = self.loss.c.eval_d(self.loss.c.ctx, n, x, NULL, NULL, g, H, NULL)
+        if rc == 0 and T != NULL:
+            rc = self.loss.c.eval_d(self.loss.c.ctx, n, x, g, NULL, NULL, NULL, T)
+    else:
+        rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, NULL, NULL, g, H, NULL)
+        if rc == 0 and T != NULL:
+            rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, g, NULL, NULL, NULL, T)
+    if rc == 0:
+        for i in range(n):
+            _horner(g + i * D, H + i * D * D, T + i * D if T != NULL else NULL, D,
+                    &self.coef[0], self.coef.shape[0], self.lr, self.np_coef, out + i * D, tmp)
+            status[i] = FC_OK if _rows_finite(out + i * D, D) else FC_NONFINITE
+    free(buf)
+    return rc
+
+
+cdef void _match(int D, const double complex *prev, const double complex *lam, int *perm,
+                 int *used) noexcept nogil:
+    """perm[j]: the new eigenvalue continuing previous eigenvalue j (greedy nearest;
+    for D = 2 the better of the two pairings)."""
+    cdef int j, k, best
+    cdef double d, dbest
+    if D == 2:
+        if cabs(lam[0] - prev[0]) + cabs(lam[1] - prev[1]) <= cabs(lam[1] - prev[0]) + cabs(lam[0] - prev[1]):
+            perm[0], perm[1] = 0, 1
+        else:
+            perm[0], perm[1] = 1, 0
+        return
+    for k in range(D):
+        used[k] = 0
+    for j in range(D):
+        best, dbest = -1, 0
+        for k in range(D):
+            if not used[k]:
+                d = cabs(lam[k] - prev[j])
+                if best < 0 or d < dbest:
+                    best, dbest = k, d
+        perm[j] = best
+        used[best] = 1
+
+
+cdef class SpectralFlow(Field):
+    """θ' = α(hH) g + c·T[g, g]: the spectral flows of Rosca et al. (2023), Table 1.
+
+    ``kind='poly'``: α(z) = Σ_p coef[p] z^p (NGF, PGF, IGR, BEA-n, third-order),
+    evaluated by Horner with H·v products. ``kind='pf'``: α(z) = log(1 − z)/z, the
+    principal flow, by eigenvalues of H (closed form for D ≤ 2, LAPACK above) with the
+    log's branch continued along a trajectory (state = eigenvalues and log values).
+    ``kind='user'``: α given as a Python callable of z = hλ [n, D] (sorted by
+    decreasing real part, so index 0 is the top direction u₀), evaluated with numpy.
+    """
+
+    def __repr__(self):
+        return f"<flowcore.SpectralFlow {self.name!r} lr={self.lr:g} dim={self.dim}>"
+
+    @property
+    def coefficients(self):
+        """Polynomial coefficients of α (poly flows), low order first."""
+        return np.asarray(self.coef).copy() if self.kind == "poly" else None
+
+    cdef int eval_d(self, int64_t n, const double *x, double *out, int *status) noexcept nogil:
+        if self.kcode == 0:
+            return _poly_block(self, n, x, out, status)
+        return self._user_block(n, <void*>x, False, out, status)
+
+    cdef int eval_z(self, int64_t n, const double complex *x, const double complex *state,
+                    double complex *out, int *status) noexcept nogil:
+        cdef int code = self.kcode, rc
+        if code == 0:
+            return _poly_block(self, n, x, out, status)
+        if code == 2:
+            return self._user_block(n, <void*>x, True, out, status)
+        cdef int D = self.dim
+        cdef int64_t i
+        cdef double complex *buf = <double complex*> malloc(n * D * (D + 2) * sizeof(double complex))
+        if buf == NULL:
+            return -2
+        cdef double complex *g = buf
+        cdef double complex *H = buf + n * D
+        cdef double complex *T = buf + n * D * (D + 1)
+        rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, NULL, NULL, g, H, NULL)
+        if rc == 0:
+            rc = self._pf_rows(n, g, H, state, NULL, out, status)
+        if rc == 0 and self.np_coef != 0:
+            rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, g, NULL, NULL, NULL, T)
+            for i in range(n * D):
+                out[i] = out[i] + self.np_coef * T[i]
+        free(buf)
+        return rc
+
+    cdef int branch(self, int64_t n, const double complex *x, double complex *state,
+                    bint init, int *status) noexcept nogil:
+        cdef int D = self.dim, rc
+        cdef double complex *buf = <double complex*> malloc(n * D * (D + 1) * sizeof(double complex))
+        if buf == NULL:
+            return -2
+        rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, NULL, NULL, buf, buf + n * D, NULL)
+        if rc == 0:
+            rc = self._pf_rows(n, buf, buf + n * D, NULL if init else state, state, NULL, status)
+        free(buf)
+        return rc
+
+    cdef int _pf_rows(self, int64_t n, const double complex *g, const double complex *H,
+                      const double complex *state_in, double complex *state_out,
+                      double complex *out, int *status) noexcept nogil:
+        """PF at n points from their g and H. With state_in, eigenvalues are matched to the
+        previous ones and each log continued from its previous value; state_out (may
+        alias state_in) receives the new eigenvalues and logs; out (may be NULL) the field."""
+        cdef int D = self.dim, j, k, a, b, info = 0, one = 1, lwork = 4 * D, liwork = 3 + 5 * D
+        cdef int ldw = 1 + 6 * D + 2 * D * D
+        cdef double h = self.lr
+        cdef int64_t i
+        cdef bint need_vec = out != NULL and D > 2, real
+        cdef double complex l1, l2, z1, z2, p1, p12, s
+        cdef char jobv = b'V' if need_vec else b'N'
+        cdef char jobn = b'N', uplo = b'U'
+        # workspace: lam, L, Lprev-matched, phi, y | A, V | work | rwork, wd, workd | perm, used, ipiv, iwork
+        cdef double complex *zw = <double complex*> malloc((5 * D + 2 * D * D + lwork) * sizeof(double complex))
+        cdef double *dw = <double*> malloc((2 * D + D + ldw + D * D) * sizeof(double))
+        cdef int *iw = <int*> malloc((3 * D + liwork) * sizeof(int))
+        if zw == NULL or dw == NULL or iw == NULL:
+            free(zw); free(dw); free(iw)
+            return -2
+        cdef double complex *lam = zw
+        cdef double complex *L = zw + D
+        cdef double complex *phi = zw + 2 * D
+        cdef double complex *y = zw + 3 * D
+        cdef double complex *tmp = zw + 4 * D
+        cdef double complex *A = zw + 5 * D
+        cdef double complex *V = A + D * D
+        cdef double complex *work = V + D * D
+        cdef double *rwork = dw
+        cdef double *wd = dw + 2 * D
+        cdef double *Ad = dw + 3 * D
+        cdef double *workd = Ad + D * D
+        cdef int *perm = iw
+        cdef int *used = iw + D
+        cdef int *ipiv = iw + 2 * D
+        cdef int *iwork = iw + 3 * D
+        cdef const double complex *gi
+        cdef const double complex *Hi
+        for i in range(n):
+            gi, Hi = g + i * D, H + i * D * D
+            status[i] = FC_OK
+            if not (_rows_finite(gi, D) and _rows_finite(Hi, D * D)):
+                status[i] = FC_NONFINITE
+            else:
+                # eigenvalues (and, for D > 2 with a field to build, eigenvectors in V)
+                real = True
+                for k in range(D * D):
+                    if cimag(Hi[k]) != 0:
+                        real = False
+                if D == 1:
+                    lam[0] = Hi[0]
+                elif D == 2:
+                    fc_eig2(Hi[0], Hi[1], Hi[3], &lam[0], &lam[1])
+                elif real:
+                    for k in range(D * D):
+                        Ad[k] = creal(Hi[k])
+                    dsyevd(&jobv, &uplo, &D, Ad, &D, wd, workd, &ldw, iwork, &liwork, &info)
+                    for k in range(D):
+                        lam[k] = wd[k]
+                    if need_vec:
+                        for k in range(D * D):
+                            V[k] = Ad[k]
+                else:
+                    memcpy(A, Hi, D * D * sizeof(double complex))
+                    zgeev(&jobn, &jobv, &D, A, &D, lam, NULL, &one, V, &D, work, &lwork, rwork, &info)
+                if info != 0:
+                    status[i] = FC_NONFINITE
+                    info = 0
+            if status[i] == FC_OK:
+                # the branch of each log(1 - h lambda)
+                if state_in != NULL:
+                    _match(D, state_in + i * 2 * D, lam, perm, used)
+                    for j in range(D):
+                        k = perm[j]
+                        L[k] = fc_log1m_near(h * lam[k], state_in[i * 2 * D + D + j])
+                else:
+                    for k in range(D):
+                        perm[k] = k
+                        L[k] = fc_log1m(h * lam[k])
+                for k in range(D):
+                    if cabs(1 - h * lam[k]) < FC_SINGULAR_TOL:
+                        status[i] = FC_SINGULAR
+            if status[i] != FC_OK:
+                if out != NULL:
+                    for a in range(D):
+                        out[i * D + a] = CNAN
+                continue
+            if state_out != NULL:
+                for j in range(D):
+                    state_out[i * 2 * D + j] = lam[perm[j]]
+                    state_out[i * 2 * D + D + j] = L[perm[j]]
+            if out == NULL:
+                continue
+            if D == 1:
+                out[i] = fc_phi(h * lam[0], L[0]) * gi[0]
+            elif D == 2:
+                # phi(hH) g = phi(z1) g + h phi[z1, z2] (H - l1 I) g  (divided differences)
+                z1, z2 = h * lam[0], h * lam[1]
+                p1 = fc_phi(z1, L[0])
+                p12 = h * fc_phi_divdiff(z1, L[0], z2, L[1])
+                for a in range(2):
+                    s = Hi[a * 2] * gi[0] + Hi[a * 2 + 1] * gi[1] - lam[0] * gi[a]
+                    out[i * 2 + a] = p1 * gi[a] + p12 * s
+            else:
+                for k in range(D):
+                    phi[k] = fc_phi(h * lam[k], L[k])
+                if real:      # orthonormal V: V^{-1} g = V^T g
+                    for k in range(D):
+                        s = 0
+                        for a in range(D):
+                            s = s + V[k * D + a] * gi[a]
+                        y[k] = s
+                else:
+                    memcpy(A, V, D * D * sizeof(double complex))
+                    memcpy(y, gi, D * sizeof(double complex))
+                    zgesv(&D, &one, A, &D, ipiv, y, &D, &info)
+                    if info != 0:
+                        info = 0
+                        status[i] = FC_NONFINITE
+                for a in range(D):
+                    s = 0
+                    for k in range(D):
+                        s = s + V[k * D + a] * phi[k] * y[k]
+                    out[i * D + a] = s if status[i] == FC_OK else CNAN
+        free(zw); free(dw); free(iw)
+        return 0
+
+    cdef int _user_block(self, int64_t n, void *x, bint cplx, void *out, int *status) noexcept nogil:
+        with gil:
+            try:
+                D = self.dim
+                if cplx:
+                    X = np.asarray(<double complex[:n * D]> <double complex*> x).reshape(n, D)
+                    O = np.asarray(<double complex[:n * D]> <double complex*> out).reshape(n, D)
+                else:
+                    X = np.asarray(<double[:n * D]> <double*> x).reshape(n, D)
+                    O = np.asarray(<double[:n * D]> <double*> out).reshape(n, D)
+                g, H = self.loss.grad(X), self.loss.hess(X)
+                lam, V = np.linalg.eig(H)
+                order = np.argsort(-lam.real, axis=-1, kind="stable")
+                lam = np.take_along_axis(lam, order, -1)
+                V = np.take_along_axis(V, order[:, None, :], -1)
+                a = np.asarray(self.alpha(self.lr * lam), dtype=complex)
+                if a.shape != lam.shape:
+                    raise ValueError(f"alpha must return an array of shape {lam.shape}, got {a.shape}")
+                y = np.linalg.solve(V, g.astype(complex)[..., None])[..., 0]
+                f = np.einsum("nab,nb->na", V, a * y)
+                if not cplx:
+                    if np.any(np.abs(f.imag) > 1e-12 * (1 + np.abs(f.real))):
+                        raise ValueError("alpha gives a complex field at real points; "
+                                         "evaluate at complex points (theta.astype(complex))")
+                    f = f.real
+                O[...] = f
+                ok = np.all(np.isfinite(f), axis=-1)
+                for i in range(n):
+                    status[i] = FC_OK if ok[i] else FC_NONFINITE
+                return 0
+            except BaseException as exc:
+                self._error = exc
+                return -1
+
+
+def _spectral(Loss loss, double lr, str kind, coef=(), double np_coef=0.0, alpha=None,
+              bint track=True, str name=""):
+    """Build a SpectralFlow (used by flowcore.flows)."""
+    cdef SpectralFlow self = SpectralFlow.__new__(SpectralFlow)
+    self.loss, self.lr, self.kind, self.np_coef, self.alpha = loss, lr, kind, np_coef, alpha
+    self.dim, self.name = loss.dim, name
+    self.coef = np.ascontiguousarray(coef if len(coef) else [0.0], dtype=np.float64)
+    self.kcode = {"poly": 0, "pf": 1, "user": 2}[kind]
+    self.is_complex = kind == "pf"
+    self.nstate = 2 * loss.dim if (kind == "pf" and track) else 0
+    return self
+
+
+cdef class ExprField(Field):
+    """A vector field compiled from sympy expressions (Field.from_expr)."""
+
+    cdef int eval_d(self, int64_t n, const double *x, double *out, int *status) noexcept nogil:
+        cdef int rc = self.fd(NULL, n, x, out)
+        cdef int64_t i
+        for i in range(n):
+            status[i] = FC_OK if _rows_finite(out + i * self.dim, self.dim) else FC_NONFINITE
+        return rc
+
+    cdef int eval_z(self, int64_t n, const double complex *x, const double complex *state,
+                    double complex *out, int *status) noexcept nogil:
+        cdef int rc = self.fz(NULL, n, x, out)
+        cdef int64_t i
+        for i in range(n):
+            status[i] = FC_OK if _rows_finite(out + i * self.dim, self.dim) else FC_NONFINITE
+        return rc
+
+
+def _expr_field(str name, int dim, object lib, uintptr_t fd, uintptr_t fz, exprs, vars):
+    cdef ExprField self = ExprField.__new__(ExprField)
+    self.dim, self.is_complex, self.nstate, self.name = dim, False, 0, name
+    self.fd, self.fz, self.lib = <fc_field_d> fd, <fc_field_z> fz, lib
+    self.exprs, self.vars = tuple(exprs), tuple(vars)
+    return self
+
+
+cdef class PyField(Field):
+    """A vector field from a Python function: the slow fallback (takes the GIL)."""
+
+    cdef int eval_d(self, int64_t n, const double *x, double *out, int *status) noexcept nogil:
+        return self._call(n, <void*>x, False, <void*>out, status)
+
+    cdef int eval_z(self, int64_t n, const double complex *x, const double complex *state,
+                    double complex *out, int *status) noexcept nogil:
+        return self._call(n, <void*>x, True, <void*>out, status)
+
+    cdef int _call(self, int64_t n, void *x, bint cplx, void *out, int *status) noexcept nogil:
+        with gil:
+            try:
+                D = self.dim
+                if cplx:
+                    X = np.asarray(<double complex[:n * D]> <double complex*> x).reshape(n, D)
+                    O = np.asarray(<double complex[:n * D]> <double complex*> out).reshape(n, D)
+                else:
+                    X = np.asarray(<double[:n * D]> <double*> x).reshape(n, D)
+                    O = np.asarray(<double[:n * D]> <double*> out).reshape(n, D)
+                if self.vectorized:
+                    O[...] = self.f(X)
+                else:
+                    for i in range(n):
+                        O[i] = self.f(X[i])
+                ok = np.all(np.isfinite(O), axis=-1)
+                for i in range(n):
+                    status[i] = FC_OK if ok[i] else FC_NONFINITE
+                return 0
+            except BaseException as exc:
+                self._error = exc
+                return -1
