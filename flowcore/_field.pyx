@@ -450,8 +450,11 @@ cdef class SpectralFlow(Field):
                 lam = np.take_along_axis(lam, order, -1)
                 V = np.take_along_axis(V, order[:, None, :], -1)
                 a = np.asarray(self.alpha(self.lr * lam), dtype=complex)
-                if a.shape != lam.shape:
-                    raise ValueError(f"alpha must return an array of shape {lam.shape}, got {a.shape}")
+                try:
+                    a = np.broadcast_to(a, lam.shape)
+                except ValueError:
+                    raise ValueError(f"alpha must return an array of shape {lam.shape} "
+                                     f"(or broadcastable to it), got {a.shape}") from None
                 y = np.linalg.solve(V, g.astype(complex)[..., None])[..., 0]
                 f = np.einsum("nab,nb->na", V, a * y)
                 if not cplx:
