@@ -15,7 +15,8 @@ from libc.stdint cimport int64_t, uintptr_t
 from scipy.linalg.cython_lapack cimport zgeev, zgesv, dsyevd
 from flowcore._loss cimport Loss
 from flowcore._abi cimport (fc_field_d, fc_field_z, FC_OK, FC_NONFINITE, FC_SINGULAR,
-                            FC_SINGULAR_TOL, fc_log1m, fc_log1m_near, fc_phi, fc_phi_divdiff, fc_eig2)
+                            FC_SINGULAR_TOL, fc_log1m, fc_log1m_near, fc_phi, fc_phi_divdiff, fc_eig2,
+                            fc_eigvec2)
 
 cnp.import_array()
 
@@ -220,14 +221,27 @@ cdef int _poly_block(SpectralFlow self, int64_t n, const scalar *x, scalar *out,
     return rc
 
 
-cdef void _match(int D, const double complex *prev, const double complex *lam, int *perm,
+cdef inline double _overlap(int D, const double complex *p, const double complex *v) noexcept nogil:
+    cdef double complex s = 0
+    cdef int a
+    for a in range(D):
+        s = s + (creal(p[a]) - 1j * cimag(p[a])) * v[a]
+    return cabs(s)
+
+
+cdef void _match(int D, const double complex *prevU, const double complex *V, int *perm,
                  int *used) noexcept nogil:
-    """perm[j]: the new eigenvalue continuing previous eigenvalue j (greedy nearest;
-    for D = 2 the better of the two pairings)."""
+    """perm[j]: the new eigenpair continuing previous direction j, by eigenvector overlap
+    |u_prev^H u_new| (eigenvalues alone cannot tell a crossing from a bounce); for D = 2
+    the better of the two pairings, above that greedy."""
     cdef int j, k, best
-    cdef double d, dbest
+    cdef double o, obest
+    if D == 1:
+        perm[0] = 0
+        return
     if D == 2:
-        if cabs(lam[0] - prev[0]) + cabs(lam[1] - prev[1]) <= cabs(lam[1] - prev[0]) + cabs(lam[0] - prev[1]):
+        if (_overlap(2, prevU, V) + _overlap(2, prevU + 2, V + 2)
+                >= _overlap(2, prevU, V + 2) + _overlap(2, prevU + 2, V)):
             perm[0], perm[1] = 0, 1
         else:
             perm[0], perm[1] = 1, 0
@@ -235,12 +249,12 @@ cdef void _match(int D, const double complex *prev, const double complex *lam, i
     for k in range(D):
         used[k] = 0
     for j in range(D):
-        best, dbest = -1, 0
+        best, obest = -1, -1
         for k in range(D):
             if not used[k]:
-                d = cabs(lam[k] - prev[j])
-                if best < 0 or d < dbest:
-                    best, dbest = k, d
+                o = _overlap(D, prevU + j * D, V + k * D)
+                if o > obest:
+                    best, obest = k, o
         perm[j] = best
         used[best] = 1
 
@@ -251,7 +265,7 @@ cdef class SpectralFlow(Field):
     ``kind='poly'``: α(z) = Σ_p coef[p] z^p (NGF, PGF, IGR, BEA-n, third-order),
     evaluated by Horner with H·v products. ``kind='pf'``: α(z) = log(1 − z)/z, the
     principal flow, by eigenvalues of H (closed form for D ≤ 2, LAPACK above) with the
-    log's branch continued along a trajectory (state = eigenvalues and log values).
+    log's branch continued along a trajectory (state = eigenvalues, logs, eigenvectors).
     ``kind='user'``: α given as a Python callable of z = hλ [n, D] (sorted by
     decreasing real part, so index 0 is the top direction u₀), evaluated with numpy.
     """
@@ -316,7 +330,9 @@ cdef class SpectralFlow(Field):
         cdef int ldw = 1 + 6 * D + 2 * D * D
         cdef double h = self.lr
         cdef int64_t i
-        cdef bint need_vec = out != NULL and D > 2, real
+        cdef int S = 2 * D + D * D        # state per trajectory: eigenvalues, logs, eigenvectors
+        cdef bint tracked = state_in != NULL or state_out != NULL
+        cdef bint need_vec = (out != NULL and D > 2) or (tracked and D > 1), real
         cdef double complex l1, l2, z1, z2, p1, p12, s
         cdef char jobv = b'V' if need_vec else b'N'
         cdef char jobn = b'N', uplo = b'U'
@@ -360,6 +376,9 @@ cdef class SpectralFlow(Field):
                     lam[0] = Hi[0]
                 elif D == 2:
                     fc_eig2(Hi[0], Hi[1], Hi[3], &lam[0], &lam[1])
+                    if need_vec:
+                        for k in range(2):
+                            fc_eigvec2(Hi[0], Hi[1], Hi[3], lam[k], k, V + 2 * k)
                 elif real:
                     for k in range(D * D):
                         Ad[k] = creal(Hi[k])
@@ -378,10 +397,10 @@ cdef class SpectralFlow(Field):
             if status[i] == FC_OK:
                 # the branch of each log(1 - h lambda)
                 if state_in != NULL:
-                    _match(D, state_in + i * 2 * D, lam, perm, used)
+                    _match(D, state_in + i * S + 2 * D, V, perm, used)
                     for j in range(D):
                         k = perm[j]
-                        L[k] = fc_log1m_near(h * lam[k], state_in[i * 2 * D + D + j])
+                        L[k] = fc_log1m_near(h * lam[k], state_in[i * S + D + j])
                 else:
                     for k in range(D):
                         perm[k] = k
@@ -396,8 +415,10 @@ cdef class SpectralFlow(Field):
                 continue
             if state_out != NULL:
                 for j in range(D):
-                    state_out[i * 2 * D + j] = lam[perm[j]]
-                    state_out[i * 2 * D + D + j] = L[perm[j]]
+                    state_out[i * S + j] = lam[perm[j]]
+                    state_out[i * S + D + j] = L[perm[j]]
+                    for a in range(D):
+                        state_out[i * S + 2 * D + j * D + a] = V[perm[j] * D + a] if D > 1 else 1.0
             if out == NULL:
                 continue
             if D == 1:
@@ -481,7 +502,7 @@ def _spectral(Loss loss, double lr, str kind, coef=(), double np_coef=0.0, alpha
     self.coef = np.ascontiguousarray(coef if len(coef) else [0.0], dtype=np.float64)
     self.kcode = {"poly": 0, "pf": 1, "user": 2}[kind]
     self.is_complex = kind == "pf"
-    self.nstate = 2 * loss.dim if (kind == "pf" and track) else 0
+    self.nstate = (2 * loss.dim + loss.dim ** 2) if (kind == "pf" and track) else 0
     return self
 
 
