@@ -8,7 +8,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-EXTENSIONS = ["flowcore._loss", "flowcore._field"]
+EXTENSIONS = ["flowcore._loss", "flowcore._field", "flowcore._descend"]
 
 
 def openmp_flags():

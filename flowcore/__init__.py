@@ -10,7 +10,9 @@ from flowcore._codegen import ExpressionError
 from flowcore._loss import Loss
 from flowcore._field import Field, SpectralFlow
 from flowcore._status import Status
+from flowcore.optim import descend, diagnostics, Run
 from flowcore import losses, flows
 
-__all__ = ["Loss", "Field", "SpectralFlow", "Status", "losses", "flows", "ExpressionError"]
+__all__ = ["Loss", "Field", "SpectralFlow", "Status", "losses", "flows", "ExpressionError",
+           "descend", "diagnostics", "Run"]
 __version__ = "0.1.0"

@@ -565,3 +565,15 @@ cdef class PyField(Field):
             except BaseException as exc:
                 self._error = exc
                 return -1
+
+
+def _phi_values(z):
+    """φ(z) = log(1 − z)/z elementwise (principal branch, +iπ on the cut; series near 0)."""
+    zz = np.ascontiguousarray(z, dtype=np.complex128)
+    out = np.empty_like(zz)
+    cdef double complex[::1] zi = zz.reshape(-1)
+    cdef double complex[::1] o = out.reshape(-1)
+    cdef Py_ssize_t k
+    for k in range(zi.shape[0]):
+        o[k] = fc_phi(zi[k], fc_log1m(zi[k]))
+    return out

@@ -1,0 +1,120 @@
+"""Discrete optimizers (``fc.descend``) and diagnostics along their runs."""
+from dataclasses import dataclass
+import os
+
+import numpy as np
+
+from flowcore._descend import METHODS, _descend
+from flowcore._loss import Loss
+from flowcore._status import Status
+
+__all__ = ["descend", "Run", "diagnostics"]
+
+
+@dataclass
+class Run:
+    """Result of :func:`descend`.
+
+    iterates [N, steps+1, D] (NaN after a trajectory stops), status [N] (Status codes),
+    nsteps [N] (steps taken), lr: the learning rate used at each step — [N, steps] for
+    scalar rates (constant for gd/heavy_ball/nesterov), [N, steps, D] for dal_per_param.
+    """
+    iterates: np.ndarray
+    status: np.ndarray
+    nsteps: np.ndarray
+    lr: np.ndarray
+    method: str
+
+    @property
+    def final(self):
+        """Last iterate of each trajectory (before it stopped) [N, D]."""
+        idx = np.asarray(self.nsteps)
+        return self.iterates[np.arange(len(idx)), idx]
+
+    @property
+    def message(self):
+        return Status.summary(self.status)
+
+
+def _threads(threads):
+    if threads is None:
+        return os.cpu_count() or 1
+    if not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None (all cores), got {threads!r}")
+    return int(threads)
+
+
+def descend(loss, theta0, lr=None, steps=100, method="gd", beta=0.9, power=1.0, lr_cap=None,
+            escape_radius=1e12, threads=None):
+    """Run a discrete optimizer from every row of theta0 [N, D] (or [D]).
+
+    Methods (h = lr, g = ∇E(θ), H = ∇²E(θ), ĝ = g/‖g‖):
+
+    * ``gd``: θ⁺ = θ − h g
+    * ``heavy_ball``: θ⁺ = θ − h g + β(θ − θ⁻)
+    * ``nesterov``: y = θ + β(θ − θ⁻); θ⁺ = y − h g(y)
+    * ``dal``: θ⁺ = θ − h(θ) g with h(θ) = 2/‖H ĝ‖^p (DAL-p; p = ``power``, p = 1 is DAL),
+      capped at ``lr_cap`` when given; ``lr`` is not used
+    * ``dal_momentum``: heavy ball with the DAL-p rate: θ⁺ = θ − h(θ) g + β(θ − θ⁻)
+    * ``dal_per_param``: each coordinate its own rate h_a = 2/|(H ĝ)_a|^p (capped)
+
+    A trajectory stops with Status.ESCAPED when ‖θ‖ > escape_radius and
+    Status.NONFINITE on a non-finite value; the others go on.
+    """
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    th = np.asarray(theta0)
+    if np.iscomplexobj(th):
+        raise TypeError("descend runs real iterates; theta0 must be real")
+    th = np.atleast_2d(np.asarray(th, dtype=np.float64))
+    if th.ndim != 2 or th.shape[1] != loss.dim:
+        raise ValueError(f"theta0 must have shape [N, {loss.dim}] (or [{loss.dim}]), got {np.shape(theta0)}")
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    uses_lr = not method.startswith("dal")
+    if uses_lr:
+        if lr is None or not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr must be finite and > 0 for method {method!r}, got {lr!r}")
+    if not (0 <= beta < 1):
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    if not (np.isfinite(power) and power > 0):
+        raise ValueError(f"power must be > 0, got {power}")
+    if lr_cap is not None and not (np.isfinite(lr_cap) and lr_cap > 0):
+        raise ValueError(f"lr_cap must be > 0 or None, got {lr_cap}")
+    if not escape_radius > 0:
+        raise ValueError(f"escape_radius must be > 0, got {escape_radius}")
+    b = beta if method in ("heavy_ball", "nesterov", "dal_momentum") else 0.0
+    X, rates, status, nsteps = _descend(loss, np.ascontiguousarray(th), int(steps), method,
+                                        float(lr) if uses_lr else 0.0, b, float(power),
+                                        float(lr_cap or 0.0), float(escape_radius), _threads(threads))
+    return Run(X, status.astype(np.int8), nsteps, rates, method)
+
+
+def diagnostics(loss, iterates, lr):
+    """Per-iterate diagnostics of a GD run (iterates [..., D], real): a dict of arrays.
+
+    * ``loss``: E(θ)
+    * ``eigenvalues`` [..., D] ascending, ``eigenvectors`` [..., D, D] of H
+    * ``stability_coefficients`` [..., D]: sc_i = α_PF(hλ_i)(gᵀu_i), sign of u_i chosen
+      so that gᵀu_i ≥ 0; α_PF(z) = log(1 − z)/z with +iπ for z > 1 (complex)
+    * ``Hg_norm`` ‖Hg‖, ``Hghat_norm`` ‖Hĝ‖ (NaN where g = 0)
+    * ``progress_ratio``: (E(θ − hg) − E(θ)) / (h‖g‖²) (Ahn et al.); −1 + O(h) for small h
+    """
+    from flowcore._field import _phi_values
+    th = np.asarray(iterates, dtype=np.float64)
+    E, g, H, _ = loss.evaluate(th, hess=True)
+    lam, U = np.linalg.eigh(H)
+    proj = np.einsum("...a,...ai->...i", g, U)
+    sign = np.where(proj < 0, -1.0, 1.0)
+    U = U * sign[..., None, :]
+    proj = proj * sign
+    sc = _phi_values(lr * lam) * proj
+    Hg = np.einsum("...ab,...b->...a", H, g)
+    gn = np.linalg.norm(g, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hghat = np.where(gn > 0, np.linalg.norm(Hg, axis=-1) / gn, np.nan)
+        ratio = (loss.value(th - lr * g) - E) / (lr * gn**2)
+    return {"loss": E, "eigenvalues": lam, "eigenvectors": U, "stability_coefficients": sc,
+            "Hg_norm": np.linalg.norm(Hg, axis=-1), "Hghat_norm": hghat, "progress_ratio": ratio}

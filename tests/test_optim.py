@@ -1,0 +1,133 @@
+"""Discrete optimizers against closed forms and plain numpy loops; diagnostics against numpy."""
+import numpy as np
+import pytest
+
+import flowcore as fc
+
+RNG = np.random.default_rng(2)
+
+
+def test_gd_on_quadratic_equals_closed_form():
+    D = 4
+    Q, _ = np.linalg.qr(RNG.normal(size=(D, D)))
+    A = Q @ np.diag([3.0, 1.0, -0.5, 0.2]) @ Q.T
+    b = RNG.normal(size=D)
+    h, n = 0.3, 25
+    th0 = RNG.normal(size=(7, D))
+    run = fc.descend(fc.losses.quadratic(A, b), th0, h, n)
+    star = -np.linalg.solve(A, b)
+    M = np.linalg.matrix_power(np.eye(D) - h * A, n)
+    ref = (M @ (th0 - star).T).T + star                  # (I − hA)^n (θ0 + A⁻¹b) − A⁻¹b
+    np.testing.assert_allclose(run.iterates[:, -1], ref, rtol=1e-10)
+    assert np.all(run.status == fc.Status.OK) and np.all(run.nsteps == n)
+
+
+def numpy_loop(grad, hess, th0, h, n, method, beta=0.9, p=1.0, cap=None):
+    th, prev, out, rates = th0.copy(), th0.copy(), [th0.copy()], []
+    for _ in range(n):
+        if method == "nesterov":
+            y = th + beta * (th - prev)
+            new = y - h * grad(y)
+        elif method == "heavy_ball":
+            new = th - h * grad(th) + beta * (th - prev)
+        else:
+            g, H = grad(th), hess(th)
+            ghat = g / np.linalg.norm(g)
+            if method == "dal_per_param":
+                r = 2 / np.abs(H @ ghat) ** p
+            else:
+                r = 2 / np.linalg.norm(H @ ghat) ** p
+            if cap is not None:
+                r = np.minimum(r, cap)
+            rates.append(r)
+            new = th - r * g + (beta * (th - prev) if method == "dal_momentum" else 0)
+        prev, th = th, new
+        out.append(th.copy())
+    return np.array(out), np.array(rates)
+
+
+@pytest.mark.parametrize("method", ["heavy_ball", "nesterov", "dal", "dal_momentum", "dal_per_param"])
+def test_optimizers_match_numpy_loops(method):
+    loss = fc.losses.rosenbrock(b=5)
+    th0 = np.array([[-0.7, 0.4], [1.3, 0.2]])
+    kw = dict(lr=0.01) if method in ("heavy_ball", "nesterov") else dict(power=1.5, lr_cap=0.05)
+    run = fc.descend(loss, th0, steps=30, method=method, beta=0.8, **kw)
+    for i in range(2):
+        ref, rates = numpy_loop(lambda t: loss.grad(t), lambda t: loss.hess(t), th0[i],
+                                kw.get("lr"), 30, method, beta=0.8, p=1.5, cap=0.05)
+        np.testing.assert_allclose(run.iterates[i], ref, rtol=1e-12, atol=1e-14)
+        if method.startswith("dal"):
+            np.testing.assert_allclose(run.lr[i], rates, rtol=1e-13)
+
+
+def test_dal_rate_is_two_over_norm_H_ghat():
+    loss = fc.losses.double_well()
+    th0 = RNG.uniform(-1.5, 1.5, (20, 2))
+    for p in (1.0, 2.0):
+        run = fc.descend(loss, th0, steps=1, method="dal", power=p)
+        g, H = loss.grad(th0), loss.hess(th0)
+        ghat = g / np.linalg.norm(g, axis=1, keepdims=True)
+        ref = 2 / np.linalg.norm(np.einsum("nab,nb->na", H, ghat), axis=1) ** p
+        np.testing.assert_allclose(run.lr[:, 0], ref, rtol=1e-13)
+
+
+def test_status_escaped_and_nonfinite_per_trajectory():
+    loss = fc.losses.quadratic_1d(1.0)
+    run = fc.descend(loss, [[1.0], [np.nan], [1.0]], lr=2.5, steps=200, escape_radius=1e6)
+    assert list(run.status) == [fc.Status.ESCAPED, fc.Status.NONFINITE, fc.Status.ESCAPED]
+    # |1 − 2.5|^n > 1e6 first at n = 35
+    assert run.nsteps[0] == 35 and np.isnan(run.iterates[0, 36:]).all()
+    ok = fc.descend(loss, [[1.0], [np.inf]], lr=0.5, steps=10)
+    assert list(ok.status) == [fc.Status.OK, fc.Status.NONFINITE]
+    np.testing.assert_allclose(ok.iterates[0, -1], 0.5**10)
+
+
+def test_results_do_not_depend_on_threads_or_batch():
+    loss = fc.losses.ring_saddle()
+    th0 = RNG.uniform(-1.5, 1.5, (300, 2))
+    a = fc.descend(loss, th0, 0.05, 50, threads=1)
+    b = fc.descend(loss, th0, 0.05, 50, threads=2)
+    np.testing.assert_array_equal(a.iterates, b.iterates)
+    c = fc.descend(loss, th0[137:138], 0.05, 50)
+    np.testing.assert_array_equal(c.iterates[0], a.iterates[137])
+
+
+def test_descend_argument_errors():
+    loss = fc.losses.double_well()
+    with pytest.raises(ValueError, match="method"):
+        fc.descend(loss, [0, 0], 0.1, 5, method="adam")
+    with pytest.raises(ValueError, match="lr"):
+        fc.descend(loss, [0, 0], None, 5)
+    with pytest.raises(ValueError, match=r"theta0 must have shape \[N, 2\]"):
+        fc.descend(loss, [0, 0, 0], 0.1, 5)
+    with pytest.raises(ValueError, match="beta"):
+        fc.descend(loss, [0, 0], 0.1, 5, method="heavy_ball", beta=1.0)
+    with pytest.raises(ValueError, match="steps"):
+        fc.descend(loss, [0, 0], 0.1, -1)
+    with pytest.raises(ValueError, match="threads"):
+        fc.descend(loss, [0, 0], 0.1, 5, threads=0)
+
+
+def test_diagnostics_against_numpy():
+    loss = fc.losses.double_well()
+    h = 0.4
+    run = fc.descend(loss, [[0.3, 0.9]], h, 10)
+    th = run.iterates[0]
+    d = fc.diagnostics(loss, th, h)
+    g, H = loss.grad(th), loss.hess(th)
+    lam, U = np.linalg.eigh(H)
+    np.testing.assert_allclose(d["eigenvalues"], lam, rtol=1e-14)
+    proj = np.abs(np.einsum("na,nai->ni", g, U))
+    z = (h * lam).astype(complex)
+    # α_PF by hand: log|1 − z| + iπ·[z > 1], over z (real z here)
+    alpha = (np.log(np.abs(1 - z.real)) + 1j * np.pi * (z.real > 1)) / z.real
+    np.testing.assert_allclose(d["stability_coefficients"], alpha * proj, rtol=1e-12, atol=1e-15)
+    Hg = np.einsum("nab,nb->na", H, g)
+    np.testing.assert_allclose(d["Hg_norm"], np.linalg.norm(Hg, axis=1), rtol=1e-14)
+    np.testing.assert_allclose(d["Hghat_norm"], np.linalg.norm(Hg, axis=1) / np.linalg.norm(g, axis=1),
+                               rtol=1e-14)
+    ratio = (loss.value(th - h * g) - loss.value(th)) / (h * np.sum(g * g, axis=1))
+    np.testing.assert_allclose(d["progress_ratio"], ratio, rtol=1e-12)
+    np.testing.assert_allclose(d["loss"], loss.value(th))
+    # small h: the progress ratio tends to −1
+    assert abs(fc.diagnostics(loss, th[:1], 1e-6)["progress_ratio"][0] + 1) < 1e-5
