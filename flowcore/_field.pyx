@@ -5,9 +5,11 @@ One kernel serves every spectral flow: polynomial α by Horner with Hessian-vect
 products, the principal flow (PF) by eigenvalues (closed form for D ≤ 2, LAPACK
 above) with branch tracking of log(1 − hλ).
 """
+import os
 import numpy as np
 cimport numpy as cnp
 cimport cython
+from cython.parallel cimport prange
 from libc.math cimport isfinite, fabs, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
@@ -30,6 +32,9 @@ cdef extern from "<complex.h>" nogil:
     double cimag(double complex)
 
 cdef double complex CNAN = NAN + 1j * NAN
+
+cdef enum:
+    CHUNK = 256      # points per kernel call from Python entry points
 
 
 cdef inline bint _finite(scalar v) noexcept nogil:
@@ -109,12 +114,20 @@ cdef class Field:
         cdef const double complex *ps = <const double complex*> (<uintptr_t> S.ctypes.data if S is not None else 0)
         cdef bint cplx = X.dtype == np.complex128
         self._error = None
-        if n:
-            with nogil:
-                if cplx:
-                    rc = self.eval_z(n, <double complex*>px, ps, <double complex*>po, &st[0])
-                else:
-                    rc = self.eval_d(n, <double*>px, <double*>po, &st[0])
+        cdef int64_t D = self.dim, nb = (n + CHUNK - 1) // CHUNK, c, i0, m
+        cdef int threads = 1 if isinstance(self, PyField) or getattr(self, "kind", "") == "user" \
+            else (os.cpu_count() or 1)
+        # Chunks of CHUNK points: small reused buffers (no page faults), OpenMP across chunks;
+        # each point's value does not depend on the chunking or the thread count.
+        for c in prange(nb, nogil=True, num_threads=threads, schedule="static"):
+            i0 = c * CHUNK
+            m = n - i0 if n - i0 < CHUNK else CHUNK
+            if cplx:
+                rc += self.eval_z(m, <double complex*>px + i0 * D,
+                                  ps + i0 * self.nstate if ps != NULL else NULL,
+                                  <double complex*>po + i0 * D, &st[i0]) != 0
+            else:
+                rc += self.eval_d(m, <double*>px + i0 * D, <double*>po + i0 * D, &st[i0]) != 0
         if rc:
             self._raise(rc)
         return out.reshape(lead + (self.dim,)), np.asarray(st).reshape(lead)

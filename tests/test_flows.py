@@ -253,3 +253,13 @@ def test_field_errors():
         fc.Field.from_expr(["y", "-x", "x*y"], vars=("x", "y"))
     with pytest.raises(fc.ExpressionError, match="list"):
         fc.Field.from_expr("y")
+
+
+def test_batch_values_do_not_depend_on_chunking():
+    """Points are evaluated in OpenMP chunks: each value equals its single-point evaluation."""
+    loss = fc.losses.double_well()
+    th = RNG.uniform(-1.5, 1.5, (1000, 2))
+    for flow in (fc.flows.pf(loss, 0.3), fc.flows.third_order(loss, 0.3)):
+        full = flow(th)
+        for i in (0, 255, 256, 511, 999):
+            np.testing.assert_array_equal(full[i], flow(th[i:i + 1])[0])
