@@ -16,19 +16,6 @@
 
 #ifndef CMPLX
 #define CMPLX(x, y) ((double complex)((double)(x) + _Complex_I * (double)(y)))
-/* A unit (Hermitian norm) eigenvector of [[a, b], [b, d]] for eigenvalue lam: the better
- * conditioned of (b, lam - a) and (lam - d, b); the k-th unit vector when H is scalar. */
-static inline void fc_eigvec2(double complex a, double complex b, double complex d,
-                              double complex lam, int k, double complex *v)
-{
-    double complex p0 = b, p1 = lam - a, q0 = lam - d, q1 = b;
-    double np = sqrt(creal(p0 * conj(p0) + p1 * conj(p1)));
-    double nq = sqrt(creal(q0 * conj(q0) + q1 * conj(q1)));
-    if (np >= nq && np > 0) { v[0] = p0 / np; v[1] = p1 / np; }
-    else if (nq > 0) { v[0] = q0 / nq; v[1] = q1 / nq; }
-    else { v[0] = k == 0; v[1] = k == 1; }
-}
-
 #endif
 
 #define FC_TWO_PI 6.283185307179586476925286766559

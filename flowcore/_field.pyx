@@ -52,6 +52,22 @@ cdef bint _rows_finite(const scalar *a, int64_t m) noexcept nogil:
     return True
 
 
+cdef tuple _views(int64_t n, int D, void *x, void *out, bint cplx):
+    """numpy views [n, D] of a kernel's input and output blocks (for Python callbacks)."""
+    if cplx:
+        return (np.asarray(<double complex[:n * D]> <double complex*> x).reshape(n, D),
+                np.asarray(<double complex[:n * D]> <double complex*> out).reshape(n, D))
+    return (np.asarray(<double[:n * D]> <double*> x).reshape(n, D),
+            np.asarray(<double[:n * D]> <double*> out).reshape(n, D))
+
+
+cdef void _set_status(O, int *status):
+    ok = np.all(np.isfinite(O), axis=-1)
+    cdef Py_ssize_t i
+    for i in range(ok.shape[0]):
+        status[i] = FC_OK if ok[i] else FC_NONFINITE
+
+
 cdef class Field:
     """A vector field θ' = f(θ) on C^D, evaluated at batches of points.
 
@@ -471,13 +487,7 @@ cdef class SpectralFlow(Field):
     cdef int _user_block(self, int64_t n, void *x, bint cplx, void *out, int *status) noexcept nogil:
         with gil:
             try:
-                D = self.dim
-                if cplx:
-                    X = np.asarray(<double complex[:n * D]> <double complex*> x).reshape(n, D)
-                    O = np.asarray(<double complex[:n * D]> <double complex*> out).reshape(n, D)
-                else:
-                    X = np.asarray(<double[:n * D]> <double*> x).reshape(n, D)
-                    O = np.asarray(<double[:n * D]> <double*> out).reshape(n, D)
+                X, O = _views(n, self.dim, x, out, cplx)
                 g, H = self.loss.grad(X), self.loss.hess(X)
                 lam, V = np.linalg.eig(H)
                 order = np.argsort(-lam.real, axis=-1, kind="stable")
@@ -497,9 +507,7 @@ cdef class SpectralFlow(Field):
                                          "evaluate at complex points (theta.astype(complex))")
                     f = f.real
                 O[...] = f
-                ok = np.all(np.isfinite(f), axis=-1)
-                for i in range(n):
-                    status[i] = FC_OK if ok[i] else FC_NONFINITE
+                _set_status(O, status)
                 return 0
             except BaseException as exc:
                 self._error = exc
@@ -559,21 +567,13 @@ cdef class PyField(Field):
     cdef int _call(self, int64_t n, void *x, bint cplx, void *out, int *status) noexcept nogil:
         with gil:
             try:
-                D = self.dim
-                if cplx:
-                    X = np.asarray(<double complex[:n * D]> <double complex*> x).reshape(n, D)
-                    O = np.asarray(<double complex[:n * D]> <double complex*> out).reshape(n, D)
-                else:
-                    X = np.asarray(<double[:n * D]> <double*> x).reshape(n, D)
-                    O = np.asarray(<double[:n * D]> <double*> out).reshape(n, D)
+                X, O = _views(n, self.dim, x, out, cplx)
                 if self.vectorized:
                     O[...] = self.f(X)
                 else:
                     for i in range(n):
                         O[i] = self.f(X[i])
-                ok = np.all(np.isfinite(O), axis=-1)
-                for i in range(n):
-                    status[i] = FC_OK if ok[i] else FC_NONFINITE
+                _set_status(O, status)
                 return 0
             except BaseException as exc:
                 self._error = exc
