@@ -263,3 +263,28 @@ def test_batch_values_do_not_depend_on_chunking():
         full = flow(th)
         for i in (0, 255, 256, 511, 999):
             np.testing.assert_array_equal(full[i], flow(th[i:i + 1])[0])
+
+
+@pytest.mark.parametrize("gap", [1e-1, 1e-3, 1e-6, 1e-9, 0.0])
+def test_pf_2x2_complex_symmetric_against_mpmath(gap):
+    """The 2×2 closed form (divided differences) vs a 40-digit mpmath logm reference, for
+    complex-symmetric H with eigenvalues from well separated to confluent. (Eigenvalues are
+    kept off the cut's neighbourhood: mpmath's logm is not the principal log for matrices whose
+    eigenvalues straddle the negative real axis.)"""
+    import mpmath as mp
+    mp.mp.dps = 40
+    h = 0.5
+    rng = np.random.default_rng(int(gap * 1e9) + 7)
+    for _ in range(5):
+        lam = complex(rng.uniform(-2, 0.8), rng.uniform(-1, 1))
+        c, s = np.cos(0.3 + 0.2j), np.sin(0.3 + 0.2j)           # complex orthogonal: cᵀc = 1
+        R = np.array([[c, -s], [s, c]])
+        H = R @ np.diag([lam, lam + gap * (1 + 1j)]) @ R.T / h
+        g = rng.normal(size=2) + 1j * rng.normal(size=2)
+        loss = fc.Loss.from_callable(lambda t: 0.0, lambda t: g + 0 * t, lambda t: H + 0 * t[0],
+                                     dim=2)
+        got = fc.flows.pf(loss, h)(np.zeros((1, 2), complex))[0]
+        M = mp.matrix(H.tolist()) * h
+        ref = mp.logm(mp.eye(2) - M) * mp.inverse(M) * mp.matrix(g.tolist())
+        ref = np.array([complex(ref[0]), complex(ref[1])])
+        assert np.linalg.norm(got - ref) <= 1e-10 * np.linalg.norm(ref), (lam, gap)
