@@ -78,11 +78,12 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                     h = P.cap
                 rates[i * S + k] = h
             step_norm = 0
+            if per_param:
+                gn = 0
+                for b in range(D):
+                    gn += g[i * D + b] * g[i * D + b]
             for a in range(D):
                 if per_param:                  # h_a = 2 / |(H ĝ)_a|^p
-                    gn = 0
-                    for b in range(D):
-                        gn += g[i * D + b] * g[i * D + b]
                     s = 0
                     for b in range(D):
                         s += H[(i * D + a) * D + b] * g[i * D + b]
