@@ -8,7 +8,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-EXTENSIONS = ["flowcore._loss", "flowcore._field", "flowcore._descend"]
+EXTENSIONS = ["flowcore._loss", "flowcore._field", "flowcore._descend", "flowcore._solve"]
 
 
 def openmp_flags():

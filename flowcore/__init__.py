@@ -11,8 +11,9 @@ from flowcore._loss import Loss
 from flowcore._field import Field, SpectralFlow
 from flowcore._status import Status
 from flowcore.optim import descend, diagnostics, Run
+from flowcore.integrate import solve, Solution
 from flowcore import losses, flows
 
 __all__ = ["Loss", "Field", "SpectralFlow", "Status", "losses", "flows", "ExpressionError",
-           "descend", "diagnostics", "Run"]
+           "descend", "diagnostics", "Run", "solve", "Solution"]
 __version__ = "0.1.0"

@@ -1,0 +1,375 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""One explicit Runge–Kutta loop for every tableau, batched with per-trajectory control.
+
+Trajectories go in blocks of BLOCK. Each keeps its own t, step size, error history,
+status, counters and (for the tracked PF) branch state; per attempted step, the
+block's active rows are gathered and every stage is one field call for all of them.
+Blocks run in parallel (OpenMP). A trajectory's arithmetic never touches another's,
+so results are bitwise independent of the thread count and of the batch.
+"""
+import numpy as np
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.math cimport sqrt, pow, fabs, isfinite, INFINITY, fmin, fmax
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memcpy
+from libc.stdint cimport int64_t, uintptr_t
+from flowcore._field cimport Field
+from flowcore._abi cimport (FC_OK, FC_ESCAPED, FC_MAX_STEPS, FC_STEP_UNDERFLOW, FC_NONFINITE,
+                            FC_SINGULAR)
+
+cnp.import_array()
+
+ctypedef fused scalar:
+    double
+    double complex
+
+cdef extern from "<complex.h>" nogil:
+    double cabs(double complex)
+    double creal(double complex)
+    double cimag(double complex)
+
+cdef enum:
+    BLOCK = 32
+    RUNNING = -1
+
+cdef double SAFETY = 0.9, FACMIN = 0.2, FACMAX = 10.0, EPS = 2.220446049250313e-16
+
+
+cdef struct Method:
+    int S                 # stages
+    const double *A       # [S, S]
+    const double *b       # [S]
+    const double *e       # [S + 1] or NULL (fixed step)
+    const double *e3      # [S + 1] or NULL (DOP853's 3rd-order part)
+    double alpha, beta    # PI controller exponents
+    double dt, rtol, atol, radius
+    int64_t max_steps
+    int order
+
+
+cdef inline double _abs(scalar v) noexcept nogil:
+    if scalar is double:
+        return fabs(v)
+    else:
+        return cabs(v)
+
+
+cdef inline bint _finite(scalar v) noexcept nogil:
+    if scalar is double:
+        return isfinite(v)
+    else:
+        return isfinite(creal(v)) and isfinite(cimag(v))
+
+
+cdef int _feval(Field f, int64_t n, scalar *x, double complex *state, scalar *out,
+                int *status) noexcept nogil:
+    if scalar is double:
+        return f.eval_d(n, x, out, status)
+    else:
+        return f.eval_z(n, x, state, out, status)
+
+
+cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0, double t0,
+                    const double *tout, int nout, scalar *Y, int *status, int64_t *nfev,
+                    int64_t *nsteps, int64_t *nreject) noexcept nogil:
+    """Integrate m trajectories from y0 [m, D] at t0 through the output times tout[nout];
+    Y [m, nout, D] receives y at each output time (left untouched after a stop)."""
+    cdef int S = M.S, NS = f.nstate, s, j, a, rc = 0
+    cdef bint adaptive = M.e != NULL, tracked = NS > 0 and scalar is not double
+    cdef int64_t i, r, nact, nacc
+    cdef size_t zs = sizeof(scalar)
+    # per-trajectory arrays
+    cdef scalar *y = <scalar*> malloc(m * D * zs)
+    cdef scalar *K = <scalar*> malloc((S + 1) * m * D * zs)      # stages; K[S] = f(y⁺) (FSAL)
+    cdef scalar *ynew = <scalar*> malloc(m * D * zs)
+    cdef double *t = <double*> malloc(m * sizeof(double))
+    cdef double *h = <double*> malloc(m * sizeof(double))        # step to try next
+    cdef double *hh = <double*> malloc(m * sizeof(double))       # step being tried
+    cdef double *errold = <double*> malloc(m * sizeof(double))
+    cdef int *k_out = <int*> malloc(m * sizeof(int))
+    cdef int *bad = <int*> malloc(m * sizeof(int))
+    cdef int *rejected = <int*> malloc(m * sizeof(int))
+    cdef double complex *state = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
+    # gathered (contiguous) rows for the field
+    cdef int64_t *act = <int64_t*> malloc(m * sizeof(int64_t))
+    cdef scalar *X = <scalar*> malloc(m * D * zs)
+    cdef scalar *O = <scalar*> malloc(m * D * zs)
+    cdef double complex *SG = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
+    cdef int *st = <int*> malloc(m * sizeof(int))
+    if (y == NULL or K == NULL or ynew == NULL or t == NULL or h == NULL or hh == NULL
+            or errold == NULL or k_out == NULL or bad == NULL or rejected == NULL or state == NULL
+            or act == NULL or X == NULL or O == NULL or SG == NULL or st == NULL):
+        rc = -2
+    cdef double d0, d1, d2, sc, err, e5, e3, fac, tt, tgt
+    cdef scalar acc, v
+    cdef double complex *sp = NULL
+    if rc == 0:
+        memcpy(y, y0, m * D * zs)
+        nact = 0
+        for i in range(m):
+            t[i], k_out[i], errold[i], rejected[i], bad[i] = t0, 0, 1e-4, 0, FC_OK
+            nfev[i], nsteps[i], nreject[i] = 0, 0, 0
+            status[i] = RUNNING
+            for a in range(D):
+                if not _finite(y[i * D + a]):
+                    status[i] = FC_NONFINITE
+            if status[i] == RUNNING:
+                act[nact] = i
+                nact += 1
+        # initial branch state, then f(y0) for the active rows
+        rc = _gather(f, act, nact, D, NS, y, state, X, SG)
+        if rc == 0 and tracked:
+            rc = f.branch(nact, <double complex*> X, SG, True, st)
+            _scatter_state(act, nact, NS, SG, state, st, status)
+        if rc == 0:
+            rc = _eval_rows(f, act, nact, D, NS, y, state, X, O, SG, st, K, nfev, bad)
+            for r in range(nact):
+                i = act[r]
+                if bad[i] != FC_OK:
+                    status[i] = bad[i]
+        # initial step: fixed dt, or Hairer's selection (Solving ODEs I, II.4)
+        nact = _compact(act, nact, status)
+        for r in range(nact):
+            i = act[r]
+            tgt = tout[nout - 1] - t0
+            if not adaptive:
+                h[i] = M.dt
+                continue
+            d0, d1 = 0, 0
+            for a in range(D):
+                sc = M.atol + M.rtol * _abs(y[i * D + a])
+                d0 += (_abs(y[i * D + a]) / sc) ** 2
+                d1 += (_abs(K[i * D + a]) / sc) ** 2
+            d0, d1 = sqrt(d0 / D), sqrt(d1 / D)
+            h[i] = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+            h[i] = fmin(h[i], tgt)
+            for a in range(D):
+                ynew[i * D + a] = y[i * D + a] + h[i] * K[i * D + a]
+        if rc == 0 and adaptive:
+            rc = _eval_rows(f, act, nact, D, NS, ynew, state, X, O, SG, st, K + S * m * D, nfev, bad)
+            for r in range(nact):
+                i = act[r]
+                d1, d2 = 0, 0
+                for a in range(D):
+                    sc = M.atol + M.rtol * _abs(y[i * D + a])
+                    d1 += (_abs(K[i * D + a]) / sc) ** 2
+                    d2 += (_abs(K[S * m * D + i * D + a] - K[i * D + a]) / sc) ** 2
+                d1, d2 = sqrt(d1 / D), sqrt(d2 / D) / h[i]
+                if d1 <= 1e-15 and d2 <= 1e-15:
+                    h[i] = fmax(1e-6, h[i] * 1e-3)
+                else:
+                    h[i] = fmin(100 * h[i], pow(0.01 / fmax(d1, d2), 1.0 / (M.order + 1)))
+                if not isfinite(h[i]) or bad[i] != FC_OK:
+                    h[i] = 1e-6 * fmax(1.0, tout[nout - 1] - t0)
+    # ------------------------------------------------------------------ main loop
+    while rc == 0 and nact > 0:
+        for r in range(nact):
+            i = act[r]
+            tgt = tout[k_out[i]]
+            # land exactly on outputs (a remainder within rounding of a full step joins it)
+            hh[i] = h[i] if t[i] + h[i] * (1 + 1e-9) < tgt else tgt - t[i]
+            bad[i] = FC_OK
+        for s in range(1, S):
+            for r in range(nact):
+                i = act[r]
+                for a in range(D):
+                    acc = 0
+                    for j in range(s):
+                        if M.A[s * S + j] != 0:
+                            acc = acc + M.A[s * S + j] * K[j * m * D + i * D + a]
+                    ynew[i * D + a] = y[i * D + a] + hh[i] * acc
+            rc = _eval_rows(f, act, nact, D, NS, ynew, state, X, O, SG, st, K + s * m * D, nfev, bad)
+            if rc != 0:
+                break
+        if rc != 0:
+            break
+        for r in range(nact):
+            i = act[r]
+            for a in range(D):
+                acc = 0
+                for j in range(S):
+                    acc = acc + M.b[j] * K[j * m * D + i * D + a]
+                ynew[i * D + a] = y[i * D + a] + hh[i] * acc
+        rc = _eval_rows(f, act, nact, D, NS, ynew, state, X, O, SG, st, K + S * m * D, nfev, bad)
+        if rc != 0:
+            break
+        # accept / reject, per trajectory
+        nacc = 0
+        for r in range(nact):
+            i = act[r]
+            err = 0
+            for a in range(D):
+                if not _finite(ynew[i * D + a]):
+                    bad[i] = FC_NONFINITE if bad[i] == FC_OK else bad[i]
+            if adaptive and bad[i] == FC_OK:
+                e5, e3 = 0, 0
+                for a in range(D):
+                    sc = M.atol + M.rtol * fmax(_abs(y[i * D + a]), _abs(ynew[i * D + a]))
+                    acc = 0
+                    for j in range(S + 1):
+                        if M.e[j] != 0:
+                            acc = acc + M.e[j] * K[j * m * D + i * D + a]
+                    e5 += (_abs(acc) / sc) ** 2
+                    if M.e3 != NULL:
+                        acc = 0
+                        for j in range(S + 1):
+                            if M.e3[j] != 0:
+                                acc = acc + M.e3[j] * K[j * m * D + i * D + a]
+                        e3 += (_abs(acc) / sc) ** 2
+                if M.e3 != NULL:      # DOP853: |h| e5² / sqrt((e5² + e3²/100) D)
+                    err = 0 if e5 == 0 and e3 == 0 else hh[i] * e5 / sqrt((e5 + 0.01 * e3) * D)
+                else:
+                    err = hh[i] * sqrt(e5 / D)
+            if adaptive and (bad[i] != FC_OK or not (err <= 1.0)):
+                nreject[i] += 1
+                if bad[i] != FC_OK or not isfinite(err):
+                    h[i] = 0.25 * hh[i]
+                else:
+                    h[i] = hh[i] * fmax(FACMIN, SAFETY * pow(err, -M.alpha))
+                rejected[i] = 1
+                if h[i] < 10 * EPS * fmax(fabs(t[i]), 1.0):
+                    status[i] = bad[i] if bad[i] == FC_SINGULAR else FC_STEP_UNDERFLOW
+                continue
+            if bad[i] != FC_OK:               # fixed step: no retry
+                status[i] = bad[i]
+                continue
+            # accepted
+            if adaptive:
+                fac = FACMAX if err == 0 else SAFETY * pow(err, -M.alpha) * pow(errold[i], M.beta)
+                fac = fmin(1.0 if rejected[i] else FACMAX, fmax(FACMIN, fac))
+                errold[i] = fmax(err, 1e-4)
+                rejected[i] = 0
+                if hh[i] == h[i] or fac < 1:      # a step cut short for an output keeps its h
+                    h[i] = hh[i] * fac
+            tgt = tout[k_out[i]]
+            t[i] = tgt if hh[i] == tgt - t[i] else t[i] + hh[i]
+            nsteps[i] += 1
+            d0 = 0
+            for a in range(D):
+                v = ynew[i * D + a]
+                y[i * D + a] = v
+                K[i * D + a] = K[S * m * D + i * D + a]
+                d0 += _abs(v) ** 2
+            if sqrt(d0) > M.radius:
+                status[i] = FC_ESCAPED
+            if t[i] == tgt:
+                memcpy(Y + (i * nout + k_out[i]) * D, y + i * D, D * zs)
+                k_out[i] += 1
+                if k_out[i] == nout and status[i] == RUNNING:
+                    status[i] = FC_OK
+            if status[i] == RUNNING and nsteps[i] >= M.max_steps:
+                status[i] = FC_MAX_STEPS
+            if tracked and status[i] == RUNNING:
+                act[nacc] = i        # reuse the front of act for the accepted rows (r >= nacc)
+                nacc += 1
+        if tracked and nacc > 0:     # advance branch states on accepted steps only
+            rc = _gather(f, act, nacc, D, NS, y, state, X, SG)
+            if rc == 0:
+                rc = f.branch(nacc, <double complex*> X, SG, False, st)
+                _scatter_state(act, nacc, NS, SG, state, st, status)
+        nact = _compact_all(act, m, status)
+    free(y); free(K); free(ynew); free(t); free(h); free(hh); free(errold); free(k_out)
+    free(bad); free(rejected); free(state); free(act); free(X); free(O); free(SG); free(st)
+    return rc
+
+
+cdef int64_t _compact(int64_t *act, int64_t n, const int *status) noexcept nogil:
+    cdef int64_t r, k = 0
+    for r in range(n):
+        if status[act[r]] == RUNNING:
+            act[k] = act[r]
+            k += 1
+    return k
+
+
+cdef int64_t _compact_all(int64_t *act, int64_t m, const int *status) noexcept nogil:
+    cdef int64_t i, k = 0
+    for i in range(m):
+        if status[i] == RUNNING:
+            act[k] = i
+            k += 1
+    return k
+
+
+cdef int _gather(Field f, const int64_t *act, int64_t n, int D, int NS, const scalar *y,
+                 const double complex *state, scalar *X, double complex *SG) noexcept nogil:
+    cdef int64_t r
+    for r in range(n):
+        memcpy(X + r * D, y + act[r] * D, D * sizeof(scalar))
+        if NS > 0:
+            memcpy(SG + r * NS, state + act[r] * NS, NS * sizeof(double complex))
+    return 0
+
+
+cdef void _scatter_state(const int64_t *act, int64_t n, int NS, const double complex *SG,
+                         double complex *state, const int *st, int *status) noexcept nogil:
+    cdef int64_t r
+    for r in range(n):
+        memcpy(state + act[r] * NS, SG + r * NS, NS * sizeof(double complex))
+        if st[r] != FC_OK:
+            status[act[r]] = st[r]
+
+
+cdef int _eval_rows(Field f, const int64_t *act, int64_t n, int D, int NS, const scalar *y,
+                    const double complex *state, scalar *X, scalar *O, double complex *SG,
+                    int *st, scalar *Kout, int64_t *nfev, int *bad) noexcept nogil:
+    """Kout[act[r]] = f(y[act[r]]) with each row's branch state; bad[] gets non-OK statuses."""
+    cdef int64_t r
+    cdef int rc
+    if n == 0:
+        return 0
+    _gather(f, act, n, D, NS, y, state, X, SG)
+    rc = _feval(f, n, X, SG if NS > 0 else NULL, O, st)
+    for r in range(n):
+        memcpy(Kout + act[r] * D, O + r * D, D * sizeof(scalar))
+        nfev[act[r]] += 1
+        if st[r] != FC_OK and bad[act[r]] == FC_OK:
+            bad[act[r]] = st[r]
+    return rc
+
+
+def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, double[::1] b,
+           e, e3, int order, int error_order, double beta, double dt, double rtol, double atol,
+           int64_t max_steps, double radius, int threads):
+    """Integrate rows of y0 [N, D] (float64 or complex128); returns Y [N, len(tout), D] and
+    per-trajectory status, nfev, nsteps, nreject."""
+    cdef int64_t N = y0.shape[0], nb = (N + BLOCK - 1) // BLOCK, blk, i0, mm
+    cdef int D = y0.shape[1], nout = tout.shape[0], rc = 0
+    cdef bint cplx = y0.dtype == np.complex128
+    Y = np.full((N, nout, D), np.nan, dtype=y0.dtype)
+    status = np.zeros(N, dtype=np.intc)
+    nfev = np.zeros(N, dtype=np.int64)
+    nsteps = np.zeros(N, dtype=np.int64)
+    nreject = np.zeros(N, dtype=np.int64)
+    cdef double[::1] ev = np.ascontiguousarray(e, dtype=np.float64) if e is not None else None
+    cdef double[::1] e3v = np.ascontiguousarray(e3, dtype=np.float64) if e3 is not None else None
+    cdef Method M
+    M.S, M.A, M.b = b.shape[0], &A[0, 0], &b[0]
+    M.e = &ev[0] if ev is not None else NULL
+    M.e3 = &e3v[0] if e3v is not None else NULL
+    M.alpha = 1.0 / (error_order + 1) - 0.75 * beta if error_order > 0 else 0.0
+    M.beta, M.dt, M.rtol, M.atol, M.radius, M.max_steps, M.order = beta, dt, rtol, atol, radius, max_steps, order
+    cdef char *py0 = <char*> cnp.PyArray_DATA(y0)
+    cdef char *pY = <char*> cnp.PyArray_DATA(Y)
+    cdef int *pst = <int*> cnp.PyArray_DATA(status)
+    cdef int64_t *pnf = <int64_t*> cnp.PyArray_DATA(nfev)
+    cdef int64_t *pns = <int64_t*> cnp.PyArray_DATA(nsteps)
+    cdef int64_t *pnr = <int64_t*> cnp.PyArray_DATA(nreject)
+    cdef size_t zs = 16 if cplx else 8
+    field._error = None
+    if N:
+        for blk in prange(nb, nogil=True, num_threads=threads, schedule="dynamic"):
+            i0 = blk * BLOCK
+            mm = N - i0 if N - i0 < BLOCK else BLOCK
+            if cplx:
+                rc += _run_block(field, &M, mm, D, <double complex*> (py0 + i0 * D * zs), t0,
+                                 &tout[0], nout, <double complex*> (pY + i0 * nout * D * zs),
+                                 pst + i0, pnf + i0, pns + i0, pnr + i0) != 0
+            else:
+                rc += _run_block(field, &M, mm, D, <double*> (py0 + i0 * D * zs), t0, &tout[0],
+                                 nout, <double*> (pY + i0 * nout * D * zs), pst + i0, pnf + i0,
+                                 pns + i0, pnr + i0) != 0
+    if rc:
+        field._raise(-1)
+    return Y, status, nfev, nsteps, nreject

@@ -1,0 +1,155 @@
+"""``fc.solve``: integrate one vector field from many starting points at once."""
+from dataclasses import dataclass
+import os
+
+import numpy as np
+
+from flowcore._field import Field
+from flowcore._solve import _solve
+from flowcore._status import Status
+from flowcore.tableaux import TABLEAUX, Tableau
+
+__all__ = ["solve", "Solution"]
+
+
+@dataclass
+class Solution:
+    """Result of :func:`solve`.
+
+    t [T]: output times; y [N, T, D]: states (NaN after a trajectory stops);
+    status [N] (:class:`Status`), nfev / nsteps / nreject [N]: per-trajectory counters.
+    """
+    t: np.ndarray
+    y: np.ndarray
+    status: np.ndarray
+    nfev: np.ndarray
+    nsteps: np.ndarray
+    nreject: np.ndarray
+    method: str
+
+    @property
+    def message(self):
+        return Status.summary(self.status)
+
+    @property
+    def success(self):
+        return bool(np.all(self.status == Status.OK))
+
+
+def _positive(value, label):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{label} must be a real number, got {value!r}") from None
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"{label} must be finite and > 0, got {value!r}")
+    return v
+
+
+def _times(t_span, t_eval):
+    if t_eval is not None:
+        te = np.asarray(t_eval, dtype=np.float64).reshape(-1)
+        if te.size == 0 or not np.all(np.isfinite(te)):
+            raise ValueError("t_eval must be a non-empty array of finite times")
+        if np.any(np.diff(te) <= 0):
+            raise ValueError("t_eval must be strictly increasing (backward integration is not supported)")
+        t0 = float(te[0]) if t_span is None else float(t_span[0])
+        if t_span is not None and (te[0] < t_span[0] or te[-1] > t_span[1]):
+            raise ValueError(f"t_eval must lie within t_span={tuple(t_span)}")
+        return t0, te
+    if t_span is None:
+        raise ValueError("give t_span=(t0, t1) or t_eval=[...]")
+    try:
+        t0, t1 = (float(v) for v in t_span)
+    except (TypeError, ValueError):
+        raise ValueError(f"t_span must be (t0, t1), got {t_span!r}") from None
+    if not (np.isfinite(t0) and np.isfinite(t1) and t1 > t0):
+        raise ValueError(f"t_span must be finite with t1 > t0, got {t_span!r}")
+    return t0, np.array([t0, t1])
+
+
+def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, atol=1e-10,
+          dt=None, max_steps=1_000_000, escape_radius=np.inf, threads=None, progress=False,
+          chunk=4096):
+    """Integrate θ' = flow(θ) from every row of theta0 [N, D] (or [D]).
+
+    ``method``: 'euler', 'midpoint', 'heun', 'rk4' (fixed step ``dt``) or 'dopri5', 'dop853'
+    (adaptive: per-trajectory PI step control, Hairer's initial step, error norm on |·| so
+    complex states work), or a :class:`flowcore.tableaux.Tableau`. Steps land exactly on the
+    output times (``t_eval``, or the end of ``t_span``), so outputs are never interpolated.
+
+    Complex fields (the PF) or complex theta0 run in complex128; real fields in float64. For
+    the tracked PF the branch state of log(1 − hλ) lives here, per trajectory, and advances
+    only on accepted steps. Each trajectory ends with its own status: OK, ESCAPED (‖θ‖ >
+    escape_radius), MAX_STEPS (accepted steps), STEP_UNDERFLOW, NONFINITE, SINGULAR (the PF
+    at hλ = 1), or INTERRUPTED (Ctrl-C between chunks: the rest is returned as is).
+    ``threads=None`` uses all cores; results do not depend on it. ``progress=True`` shows a
+    tqdm bar over chunks of ``chunk`` trajectories.
+    """
+    if not isinstance(flow, Field):
+        raise TypeError(f"flow must be a flowcore Field (fc.flows.* or fc.Field.from_expr), "
+                        f"got {type(flow).__name__}")
+    tab = method if isinstance(method, Tableau) else TABLEAUX.get(method)
+    if tab is None:
+        raise ValueError(f"method must be one of {sorted(TABLEAUX)} or a Tableau, got {method!r}")
+    t0, tout = _times(t_span, t_eval)
+    rtol, atol = _positive(rtol, "rtol"), _positive(atol, "atol")
+    if tab.adaptive:
+        dt = 0.0 if dt is None else _positive(dt, "dt")
+    elif dt is None:
+        raise ValueError(f"method {tab.name!r} is fixed-step: pass dt=")
+    else:
+        dt = _positive(dt, "dt")
+    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    radius = float(escape_radius)
+    if not radius > 0:
+        raise ValueError(f"escape_radius must be > 0, got {escape_radius!r}")
+    if threads is None:
+        threads = os.cpu_count() or 1
+    elif not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    th = np.asarray(theta0)
+    if th.dtype == object or not np.issubdtype(th.dtype, np.number):
+        raise TypeError(f"theta0 must be a numeric array [N, {flow.dim}]")
+    th = np.atleast_2d(th)
+    if th.ndim != 2 or th.shape[1] != flow.dim:
+        raise ValueError(f"theta0 must have shape [N, {flow.dim}] (or [{flow.dim}]), got {np.shape(theta0)}")
+    cplx = flow.is_complex or np.iscomplexobj(th)
+    y0 = np.ascontiguousarray(th, dtype=np.complex128 if cplx else np.float64)
+
+    # outputs after t0; the first output is y0 itself when t_eval starts at t0
+    first_is_t0 = tout[0] == t0
+    targets = np.ascontiguousarray(tout[1:] if first_is_t0 else tout)
+    N = len(y0)
+    Y = np.full((N, len(tout), flow.dim), np.nan, dtype=y0.dtype)
+    status = np.full(N, Status.INTERRUPTED, dtype=np.int8)
+    counters = [np.zeros(N, dtype=np.int64) for _ in range(3)]
+    if first_is_t0:
+        Y[:, 0] = y0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=N, unit="traj", desc=f"solve {tab.name}")
+    try:
+        for start in range(0, N, chunk):
+            sl = slice(start, min(N, start + chunk))
+            if len(targets) == 0:
+                status[sl] = Status.OK
+                continue
+            Yc, st, nf, ns, nr = _solve(flow, y0[sl], t0, targets, np.ascontiguousarray(tab.A),
+                                        np.ascontiguousarray(tab.b), tab.e, tab.e3,
+                                        tab.error_order or tab.order, tab.error_order or 0,
+                                        tab.beta, dt, rtol, atol, int(max_steps), radius, threads)
+            Y[sl, 1 if first_is_t0 else 0:] = Yc
+            status[sl] = st
+            for c, v in zip(counters, (nf, ns, nr)):
+                c[sl] = v
+            if bar is not None:
+                bar.update(sl.stop - sl.start)
+    except KeyboardInterrupt:
+        pass                      # chunks not run keep Status.INTERRUPTED and NaN outputs
+    finally:
+        if bar is not None:
+            bar.close()
+    return Solution(tout, Y, status, *counters, tab.name)

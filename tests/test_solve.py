@@ -1,0 +1,187 @@
+"""Batched integrators against exact solutions (expm, GD iterates), scipy and a hand-written RK4."""
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.linalg as sl
+from scipy.integrate import solve_ivp
+
+import flowcore as fc
+from flowcore.tableaux import TABLEAUX
+
+RNG = np.random.default_rng(3)
+A2 = np.array([[2.0, 0.3], [0.3, 0.5]])
+
+
+@pytest.mark.parametrize("method, order, dts", [
+    ("euler", 1, [0.02, 0.01, 0.005]), ("midpoint", 2, [0.04, 0.02, 0.01]),
+    ("heun", 2, [0.04, 0.02, 0.01]), ("rk4", 4, [0.2, 0.1, 0.05]),
+    ("dopri5", 5, [0.1, 0.05, 0.025]), ("dop853", 8, [0.3, 0.25, 0.2]),
+])
+def test_convergence_orders(method, order, dts):
+    """NGF on a quadratic, exact solution expm(−tA)θ0: fitted slope = order ± 0.3.
+    Embedded pairs are run as fixed-step methods (their tableau without the error estimate)."""
+    flow = fc.flows.ngf(fc.losses.quadratic(A2), 0.1)
+    tab = dataclasses.replace(TABLEAUX[method], e=None, e3=None)
+    th0 = np.array([[1.0, -0.5]])
+    ref = sl.expm(-2 * A2) @ th0[0]
+    errs = [np.linalg.norm(fc.solve(flow, th0, t_span=(0, 2), method=tab, dt=dt).y[0, -1] - ref)
+            for dt in dts]
+    slope = np.polyfit(np.log(dts), np.log(errs), 1)[0]
+    assert abs(slope - order) < 0.3, (method, slope, errs)
+
+
+def gd(A, b, th0, h, n):
+    out = [th0]
+    for _ in range(n):
+        out.append(out[-1] - h * (out[-1] @ A.T + b))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("D", [1, 2, 5, 20])
+@pytest.mark.parametrize("hmax", [0.5, 1.6, 3.0, 10.0])
+def test_pf_equals_gd_on_quadratics(D, hmax):
+    """The central check: PF at t = nh equals GD iterate n, also when GD diverges (hλ > 2)."""
+    h, n = 0.25, 5
+    Q, _ = np.linalg.qr(RNG.normal(size=(D, D)))
+    lam = RNG.uniform(-1, 1, D)
+    lam[0] = 1
+    lam *= hmax / h
+    A = Q @ np.diag(lam) @ Q.T
+    b = RNG.normal(size=D)
+    th0 = RNG.normal(size=(3, D))
+    sol = fc.solve(fc.flows.pf(fc.losses.quadratic(A, b), h), th0, t_eval=h * np.arange(n + 1),
+                   method="dop853", rtol=1e-12, atol=1e-12)
+    assert np.all(sol.status == fc.Status.OK), sol.message
+    for i in range(3):
+        ref = gd(A, b, th0[i], h, n)
+        err = np.linalg.norm(sol.y[i] - ref, axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1)
+        assert np.max(err) <= 1e-9, (D, hmax, err)
+
+
+def test_paper_quadratic():
+    """E = θᵀAθ, A = diag(1, 0.01), θ0 = (−0.35, −0.2), h = 1.05: PF(5h) = GD iterate 5."""
+    loss = fc.losses.quadratic(2 * np.diag([1.0, 0.01]))
+    h = 1.05
+    sol = fc.solve(fc.flows.pf(loss, h), [[-0.35, -0.2]], t_eval=[0, 5 * h], method="dop853",
+                   rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(sol.y[0, -1], [0.5636785, -0.17986367], atol=5e-8)
+    ref = gd(2 * np.diag([1.0, 0.01]), np.zeros(2), np.array([-0.35, -0.2]), h, 5)[-1]
+    assert np.max(np.abs(sol.y[0, -1] - ref)) < 1e-9
+
+
+def rk4_pf_branch(w0, h, T, steps):
+    """Independent fixed-step RK4 for the PF of w⁴/4 − w²/2 with the same branch rule:
+    log(1 − hλ) continued from its value at the last accepted step (+iπ on the cut at start)."""
+    def field(w, Lprev):
+        lam = 3 * w * w - 1
+        z = h * lam
+        one_minus = complex(1 - z)
+        if one_minus.imag == 0:
+            one_minus = complex(one_minus.real, 0.0)
+        L = np.log(one_minus)
+        L += 2j * np.pi * np.round((Lprev.imag - L.imag) / (2 * np.pi))
+        return L / z * (w**3 - w), L
+    w = complex(w0)
+    _, L = field(w, np.log(complex(1 - h * (3 * w0 * w0 - 1), 0.0)))
+    dt = T / steps
+    for _ in range(steps):
+        k1, _ = field(w, L)
+        k2, _ = field(w + dt / 2 * k1, L)
+        k3, _ = field(w + dt / 2 * k2, L)
+        k4, _ = field(w + dt * k3, L)
+        w = w + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        _, L = field(w, L)
+    return w
+
+
+@pytest.mark.parametrize("w0", [0.5, 1.05, 1.3, -1.2, 2.0])
+def test_branch_tracking_finishes_and_converges(w0):
+    """PF on w⁴/4 − w²/2, h = 0.8 (DESIGN §1.1: pointwise-principal chatters on the cut)."""
+    loss = fc.Loss.from_expr("w**4/4 - w**2/2")
+    h = 0.8
+    flow = fc.flows.pf(loss, h)
+    coarse = fc.solve(flow, [[w0]], t_span=(0, 5 * h), method="dopri5", rtol=1e-8, atol=1e-10)
+    assert coarse.nfev[0] <= 5000
+    if coarse.status[0] == fc.Status.SINGULAR:
+        return
+    assert coarse.status[0] == fc.Status.OK, coarse.message
+    fine = fc.solve(flow, [[w0]], t_span=(0, 5 * h), method="dop853", rtol=1e-11, atol=1e-13)
+    assert abs(fine.y[0, -1, 0] - coarse.y[0, -1, 0]) < 1e-5 * max(1, abs(fine.y[0, -1, 0]))
+    ref = rk4_pf_branch(w0, h, 5 * h, 20000)
+    # w0 = 0.5 passes next to hλ = 1 (an integrable log singularity), where fixed-step RK4
+    # drops to O(dt log dt): the reference itself is only good to ~1e-6 there
+    assert abs(fine.y[0, -1, 0] - ref) < 1e-5 * max(1, abs(ref))
+
+
+def test_real_flow_matches_scipy():
+    loss = fc.losses.double_well()
+    flow = fc.flows.igr(loss, 0.1)
+    th0 = RNG.uniform(-1.5, 1.5, (6, 2))
+    ts = np.linspace(0, 3, 7)
+    sol = fc.solve(flow, th0, t_eval=ts, method="dop853", rtol=1e-12, atol=1e-14)
+    assert sol.y.dtype == np.float64
+    for i in range(6):
+        ref = solve_ivp(lambda t, y: flow(y[None])[0], (0, 3), th0[i], method="DOP853",
+                        t_eval=ts, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(sol.y[i], ref.y.T, atol=1e-8)
+
+
+def test_threads_and_batches_do_not_change_results():
+    flow = fc.flows.pf(fc.losses.double_well(), 0.3)
+    th0 = RNG.uniform(-1.5, 1.5, (200, 2))
+    a = fc.solve(flow, th0, t_span=(0, 1), threads=1)
+    b = fc.solve(flow, th0, t_span=(0, 1), threads=2)
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(a.nfev, b.nfev)
+    c = fc.solve(flow, th0[77:78], t_span=(0, 1))
+    np.testing.assert_array_equal(c.y[0], a.y[77])
+
+
+def test_statuses_per_trajectory():
+    loss = fc.losses.quadratic_1d(1.0)
+    pgf = fc.flows.pgf(loss, 0.1)                    # θ' = +θ: grows like e^t
+    sol = fc.solve(pgf, [[1.0], [np.nan], [1e-3]], t_span=(0, 20), escape_radius=1e6)
+    assert list(sol.status) == [fc.Status.ESCAPED, fc.Status.NONFINITE, fc.Status.OK]
+    np.testing.assert_allclose(sol.y[2, -1, 0], 1e-3 * np.exp(20), rtol=1e-7)
+    short = fc.solve(pgf, [[1.0]], t_span=(0, 30), max_steps=5)
+    assert short.status[0] == fc.Status.MAX_STEPS
+    # the PF reaching hλ = 1 exactly: singular at the start, the others unaffected
+    sing = fc.solve(fc.flows.pf(fc.losses.quadratic_1d(2.0), 0.5), [[1.0]], t_span=(0, 1))
+    assert sing.status[0] == fc.Status.SINGULAR
+
+
+def test_interrupt_between_chunks(monkeypatch):
+    from flowcore import integrate as solve_mod
+    calls = []
+    real = solve_mod._solve
+
+    def flaky(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+    monkeypatch.setattr(solve_mod, "_solve", flaky)
+    flow = fc.flows.ngf(fc.losses.round_bowl(), 0.1)
+    sol = fc.solve(flow, np.ones((6, 2)), t_span=(0, 1), chunk=2, progress=True)
+    assert list(sol.status) == [fc.Status.OK] * 2 + [fc.Status.INTERRUPTED] * 4
+    assert np.isnan(sol.y[2:, -1]).all()
+
+
+def test_solve_argument_errors():
+    flow = fc.flows.ngf(fc.losses.double_well(), 0.1)
+    th = np.zeros((2, 2))
+    with pytest.raises(ValueError, match="rtol"):
+        fc.solve(flow, th, t_span=(0, 1), rtol=0)
+    with pytest.raises(ValueError, match="increasing"):
+        fc.solve(flow, th, t_eval=[0, 1, 0.5])
+    with pytest.raises(ValueError, match=r"shape \[N, 2\]"):
+        fc.solve(flow, np.zeros((2, 3)), t_span=(0, 1))
+    with pytest.raises(ValueError, match="method"):
+        fc.solve(flow, th, t_span=(0, 1), method="rk45")
+    with pytest.raises(ValueError, match="dt"):
+        fc.solve(flow, th, t_span=(0, 1), method="rk4")
+    with pytest.raises(ValueError, match="t_span"):
+        fc.solve(flow, th, t_span=(1, 0))
+    with pytest.raises(TypeError, match="Field"):
+        fc.solve(lambda t: t, th, t_span=(0, 1))
