@@ -185,3 +185,14 @@ def test_solve_argument_errors():
         fc.solve(flow, th, t_span=(1, 0))
     with pytest.raises(TypeError, match="Field"):
         fc.solve(lambda t: t, th, t_span=(0, 1))
+
+
+def test_pointwise_principal_chatters_where_tracking_finishes():
+    """DESIGN §1.1: with the principal log re-evaluated at every stage, a real start with
+    hλ > 1 chatters on the cut and exhausts its budget; branch tracking finishes."""
+    loss = fc.Loss.from_expr("w**4/4 - w**2/2")
+    kw = dict(t_span=(0, 4.0), rtol=1e-8, atol=1e-10, max_steps=2000)
+    tracked = fc.solve(fc.flows.pf(loss, 0.8), [[1.05]], **kw)
+    principal = fc.solve(fc.flows.pf(loss, 0.8, branch="principal"), [[1.05]], **kw)
+    assert tracked.status[0] == fc.Status.OK and tracked.nfev[0] < 2000
+    assert principal.status[0] == fc.Status.MAX_STEPS
