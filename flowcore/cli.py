@@ -54,6 +54,26 @@ def cmd_eval(args):
             print(f"  T[v,v] = {T[i]}")
 
 
+def cmd_bench(args):
+    """Run the benchmark scripts of a flowcore checkout (benchmarks/bench_*.py)."""
+    import subprocess
+    from pathlib import Path
+    import flowcore
+    candidates = [Path.cwd() / "benchmarks", Path(flowcore.__file__).resolve().parents[1] / "benchmarks"]
+    folder = next((c for c in candidates if (c / "_common.py").exists()), None)
+    if folder is None:
+        raise ValueError("benchmarks/ not found: run `flowcore bench` from a clone of flowcore")
+    scripts = sorted(folder.glob("bench_*.py"))
+    if args.only:
+        scripts = [s for s in scripts if args.only in s.stem]
+    rc = 0
+    for script in scripts:
+        print(f"== {script.name}", flush=True)
+        cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
+        rc |= subprocess.run(cmd, cwd=folder).returncode
+    return rc
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="flowcore", description=(
         "flowcore: continuous-time models of gradient descent (NGF, IGR, third-order, the "
@@ -66,6 +86,10 @@ def build_parser():
     e.add_argument("--v", help="direction(s) for T[v,v], same format as --at")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.set_defaults(func=cmd_eval)
+    b = sub.add_parser("bench", help="run the benchmarks (tables to stdout, JSON to benchmarks/results)")
+    b.add_argument("--quick", action="store_true", help="small batches, few repeats")
+    b.add_argument("--only", help="run only scripts whose name contains this (e.g. solve)")
+    b.set_defaults(func=cmd_bench)
     return p
 
 
@@ -76,11 +100,10 @@ def main(argv=None):
         parser.print_help()
         return 0
     try:
-        args.func(args)
+        return args.func(args) or 0
     except (ValueError, TypeError) as exc:
         print(f"flowcore {args.command}: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+"""Integrator throughput: fc.solve against scipy, numpy and a plain C loop, in one run.
+
+Problems (dopri5, rtol = 1e-8, atol = 1e-10, t in [0, T]):
+  (a) IGR on the 2-D double well (real)
+  (b) PF on a 2-D quadratic with hλ_max ≈ 1.6 (complex)
+  (c) PF on the 2-D double well, h = 0.4, with branch tracking (complex)
+
+Baselines: scipy.solve_ivp(RK45) per trajectory (a sample, extrapolated), solve_ivp on
+all trajectories stacked as one system (shared steps) — neither for (c): solve_ivp cannot
+carry the branch state, and with the principal log instead it chatters on the cut without
+finishing (tests/test_solve.py shows it), a plain C dopri5 for (a) compiled here with the same
+compiler (the distance to the limit), and diffrax + jax.vmap when installed (`pip install
+.[bench]`; skipped otherwise). Reports medians of repeats, max deviation from a dop853
+reference at rtol 1e-12, and the 2-thread speed-up.
+
+    python benchmarks/bench_solve.py [--n 100000] [--quick]
+"""
+import argparse
+import ctypes
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+import flowcore as fc
+from _common import median_time, table, write_json
+
+RTOL, ATOL = 1e-8, 1e-10
+
+PLAIN_C = r"""
+#include <math.h>
+#include <stdint.h>
+/* IGR on (x^2-1)^2 + y^2: f = -g - (h/2) H g, dopri5 with the same controller as flowcore */
+static void f(double h, const double *y, double *o) {
+    double x = y[0], v = y[1], gx = 4*x*(x*x-1), gy = 2*v, hxx = 12*x*x-4;
+    o[0] = -gx - 0.5*h*hxx*gx; o[1] = -gy - 0.5*h*2*gy;
+}
+static const double A[7][6] = {{0},{1.0/5},{3.0/40,9.0/40},{44.0/45,-56.0/15,32.0/9},
+ {19372.0/6561,-25360.0/2187,64448.0/6561,-212.0/729},
+ {9017.0/3168,-355.0/33,46732.0/5247,49.0/176,-5103.0/18656},
+ {35.0/384,0,500.0/1113,125.0/192,-2187.0/6784,11.0/84}};
+static const double E[7] = {-71.0/57600,0,71.0/16695,-71.0/1920,17253.0/339200,-22.0/525,1.0/40};
+void run(int64_t n, const double *y0, double T, double lr, double rtol, double atol, double *out,
+         int64_t *nfev) {
+    for (int64_t p = 0; p < n; p++) {
+        double y[2] = {y0[2*p], y0[2*p+1]}, K[7][2], yt[2], yn[2], t = 0, errold = 1e-4, h;
+        int64_t nf = 0; int rej = 0;
+        f(lr, y, K[0]); nf++;
+        { double d0 = 0, d1 = 0;
+          for (int a = 0; a < 2; a++) { double sc = atol + rtol*fabs(y[a]);
+            d0 += (y[a]/sc)*(y[a]/sc); d1 += (K[0][a]/sc)*(K[0][a]/sc); }
+          d0 = sqrt(d0/2); d1 = sqrt(d1/2);
+          h = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01*d0/d1; }
+        while (t < T) {
+            double hh = t + h*(1+1e-9) < T ? h : T - t;
+            for (int s = 1; s < 7; s++) {
+                for (int a = 0; a < 2; a++) { double acc = 0;
+                    for (int j = 0; j < s; j++) acc += A[s][j]*K[j][a];
+                    yt[a] = y[a] + hh*acc; }
+                f(lr, yt, K[s]); nf++;
+            }
+            for (int a = 0; a < 2; a++) yn[a] = yt[a];
+            double e = 0;
+            for (int a = 0; a < 2; a++) { double acc = 0;
+                for (int j = 0; j < 7; j++) acc += E[j]*K[j][a];
+                double sc = atol + rtol*fmax(fabs(y[a]), fabs(yn[a]));
+                e += (hh*acc/sc)*(hh*acc/sc); }
+            e = sqrt(e/2);
+            if (!(e <= 1)) { h = hh*fmax(0.2, 0.9*pow(e, -0.17)); rej = 1; continue; }
+            double fac = e == 0 ? 10 : 0.9*pow(e, -0.17)*pow(errold, 0.04);
+            fac = fmin(rej ? 1 : 10, fmax(0.2, fac)); errold = fmax(e, 1e-4); rej = 0;
+            if (hh == h || fac < 1) h = hh*fac;
+            t = hh == T - t ? T : t + hh;
+            y[0] = yn[0]; y[1] = yn[1]; K[0][0] = K[6][0]; K[0][1] = K[6][1];
+        }
+        out[2*p] = y[0]; out[2*p+1] = y[1]; nfev[p] = nf;
+    }
+}
+"""
+
+
+def plain_c():
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "igr.c").write_text(PLAIN_C)
+    subprocess.run(["cc", "-O3", "-shared", "-fPIC", "-o", str(tmp / "igr.so"), str(tmp / "igr.c"), "-lm"],
+                   check=True)
+    lib = ctypes.CDLL(str(tmp / "igr.so"))
+    P = ctypes.POINTER(ctypes.c_double)
+    lib.run.argtypes = [ctypes.c_int64, P, ctypes.c_double, ctypes.c_double, ctypes.c_double,
+                        ctypes.c_double, P, ctypes.POINTER(ctypes.c_int64)]
+
+    def run(y0, T, lr):
+        y0 = np.ascontiguousarray(y0)
+        out, nf = np.empty_like(y0), np.empty(len(y0), np.int64)
+        lib.run(len(y0), y0.ctypes.data_as(P), T, lr, RTOL, ATOL, out.ctypes.data_as(P),
+                nf.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)))
+        return out
+    return run
+
+
+def scipy_ratios(row, flow, th0, T, n, t_fc):
+    """solve_ivp per trajectory (a sample, extrapolated) and on the stacked system (a slice)."""
+    ns = 20
+    def per_traj():
+        for y in th0[:ns]:
+            solve_ivp(lambda t, y: flow(y[None])[0], (0, T), y.astype(complex) if flow.is_complex else y,
+                      rtol=RTOL, atol=ATOL)
+    t_pt = median_time(per_traj, repeats=3, min_time=0) * n / ns
+    row["× solve_ivp per traj"] = t_pt / t_fc
+    # solve_ivp on the stacked system
+    y0s = (th0.astype(complex) if flow.is_complex else th0).ravel()
+    ms = min(n, 20_000)                              # time a slice, scale linearly
+    y0s_small = y0s[: 2 * ms]
+    t_st = median_time(lambda: solve_ivp(lambda t, y: flow(y.reshape(-1, 2)).ravel(), (0, T),
+                                         y0s_small, rtol=RTOL, atol=ATOL),
+                       repeats=3, min_time=0) * n / ms
+    row["× solve_ivp stacked"] = t_st / t_fc
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    n = 5_000 if args.quick else args.n
+    repeats = 3 if args.quick else 5
+    rng = np.random.default_rng(0)
+    T = 2.0
+    dw = fc.losses.double_well()
+    quad = fc.losses.quadratic(np.array([[6.0, 1.0], [1.0, 2.0]]))   # h = 0.25: hλ_max ≈ 1.6
+    problems = [
+        ("(a) IGR double well, real", fc.flows.igr(dw, 0.1), None, rng.uniform(-1.5, 1.5, (n, 2))),
+        ("(b) PF quadratic hλmax≈1.6", fc.flows.pf(quad, 0.25), None, rng.uniform(-2, 2, (n, 2))),
+        ("(c) PF double well, tracked", fc.flows.pf(dw, 0.4), "n/a", rng.uniform(-1.3, 1.3, (n, 2))),
+    ]
+    try:
+        import diffrax  # noqa: F401
+        have_diffrax = True
+    except ImportError:
+        have_diffrax = False
+    rows = []
+    c_run = plain_c()
+    for label, flow, principal, th0 in problems:
+        ref = fc.solve(flow, th0, t_span=(0, T), method="dop853", rtol=1e-12, atol=1e-14).y[:, -1]
+        sol = fc.solve(flow, th0, t_span=(0, T), rtol=RTOL, atol=ATOL)
+        err = float(np.nanmax(np.abs(sol.y[:, -1] - ref)))
+        t2 = median_time(lambda: fc.solve(flow, th0, t_span=(0, T), rtol=RTOL, atol=ATOL, threads=2),
+                         repeats=repeats, min_time=0)
+        t1 = median_time(lambda: fc.solve(flow, th0, t_span=(0, T), rtol=RTOL, atol=ATOL, threads=1),
+                         repeats=repeats, min_time=0)
+        row = {"problem": label, "N": n, "flowcore 2 thr [s]": t2, "2-thread speed-up": t1 / t2,
+               "mean nfev": float(np.mean(sol.nfev)), "flowcore max err": err}
+        if principal == "n/a":
+            row["× solve_ivp per traj"] = row["× solve_ivp stacked"] = "n/a (no branch state)"
+        else:
+            scipy_ratios(row, flow, th0, T, n, t2)
+        if label.startswith("(a)"):
+            tc = median_time(lambda: c_run(th0, T, 0.1), repeats=repeats, min_time=0)
+            cerr = float(np.max(np.abs(c_run(th0, T, 0.1) - ref)))
+            row["plain C (1 thr) [s]"] = tc
+            row["flowcore 1 thr / C"] = t1 / tc
+            row["C max err"] = cerr
+        else:
+            row["plain C (1 thr) [s]"] = row["flowcore 1 thr / C"] = row["C max err"] = "-"
+        row["diffrax"] = "not installed" if not have_diffrax else "see bench extra"
+        rows.append(row)
+    cols = ["problem", "N", "flowcore 2 thr [s]", "2-thread speed-up", "mean nfev", "flowcore max err",
+            "× solve_ivp per traj", "× solve_ivp stacked", "plain C (1 thr) [s]", "flowcore 1 thr / C",
+            "C max err", "diffrax"]
+    print(table(rows, cols))
+    print("JSON:", write_json("solve", rows, n=n, repeats=repeats, rtol=RTOL, atol=ATOL, T=T))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The command line: JSON output checked against the library, errors with exit code 2."""
+import json
+
+import numpy as np
+
+import flowcore as fc
+from flowcore.cli import main
+
+
+def test_eval_json(capsys):
+    assert main(["eval", "--loss", "x**3*y + exp(y)", "--at", "0.5,1;1+0.5j,0", "--v", "1,0;0,1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    loss = fc.Loss.from_expr("x**3*y + exp(y)")
+    th = np.array([[0.5, 1.0], [1 + 0.5j, 0.0]])
+    grad = np.array(out["grad"]["re"]) + 1j * np.array(out["grad"]["im"])
+    np.testing.assert_allclose(grad, loss.grad(th), rtol=1e-15)
+    third = np.array(out["third"]["re"]) + 1j * np.array(out["third"]["im"])
+    np.testing.assert_allclose(third, loss.third(th, np.array([[1, 0], [0, 1]])), rtol=1e-15)
+    assert out["vars"] == ["x", "y"]
+
+
+def test_eval_zoo_and_errors(capsys):
+    assert main(["eval", "--loss", "double_well", "--at", "0.5,1"]) == 0
+    assert "E = 1.5625" in capsys.readouterr().out
+    assert main(["eval", "--loss", "abs(x)", "--at", "1"]) == 2
+    assert "abs" in capsys.readouterr().err
+
+
+def test_help_lists_subcommands(capsys):
+    assert main([]) == 0
+    text = capsys.readouterr().out
+    assert "eval" in text and "bench" in text
