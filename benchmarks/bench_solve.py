@@ -29,6 +29,7 @@ import flowcore as fc
 from _common import median_time, table, write_json
 
 RTOL, ATOL = 1e-8, 1e-10
+RADIUS = 1e3     # diverging PF trajectories spiral outwards in C^D: stop them, as basins do
 
 PLAIN_C = r"""
 #include <math.h>
@@ -144,22 +145,25 @@ def main(argv=None):
     rows = []
     c_run = plain_c()
     for label, flow, principal, th0 in problems:
-        ref = fc.solve(flow, th0, t_span=(0, T), method="dop853", rtol=1e-12, atol=1e-14).y[:, -1]
-        sol = fc.solve(flow, th0, t_span=(0, T), rtol=RTOL, atol=ATOL)
-        err = float(np.nanmax(np.abs(sol.y[:, -1] - ref)))
-        t2 = median_time(lambda: fc.solve(flow, th0, t_span=(0, T), rtol=RTOL, atol=ATOL, threads=2),
+        kw = dict(t_span=(0, T), escape_radius=RADIUS)
+        ref = fc.solve(flow, th0, method="dop853", rtol=1e-12, atol=1e-14, **kw)
+        sol = fc.solve(flow, th0, rtol=RTOL, atol=ATOL, **kw)
+        both = (ref.status == fc.Status.OK) & (sol.status == fc.Status.OK)
+        err = float(np.max(np.abs(sol.y[both, -1] - ref.y[both, -1])))
+        t2 = median_time(lambda: fc.solve(flow, th0, rtol=RTOL, atol=ATOL, threads=2, **kw),
                          repeats=repeats, min_time=0)
-        t1 = median_time(lambda: fc.solve(flow, th0, t_span=(0, T), rtol=RTOL, atol=ATOL, threads=1),
+        t1 = median_time(lambda: fc.solve(flow, th0, rtol=RTOL, atol=ATOL, threads=1, **kw),
                          repeats=repeats, min_time=0)
         row = {"problem": label, "N": n, "flowcore 2 thr [s]": t2, "2-thread speed-up": t1 / t2,
-               "mean nfev": float(np.mean(sol.nfev)), "flowcore max err": err}
+               "mean nfev": float(np.mean(sol.nfev)), "flowcore max err": err,
+               "statuses": sol.message}
         if principal == "n/a":
             row["× solve_ivp per traj"] = row["× solve_ivp stacked"] = "n/a (no branch state)"
         else:
             scipy_ratios(row, flow, th0, T, n, t2)
         if label.startswith("(a)"):
             tc = median_time(lambda: c_run(th0, T, 0.1), repeats=repeats, min_time=0)
-            cerr = float(np.max(np.abs(c_run(th0, T, 0.1) - ref)))
+            cerr = float(np.max(np.abs(c_run(th0, T, 0.1)[both] - ref.y[both, -1])))
             row["plain C (1 thr) [s]"] = tc
             row["flowcore 1 thr / C"] = t1 / tc
             row["C max err"] = cerr
@@ -167,7 +171,7 @@ def main(argv=None):
             row["plain C (1 thr) [s]"] = row["flowcore 1 thr / C"] = row["C max err"] = "-"
         row["diffrax"] = "not installed" if not have_diffrax else "see bench extra"
         rows.append(row)
-    cols = ["problem", "N", "flowcore 2 thr [s]", "2-thread speed-up", "mean nfev", "flowcore max err",
+    cols = ["problem", "N", "statuses", "flowcore 2 thr [s]", "2-thread speed-up", "mean nfev", "flowcore max err",
             "× solve_ivp per traj", "× solve_ivp stacked", "plain C (1 thr) [s]", "flowcore 1 thr / C",
             "C max err", "diffrax"]
     print(table(rows, cols))

@@ -33,10 +33,16 @@ static inline double complex fc_log1m(double complex z)
 }
 
 /* The branch of log(1 - z) closest to a previous value Lprev (analytic continuation
- * along a path with small steps). */
+ * along a path with small steps).  A previous value exactly on the real sheet
+ * (Im Lprev == 0: a real trajectory with h lambda < 1) is equidistant from the two sides
+ * of the cut, so a path that arrives at the branch point along the real axis would take
+ * whichever side rounding noise in a Runge-Kutta stage picks; beyond the branch point
+ * (Re z > 1) it takes the +i pi side instead, the same convention as a real start. */
 static inline double complex fc_log1m_near(double complex z, double complex Lprev)
 {
     const double complex L = fc_log1m(z);
+    if (cimag(Lprev) == 0 && creal(z) > 1)
+        return cimag(L) < 0 ? L + I * FC_TWO_PI : L;
     const double k = nearbyint((cimag(Lprev) - cimag(L)) / FC_TWO_PI);
     return L + I * (FC_TWO_PI * k);
 }

@@ -196,3 +196,20 @@ def test_pointwise_principal_chatters_where_tracking_finishes():
     principal = fc.solve(fc.flows.pf(loss, 0.8, branch="principal"), [[1.05]], **kw)
     assert tracked.status[0] == fc.Status.OK and tracked.nfev[0] < 2000
     assert principal.status[0] == fc.Status.MAX_STEPS
+
+
+def test_real_paths_through_the_branch_point_resolve_the_same_way():
+    """Real starts with hλ < 1 that reach hλ = 1 along the real axis: the side of the cut is
+    the +iπ convention, not rounding noise in RK stages, so resolutions agree (before the
+    rule, a third of these runs came out complex-conjugated between tolerances)."""
+    flow = fc.flows.pf(fc.losses.double_well(), 0.4)
+    th0 = RNG.uniform(-0.7, 0.7, (200, 2))                   # hλ_x < 1 at the start
+    kw = dict(t_span=(0, 2), escape_radius=1e3)
+    a = fc.solve(flow, th0, rtol=1e-8, atol=1e-10, **kw)
+    b = fc.solve(flow, th0, method="dop853", rtol=1e-12, atol=1e-14, **kw)
+    ok = (a.status == fc.Status.OK) & (b.status == fc.Status.OK)
+    assert ok.sum() > 100
+    crossed = np.abs(b.y[:, -1, 0].imag) > 1e-3
+    assert crossed[ok].sum() > 20                             # the case is exercised
+    rel = np.abs(a.y[ok, -1] - b.y[ok, -1]).max(axis=1) / np.maximum(1, np.abs(b.y[ok, -1]).max(axis=1))
+    assert rel.max() < 1e-5
