@@ -124,10 +124,11 @@ def scipy_ratios(row, flow, th0, T, n, t_fc):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     n = 5_000 if args.quick else args.n
-    repeats = 3 if args.quick else 5
+    repeats = 1 if args.quick else args.repeats
     rng = np.random.default_rng(0)
     T = 2.0
     dw = fc.losses.double_well()

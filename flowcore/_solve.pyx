@@ -319,10 +319,14 @@ cdef int _eval_rows(Field f, const int64_t *act, int64_t n, int D, int NS, const
     cdef int rc
     if n == 0:
         return 0
-    _gather(f, act, n, D, NS, y, state, X, SG)
-    rc = _feval(f, n, X, SG if NS > 0 else NULL, O, st)
+    if act[n - 1] == n - 1:       # rows 0..n-1 all active (sorted): no gather, no scatter
+        rc = _feval(f, n, <scalar*> y, <double complex*> state if NS > 0 else NULL, Kout, st)
+    else:
+        _gather(f, act, n, D, NS, y, state, X, SG)
+        rc = _feval(f, n, X, SG if NS > 0 else NULL, O, st)
+        for r in range(n):
+            memcpy(Kout + act[r] * D, O + r * D, D * sizeof(scalar))
     for r in range(n):
-        memcpy(Kout + act[r] * D, O + r * D, D * sizeof(scalar))
         nfev[act[r]] += 1
         if st[r] != FC_OK and bad[act[r]] == FC_OK:
             bad[act[r]] = st[r]
