@@ -98,9 +98,10 @@ static inline double complex fc_phi_divdiff(double complex z1, double complex L1
         return s;
     }
     const double complex d = z1 - z2;
-    const double k1 = nearbyint((cimag(L1) - cimag(fc_log1m(z1))) / FC_TWO_PI);
-    const double k2 = nearbyint((cimag(L2) - cimag(fc_log1m(z2))) / FC_TWO_PI);
-    if (k1 == k2 && cabs(d) < FC_CLOSE_REL * (cabs(z1) + cabs(z2))) {
+    if (cabs(d) < FC_CLOSE_REL * (cabs(z1) + cabs(z2))
+        && nearbyint((cimag(L1) - cimag(fc_log1m(z1))) / FC_TWO_PI)
+               == nearbyint((cimag(L2) - cimag(fc_log1m(z2))) / FC_TWO_PI)) {
+        const double k1 = nearbyint((cimag(L1) - cimag(fc_log1m(z1))) / FC_TWO_PI);
         /* phi[z1,z2] = phi'(m) + phi'''(m) e^2/6 + phi^(5)(m) e^4/120, e = d/2 (odd terms cancel) */
         const double complex m = 0.5 * (z1 + z2), e2 = 0.25 * d * d;
         const double complex Lm = fc_log1m(m) + I * (FC_TWO_PI * k1);

@@ -22,26 +22,12 @@ from flowcore._abi cimport (fc_field_d, fc_field_z, FC_OK, FC_NONFINITE, FC_SING
 
 cnp.import_array()
 
-ctypedef fused scalar:
-    double
-    double complex
-
-cdef extern from "<complex.h>" nogil:
-    double cabs(double complex)
-    double creal(double complex)
-    double cimag(double complex)
+from flowcore._scalar cimport scalar, cabs, creal, cimag, _finite
 
 cdef double complex CNAN = NAN + 1j * NAN
 
 cdef enum:
     CHUNK = 256      # points per kernel call from Python entry points
-
-
-cdef inline bint _finite(scalar v) noexcept nogil:
-    if scalar is double:
-        return isfinite(v)
-    else:
-        return isfinite(creal(v)) and isfinite(cimag(v))
 
 
 cdef bint _rows_finite(const scalar *a, int64_t m) noexcept nogil:

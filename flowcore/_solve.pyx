@@ -20,14 +20,7 @@ from flowcore._abi cimport (FC_OK, FC_ESCAPED, FC_MAX_STEPS, FC_STEP_UNDERFLOW, 
 
 cnp.import_array()
 
-ctypedef fused scalar:
-    double
-    double complex
-
-cdef extern from "<complex.h>" nogil:
-    double cabs(double complex)
-    double creal(double complex)
-    double cimag(double complex)
+from flowcore._scalar cimport scalar, cabs, creal, cimag, _finite, _abs
 
 cdef enum:
     BLOCK = 32
@@ -46,20 +39,6 @@ cdef struct Method:
     double dt, rtol, atol, radius
     int64_t max_steps
     int order
-
-
-cdef inline double _abs(scalar v) noexcept nogil:
-    if scalar is double:
-        return fabs(v)
-    else:
-        return cabs(v)
-
-
-cdef inline bint _finite(scalar v) noexcept nogil:
-    if scalar is double:
-        return isfinite(v)
-    else:
-        return isfinite(creal(v)) and isfinite(cimag(v))
 
 
 cdef int _feval(Field f, int64_t n, scalar *x, double complex *state, scalar *out,

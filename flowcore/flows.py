@@ -17,7 +17,8 @@ All return a :class:`flowcore.SpectralFlow` (a :class:`flowcore.Field`).
 
 import numpy as np
 
-from flowcore._field import SpectralFlow, _spectral
+from flowcore._checks import positive
+from flowcore._field import _spectral
 from flowcore._loss import Loss
 
 __all__ = ["ngf", "pgf", "igr", "bea", "third_order", "pf", "spectral"]
@@ -27,13 +28,7 @@ def _check(loss, lr):
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a flowcore.Loss (fc.losses.* or fc.Loss.from_expr), "
                         f"got {type(loss).__name__}")
-    try:
-        lr = float(lr)
-    except (TypeError, ValueError):
-        raise TypeError(f"lr must be a real number, got {lr!r}") from None
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr}")
-    return lr
+    return positive(lr, "lr")
 
 
 def bea_coefficients(order):

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from flowcore._checks import positive
 from flowcore._field import Field
 from flowcore._solve import _solve
 from flowcore._status import Status
@@ -34,16 +35,6 @@ class Solution:
     @property
     def success(self):
         return bool(np.all(self.status == Status.OK))
-
-
-def _positive(value, label):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{label} must be a real number, got {value!r}") from None
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"{label} must be finite and > 0, got {value!r}")
-    return v
 
 
 def _times(t_span, t_eval):
@@ -93,13 +84,13 @@ def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, at
     if tab is None:
         raise ValueError(f"method must be one of {sorted(TABLEAUX)} or a Tableau, got {method!r}")
     t0, tout = _times(t_span, t_eval)
-    rtol, atol = _positive(rtol, "rtol"), _positive(atol, "atol")
+    rtol, atol = positive(rtol, "rtol"), positive(atol, "atol")
     if tab.adaptive:
-        dt = 0.0 if dt is None else _positive(dt, "dt")
+        dt = 0.0 if dt is None else positive(dt, "dt")
     elif dt is None:
         raise ValueError(f"method {tab.name!r} is fixed-step: pass dt=")
     else:
-        dt = _positive(dt, "dt")
+        dt = positive(dt, "dt")
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     radius = float(escape_radius)

@@ -74,7 +74,6 @@ def test_pf_complex_points_nonquadratic_lapack_vs_closed_form():
 
 def sympy_flow(expr, syms, h, coef, npc):
     """α(hH)g + npc·T[g,g] from sympy, evaluated by lambdify (independent of flowcore)."""
-    D = len(syms)
     g = sp.Matrix([sp.diff(expr, s) for s in syms])
     H = sp.hessian(expr, syms)
     r = coef[-1] * g
