@@ -35,6 +35,8 @@ cdef struct Method:
     const double *b       # [S]
     const double *e       # [S + 1] or NULL (fixed step)
     const double *e3      # [S + 1] or NULL (DOP853's 3rd-order part)
+    const double *P       # [S + 1, NP] dense output y(t + xh) = y + h Σ_j K_j Σ_q P[j,q] x^(q+1), or NULL
+    int NP
     double alpha, beta    # PI controller exponents
     double dt, rtol, atol, radius
     int64_t max_steps
@@ -145,8 +147,9 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
     while rc == 0 and nact > 0:
         for r in range(nact):
             i = act[r]
-            tgt = tout[k_out[i]]
-            # land exactly on outputs (a remainder within rounding of a full step joins it)
+            # land exactly on the next output (or, with dense output, on the end only);
+            # a remainder within rounding of a full step joins it
+            tgt = tout[nout - 1] if M.P != NULL else tout[k_out[i]]
             hh[i] = h[i] if t[i] + h[i] * (1 + 1e-9) < tgt else tgt - t[i]
             bad[i] = FC_OK
         for s in range(1, S):
@@ -221,7 +224,12 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
                 rejected[i] = 0
                 if hh[i] == h[i] or fac < 1:      # a step cut short for an output keeps its h
                     h[i] = hh[i] * fac
-            tgt = tout[k_out[i]]
+            if M.P != NULL:           # outputs inside (t, t + hh] from the continuous extension
+                while k_out[i] < nout - 1 and tout[k_out[i]] <= t[i] + hh[i]:
+                    _dense(M, m, D, i, (tout[k_out[i]] - t[i]) / hh[i], hh[i], y, K,
+                           Y + (i * nout + k_out[i]) * D)
+                    k_out[i] += 1
+            tgt = tout[nout - 1] if M.P != NULL else tout[k_out[i]]
             t[i] = tgt if hh[i] == tgt - t[i] else t[i] + hh[i]
             nsteps[i] += 1
             d0 = 0
@@ -251,6 +259,24 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
     free(y); free(K); free(ynew); free(t); free(h); free(hh); free(errold); free(k_out)
     free(bad); free(rejected); free(state); free(act); free(X); free(O); free(SG); free(st)
     return rc
+
+
+cdef void _dense(const Method *M, int64_t m, int D, int64_t i, double x, double hh,
+                 const scalar *y, const scalar *K, scalar *out) noexcept nogil:
+    """y(t + x hh) of trajectory i from its last step's stages (before y is advanced)."""
+    cdef int j, q, a
+    cdef double w, xp
+    cdef scalar acc
+    for a in range(D):
+        out[a] = y[i * D + a]
+    for j in range(M.S + 1):
+        w, xp = 0, x
+        for q in range(M.NP):
+            w += M.P[j * M.NP + q] * xp
+            xp *= x
+        if w != 0:
+            for a in range(D):
+                out[a] = out[a] + hh * w * K[j * m * D + i * D + a]
 
 
 cdef int64_t _compact(int64_t *act, int64_t n, const int *status) noexcept nogil:
@@ -313,7 +339,7 @@ cdef int _eval_rows(Field f, const int64_t *act, int64_t n, int D, int NS, const
 
 
 def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, double[::1] b,
-           e, e3, int order, int error_order, double beta, double dt, double rtol, double atol,
+           e, e3, P, int order, int error_order, double beta, double dt, double rtol, double atol,
            int64_t max_steps, double radius, int threads):
     """Integrate rows of y0 [N, D] (float64 or complex128); returns Y [N, len(tout), D] and
     per-trajectory status, nfev, nsteps, nreject."""
@@ -331,6 +357,9 @@ def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, doubl
     M.S, M.A, M.b = b.shape[0], &A[0, 0], &b[0]
     M.e = &ev[0] if ev is not None else NULL
     M.e3 = &e3v[0] if e3v is not None else NULL
+    cdef double[:, ::1] Pv = np.ascontiguousarray(P, dtype=np.float64) if P is not None else None
+    M.P = &Pv[0, 0] if Pv is not None else NULL
+    M.NP = Pv.shape[1] if Pv is not None else 0
     M.alpha = 1.0 / (error_order + 1) - 0.75 * beta if error_order > 0 else 0.0
     M.beta, M.dt, M.rtol, M.atol, M.radius, M.max_steps, M.order = beta, dt, rtol, atol, radius, max_steps, order
     cdef char *py0 = <char*> cnp.PyArray_DATA(y0)

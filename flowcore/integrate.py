@@ -61,13 +61,15 @@ def _times(t_span, t_eval):
 
 def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, atol=1e-10,
           dt=None, max_steps=1_000_000, escape_radius=np.inf, threads=None, progress=False,
-          chunk=4096):
+          chunk=4096, dense=True):
     """Integrate θ' = flow(θ) from every row of theta0 [N, D] (or [D]).
 
     ``method``: 'euler', 'midpoint', 'heun', 'rk4' (fixed step ``dt``) or 'dopri5', 'dop853'
     (adaptive: per-trajectory PI step control, Hairer's initial step, error norm on |·| so
-    complex states work), or a :class:`flowcore.tableaux.Tableau`. Steps land exactly on the
-    output times (``t_eval``, or the end of ``t_span``), so outputs are never interpolated.
+    complex states work), or a :class:`flowcore.tableaux.Tableau`. Outputs at ``t_eval`` come
+    from the method's continuous extension when it has one (dopri5, ``dense=True``), so dense
+    t_eval costs no extra steps; otherwise (dop853, fixed-step methods, ``dense=False``) steps
+    land exactly on each output time. The end of the span is always landed on.
 
     Complex fields (the PF) or complex theta0 run in complex128; real fields in float64. For
     the tracked PF the branch state of log(1 − hλ) lives here, per trajectory, and advances
@@ -130,6 +132,7 @@ def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, at
                 continue
             Yc, st, nf, ns, nr = _solve(flow, y0[sl], t0, targets, np.ascontiguousarray(tab.A),
                                         np.ascontiguousarray(tab.b), tab.e, tab.e3,
+                                        tab.P if dense else None,
                                         tab.error_order or tab.order, tab.error_order or 0,
                                         tab.beta, dt, rtol, atol, int(max_steps), radius, threads)
             Y[sl, 1 if first_is_t0 else 0:] = Yc

@@ -15,6 +15,8 @@ class Tableau:
     ``e`` (length s + 1, the last entry weighting f(y⁺)) gives the embedded error
     estimate h Σ e_i k_i; ``e3`` marks DOP853's combined 5th/3rd-order estimator.
     ``error_order`` q sets the controller exponent 1/(q + 1); ``beta`` the PI term.
+    ``P`` [s + 1, p] is a continuous extension (dense output):
+    y(t + xh) = y + h Σ_j k_j Σ_q P[j, q] x^(q+1).
     """
     name: str
     A: np.ndarray
@@ -24,6 +26,7 @@ class Tableau:
     error_order: int | None = None
     e: np.ndarray | None = None
     e3: np.ndarray | None = None
+    P: np.ndarray | None = None
     beta: float = 0.0
     doc: str = field(default="", compare=False)
 
@@ -43,7 +46,7 @@ def _fixed(name, A, b, c, order, doc):
 def _from_scipy():
     from scipy.integrate._ivp.rk import DOP853, RK45
     dopri5 = Tableau("dopri5", np.pad(RK45.A, ((0, 0), (0, 1))), RK45.B, RK45.C, 5, 4, RK45.E,
-                     beta=0.04, doc="Dormand–Prince 5(4), FSAL")
+                     P=RK45.P, beta=0.04, doc="Dormand–Prince 5(4), FSAL, 4th-order dense output")
     dop853 = Tableau("dop853", DOP853.A[:12, :12], DOP853.B, DOP853.C[:12], 8, 7, DOP853.E5,
                      DOP853.E3, doc="Dormand–Prince 8(5,3)")
     return dopri5, dop853
