@@ -2,3 +2,8 @@
 
 It calls the numeric engine in ``flowcore`` and never re-implements its numerics.
 """
+from flowcore.analysis.critical import (CriticalPoint, classify, critical_points, jacobian_eigenvalues,
+                                        stability, stability_coefficients, stable_lr_interval, MODELS)
+
+__all__ = ["CriticalPoint", "classify", "critical_points", "jacobian_eigenvalues", "stability",
+           "stability_coefficients", "stable_lr_interval", "MODELS"]

@@ -54,6 +54,41 @@ def cmd_eval(args):
             print(f"  T[v,v] = {T[i]}")
 
 
+def cmd_critical(args):
+    """Critical points of a loss, their kinds and Hessian eigenvalues, and (with --lr) the
+    verdict of every model of GD at each."""
+    from flowcore import analysis as fa
+    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    box = None
+    if args.box:
+        try:
+            box = [[float(v) for v in part.split(",")] for part in args.box.split(";")]
+        except ValueError:
+            raise ValueError(f"--box: cannot read {args.box!r}; write 'lo,hi;lo,hi'") from None
+    cps = fa.critical_points(loss, box=box, exact=not args.newton)
+    rows = []
+    for c in cps:
+        row = c.as_dict()
+        row["value"] = float(loss.value(c.point))
+        if args.lr:
+            st = fa.stability(c, args.lr, beta=args.beta)
+            row["models"] = {m: v["verdict"] for m, v in st.items()}
+            row["stable_lr"] = {m: [[lo, hi if np.isfinite(hi) else "inf"] for lo, hi in
+                                    fa.stable_lr_interval(c, m, beta=args.beta)] for m in fa.MODELS}
+        rows.append(row)
+    if args.json:
+        print(json.dumps({"loss": loss.name, "vars": [str(s) for s in loss.vars or ()],
+                          "lr": args.lr, "points": rows}))
+        return
+    print(f"loss {loss.name}: {len(rows)} critical point(s)" + (f", lr = {args.lr:g}" if args.lr else ""))
+    for r in rows:
+        pt = ", ".join(f"{v:.6g}" for v in r["point"])
+        ev = ", ".join(f"{v:.4g}" for v in r["eigenvalues"])
+        print(f"  ({pt})  {r['kind']:<10}  E = {r['value']:.6g}  λ(H) = [{ev}]  |g| = {r['residual']:.1e}")
+        if args.lr:
+            print("      " + "  ".join(f"{m}: {v}" for m, v in r["models"].items()))
+
+
 def cmd_bench(args):
     """Run the benchmark scripts of a flowcore checkout (benchmarks/bench_*.py)."""
     import subprocess
@@ -86,6 +121,15 @@ def build_parser():
     e.add_argument("--v", help="direction(s) for T[v,v], same format as --at")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.set_defaults(func=cmd_eval)
+    c = sub.add_parser("critical", help="critical points, kinds, eigenvalues and per-model stability")
+    c.add_argument("--loss", required=True, help="zoo name or expression")
+    c.add_argument("--vars", help="comma-separated variable order")
+    c.add_argument("--lr", type=float, help="learning rate for the per-model verdicts")
+    c.add_argument("--beta", type=float, default=0.9, help="heavy-ball momentum (default 0.9)")
+    c.add_argument("--box", help="search box --box='lo,hi;lo,hi' (needed when sympy cannot solve)")
+    c.add_argument("--newton", action="store_true", help="skip sympy; Newton from a grid in --box")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=cmd_critical)
     b = sub.add_parser("bench", help="run the benchmarks (tables to stdout, JSON to benchmarks/results)")
     b.add_argument("--quick", action="store_true", help="small batches, few repeats")
     b.add_argument("--only", help="run only scripts whose name contains this (e.g. solve)")

@@ -30,3 +30,15 @@ def test_help_lists_subcommands(capsys):
     assert main([]) == 0
     text = capsys.readouterr().out
     assert "eval" in text and "bench" in text
+
+
+def test_critical_json(capsys):
+    assert main(["critical", "--loss", "double_well", "--lr", "0.3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    kinds = sorted((tuple(p["point"]), p["kind"]) for p in out["points"])
+    assert kinds == [((-1.0, 0.0), "min"), ((0.0, 0.0), "saddle"), ((1.0, 0.0), "min")]
+    mn = [p for p in out["points"] if p["kind"] == "min"][0]
+    assert mn["models"]["gd"] == "repelling" and mn["models"]["ngf"] == "attractive"   # hλ = 2.4
+    assert mn["stable_lr"]["gd"] == [[0.0, 0.25]]
+    assert main(["critical", "--loss", "exp(x) - x", "--json"]) == 2      # needs --box
+    assert "box" in capsys.readouterr().err
