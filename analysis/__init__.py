@@ -7,3 +7,6 @@ from flowcore.analysis.critical import (CriticalPoint, classify, critical_points
 
 __all__ = ["CriticalPoint", "classify", "critical_points", "jacobian_eigenvalues", "stability",
            "stability_coefficients", "stable_lr_interval", "MODELS"]
+from flowcore.analysis.bea import ModifiedEquation, modified_equation, verify_order
+
+__all__ += ["ModifiedEquation", "modified_equation", "verify_order"]

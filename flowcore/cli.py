@@ -89,6 +89,26 @@ def cmd_critical(args):
             print("      " + "  ".join(f"{m}: {v}" for m, v in r["models"].items()))
 
 
+def cmd_bea(args):
+    """Modified equation of GD for a loss: the terms f_k of θ' = Σ h^k f_k."""
+    import sympy as sp
+    from flowcore import analysis as fa
+    if args.method != "gd":
+        raise ValueError(f"--method {args.method!r} is not implemented yet (only gd)")
+    me = fa.modified_equation(args.loss, order=args.order,
+                              vars=args.vars.split(",") if args.vars else None)
+    if args.json:
+        print(json.dumps({"loss": args.loss, "vars": [str(v) for v in me.vars], "order": me.order,
+                          "terms": [[str(sp.factor(c)) for c in f] for f in me.terms],
+                          "latex": me.latex()}))
+    elif args.latex:
+        print(me.latex())
+    else:
+        print(f"modified equation of GD for E = {me.loss}:  θ' = Σ_k h^k f_k,  θ = {list(me.vars)}")
+        for k, f in enumerate(me.terms):
+            print(f"  f_{k} = {[sp.factor(c) for c in f]}")
+
+
 def cmd_bench(args):
     """Run the benchmark scripts of a flowcore checkout (benchmarks/bench_*.py)."""
     import subprocess
@@ -130,6 +150,14 @@ def build_parser():
     c.add_argument("--newton", action="store_true", help="skip sympy; Newton from a grid in --box")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(func=cmd_critical)
+    m = sub.add_parser("bea", help="modified equation (backward error analysis) of GD")
+    m.add_argument("--loss", required=True, help="sympy expression of E")
+    m.add_argument("--order", type=int, default=2, help="highest power of h (default 2)")
+    m.add_argument("--vars", help="comma-separated variable order")
+    m.add_argument("--method", default="gd", help="one-step map (gd)")
+    m.add_argument("--latex", action="store_true", help="print LaTeX")
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.set_defaults(func=cmd_bea)
     b = sub.add_parser("bench", help="run the benchmarks (tables to stdout, JSON to benchmarks/results)")
     b.add_argument("--quick", action="store_true", help="small batches, few repeats")
     b.add_argument("--only", help="run only scripts whose name contains this (e.g. solve)")

@@ -42,3 +42,9 @@ def test_critical_json(capsys):
     assert mn["stable_lr"]["gd"] == [[0.0, 0.25]]
     assert main(["critical", "--loss", "exp(x) - x", "--json"]) == 2      # needs --box
     assert "box" in capsys.readouterr().err
+
+
+def test_bea_json(capsys):
+    assert main(["bea", "--loss", "x**4/4", "--order", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["terms"] == [["-x**3"], ["-3*x**5/2"]]       # −g, −(h/2)·H g = −(1/2)(3x²)(x³)

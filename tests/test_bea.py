@@ -1,0 +1,78 @@
+"""Modified equations against hand-derived closed forms and numerical local errors."""
+import numpy as np
+import pytest
+import sympy as sp
+
+from flowcore.analysis import bea
+
+x, y = sp.symbols("x y")
+
+
+def tensors(E, syms):
+    g = sp.Matrix([sp.diff(E, s) for s in syms])
+    H = sp.hessian(E, syms)
+    T = sp.Matrix([sum(sp.diff(E, si, sj, sk) * g[j] * g[k] for j, sj in enumerate(syms)
+                       for k, sk in enumerate(syms)) for si in syms])
+    return g, H, T
+
+
+def test_gd_order_two_is_the_third_order_flow():
+    """Paper Eq 8: θ' = −g − (h/2)Hg − h²((1/3)H²g + (1/12)T[g,g])."""
+    E = x**4 / 4 - x**2 * y + y**3 / 3 + 2 * x * y
+    me = bea.modified_equation(E, order=2)
+    g, H, T = tensors(E, (x, y))
+    expected = [-g, -H * g / 2, -(H * H * g) / 3 - T / 12]
+    for k in range(3):
+        assert sp.expand(me.terms[k] - expected[k]) == sp.zeros(2, 1), k
+
+
+def test_principal_terms_theorem_on_quadratics():
+    """Theorem 3.1: the principal part is −Σ_p h^p H^p g/(p+1); on a quadratic it is all
+    there is (T and higher derivatives vanish). Checked for p ≤ 12."""
+    A = sp.Matrix([[3, 1], [1, 2]]) / 2
+    X = sp.Matrix([x, y])
+    E = (X.T * A * X)[0] / 2 + x - y
+    me = bea.modified_equation(E, order=12)
+    g = A * X + sp.Matrix([1, -1])
+    for p in range(13):
+        assert sp.expand(me.terms[p] + A ** p * g / (p + 1)) == sp.zeros(2, 1), p
+
+
+def test_euler_scalar_modified_fields():
+    """Explicit Euler on y' = y²: y² − h y³ + (3/2)h² y⁴ − (8/3)h³ y⁵; on y' = λy: log(1+hλ)/h·y."""
+    me = bea.modified_equation(order=3, vars=("y",), step=lambda th, h: th + h * th.applyfunc(lambda e: e**2))
+    assert [sp.expand(f[0]) for f in me.terms] == [y**2, -y**3, sp.Rational(3, 2) * y**4, -sp.Rational(8, 3) * y**5]
+    lam = sp.Symbol("lambda")
+    lin = bea.modified_equation(order=5, vars=("y",), step=lambda th, h: th + h * lam * th)
+    series = sp.series(sp.log(1 + bea.H_SYMBOL * lam) / bea.H_SYMBOL * y, bea.H_SYMBOL, 0, 6).removeO()
+    got = sum(bea.H_SYMBOL**k * f[0] for k, f in enumerate(lin.terms))
+    assert sp.expand(got - series) == 0
+
+
+def test_is_gradient():
+    E = x**4 / 4 + x * y**2 + y**3 / 3
+    me = bea.modified_equation(E, order=2)
+    ok, P = me.is_gradient(1)
+    g = sp.Matrix([sp.diff(E, v) for v in (x, y)])
+    assert ok and sp.expand(P - (-(g.T * g)[0] / 4)) == 0   # f₁ = −∇(¼‖∇E‖²)
+    assert me.is_gradient(2) == (False, None)               # order 2 is not a gradient here
+    ok0, P0 = me.is_gradient(0)
+    assert ok0 and sp.expand(P0 + E) == 0
+
+
+def test_latex_and_errors():
+    me = bea.modified_equation("(x**2 - 1)**2 + y**2", order=1)
+    text = me.latex()
+    assert text.startswith(r"\dot\theta") and "h^{1}" in text
+    with pytest.raises(ValueError, match="order"):
+        bea.modified_equation("x**2", order=-1)
+    with pytest.raises(ValueError, match="vars"):
+        bea.modified_equation(order=1)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4])
+def test_local_error_slope_is_order_plus_two(n):
+    """‖GD step − flow of the truncated modified field over time h‖ = O(h^{n+2})."""
+    me = bea.modified_equation("(x**2 - 1)**2 / 4 + x*y + y**2/2", order=n)
+    slope, errs = bea.verify_order(me, [0.7, -0.4], [0.1, 0.07, 0.05])
+    assert abs(slope - (n + 2)) < 0.2, (slope, errs)
