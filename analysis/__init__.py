@@ -10,3 +10,6 @@ __all__ = ["CriticalPoint", "classify", "critical_points", "jacobian_eigenvalues
 from flowcore.analysis.bea import ModifiedEquation, modified_equation, verify_order
 
 __all__ += ["ModifiedEquation", "modified_equation", "verify_order"]
+from flowcore.analysis import bseries
+
+__all__ += ["bseries"]
