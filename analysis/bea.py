@@ -62,11 +62,12 @@ class _FlowSeries:
             self._J[m, a] = [[e.diff(x) for x in self.theta] for e in v]
         return self._J[m, a]
 
-    def known(self, j):
-        """The h^{j+1} coefficient of the flow without the unknown f_j."""
+    def known(self, j, weight):
+        """Σ_{m≥2} weight(m)·T(m, j+1−m): the h^{j+1} coefficient of Σ_m weight(m) h^m F^{[m]}
+        without the unknown f_j (weight(m) = 1/m! for the flow itself)."""
         acc = self.zero()
         for m in range(2, j + 2):
-            w = sp.Rational(1, sp.factorial(m))
+            w = weight(m)
             acc = [a + w * t for a, t in zip(acc, self.T(m, j + 1 - m))]
         return acc
 
@@ -94,6 +95,23 @@ class ModifiedEquation:
         rows = [rf"h^{{{k}}}\,{sp.latex(f.applyfunc(sp.factor))}" for k, f in enumerate(self.terms)]
         return r"\dot\theta = " + r" \\ + ".join(rows)
 
+    def principal(self):
+        """GD's principal terms −h^p H^p g/(p+1) (Theorem 3.1), as sympy vectors per order."""
+        if self.method != "gd" or self.loss is None:
+            raise ValueError("principal() is defined for GD's modified equation of a loss")
+        g = sp.Matrix([sp.diff(self.loss, v) for v in self.vars])
+        Hm = sp.hessian(self.loss, self.vars)
+        out, v = [], g
+        for p in range(len(self.terms)):
+            out.append((-v / (p + 1)).applyfunc(sp.expand))
+            v = Hm * v
+        return out
+
+    def nonprincipal(self):
+        """terms[k] minus the principal part: only third and higher derivatives of E enter
+        (zero for quadratic E; −(1/12)T[g,g] at order 2)."""
+        return [(f - p).applyfunc(sp.expand) for f, p in zip(self.terms, self.principal())]
+
     def is_gradient(self, k):
         """(True, P) when terms[k] = ∇P (curl-free; P from the radial line integral, P(0) = 0),
         else (False, None)."""
@@ -114,12 +132,20 @@ class ModifiedEquation:
                                vars=self.vars, name=f"modified {self.method} (order {self.order})")
 
 
-def modified_equation(expr=None, order=2, method="gd", vars=None, step=None):
+def modified_equation(expr=None, order=2, method="gd", vars=None, step=None, beta=None):
     """The modified equation of a one-step map, terms f₀ … f_order.
 
     ``method='gd'``: Φ_h(θ) = θ − h∇E(θ) for the loss ``expr`` (sympy or string). Or pass
     ``step(theta, h)`` — any explicit one-step map as a sympy function of the coordinate
     vector θ (a Matrix) and h — with ``vars`` naming the coordinates (``expr`` may then be None).
+
+    ``method='nesterov'``: θ_{n+1} = y − h g(y), y = θ_n + β(θ_n − θ_{n−1}), the same way,
+    with g(θ + d) expanded in its Taylor series (d = O(h)).
+
+    ``method='heavy_ball'`` (momentum ``beta``, a number or sympy symbol): the position-only
+    two-step recursion θ_{n+1} = θ_n − h g(θ_n) + β(θ_n − θ_{n−1}), with θ_{n−1} = φ_{−h}(θ_n)
+    on the flow: Σ_m (1 + β(−1)^m) h^m/m! F^{[m]} = −h g, solved order by order
+    (first order: θ' = −g/(1−β) − h(1+β)/(2(1−β)³) H g).
     """
     from flowcore._codegen import parse, resolve_vars
     if not isinstance(order, (int, np.integer)) or order < 0:
@@ -134,9 +160,28 @@ def modified_equation(expr=None, order=2, method="gd", vars=None, step=None):
     else:
         raise ValueError("give a loss expression, or vars= with step=")
     theta = sp.Matrix(syms)
+    if method == "nesterov" and step is None:
+        return _nesterov(E, syms, order, beta)
+    if method == "heavy_ball" and step is None:
+        if E is None:
+            raise ValueError("method 'heavy_ball' needs a loss expression")
+        b = sp.Rational(9, 10) if beta is None else sp.nsimplify(beta)
+        if b.is_number and not (0 <= b < 1):
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        grad = [sp.diff(E, s) for s in syms]
+        poly = all(c.is_polynomial(*syms) for c in grad)
+        series = _FlowSeries(syms, poly)
+        weight = lambda m: (1 + b * (-1) ** m) / sp.factorial(m)  # noqa: E731
+        for j in range(order + 1):
+            rhs = [-c if j == 0 else sp.Integer(0) for c in grad]
+            rhs = [sp.Poly(c, *syms) if poly else c for c in rhs]
+            f_j = [(r - k) * (1 / (1 - b)) for r, k in zip(rhs, series.known(j, weight))]
+            series.f.append(f_j if poly else [sp.expand(e) for e in f_j])
+        terms = [sp.Matrix([sp.expand(e.as_expr() if poly else e) for e in f]) for f in series.f]
+        return ModifiedEquation(terms, tuple(syms), h, "heavy_ball", E)
     if step is None:
         if method != "gd":
-            raise ValueError(f"method must be 'gd' (or pass step=), got {method!r}")
+            raise ValueError(f"method must be 'gd' or 'heavy_ball' (or pass step=), got {method!r}")
         if E is None:
             raise ValueError("method 'gd' needs a loss expression")
         grad = sp.Matrix([sp.diff(E, s) for s in syms])
@@ -148,11 +193,61 @@ def modified_equation(expr=None, order=2, method="gd", vars=None, step=None):
     coeffs = _map_coefficients(step, theta, h, order + 1)
     poly = all(c.is_polynomial(*syms) for col in coeffs for c in col)
     series = _FlowSeries(syms, poly)
+    flow_weight = lambda m: sp.Rational(1, sp.factorial(m))  # noqa: E731
     for j in range(order + 1):
         target = [sp.Poly(c, *syms) if poly else c for c in coeffs[j]]
-        series.f.append([t - k if poly else sp.expand(t - k) for t, k in zip(target, series.known(j))])
+        series.f.append([t - k if poly else sp.expand(t - k)
+                         for t, k in zip(target, series.known(j, flow_weight))])
     terms = [sp.Matrix([e.as_expr() if poly else e for e in f]) for f in series.f]
     return ModifiedEquation(terms, tuple(syms), h, method, E)
+
+
+def _compositions(total, parts):
+    """Ordered tuples of `parts` positive integers summing to `total`."""
+    if parts == 0:
+        return [()] if total == 0 else []
+    return [(k,) + rest for k in range(1, total - parts + 2) for rest in _compositions(total - k, parts - 1)]
+
+
+def _nesterov(E, syms, order, beta):
+    """Position-only modified equation of Nesterov's method (see modified_equation)."""
+    import itertools
+    if E is None:
+        raise ValueError("method 'nesterov' needs a loss expression")
+    b = sp.Rational(9, 10) if beta is None else sp.nsimplify(beta)
+    if b.is_number and not (0 <= b < 1):
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    h = H_SYMBOL
+    grad = [sp.diff(E, s) for s in syms]
+    poly = all(c.is_polynomial(*syms) for c in grad)
+    wrap = (lambda e: sp.Poly(e, *syms)) if poly else sp.expand
+    D = len(syms)
+    tensor = {}                       # ∂^r g / ∂θ_c1 … ∂θ_cr, per component
+
+    def dg(idx):
+        if idx not in tensor:
+            tensor[idx] = [wrap(sp.diff(c, *[syms[i] for i in idx])) for c in grad]
+        return tensor[idx]
+
+    series = _FlowSeries(syms, poly)
+    d = {}                            # d[k]: h^k coefficient of y − θ (k ≥ 1)
+    flow_w = lambda m: sp.Rational(1, sp.factorial(m))                 # noqa: E731
+    mom_w = lambda m: -b * (-1) ** m / sp.factorial(m)                 # noqa: E731
+    for j in range(order + 1):
+        G = [wrap(c) for c in grad] if j == 0 else series.zero()       # h^j coefficient of g(θ + d)
+        for r in range(1, j + 1):
+            for comp in _compositions(j, r):
+                for idx in itertools.product(range(D), repeat=r):
+                    w = sp.Rational(1, sp.factorial(r))
+                    for k, c in zip(comp, idx):
+                        w = w * d[k][c]
+                    G = [a + w * t for a, t in zip(G, dg(tuple(sorted(idx))))]
+        known, dknown = series.known(j, flow_w), series.known(j, mom_w)
+        f_j = [(dk - kn - gj) * (1 / (1 - b)) for dk, kn, gj in zip(dknown, known, G)]
+        series.f.append(f_j if poly else [sp.expand(e) for e in f_j])
+        d[j + 1] = [b * fj + dk for fj, dk in zip(series.f[j], dknown)]
+    terms = [sp.Matrix([sp.expand(e.as_expr() if poly else e) for e in f]) for f in series.f]
+    return ModifiedEquation(terms, tuple(syms), h, "nesterov", E)
 
 
 def verify_order(me, theta, hs, step=None):

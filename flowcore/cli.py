@@ -93,9 +93,7 @@ def cmd_bea(args):
     """Modified equation of GD for a loss: the terms f_k of θ' = Σ h^k f_k."""
     import sympy as sp
     from flowcore import analysis as fa
-    if args.method != "gd":
-        raise ValueError(f"--method {args.method!r} is not implemented yet (only gd)")
-    me = fa.modified_equation(args.loss, order=args.order,
+    me = fa.modified_equation(args.loss, order=args.order, method=args.method, beta=args.beta,
                               vars=args.vars.split(",") if args.vars else None)
     if args.json:
         print(json.dumps({"loss": args.loss, "vars": [str(v) for v in me.vars], "order": me.order,
@@ -104,7 +102,7 @@ def cmd_bea(args):
     elif args.latex:
         print(me.latex())
     else:
-        print(f"modified equation of GD for E = {me.loss}:  θ' = Σ_k h^k f_k,  θ = {list(me.vars)}")
+        print(f"modified equation of {me.method} for E = {me.loss}:  θ' = Σ_k h^k f_k,  θ = {list(me.vars)}")
         for k, f in enumerate(me.terms):
             print(f"  f_{k} = {[sp.factor(c) for c in f]}")
 
@@ -154,7 +152,8 @@ def build_parser():
     m.add_argument("--loss", required=True, help="sympy expression of E")
     m.add_argument("--order", type=int, default=2, help="highest power of h (default 2)")
     m.add_argument("--vars", help="comma-separated variable order")
-    m.add_argument("--method", default="gd", help="one-step map (gd)")
+    m.add_argument("--method", default="gd", choices=["gd", "heavy_ball"], help="the map (default gd)")
+    m.add_argument("--beta", type=float, default=0.9, help="heavy-ball momentum (default 0.9)")
     m.add_argument("--latex", action="store_true", help="print LaTeX")
     m.add_argument("--json", action="store_true", help="machine-readable output")
     m.set_defaults(func=cmd_bea)

@@ -76,3 +76,73 @@ def test_local_error_slope_is_order_plus_two(n):
     me = bea.modified_equation("(x**2 - 1)**2 / 4 + x*y + y**2/2", order=n)
     slope, errs = bea.verify_order(me, [0.7, -0.4], [0.1, 0.07, 0.05])
     assert abs(slope - (n + 2)) < 0.2, (slope, errs)
+
+
+def test_heavy_ball_first_order_symbolic_beta():
+    """θ' = −g/(1−β) − h(1+β)/(2(1−β)³) H g (position-only modified equation)."""
+    b = sp.Symbol("beta")
+    E = x**4 / 4 + x * y + y**2
+    me = bea.modified_equation(E, order=1, method="heavy_ball", beta=b)
+    g = sp.Matrix([sp.diff(E, v) for v in (x, y)])
+    H = sp.hessian(E, (x, y))
+    assert sp.simplify(me.terms[0] + g / (1 - b)) == sp.zeros(2, 1)
+    assert sp.simplify(me.terms[1] + (1 + b) / (2 * (1 - b)**3) * H * g) == sp.zeros(2, 1)
+    with pytest.raises(ValueError, match="beta"):
+        bea.modified_equation(E, order=1, method="heavy_ball", beta=1.5)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_heavy_ball_two_step_residual_slope(n):
+    """On the flow φ of the truncated field: φ_h(θ) − [θ − h g(θ) + β(θ − φ_{−h}(θ))] = O(h^{n+2})."""
+    import flowcore as fc
+    E = (x**2 - 1)**2 / 4 + x * y + y**2 / 2
+    beta = 0.5
+    me = bea.modified_equation(E, order=n, method="heavy_ball", beta=beta)
+    grad = sp.lambdify((x, y), [sp.diff(E, v) for v in (x, y)])
+    th = np.array([[0.7, -0.4]])
+    errs, hs = [], [0.1, 0.07, 0.05]
+    for h in hs:
+        fwd = me.to_flow(h)
+        field = [sp.expand(-c.subs(me.h, h)) for c in me.field()]
+        bwd = fc.Field.from_expr(field, vars=("x", "y"))
+        kw = dict(t_span=(0, h), method="dop853", rtol=1e-13, atol=1e-15)
+        ahead, back = fc.solve(fwd, th, **kw).y[0, -1], fc.solve(bwd, th, **kw).y[0, -1]
+        step = th[0] - h * np.array(grad(*th[0])) + beta * (th[0] - back)
+        errs.append(np.linalg.norm(ahead - step))
+    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+    assert abs(slope - (n + 2)) < 0.25, (slope, errs)
+
+
+def test_principal_and_nonprincipal_split():
+    E = x**4 / 4 + x * y + y**2
+    me = bea.modified_equation(E, order=3)
+    g, H, T = tensors(E, (x, y))
+    P = me.principal()
+    for p in range(4):
+        assert sp.expand(P[p] + H**p * g / (p + 1)) == sp.zeros(2, 1)
+    NP = me.nonprincipal()
+    assert NP[0] == sp.zeros(2, 1) and NP[1] == sp.zeros(2, 1)
+    assert sp.expand(NP[2] + T / 12) == sp.zeros(2, 1)
+    quad = bea.modified_equation(x**2 + x * y + 3 * y**2, order=5)
+    assert all(v == sp.zeros(2, 1) for v in quad.nonprincipal())
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_nesterov_residual_slope(n):
+    """φ_h(θ) − [y − h g(y)], y = θ + β(θ − φ_{−h}(θ)), is O(h^{n+2}) on the truncated flow."""
+    import flowcore as fc
+    E = (x**2 - 1)**2 / 4 + x * y + y**2 / 2
+    beta = 0.5
+    me = bea.modified_equation(E, order=n, method="nesterov", beta=beta)
+    grad = sp.lambdify((x, y), [sp.diff(E, v) for v in (x, y)])
+    th = np.array([[0.7, -0.4]])
+    errs, hs = [], [0.1, 0.07, 0.05]
+    for h in hs:
+        field = [sp.expand(-c.subs(me.h, h)) for c in me.field()]
+        kw = dict(t_span=(0, h), method="dop853", rtol=1e-13, atol=1e-15)
+        ahead = fc.solve(me.to_flow(h), th, **kw).y[0, -1]
+        back = fc.solve(fc.Field.from_expr(field, vars=("x", "y")), th, **kw).y[0, -1]
+        yy = th[0] + beta * (th[0] - back)
+        errs.append(np.linalg.norm(ahead - (yy - h * np.array(grad(*yy)))))
+    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+    assert abs(slope - (n + 2)) < 0.25, (slope, errs)
