@@ -19,6 +19,12 @@ H_SYMBOL = sp.Symbol("h", positive=True)
 def _map_coefficients(step, theta, h, N):
     """Taylor coefficients in h of Φ_h(θ) − θ, orders 1..N."""
     phi = sp.Matrix(step(theta, h))
+    if phi.shape != theta.shape:
+        raise ValueError(f"step must return a vector of shape {theta.shape}, got {phi.shape}")
+    if sp.expand(phi.subs(h, 0) - theta) != sp.zeros(*theta.shape):
+        raise ValueError("step(theta, 0) must be theta: backward error analysis needs a map that is "
+                         "O(h)-close to the identity (e.g. momentum on the (θ, v) pair is not; "
+                         "use method='heavy_ball', the position-only modified equation)")
     coeffs = []
     for m in range(1, N + 1):
         coeffs.append(sp.Matrix([sp.expand(sp.diff(c, h, m).subs(h, 0) / sp.factorial(m)) for c in phi]))
@@ -112,6 +118,20 @@ class ModifiedEquation:
         (zero for quadratic E; −(1/12)T[g,g] at order 2)."""
         return [(f - p).applyfunc(sp.expand) for f, p in zip(self.terms, self.principal())]
 
+    def tensor_form(self):
+        """GD's terms in g, H = ∇²E, ∇³E, … : per order k, a list of (coefficient, text) with
+        f_k = Σ coefficient · text. From the B-series of explicit Euler with f = −∇E: a tree
+        t contributes b(t)/σ(t)·(−1)^{|t|} ∇^{m+1}E[…] per node with m children, g per leaf."""
+        if self.method != "gd":
+            raise ValueError("tensor_form() is defined for GD's modified equation")
+        from flowcore.analysis import bseries as bs
+        b = bs.modified_equation("euler", self.order + 1)
+        out = []
+        for k in range(self.order + 1):
+            out.append([(sp.nsimplify(b[t] / bs.sigma(t) * (-1) ** bs.order(t)), _tensor_text(t))
+                        for t in bs.trees(k + 1) if b[t] != 0])
+        return out
+
     def is_gradient(self, k):
         """(True, P) when terms[k] = ∇P (curl-free; P from the radial line integral, P(0) = 0),
         else (False, None)."""
@@ -200,6 +220,18 @@ def modified_equation(expr=None, order=2, method="gd", vars=None, step=None, bet
                          for t, k in zip(target, series.known(j, flow_weight))])
     terms = [sp.Matrix([e.as_expr() if poly else e for e in f]) for f in series.f]
     return ModifiedEquation(terms, tuple(syms), h, method, E)
+
+
+def _tensor_text(t):
+    """∇^{m+1}E[children] for a node with m children, g for a leaf (H for ∇²E)."""
+    if not t:
+        return "g"
+    args = ", ".join(_tensor_text(c) for c in t)
+    head = "H" if len(t) == 1 else f"∇{_SUPERSCRIPT[len(t) + 1]}E"
+    return f"{head}[{args}]"
+
+
+_SUPERSCRIPT = {2: "²", 3: "³", 4: "⁴", 5: "⁵", 6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹"}
 
 
 def _compositions(total, parts):

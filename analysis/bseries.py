@@ -169,7 +169,7 @@ def modified_equation(method, order_):
     if not isinstance(order_, int) or order_ < 1:
         raise ValueError(f"order must be an integer >= 1, got {order_!r}")
     f = []                      # f[k]: {tree of order k+1: coefficient of F(tree)}
-    T, J = {}, {}
+    T = {}
 
     def add(acc, tree, c):
         acc[tree] = acc.get(tree, 0) + c

@@ -152,7 +152,7 @@ def build_parser():
     m.add_argument("--loss", required=True, help="sympy expression of E")
     m.add_argument("--order", type=int, default=2, help="highest power of h (default 2)")
     m.add_argument("--vars", help="comma-separated variable order")
-    m.add_argument("--method", default="gd", choices=["gd", "heavy_ball"], help="the map (default gd)")
+    m.add_argument("--method", default="gd", choices=["gd", "heavy_ball", "nesterov"], help="the map (default gd)")
     m.add_argument("--beta", type=float, default=0.9, help="heavy-ball momentum (default 0.9)")
     m.add_argument("--latex", action="store_true", help="print LaTeX")
     m.add_argument("--json", action="store_true", help="machine-readable output")

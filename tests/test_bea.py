@@ -91,25 +91,37 @@ def test_heavy_ball_first_order_symbolic_beta():
         bea.modified_equation(E, order=1, method="heavy_ball", beta=1.5)
 
 
-@pytest.mark.parametrize("n", [0, 1, 2])
-def test_heavy_ball_two_step_residual_slope(n):
-    """On the flow φ of the truncated field: φ_h(θ) − [θ − h g(θ) + β(θ − φ_{−h}(θ))] = O(h^{n+2})."""
+MOMENTUM_LOSS = (x**2 - 1)**2 / 4 + x * y + y**2 / 2
+
+
+def two_step_residual_slope(me, next_point, hs=(0.1, 0.07, 0.05)):
+    """Slope of ‖φ_h(θ) − next_point(θ, φ_{−h}(θ), h)‖ in h, φ the flow of the truncated field
+    (forward and backward in time by fc.solve at rtol 1e-13)."""
     import flowcore as fc
-    E = (x**2 - 1)**2 / 4 + x * y + y**2 / 2
-    beta = 0.5
-    me = bea.modified_equation(E, order=n, method="heavy_ball", beta=beta)
-    grad = sp.lambdify((x, y), [sp.diff(E, v) for v in (x, y)])
     th = np.array([[0.7, -0.4]])
-    errs, hs = [], [0.1, 0.07, 0.05]
+    errs = []
     for h in hs:
-        fwd = me.to_flow(h)
         field = [sp.expand(-c.subs(me.h, h)) for c in me.field()]
-        bwd = fc.Field.from_expr(field, vars=("x", "y"))
         kw = dict(t_span=(0, h), method="dop853", rtol=1e-13, atol=1e-15)
-        ahead, back = fc.solve(fwd, th, **kw).y[0, -1], fc.solve(bwd, th, **kw).y[0, -1]
-        step = th[0] - h * np.array(grad(*th[0])) + beta * (th[0] - back)
-        errs.append(np.linalg.norm(ahead - step))
-    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+        ahead = fc.solve(me.to_flow(h), th, **kw).y[0, -1]
+        back = fc.solve(fc.Field.from_expr(field, vars=("x", "y")), th, **kw).y[0, -1]
+        errs.append(np.linalg.norm(ahead - next_point(th[0], back, h)))
+    return np.polyfit(np.log(hs), np.log(errs), 1)[0], errs
+
+
+@pytest.mark.parametrize("method", ["heavy_ball", "nesterov"])
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_momentum_two_step_residual_slope(method, n):
+    """Heavy ball: θ⁺ = θ − h g(θ) + β(θ − θ⁻); Nesterov: θ⁺ = y − h g(y), y = θ + β(θ − θ⁻);
+    on the truncated flow (θ⁻ = φ_{−h}(θ)) the residual is O(h^{n+2})."""
+    beta = 0.5
+    me = bea.modified_equation(MOMENTUM_LOSS, order=n, method=method, beta=beta)
+    grad = sp.lambdify((x, y), [sp.diff(MOMENTUM_LOSS, v) for v in (x, y)])
+
+    def next_point(th, back, h):
+        yy = th + beta * (th - back) if method == "nesterov" else th
+        return yy - h * np.array(grad(*yy)) + (beta * (th - back) if method == "heavy_ball" else 0)
+    slope, errs = two_step_residual_slope(me, next_point)
     assert abs(slope - (n + 2)) < 0.25, (slope, errs)
 
 
@@ -127,22 +139,21 @@ def test_principal_and_nonprincipal_split():
     assert all(v == sp.zeros(2, 1) for v in quad.nonprincipal())
 
 
-@pytest.mark.parametrize("n", [0, 1, 2])
-def test_nesterov_residual_slope(n):
-    """φ_h(θ) − [y − h g(y)], y = θ + β(θ − φ_{−h}(θ)), is O(h^{n+2}) on the truncated flow."""
-    import flowcore as fc
-    E = (x**2 - 1)**2 / 4 + x * y + y**2 / 2
-    beta = 0.5
-    me = bea.modified_equation(E, order=n, method="nesterov", beta=beta)
-    grad = sp.lambdify((x, y), [sp.diff(E, v) for v in (x, y)])
-    th = np.array([[0.7, -0.4]])
-    errs, hs = [], [0.1, 0.07, 0.05]
-    for h in hs:
-        field = [sp.expand(-c.subs(me.h, h)) for c in me.field()]
-        kw = dict(t_span=(0, h), method="dop853", rtol=1e-13, atol=1e-15)
-        ahead = fc.solve(me.to_flow(h), th, **kw).y[0, -1]
-        back = fc.solve(fc.Field.from_expr(field, vars=("x", "y")), th, **kw).y[0, -1]
-        yy = th[0] + beta * (th[0] - back)
-        errs.append(np.linalg.norm(ahead - (yy - h * np.array(grad(*yy)))))
-    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
-    assert abs(slope - (n + 2)) < 0.25, (slope, errs)
+def test_tensor_form_and_theorem_3_1_on_all_trees():
+    """Tensor form from the B-series: order 2 is −(1/3)H²g − (1/12)∇³E[g,g], and for every
+    p ≤ 7 the coefficient of H^p g (the tall tree) is −1/(p+1) (Theorem 3.1)."""
+    me = bea.modified_equation("x**4/4 + x*y**2", order=7)
+    tf = me.tensor_form()
+    assert tf[0] == [(-1, "g")] and tf[1] == [(sp.Rational(-1, 2), "H[g]")]
+    assert sorted(tf[2], key=str) == sorted([(sp.Rational(-1, 12), "∇³E[g, g]"),
+                                             (sp.Rational(-1, 3), "H[H[g]]")], key=str)
+    for p in range(8):
+        tall = "H[" * p + "g" + "]" * p
+        assert dict((text, c) for c, text in tf[p])[tall] == sp.Rational(-1, p + 1)
+
+
+def test_step_map_must_be_near_identity():
+    b = sp.Rational(1, 2)
+    with pytest.raises(ValueError, match="identity"):
+        bea.modified_equation(order=1, vars=("x", "y"),
+                              step=lambda th, h: sp.Matrix([th[0] + b * th[1] - h * th[0], b * th[1] - h * th[0]]))
