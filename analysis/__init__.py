@@ -13,3 +13,9 @@ __all__ += ["ModifiedEquation", "modified_equation", "verify_order"]
 from flowcore.analysis import bseries
 
 __all__ += ["bseries"]
+from flowcore.analysis.dynamics import basin_entropy, orbit_diagram
+
+__all__ += ["basin_entropy", "orbit_diagram"]
+from flowcore.analysis import plot
+
+__all__ += ["plot"]

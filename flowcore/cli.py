@@ -107,6 +107,28 @@ def cmd_bea(args):
             print(f"  f_{k} = {[sp.factor(c) for c in f]}")
 
 
+def cmd_orbit(args):
+    """GD orbit diagram over a range of learning rates, with Lyapunov exponents."""
+    from flowcore import analysis as fa
+    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    lo, hi = (float(v) for v in args.lrs.split(","))
+    lrs = np.linspace(lo, hi, args.n)
+    theta0 = [float(v) for v in args.theta0.split(",")]
+    r = fa.orbit_diagram(loss, lrs, theta0, transient=args.transient, keep=args.keep)
+    if args.output:
+        fa.plot.orbit_diagram(r, title=f"GD orbit diagram: {loss.name}").savefig(args.output, dpi=120)
+    if args.json:
+        print(json.dumps({"loss": loss.name, "lrs": r["lrs"].tolist(),
+                          "lyapunov": [None if not np.isfinite(v) else float(v) for v in r["lyapunov"]],
+                          "status": [int(s) for s in r["status"]],
+                          "period": [int(len(np.unique(np.round(o[:, 0], 6)))) if np.all(np.isfinite(o)) else None
+                                     for o in r["orbits"]]}))
+    else:
+        for h, ly, o in zip(r["lrs"], r["lyapunov"], r["orbits"]):
+            n = len(np.unique(np.round(o[:, 0], 6))) if np.all(np.isfinite(o)) else "-"
+            print(f"h = {h:.4f}  distinct late values = {n}  lyapunov = {ly:.4f}")
+
+
 def cmd_bench(args):
     """Run the benchmark scripts of a flowcore checkout (benchmarks/bench_*.py)."""
     import subprocess
@@ -157,6 +179,17 @@ def build_parser():
     m.add_argument("--latex", action="store_true", help="print LaTeX")
     m.add_argument("--json", action="store_true", help="machine-readable output")
     m.set_defaults(func=cmd_bea)
+    o = sub.add_parser("orbit", help="GD orbit diagram and Lyapunov exponents over learning rates")
+    o.add_argument("--loss", required=True, help="zoo name or expression")
+    o.add_argument("--vars", help="comma-separated variable order")
+    o.add_argument("--lrs", required=True, help="learning-rate range 'lo,hi'")
+    o.add_argument("--n", type=int, default=200, help="number of learning rates (default 200)")
+    o.add_argument("--theta0", required=True, help="start 'x,y,...'")
+    o.add_argument("--transient", type=int, default=1000)
+    o.add_argument("--keep", type=int, default=100)
+    o.add_argument("-o", "--output", help="write the figure to this PNG")
+    o.add_argument("--json", action="store_true", help="machine-readable output")
+    o.set_defaults(func=cmd_orbit)
     b = sub.add_parser("bench", help="run the benchmarks (tables to stdout, JSON to benchmarks/results)")
     b.add_argument("--quick", action="store_true", help="small batches, few repeats")
     b.add_argument("--only", help="run only scripts whose name contains this (e.g. solve)")

@@ -48,3 +48,25 @@ def test_bea_json(capsys):
     assert main(["bea", "--loss", "x**4/4", "--order", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["terms"] == [["-x**3"], ["-3*x**5/2"]]       # −g, −(h/2)·H g = −(1/2)(3x²)(x³)
+
+
+def test_orbit_writes_png_and_json(tmp_path, capsys):
+    png = tmp_path / "orbit.png"
+    assert main(["orbit", "--loss", "(w**2 - 1)**2/4", "--lrs", "0.5,1.1", "--n", "4", "--theta0", "0.5",
+                 "--transient", "500", "--keep", "20", "-o", str(png), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"loss", "lrs", "lyapunov", "status", "period"}
+    assert out["period"] == [1, 1, 1, 2]                        # h = 0.5, 0.7, 0.9 fixed; 1.1 period 2
+    from PIL import Image
+    with Image.open(png) as im:
+        assert im.size[0] > 600 and im.size[1] > 500
+
+
+def test_orbit_figure_structure():
+    from flowcore import analysis as fa
+    import flowcore as fc
+    r = fa.orbit_diagram(fc.Loss.from_expr("(w**2 - 1)**2/4"), [0.5, 1.1], [0.5], transient=100, keep=10)
+    fig = fa.plot.orbit_diagram(r)
+    top, bottom = fig.axes
+    assert top.get_ylabel() and bottom.get_xlabel() == "learning rate h" and top.get_title()
+    assert bottom.get_legend() is not None
