@@ -13,9 +13,12 @@ __all__ += ["ModifiedEquation", "modified_equation", "verify_order"]
 from flowcore.analysis import bseries
 
 __all__ += ["bseries"]
-from flowcore.analysis.dynamics import basin_entropy, orbit_diagram
+from flowcore.analysis.dynamics import as_json, basin_entropy, orbit_diagram, portrait
 
-__all__ += ["basin_entropy", "orbit_diagram"]
+__all__ += ["as_json", "basin_entropy", "orbit_diagram", "portrait"]
 from flowcore.analysis import plot
 
 __all__ += ["plot"]
+from flowcore.analysis.basins import Basins, Label, basins, grid_points
+
+__all__ += ["Basins", "Label", "basins", "grid_points"]

@@ -72,3 +72,80 @@ def basin_entropy(labels, box=5):
     boundary = S > 0
     Sbb = float(S[boundary].mean()) if boundary.any() else float("nan")
     return float(S.mean()), Sbb, int(boundary.sum())
+
+
+_FLOW_NAMES = ("ngf", "pgf", "igr", "third_order", "pf", "pf_np3")
+
+
+def _make_flow(loss, name, lr):
+    if name not in _FLOW_NAMES:
+        raise ValueError(f"flow must be one of {_FLOW_NAMES}, got {name!r}")
+    if name.startswith("pf"):
+        return fc.flows.pf(loss, lr, nonprincipal=name == "pf_np3")
+    return getattr(fc.flows, name)(loss, lr)
+
+
+def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, resolution=120,
+             critical=None, escape_radius=1e6):
+    """The numbers behind a phase portrait of ``loss`` in ``box`` [(lo, hi)] * D (D = 1 or 2).
+
+    * ``E`` on a ``resolution`` grid, and the real field of ``flow`` there (2-D, for streamlines);
+    * the critical points (``critical``, default :func:`critical_points` in the box);
+    * from each start: GD iterates for each rate in ``gd_lrs`` (default [lr]) over ``steps``
+      steps, and the trajectory of ``flow`` at the matching times t = n·lr (dopri5, rtol 1e-10).
+      The PF's trajectories are complex; the figure shows their real part, and
+      :func:`flowcore.analysis.plot.pf_panels` shows Re and Im against t.
+    Returns a dict of arrays (JSON-ready through ``as_json``).
+    """
+    from flowcore.analysis.critical import critical_points
+    D = loss.dim
+    if D not in (1, 2):
+        raise ValueError(f"portraits are drawn for 1-D and 2-D losses; this one is {D}-D "
+                         "(use fa.basins with origin/directions for a slice)")
+    b = np.asarray(box, dtype=float).reshape(D, 2)
+    if not np.all(np.isfinite(b)) or np.any(b[:, 1] <= b[:, 0]):
+        raise ValueError(f"box must be [(lo, hi)] * {D} with hi > lo, got {box!r}")
+    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    field = _make_flow(loss, flow, lr)
+    axes = [np.linspace(lo, hi, resolution) for lo, hi in b]
+    mesh = np.stack(np.meshgrid(*axes), -1)                  # [ny, nx, 2] or [n, 1]
+    out = {"loss": loss.name, "dim": D, "box": b, "lr": float(lr), "flow": flow, "axes": axes,
+           "E": loss.value(mesh), "steps": int(steps)}
+    if D == 2 and not field.is_complex:
+        out["field"] = field(mesh)
+    elif D == 2:                                              # the PF: its real part, at real points
+        out["field"] = np.real(field(mesh.astype(complex)))
+    cps = critical_points(loss, box=b.tolist()) if critical is None else critical
+    out["critical"] = [c.as_dict() for c in cps]
+    st = np.zeros((0, D)) if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
+    if st.shape[1:] != (D,):
+        raise ValueError(f"starts must have shape [N, {D}], got {np.shape(starts)}")
+    gd_lrs = [lr] if gd_lrs is None else list(gd_lrs)
+    out["starts"], out["gd_lrs"] = st, gd_lrs
+    out["gd"] = [fc.descend(loss, st, h, steps, escape_radius=escape_radius).iterates for h in gd_lrs]
+    t = lr * np.arange(steps + 1)
+    sol = fc.solve(field, st, t_eval=t, rtol=1e-10, atol=1e-12, escape_radius=escape_radius) if len(st) else None
+    out["t"] = t
+    out["trajectories"] = sol.y if sol is not None else np.zeros((0, steps + 1, D))
+    out["status"] = [fc.Status(int(s)).name for s in (sol.status if sol is not None else [])]
+    return out
+
+
+def as_json(obj):
+    """Arrays → lists, complex → {"re", "im"}, NaN → None: a JSON-ready copy."""
+    if isinstance(obj, dict):
+        return {str(k): as_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        if np.iscomplexobj(obj):
+            return {"re": as_json(obj.real), "im": as_json(obj.imag)}
+        return as_json(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (complex, np.complexfloating)):
+        return {"re": as_json(obj.real), "im": as_json(obj.imag)}
+    return obj

@@ -25,3 +25,142 @@ def orbit_diagram(result, coordinate=0, title=None):
     axl.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+_KIND_STYLE = {"min": ("o", "tab:green"), "max": ("^", "tab:red"), "saddle": ("X", "tab:orange"),
+               "degenerate": ("s", "0.4")}
+_SPECIAL_COLORS = {-1: "0.15", -2: "0.65", -3: "tab:purple", -4: "k"}
+
+
+def basins(result, title=None, show_points=True):
+    """Basin image: one colour per label, a legend naming each label with its fraction, the
+    attractors (and unstable fixed points) marked where they lie in the slice."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+    plt = _plt()
+    entries = result.entries
+    values = sorted(e.label for e in entries)
+    colors, k = [], 0
+    palette = plt.get_cmap("tab10").colors + plt.get_cmap("Pastel1").colors
+    for v in values:
+        e = result.entry(v)
+        if v < 0:
+            colors.append(_SPECIAL_COLORS.get(v, "k"))
+        elif e.attractor:
+            colors.append(palette[k % len(palette)])
+            k += 1
+        else:
+            colors.append("white")
+    L = np.atleast_2d(result.labels)
+    fig, ax = plt.subplots(figsize=(7.5, 5.2) if L.shape[0] > 1 else (7.5, 2.6))
+    x = result.axes[0]
+    y = result.axes[1] if len(result.axes) > 1 else np.array([0.0, 1.0])
+    ax.imshow(np.searchsorted(values, L), origin="lower", aspect="auto", interpolation="nearest",
+              cmap=ListedColormap(colors), vmin=-0.5, vmax=len(values) - 0.5,
+              extent=(x[0], x[-1], y[0], y[-1]))
+    handles = []
+    for v, c in zip(values, colors):
+        e = result.entry(v)
+        handles.append(Patch(facecolor=c, edgecolor="k", lw=0.5, label=f"{e.name}: {100 * e.fraction:.1f}%"))
+    if show_points and len(result.axes) > 1:
+        o = result.starts[0, 0]
+        U = np.stack([result.starts[0, -1] - o, result.starts[-1, 0] - o])   # spans of the slice
+        scale = np.array([x[-1] - x[0], y[-1] - y[0]])
+        for e in entries:
+            if e.label < 0:
+                continue
+            coords = np.linalg.lstsq(U.T, (np.real(e.points) - o).T, rcond=None)[0].T * scale + [x[0], y[0]]
+            marker = "o" if e.attractor else "x"
+            ax.plot(coords[:, 0], coords[:, 1], marker, ms=7, mfc="none" if not e.attractor else "w",
+                    mec="k", ls="none")
+    ax.set_xlabel("x (slice coordinate)" if len(result.axes) > 1 else "θ")
+    ax.set_ylabel("y (slice coordinate)" if len(result.axes) > 1 else "")
+    if len(result.axes) == 1:
+        ax.set_yticks([])
+    ax.set_title(title or f"Basins of {result.model} at lr = {result.lr:g}")
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="label: fraction")
+    fig.tight_layout()
+    return fig
+
+
+def _critical_markers(ax, critical, dim, E_of=None):
+    seen = set()
+    for c in critical:
+        m, col = _KIND_STYLE.get(c["kind"], ("s", "0.4"))
+        p = c["point"]
+        xy = (p[0], p[1]) if dim == 2 else (p[0], E_of(p[0]))
+        ax.plot(*xy, m, color=col, ms=9, mec="k", ls="none", zorder=5,
+                label=None if c["kind"] in seen else f"{c['kind']}")
+        seen.add(c["kind"])
+
+
+def portrait(data, title=None):
+    """Phase portrait from :func:`flowcore.analysis.portrait`: contours of E, streamlines of the
+    flow, critical points by kind, GD iterates (one style per lr) and flow trajectories."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 6) if data["dim"] == 2 else (8, 4.5))
+    flow = data["flow"]
+    if data["dim"] == 2:
+        x, y = data["axes"]
+        E = data["E"]
+        levels = np.quantile(E, np.linspace(0, 1, 25) ** 2)
+        cs = ax.contour(x, y, E, levels=np.unique(levels), cmap="viridis", linewidths=0.7)
+        fig.colorbar(cs, ax=ax, label="E(θ)")
+        F = data["field"]
+        ax.streamplot(x, y, F[..., 0], F[..., 1], color="0.6", density=1.1, linewidth=0.6, arrowsize=0.7)
+        _critical_markers(ax, data["critical"], 2)
+        for j, (h, it) in enumerate(zip(data["gd_lrs"], data["gd"])):
+            for n, path in enumerate(it):
+                ax.plot(path[:, 0], path[:, 1], "o-", color=f"C{(j + 1) % 10}", ms=3, lw=0.8,
+                        label=f"GD, lr = {h:g}" if n == 0 else None)
+        for n, tr in enumerate(data["trajectories"]):
+            ax.plot(np.real(tr[:, 0]), np.real(tr[:, 1]), "-", color="C0", lw=1.8,
+                    label=f"{flow} (Re)" if flow.startswith("pf") and n == 0 else (flow if n == 0 else None))
+        (x0, x1), (y0, y1) = data["box"]
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_xlabel("θ₁")
+        ax.set_ylabel("θ₂")
+    else:
+        (w,) = data["axes"]
+        E = data["E"].reshape(-1)
+        ax.plot(w, E, color="0.3", lw=1.2, label="E(θ)")
+        E_of = lambda v: np.interp(v, w, E)
+        _critical_markers(ax, data["critical"], 1, E_of)
+        for j, (h, it) in enumerate(zip(data["gd_lrs"], data["gd"])):
+            for n, path in enumerate(it):
+                ax.plot(path[:, 0], E_of(path[:, 0]), "o-", color=f"C{(j + 1) % 10}", ms=3, lw=0.6,
+                        label=f"GD, lr = {h:g}" if n == 0 else None)
+        for n, tr in enumerate(data["trajectories"]):
+            re = np.real(tr[:, 0])
+            ax.plot(re, E_of(re), "-", color="C0", lw=2, alpha=0.7, label=flow if n == 0 else None)
+        ax.set_xlim(*data["box"][0])
+        ax.set_xlabel("θ")
+        ax.set_ylabel("E(θ)")
+    ax.set_title(title or f"{data['loss']}: {flow} and GD (lr = {data['lr']:g})")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pf_panels(data, title=None):
+    """Re and Im of a complex (PF) trajectory against t, with GD's iterates at t = n·lr."""
+    plt = _plt()
+    D = data["dim"]
+    fig, axs = plt.subplots(2, D, figsize=(4.2 * D + 1, 5.5), sharex=True, squeeze=False)
+    t = data["t"]
+    for a in range(D):
+        for n, tr in enumerate(data["trajectories"]):
+            axs[0, a].plot(t, np.real(tr[:, a]), color=f"C{n % 10}", lw=1.5,
+                           label=f"{data['flow']} from start {n}" if a == 0 else None)
+            axs[1, a].plot(t, np.imag(tr[:, a]), color=f"C{n % 10}", lw=1.5)
+            gd = data["gd"][0][n]
+            axs[0, a].plot(t, gd[:, a], "o", color=f"C{n % 10}", ms=3, mfc="none",
+                           label=f"GD from start {n}" if a == 0 else None)
+        axs[0, a].set_ylabel(f"Re θ{a + 1}")
+        axs[1, a].set_ylabel(f"Im θ{a + 1}")
+        axs[1, a].set_xlabel("t (GD step n at t = n·lr)")
+    axs[0, 0].legend(fontsize=7, loc="best")
+    fig.suptitle(title or f"{data['loss']}: {data['flow']} vs GD, lr = {data['lr']:g}")
+    fig.tight_layout()
+    return fig

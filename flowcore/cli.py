@@ -129,6 +129,68 @@ def cmd_orbit(args):
             print(f"h = {h:.4f}  distinct late values = {n}  lyapunov = {ly:.4f}")
 
 
+def _ranges(text, what, n_items):
+    """'a,b[,n];a,b[,n]' → list of tuples (n an int)."""
+    try:
+        parts = [[float(v) for v in p.split(",")] for p in text.split(";")]
+    except ValueError:
+        raise ValueError(f"{what}: cannot read {text!r}")
+    if any(len(p) != n_items for p in parts):
+        raise ValueError(f"{what}: each axis needs {n_items} comma-separated numbers, got {text!r}")
+    return [tuple(p[:2]) + ((int(p[2]),) if n_items == 3 else ()) for p in parts]
+
+
+def cmd_basins(args):
+    """Basins of attraction of a map or flow on a grid of starts."""
+    from flowcore import analysis as fa
+    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    grid = _ranges(args.grid, "--grid 'lo,hi,n;lo,hi,n'", 3)
+    grid = grid[0] if loss.dim == 1 else grid
+    kw = {}
+    if args.origin:
+        kw["origin"] = [float(v) for v in args.origin.split(",")]
+    if args.directions:
+        kw["directions"] = [[float(v) for v in d.split(",")] for d in args.directions.split(";")]
+    b = fa.basins(loss, args.model, args.lr, grid, steps=args.steps, t_max=args.t_max,
+                  progress=not args.json, **kw)
+    Sb, Sbb, nb = b.entropy(box=args.box) if min(b.labels.shape) >= args.box and b.labels.ndim == 2 else (None,) * 3
+    if args.output:
+        fa.plot.basins(b, title=f"{loss.name}: basins of {args.model}, lr = {args.lr:g}").savefig(args.output, dpi=120)
+    if args.json:
+        out = b.as_dict()
+        out.update(loss=loss.name, Sb=Sb, Sbb=None if Sbb is None or not np.isfinite(Sbb) else Sbb, boundary_boxes=nb)
+        print(json.dumps(fa.as_json(out)))
+    else:
+        for e in b.entries:
+            print(f"{e.label:3d}  {e.name:45s} {e.count:9d}  {100 * e.fraction:6.2f}%")
+        if Sb is not None:
+            print(f"basin entropy Sb = {Sb:.4f}, boundary basin entropy Sbb = {Sbb:.4f} ({nb} boxes of {args.box}x{args.box})")
+
+
+def cmd_portrait(args):
+    """Phase portrait: contours, streamlines, critical points, GD iterates and flow trajectories."""
+    from flowcore import analysis as fa
+    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    box = _ranges(args.box, "--box 'lo,hi;lo,hi'", 2)
+    starts = _points(args.starts, loss.dim).real if args.starts else None
+    gd_lrs = [float(v) for v in args.gd_lrs.split(",")] if args.gd_lrs else None
+    d = fa.portrait(loss, box, args.lr, flow=args.flow, starts=starts, gd_lrs=gd_lrs, steps=args.steps)
+    if args.output:
+        fa.plot.portrait(d).savefig(args.output, dpi=120)
+        if args.flow.startswith("pf") and starts is not None:
+            stem = args.output.rsplit(".", 1)
+            fa.plot.pf_panels(d).savefig(stem[0] + "_reim." + (stem[1] if len(stem) > 1 else "png"), dpi=120)
+    if args.json:
+        keep = ("loss", "lr", "flow", "critical", "starts", "gd_lrs", "gd", "t", "trajectories", "status")
+        print(json.dumps(fa.as_json({k: d[k] for k in keep})))
+    else:
+        for c in d["critical"]:
+            print(f"{c['kind']:10s} at {c['point']}")
+        for n, st in enumerate(d["status"]):
+            end = d["trajectories"][n, -1]
+            print(f"start {n}: {args.flow} at t = {d['t'][-1]:g}: {np.round(end, 6)} ({st})")
+
+
 def cmd_bench(args):
     """Run the benchmark scripts of a flowcore checkout (benchmarks/bench_*.py)."""
     import subprocess
@@ -190,6 +252,32 @@ def build_parser():
     o.add_argument("-o", "--output", help="write the figure to this PNG")
     o.add_argument("--json", action="store_true", help="machine-readable output")
     o.set_defaults(func=cmd_orbit)
+    bs = sub.add_parser("basins", help="basins of attraction of GD-type maps or flows on a grid")
+    bs.add_argument("--loss", required=True, help="zoo name or expression")
+    bs.add_argument("--vars", help="comma-separated variable order")
+    bs.add_argument("--model", default="gd", help="gd, heavy_ball, nesterov, dal, ngf, igr, third_order, pf, pf_np3")
+    bs.add_argument("--lr", type=float, required=True, help="learning rate h")
+    bs.add_argument("--grid", required=True, help="--grid='lo,hi,nx;lo,hi,ny' (one axis for a 1-D loss; write = before a leading minus)")
+    bs.add_argument("--origin", help="for D > 2: the plane's origin 'a,b,c,...'")
+    bs.add_argument("--directions", help="for D > 2: two directions 'u1,u2,...;v1,v2,...'")
+    bs.add_argument("--steps", type=int, default=1000, help="iteration budget (flows: t_max = steps·lr)")
+    bs.add_argument("--t-max", type=float, help="time budget of a flow")
+    bs.add_argument("--box", type=int, default=5, help="box size of the basin entropy (default 5)")
+    bs.add_argument("-o", "--output", help="write the basin figure to this PNG")
+    bs.add_argument("--json", action="store_true", help="machine-readable output")
+    bs.set_defaults(func=cmd_basins)
+    pt = sub.add_parser("portrait", help="phase portrait with GD iterates and flow trajectories")
+    pt.add_argument("--loss", required=True, help="zoo name or expression (1-D or 2-D)")
+    pt.add_argument("--vars", help="comma-separated variable order")
+    pt.add_argument("--lr", type=float, required=True, help="learning rate h of the flow")
+    pt.add_argument("--flow", default="ngf", help="ngf, pgf, igr, third_order, pf, pf_np3 (default ngf)")
+    pt.add_argument("--box", required=True, help="--box='lo,hi;lo,hi' (write = before a leading minus)")
+    pt.add_argument("--starts", help="starts 'x,y;x,y'")
+    pt.add_argument("--gd-lrs", help="GD learning rates 'a,b' (default: --lr)")
+    pt.add_argument("--steps", type=int, default=30, help="GD steps (default 30)")
+    pt.add_argument("-o", "--output", help="write the figure to this PNG (PF: also *_reim.png)")
+    pt.add_argument("--json", action="store_true", help="machine-readable output")
+    pt.set_defaults(func=cmd_portrait)
     b = sub.add_parser("bench", help="run the benchmarks (tables to stdout, JSON to benchmarks/results)")
     b.add_argument("--quick", action="store_true", help="small batches, few repeats")
     b.add_argument("--only", help="run only scripts whose name contains this (e.g. solve)")

@@ -86,7 +86,7 @@ def descend(loss, theta0, lr=None, steps=100, method="gd", beta=0.9, power=1.0, 
     if not escape_radius > 0:
         raise ValueError(f"escape_radius must be > 0, got {escape_radius}")
     b = beta if method in ("heavy_ball", "nesterov", "dal_momentum") else 0.0
-    X, rates, status, nsteps = _descend(loss, np.ascontiguousarray(th), int(steps), method,
+    X, rates, status, nsteps, _ = _descend(loss, np.ascontiguousarray(th), int(steps), method,
                                         float(lr) if uses_lr else 0.0, b, float(power),
                                         float(lr_cap or 0.0), float(escape_radius), _threads(threads))
     return Run(X, status.astype(np.int8), nsteps, rates, method)

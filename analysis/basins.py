@@ -1,0 +1,359 @@
+"""Basins of attraction of GD-type maps and of the continuous-time models, on a 2-D slice.
+
+Every start on the grid is run (in flowcore's kernels) until it comes to rest, leaves, or runs out
+of budget, and gets one label:
+
+* an **attractor**: a fixed point (matched to a critical point of E when it is one) or a cycle of
+  a map, found by recurrence ‖θ_k − θ_{k−p}‖∞ ≤ tol(1 + ‖θ_k‖∞), p ≤ ``max_period``;
+* an **unstable fixed point**: the trajectory ends on a critical point that the model does not
+  attract (a start on a saddle, a maximum, or on a saddle's stable manifold) — never an attractor;
+* the outcomes that are not attractors, each with its own negative label: ESCAPED (left
+  ``escape_radius``), UNRESOLVED (iteration or time budget spent), SINGULAR (the PF met hλ = 1),
+  NONFINITE (overflow).
+
+PF trajectories are complex: one that comes to rest with max|Im θ| ≤ ``imag_tol`` is labelled by the
+real point it converges to, and the residual max|Im θ| is reported per label and per start.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import flowcore as fc
+from flowcore._descend import _descend
+from flowcore.analysis.critical import MODELS, critical_points, stability
+from flowcore.analysis.dynamics import basin_entropy
+from flowcore.optim import _threads
+
+MAPS = ("gd", "heavy_ball", "nesterov", "dal")
+FLOWS = ("ngf", "igr", "third_order", "pf", "pf_np3")
+ESCAPED, UNRESOLVED, SINGULAR, NONFINITE = -1, -2, -3, -4
+_SPECIAL = {fc.Status.ESCAPED: ESCAPED, fc.Status.MAX_STEPS: UNRESOLVED, fc.Status.SINGULAR: SINGULAR,
+            fc.Status.NONFINITE: NONFINITE, fc.Status.STEP_UNDERFLOW: UNRESOLVED,
+            fc.Status.INTERRUPTED: UNRESOLVED}
+_SPECIAL_NAMES = {ESCAPED: "escaped", UNRESOLVED: "unresolved", SINGULAR: "singular (hλ = 1)",
+                  NONFINITE: "non-finite"}
+
+
+@dataclass
+class Label:
+    """One label of a basin image: what the starts with this label do."""
+    label: int
+    kind: str                      # 'fixed point', 'cycle', 'unstable fixed point', or a special outcome
+    points: np.ndarray             # [period, D]: the fixed point or the cycle (empty for specials)
+    critical: object = None        # the CriticalPoint it matches, if any
+    count: int = 0
+    fraction: float = 0.0
+    imag_residual: float = 0.0     # PF: the largest max|Im θ| at rest over its starts
+
+    @property
+    def attractor(self):
+        return self.kind in ("fixed point", "cycle")
+
+    @property
+    def name(self):
+        if self.label < 0:
+            return self.kind
+        v = np.real(self.points[0])
+        v = np.where(np.abs(v) <= 1e-12 * (1 + np.max(np.abs(v))), 0.0, v)     # no "-3.7e-45"
+        pt = "(" + ", ".join(f"{c:.3g}" for c in v) + ")"
+        if self.kind == "cycle":
+            return f"{len(self.points)}-cycle through {pt}"
+        what = self.critical.kind if self.critical is not None else "fixed point"
+        return f"{what} {pt}" + (" [unstable]" if self.kind == "unstable fixed point" else "")
+
+    def as_dict(self):
+        return {"label": self.label, "name": self.name, "kind": self.kind, "attractor": self.attractor,
+                "points": np.real(self.points).tolist(), "critical_kind": getattr(self.critical, "kind", None),
+                "count": self.count, "fraction": self.fraction, "imag_residual": self.imag_residual}
+
+
+@dataclass
+class Basins:
+    """Result of :func:`basins`: ``labels`` has the grid's shape ([ny, nx], or [nx] in 1-D)."""
+    labels: np.ndarray
+    axes: tuple                    # the grid's coordinates along each direction (x, then y)
+    starts: np.ndarray             # [..., D] the starting points
+    entries: list                  # one Label per label value present
+    model: str
+    lr: float
+    imag_residual: np.ndarray      # per start (0 for real models)
+    nsteps: np.ndarray             # map iterations (maps) or accepted steps (flows), per start
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def attractors(self):
+        return [e for e in self.entries if e.attractor]
+
+    @property
+    def fractions(self):
+        return {e.name: e.fraction for e in self.entries}
+
+    @property
+    def counts(self):
+        return {e.name: e.count for e in self.entries}
+
+    def entry(self, label):
+        return next(e for e in self.entries if e.label == label)
+
+    def boundary(self):
+        """Mask of starts with a neighbour (4-neighbourhood) of another label."""
+        L = np.atleast_2d(self.labels)
+        m = np.zeros(L.shape, bool)
+        dx, dy = L[:, 1:] != L[:, :-1], L[1:, :] != L[:-1, :]
+        m[:, 1:] |= dx
+        m[:, :-1] |= dx
+        m[1:, :] |= dy
+        m[:-1, :] |= dy
+        return m.reshape(self.labels.shape)
+
+    def entropy(self, box=5):
+        """(Sb, Sbb, boundary boxes) of Daza et al. 2016; see :func:`basin_entropy`."""
+        return basin_entropy(np.atleast_2d(self.labels), box)
+
+    def as_dict(self):
+        return {"model": self.model, "lr": self.lr, "shape": list(self.labels.shape),
+                "labels": [e.as_dict() for e in self.entries], "settings": self.settings}
+
+
+def _axis(spec, name):
+    if isinstance(spec, np.ndarray) or (isinstance(spec, (list, tuple)) and len(spec) != 3):
+        ax = np.asarray(spec, dtype=float).reshape(-1)
+    else:
+        try:
+            lo, hi, n = spec
+        except (TypeError, ValueError):
+            raise ValueError(f"grid axis {name} must be (lo, hi, n) or an array of coordinates, got {spec!r}")
+        if not (isinstance(n, (int, np.integer)) and n >= 1 and np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+            raise ValueError(f"grid axis {name} must be (lo, hi, n) with hi > lo and an integer n >= 1, got {spec!r}")
+        ax = np.linspace(lo, hi, int(n))
+    if ax.size == 0 or not np.all(np.isfinite(ax)):
+        raise ValueError(f"grid axis {name} must hold finite coordinates")
+    return ax
+
+
+def grid_points(dim, grid, origin=None, directions=None):
+    """The starts of a grid: (axes, points [ny, nx, D] or [nx, D] in 1-D).
+
+    ``grid``: (lo, hi, n) or an array for D = 1; a pair of those (x axis, y axis) otherwise.
+    Points are origin + x·u + y·v with ``directions`` (u, v) (default e₀, e₁) and ``origin``
+    (default 0) — a plane through a point for D > 2.
+    """
+    if dim == 1:
+        x = _axis(grid, "x")
+        o = np.zeros(1) if origin is None else np.asarray(origin, float).reshape(1)
+        return (x,), (o + x[:, None])
+    try:
+        gx, gy = grid
+    except (TypeError, ValueError):
+        raise ValueError("grid must be ((x_lo, x_hi, nx), (y_lo, y_hi, ny)) (or two coordinate arrays) "
+                         f"for a {dim}-D loss")
+    x, y = _axis(gx, "x"), _axis(gy, "y")
+    o = np.zeros(dim) if origin is None else np.asarray(origin, float).reshape(-1)
+    U = np.eye(dim)[:2] if directions is None else np.asarray(directions, float)
+    if o.shape != (dim,):
+        raise ValueError(f"origin must have {dim} coordinates, got shape {o.shape}")
+    if U.shape != (2, dim) or np.linalg.matrix_rank(U) < 2:
+        raise ValueError(f"directions must be two independent vectors of length {dim}, got shape {U.shape}")
+    X, Y = np.meshgrid(x, y)
+    return (x, y), o + X[..., None] * U[0] + Y[..., None] * U[1]
+
+
+def _cluster(points, tol):
+    """Greedy clustering of rows within tol (∞-norm, relative): (representatives, index per row)."""
+    idx = np.full(len(points), -1)
+    reps = []
+    while np.any(idx < 0):
+        i = np.flatnonzero(idx < 0)[0]
+        c = points[i]
+        near = (idx < 0) & (np.max(np.abs(points - c), axis=1) <= tol * (1 + np.max(np.abs(c))))
+        idx[near] = len(reps)
+        reps.append(points[near].mean(axis=0))
+    return reps, idx
+
+
+def _canonical_cycles(cyc):
+    """Rotate each cycle [N, p, D] to start at its lexicographically smallest point."""
+    keys = np.round(cyc, 8).transpose(2, 0, 1)[::-1]          # last key is the primary one
+    k = np.lexsort(keys, axis=-1)[:, 0]
+    p = cyc.shape[1]
+    idx = (np.arange(p)[None, :] + k[:, None]) % p
+    return np.take_along_axis(cyc, idx[:, :, None], axis=1)
+
+
+def _run_map(loss, model, lr, starts, steps, tol, max_period, confirm, escape_radius, beta, power, lr_cap,
+             threads, progress):
+    method = model
+    b = beta if model in ("heavy_ball", "nesterov") else 0.0
+    N, D = starts.shape
+    ring = np.empty((N, max_period + 1, D))
+    status = np.empty(N, np.intc)
+    nsteps = np.empty(N, np.intc)
+    period = np.empty(N, np.intc)
+    chunk = 1 << 16
+    bar = _bar(progress, N, f"{model} basins")
+    for i in range(0, N, chunk):
+        sl = slice(i, min(N, i + chunk))
+        ring[sl], _, status[sl], nsteps[sl], period[sl] = _descend(
+            loss, np.ascontiguousarray(starts[sl]), steps, method, lr if model != "dal" else 0.0, b,
+            power, lr_cap or 0.0, escape_radius, threads, max_period, tol, confirm)
+        if bar is not None:
+            bar.update(sl.stop - sl.start)
+    if bar is not None:
+        bar.close()
+    return ring, status, nsteps, period
+
+
+def _bar(progress, total, desc):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="start")
+
+
+def _flow(loss, model, lr):
+    if model == "pf":
+        return fc.flows.pf(loss, lr)
+    if model == "pf_np3":
+        return fc.flows.pf(loss, lr, nonprincipal=True)
+    return getattr(fc.flows, model)(loss, lr)
+
+
+def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_max=None, tol=None,
+           max_period=16, confirm=50, escape_radius=1e6, imag_tol=1e-6, match_tol=1e-4, critical=None,
+           method="dopri5", rtol=1e-8, atol=1e-10, dt=None, beta=0.9, power=1.0, lr_cap=None,
+           threads=None, progress=None):
+    """Basins of attraction of ``model`` with learning rate ``lr`` on a grid of starts.
+
+    model: a map ('gd', 'heavy_ball', 'nesterov', 'dal') run for at most ``steps`` iterations, or
+    a flow ('ngf', 'igr', 'third_order', 'pf', 'pf_np3') integrated by :func:`flowcore.solve` to
+    ``t_max`` (default ``steps·lr``, the time GD's ``steps`` iterations model).
+    grid: see :func:`grid_points` (a plane through ``origin`` spanned by ``directions`` for D > 2).
+    Rest tests. Maps: a recurrence of period ≤ ``max_period`` within ``tol`` (default 1e-10)
+    that holds at ``confirm`` consecutive iterations. Flows: ‖θ'‖∞ ≤ tol(1 + ‖θ‖∞) at t_max
+    (default 1e-5, above the solver's noise floor near a stiff rest point). A fixed point within
+    ``match_tol`` (relative) of a critical point of E (``critical``; default: all of them from
+    sympy, else a Newton search around the grid) is matched to it, and the model's linear
+    stability there (:func:`stability`) decides attractor or unstable fixed point.
+    progress: a tqdm bar (default: for grids over 250 000 starts).
+    Returns a :class:`Basins`.
+    """
+    if not isinstance(loss, fc.Loss):
+        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
+    if model not in MAPS + FLOWS:
+        raise ValueError(f"model must be one of {MAPS + FLOWS}, got {model!r}")
+    if model != "dal" and not (lr is not None and np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if not (isinstance(max_period, (int, np.integer)) and max_period >= 1):
+        raise ValueError(f"max_period must be an integer >= 1, got {max_period!r}")
+    axes, pts = grid_points(loss.dim, grid, origin, directions)
+    shape = pts.shape[:-1]
+    starts = np.ascontiguousarray(pts.reshape(-1, loss.dim))
+    N, D = starts.shape
+    threads = _threads(threads)
+    progress = N > 250_000 if progress is None else progress
+    if critical is None:
+        critical = _critical(loss, starts)
+
+    is_map = model in MAPS
+    imag = np.zeros(N)
+    if is_map:
+        tol = 1e-10 if tol is None else tol
+        ring, status, nsteps, period = _run_map(loss, model, lr, starts, int(steps), tol, int(max_period), int(confirm),
+                                                escape_radius, beta, power, lr_cap, threads, progress)
+        rest = (status == fc.Status.OK) & (period > 0)
+        status = np.where((status == fc.Status.OK) & (period == 0), fc.Status.MAX_STEPS, status)
+        final = ring[:, -1]
+    else:
+        tol = 1e-5 if tol is None else tol
+        T = steps * lr if t_max is None else t_max
+        flow = _flow(loss, model, lr)
+        sol = fc.solve(flow, starts, t_span=(0.0, float(T)), method=method, rtol=rtol, atol=atol, dt=dt,
+                       escape_radius=escape_radius, threads=threads, progress=progress)
+        final, status, nsteps = sol.y[:, -1], np.asarray(sol.status).copy(), sol.nsteps
+        ok = status == fc.Status.OK
+        speed = np.full(N, np.inf)
+        if np.any(ok):
+            speed[ok] = np.max(np.abs(flow(final[ok])), axis=-1) / (1 + np.max(np.abs(final[ok]), axis=-1))
+        rest = ok & (speed <= tol)
+        status = np.where(ok & ~rest, fc.Status.MAX_STEPS, status)
+        period = rest.astype(np.intc)
+        if np.iscomplexobj(final):
+            imag = np.max(np.abs(final.imag), axis=-1)
+            imag[~rest] = 0.0
+
+    labels = np.empty(N, dtype=np.int64)
+    entries = []
+    for st in np.unique(status[~rest]):
+        code = _SPECIAL.get(fc.Status(int(st)), UNRESOLVED)
+        labels[(~rest) & (status == st)] = code
+    for code in sorted(set(labels[~rest].tolist()), reverse=True):
+        entries.append(Label(code, _SPECIAL_NAMES[code], np.empty((0, D))))
+
+    # attractors: fixed points (period 1; PF: real once Im has decayed) and cycles, clustered
+    real_rest = rest & (imag <= imag_tol)
+    found = []                                   # (period, points [p, D], mask)
+    for p in np.unique(period[rest]):
+        for real in (True, False):
+            sel = np.flatnonzero(rest & (period == p) & (real_rest == real))
+            if sel.size == 0:
+                continue
+            if is_map:
+                cyc = _canonical_cycles(ring[sel, -p:])
+            else:
+                cyc = (final[sel].real if real else final[sel])[:, None, :]
+            reps, idx = _cluster(cyc.reshape(len(sel), -1), match_tol)
+            for k, rep in enumerate(reps):
+                mask = np.zeros(N, bool)
+                mask[sel[idx == k]] = True
+                found.append((int(p), rep.reshape(int(p), D), mask))
+    cps = [c for c in critical if np.all(np.isfinite(c.point))]
+    new = []
+    for p, pts_, mask in found:
+        cp, kind = None, "cycle" if p > 1 else "fixed point"
+        if p == 1 and np.all(np.abs(pts_.imag) <= imag_tol):
+            for c in cps:
+                if np.max(np.abs(pts_[0].real - c.point)) <= match_tol * (1 + np.max(np.abs(c.point))):
+                    cp = c
+                    break
+            if cp is not None:
+                pts_ = cp.point[None, :].astype(pts_.dtype)
+                if not _attracts(cp, model, lr, beta):
+                    kind = "unstable fixed point"
+        new.append((Label(0, kind, pts_ if np.any(pts_.imag) else pts_.real, cp,
+                          imag_residual=float(imag[mask].max())), mask))
+    # a stable order: attractors by period and position, then the unstable points
+    new.sort(key=lambda em: (not em[0].attractor, len(em[0].points), tuple(np.real(em[0].points[0]))))
+    for k, (e, mask) in enumerate(new):
+        e.label = k
+        labels[mask] = k
+    entries = [e for e, _ in new] + entries
+    for e in entries:
+        e.count = int(np.sum(labels == e.label))
+        e.fraction = e.count / N
+    settings = {"steps": int(steps), "tol": tol, "max_period": int(max_period), "confirm": int(confirm), "escape_radius": escape_radius,
+                "imag_tol": imag_tol, "match_tol": match_tol}
+    if not is_map:
+        settings.update(t_max=float(T), method=method if isinstance(method, str) else "tableau", rtol=rtol, atol=atol)
+    return Basins(labels.reshape(shape), axes, pts, entries, model, float(lr or 0.0),
+                  imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings)
+
+
+def _critical(loss, starts):
+    """All critical points when sympy can list them; else a Newton search in a box three times
+    the grid's extent (attractors may lie off the slice)."""
+    try:
+        return critical_points(loss)
+    except ValueError:
+        lo, hi = starts.min(axis=0), starts.max(axis=0)
+        half = 1.5 * max(float(np.max(hi - lo)), 1.0)
+        mid = (lo + hi) / 2
+        return critical_points(loss, box=list(zip(mid - half, mid + half)))
+
+
+def _attracts(cp, model, lr, beta):
+    """Does ``model`` attract the critical point cp (linear stability)?"""
+    if model in MODELS:
+        return stability(cp, lr, models=(model,), beta=beta)[model]["verdict"] == "attractive"
+    return cp.kind == "min"     # nesterov, dal: minima attract at the rates that come to rest

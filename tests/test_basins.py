@@ -1,0 +1,160 @@
+"""fa.basins: labels against closed forms (symmetry, exact splits, sympy 2-cycles, PF regimes)."""
+import numpy as np
+import pytest
+import sympy as sp
+
+import flowcore as fc
+from flowcore import analysis as fa
+from flowcore.analysis.basins import ESCAPED, UNRESOLVED
+
+
+@pytest.fixture(scope="module")
+def quartic():
+    return fc.Loss.from_expr("(w**2 - 1)**2/4")
+
+
+@pytest.mark.parametrize("model", ["ngf", "igr", "third_order", "gd"])
+def test_1d_split_exactly_at_zero(quartic, model):
+    w = np.array([-1.7, -0.5, -1e-9, 0.0, 1e-9, 0.5, 1.7])
+    b = fa.basins(quartic, model, 0.1, w)
+    left, right = b.labels[:3], b.labels[4:]
+    assert len(set(left)) == 1 and len(set(right)) == 1 and left[0] != right[0]
+    assert b.entry(left[0]).critical.point == pytest.approx([-1.0])
+    assert b.entry(right[0]).critical.point == pytest.approx([1.0])
+    mid = b.entry(b.labels[3])
+    assert mid.kind == "unstable fixed point" and mid.critical.kind == "max" and not mid.attractor
+    assert [e.name for e in b.attractors] == ["min (-1)", "min (1)"]
+
+
+def test_double_well_symmetric_fractions_and_saddle_manifold():
+    loss = fc.losses.double_well()
+    for model, lr in (("gd", 0.05), ("ngf", 0.05)):
+        b = fa.basins(loss, model, lr, ((-2, 2, 41), (-1.5, 1.5, 31)))
+        a, c = b.attractors
+        assert a.count == c.count and a.fraction == pytest.approx((1 - 1 / 41) / 2)
+        # the y-axis (x = 0) is the saddle's stable manifold: its own, non-attractor label
+        col = b.labels[:, 20]
+        assert len(set(col)) == 1
+        saddle = b.entry(col[0])
+        assert saddle.kind == "unstable fixed point" and saddle.critical.kind == "saddle"
+        assert saddle.count == 31
+        assert np.all(b.boundary()[:, 19:22]) and not np.any(b.boundary()[:, :19])
+        Sb, Sbb, nb = b.entropy(box=3)
+        assert nb > 0 and Sbb > 0
+
+
+def test_escaped_and_unresolved_are_distinct():
+    loss = fc.losses.double_well()
+    b = fa.basins(loss, "gd", 1.5, ((-2, 2, 21), (-2, 2, 21)))     # hλ = 3 in y: every y ≠ 0 escapes
+    assert b.entry(ESCAPED).fraction >= 20 / 21
+    short = fa.basins(loss, "gd", 0.05, ((-2, 2, 21), (-2, 2, 21)), steps=3)
+    assert short.entry(UNRESOLVED).count > 0
+    assert ESCAPED not in short.labels
+    both = fa.basins(loss, "gd", 0.3, ((-3, 3, 31), (-0.5, 0.5, 5)), steps=4)
+    assert {ESCAPED, UNRESOLVED} <= set(np.unique(both.labels))
+    assert both.entry(ESCAPED).kind == "escaped" and both.entry(UNRESOLVED).kind == "unresolved"
+
+
+def test_gd_two_cycle_matches_sympy(quartic):
+    h = 1.1       # just above hλ = 2 at the minima (λ = 2)
+    b = fa.basins(quartic, "gd", h, (0.3, 1.6, 27), steps=5000)
+    cycles = [e for e in b.attractors if e.kind == "cycle"]
+    assert cycles and all(len(e.points) == 2 for e in cycles)
+    w = sp.Symbol("w")
+    f = lambda u: u - sp.Rational(11, 10) * (u**3 - u)
+    roots = [complex(r) for r in sp.Poly(sp.expand(f(f(w)) - w), w).nroots()]
+    period2 = sorted(r.real for r in roots if abs(r.imag) < 1e-12 and abs(abs(r.real) - 1) > 1e-6 and abs(r.real) > 1e-6)
+    for e in cycles:
+        for p in e.points[:, 0]:
+            assert min(abs(p - r) for r in period2) < 1e-8
+    assert not any(e.kind == "fixed point" and e.critical.kind == "min" for e in b.entries)
+
+
+def test_pf_complex_trajectories_labelled_by_real_attractor():
+    loss = fc.Loss.from_expr("w**2/2")
+    b = fa.basins(loss, "pf", 1.5, (-2, 2, 9))         # hλ = 1.5: PF spirals through ℂ into 0
+    (att,) = b.attractors
+    assert att.critical.kind == "min" and att.count == 9
+    assert 0 < b.imag_residual.max() <= 1e-6 and att.imag_residual == b.imag_residual.max()
+    b = fa.basins(loss, "pf", 2.5, (0.5, 2, 5))        # hλ > 2: |1 − hλ| > 1, the PF escapes
+    assert np.all(b.labels == ESCAPED)
+
+
+def test_igr_attracts_the_saddle_at_large_lr():
+    # IGR's Jacobian at the saddle (λ = −4, 2) is −λ(1 + hλ/2): both negative once h > 1/2
+    loss = fc.losses.double_well()
+    b = fa.basins(loss, "igr", 0.6, ((-0.1, 0.1, 5), (-0.1, 0.1, 5)))
+    assert any(e.attractor and e.critical.kind == "saddle" for e in b.entries)
+    b = fa.basins(loss, "igr", 0.3, ((-0.1, 0.1, 5), (-0.1, 0.1, 5)))
+    assert all(e.critical.kind != "saddle" for e in b.attractors)
+
+
+def test_plane_slice_in_3d():
+    loss = fc.Loss.from_expr("(x**2 - 1)**2 + y**2 + z**2")
+    b = fa.basins(loss, "gd", 0.05, ((-2, 2, 9), (-1, 1, 5)), origin=[0, 0.3, 0], directions=[[1, 0, 0], [0, 0, 1]])
+    assert b.labels.shape == (5, 9) and b.starts.shape == (5, 9, 3)
+    assert np.all(b.starts[..., 1] == 0.3)
+    assert np.all(b.labels[:, :4] == b.labels[0, 0]) and np.all(b.labels[:, 5:] == b.labels[0, -1])
+    assert b.entry(b.labels[0, 0]).critical.point == pytest.approx([-1, 0, 0])
+
+
+def test_bad_arguments(quartic):
+    with pytest.raises(ValueError, match="model"):
+        fa.basins(quartic, "adam", 0.1, (-1, 1, 5))
+    with pytest.raises(ValueError, match="lr"):
+        fa.basins(quartic, "gd", -0.1, (-1, 1, 5))
+    with pytest.raises(ValueError, match="grid"):
+        fa.basins(fc.losses.double_well(), "gd", 0.1, (-1, 1, 5))
+    with pytest.raises(ValueError, match="directions"):
+        fa.basins(fc.losses.double_well(), "gd", 0.1, ((-1, 1, 5), (-1, 1, 5)), directions=[[1, 0], [2, 0]])
+
+
+def test_basin_figure_structure():
+    b = fa.basins(fc.losses.double_well(), "gd", 0.27, ((-2, 2, 41), (-2, 2, 21)))
+    fig = fa.plot.basins(b)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(texts) == len(b.entries) and any(t.startswith("escaped") for t in texts)
+    assert any("2-cycle" in t for t in texts) and all("%" in t for t in texts)
+    assert ax.images[0].get_array().shape == (21, 41)
+    assert ax.get_xlabel() and ax.get_title()
+
+
+def test_portrait_trajectories_match_closed_form_and_figure():
+    loss = fc.Loss.from_expr("x**2/2 + y**2")
+    st = np.array([[1.0, 0.5], [-0.8, -0.4]])
+    d = fa.portrait(loss, [(-1, 1), (-1, 1)], 0.1, flow="ngf", starts=st, gd_lrs=[0.1, 0.4], steps=20)
+    t = d["t"]
+    exact = np.stack([st[:, None, 0] * np.exp(-t), st[:, None, 1] * np.exp(-2 * t)], -1)
+    assert np.max(np.abs(d["trajectories"] - exact)) < 1e-8
+    gd = d["gd"][1]           # GD at h = 0.4: x_n = 0.6^n x0, y_n = 0.2^n y0
+    assert np.allclose(gd[:, :, 0], st[:, None, 0] * 0.6 ** np.arange(21))
+    assert np.allclose(gd[:, :, 1], st[:, None, 1] * 0.2 ** np.arange(21))
+    fig = fa.plot.portrait(d)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert {"min", "ngf", "GD, lr = 0.1", "GD, lr = 0.4"} <= set(labels)
+    pf = fa.portrait(fc.losses.double_well(), [(-2, 2), (-1.5, 1.5)], 0.2, flow="pf", starts=[[0.5, 1.2]])
+    fig = fa.plot.pf_panels(pf)
+    assert len(fig.axes) == 4 and fig.axes[2].get_ylabel() == "Im θ1"
+    assert np.max(np.abs(pf["trajectories"][0, :, 0].imag)) > 1e-3        # it does leave ℝ
+
+
+def test_cli_basins_and_portrait(tmp_path):
+    import json
+    import subprocess
+    import sys
+    png = tmp_path / "b.png"
+    out = subprocess.run([sys.executable, "-m", "flowcore.cli", "basins", "--loss", "double_well", "--lr", "0.05",
+                          "--grid=-2,2,21;-1,1,11", "-o", str(png), "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {"labels", "Sb", "Sbb", "model", "lr"} <= set(data)
+    assert sum(e["count"] for e in data["labels"]) == 21 * 11
+    assert png.stat().st_size > 10_000
+    png = tmp_path / "p.png"
+    out = subprocess.run([sys.executable, "-m", "flowcore.cli", "portrait", "--loss", "double_well", "--lr", "0.2",
+                          "--flow", "pf", "--box=-2,2;-1.5,1.5", "--starts=0.5,1.2", "-o", str(png), "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert {"critical", "trajectories", "gd"} <= set(json.loads(out.stdout))
+    assert png.exists() and (tmp_path / "p_reim.png").exists()
