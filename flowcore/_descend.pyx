@@ -35,20 +35,27 @@ cdef struct Params:
     double lr, beta, power, cap, radius, tol
 
 
-cdef int _recurrence(const Params *P, const double *ring, const double *cur, int k) noexcept nogil:
-    """Smallest period p ≤ pmax with θ_{k+1} ≈ θ_{k+1−p} (ring holds θ_j at j % keep), else 0."""
-    cdef int p, a, D = P.D
-    cdef const double *old
-    cdef double scale = 0, d
-    for a in range(D):
+cdef bint _recurs(const Params *P, const double *old, const double *cur) noexcept nogil:
+    """‖cur − old‖∞ ≤ tol(1 + ‖cur‖∞)?"""
+    cdef int a
+    cdef double scale = 0, d = 0
+    for a in range(P.D):
         scale = max(scale, fabs(cur[a]))
-    scale = P.tol * (1 + scale)
-    for p in range(1, min(P.pmax, k + 1) + 1):
-        old = ring + ((k + 1 - p) % P.keep) * D
-        d = 0
-        for a in range(D):
-            d = max(d, fabs(cur[a] - old[a]))
-        if d <= scale:
+        d = max(d, fabs(cur[a] - old[a]))
+    return d <= P.tol * (1 + scale)
+
+
+cdef int _period(const Params *P, const double *ring, const int *slot, const double *cur, int k,
+                 int candidate) noexcept nogil:
+    """The recurrence period to count at step k (θ_{k+1−p} is at ring slot[p]): the running
+    candidate's if it still holds; else the smallest p (p = 1 every step, all p ≤ pmax every
+    pmax steps, which bounds the cost and delays finding a cycle by at most pmax steps)."""
+    cdef int p, top
+    if candidate > 0:
+        return candidate if _recurs(P, ring + slot[candidate] * P.D, cur) else 0
+    top = min(P.pmax if k % P.pmax == 0 else 1, k + 1)
+    for p in range(1, top + 1):
+        if _recurs(P, ring + slot[p] * P.D, cur):
             return p
     return 0
 
@@ -69,11 +76,13 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
     cdef double *y = buf + 2 * m * D            # where the gradient is taken
     cdef double *g = buf + 3 * m * D
     cdef double *H = buf + 4 * m * D
-    cdef int *streak = <int*> malloc(2 * m * sizeof(int))
+    cdef int *streak = <int*> malloc((2 * m + P.pmax + 1) * sizeof(int))
     if streak == NULL:
         free(buf)
         return -2
     cdef int *candidate = streak + m
+    cdef int *slot = streak + 2 * m             # slot[p]: where θ_{k+1−p} sits in the ring
+    cdef double radius2 = P.radius * P.radius
     cdef double hg, gn, r, h, s, norm2
     for i in range(m):
         status[i], nsteps[i], period[i], streak[i], candidate[i] = FC_OK, 0, 0, 0, 0
@@ -88,9 +97,15 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
             active += status[i] == FC_OK and period[i] == 0
         if active == 0:
             break
-        for i in range(m * D):
-            y[i] = cur[i] + P.beta * vel[i] if P.method == NESTEROV else cur[i]
-        rc = loss.c.eval_d(loss.c.ctx, m, y, NULL, NULL, g, H if need_H else NULL, NULL)
+        for p in range(min(P.pmax, k + 1) + 1):
+            slot[p] = (k + 1 - p) % K
+        if P.pmax == 0:
+            slot[0] = (k + 1) % K
+        if P.method == NESTEROV:
+            for i in range(m * D):
+                y[i] = cur[i] + P.beta * vel[i]
+        rc = loss.c.eval_d(loss.c.ctx, m, y if P.method == NESTEROV else cur, NULL, NULL, g,
+                           H if need_H else NULL, NULL)
         if rc != 0:
             break
         for i in range(m):
@@ -135,16 +150,16 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
             nsteps[i] = k + 1
             if not isfinite(norm2):
                 status[i] = FC_NONFINITE
-            elif sqrt(norm2) > P.radius:
+            elif norm2 > radius2:
                 status[i] = FC_ESCAPED
             elif P.pmax > 0:
-                p = _recurrence(P, X + i * K * D, cur + i * D, k)
+                p = _period(P, X + i * K * D, slot, cur + i * D, k, candidate[i])
                 streak[i] = streak[i] + 1 if p > 0 and p == candidate[i] else (p > 0)
                 candidate[i] = p
                 if streak[i] >= P.confirm:
                     period[i] = p
             for a in range(D):
-                X[(i * K + (k + 1) % K) * D + a] = cur[i * D + a]
+                X[(i * K + slot[0]) * D + a] = cur[i * D + a]
     free(buf)
     free(streak)
     return rc

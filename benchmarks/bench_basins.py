@@ -1,0 +1,296 @@
+"""Basins of attraction: fa.basins against a numpy-vectorised loop and a plain C loop, in one run.
+
+Problems on the 2-D double well E = (x² − 1)² + y², starts on a square grid over [−2, 2]²:
+  (a) GD, h = 0.1, 1000 × 1000 starts, at most 1000 iterations
+  (b) IGR flow, h = 0.1, 500 × 500 starts, RK4 with dt = 0.05 to T = 20
+  (c) PF, h = 0.2, 300 × 300 starts, RK4 with dt = 0.02 to T = 20 (complex)
+
+Every contender computes the same label image: the attractor each start ends at (nearest
+critical point within 1e-4), or escaped / unresolved. GD: flowcore and the C loop stop a start
+once ‖θ_k − θ_{k−1}‖∞ ≤ 1e-10(1 + ‖θ_k‖∞) has held for 50 iterations; the numpy loop runs the
+whole budget (masking stopped starts costs numpy more than it saves). Flows: all run the same
+fixed-step RK4 (flowcore: ``method="rk4"``). For the PF all three continue the log along each path
+(the pointwise principal log chatters between ±iπ on the cut and gives wrong labels); numpy and C
+use that H is diagonal on this loss, flowcore runs its general 2×2 kernel (eigenvalues, divided
+differences, eigenvector matching).
+Reports medians of repeats, the label agreement with flowcore, and the 2-thread speed-up.
+
+    python benchmarks/bench_basins.py [--quick] [--repeats 3]
+"""
+import argparse
+import ctypes
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import flowcore as fc
+from flowcore import analysis as fa
+from _common import median_time, table, write_json
+
+RADIUS = 1e6
+MINIMA = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])       # labels 0, 1 and the saddle, 2
+
+PLAIN_C = r"""
+#include <math.h>
+#include <complex.h>
+#include <stdint.h>
+#define ESC (-1)
+#define UNRES (-2)
+static const double CP[3][2] = {{-1, 0}, {1, 0}, {0, 0}};
+static int label_of(double x, double y) {
+    for (int c = 0; c < 3; c++)
+        if (fmax(fabs(x - CP[c][0]), fabs(y - CP[c][1])) <= 1e-4 * (1 + fabs(CP[c][0]))) return c;
+    return UNRES;
+}
+/* (a) GD with the same rest test as fa.basins (recurrence held for `confirm` steps) */
+void gd(int64_t n, const double *th, double h, int steps, int confirm, double tol, double R, int *lab) {
+    for (int64_t p = 0; p < n; p++) {
+        double x = th[2*p], y = th[2*p+1];
+        int streak = 0, l = UNRES;
+        for (int k = 0; k < steps; k++) {
+            double nx = x - h * 4 * x * (x*x - 1), ny = y - h * 2 * y;
+            double d = fmax(fabs(nx - x), fabs(ny - y)), s = fmax(fabs(nx), fabs(ny));
+            x = nx; y = ny;
+            if (!(sqrt(x*x + y*y) <= R)) { l = ESC; break; }
+            streak = d <= tol * (1 + s) ? streak + 1 : 0;
+            if (streak >= confirm) { l = label_of(x, y); break; }
+        }
+        lab[p] = l;
+    }
+}
+/* (b) IGR: f = -(I + (h/2) H) g, fixed-step RK4 */
+static void igr(double h, double x, double y, double *fx, double *fy) {
+    double gx = 4*x*(x*x - 1), gy = 2*y;
+    *fx = -gx - 0.5*h*(12*x*x - 4)*gx; *fy = -gy - 0.5*h*2*gy;
+}
+void igr_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double R, double tol, int *lab) {
+    for (int64_t p = 0; p < n; p++) {
+        double x = th[2*p], y = th[2*p+1], k1x, k1y, k2x, k2y, k3x, k3y, k4x, k4y;
+        int l = 0;
+        for (int k = 0; k < nsteps; k++) {
+            igr(h, x, y, &k1x, &k1y);
+            igr(h, x + 0.5*dt*k1x, y + 0.5*dt*k1y, &k2x, &k2y);
+            igr(h, x + 0.5*dt*k2x, y + 0.5*dt*k2y, &k3x, &k3y);
+            igr(h, x + dt*k3x, y + dt*k3y, &k4x, &k4y);
+            x += dt/6*(k1x + 2*k2x + 2*k3x + k4x); y += dt/6*(k1y + 2*k2y + 2*k3y + k4y);
+            if (!(sqrt(x*x + y*y) <= R)) { l = ESC; break; }
+        }
+        if (l != ESC) {
+            igr(h, x, y, &k1x, &k1y);
+            l = fmax(fabs(k1x), fabs(k1y)) <= tol * (1 + fmax(fabs(x), fabs(y))) ? label_of(x, y) : UNRES;
+        }
+        lab[p] = l;
+    }
+}
+/* (c) PF: H is diagonal here (Hxy = 0), so alpha(hH)g acts per coordinate. The x-direction's
+   log(1 - z) is continued along the path: the branch nearest the value at the step's start
+   (on the real axis past z = 1, the +i*pi side, as flowcore); y has z = 2h < 1, no cut. */
+static double complex log1m_near(double complex z, double complex prev) {
+    double complex w = 1 - z;
+    if (cimag(w) == 0) w = CMPLX(creal(w), 0.0);
+    double complex L = clog(w);
+    return L + 2 * M_PI * I * round((cimag(prev) - cimag(L)) / (2 * M_PI));
+}
+static double complex alpha_x(double complex z, double complex prev, double complex *L) {
+    *L = log1m_near(z, prev);
+    return cabs(z) < 1e-8 ? -1 - z/2 : *L / z;
+}
+static void pf(double h, double complex x, double complex y, double complex prev, double complex *fx,
+               double complex *fy, double complex *L) {
+    double complex z = h*(12*x*x - 4);
+    *fx = alpha_x(z, prev, L) * 4*x*(x*x - 1);
+    *fy = (log(1 - 2*h) / (2*h)) * 2*y;
+}
+void pf_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double R, double tol,
+            double imag_tol, int *lab) {
+    for (int64_t p = 0; p < n; p++) {
+        double complex x = th[2*p], y = th[2*p+1], k1x, k1y, k2x, k2y, k3x, k3y, k4x, k4y, L, Ls;
+        double complex prev = cimag(1 - h*(12*x*x - 4)) == 0 && creal(h*(12*x*x - 4)) > 1 ? I*M_PI : 0;
+        int l = 0;
+        for (int k = 0; k < nsteps; k++) {
+            pf(h, x, y, prev, &k1x, &k1y, &L);
+            prev = L;
+            pf(h, x + 0.5*dt*k1x, y + 0.5*dt*k1y, prev, &k2x, &k2y, &Ls);
+            pf(h, x + 0.5*dt*k2x, y + 0.5*dt*k2y, prev, &k3x, &k3y, &Ls);
+            pf(h, x + dt*k3x, y + dt*k3y, prev, &k4x, &k4y, &Ls);
+            x += dt/6*(k1x + 2*k2x + 2*k3x + k4x); y += dt/6*(k1y + 2*k2y + 2*k3y + k4y);
+            if (!(sqrt(creal(x*conj(x) + y*conj(y))) <= R)) { l = ESC; break; }
+        }
+        if (l != ESC) {
+            pf(h, x, y, prev, &k1x, &k1y, &L);
+            int rest = fmax(cabs(k1x), cabs(k1y)) <= tol * (1 + fmax(cabs(x), cabs(y)));
+            int real = fmax(fabs(cimag(x)), fabs(cimag(y))) <= imag_tol;
+            l = rest && real ? label_of(creal(x), creal(y)) : UNRES;
+        }
+        lab[p] = l;
+    }
+}
+"""
+
+
+def plain_c():
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "basins.c").write_text(PLAIN_C)
+    subprocess.run(["cc", "-O3", "-shared", "-fPIC", "-o", str(tmp / "basins.so"), str(tmp / "basins.c"), "-lm"],
+                   check=True)
+    lib = ctypes.CDLL(str(tmp / "basins.so"))
+    D, I, L = ctypes.c_double, ctypes.c_int, ctypes.c_int64
+    P = np.ctypeslib.ndpointer(np.float64, flags="C")
+    Q = np.ctypeslib.ndpointer(np.intc, flags="C")
+    lib.gd.argtypes = [L, P, D, I, I, D, D, Q]
+    lib.igr_rk4.argtypes = [L, P, D, D, I, D, D, Q]
+    lib.pf_rk4.argtypes = [L, P, D, D, I, D, D, D, Q]
+    return lib
+
+
+def _label(final, rest):
+    """numpy labelling: nearest critical point within 1e-4, escaped, unresolved."""
+    lab = np.full(len(final), -2)
+    with np.errstate(invalid="ignore"):
+        for c, p in enumerate(MINIMA):
+            lab[rest & (np.max(np.abs(final - p), axis=1) <= 1e-4 * (1 + abs(p[0])))] = c
+        lab[~(np.linalg.norm(final, axis=1) <= RADIUS)] = -1
+    return lab
+
+
+def numpy_gd(th, h, steps):
+    x, y = th[:, 0].copy(), th[:, 1].copy()
+    with np.errstate(all="ignore"):
+        for _ in range(steps):
+            x -= h * 4 * x * (x * x - 1)
+            y -= h * 2 * y
+            big = x * x + y * y > RADIUS ** 2
+            x[big] = np.inf
+        g = np.stack([4 * x * (x * x - 1), 2 * y], 1)
+    final = np.stack([x, y], 1)
+    return _label(final, np.max(np.abs(h * g), axis=1) <= 1e-10 * (1 + np.max(np.abs(final), axis=1)))
+
+
+def _rk4(field, z, dt, nsteps):
+    with np.errstate(all="ignore"):
+        for _ in range(nsteps):
+            k1 = field(z)
+            k2 = field(z + 0.5 * dt * k1)
+            k3 = field(z + 0.5 * dt * k2)
+            k4 = field(z + dt * k3)
+            z = z + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            z[~(np.linalg.norm(z, axis=1) <= RADIUS)] = np.inf
+        return z, field(z)
+
+
+def igr_field(h):
+    def f(z):
+        x, y = z[:, 0], z[:, 1]
+        gx, gy = 4 * x * (x * x - 1), 2 * y
+        return np.stack([-gx - 0.5 * h * (12 * x * x - 4) * gx, -gy - h * gy], 1)
+    return f
+
+
+def numpy_pf(th, h, dt, nsteps, tol, imag_tol):
+    """RK4 for the PF with the x-direction's log continued per trajectory (nearest branch to
+    its value at the step's start), as the C loop."""
+    def log1m_near(z, prev):
+        w = 1 - z
+        w = np.where(w.imag == 0, w.real + 0j, w)            # +0 imaginary part: the +iπ side
+        L = np.log(w)
+        return L + 2j * np.pi * np.round((prev.imag - L.imag) / (2 * np.pi))
+
+    def f(z, prev):
+        x, y = z[:, 0], z[:, 1]
+        zx = h * (12 * x * x - 4)
+        L = log1m_near(zx, prev)
+        with np.errstate(all="ignore"):
+            ax = np.where(np.abs(zx) < 1e-8, -1 - zx / 2, L / zx)
+        return np.stack([ax * 4 * x * (x * x - 1), np.log(1 - 2 * h) / (2 * h) * 2 * y], 1), L
+
+    z = th.astype(complex)
+    z0 = h * (12 * th[:, 0] ** 2 - 4)
+    prev = np.where(z0 > 1, 1j * np.pi, 0j)
+    with np.errstate(all="ignore"):
+        for _ in range(nsteps):
+            k1, prev = f(z, prev)
+            k2, _ = f(z + 0.5 * dt * k1, prev)
+            k3, _ = f(z + 0.5 * dt * k2, prev)
+            k4, _ = f(z + dt * k3, prev)
+            z = z + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            z[~(np.linalg.norm(z, axis=1) <= RADIUS)] = np.inf
+        fz, _ = f(z, prev)
+        rest = np.max(np.abs(fz), axis=1) <= tol * (1 + np.max(np.abs(z), axis=1))
+        rest &= np.max(np.abs(z.imag), axis=1) <= imag_tol
+    return _label(np.real(z), rest)
+
+
+def numpy_flow(field, th, dt, nsteps, tol):
+    z, f = _rk4(field, th.copy(), dt, nsteps)
+    with np.errstate(invalid="ignore"):
+        rest = np.max(np.abs(f), axis=1) <= tol * (1 + np.max(np.abs(z), axis=1))
+    return _label(z, rest)
+
+
+def fc_labels(b):
+    """flowcore's labels in the benchmark's numbering (0, 1 minima, 2 saddle, −1, −2)."""
+    lab = np.asarray(b.labels).reshape(-1).copy()
+    out = np.full(lab.shape, -2)
+    out[lab == -1] = -1
+    for e in b.entries:
+        if e.critical is not None:
+            out[lab == e.label] = int(np.argmin(np.max(np.abs(MINIMA - e.critical.point), axis=1)))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="grids of 100 × 100, one repeat")
+    args = ap.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    loss = fc.losses.double_well()
+    crit = fa.critical_points(loss)
+    lib = plain_c()
+    T = 20.0
+    problems = [  # label, n per side, model, lr, fa.basins options, numpy, C
+        ("(a) GD basins, h = 0.1", 1000, "gd", 0.1, dict(steps=1000),
+         lambda th: numpy_gd(th, 0.1, 1000),
+         lambda th, lab: lib.gd(len(th), th, 0.1, 1000, 50, 1e-10, RADIUS, lab)),
+        ("(b) IGR basins, h = 0.1", 500, "igr", 0.1, dict(method="rk4", dt=0.05, t_max=T, tol=1e-5),
+         lambda th: numpy_flow(igr_field(0.1), th, 0.05, int(T / 0.05), 1e-5),
+         lambda th, lab: lib.igr_rk4(len(th), th, 0.1, 0.05, int(T / 0.05), RADIUS, 1e-5, lab)),
+        ("(c) PF basins, h = 0.2", 300, "pf", 0.2, dict(method="rk4", dt=0.02, t_max=T, tol=1e-5),
+         lambda th: numpy_pf(th, 0.2, 0.02, int(T / 0.02), 1e-5, 1e-6),
+         lambda th, lab: lib.pf_rk4(len(th), th, 0.2, 0.02, int(T / 0.02), RADIUS, 1e-5, 1e-6, lab)),
+    ]
+    rows = []
+    for label, n, model, lr, kw, np_run, c_run in problems:
+        n = 100 if args.quick else n
+        grid = ((-2, 2, n), (-2, 2, n))
+        th = np.ascontiguousarray(fa.grid_points(2, grid)[1].reshape(-1, 2))
+
+        def run_fc(threads):
+            return fa.basins(loss, model, lr, grid, critical=crit, escape_radius=RADIUS, threads=threads,
+                             progress=False, **kw)
+
+        def run_c():
+            lab = np.empty(len(th), np.intc)
+            c_run(th, lab)
+            return lab
+        t2 = median_time(lambda: run_fc(2), repeats=repeats, min_time=0)
+        t1 = median_time(lambda: run_fc(1), repeats=repeats, min_time=0)
+        tn = median_time(lambda: np_run(th), repeats=repeats, min_time=0)
+        tc = median_time(run_c, repeats=repeats, min_time=0)
+        ref = fc_labels(run_fc(2))
+        rows.append({"problem": label, "starts": n * n, "flowcore 2 thr [s]": t2, "2-thread speed-up": t1 / t2,
+                     "numpy [s]": tn, "× numpy (2 thr)": tn / t2, "plain C 1 thr [s]": tc,
+                     "flowcore 1 thr / C": t1 / tc,
+                     "agree numpy": float(np.mean(np_run(th) == ref)), "agree C": float(np.mean(run_c() == ref)),
+                     "labels": ", ".join(f"{v}: {c}" for v, c in zip(*np.unique(ref, return_counts=True)))})
+        print(f"{label}: done", flush=True)
+    cols = ["problem", "starts", "flowcore 2 thr [s]", "2-thread speed-up", "numpy [s]", "× numpy (2 thr)",
+            "plain C 1 thr [s]", "flowcore 1 thr / C", "agree numpy", "agree C", "labels"]
+    print(table(rows, cols))
+    print("JSON:", write_json("basins", rows, repeats=repeats, quick=args.quick))
+
+
+if __name__ == "__main__":
+    main()
