@@ -22,3 +22,6 @@ __all__ += ["plot"]
 from flowcore.analysis.basins import Basins, Label, basins, grid_points
 
 __all__ += ["Basins", "Label", "basins", "grid_points"]
+from flowcore.analysis import paper, tour
+
+__all__ += ["paper", "tour"]

@@ -32,9 +32,10 @@ _KIND_STYLE = {"min": ("o", "tab:green"), "max": ("^", "tab:red"), "saddle": ("X
 _SPECIAL_COLORS = {-1: "0.15", -2: "0.65", -3: "tab:purple", -4: "k"}
 
 
-def basins(result, title=None, show_points=True):
+def basins(result, title=None, show_points=True, ax=None):
     """Basin image: one colour per label, a legend naming each label with its fraction, the
-    attractors (and unstable fixed points) marked where they lie in the slice."""
+    attractors (and unstable fixed points) marked where they lie in the slice. Draws into
+    ``ax`` when given (returns its figure)."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
     plt = _plt()
@@ -52,7 +53,9 @@ def basins(result, title=None, show_points=True):
         else:
             colors.append("white")
     L = np.atleast_2d(result.labels)
-    fig, ax = plt.subplots(figsize=(7.5, 5.2) if L.shape[0] > 1 else (7.5, 2.6))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.5, 5.2) if L.shape[0] > 1 else (7.5, 2.6))
+    fig = ax.figure
     x = result.axes[0]
     y = result.axes[1] if len(result.axes) > 1 else np.array([0.0, 1.0])
     ax.imshow(np.searchsorted(values, L), origin="lower", aspect="auto", interpolation="nearest",
@@ -73,8 +76,9 @@ def basins(result, title=None, show_points=True):
             marker = "o" if e.attractor else "x"
             ax.plot(coords[:, 0], coords[:, 1], marker, ms=7, mfc="none" if not e.attractor else "w",
                     mec="k", ls="none")
-    ax.set_xlabel("x (slice coordinate)" if len(result.axes) > 1 else "θ")
-    ax.set_ylabel("y (slice coordinate)" if len(result.axes) > 1 else "")
+    plane = len(result.axes) > 1 and result.starts.shape[-1] > 2
+    ax.set_xlabel("x (slice coordinate)" if plane else "θ₁" if len(result.axes) > 1 else "θ")
+    ax.set_ylabel("y (slice coordinate)" if plane else "θ₂" if len(result.axes) > 1 else "")
     if len(result.axes) == 1:
         ax.set_yticks([])
     ax.set_title(title or f"Basins of {result.model} at lr = {result.lr:g}")

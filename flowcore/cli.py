@@ -191,6 +191,40 @@ def cmd_portrait(args):
             print(f"start {n}: {args.flow} at t = {d['t'][-1]:g}: {np.round(end, 6)} ({st})")
 
 
+def cmd_tour(args):
+    """Render the tour (lessons' exercises and the paper's analyses) into a folder."""
+    from flowcore.analysis import tour
+    only = args.only.split(",") if args.only else None
+    entries = tour.run(args.output, quick=args.quick, only=only, progress=not args.json)
+    if args.json:
+        print(json.dumps({"output": args.output, "items": [
+            {"name": f.__name__, "png": f"{f.__name__}.png", "json": f"{f.__name__}.json", "summary": s}
+            for f, s in entries]}))
+    else:
+        for f, s in entries:
+            print(f"{f.__name__:24s} {s}")
+        print(f"\nindex: {args.output}/index.md")
+
+
+def cmd_track(args):
+    """Tracking error ‖θ_n − θ(nh)‖ of the flows against GD for any loss."""
+    from flowcore.analysis import as_json, tour
+    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    theta0 = [float(v) for v in args.theta0.split(",")]
+    flows = tuple(args.flows.split(","))
+    fig, data, sentence = tour.track_figure(loss, args.lr, theta0, args.steps, flows)
+    if args.output:
+        fig.savefig(args.output, dpi=120)
+    if args.json:
+        print(json.dumps(as_json({**data, "summary": sentence})))
+    else:
+        print(sentence)
+        for k in flows:
+            g = data[k]["global"]
+            print(f"  {k:12s} first step {data[k]['first_step_error']:.3e}   at n = {args.steps}: {g[-1]:.3e}"
+                  f"   max over n: {np.nanmax(g):.3e}")
+
+
 def cmd_bench(args):
     """Run the benchmark scripts of a flowcore checkout (benchmarks/bench_*.py)."""
     import subprocess
@@ -278,6 +312,22 @@ def build_parser():
     pt.add_argument("-o", "--output", help="write the figure to this PNG (PF: also *_reim.png)")
     pt.add_argument("--json", action="store_true", help="machine-readable output")
     pt.set_defaults(func=cmd_portrait)
+    tr = sub.add_parser("track", help="tracking error of NGF/IGR/third-order/PF against GD")
+    tr.add_argument("--loss", required=True, help="zoo name or expression")
+    tr.add_argument("--vars", help="comma-separated variable order")
+    tr.add_argument("--lr", type=float, required=True, help="learning rate h")
+    tr.add_argument("--theta0", required=True, help="start 'x,y,...' (write --theta0=-1,2 for a leading minus)")
+    tr.add_argument("--steps", type=int, default=20, help="GD steps (default 20)")
+    tr.add_argument("--flows", default="ngf,igr,third_order,pf", help="comma-separated flows (default ngf,igr,third_order,pf)")
+    tr.add_argument("-o", "--output", help="write the figure to this PNG")
+    tr.add_argument("--json", action="store_true", help="machine-readable output")
+    tr.set_defaults(func=cmd_track)
+    to = sub.add_parser("tour", help="render every figure of the tour, with JSON and an index")
+    to.add_argument("-o", "--output", default="tour", help="output folder (default ./tour)")
+    to.add_argument("--quick", action="store_true", help="smaller grids and runs (seconds)")
+    to.add_argument("--only", help="comma-separated item names")
+    to.add_argument("--json", action="store_true", help="print the list of outputs as JSON")
+    to.set_defaults(func=cmd_tour)
     b = sub.add_parser("bench", help="run the benchmarks (tables to stdout, JSON to benchmarks/results)")
     b.add_argument("--quick", action="store_true", help="small batches, few repeats")
     b.add_argument("--only", help="run only scripts whose name contains this (e.g. solve)")

@@ -1,0 +1,121 @@
+"""The analyses of Rosca et al. (2023) on toy losses, as functions returning numbers.
+
+Each returns a dict of arrays and scalars; :mod:`flowcore.analysis.tour` draws them. Flows are
+compared with GD at the times t = n·h at which the flow models GD's iterate n.
+"""
+import numpy as np
+
+import flowcore as fc
+from flowcore.analysis.dynamics import _make_flow
+
+TRACK_FLOWS = ("ngf", "igr", "third_order", "pf")
+
+
+def alpha_curves(z):
+    """α(z) of the spectral flows (θ' = α(hH)g, z = hλ): NGF −1, IGR −(1 + z/2), third order
+    −(1 + z/2 + z²/3), PF log(1 − z)/z (+iπ side past z = 1; −1 at 0). Fig 3."""
+    z = np.asarray(z, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pf = np.log(1 - z + 0j) / z                   # 1 − z + 0j: imaginary +0, so +iπ past the cut
+    pf = np.where(z == 0, -1.0 + 0j, pf)
+    return {"z": z, "ngf": -np.ones_like(z), "igr": -(1 + z / 2), "third_order": -(1 + z / 2 + z ** 2 / 3),
+            "pf": pf}
+
+
+def pf_vs_gd(loss, lr, theta0, steps, flow="pf"):
+    """The PF (or another flow) from theta0 [N, D] at t = n·lr against GD's iterate n.
+
+    On a quadratic the PF is exact: θ(nh) = θ_n (Theorem: (1 − hλ)^{t/h} per eigen-direction),
+    also where GD diverges (|1 − hλ| > 1). Returns t, flow [N, steps+1, D] (complex), gd, and the
+    largest relative error max‖θ(nh) − θ_n‖ / max(1, ‖θ_n‖).
+    """
+    th = np.atleast_2d(np.asarray(theta0, dtype=float))
+    t = lr * np.arange(steps + 1)
+    sol = fc.solve(_make_flow(loss, flow, lr), th, t_eval=t, method="dop853", rtol=1e-13, atol=1e-14)
+    gd = fc.descend(loss, th, lr, steps).iterates
+    err = np.linalg.norm(sol.y - gd, axis=-1) / np.maximum(1, np.linalg.norm(gd, axis=-1))
+    return {"t": t, "flow": sol.y, "gd": gd, "max_rel_error": float(np.nanmax(err)),
+            "status": [fc.Status(int(s)).name for s in sol.status]}
+
+
+def tracking_error(loss, lr, theta0, steps, flows=TRACK_FLOWS, rtol=1e-11):
+    """‖θ_n − θ(nh)‖ of each flow started at GD's θ_0 (global error), and the one-step error
+    ‖θ_{n+1} − φ_h(θ_n)‖ of each flow restarted at every GD iterate (local error). Fig 7.
+
+    theta0 is one start [D]. Returns t, gd [steps+1, D], and per flow: global [steps+1],
+    local [steps], trajectory [steps+1, D] (complex for the PF).
+    """
+    th = np.asarray(theta0, dtype=float).reshape(1, -1)
+    if th.shape[1] != loss.dim:
+        raise ValueError(f"theta0 must have {loss.dim} coordinates, got {th.shape[1]}")
+    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    gd = fc.descend(loss, th, lr, steps).iterates[0]
+    t = lr * np.arange(steps + 1)
+    out = {"t": t, "gd": gd, "lr": float(lr), "flows": {}}
+    for name in flows:
+        field = _make_flow(loss, name, lr)
+        glob = fc.solve(field, th, t_eval=t, method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
+        loc = fc.solve(field, gd[:-1], t_span=(0.0, lr), method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
+        out["flows"][name] = {"trajectory": glob.y[0],
+                              "global": np.linalg.norm(glob.y[0] - gd, axis=-1),
+                              "local": np.linalg.norm(loc.y[:, -1] - gd[1:], axis=-1)}
+    return out
+
+
+def stability_run(loss, lr, theta0, steps):
+    """A GD run with, per iterate: E, ΔE_n = E(θ_{n+1}) − E(θ_n), the Hessian's eigenvalues, the
+    stability coefficients sc_i = α_PF(hλ_i)gᵀu_i, ‖Hg‖, ‖Hĝ‖, and the per-iteration drift
+    ‖θ_{n+1} − φ_h^NGF(θ_n)‖ (how far GD's step lands from the gradient flow's). Figs 10, 12, 16/17.
+
+    Also the flows' one-step prediction of the loss change E(φ_h(θ_n)) − E(θ_n) for NGF and PF
+    (the PF's real part) and the correlations corr(‖Hg‖, drift) and
+    corr(max_i Re sc_i over hλ_i > 2 directions, ΔE).
+    """
+    th = np.asarray(theta0, dtype=float).reshape(1, -1)
+    run = fc.descend(loss, th, lr, steps)
+    it = run.iterates[0]
+    if not np.all(np.isfinite(it)):
+        raise ValueError(f"GD diverged from {theta0} at lr = {lr}; choose a smaller lr or another start")
+    d = fc.diagnostics(loss, it, lr)
+    E = d["loss"]
+    ngf = fc.solve(fc.flows.ngf(loss, lr), it[:-1], t_span=(0.0, lr), method="dop853", rtol=1e-11, atol=1e-13)
+    pf = fc.solve(fc.flows.pf(loss, lr), it[:-1], t_span=(0.0, lr), method="dop853", rtol=1e-11, atol=1e-13)
+    drift = np.linalg.norm(it[1:] - ngf.y[:, -1], axis=-1)
+    dE = np.diff(E)
+    unstable = lr * d["eigenvalues"][:-1] > 2
+    sc = np.where(unstable, np.abs(d["stability_coefficients"][:-1].real), 0.0).max(axis=-1)
+    return {"lr": float(lr), "iterates": it, "loss": E, "delta_loss": dE,
+            "eigenvalues": d["eigenvalues"], "sharpness": d["eigenvalues"][:, -1],
+            "stability_coefficients": d["stability_coefficients"], "unstable_sc": sc,
+            "Hg_norm": d["Hg_norm"], "Hghat_norm": d["Hghat_norm"], "drift": drift,
+            "predicted_delta_loss": {"ngf": loss.value(ngf.y[:, -1]) - E[:-1],
+                                     "pf": np.real(loss.value(pf.y[:, -1])) - E[:-1]},
+            "one_step_error": {"ngf": drift, "pf": np.linalg.norm(it[1:] - pf.y[:, -1], axis=-1)},
+            "corr_Hg_drift": float(np.corrcoef(d["Hg_norm"][:-1], drift)[0, 1]),
+            "corr_sc_loss_increase": float(np.corrcoef(sc, dE)[0, 1]) if np.std(sc) > 0 else float("nan")}
+
+
+def dal_comparison(loss, theta0, steps, lrs, powers=(1.0, 2.0), tol=1e-6):
+    """GD at fixed learning rates against DAL-p (h = 2/‖Hĝ‖^p) from one start. Figs 18/20.
+
+    Returns per run: loss curve, its learning rates, and the first iteration with E − E_min ≤ tol
+    (E_min: the lowest loss any run reaches; None if never).
+    """
+    th = np.asarray(theta0, dtype=float).reshape(1, -1)
+    runs = {}
+    for h in lrs:
+        r = fc.descend(loss, th, h, steps)
+        runs[f"GD lr={h:g}"] = (r.iterates[0], r.lr[0])
+    for p in powers:
+        r = fc.descend(loss, th, None, steps, method="dal", power=p)
+        runs[f"DAL-p, p={p:g}" if p != 1 else "DAL"] = (r.iterates[0], r.lr[0])
+    curves = {k: loss.value(v[0]) for k, v in runs.items()}
+    best = min(np.nanmin(c) for c in curves.values())
+    out = {"runs": {}}
+    for k, c in curves.items():
+        hit = np.flatnonzero(c - best <= tol)
+        out["runs"][k] = {"loss": c, "lr": runs[k][1], "iterations_to_tol": int(hit[0]) if hit.size else None,
+                          "final_loss": float(c[-1])}
+    out["tol"], out["best_loss"] = tol, float(best)
+    return out

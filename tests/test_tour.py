@@ -1,0 +1,65 @@
+"""The tour, reduced (quick=True): every file is written, and the numbers it reports are right."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flowcore.analysis import tour
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tour")
+    tour.run(d, quick=True, progress=False)
+    return d
+
+
+def _load(out, name):
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def test_every_item_has_png_json_and_index_line(out):
+    index = (out / "index.md").read_text()
+    for f in tour.ITEMS:
+        png = out / f"{f.__name__}.png"
+        assert png.stat().st_size > 20_000, f.__name__
+        data = _load(out, f.__name__)
+        assert data["item"] == f.__name__ and data["summary"]
+        assert f"({f.__name__}.png)" in index and data["summary"] in index
+
+
+def test_numbers(out):
+    assert _load(out, "min_norm")["distance_to_pinv"] < 1e-8
+    assert _load(out, "pf_quadratic_2d")["max_error"] < 1e-9
+    q = _load(out, "quadratic_lr")
+    assert q["stability_boundary"] == 2.0 and q["measured_boundary"] == 2.0
+    t = _load(out, "tracking")
+    assert t["pf"]["first_step_error"] < t["ngf"]["first_step_error"]
+    assert t["third_order"]["first_step_error"] < t["igr"]["first_step_error"] < t["ngf"]["first_step_error"]
+    e = _load(out, "euler")
+    assert abs(e["order"] - 1) < 0.1
+    r = _load(out, "vector_fields")["rotation"]
+    assert r["radius_after_turn_euler"] == pytest.approx(r["euler_growth_closed_form"], rel=1e-9)   # (1 + dt²)^(20/2)
+    assert _load(out, "drift")["correlation"] > 0.9
+    eos = _load(out, "edge_of_stability")
+    assert eos["loss_increases"] > 0 and eos["ngf_predicts_increase"] == 0
+    o = _load(out, "orbit")
+    assert 1.0 <= o["first_period_2"] < 1.01
+
+
+def test_cli_track_and_tour_only(tmp_path):
+    png = tmp_path / "t.png"
+    r = subprocess.run([sys.executable, "-m", "flowcore.cli", "track", "--loss", "(x*y - 1)**2/2", "--lr", "0.1",
+                        "--theta0=2.5,0.2", "--steps", "5", "--flows", "ngf,pf", "-o", str(png), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["pf"]["first_step_error"] < d["ngf"]["first_step_error"] and png.exists()
+    r = subprocess.run([sys.executable, "-m", "flowcore.cli", "tour", "-o", str(tmp_path / "t"), "--quick",
+                        "--only", "alpha,euler", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(i["name"] for i in json.loads(r.stdout)["items"]) == ["alpha", "euler"]
+    r = subprocess.run([sys.executable, "-m", "flowcore.cli", "tour", "-o", str(tmp_path / "t"), "--only", "nope"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown tour items" in r.stderr
