@@ -145,7 +145,7 @@ def test_cli_basins_and_portrait(tmp_path):
     import sys
     png = tmp_path / "b.png"
     out = subprocess.run([sys.executable, "-m", "flowcore.cli", "basins", "--loss", "double_well", "--lr", "0.05",
-                          "--grid=-2,2,21;-1,1,11", "-o", str(png), "--json"], capture_output=True, text=True)
+                          "--grid=-2,2,21;-1,1,11", "-o", str(png), "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert {"labels", "Sb", "Sbb", "model", "lr"} <= set(data)
@@ -154,7 +154,7 @@ def test_cli_basins_and_portrait(tmp_path):
     png = tmp_path / "p.png"
     out = subprocess.run([sys.executable, "-m", "flowcore.cli", "portrait", "--loss", "double_well", "--lr", "0.2",
                           "--flow", "pf", "--box=-2,2;-1.5,1.5", "--starts=0.5,1.2", "-o", str(png), "--json"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert {"critical", "trajectories", "gd"} <= set(json.loads(out.stdout))
     assert png.exists() and (tmp_path / "p_reim.png").exists()

@@ -52,14 +52,14 @@ def test_cli_track_and_tour_only(tmp_path):
     png = tmp_path / "t.png"
     r = subprocess.run([sys.executable, "-m", "flowcore.cli", "track", "--loss", "(x*y - 1)**2/2", "--lr", "0.1",
                         "--theta0=2.5,0.2", "--steps", "5", "--flows", "ngf,pf", "-o", str(png), "--json"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["pf"]["first_step_error"] < d["ngf"]["first_step_error"] and png.exists()
     r = subprocess.run([sys.executable, "-m", "flowcore.cli", "tour", "-o", str(tmp_path / "t"), "--quick",
-                        "--only", "alpha,euler", "--json"], capture_output=True, text=True)
+                        "--only", "alpha,euler", "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(i["name"] for i in json.loads(r.stdout)["items"]) == ["alpha", "euler"]
     r = subprocess.run([sys.executable, "-m", "flowcore.cli", "tour", "-o", str(tmp_path / "t"), "--only", "nope"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and "unknown tour items" in r.stderr
