@@ -9,9 +9,10 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
-def median_time(fn, repeats=7, min_time=0.05):
+def median_time(fn, repeats=7, min_time=0.05, warmup=True):
     """Median wall time of fn() over `repeats` runs; each run loops until min_time."""
-    fn()                                                 # warm-up (JIT, caches, page faults)
+    if warmup:
+        fn()                                             # warm-up (JIT, caches, page faults)
     times = []
     for _ in range(repeats):
         loops, t0 = 0, time.perf_counter()

@@ -13,7 +13,8 @@ fixed-step RK4 (flowcore: ``method="rk4"``). For the PF all three continue the l
 (the pointwise principal log chatters between ±iπ on the cut and gives wrong labels); numpy and C
 use that H is diagonal on this loss, flowcore runs its general 2×2 kernel (eigenvalues, divided
 differences, eigenvector matching).
-Reports medians of repeats, the label agreement with flowcore, and the 2-thread speed-up.
+Reports medians of repeats (numpy's IGR and PF loops take minutes: one run each), the label
+agreement with flowcore, and the 2-thread speed-up.
 
     python benchmarks/bench_basins.py [--quick] [--repeats 3]
 """
@@ -277,16 +278,17 @@ def main(argv=None):
             return lab
         t2 = median_time(lambda: run_fc(2), repeats=repeats, min_time=0)
         t1 = median_time(lambda: run_fc(1), repeats=repeats, min_time=0)
-        tn = median_time(lambda: np_run(th), repeats=repeats, min_time=0)
+        slow = not args.quick and model != "gd"     # numpy takes minutes there: one cold run
+        tn = median_time(lambda: np_run(th), repeats=1 if slow else repeats, min_time=0, warmup=not slow)
         tc = median_time(run_c, repeats=repeats, min_time=0)
         ref = fc_labels(run_fc(2))
         rows.append({"problem": label, "starts": n * n, "flowcore 2 thr [s]": t2, "2-thread speed-up": t1 / t2,
-                     "numpy [s]": tn, "× numpy (2 thr)": tn / t2, "plain C 1 thr [s]": tc,
+                     "numpy [s]": tn, "numpy runs": 1 if slow else repeats, "× numpy (2 thr)": tn / t2, "plain C 1 thr [s]": tc,
                      "flowcore 1 thr / C": t1 / tc,
                      "agree numpy": float(np.mean(np_run(th) == ref)), "agree C": float(np.mean(run_c() == ref)),
                      "labels": ", ".join(f"{v}: {c}" for v, c in zip(*np.unique(ref, return_counts=True)))})
         print(f"{label}: done", flush=True)
-    cols = ["problem", "starts", "flowcore 2 thr [s]", "2-thread speed-up", "numpy [s]", "× numpy (2 thr)",
+    cols = ["problem", "starts", "flowcore 2 thr [s]", "2-thread speed-up", "numpy [s]", "numpy runs", "× numpy (2 thr)",
             "plain C 1 thr [s]", "flowcore 1 thr / C", "agree numpy", "agree C", "labels"]
     print(table(rows, cols))
     print("JSON:", write_json("basins", rows, repeats=repeats, quick=args.quick))
