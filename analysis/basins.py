@@ -171,36 +171,35 @@ def _cluster(points, tol):
     return reps, idx
 
 
-def _canonical_cycles(cyc):
-    """Rotate each cycle [N, p, D] to start at its lexicographically smallest point."""
-    keys = np.round(cyc, 8).transpose(2, 0, 1)[::-1]          # last key is the primary one
-    k = np.lexsort(keys, axis=-1)[:, 0]
-    p = cyc.shape[1]
-    idx = (np.arange(p)[None, :] + k[:, None]) % p
-    return np.take_along_axis(cyc, idx[:, :, None], axis=1)
+def _cycle_points(loss, model, lr, start, nsteps, p, beta, power, lr_cap):
+    """The p points of the cycle one start ended on: rerun it (every iterate kept) and rotate the
+    last p iterates to begin at the lexicographically smallest, as the kernel's representative."""
+    kw = dict(method=model, beta=beta, power=power, lr_cap=lr_cap, escape_radius=np.inf)
+    cyc = fc.descend(loss, start[None], lr if model != "dal" else None, int(nsteps), **kw).iterates[0, -p:]
+    k = min(range(p), key=lambda j: tuple(cyc[j]))
+    return np.roll(cyc, -k, axis=0)
 
 
 def _run_map(loss, model, lr, starts, steps, tol, max_period, confirm, escape_radius, beta, power, lr_cap,
              threads, progress):
-    method = model
+    """The map's kernel in chunks (for the progress bar): per start the final iterate or its
+    cycle's representative, status, iterations and period (0: did not come to rest)."""
     b = beta if model in ("heavy_ball", "nesterov") else 0.0
     N, D = starts.shape
-    ring = np.empty((N, max_period + 1, D))
-    status = np.empty(N, np.intc)
-    nsteps = np.empty(N, np.intc)
-    period = np.empty(N, np.intc)
-    chunk = 1 << 16
+    rep = np.empty((N, D))
+    status, nsteps, period = (np.empty(N, np.intc) for _ in range(3))
+    chunk = 1 << 18
     bar = _bar(progress, N, f"{model} basins")
     for i in range(0, N, chunk):
         sl = slice(i, min(N, i + chunk))
-        ring[sl], _, status[sl], nsteps[sl], period[sl] = _descend(
-            loss, np.ascontiguousarray(starts[sl]), steps, method, lr if model != "dal" else 0.0, b,
+        rep[sl], _, status[sl], nsteps[sl], period[sl] = _descend(
+            loss, np.ascontiguousarray(starts[sl]), steps, model, lr if model != "dal" else 0.0, b,
             power, lr_cap or 0.0, escape_radius, threads, max_period, tol, confirm)
         if bar is not None:
             bar.update(sl.stop - sl.start)
     if bar is not None:
         bar.close()
-    return ring, status, nsteps, period
+    return rep, status, nsteps, period
 
 
 def _bar(progress, total, desc):
@@ -260,11 +259,10 @@ def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_ma
     imag = np.zeros(N)
     if is_map:
         tol = 1e-10 if tol is None else tol
-        ring, status, nsteps, period = _run_map(loss, model, lr, starts, int(steps), tol, int(max_period), int(confirm),
+        final, status, nsteps, period = _run_map(loss, model, lr, starts, int(steps), tol, int(max_period), int(confirm),
                                                 escape_radius, beta, power, lr_cap, threads, progress)
         rest = (status == fc.Status.OK) & (period > 0)
         status = np.where((status == fc.Status.OK) & (period == 0), fc.Status.MAX_STEPS, status)
-        final = ring[:, -1]
     else:
         tol = 1e-5 if tol is None else tol
         T = steps * lr if t_max is None else t_max
@@ -299,15 +297,16 @@ def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_ma
             sel = np.flatnonzero(rest & (period == p) & (real_rest == real))
             if sel.size == 0:
                 continue
-            if is_map:
-                cyc = _canonical_cycles(ring[sel, -p:])
-            else:
-                cyc = (final[sel].real if real else final[sel])[:, None, :]
-            reps, idx = _cluster(cyc.reshape(len(sel), -1), match_tol)
+            reps, idx = _cluster(final[sel].real if real else final[sel], match_tol)
             for k, rep in enumerate(reps):
                 mask = np.zeros(N, bool)
                 mask[sel[idx == k]] = True
-                found.append((int(p), rep.reshape(int(p), D), mask))
+                if p > 1:
+                    i = sel[idx == k][0]
+                    pts_ = _cycle_points(loss, model, lr, starts[i], nsteps[i], int(p), beta, power, lr_cap)
+                else:
+                    pts_ = rep[None, :]
+                found.append((int(p), pts_, mask))
     cps = [c for c in critical if np.all(np.isfinite(c.point))]
     new = []
     for p, pts_, mask in found:

@@ -60,25 +60,58 @@ cdef int _period(const Params *P, const double *ring, const int *slot, const dou
     return 0
 
 
+cdef void _representative(const Params *P, const double *ring, int n, int p, double *rep) noexcept nogil:
+    """The lexicographically smallest of the last p iterates θ_{n−p+1..n} (ring slots j % keep):
+    one point that names the cycle whatever the phase it was caught in."""
+    cdef int j, a, best = n
+    cdef const double *u
+    cdef const double *v
+    for j in range(n - p + 1, n):
+        u = ring + (j % P.keep) * P.D
+        v = ring + (best % P.keep) * P.D
+        for a in range(P.D):
+            if u[a] != v[a]:
+                if u[a] < v[a]:
+                    best = j
+                break
+    for a in range(P.D):
+        rep[a] = ring[(best % P.keep) * P.D + a]
+
+
 cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates, int *status,
                 int *nsteps, int *period) noexcept nogil:
-    """Run m trajectories; X [m, keep, D] holds θ0 at slot 0 on entry and θ_j at slot j % keep
-    on exit. rates may be NULL. A trajectory with a recurrence (period > 0) stops there."""
+    """Run m trajectories. pmax = 0: X [m, steps+1, D] holds θ0 at slot 0 on entry and every
+    iterate on exit. pmax > 0: X [m, D] holds θ0 on entry and, on exit, the final iterate, or
+    for a trajectory that recurred with period p, the representative of its p-cycle; the ring
+    of the last pmax+1 iterates is scratch. rates may be NULL."""
     cdef int D = P.D, S = P.steps, K = P.keep, k, a, b, p, rc = 0, active
     cdef int64_t i
+    cdef double *out = X
+    if P.pmax > 0:
+        X = <double*> malloc(m * K * D * sizeof(double))
+        if X == NULL:
+            return -2
+        for i in range(m):
+            for a in range(D):
+                X[i * K * D + a] = out[i * D + a]
     cdef bint need_H = P.method >= DAL, per_param = P.method == DAL_PER_PARAM
     cdef bint momentum = P.method == HEAVY_BALL or P.method == NESTEROV or P.method == DAL_MOMENTUM
-    cdef double *buf = <double*> malloc(m * D * (4 + D) * sizeof(double))
+    cdef double *buf = <double*> malloc(m * D * (5 + D) * sizeof(double))
     if buf == NULL:
+        if out != X:
+            free(X)
         return -2
     cdef double *cur = buf                      # θ_n
     cdef double *vel = buf + m * D              # θ_n − θ_{n−1}
     cdef double *y = buf + 2 * m * D            # where the gradient is taken
     cdef double *g = buf + 3 * m * D
     cdef double *H = buf + 4 * m * D
+    cdef double *live = buf + (4 + D) * m * D   # 1 while the row runs, 0 once it stopped
     cdef int *streak = <int*> malloc((2 * m + P.pmax + 1) * sizeof(int))
     if streak == NULL:
         free(buf)
+        if out != X:
+            free(X)
         return -2
     cdef int *candidate = streak + m
     cdef int *slot = streak + 2 * m             # slot[p]: where θ_{k+1−p} sits in the ring
@@ -91,6 +124,8 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
             vel[i * D + a] = 0
             if not isfinite(cur[i * D + a]):
                 status[i] = FC_NONFINITE
+        for a in range(D):
+            live[i * D + a] = status[i] == FC_OK
     for k in range(S):
         active = 0
         for i in range(m):
@@ -99,8 +134,6 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
             break
         for p in range(min(P.pmax, k + 1) + 1):
             slot[p] = (k + 1 - p) % K
-        if P.pmax == 0:
-            slot[0] = (k + 1) % K
         if P.method == NESTEROV:
             for i in range(m * D):
                 y[i] = cur[i] + P.beta * vel[i]
@@ -108,11 +141,20 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                            H if need_H else NULL, NULL)
         if rc != 0:
             break
+        if not need_H:                         # gd, heavy ball, Nesterov: a branch-free update
+            for i in range(m * D):
+                r = live[i] * (P.beta * vel[i] - P.lr * g[i])
+                vel[i] = r
+                cur[i] += r
         for i in range(m):
             if status[i] != FC_OK or period[i] != 0:
                 continue
             h = P.lr
-            if need_H and not per_param:      # DAL-p: h = 2 / ‖H ĝ‖^p
+            if not need_H:
+                norm2 = 0
+                for a in range(D):
+                    norm2 += cur[i * D + a] * cur[i * D + a]
+            elif not per_param:                # DAL-p: h = 2 / ‖H ĝ‖^p
                 gn, hg = 0, 0
                 for a in range(D):
                     gn += g[i * D + a] * g[i * D + a]
@@ -126,12 +168,13 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                     h = P.cap
                 if rates != NULL:
                     rates[i * S + k] = h
-            norm2 = 0
-            if per_param:
-                gn = 0
-                for b in range(D):
-                    gn += g[i * D + b] * g[i * D + b]
-            for a in range(D):
+            if need_H:
+                norm2 = 0
+                if per_param:
+                    gn = 0
+                    for b in range(D):
+                        gn += g[i * D + b] * g[i * D + b]
+            for a in range(D if need_H else 0):
                 if per_param:                  # h_a = 2 / |(H ĝ)_a|^p
                     s = 0
                     for b in range(D):
@@ -160,6 +203,12 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                     period[i] = p
             for a in range(D):
                 X[(i * K + slot[0]) * D + a] = cur[i * D + a]
+                if status[i] != FC_OK or period[i] != 0:
+                    live[i * D + a] = 0
+    if out != X:
+        for i in range(m):
+            _representative(P, X + i * K * D, nsteps[i], max(period[i], 1), out + i * D)
+        free(X)
     free(buf)
     free(streak)
     return rc
@@ -169,7 +218,8 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
              double power, double cap, double radius, int threads, int pmax=0, double tol=0,
              int confirm=1):
     """pmax = 0: every iterate [N, steps+1, D] and the rates. pmax > 0: iterate until the first
-    recurrence of period ≤ pmax (held `confirm` steps); keep the last pmax+1 iterates [N, pmax+1, D] (oldest first)."""
+    recurrence of period ≤ pmax (held `confirm` steps) and return [N, D]: the final iterate, or
+    the lexicographically smallest point of the cycle (period > 1); rates are None."""
     cdef Params P
     P.method, P.D, P.steps = METHODS[method], loss.dim, steps
     P.lr, P.beta, P.power, P.cap, P.radius = lr, beta, power, cap, radius
@@ -177,8 +227,11 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
     P.keep = steps + 1 if pmax == 0 else pmax + 1
     cdef int64_t N = theta0.shape[0], nb = (N + BLOCK - 1) // BLOCK, blk, i0, m
     cdef int D = loss.dim
-    X = np.full((N, P.keep, D), np.nan)
-    X[:, 0] = theta0
+    if pmax == 0:
+        X = np.full((N, P.keep, D), np.nan)
+        X[:, 0] = theta0
+    else:
+        X = np.array(theta0, dtype=np.float64, copy=True)
     per_param = P.method == DAL_PER_PARAM
     rates = None
     if pmax == 0:
@@ -186,7 +239,8 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
     status = np.zeros(N, dtype=np.intc)
     nsteps = np.zeros(N, dtype=np.intc)
     period = np.zeros(N, dtype=np.intc)
-    cdef double[:, :, ::1] Xv = X
+    cdef double *px = <double*> cnp.PyArray_DATA(X)
+    cdef int64_t xstride = (P.keep if pmax == 0 else 1) * D
     cdef double *pr = NULL if rates is None else <double*> cnp.PyArray_DATA(rates)
     cdef int[::1] st = status
     cdef int[::1] ns = nsteps
@@ -199,7 +253,7 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
     for blk in prange(nb, nogil=True, num_threads=threads, schedule="dynamic"):
         i0 = blk * BLOCK
         m = N - i0 if N - i0 < BLOCK else BLOCK
-        rcb = _block(loss, &P, m, &Xv[i0, 0, 0], NULL if pr == NULL else pr + i0 * rstride,
+        rcb = _block(loss, &P, m, px + i0 * xstride, NULL if pr == NULL else pr + i0 * rstride,
                      &st[i0], &ns[i0], &per[i0])
         rc += rcb != 0
     if rc != 0:
@@ -207,7 +261,4 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
         if err is not None:
             raise err
         raise RuntimeError(f"loss {loss.name!r} failed during descend")
-    if pmax > 0:     # unroll each ring so that the newest iterate is last
-        order = (nsteps[:, None] + 1 + np.arange(P.keep)[None, :]) % P.keep
-        X = np.take_along_axis(X, order[:, :, None], axis=1)
     return X, rates, status, nsteps, period
