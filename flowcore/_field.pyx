@@ -206,6 +206,21 @@ cdef void _horner(const scalar *g, const scalar *H, const scalar *T, int D, cons
             r[a] = r[a] + npc * T[a]
 
 
+cdef inline void _horner2(const scalar *g, const scalar *H, const scalar *T, const double *coef,
+                          int P, double h, double npc, scalar *r) noexcept nogil:
+    """_horner for D = 2, unrolled (the common case of basins and portraits)."""
+    cdef int p
+    cdef scalar r0 = coef[P - 1] * g[0], r1 = coef[P - 1] * g[1], t0
+    for p in range(P - 2, -1, -1):
+        t0 = coef[p] * g[0] + h * (H[0] * r0 + H[1] * r1)
+        r1 = coef[p] * g[1] + h * (H[2] * r0 + H[3] * r1)
+        r0 = t0
+    if T != NULL:
+        r0 = r0 + npc * T[0]
+        r1 = r1 + npc * T[1]
+    r[0], r[1] = r0, r1
+
+
 cdef int _poly_block(SpectralFlow self, int64_t n, const scalar *x, scalar *out,
                      int *status) noexcept nogil:
     cdef int D = self.dim, rc = 0
@@ -227,7 +242,12 @@ cdef int _poly_block(SpectralFlow self, int64_t n, const scalar *x, scalar *out,
         rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, NULL, NULL, g, H, NULL)
         if rc == 0 and T != NULL:
             rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, g, NULL, NULL, NULL, T)
-    if rc == 0:
+    if rc == 0 and D == 2:
+        for i in range(n):
+            _horner2(g + 2 * i, H + 4 * i, T + 2 * i if T != NULL else NULL, &self.coef[0],
+                     self.coef.shape[0], self.lr, self.np_coef, out + 2 * i)
+            status[i] = FC_OK if _finite(out[2 * i]) and _finite(out[2 * i + 1]) else FC_NONFINITE
+    elif rc == 0:
         for i in range(n):
             _horner(g + i * D, H + i * D * D, T + i * D if T != NULL else NULL, D,
                     &self.coef[0], self.coef.shape[0], self.lr, self.np_coef, out + i * D, tmp)
