@@ -21,7 +21,7 @@ import numpy as np
 import flowcore as fc
 from flowcore._descend import _descend
 from flowcore.analysis.critical import MODELS, critical_points, stability
-from flowcore.analysis.dynamics import basin_entropy
+from flowcore.analysis.dynamics import _make_flow, basin_entropy
 from flowcore.optim import _threads
 
 MAPS = ("gd", "heavy_ball", "nesterov", "dal")
@@ -209,14 +209,6 @@ def _bar(progress, total, desc):
     return tqdm(total=total, desc=desc, unit="start")
 
 
-def _flow(loss, model, lr):
-    if model == "pf":
-        return fc.flows.pf(loss, lr)
-    if model == "pf_np3":
-        return fc.flows.pf(loss, lr, nonprincipal=True)
-    return getattr(fc.flows, model)(loss, lr)
-
-
 def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_max=None, tol=None,
            max_period=16, confirm=50, escape_radius=1e6, imag_tol=1e-6, match_tol=1e-4, critical=None,
            method="dopri5", rtol=1e-8, atol=1e-10, dt=None, beta=0.9, power=1.0, lr_cap=None,
@@ -266,7 +258,7 @@ def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_ma
     else:
         tol = 1e-5 if tol is None else tol
         T = steps * lr if t_max is None else t_max
-        flow = _flow(loss, model, lr)
+        flow = _make_flow(loss, model, lr)
         sol = fc.solve(flow, starts, t_span=(0.0, float(T)), method=method, rtol=rtol, atol=atol, dt=dt,
                        escape_radius=escape_radius, threads=threads, progress=progress)
         final, status, nsteps = sol.y[:, -1], np.asarray(sol.status).copy(), sol.nsteps

@@ -1,6 +1,9 @@
 """Shared helpers for flowcore benchmarks: median-of-repeats timing, tables, JSON."""
+import ctypes
 import json
 import platform
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,3 +50,12 @@ def write_json(name, rows, **meta):
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return path
+
+
+def compile_c(source, name):
+    """Compile a plain-C reference with the system compiler (cc -O3) and load it with ctypes."""
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / f"{name}.c").write_text(source)
+    subprocess.run(["cc", "-O3", "-shared", "-fPIC", "-o", str(tmp / f"{name}.so"), str(tmp / f"{name}.c"), "-lm"],
+                   check=True)
+    return ctypes.CDLL(str(tmp / f"{name}.so"))

@@ -20,15 +20,12 @@ agreement with flowcore, and the 2-thread speed-up.
 """
 import argparse
 import ctypes
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 import flowcore as fc
 from flowcore import analysis as fa
-from _common import median_time, table, write_json
+from _common import compile_c, median_time, table, write_json
 
 RADIUS = 1e6
 MINIMA = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])       # labels 0, 1 and the saddle, 2
@@ -132,11 +129,7 @@ void pf_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double
 
 
 def plain_c():
-    tmp = Path(tempfile.mkdtemp())
-    (tmp / "basins.c").write_text(PLAIN_C)
-    subprocess.run(["cc", "-O3", "-shared", "-fPIC", "-o", str(tmp / "basins.so"), str(tmp / "basins.c"), "-lm"],
-                   check=True)
-    lib = ctypes.CDLL(str(tmp / "basins.so"))
+    lib = compile_c(PLAIN_C, "basins")
     D, I, L = ctypes.c_double, ctypes.c_int, ctypes.c_int64
     P = np.ctypeslib.ndpointer(np.float64, flags="C")
     Q = np.ctypeslib.ndpointer(np.intc, flags="C")

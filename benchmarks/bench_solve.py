@@ -17,15 +17,12 @@ reference at rtol 1e-12, and the 2-thread speed-up.
 """
 import argparse
 import ctypes
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
 import flowcore as fc
-from _common import median_time, table, write_json
+from _common import compile_c, median_time, table, write_json
 
 RTOL, ATOL = 1e-8, 1e-10
 RADIUS = 1e3     # diverging PF trajectories spiral outwards in C^D: stop them, as basins do
@@ -83,11 +80,7 @@ void run(int64_t n, const double *y0, double T, double lr, double rtol, double a
 
 
 def plain_c():
-    tmp = Path(tempfile.mkdtemp())
-    (tmp / "igr.c").write_text(PLAIN_C)
-    subprocess.run(["cc", "-O3", "-shared", "-fPIC", "-o", str(tmp / "igr.so"), str(tmp / "igr.c"), "-lm"],
-                   check=True)
-    lib = ctypes.CDLL(str(tmp / "igr.so"))
+    lib = compile_c(PLAIN_C, "igr")
     P = ctypes.POINTER(ctypes.c_double)
     lib.run.argtypes = [ctypes.c_int64, P, ctypes.c_double, ctypes.c_double, ctypes.c_double,
                         ctypes.c_double, P, ctypes.POINTER(ctypes.c_int64)]

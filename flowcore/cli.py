@@ -15,6 +15,16 @@ def _loss(spec, vars=None):
     return fc.Loss.from_expr(spec, vars=vars)
 
 
+def _loss_of(args):
+    return _loss(args.loss, args.vars.split(",") if args.vars else None)
+
+
+def _add_loss(parser, help="zoo name or expression"):
+    """--loss and --vars, shared by every subcommand that takes a loss."""
+    parser.add_argument("--loss", required=True, help=help)
+    parser.add_argument("--vars", help="comma-separated variable order (default: sorted names)")
+
+
 def _points(text, dim):
     try:
         pts = np.array([[complex(c) if "j" in c else float(c) for c in p.split(",")]
@@ -35,7 +45,7 @@ def _jsonable(a):
 
 def cmd_eval(args):
     """Evaluate E, ∇E, ∇²E (and T[v,v] with --v) of a loss at points."""
-    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    loss = _loss_of(args)
     th = _points(args.at, loss.dim)
     v = _points(args.v, loss.dim) if args.v else None
     E, g, H, T = loss.evaluate(th, v, hess=True)
@@ -58,7 +68,7 @@ def cmd_critical(args):
     """Critical points of a loss, their kinds and Hessian eigenvalues, and (with --lr) the
     verdict of every model of GD at each."""
     from flowcore import analysis as fa
-    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    loss = _loss_of(args)
     box = None
     if args.box:
         try:
@@ -110,7 +120,7 @@ def cmd_bea(args):
 def cmd_orbit(args):
     """GD orbit diagram over a range of learning rates, with Lyapunov exponents."""
     from flowcore import analysis as fa
-    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    loss = _loss_of(args)
     lo, hi = (float(v) for v in args.lrs.split(","))
     lrs = np.linspace(lo, hi, args.n)
     theta0 = [float(v) for v in args.theta0.split(",")]
@@ -143,7 +153,7 @@ def _ranges(text, what, n_items):
 def cmd_basins(args):
     """Basins of attraction of a map or flow on a grid of starts."""
     from flowcore import analysis as fa
-    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    loss = _loss_of(args)
     grid = _ranges(args.grid, "--grid 'lo,hi,n;lo,hi,n'", 3)
     grid = grid[0] if loss.dim == 1 else grid
     kw = {}
@@ -170,7 +180,7 @@ def cmd_basins(args):
 def cmd_portrait(args):
     """Phase portrait: contours, streamlines, critical points, GD iterates and flow trajectories."""
     from flowcore import analysis as fa
-    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    loss = _loss_of(args)
     box = _ranges(args.box, "--box 'lo,hi;lo,hi'", 2)
     starts = _points(args.starts, loss.dim).real if args.starts else None
     gd_lrs = [float(v) for v in args.gd_lrs.split(",")] if args.gd_lrs else None
@@ -209,7 +219,7 @@ def cmd_tour(args):
 def cmd_track(args):
     """Tracking error ‖θ_n − θ(nh)‖ of the flows against GD for any loss."""
     from flowcore.analysis import as_json, tour
-    loss = _loss(args.loss, args.vars.split(",") if args.vars else None)
+    loss = _loss_of(args)
     theta0 = [float(v) for v in args.theta0.split(",")]
     flows = tuple(args.flows.split(","))
     fig, data, sentence = tour.track_figure(loss, args.lr, theta0, args.steps, flows)
@@ -251,15 +261,13 @@ def build_parser():
         "principal flow), batched integrators, basins and backward error analysis."))
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     e = sub.add_parser("eval", help="evaluate a loss and its derivatives at points")
-    e.add_argument("--loss", required=True, help="zoo name (double_well, rosenbrock, ...) or expression")
-    e.add_argument("--vars", help="comma-separated variable order (default: sorted names)")
+    _add_loss(e, "zoo name (double_well, rosenbrock, ...) or expression")
     e.add_argument("--at", required=True, help="points 'x,y;x,y' (complex allowed: 1+0.5j)")
     e.add_argument("--v", help="direction(s) for T[v,v], same format as --at")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.set_defaults(func=cmd_eval)
     c = sub.add_parser("critical", help="critical points, kinds, eigenvalues and per-model stability")
-    c.add_argument("--loss", required=True, help="zoo name or expression")
-    c.add_argument("--vars", help="comma-separated variable order")
+    _add_loss(c)
     c.add_argument("--lr", type=float, help="learning rate for the per-model verdicts")
     c.add_argument("--beta", type=float, default=0.9, help="heavy-ball momentum (default 0.9)")
     c.add_argument("--box", help="search box --box='lo,hi;lo,hi' (needed when sympy cannot solve)")
@@ -276,8 +284,7 @@ def build_parser():
     m.add_argument("--json", action="store_true", help="machine-readable output")
     m.set_defaults(func=cmd_bea)
     o = sub.add_parser("orbit", help="GD orbit diagram and Lyapunov exponents over learning rates")
-    o.add_argument("--loss", required=True, help="zoo name or expression")
-    o.add_argument("--vars", help="comma-separated variable order")
+    _add_loss(o)
     o.add_argument("--lrs", required=True, help="learning-rate range 'lo,hi'")
     o.add_argument("--n", type=int, default=200, help="number of learning rates (default 200)")
     o.add_argument("--theta0", required=True, help="start 'x,y,...'")
@@ -287,8 +294,7 @@ def build_parser():
     o.add_argument("--json", action="store_true", help="machine-readable output")
     o.set_defaults(func=cmd_orbit)
     bs = sub.add_parser("basins", help="basins of attraction of GD-type maps or flows on a grid")
-    bs.add_argument("--loss", required=True, help="zoo name or expression")
-    bs.add_argument("--vars", help="comma-separated variable order")
+    _add_loss(bs)
     bs.add_argument("--model", default="gd", help="gd, heavy_ball, nesterov, dal, ngf, igr, third_order, pf, pf_np3")
     bs.add_argument("--lr", type=float, required=True, help="learning rate h")
     bs.add_argument("--grid", required=True, help="--grid='lo,hi,nx;lo,hi,ny' (one axis for a 1-D loss; write = before a leading minus)")
@@ -301,8 +307,7 @@ def build_parser():
     bs.add_argument("--json", action="store_true", help="machine-readable output")
     bs.set_defaults(func=cmd_basins)
     pt = sub.add_parser("portrait", help="phase portrait with GD iterates and flow trajectories")
-    pt.add_argument("--loss", required=True, help="zoo name or expression (1-D or 2-D)")
-    pt.add_argument("--vars", help="comma-separated variable order")
+    _add_loss(pt, "zoo name or expression (1-D or 2-D)")
     pt.add_argument("--lr", type=float, required=True, help="learning rate h of the flow")
     pt.add_argument("--flow", default="ngf", help="ngf, pgf, igr, third_order, pf, pf_np3 (default ngf)")
     pt.add_argument("--box", required=True, help="--box='lo,hi;lo,hi' (write = before a leading minus)")
@@ -313,8 +318,7 @@ def build_parser():
     pt.add_argument("--json", action="store_true", help="machine-readable output")
     pt.set_defaults(func=cmd_portrait)
     tr = sub.add_parser("track", help="tracking error of NGF/IGR/third-order/PF against GD")
-    tr.add_argument("--loss", required=True, help="zoo name or expression")
-    tr.add_argument("--vars", help="comma-separated variable order")
+    _add_loss(tr)
     tr.add_argument("--lr", type=float, required=True, help="learning rate h")
     tr.add_argument("--theta0", required=True, help="start 'x,y,...' (write --theta0=-1,2 for a leading minus)")
     tr.add_argument("--steps", type=int, default=20, help="GD steps (default 20)")
