@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
+from flowcore.analysis.bseries import exact
+
 H_SYMBOL = sp.Symbol("h", positive=True)
 
 
@@ -128,7 +130,7 @@ class ModifiedEquation:
         b = bs.modified_equation("euler", self.order + 1)
         out = []
         for k in range(self.order + 1):
-            out.append([(sp.nsimplify(b[t] / bs.sigma(t) * (-1) ** bs.order(t)), _tensor_text(t))
+            out.append([(bs.exact(b[t] / bs.sigma(t) * (-1) ** bs.order(t)), _tensor_text(t))
                         for t in bs.trees(k + 1) if b[t] != 0])
         return out
 
@@ -147,7 +149,14 @@ class ModifiedEquation:
     def to_flow(self, lr):
         """The truncated modified field at h = lr, compiled to a flowcore Field."""
         from flowcore import Field
-        lr = sp.nsimplify(lr) if float(lr) == round(float(lr), 12) else sp.Float(lr, 17)
+        if isinstance(lr, sp.Basic) and lr.is_Rational:
+            lr = lr if lr > 0 else None
+        else:
+            v = float(lr) if isinstance(lr, (int, float, np.floating, np.integer)) else np.nan
+            lr = None if not (np.isfinite(v) and v > 0) else (
+                exact(v) if v == round(v, 12) else sp.Float(v, 17))
+        if lr is None:
+            raise ValueError("to_flow(lr): lr must be a finite number > 0 (the learning rate h)")
         return Field.from_expr([sp.expand(c.subs(self.h, lr)) for c in self.field()],
                                vars=self.vars, name=f"modified {self.method} (order {self.order})")
 
@@ -185,7 +194,7 @@ def modified_equation(expr=None, order=2, method="gd", vars=None, step=None, bet
     if method == "heavy_ball" and step is None:
         if E is None:
             raise ValueError("method 'heavy_ball' needs a loss expression")
-        b = sp.Rational(9, 10) if beta is None else sp.nsimplify(beta)
+        b = sp.Rational(9, 10) if beta is None else exact(beta)
         if b.is_number and not (0 <= b < 1):
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         grad = [sp.diff(E, s) for s in syms]
@@ -246,7 +255,7 @@ def _nesterov(E, syms, order, beta):
     import itertools
     if E is None:
         raise ValueError("method 'nesterov' needs a loss expression")
-    b = sp.Rational(9, 10) if beta is None else sp.nsimplify(beta)
+    b = sp.Rational(9, 10) if beta is None else exact(beta)
     if b.is_number and not (0 <= b < 1):
         raise ValueError(f"beta must be in [0, 1), got {beta}")
     h = H_SYMBOL

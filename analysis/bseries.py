@@ -138,7 +138,7 @@ class ButcherTableau:
     def weight(self, t):
         """Elementary weight Φ(t) = Σ_i b_i Φ_i(t), Φ_i(t) = Π_children Σ_j a_ij Φ_j(child)."""
         A, b = sp.Matrix(self.A), sp.Matrix(self.b).reshape(self.stages, 1)
-        return sp.nsimplify(sp.simplify((b.T * _stage_weights(t, A))[0]))
+        return exact(sp.simplify((b.T * _stage_weights(t, A))[0]))
 
 
 def _stage_weights(t, A):
@@ -148,6 +148,14 @@ def _stage_weights(t, A):
         inner = A * _stage_weights(c, A)
         out = sp.Matrix([out[i] * inner[i] for i in range(s)])
     return out
+
+
+def exact(x):
+    """x as an exact sympy number: floats become the nearest simple rationals (0.9 -> 9/10);
+    numbers that are already exact (194/1065, √3/6) are kept as they are: ``nsimplify`` is not
+    the identity on them (it turns 97/1065 into a product of radicals)."""
+    x = sp.sympify(x)
+    return sp.nsimplify(x, rational=True) if x.has(sp.Float) else x
 
 
 R = sp.Rational
@@ -192,7 +200,7 @@ def modified_equation(method, order_):
         for m in range(2, j + 2):
             for t, c in Tm(m, j + 1 - m).items():
                 add(target, t, -sp.Rational(1, factorial(m)) * c)
-        f.append({t: sp.nsimplify(sp.simplify(c)) for t, c in target.items()})
+        f.append({t: exact(sp.simplify(c)) for t, c in target.items()})
     return {t: sp.simplify(c * sigma(t)) for fk in f for t, c in fk.items()}
 
 

@@ -76,54 +76,154 @@ def _make(loss, th, exact=None):
                          float(np.linalg.norm(loss.grad(th))), exact)
 
 
-def _exact_solutions(loss, timeout_terms=200):
-    """Real isolated solutions of ∇E = 0 by sympy for polynomial losses; None when sympy
-    cannot (non-polynomial, too large) and 'degenerate' for a non-isolated solution set."""
+class CriticalPoints(list):
+    """The critical points found (a list of :class:`CriticalPoint`, sorted by E), with how they were
+    found and what could not be established.
+
+    ``method``: 'groebner' (every real solution of the polynomial system ∇E = 0, from a lex Gröbner
+    basis; complete), 'newton' (a search from a lattice of starts: finds what it finds) or
+    'degenerate' (the critical set is not isolated). ``complete``: True only when the list is
+    proven to hold every critical point (in ``box`` when one is given). ``notes``: what the
+    cross-check found (a Newton point missing from the exact list, an exact point Newton missed
+    is only a remark) and anything that could not be decided."""
+
+    def __init__(self, points=(), method="newton", complete=False, notes=()):
+        super().__init__(points)
+        self.method, self.complete, self.notes = method, complete, list(notes)
+
+    def __repr__(self):
+        kinds = {}
+        for c in self:
+            kinds[c.kind] = kinds.get(c.kind, 0) + 1
+        text = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "none"
+        return (f"CriticalPoints({len(self)}: {text}; method={self.method!r}, "
+                f"complete={self.complete}" + (f", {len(self.notes)} note(s)" if self.notes else "") + ")")
+
+
+_DIGITS = 50
+
+
+def _rational(expr):
+    """Floats in a polynomial made exact (their binary value), so that Gröbner bases are exact."""
+    return expr.xreplace({f: sp.Rational(f) for f in expr.atoms(sp.Float)})
+
+
+def _roots_of(polys, var):
+    """Common real roots of univariate polynomials (mpmath numbers, 50 digits) in ``var``: the
+    roots of the lowest-degree one that is not zero, kept where all the others vanish. None when
+    the numerical root finder did not converge (the caller then says so)."""
+    import mpmath
+    with mpmath.workdps(_DIGITS):
+        coeffs = []
+        for p in polys:
+            c = [mpmath.mpc(complex(v)) if not isinstance(v, (mpmath.mpf, mpmath.mpc)) else v for v in p]
+            scale = max(abs(v) for v in c) if c else 0
+            while c and abs(c[0]) <= mpmath.mpf(10) ** (-_DIGITS + 10) * max(scale, 1):
+                c = c[1:]
+            if len(c) > 0:
+                coeffs.append(c)
+        if not coeffs:
+            return "free"
+        base = min(coeffs, key=len)
+        if len(base) == 1:
+            return []
+        try:
+            roots = mpmath.polyroots(base, maxsteps=400, extraprec=4 * _DIGITS)
+        except mpmath.libmp.NoConvergence:
+            return None
+        out = []
+        for r in roots:
+            if abs(mpmath.im(r)) > mpmath.mpf(10) ** -20 * max(1, abs(r)):
+                continue
+            r = mpmath.re(r)
+            if all(abs(mpmath.polyval(c, r)) <= mpmath.mpf(10) ** -15 * max(1, max(abs(v) for v in c))
+                   * max(1, abs(r)) ** (len(c) - 1) for c in coeffs):
+                if all(abs(r - q) > mpmath.mpf(10) ** -25 * max(1, abs(r)) for q in out):
+                    out.append(r)
+        return out
+
+
+def _polynomial_solutions(loss, max_terms=200):
+    """Every real solution of ∇E = 0 for a polynomial E, from a lex Gröbner basis.
+
+    The basis of a zero-dimensional ideal is triangular: its polynomials in the last variable
+    alone have every solution's last coordinate as a root (sympy's exact real-root isolation
+    finds them all), and back-substitution, variable by variable, reaches every solution. Returns
+    (points, notes): points a list of (coordinates, {var: sympy number}) or None when E is not a
+    polynomial (or too large), 'degenerate' when the critical set is not isolated."""
+    import mpmath
     if loss.expr is None:
-        return None
+        return None, []
     syms = list(loss.vars)
-    if not loss.expr.is_polynomial(*syms):
-        return None
-    if len(sp.Add.make_args(sp.expand(loss.expr))) > timeout_terms:
-        return None
-    grad = [sp.expand(sp.diff(loss.expr, s)) for s in syms]
-    try:
-        sols = sp.solve(grad, syms, dict=True)
-    except (NotImplementedError, ValueError):
-        return None
+    E = _rational(loss.expr)
+    if not E.is_polynomial(*syms):
+        return None, []
+    if len(sp.Add.make_args(sp.expand(E))) > max_terms:
+        return None, [f"E has more than {max_terms} terms: no Gröbner basis attempted"]
+    grad = [sp.expand(sp.diff(E, s)) for s in syms]
+    if all(g == 0 for g in grad):
+        return "degenerate", []
+    G = sp.groebner(grad, *syms, order="lex")
+    if list(G.exprs) == [1]:
+        return [], []
+    if not G.is_zero_dimensional:
+        return "degenerate", []
+    last = syms[-1]
+    uni = [sp.Poly(p, last) for p in G.exprs if p.free_symbols <= {last}]
+    base = sp.Poly(sp.gcd_list([u.as_expr() for u in uni]), last)
+    partial = []
+    with mpmath.workdps(_DIGITS):
+        for r in sp.real_roots(base.sqf_part()):
+            partial.append(({last: r}, [mpmath.mpf(str(sp.N(r, _DIGITS + 5)))]))
+        notes = []
+        for k in range(len(syms) - 2, -1, -1):
+            var, known = syms[k], syms[k + 1:]
+            polys = [sp.Poly(p, var, *known) for p in G.exprs
+                     if var in p.free_symbols and p.free_symbols <= {var, *known}]
+            nxt = []
+            for exact, vals in partial:
+                if all(exact[s_] is not None and exact[s_].is_Rational for s_ in known):
+                    # rational coordinates so far: stay exact (multiple roots are no trouble)
+                    sub = {s_: exact[s_] for s_ in known}
+                    uni_exact = [sp.Poly(p.as_expr().xreplace(sub), var) for p in polys]
+                    base_k = sp.gcd_list([u.as_expr() for u in uni_exact])
+                    if base_k != 0:
+                        for r in sp.real_roots(sp.Poly(base_k, var).sqf_part()):
+                            nxt.append(({**exact, var: r}, [mpmath.mpf(str(sp.N(r, _DIGITS + 5)))] + vals))
+                        continue
+                env = dict(zip(known, vals))
+                unis = []
+                for P in polys:
+                    deg = P.degree(var)
+                    c = [mpmath.mpf(0)] * (deg + 1)
+                    for mon, coef in P.terms():
+                        term = mpmath.mpf(sp.Rational(coef).p) / mpmath.mpf(sp.Rational(coef).q)
+                        for s_, e_ in zip(known, mon[1:]):
+                            term *= env[s_] ** e_
+                        c[deg - mon[0]] += term
+                    unis.append(c)
+                roots = _roots_of(unis, var)
+                if roots is None or roots == "free":
+                    notes.append(f"back-substitution for {var} did not converge at "
+                                 f"{ {str(s_): float(v) for s_, v in env.items()} }")
+                    continue
+                for r in roots:
+                    nxt.append(({**exact, var: None}, [r] + vals))
+            partial = nxt
     out = []
-    for sol in sols:
-        if len(sol) < len(syms) or any(v.free_symbols for v in sol.values()):
-            return "degenerate"
-        vals = [complex(sp.N(sol[s], 30)) for s in syms]
-        if all(abs(v.imag) <= 1e-12 * max(1.0, abs(v.real)) for v in vals):
-            out.append((np.array([v.real for v in vals]), sol))
-    return out
+    for exact, vals in partial:
+        pt = np.array([float(v) for v in vals])
+        ex = {s_: (exact[s_] if exact.get(s_) is not None and exact[s_].is_Rational
+                   else sp.Float(mpmath.nstr(v, _DIGITS), _DIGITS)) for s_, v in zip(syms, vals)}
+        out.append((pt, ex))
+    return out, notes
 
 
-def critical_points(loss, box=None, grid=15, tol=1e-10, exact=True, max_iter=60):
-    """Critical points of a flowcore Loss, as :class:`CriticalPoint` objects sorted by E.
-
-    With ``exact=True`` and a polynomial loss, sympy solves ∇E = 0 (real solutions kept,
-    ``point.exact`` holds them). Otherwise — or for a non-isolated critical set, which is
-    reported as 'degenerate' points — Newton's method runs from a ``grid``^D lattice in
-    ``box`` (required then), batched through the C loss: θ ← θ − H⁺g (pseudo-inverse, so
-    singular Hessians cannot stall it), at most ``max_iter`` iterations. Converged points
-    (‖g‖ ≤ tol·max(1, ‖θ‖)) are de-duplicated at 1e-6 relative distance.
-    """
+def _newton(loss, b, grid, tol, max_iter):
+    """Critical points by batched Newton from a grid^D lattice in box b: θ ← θ − H⁺g (pseudo-
+    inverse, so singular Hessians cannot stall it). Converged points (‖g‖ ≤ tol·max(1, ‖θ‖)) in
+    the box, de-duplicated at 1e-6 relative distance."""
     D = loss.dim
-    b = _check_box(box, D)
-    found = _exact_solutions(loss) if exact else None
-    if isinstance(found, list):
-        pts = [_make(loss, p, sol) for p, sol in found]
-        if b is not None:
-            pts = [c for c in pts if np.all((c.point >= b[:, 0]) & (c.point <= b[:, 1]))]
-        return sorted(pts, key=lambda c: float(loss.value(c.point)))
-    if b is None:
-        raise ValueError("sympy cannot list these critical points exactly; pass box=[[lo, hi], ...] "
-                         "for a Newton search")
-    if not isinstance(grid, (int, np.integer)) or grid < 1 or grid ** D > 10 ** 6:
-        raise ValueError(f"grid must be a positive integer with grid**D <= 1e6, got {grid!r}")
     axes = [np.linspace(lo, hi, grid) for lo, hi in b]
     th = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, D)
     for _ in range(max_iter):
@@ -140,12 +240,68 @@ def critical_points(loss, box=None, grid=15, tol=1e-10, exact=True, max_iter=60)
         ok &= np.all((th >= b[:, 0] - 1e-9) & (th <= b[:, 1] + 1e-9), axis=1)
     pts = []
     for p in th[ok]:
-        if all(np.linalg.norm(p - q.point) > 1e-6 * max(1, np.linalg.norm(p)) for q in pts):
-            pts.append(_make(loss, p))
+        if all(np.linalg.norm(p - q) > 1e-6 * max(1, np.linalg.norm(p)) for q in pts):
+            pts.append(p)
+    return pts
+
+
+def _same(p, q):
+    return np.max(np.abs(p - q)) <= 1e-6 * (1 + np.max(np.abs(p)))
+
+
+def critical_points(loss, box=None, grid=15, tol=1e-10, exact=True, max_iter=60):
+    """Critical points of a flowcore Loss, as a :class:`CriticalPoints` list sorted by E.
+
+    With ``exact=True`` and a polynomial loss, every real solution of ∇E = 0 comes from a lex
+    Gröbner basis (exact real-root isolation of its univariate polynomial, then back-substitution
+    at 50 digits; ``point.exact`` holds the coordinates, Rational where rational). This is
+    complete; it is cross-checked by the Newton search below in ``box`` (default: the found
+    points' bounding box, widened), and any disagreement is written to ``.notes`` and warned.
+    Otherwise — or for a non-isolated critical set, reported as 'degenerate' points — Newton's
+    method runs from a ``grid``^D lattice in ``box`` (required then), batched through the C loss:
+    θ ← θ − H⁺g, at most ``max_iter`` iterations; such a list is not proven complete.
+    """
+    import warnings
+    D = loss.dim
+    b = _check_box(box, D)
+    if not isinstance(grid, (int, np.integer)) or grid < 1 or grid ** D > 10 ** 6:
+        raise ValueError(f"grid must be a positive integer with grid**D <= 1e6, got {grid!r}")
+    found, notes = _polynomial_solutions(loss) if exact else (None, [])
+    by_value = lambda c: float(loss.value(c.point))   # noqa: E731
+    if isinstance(found, list):
+        pts = [_make(loss, p, sol) for p, sol in found]
+        if b is not None:
+            pts = [c for c in pts if np.all((c.point >= b[:, 0]) & (c.point <= b[:, 1]))]
+        check = b
+        if check is None:
+            lo = np.min([c.point for c in pts], axis=0) if pts else -np.ones(D)
+            hi = np.max([c.point for c in pts], axis=0) if pts else np.ones(D)
+            half = 0.75 * np.maximum(hi - lo, 1.0)
+            check = np.stack([(lo + hi) / 2 - half, (lo + hi) / 2 + half], axis=1)
+        n = min(grid, max(2, int(round(2e4 ** (1 / D)))))
+        for p in _newton(loss, check, n, tol, max_iter):
+            if not any(_same(p, c.point) for c in pts):
+                notes.append(f"Newton found a critical point at {np.round(p, 6).tolist()} that the "
+                             "Gröbner basis did not: the exact list may be incomplete")
+        complete = not notes
+        if notes:
+            warnings.warn("critical_points: " + "; ".join(notes), RuntimeWarning, stacklevel=2)
+        return CriticalPoints(sorted(pts, key=by_value), "groebner", complete, notes)
+    if b is None:
+        why = ("the critical set is not isolated (a curve or surface of critical points)"
+               if found == "degenerate" else "E is not a polynomial, or too large for a Gröbner basis")
+        raise ValueError(f"critical points cannot be listed exactly: {why}; pass box=[[lo, hi], ...] "
+                         "for a Newton search in that box")
+    pts = [_make(loss, p) for p in _newton(loss, b, grid, tol, max_iter)]
     if found == "degenerate":
         for c in pts:
             c.kind = "degenerate"
-    return sorted(pts, key=lambda c: float(loss.value(c.point)))
+        notes.append("the critical set is not isolated (positive-dimensional): points are samples of it")
+    else:
+        notes.append(f"Newton search from a {grid}^{D} lattice: points between the starts' basins "
+                     "can be missed")
+    return CriticalPoints(sorted(pts, key=by_value), "degenerate" if found == "degenerate" else "newton",
+                          False, notes)
 
 
 # ------------------------------------------------------------------------ stability

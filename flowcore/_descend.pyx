@@ -60,6 +60,18 @@ cdef int _period(const Params *P, const double *ring, const int *slot, const dou
     return 0
 
 
+cdef int _smallest_period(const Params *P, const double *ring, const int *slot, const double *cur,
+                          int p) noexcept nogil:
+    """The smallest divisor d of a confirmed period p with θ_k ≈ θ_{k−d}: a start converging by
+    damped oscillation (1 − hλ < 0) passes the p = 2 test before the p = 1 test, and a "cycle"
+    whose points coincide within tol is a fixed point."""
+    cdef int d
+    for d in range(1, p):
+        if p % d == 0 and _recurs(P, ring + slot[d] * P.D, cur):
+            return d
+    return p
+
+
 cdef void _representative(const Params *P, const double *ring, int n, int p, double *rep) noexcept nogil:
     """The lexicographically smallest of the last p iterates θ_{n−p+1..n} (ring slots j % keep):
     one point that names the cycle whatever the phase it was caught in."""
@@ -200,7 +212,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                 streak[i] = streak[i] + 1 if p > 0 and p == candidate[i] else (p > 0)
                 candidate[i] = p
                 if streak[i] >= P.confirm:
-                    period[i] = p
+                    period[i] = _smallest_period(P, X + i * K * D, slot, cur + i * D, p)
             for a in range(D):
                 X[(i * K + slot[0]) * D + a] = cur[i * D + a]
                 if status[i] != FC_OK or period[i] != 0:

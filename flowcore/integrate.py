@@ -38,25 +38,37 @@ class Solution:
 
 
 def _times(t_span, t_eval):
-    if t_eval is not None:
-        te = np.asarray(t_eval, dtype=np.float64).reshape(-1)
-        if te.size == 0 or not np.all(np.isfinite(te)):
-            raise ValueError("t_eval must be a non-empty array of finite times")
-        if np.any(np.diff(te) <= 0):
-            raise ValueError("t_eval must be strictly increasing (backward integration is not supported)")
-        t0 = float(te[0]) if t_span is None else float(t_span[0])
-        if t_span is not None and (te[0] < t_span[0] or te[-1] > t_span[1]):
-            raise ValueError(f"t_eval must lie within t_span={tuple(t_span)}")
-        return t0, te
+    """(t0, output times). Every flow starts at t = 0: without ``t_span`` the start is 0 and
+    ``t_eval`` may begin later (never a silent zero-length run from t_eval[0])."""
+    if t_span is not None:
+        try:
+            t0, t1 = (float(v) for v in t_span)
+        except (TypeError, ValueError):
+            raise ValueError(f"t_span must be (t0, t1), got {t_span!r}") from None
+        if not (np.isfinite(t0) and np.isfinite(t1) and t1 > t0):
+            raise ValueError(f"t_span must be finite with t1 > t0, got {t_span!r}")
+    if t_eval is None:
+        if t_span is None:
+            raise ValueError("give t_span=(t0, t1) or t_eval=[...] (times from t = 0)")
+        return t0, np.array([t0, t1])
+    te = np.asarray(t_eval)
+    if te.ndim > 1:
+        raise ValueError(f"t_eval must be a 1-D array of times, got shape {te.shape}")
+    if np.iscomplexobj(te) or not np.issubdtype(te.dtype, np.number):
+        raise TypeError("t_eval must hold real numbers")
+    te = te.astype(np.float64).reshape(-1)
+    if te.size == 0 or not np.all(np.isfinite(te)):
+        raise ValueError("t_eval must be a non-empty array of finite times")
+    if np.any(np.diff(te) <= 0):
+        raise ValueError("t_eval must be strictly increasing (backward integration is not supported)")
     if t_span is None:
-        raise ValueError("give t_span=(t0, t1) or t_eval=[...]")
-    try:
-        t0, t1 = (float(v) for v in t_span)
-    except (TypeError, ValueError):
-        raise ValueError(f"t_span must be (t0, t1), got {t_span!r}") from None
-    if not (np.isfinite(t0) and np.isfinite(t1) and t1 > t0):
-        raise ValueError(f"t_span must be finite with t1 > t0, got {t_span!r}")
-    return t0, np.array([t0, t1])
+        t0 = 0.0
+        if te[0] < 0:
+            raise ValueError(f"t_eval starts at {te[0]} < 0; without t_span the integration starts "
+                             "at t = 0: pass t_span=(t0, t1) to start elsewhere")
+    elif te[0] < t0 or te[-1] > t1:
+        raise ValueError(f"t_eval must lie within t_span={tuple(t_span)}")
+    return t0, te
 
 
 def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, atol=1e-10,

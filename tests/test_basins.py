@@ -158,3 +158,12 @@ def test_cli_basins_and_portrait(tmp_path):
     assert out.returncode == 0, out.stderr
     assert {"critical", "trajectories", "gd"} <= set(json.loads(out.stdout))
     assert png.exists() and (tmp_path / "p_reim.png").exists()
+
+
+def test_converging_oscillation_is_a_fixed_point_not_a_two_cycle():
+    """w⁴ − 2w² at h = 0.2 < 2/λ = 0.25: multiplier 1 − 8h = −0.6, so starts converge to ±1 by
+    damped oscillation (the p = 2 recurrence passes first); no cycle may be reported."""
+    b = fa.basins(fc.losses.quartic_1d(), "gd", 0.2, (-1.8, 1.8, 2000), steps=3000)
+    assert not any(e.kind == "cycle" for e in b.entries), b.fractions
+    mins = [e for e in b.entries if e.kind == "fixed point"]
+    assert sorted(float(e.points[0, 0]) for e in mins) == [-1.0, 1.0]

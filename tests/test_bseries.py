@@ -79,3 +79,16 @@ def test_euler_bseries_equals_concrete_gd_engine():
             if b[t] != 0:
                 total += b[t] / bs.sigma(t) * bs.evaluate_differential(t, field, (x, y))
         assert sp.expand(total - me.terms[k]) == sp.zeros(2, 1), k
+
+
+def test_rational_tableau_stays_rational():
+    """c₂ = 194/1065 (Ralston-type 2-stage family, b₂ = 1/(2c₂)): by hand Φ(•) = 1, Φ([•]) = b₂c₂ = 1/2,
+    Φ([•,•]) = b₂c₂² = c₂/2 = 97/1065, Φ([[•]]) = 0. nsimplify once turned 97/1065 into radicals."""
+    c = sp.Rational(194, 1065)
+    tab = bs.ButcherTableau(((0, 0), (c, 0)), (1 - 1 / (2 * c), 1 / (2 * c)), (0, c), name="c=194/1065")
+    bushy, tall = bs.trees(3)
+    assert tab.weight(bushy) == sp.Rational(97, 1065)
+    assert tab.weight(tall) == 0
+    b = bs.modified_equation(tab, 4)
+    assert all(v.is_Rational for v in b.values())
+    assert bs.exact(0.9) == sp.Rational(9, 10) and bs.exact(sp.Rational(97, 1065)) == sp.Rational(97, 1065)

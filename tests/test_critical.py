@@ -144,3 +144,45 @@ def test_stability_coefficients_sign_convention():
     z = 0.2 * lam
     alpha = (np.log(np.abs(1 - z)) + 1j * np.pi * (z > 1)) / z
     np.testing.assert_allclose(sc, alpha * proj, rtol=1e-12)
+
+
+def test_himmelblau_all_nine_critical_points_against_mpmath():
+    """sympy.solve returns 4 of the 9; the Gröbner basis finds all, each a root of ∇E found
+    independently by mpmath's findroot from the Newton point, with the right kinds."""
+    import mpmath
+    loss = fc.Loss.from_expr("(x**2+y-11)**2+(x+y**2-7)**2")
+    cps = fa.critical_points(loss)
+    assert cps.method == "groebner" and cps.complete and not cps.notes
+    kinds = sorted(c.kind for c in cps)
+    assert kinds == ["max"] + ["min"] * 4 + ["saddle"] * 4
+    (mx,) = [c for c in cps if c.kind == "max"]
+    np.testing.assert_allclose(mx.point, [-0.270845, -0.923039], atol=1e-6)
+    gx = lambda x, y: 4 * x * (x**2 + y - 11) + 2 * (x + y**2 - 7)         # noqa: E731
+    gy = lambda x, y: 2 * (x**2 + y - 11) + 4 * y * (x + y**2 - 7)         # noqa: E731
+    for c in cps:
+        with mpmath.workdps(30):
+            r = mpmath.findroot([gx, gy], tuple(c.point))
+        np.testing.assert_allclose(c.point, [float(r[0]), float(r[1])], atol=1e-12)
+    # the Newton search in a box agrees
+    newton = fa.critical_points(loss, box=[[-6, 6], [-6, 6]], exact=False, grid=25)
+    assert points(newton) == points(cps) or len(newton) == 9
+
+
+def test_critical_counts_of_known_losses():
+    """Counts by hand: x³ − 3x + y³ − 3y + z² has (±1, ±1, 0): 1 min and 3 saddles; x²(x − 1)³ + y²
+    has x = 0 (saddle), x = 1 (degenerate), x = 2/5 (min); x⁴ + y² has one degenerate point."""
+    cps = fa.critical_points(fc.Loss.from_expr("x**3 - 3*x + y**3 - 3*y + z**2"))
+    assert points(cps) == [((-1.0, -1.0, 0.0), "saddle"), ((-1.0, 1.0, 0.0), "saddle"),
+                           ((1.0, -1.0, 0.0), "saddle"), ((1.0, 1.0, 0.0), "min")]
+    cps = fa.critical_points(fc.Loss.from_expr("x**2*(x - 1)**3 + y**2"))
+    assert points(cps) == [((0.0, 0.0), "saddle"), ((0.4, 0.0), "min"), ((1.0, 0.0), "degenerate")]
+    assert cps[0].exact is not None and {str(v) for v in cps[0].exact.values()} <= {"0", "2/5", "1"}
+    (c,) = fa.critical_points(fc.Loss.from_expr("x**4 + y**2"))
+    assert c.kind == "degenerate" and np.all(c.point == 0)
+
+
+def test_newton_only_result_says_it_is_not_proven_complete():
+    cps = fa.critical_points(fc.Loss.from_expr("exp(x)*cos(y) - x"), box=[[-2, 2], [-7, 7]], grid=21)
+    assert cps.method == "newton" and not cps.complete and cps.notes
+    with pytest.raises(ValueError, match="not isolated"):
+        fa.critical_points(fc.Loss.from_expr("(x - y)**2"))

@@ -227,3 +227,15 @@ def test_dopri5_dense_output_between_steps():
     assert np.max(np.abs(landed.y - ref)) < 1e-9
     assert np.all(dense.nsteps < 200) and np.all(landed.nsteps >= 300)
     np.testing.assert_array_equal(dense.y[:, 0], th0)
+
+
+def test_t_eval_without_t_span_starts_at_zero():
+    """y' = −y from y(0) = 1: y(2) = e^{−2}; not a zero-length run from t_eval[0]."""
+    rot = fc.Field.from_expr(["-y"], vars=("y",))
+    sol = fc.solve(rot, [[1.0]], t_eval=[2.0], method="dopri5", rtol=1e-10, atol=1e-12)
+    assert sol.nfev[0] > 0 and sol.y.shape == (1, 1, 1)
+    np.testing.assert_allclose(sol.y[0, 0, 0], np.exp(-2.0), rtol=1e-8)
+    with pytest.raises(ValueError, match="t = 0"):
+        fc.solve(rot, [[1.0]], t_eval=[-1.0, 2.0])
+    with pytest.raises(ValueError, match="1-D"):
+        fc.solve(rot, [[1.0]], t_eval=[[0.0, 1.0]])
