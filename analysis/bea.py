@@ -16,6 +16,7 @@ import sympy as sp
 from flowcore.analysis.bseries import exact
 
 H_SYMBOL = sp.Symbol("h", positive=True)
+MAX_ORDER = 12
 
 
 def _map_coefficients(step, theta, h, N):
@@ -177,8 +178,10 @@ def modified_equation(expr=None, order=2, method="gd", vars=None, step=None, bet
     (first order: θ' = −g/(1−β) − h(1+β)/(2(1−β)³) H g).
     """
     from flowcore._codegen import parse, resolve_vars
-    if not isinstance(order, (int, np.integer)) or order < 0:
-        raise ValueError(f"order must be an integer >= 0, got {order!r}")
+    if not isinstance(order, (int, np.integer)) or not 0 <= order <= MAX_ORDER:
+        raise ValueError(f"order must be an integer in [0, {MAX_ORDER}], got {order!r}: the symbolic "
+                         f"terms grow factorially (order 8 takes seconds on a 2-D polynomial, each "
+                         "further order several times longer)")
     h = H_SYMBOL
     E = None
     if expr is not None:

@@ -154,6 +154,8 @@ def exact(x):
     """x as an exact sympy number: floats become the nearest simple rationals (0.9 -> 9/10);
     numbers that are already exact (194/1065, √3/6) are kept as they are: ``nsimplify`` is not
     the identity on them (it turns 97/1065 into a product of radicals)."""
+    if isinstance(x, str):
+        raise TypeError(f"expected a number, got the string {x!r}")
     x = sp.sympify(x)
     return sp.nsimplify(x, rational=True) if x.has(sp.Float) else x
 

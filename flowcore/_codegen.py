@@ -6,33 +6,54 @@ complex kernel is the holomorphic extension of the real one.
 """
 from __future__ import annotations
 
+import ast
 import ctypes
 import hashlib
+import math
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sysconfig
 import tempfile
-import tokenize
+import time
+import warnings
 from pathlib import Path
 
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
-CODEGEN_VERSION = "2"
+CODEGEN_VERSION = "3"
 CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fcx-fortran-rules"]
 
-# Functions analytic on their domain and available for complex arguments in C99.
-HOLOMORPHIC = (sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.sinh, sp.cosh, sp.tanh,
-               sp.asin, sp.acos, sp.atan, sp.asinh, sp.acosh, sp.atanh)
+# Functions analytic on their domain and available for complex arguments in C99: sympy class ->
+# the C name printed (only these names ever reach the emitted C).
+C_FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
+               sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "asin", sp.acos: "acos",
+               sp.atan: "atan", sp.asinh: "asinh", sp.acosh: "acosh", sp.atanh: "atanh"}
+HOLOMORPHIC = tuple(C_FUNCTIONS)
+# The functions expression text may call: name -> sympy constructor.
+FUNCTIONS = {name: cls for cls, name in C_FUNCTIONS.items()}
+FUNCTIONS["sqrt"] = sp.sqrt
 NOT_HOLOMORPHIC = {
     sp.Abs: "abs", sp.conjugate: "conjugate", sp.re: "re", sp.im: "im", sp.sign: "sign",
     sp.floor: "floor", sp.ceiling: "ceiling", sp.Max: "Max", sp.Min: "Min",
     sp.Piecewise: "Piecewise", sp.Heaviside: "Heaviside", sp.arg: "arg",
 }
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+_NOT_HOLOMORPHIC_NAMES = {"abs", "max", "min", "Abs", "Max", "Min", "sign", "floor", "ceiling", "ceil",
+                          "re", "im", "conjugate", "Heaviside", "arg", "Piecewise", "round"}
 _CONSTANTS = {"pi": sp.pi}
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_BINARY = {ast.Add: sp.Add, ast.Sub: lambda a, b: a - b, ast.Mult: sp.Mul,
+           ast.Div: lambda a, b: a / b, ast.Pow: sp.Pow}
+_WHAT_NODE = {ast.Attribute: "attribute access (a.b)", ast.Subscript: "subscripts (a[i])",
+              ast.Lambda: "lambda", ast.IfExp: "conditional expressions (a if c else b)",
+              ast.Compare: "comparisons", ast.BoolOp: "and/or", ast.JoinedStr: "strings",
+              ast.ListComp: "comprehensions", ast.GeneratorExp: "comprehensions",
+              ast.SetComp: "comprehensions", ast.DictComp: "comprehensions",
+              ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "dicts", ast.Set: "sets",
+              ast.Starred: "starred arguments", ast.NamedExpr: "assignment (:=)"}
 
 
 class ExpressionError(ValueError):
@@ -41,51 +62,116 @@ class ExpressionError(ValueError):
 
 # --------------------------------------------------------------------------- parsing
 def parse(expr, what="expression"):
-    """A sympy expression from a string or sympy object.
+    """A sympy expression from a string or a sympy object; never evaluates text as Python.
 
-    In strings, every identifier not followed by '(' is a symbol (so 'E', 'beta',
-    'gamma' are variables, not sympy's constants), except 'pi'; '^' means power.
+    Text is read by a restricted grammar: numbers, names (every name not called is a variable,
+    so 'E', 'beta', 'gamma' are variables, not sympy's constants, except 'pi'), + − * / ** (and
+    '^' for power), unary minus, parentheses, and calls of exp, log, sqrt and the (inverse)
+    trigonometric and hyperbolic functions. Anything else (attributes, subscripts, strings,
+    comments, lambdas, keywords, other functions) is an ExpressionError naming it. A sympy object
+    is checked the same way by :func:`check_supported`.
     """
     if isinstance(expr, str):
-        from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
-        local = {}
-        for m in _IDENT.finditer(expr):
-            name = m.group()
-            called = expr[m.end():].lstrip().startswith("(")
-            if called:
-                if name in ("abs", "max", "min"):
-                    raise ExpressionError(
-                        f"{what}: {name}() is not holomorphic; flowcore evaluates losses and fields "
-                        "at complex points, so use analytic functions (e.g. a smooth surrogate)")
-                if not callable(getattr(sp, name, None)):
-                    raise ExpressionError(f"{what}: undefined function {name!r} in {expr!r}")
-            elif name in _CONSTANTS:
-                local[name] = _CONSTANTS[name]
-            else:
-                local[name] = sp.Symbol(name)
-        try:
-            expr = parse_expr(expr, local_dict=local,
-                              transformations=standard_transformations + (convert_xor,))
-        except (SyntaxError, TypeError, tokenize.TokenError) as exc:
-            raise ExpressionError(f"{what}: cannot parse {expr!r}: {exc}") from None
-    else:
-        expr = sp.sympify(expr)
+        return _parse_text(expr, what)
+    if isinstance(expr, bool) or not isinstance(expr, (sp.Basic, int, float)):
+        raise ExpressionError(f"{what}: expected a string or a sympy expression, got "
+                              f"{type(expr).__name__}")
+    expr = sp.sympify(expr)          # a sympy object or a Python number: no text is evaluated
+    check_supported(expr, what)
     return expr
 
 
-def check_holomorphic(expr, what="expression"):
-    """Raise ExpressionError naming the first non-holomorphic or unknown function."""
+def _parse_text(text, what):
+    if "#" in text or "\\" in text:
+        raise ExpressionError(f"{what}: comments and backslashes are not part of an expression: {text!r}")
+    try:
+        tree = ast.parse(text.replace("^", "**").strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"{what}: cannot parse {text!r}: {exc.msg}") from None
+    try:
+        e = _from_node(tree.body, what, text)
+    except ZeroDivisionError:
+        raise ExpressionError(f"{what}: division by zero in {text!r}") from None
+    check_supported(e, what)
+    return e
+
+
+def _from_node(node, what, text):
+    """sympy from one whitelisted AST node (recursively)."""
+    if isinstance(node, ast.Constant):
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            kind = "imaginary numbers" if isinstance(v, complex) else f"{type(v).__name__} literals"
+            raise ExpressionError(f"{what}: {kind} are not allowed in {text!r}")
+        return sp.Integer(v) if isinstance(v, int) else sp.Float(v)
+    if isinstance(node, ast.Name):
+        name = node.id
+        if not _NAME.match(name):
+            raise ExpressionError(f"{what}: name {name!r} is not allowed (names start with a letter)")
+        if name in _CONSTANTS:
+            return _CONSTANTS[name]
+        return sp.Symbol(name)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        x = _from_node(node.operand, what, text)
+        return -x if isinstance(node.op, ast.USub) else x
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return _BINARY[type(node.op)](_from_node(node.left, what, text), _from_node(node.right, what, text))
+    if isinstance(node, ast.Call):
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        if name is None:
+            raise ExpressionError(f"{what}: only named functions can be called, in {text!r}")
+        if name in _NOT_HOLOMORPHIC_NAMES:
+            raise ExpressionError(
+                f"{what}: {'abs' if name == 'Abs' else name}() is not holomorphic; flowcore evaluates losses and fields "
+                "at complex points, so use analytic functions (e.g. a smooth surrogate)")
+        if name not in FUNCTIONS:
+            raise ExpressionError(f"{what}: undefined function {name!r} in {text!r}; the functions are "
+                                  f"{', '.join(sorted(FUNCTIONS))}")
+        if node.keywords or len(node.args) != 1:
+            raise ExpressionError(f"{what}: {name}() takes exactly one argument, in {text!r}")
+        return FUNCTIONS[name](_from_node(node.args[0], what, text))
+    label = _WHAT_NODE.get(type(node), type(node).__name__)
+    if isinstance(node, ast.BinOp):
+        label = f"the operator {type(node.op).__name__}"
+    raise ExpressionError(f"{what}: {label} not allowed in {text!r}; expressions use numbers, "
+                          "variables, + - * / ** and functions such as exp, log, sin")
+
+
+def check_supported(expr, what="expression"):
+    """Raise ExpressionError for anything flowcore cannot compile faithfully: non-holomorphic or
+    unknown functions (by exact class: a subclass of exp is not exp), the imaginary unit (a loss
+    is real on real points), infinities and NaN (e.g. x/0), and any other sympy object (Sum,
+    Integral, EulerGamma, …)."""
+    if not isinstance(expr, sp.Expr):
+        raise ExpressionError(f"{what}: expected a scalar expression, got {type(expr).__name__}")
     for f in sp.preorder_traversal(expr):
+        cls = type(f)
+        if isinstance(f, (sp.Symbol, sp.Add, sp.Mul, sp.Pow)) and cls in (sp.Symbol, sp.Dummy, sp.Add,
+                                                                           sp.Mul, sp.Pow):
+            continue
+        if cls in C_FUNCTIONS:
+            continue
+        if isinstance(f, (sp.Integer, sp.Rational)) or cls is sp.Float:
+            if isinstance(f, sp.Float) and not f.is_finite:
+                raise ExpressionError(f"{what}: the number {f} is not finite")
+            continue
+        if f in (sp.pi, sp.E):
+            continue
+        if f is sp.I or isinstance(f, sp.core.numbers.ImaginaryUnit):
+            raise ExpressionError(f"{what}: the imaginary unit I in {expr}: losses and fields are real "
+                                  "on real points (flowcore extends them to complex points itself)")
+        if f in (sp.zoo, sp.oo, -sp.oo, sp.nan):
+            raise ExpressionError(f"{what}: {expr} is not finite (a division by zero?)")
         if isinstance(f, sp.core.function.AppliedUndef):
             raise ExpressionError(f"{what}: undefined function {f.func.__name__!r}")
-        for cls, label in NOT_HOLOMORPHIC.items():
-            if isinstance(f, cls):
+        for c, label in NOT_HOLOMORPHIC.items():
+            if isinstance(f, c):
                 raise ExpressionError(
                     f"{what}: {label}(...) in {f} is not holomorphic; flowcore evaluates at "
                     "complex points (e.g. the principal flow), so use analytic functions only")
-        if isinstance(f, sp.Function) and not isinstance(f, HOLOMORPHIC):
-            raise ExpressionError(f"{what}: function {f.func.__name__} is not supported "
-                                  f"(holomorphic functions: {', '.join(h.__name__ for h in HOLOMORPHIC)})")
+        name = getattr(cls, "__name__", str(cls))
+        raise ExpressionError(f"{what}: {name} is not supported in {expr}; use numbers, variables, "
+                              f"+ - * / ** and the functions {', '.join(sorted(FUNCTIONS))}")
 
 
 def resolve_vars(exprs, vars, what="expression"):
@@ -131,14 +217,33 @@ class _Printer(C99CodePrinter):
         return f"pow({self._print(b)}, {self._print(sp.Float(x) if x.is_Rational else x)})"
 
     def _print_Function(self, e):
-        return f"{e.func.__name__}({', '.join(self._print(a) for a in e.args)})"
+        # only the whitelisted C names are ever emitted (check_supported ran before)
+        return f"{C_FUNCTIONS[type(e)]}({', '.join(self._print(a) for a in e.args)})"
 
     _print_exp = _print_log = _print_sin = _print_cos = _print_tan = _print_Function
     _print_sinh = _print_cosh = _print_tanh = _print_asin = _print_acos = _print_Function
     _print_atan = _print_asinh = _print_acosh = _print_atanh = _print_Function
 
+    def _print_Integer(self, e):
+        # a C integer literal past 2**63 is truncated by the compiler: emit a double
+        return str(int(e)) if abs(int(e)) < 2 ** 31 else _double(e)
+
+    def _print_Rational(self, e):
+        return _double(e)
+
     def _print_Pi(self, e):
         return "3.14159265358979323846"
+
+    def _print_Exp1(self, e):
+        return "2.71828182845904523536"
+
+
+def _double(x):
+    """An exact sympy number as a correctly rounded double literal (refused if it overflows)."""
+    v = float(x)
+    if not math.isfinite(v):
+        raise ExpressionError(f"the constant {x} does not fit in float64")
+    return repr(v)
 
 
 _PRINTER = _Printer()
@@ -173,12 +278,39 @@ SCALARS = (("d", "double"), ("z", "double complex"))
 
 
 # ---------------------------------------------------------------- compile and cache
+_PRIVATE_DIR = None
+
+
+def _private_fallback(reason):
+    """A private temporary cache for this process, used when the configured one is unsafe."""
+    global _PRIVATE_DIR
+    if _PRIVATE_DIR is None:
+        _PRIVATE_DIR = Path(tempfile.mkdtemp(prefix="flowcore-cache-"))   # mode 0700
+        warnings.warn(f"flowcore: {reason}; compiled expressions go to {_PRIVATE_DIR} for this "
+                      "session (set FLOWCORE_CACHE to a private directory)", RuntimeWarning, stacklevel=3)
+    return _PRIVATE_DIR
+
+
 def cache_dir() -> Path:
+    """The compile cache: $FLOWCORE_CACHE or ~/.cache/flowcore, created private (0700).
+
+    Loading a library runs its code, so a directory that someone else owns or can write to is
+    refused (with a warning, for a private temporary one), and so is one we cannot write."""
     root = os.environ.get("FLOWCORE_CACHE")
     if not root:
         root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flowcore"
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+    except OSError as exc:
+        return _private_fallback(f"cannot create the cache directory {path} ({exc.strerror})")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return _private_fallback(f"the cache directory {path} belongs to another user")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return _private_fallback(f"the cache directory {path} is writable by others")
+    if not os.access(path, os.W_OK | os.X_OK):
+        return _private_fallback(f"the cache directory {path} is not writable")
     return path
 
 
@@ -194,30 +326,85 @@ def compiler():
 _LOADED: dict[str, ctypes.CDLL] = {}
 
 
-def build(key_parts, make_source):
+def _digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _trusted(so, key):
+    """Is the cached library the one we compiled for this key? Its digest, recorded beside it at
+    compile time, must match (a truncated, corrupted, planted or swapped file fails)."""
+    rec = so.with_suffix(".sha256")
+    try:
+        return so.is_file() and rec.read_text().split() == [_digest(so), key]
+    except OSError:
+        return False
+
+
+def _remove_stale(folder, age=3600.0):
+    """Temporaries left by a compile that was killed (older than ``age`` seconds)."""
+    now = time.time()
+    for p in folder.glob("tmp-*"):
+        try:
+            if now - p.stat().st_mtime > age:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _key(key_parts):
+    return hashlib.sha256("\0".join([CODEGEN_VERSION, compiler(), *CFLAGS, *key_parts]).encode()).hexdigest()[:32]
+
+
+def _cached(key_parts):
+    """Is this expression compiled already (loaded, or a trusted library in the cache)?"""
+    key = _key(key_parts)
+    return key in _LOADED or _trusted(cache_dir() / f"fc_{key}.so", key)
+
+
+def build(key_parts, make_source, what="expression"):
     """Load the shared library for key_parts, generating and compiling it on a miss.
 
-    The key hashes the expression (as srepr), the codegen version, compiler and flags,
-    so a cache hit skips sympy entirely. Writes are atomic (rename)."""
+    The key hashes the expression (as srepr), the codegen version, compiler and flags, so a cache
+    hit skips sympy entirely. A library is loaded only if its recorded digest matches; a bad
+    entry is removed and rebuilt. Writes are atomic (rename); the library also carries its key
+    (``fc_key``), checked after loading."""
     cc = compiler()
-    key = hashlib.sha256("\0".join([CODEGEN_VERSION, cc, *CFLAGS, *key_parts]).encode()).hexdigest()[:32]
+    key = _key(key_parts)
     if key in _LOADED:
         return _LOADED[key]
-    so = cache_dir() / f"fc_{key}.so"
-    if not so.exists():
-        src = make_source()
-        with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+    folder = cache_dir()
+    so = folder / f"fc_{key}.so"
+    if not _trusted(so, key):
+        for stale in (so, so.with_suffix(".sha256")):
+            stale.unlink(missing_ok=True)
+        _remove_stale(folder)
+        src = make_source() + f'\nconst char fc_key[] = "{key}";\n'
+        with tempfile.TemporaryDirectory(dir=folder, prefix="tmp-") as tmp:
             c_file, out = Path(tmp) / f"fc_{key}.c", Path(tmp) / f"fc_{key}.so"
             c_file.write_text(src)
+            t0 = time.perf_counter()
             proc = subprocess.run([cc, *CFLAGS, "-o", str(out), str(c_file), "-lm"],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
-                raise RuntimeError(f"compiling generated code failed:\n{proc.stderr[-4000:]}")
+                raise RuntimeError(f"compiling the generated code for {what} failed "
+                                   f"(compiler {cc}):\n{proc.stderr[-4000:]}")
+            _note_slow(f"compiled {what}", time.perf_counter() - t0)
+            rec = Path(tmp) / "digest"
+            rec.write_text(f"{_digest(out)} {key}\n")
             shutil.copy(c_file, so.with_suffix(".c"))   # kept beside the .so for reading
             os.replace(out, so)
+            os.replace(rec, so.with_suffix(".sha256"))
     lib = ctypes.CDLL(str(so))
+    if (ctypes.c_char * (len(key) + 1)).in_dll(lib, "fc_key").value.decode() != key:
+        raise RuntimeError(f"the cached library {so} does not belong to this expression; delete it")
     _LOADED[key] = lib
     return lib
+
+
+def _note_slow(what, seconds, threshold=5.0):
+    if seconds > threshold:
+        import sys
+        print(f"flowcore: {what} took {seconds:.0f} s (cached now)", file=sys.stderr)
 
 
 def address(lib, symbol):
@@ -261,7 +448,21 @@ def loss_source(expr, syms):
     return src
 
 
-def loss_from_expr(expr, vars=None, name=None):
+def check_size(ops, limit, what):
+    """Refuse a compile that would run for minutes (sympy CSE and gcc grow faster than linearly:
+    about 1600 operations × D² = 4 took 100 s and 800 MB); announce one that takes a while."""
+    if limit is not None and ops > limit:
+        raise ExpressionError(
+            f"{what} is large ({ops} operations × dimension², limit max_ops={limit}): generating and "
+            "compiling it would take minutes and gigabytes; simplify it, or pass max_ops=None "
+            "(or a larger number) to compile it anyway")
+    if ops > 1000:
+        import sys
+        print(f"flowcore: generating C for {what} ({ops} operations × D²); this can take a minute…",
+              file=sys.stderr)
+
+
+def loss_from_expr(expr, vars=None, name=None, max_ops=5000):
     from flowcore._loss import Loss
     if isinstance(expr, (list, tuple, sp.MatrixBase)):
         raise ExpressionError("a loss must be one scalar expression; for a vector field use "
@@ -270,9 +471,12 @@ def loss_from_expr(expr, vars=None, name=None):
     e = parse(expr, "loss")
     if not isinstance(e, sp.Expr) or isinstance(e, sp.MatrixBase):
         raise ExpressionError(f"loss must be a scalar sympy expression, got {type(e).__name__}")
-    check_holomorphic(e, "loss")
+    check_supported(e, "loss")
     syms, (e,) = resolve_vars([e], vars, "loss")
-    lib = build(["loss", sp.srepr(e), *map(str, syms)], lambda: loss_source(e, syms))
+    key = ["loss", sp.srepr(e), *map(str, syms)]
+    if not _cached(key):
+        check_size(sp.count_ops(e) * len(syms) ** 2, max_ops, "the loss")
+    lib = build(key, lambda: loss_source(e, syms), "the loss")
     return Loss._compiled(name or text or str(e), len(syms), lib,
                           address(lib, "fc_eval_d"), address(lib, "fc_eval_z"), e, syms)
 
@@ -293,7 +497,7 @@ def field_source(exprs, syms):
     return src
 
 
-def field_from_expr(exprs, vars=None, name=None):
+def field_from_expr(exprs, vars=None, name=None, max_ops=5000):
     from flowcore._field import _expr_field
     if isinstance(exprs, (str, sp.Expr)) or not hasattr(exprs, "__len__"):
         raise ExpressionError("a field is a list of expressions, one per coordinate, "
@@ -302,12 +506,15 @@ def field_from_expr(exprs, vars=None, name=None):
     for e in es:
         if not isinstance(e, sp.Expr):
             raise ExpressionError(f"field components must be scalar expressions, got {e!r}")
-        check_holomorphic(e, "field")
+        check_supported(e, "field")
     syms, es = resolve_vars(es, vars, "field")
     if len(es) != len(syms):
         raise ExpressionError(f"field has {len(es)} components but {len(syms)} variables "
                               f"{[s.name for s in syms]}; pass vars= with one name per component")
-    lib = build(["field", *map(sp.srepr, es), *map(str, syms)], lambda: field_source(es, syms))
+    key = ["field", *map(sp.srepr, es), *map(str, syms)]
+    if not _cached(key):
+        check_size(sum(sp.count_ops(e) for e in es), max_ops, "the field")
+    lib = build(key, lambda: field_source(es, syms), "the field")
     label = name or "[" + ", ".join(map(str, es)) + "]"
     return _expr_field(label, len(syms), lib, address(lib, "fc_field_d"), address(lib, "fc_field_z"),
                        es, syms)

@@ -164,13 +164,14 @@ cdef class Field:
         return S if init else np.asarray(st)
 
     @staticmethod
-    def from_expr(exprs, vars=None, name=None):
+    def from_expr(exprs, vars=None, name=None, max_ops=5000):
         """A vector field from sympy expressions (or strings), compiled to C like losses.
 
         ``Field.from_expr(["y", "-x"], vars=("x", "y"))`` is the rotation. Holomorphic
-        functions only, so the field also runs at complex points."""
+        functions only, so the field also runs at complex points. ``max_ops`` bounds the
+        size (sympy operations) compiled without asking; ``None`` lifts it."""
         from flowcore import _codegen
-        return _codegen.field_from_expr(exprs, vars, name)
+        return _codegen.field_from_expr(exprs, vars, name, max_ops)
 
     @staticmethod
     def from_callable(f, *, int dim, bint vectorized=False, str name="python field"):

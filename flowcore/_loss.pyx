@@ -109,7 +109,7 @@ cdef class Loss:
         return self
 
     @staticmethod
-    def from_expr(expr, vars=None, name=None):
+    def from_expr(expr, vars=None, name=None, max_ops=5000):
         """Compile a sympy expression (or a string) into a C loss.
 
         The gradient, Hessian and T[v, v] = ∇_θ (vᵀ H v) are derived by sympy,
@@ -120,9 +120,13 @@ cdef class Loss:
         ``vars``: coordinate names in order; default the free symbols sorted by name.
         Only holomorphic functions are accepted (exp, log, trig, hyperbolic and
         their inverses, powers), since flows such as the PF evaluate E at complex points.
+        Text is read by a restricted grammar, never evaluated as Python.
+
+        ``max_ops``: refuse expressions whose size (sympy operations × D², the work of H and
+        T) would take over about a minute to generate and compile; ``None`` lifts the bound.
         """
         from flowcore import _codegen
-        return _codegen.loss_from_expr(expr, vars, name)
+        return _codegen.loss_from_expr(expr, vars, name, max_ops)
 
     @staticmethod
     def from_callable(value, grad, hess=None, third=None, *, int dim, bint vectorized=False,

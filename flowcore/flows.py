@@ -24,6 +24,9 @@ from flowcore._loss import Loss
 __all__ = ["ngf", "pgf", "igr", "bea", "third_order", "pf", "spectral"]
 
 
+MAX_BEA_ORDER = 64
+
+
 def _check(loss, lr):
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a flowcore.Loss (fc.losses.* or fc.Loss.from_expr), "
@@ -33,8 +36,10 @@ def _check(loss, lr):
 
 def bea_coefficients(order):
     """Coefficients of the principal BEA truncation −Σ_{p≤order} z^p/(p+1) (Theorem 3.1)."""
-    if not isinstance(order, (int, np.integer)) or order < 0:
-        raise ValueError(f"order must be an integer >= 0, got {order!r}")
+    if not isinstance(order, (int, np.integer)) or not 0 <= order <= MAX_BEA_ORDER:
+        raise ValueError(f"order must be an integer in [0, {MAX_BEA_ORDER}], got {order!r} (the series "
+                         "−Σ z^p/(p+1) converges only for |hλ| < 1, where the PF is its limit: use "
+                         "fc.flows.pf for high orders)")
     return [-1.0 / (p + 1) for p in range(order + 1)]
 
 
