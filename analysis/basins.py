@@ -22,7 +22,8 @@ import flowcore as fc
 from flowcore._descend import _descend
 from flowcore.analysis.critical import MODELS, critical_points, stability
 from flowcore.analysis.dynamics import _make_flow, basin_entropy
-from flowcore.optim import _threads
+from flowcore._checks import INT32_MAX, count, positive, threads as _threads
+from flowcore._progress import Progress
 
 MAPS = ("gd", "heavy_ball", "nesterov", "dal")
 FLOWS = ("ngf", "igr", "third_order", "pf", "pf_np3")
@@ -88,10 +89,6 @@ class Basins:
     def fractions(self):
         return {e.name: e.fraction for e in self.entries}
 
-    @property
-    def counts(self):
-        return {e.name: e.count for e in self.entries}
-
     def entry(self, label):
         return next(e for e in self.entries if e.label == label)
 
@@ -110,20 +107,39 @@ class Basins:
         """(Sb, Sbb, boundary boxes) of Daza et al. 2016; see :func:`basin_entropy`."""
         return basin_entropy(np.atleast_2d(self.labels), box)
 
-    def as_dict(self):
-        return {"model": self.model, "lr": self.lr, "shape": list(self.labels.shape),
-                "labels": [e.as_dict() for e in self.entries], "settings": self.settings}
+    def as_dict(self, per_start=False):
+        """The summary; with ``per_start`` also the grid's axes, the label of every start, its
+        iterations and PF imaginary residual (enough to redraw the figure)."""
+        d = {"model": self.model, "lr": self.lr, "shape": list(self.labels.shape),
+             "labels": [e.as_dict() for e in self.entries], "settings": self.settings}
+        if per_start:
+            d.update(axes=[np.asarray(a).tolist() for a in self.axes], label_of_start=self.labels.tolist(),
+                     nsteps=np.asarray(self.nsteps).tolist(), imag_residual=self.imag_residual.tolist())
+        return d
+
+    def __repr__(self):
+        top = ", ".join(f"{e.name}: {e.fraction:.3g}" for e in self.entries[:6])
+        more = f", … ({len(self.entries) - 6} more)" if len(self.entries) > 6 else ""
+        return (f"Basins({self.model}, lr={self.lr:g}, grid {'×'.join(map(str, self.labels.shape))}: "
+                f"{top}{more})")
 
 
 def _axis(spec, name):
     if isinstance(spec, np.ndarray) or (isinstance(spec, (list, tuple)) and len(spec) != 3):
-        ax = np.asarray(spec, dtype=float).reshape(-1)
+        ax = np.asarray(spec)
+        if ax.ndim != 1 or not (np.issubdtype(ax.dtype, np.integer) or np.issubdtype(ax.dtype, np.floating)):
+            raise ValueError(f"grid axis {name} must be (lo, hi, n) or a 1-D array of real coordinates, "
+                             f"got an array of shape {ax.shape} and dtype {ax.dtype}")
+        ax = ax.astype(float)
     else:
         try:
             lo, hi, n = spec
         except (TypeError, ValueError):
             raise ValueError(f"grid axis {name} must be (lo, hi, n) or an array of coordinates, got {spec!r}")
-        if not (isinstance(n, (int, np.integer)) and n >= 1 and np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        real = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                   for v in (lo, hi))
+        if not (real and isinstance(n, (int, np.integer)) and n >= 1 and np.isfinite(lo) and np.isfinite(hi)
+                and hi > lo):
             raise ValueError(f"grid axis {name} must be (lo, hi, n) with hi > lo and an integer n >= 1, got {spec!r}")
         ax = np.linspace(lo, hi, int(n))
     if ax.size == 0 or not np.all(np.isfinite(ax)):
@@ -139,6 +155,9 @@ def grid_points(dim, grid, origin=None, directions=None):
     (default 0) — a plane through a point for D > 2.
     """
     if dim == 1:
+        if isinstance(grid, (list, tuple)) and any(isinstance(g, (list, tuple, np.ndarray)) for g in grid):
+            raise ValueError("this loss is 1-D: grid is one axis, (lo, hi, n) or an array of coordinates, "
+                             f"not {grid!r}")
         x = _axis(grid, "x")
         o = np.zeros(1) if origin is None else np.asarray(origin, float).reshape(1)
         return (x,), (o + x[:, None])
@@ -188,25 +207,21 @@ def _run_map(loss, model, lr, starts, steps, tol, max_period, confirm, escape_ra
     N, D = starts.shape
     rep = np.empty((N, D))
     status, nsteps, period = (np.empty(N, np.intc) for _ in range(3))
-    chunk = 1 << 18
-    bar = _bar(progress, N, f"{model} basins")
-    for i in range(0, N, chunk):
-        sl = slice(i, min(N, i + chunk))
-        rep[sl], _, status[sl], nsteps[sl], period[sl] = _descend(
-            loss, np.ascontiguousarray(starts[sl]), steps, model, lr if model != "dal" else 0.0, b,
-            power, lr_cap or 0.0, escape_radius, threads, max_period, tol, confirm)
-        if bar is not None:
+    chunk = 1 << 14
+    bar = Progress(N, f"{model} basins", "start", progress)
+    try:
+        for i in range(0, N, chunk):
+            sl = slice(i, min(N, i + chunk))
+            rep[sl], _, status[sl], nsteps[sl], period[sl], interrupted = _descend(
+                loss, np.ascontiguousarray(starts[sl]), steps, model, lr if model != "dal" else 0.0, b,
+                power, lr_cap or 0.0, escape_radius, _threads(threads, -(-(sl.stop - sl.start) // 64)),
+                max_period, tol, confirm)
+            if interrupted:
+                raise fc.Interrupted(None, "fa.basins")
             bar.update(sl.stop - sl.start)
-    if bar is not None:
+    finally:
         bar.close()
     return rep, status, nsteps, period
-
-
-def _bar(progress, total, desc):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="start")
 
 
 def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_max=None, tol=None,
@@ -225,7 +240,8 @@ def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_ma
     ``match_tol`` (relative) of a critical point of E (``critical``; default: all of them from
     sympy, else a Newton search around the grid) is matched to it, and the model's linear
     stability there (:func:`stability`) decides attractor or unstable fixed point.
-    progress: a tqdm bar (default: for grids over 250 000 starts).
+    progress: a tqdm bar (default None: shown when the measured rate says the run takes more
+    than a few seconds). Ctrl-C raises :class:`flowcore.Interrupted`; nothing is labelled.
     Returns a :class:`Basins`.
     """
     if not isinstance(loss, fc.Loss):
@@ -234,16 +250,20 @@ def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_ma
         raise ValueError(f"model must be one of {MAPS + FLOWS}, got {model!r}")
     if model != "dal" and not (lr is not None and np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be finite and > 0, got {lr!r}")
-    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not (isinstance(max_period, (int, np.integer)) and max_period >= 1):
-        raise ValueError(f"max_period must be an integer >= 1, got {max_period!r}")
+    steps = count(steps, "steps", 1, INT32_MAX - 1)
+    max_period = count(max_period, "max_period", 1, 1024)
+    confirm = count(confirm, "confirm (iterations a recurrence must hold)", 1, INT32_MAX)
+    if tol is not None:
+        tol = positive(tol, "tol")
+    escape_radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
+    imag_tol, match_tol = positive(imag_tol, "imag_tol"), positive(match_tol, "match_tol")
+    if t_max is not None:
+        t_max = positive(t_max, "t_max")
+    _threads(threads)
     axes, pts = grid_points(loss.dim, grid, origin, directions)
     shape = pts.shape[:-1]
     starts = np.ascontiguousarray(pts.reshape(-1, loss.dim))
     N, D = starts.shape
-    threads = _threads(threads)
-    progress = N > 250_000 if progress is None else progress
     if critical is None:
         critical = _critical(loss, starts)
 

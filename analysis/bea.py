@@ -81,7 +81,7 @@ class _FlowSeries:
         return acc
 
 
-@dataclass
+@dataclass(repr=False)
 class ModifiedEquation:
     """θ' = Σ_k h^k terms[k] (sympy column vectors in ``vars``), matching ``method``'s
     one-step map to O(h^{order+2})."""
@@ -100,9 +100,23 @@ class ModifiedEquation:
         return sum((self.h ** k * f for k, f in enumerate(self.terms)), sp.zeros(len(self.vars), 1))
 
     def latex(self):
-        """LaTeX of θ' = f₀ + h f₁ + …, one term per line."""
-        rows = [rf"h^{{{k}}}\,{sp.latex(f.applyfunc(sp.factor))}" for k, f in enumerate(self.terms)]
-        return r"\dot\theta = " + r" \\ + ".join(rows)
+        """A complete LaTeX ``aligned`` environment: d/dt (x, y)ᵀ = f₀ + h f₁ + …, one term per
+        line, so the display stands on its own (paste it into $$…$$ or an equation*)."""
+        theta = sp.latex(sp.Matrix(self.vars))
+        rows = []
+        for k, f in enumerate(self.terms):
+            power = "" if k == 0 else ("h" if k == 1 else f"h^{{{k}}}")
+            sign = "= " if k == 0 else "+ "
+            rows.append(rf"&{sign}{power}\,{sp.latex(f.applyfunc(sp.factor))}")
+        head = rf"\frac{{d}}{{dt}}{theta} "
+        return "\\begin{aligned}\n" + head + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def _repr_latex_(self):
+        return "$$" + self.latex() + "$$"
+
+    def __repr__(self):
+        return (f"ModifiedEquation({self.method}, order {self.order}, vars {tuple(map(str, self.vars))}"
+                + (f", E = {self.loss}" if self.loss is not None else "") + ")")
 
     def principal(self):
         """GD's principal terms −h^p H^p g/(p+1) (Theorem 3.1), as sympy vectors per order."""

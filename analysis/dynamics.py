@@ -1,7 +1,4 @@
-"""Long-run dynamics of GD: orbit diagrams with Lyapunov exponents, and basin entropy.
-
-(The basins themselves, portraits and their figures are issue 7's remaining part.)
-"""
+"""Long-run dynamics of GD: orbit diagrams with Lyapunov exponents, basin entropy, portraits."""
 import numpy as np
 
 import flowcore as fc
@@ -24,8 +21,9 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6)
     th0 = np.asarray(theta0, dtype=float).reshape(1, -1)
     if th0.shape[1] != loss.dim:
         raise ValueError(f"theta0 must have {loss.dim} coordinates, got {th0.shape[1]}")
-    if transient < 0 or keep < 1:
-        raise ValueError("transient must be >= 0 and keep >= 1")
+    from flowcore._checks import count
+    transient = count(transient, "transient (iterations discarded)", 0, 10**8)
+    keep = count(keep, "keep (iterations kept per learning rate)", 1, 10**6)
     D = loss.dim
     orbits = np.full((len(lrs), keep, D), np.nan)
     status = np.zeros(len(lrs), dtype=np.int8)
@@ -133,7 +131,16 @@ def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, reso
 
 
 def as_json(obj):
-    """Arrays → lists, complex → {"re", "im"}, NaN → None: a JSON-ready copy."""
+    """Arrays → lists, complex → {"re", "im"}, NaN → None, results (anything with ``as_dict``,
+    dataclasses) → dicts, enums → names: a JSON-ready copy."""
+    import dataclasses
+    import enum
+    if hasattr(obj, "as_dict") and not isinstance(obj, type):
+        return as_json(obj.as_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: as_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.name
     if isinstance(obj, dict):
         return {str(k): as_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -9,11 +9,11 @@ See ``fc.losses`` for the built-in zoo and ``flowcore.analysis`` for the symboli
 from flowcore._codegen import ExpressionError
 from flowcore._loss import Loss
 from flowcore._field import Field, SpectralFlow
-from flowcore._status import Status
+from flowcore._status import Interrupted, Status
 from flowcore.optim import descend, diagnostics, Run
 from flowcore.integrate import solve, Solution
 from flowcore import losses, flows
 
-__all__ = ["Loss", "Field", "SpectralFlow", "Status", "losses", "flows", "ExpressionError",
+__all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "ExpressionError",
            "descend", "diagnostics", "Run", "solve", "Solution"]
 __version__ = "0.1.0"

@@ -48,3 +48,8 @@ cdef extern from "spectral.h" nogil:
     double complex fc_phi_divdiff(double complex z1, double complex L1, double complex z2, double complex L2)
     void fc_eigvec2(double complex a, double complex b, double complex d, double complex lam, int k, double complex *v)
     void fc_eig2(double complex a, double complex b, double complex d, double complex *l1, double complex *l2)
+
+cdef extern from "interrupt.h" nogil:
+    int fc_interrupt_pending()
+    void fc_interrupt_install()
+    int fc_interrupt_restore()

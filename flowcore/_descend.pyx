@@ -5,6 +5,8 @@ Trajectories are processed in blocks of BLOCK: one loss call evaluates a block's
 points per step; blocks run in parallel (OpenMP) and each trajectory keeps its own
 status, so results do not depend on the thread count or on the batch.
 """
+import threading
+
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange
@@ -12,7 +14,8 @@ from libc.math cimport sqrt, pow, fabs, isfinite, NAN, INFINITY
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t
 from flowcore._loss cimport Loss
-from flowcore._abi cimport FC_OK, FC_ESCAPED, FC_NONFINITE
+from flowcore._abi cimport (FC_OK, FC_ESCAPED, FC_NONFINITE, FC_INTERRUPTED, fc_interrupt_pending,
+                            fc_interrupt_install, fc_interrupt_restore)
 
 cnp.import_array()
 
@@ -144,6 +147,11 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
             active += status[i] == FC_OK and period[i] == 0
         if active == 0:
             break
+        if fc_interrupt_pending():
+            for i in range(m):
+                if status[i] == FC_OK and period[i] == 0:
+                    status[i] = FC_INTERRUPTED
+            break
         for p in range(min(P.pmax, k + 1) + 1):
             slot[p] = (k + 1 - p) % K
         if P.method == NESTEROV:
@@ -231,7 +239,8 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
              int confirm=1):
     """pmax = 0: every iterate [N, steps+1, D] and the rates. pmax > 0: iterate until the first
     recurrence of period ≤ pmax (held `confirm` steps) and return [N, D]: the final iterate, or
-    the lexicographically smallest point of the cycle (period > 1); rates are None."""
+    the lexicographically smallest point of the cycle (period > 1); rates are None. The last
+    value says whether Ctrl-C stopped the run (unfinished rows: FC_INTERRUPTED)."""
     cdef Params P
     P.method, P.D, P.steps = METHODS[method], loss.dim, steps
     P.lr, P.beta, P.power, P.cap, P.radius = lr, beta, power, cap, radius
@@ -260,17 +269,25 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
     cdef int rc = 0, rcb
     cdef int64_t rstride = steps * (D if per_param else 1)
     if N == 0 or steps == 0:
-        return X, rates, status, nsteps, period
+        return X, rates, status, nsteps, period, False
     loss._error = None
-    for blk in prange(nb, nogil=True, num_threads=threads, schedule="dynamic"):
-        i0 = blk * BLOCK
-        m = N - i0 if N - i0 < BLOCK else BLOCK
-        rcb = _block(loss, &P, m, px + i0 * xstride, NULL if pr == NULL else pr + i0 * rstride,
-                     &st[i0], &ns[i0], &per[i0])
-        rc += rcb != 0
+    cdef bint guard = threading.current_thread() is threading.main_thread()
+    interrupted = False
+    if guard:
+        fc_interrupt_install()
+    try:
+        for blk in prange(nb, nogil=True, num_threads=threads, schedule="dynamic"):
+            i0 = blk * BLOCK
+            m = N - i0 if N - i0 < BLOCK else BLOCK
+            rcb = _block(loss, &P, m, px + i0 * xstride, NULL if pr == NULL else pr + i0 * rstride,
+                         &st[i0], &ns[i0], &per[i0])
+            rc += rcb != 0
+    finally:
+        if guard:
+            interrupted = fc_interrupt_restore() != 0
     if rc != 0:
         err, loss._error = loss._error, None
         if err is not None:
             raise err
         raise RuntimeError(f"loss {loss.name!r} failed during descend")
-    return X, rates, status, nsteps, period
+    return X, rates, status, nsteps, period, interrupted

@@ -81,6 +81,9 @@ cdef class Field:
 
     def _raise(self, int rc):
         err, self._error = self._error, None
+        loss = getattr(self, "loss", None)
+        if err is None and loss is not None:
+            err = loss._take_error()         # raised in the user's Python loss
         if err is not None:
             raise err
         raise RuntimeError(f"field {self.name!r} failed (code {rc})")
@@ -235,12 +238,14 @@ cdef int _poly_block(SpectralFlow self, int64_t n, const scalar *x, scalar *out,
     cdef scalar *tmp = buf + n * D * (D + 2)
     if self.np_coef != 0:
         T = buf + n * D * (D + 1)
+    # α constant (NGF, PGF): Horner never reads H, so do not ask the loss for it
+    cdef scalar *Hwant = H if self.coef.shape[0] > 1 else NULL
     if scalar is double:
-        rc = self.loss.c.eval_d(self.loss.c.ctx, n, x, NULL, NULL, g, H, NULL)
+        rc = self.loss.c.eval_d(self.loss.c.ctx, n, x, NULL, NULL, g, Hwant, NULL)
         if rc == 0 and T != NULL:
             rc = self.loss.c.eval_d(self.loss.c.ctx, n, x, g, NULL, NULL, NULL, T)
     else:
-        rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, NULL, NULL, g, H, NULL)
+        rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, NULL, NULL, g, Hwant, NULL)
         if rc == 0 and T != NULL:
             rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, g, NULL, NULL, NULL, T)
     if rc == 0 and D == 2:

@@ -187,6 +187,11 @@ cdef class Loss:
             self._error = exc
             return -1
 
+    def _take_error(self):
+        """The exception a Python callback raised during the last kernel call (cleared)."""
+        err, self._error = self._error, None
+        return err
+
     # ------------------------------------------------------------- evaluation
     def _evaluate(self, theta, v, bint want_E, bint want_g, bint want_H, bint want_T):
         cdef Py_ssize_t D = self.c.dim

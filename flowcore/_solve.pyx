@@ -7,6 +7,8 @@ block's active rows are gathered and every stage is one field call for all of th
 Blocks run in parallel (OpenMP). A trajectory's arithmetic never touches another's,
 so results are bitwise independent of the thread count and of the batch.
 """
+import threading
+
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange
@@ -16,7 +18,8 @@ from libc.string cimport memcpy
 from libc.stdint cimport int64_t, uintptr_t
 from flowcore._field cimport Field
 from flowcore._abi cimport (FC_OK, FC_ESCAPED, FC_MAX_STEPS, FC_STEP_UNDERFLOW, FC_NONFINITE,
-                            FC_SINGULAR)
+                            FC_SINGULAR, FC_INTERRUPTED, fc_interrupt_pending, fc_interrupt_install,
+                            fc_interrupt_restore)
 
 cnp.import_array()
 
@@ -114,8 +117,8 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
         for r in range(nact):
             i = act[r]
             tgt = tout[nout - 1] - t0
-            if not adaptive:
-                h[i] = M.dt
+            if not adaptive or M.dt > 0:       # fixed step, or the user's first step
+                h[i] = M.dt if not adaptive else fmin(M.dt, tgt)
                 continue
             d0, d1 = 0, 0
             for a in range(D):
@@ -127,7 +130,7 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
             h[i] = fmin(h[i], tgt)
             for a in range(D):
                 ynew[i * D + a] = y[i * D + a] + h[i] * K[i * D + a]
-        if rc == 0 and adaptive:
+        if rc == 0 and adaptive and M.dt == 0:
             rc = _eval_rows(f, act, nact, D, NS, ynew, state, X, O, SG, st, K + S * m * D, nfev, bad)
             for r in range(nact):
                 i = act[r]
@@ -145,6 +148,10 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
                     h[i] = 1e-6 * fmax(1.0, tout[nout - 1] - t0)
     # ------------------------------------------------------------------ main loop
     while rc == 0 and nact > 0:
+        if fc_interrupt_pending():
+            for r in range(nact):
+                status[act[r]] = FC_INTERRUPTED
+            break
         for r in range(nact):
             i = act[r]
             # land exactly on the next output (or, with dense output, on the end only);
@@ -370,7 +377,11 @@ def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, doubl
     cdef int64_t *pnr = <int64_t*> cnp.PyArray_DATA(nreject)
     cdef size_t zs = 16 if cplx else 8
     field._error = None
-    if N:
+    cdef bint guard = threading.current_thread() is threading.main_thread()
+    interrupted = False
+    if guard:
+        fc_interrupt_install()
+    try:
         for blk in prange(nb, nogil=True, num_threads=threads, schedule="dynamic"):
             i0 = blk * BLOCK
             mm = N - i0 if N - i0 < BLOCK else BLOCK
@@ -382,6 +393,9 @@ def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, doubl
                 rc += _run_block(field, &M, mm, D, <double*> (py0 + i0 * D * zs), t0, &tout[0],
                                  nout, <double*> (pY + i0 * nout * D * zs), pst + i0, pnf + i0,
                                  pns + i0, pnr + i0) != 0
+    finally:
+        if guard:
+            interrupted = fc_interrupt_restore() != 0
     if rc:
         field._raise(-1)
-    return Y, status, nfev, nsteps, nreject
+    return Y, status, nfev, nsteps, nreject, interrupted

@@ -18,3 +18,13 @@ class Status(enum.IntEnum):
         import numpy as np
         vals, counts = np.unique(np.asarray(status), return_counts=True)
         return ", ".join(f"{cls(int(v)).name}: {c}" for v, c in zip(vals, counts))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run. ``partial`` holds what was computed: finished trajectories keep
+    their results and statuses, the others have Status.INTERRUPTED. Being a KeyboardInterrupt,
+    it ends a script as Ctrl-C does unless caught."""
+
+    def __init__(self, partial=None, what="the run"):
+        super().__init__(f"{what} was interrupted (Ctrl-C); the finished part is in .partial")
+        self.partial = partial

@@ -6,13 +6,43 @@ import sys
 import numpy as np
 
 
+ZOO = ("double_well", "quartic_1d", "elongated_bowl", "round_bowl", "rosenbrock", "ring_saddle",
+       "quadratic_1d")
+
+
 def _loss(spec, vars=None):
-    """A zoo name (e.g. 'double_well', 'rosenbrock') or an expression."""
+    """A zoo name (e.g. 'double_well', 'rosenbrock') or an expression. A bare name that is not
+    in the zoo is refused (a typo must not become a loss that is one variable)."""
+    import difflib
+    import re
     import flowcore as fc
     name = spec.strip()
-    if name in fc.losses.__all__ and name not in ("quadratic",):
-        return getattr(fc.losses, name)()
-    return fc.Loss.from_expr(spec, vars=vars)
+    if name in ZOO:
+        return getattr(fc.losses, name)() if name != "quadratic_1d" else fc.losses.quadratic_1d(1.0)
+    if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", name):
+        close = difflib.get_close_matches(name, ZOO, n=2, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ValueError(f"--loss {name!r} is not a built-in loss: {hint}(built-ins: {', '.join(ZOO)}; "
+                         "or give an expression such as 'x**2 + 25*y**2')")
+    try:
+        return fc.Loss.from_expr(spec, vars=vars)
+    except fc.ExpressionError as exc:
+        raise fc.ExpressionError(str(exc).replace("vars=", "--vars ").replace("loss:", "--loss:", 1)) from None
+
+
+def _output(path):
+    """Check (and create the folder of) an output PNG before any work is done."""
+    import os
+    if path is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"-o {path}: cannot create the folder {folder} ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"-o {path}: the folder {folder} is not writable")
+    return path
 
 
 def _loss_of(args):
@@ -68,14 +98,12 @@ def cmd_critical(args):
     """Critical points of a loss, their kinds and Hessian eigenvalues, and (with --lr) the
     verdict of every model of GD at each."""
     from flowcore import analysis as fa
+    import warnings
     loss = _loss_of(args)
-    box = None
-    if args.box:
-        try:
-            box = [[float(v) for v in part.split(",")] for part in args.box.split(";")]
-        except ValueError:
-            raise ValueError(f"--box: cannot read {args.box!r}; write 'lo,hi;lo,hi'") from None
-    cps = fa.critical_points(loss, box=box, exact=not args.newton)
+    box = [list(b) for b in _ranges(args.box, "--box", 2, loss.dim)] if args.box else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # the notes are printed below
+        cps = fa.critical_points(loss, box=box, exact=not args.newton)
     rows = []
     for c in cps:
         row = c.as_dict()
@@ -88,9 +116,15 @@ def cmd_critical(args):
         rows.append(row)
     if args.json:
         print(json.dumps({"loss": loss.name, "vars": [str(s) for s in loss.vars or ()],
-                          "lr": args.lr, "points": rows}))
+                          "lr": args.lr, "method": cps.method, "complete": cps.complete,
+                          "notes": cps.notes, "points": rows}))
         return
-    print(f"loss {loss.name}: {len(rows)} critical point(s)" + (f", lr = {args.lr:g}" if args.lr else ""))
+    how = {"groebner": "all of them (Gröbner basis, cross-checked by Newton)",
+           "newton": "found by a Newton search (not proven complete)",
+           "degenerate": "samples of a non-isolated critical set"}[cps.method]
+    print(f"loss {loss.name}: {len(rows)} critical point(s), {how}" + (f"; lr = {args.lr:g}" if args.lr else ""))
+    for note in cps.notes:
+        print(f"  note: {note}")
     for r in rows:
         pt = ", ".join(f"{v:.6g}" for v in r["point"])
         ev = ", ".join(f"{v:.4g}" for v in r["eigenvalues"])
@@ -121,32 +155,67 @@ def cmd_orbit(args):
     """GD orbit diagram over a range of learning rates, with Lyapunov exponents."""
     from flowcore import analysis as fa
     loss = _loss_of(args)
-    lo, hi = (float(v) for v in args.lrs.split(","))
+    out = _output(args.output)
+    lo, hi = _ranges(args.lrs, "--lrs", 2, 1)[0]
+    if not 0 < lo < hi:
+        raise ValueError(f"--lrs: need 0 < lo < hi, got {args.lrs!r}")
     lrs = np.linspace(lo, hi, args.n)
     theta0 = [float(v) for v in args.theta0.split(",")]
     r = fa.orbit_diagram(loss, lrs, theta0, transient=args.transient, keep=args.keep)
-    if args.output:
-        fa.plot.orbit_diagram(r, title=f"GD orbit diagram: {loss.name}").savefig(args.output, dpi=120)
+    periods = [_period(o) for o in r["orbits"]]
+    if out:
+        fa.plot.orbit_diagram(r, title=f"GD orbit diagram: {loss.name}").savefig(out, dpi=120)
     if args.json:
-        print(json.dumps({"loss": loss.name, "lrs": r["lrs"].tolist(),
+        print(json.dumps({"loss": loss.name, "theta0": theta0, "transient": args.transient,
+                          "lrs": r["lrs"].tolist(), "orbits": np.where(np.isfinite(r["orbits"]), r["orbits"], None).tolist(),
                           "lyapunov": [None if not np.isfinite(v) else float(v) for v in r["lyapunov"]],
-                          "status": [int(s) for s in r["status"]],
-                          "period": [int(len(np.unique(np.round(o[:, 0], 6)))) if np.all(np.isfinite(o)) else None
-                                     for o in r["orbits"]]}))
-    else:
-        for h, ly, o in zip(r["lrs"], r["lyapunov"], r["orbits"]):
-            n = len(np.unique(np.round(o[:, 0], 6))) if np.all(np.isfinite(o)) else "-"
-            print(f"h = {h:.4f}  distinct late values = {n}  lyapunov = {ly:.4f}")
+                          "status": [int(s) for s in r["status"]], "period": periods}))
+        return
+    # one line per run of learning rates with the same period (a table of 200 rows helps nobody)
+    print(f"GD on {loss.name} from {theta0}: {args.n} learning rates in [{lo:g}, {hi:g}], "
+          f"{args.keep} iterates kept after {args.transient}")
+    print(f"{'lr from':>10} {'to':>10} {'period':>8} {'Lyapunov (min, max)':>22}")
+    start = 0
+    for i in range(1, len(lrs) + 1):
+        if i == len(lrs) or periods[i] != periods[start]:
+            ly = r["lyapunov"][start:i]
+            p = periods[start]
+            label = "escaped" if p is None else ("none ≤ keep" if p == 0 else str(p))
+            span = f"({np.nanmin(ly):+.3f}, {np.nanmax(ly):+.3f})" if np.any(np.isfinite(ly)) else "-"
+            print(f"{lrs[start]:10.4f} {lrs[i - 1]:10.4f} {label:>8} {span:>22}")
+            start = i
 
 
-def _ranges(text, what, n_items):
-    """'a,b[,n];a,b[,n]' → list of tuples (n an int)."""
+def _period(orbit, tol=1e-6):
+    """The smallest p with orbit[n] ≈ orbit[n − p] over the kept iterates (0: none; None: escaped)."""
+    if not np.all(np.isfinite(orbit)):
+        return None
+    scale = tol * (1 + np.max(np.abs(orbit)))
+    for p in range(1, len(orbit) // 2 + 1):
+        if np.max(np.abs(orbit[p:] - orbit[:-p])) <= scale:
+            return p
+    return 0
+
+
+def _ranges(text, flag, n_items, n_axes=None):
+    """'a,b[,n];a,b[,n]' or, with no ';' (which a shell splits), 'a,b[,n],a,b[,n]' → a list of
+    tuples (n an int)."""
+    form = ",".join(["lo", "hi", "n"][:n_items])
+    how = (f"write {flag}={form},{form} (or quote it: {flag} '{form};{form}'); '=' keeps a leading "
+           "minus from being read as an option")
     try:
-        parts = [[float(v) for v in p.split(",")] for p in text.split(";")]
+        nums = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+        groups = [p.split(",") for p in text.split(";")] if ";" in text else None
     except ValueError:
-        raise ValueError(f"{what}: cannot read {text!r}")
-    if any(len(p) != n_items for p in parts):
-        raise ValueError(f"{what}: each axis needs {n_items} comma-separated numbers, got {text!r}")
+        raise ValueError(f"{flag}: cannot read {text!r}; {how}") from None
+    if groups is not None and any(len(g) != n_items for g in groups):
+        raise ValueError(f"{flag}: each axis needs {n_items} comma-separated numbers, got {text!r}; {how}")
+    if len(nums) % n_items or (n_axes is not None and len(nums) != n_items * n_axes):
+        want = f"{n_items * n_axes}" if n_axes is not None else f"a multiple of {n_items}"
+        raise ValueError(f"{flag}: expected {want} numbers ({n_items} per axis), got {len(nums)} in {text!r}; {how}")
+    parts = [nums[i:i + n_items] for i in range(0, len(nums), n_items)]
+    if n_items == 3 and any(p[2] != int(p[2]) or p[2] < 1 for p in parts):
+        raise ValueError(f"{flag}: the number of points n must be a positive integer, got {text!r}")
     return [tuple(p[:2]) + ((int(p[2]),) if n_items == 3 else ()) for p in parts]
 
 
@@ -154,7 +223,8 @@ def cmd_basins(args):
     """Basins of attraction of a map or flow on a grid of starts."""
     from flowcore import analysis as fa
     loss = _loss_of(args)
-    grid = _ranges(args.grid, "--grid 'lo,hi,n;lo,hi,n'", 3)
+    out = _output(args.output)
+    grid = _ranges(args.grid, "--grid", 3, 1 if loss.dim == 1 else 2)
     grid = grid[0] if loss.dim == 1 else grid
     kw = {}
     if args.origin:
@@ -162,43 +232,55 @@ def cmd_basins(args):
     if args.directions:
         kw["directions"] = [[float(v) for v in d.split(",")] for d in args.directions.split(";")]
     b = fa.basins(loss, args.model, args.lr, grid, steps=args.steps, t_max=args.t_max,
-                  progress=not args.json, **kw)
+                  progress=None if not args.json else False, **kw)
     Sb, Sbb, nb = b.entropy(box=args.box) if min(b.labels.shape) >= args.box and b.labels.ndim == 2 else (None,) * 3
-    if args.output:
-        fa.plot.basins(b, title=f"{loss.name}: basins of {args.model}, lr = {args.lr:g}").savefig(args.output, dpi=120)
+    if out:
+        fa.plot.basins(b, title=f"{loss.name}: basins of {args.model}, lr = {args.lr:g}").savefig(out, dpi=120)
     if args.json:
-        out = b.as_dict()
-        out.update(loss=loss.name, Sb=Sb, Sbb=None if Sbb is None or not np.isfinite(Sbb) else Sbb, boundary_boxes=nb)
-        print(json.dumps(fa.as_json(out)))
+        d = b.as_dict(per_start=True)
+        d.update(loss=loss.name, Sb=Sb, Sbb=None if Sbb is None or not np.isfinite(Sbb) else Sbb, boundary_boxes=nb)
+        print(json.dumps(fa.as_json(d)))
     else:
+        print(f"{'label':>5}  {'outcome':45s} {'starts':>9}  {'share':>7}")
         for e in b.entries:
-            print(f"{e.label:3d}  {e.name:45s} {e.count:9d}  {100 * e.fraction:6.2f}%")
+            print(f"{e.label:5d}  {e.name:45s} {e.count:9d}  {100 * e.fraction:6.2f}%")
         if Sb is not None:
             print(f"basin entropy Sb = {Sb:.4f}, boundary basin entropy Sbb = {Sbb:.4f} ({nb} boxes of {args.box}x{args.box})")
+
+
+def _fmt(v):
+    """A point for people: real coordinates as 0.123457, complex ones as 0.1+0.2j, 6 digits."""
+    v = np.asarray(v)
+    if np.iscomplexobj(v) and np.all(v.imag == 0):
+        v = v.real
+    parts = [f"{c:.6g}" if not np.iscomplexobj(v) else f"{c.real:.6g}{c.imag:+.6g}j" for c in v.reshape(-1)]
+    return "(" + ", ".join(parts) + ")"
 
 
 def cmd_portrait(args):
     """Phase portrait: contours, streamlines, critical points, GD iterates and flow trajectories."""
     from flowcore import analysis as fa
     loss = _loss_of(args)
-    box = _ranges(args.box, "--box 'lo,hi;lo,hi'", 2)
+    out = _output(args.output)
+    box = _ranges(args.box, "--box", 2, loss.dim)
     starts = _points(args.starts, loss.dim).real if args.starts else None
     gd_lrs = [float(v) for v in args.gd_lrs.split(",")] if args.gd_lrs else None
     d = fa.portrait(loss, box, args.lr, flow=args.flow, starts=starts, gd_lrs=gd_lrs, steps=args.steps)
-    if args.output:
-        fa.plot.portrait(d).savefig(args.output, dpi=120)
+    if out:
+        fa.plot.portrait(d).savefig(out, dpi=120)
         if args.flow.startswith("pf") and starts is not None:
-            stem = args.output.rsplit(".", 1)
+            stem = out.rsplit(".", 1)
             fa.plot.pf_panels(d).savefig(stem[0] + "_reim." + (stem[1] if len(stem) > 1 else "png"), dpi=120)
     if args.json:
-        keep = ("loss", "lr", "flow", "critical", "starts", "gd_lrs", "gd", "t", "trajectories", "status")
-        print(json.dumps(fa.as_json({k: d[k] for k in keep})))
+        keep = ("loss", "lr", "flow", "critical", "starts", "gd_lrs", "gd", "t", "trajectories", "status",
+                "box", "grid", "E", "field")
+        print(json.dumps(fa.as_json({k: d[k] for k in keep if k in d})))
     else:
         for c in d["critical"]:
-            print(f"{c['kind']:10s} at {c['point']}")
+            print(f"{c['kind']:10s} at {_fmt(c['point'])}")
         for n, st in enumerate(d["status"]):
             end = d["trajectories"][n, -1]
-            print(f"start {n}: {args.flow} at t = {d['t'][-1]:g}: {np.round(end, 6)} ({st})")
+            print(f"start {n}: {args.flow} at t = {d['t'][-1]:g}: {_fmt(end)} ({st})")
 
 
 def cmd_tour(args):
@@ -222,9 +304,10 @@ def cmd_track(args):
     loss = _loss_of(args)
     theta0 = [float(v) for v in args.theta0.split(",")]
     flows = tuple(args.flows.split(","))
+    out = _output(args.output)
     fig, data, sentence = tour.track_figure(loss, args.lr, theta0, args.steps, flows)
-    if args.output:
-        fig.savefig(args.output, dpi=120)
+    if out:
+        fig.savefig(out, dpi=120)
     if args.json:
         print(json.dumps(as_json({**data, "summary": sentence})))
     else:
@@ -259,6 +342,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog="flowcore", description=(
         "flowcore: continuous-time models of gradient descent (NGF, IGR, third-order, the "
         "principal flow), batched integrators, basins and backward error analysis."))
+    from flowcore import __version__
+    p.add_argument("--version", action="version", version=f"flowcore {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     e = sub.add_parser("eval", help="evaluate a loss and its derivatives at points")
     _add_loss(e, "zoo name (double_well, rosenbrock, ...) or expression")
@@ -270,7 +355,7 @@ def build_parser():
     _add_loss(c)
     c.add_argument("--lr", type=float, help="learning rate for the per-model verdicts")
     c.add_argument("--beta", type=float, default=0.9, help="heavy-ball momentum (default 0.9)")
-    c.add_argument("--box", help="search box --box='lo,hi;lo,hi' (needed when sympy cannot solve)")
+    c.add_argument("--box", help="search box --box=lo,hi,lo,hi (needed when the loss is not a polynomial)")
     c.add_argument("--newton", action="store_true", help="skip sympy; Newton from a grid in --box")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(func=cmd_critical)
@@ -287,9 +372,11 @@ def build_parser():
     _add_loss(o)
     o.add_argument("--lrs", required=True, help="learning-rate range 'lo,hi'")
     o.add_argument("--n", type=int, default=200, help="number of learning rates (default 200)")
-    o.add_argument("--theta0", required=True, help="start 'x,y,...'")
-    o.add_argument("--transient", type=int, default=1000)
-    o.add_argument("--keep", type=int, default=100)
+    o.add_argument("--theta0", required=True, help="start 'x,y,...' (write --theta0=-1 for a leading minus)")
+    o.add_argument("--transient", type=int, default=1000,
+                   help="GD iterations discarded before the orbit is recorded (default 1000)")
+    o.add_argument("--keep", type=int, default=100,
+                   help="iterations recorded per learning rate: the orbit, and the Lyapunov average (default 100)")
     o.add_argument("-o", "--output", help="write the figure to this PNG")
     o.add_argument("--json", action="store_true", help="machine-readable output")
     o.set_defaults(func=cmd_orbit)
@@ -297,7 +384,8 @@ def build_parser():
     _add_loss(bs)
     bs.add_argument("--model", default="gd", help="gd, heavy_ball, nesterov, dal, ngf, igr, third_order, pf, pf_np3")
     bs.add_argument("--lr", type=float, required=True, help="learning rate h")
-    bs.add_argument("--grid", required=True, help="--grid='lo,hi,nx;lo,hi,ny' (one axis for a 1-D loss; write = before a leading minus)")
+    bs.add_argument("--grid", required=True, help="--grid=lo,hi,nx,lo,hi,ny (or quoted 'lo,hi,nx;lo,hi,ny'; "
+                    "one axis for a 1-D loss; '=' keeps a leading minus from being read as an option)")
     bs.add_argument("--origin", help="for D > 2: the plane's origin 'a,b,c,...'")
     bs.add_argument("--directions", help="for D > 2: two directions 'u1,u2,...;v1,v2,...'")
     bs.add_argument("--steps", type=int, default=1000, help="iteration budget (flows: t_max = steps·lr)")
@@ -309,8 +397,9 @@ def build_parser():
     pt = sub.add_parser("portrait", help="phase portrait with GD iterates and flow trajectories")
     _add_loss(pt, "zoo name or expression (1-D or 2-D)")
     pt.add_argument("--lr", type=float, required=True, help="learning rate h of the flow")
-    pt.add_argument("--flow", default="ngf", help="ngf, pgf, igr, third_order, pf, pf_np3 (default ngf)")
-    pt.add_argument("--box", required=True, help="--box='lo,hi;lo,hi' (write = before a leading minus)")
+    pt.add_argument("--flow", default="ngf", help="ngf, pgf (positive gradient flow θ' = +g), igr, third_order, "
+                    "pf, pf_np3 (default ngf)")
+    pt.add_argument("--box", required=True, help="--box=lo,hi,lo,hi (or quoted 'lo,hi;lo,hi'; '=' before a leading minus)")
     pt.add_argument("--starts", help="starts 'x,y;x,y'")
     pt.add_argument("--gd-lrs", help="GD learning rates 'a,b' (default: --lr)")
     pt.add_argument("--steps", type=int, default=30, help="GD steps (default 30)")
@@ -347,9 +436,16 @@ def main(argv=None):
         return 0
     try:
         return args.func(args) or 0
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, NotImplementedError) as exc:
         print(f"flowcore {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"flowcore {args.command}: interrupted (Ctrl-C); nothing was written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:          # `flowcore ... --json | head`: the reader left, not an error
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,19 +1,18 @@
 """``fc.solve``: integrate one vector field from many starting points at once."""
 from dataclasses import dataclass
-import os
-
 import numpy as np
 
-from flowcore._checks import positive
+from flowcore._checks import INT32_MAX, count, positive, threads as _threads
 from flowcore._field import Field
 from flowcore._solve import _solve
-from flowcore._status import Status
+from flowcore._progress import Progress
+from flowcore._status import Interrupted, Status
 from flowcore.tableaux import TABLEAUX, Tableau
 
 __all__ = ["solve", "Solution"]
 
 
-@dataclass
+@dataclass(repr=False)
 class Solution:
     """Result of :func:`solve`.
 
@@ -31,6 +30,11 @@ class Solution:
     @property
     def message(self):
         return Status.summary(self.status)
+
+    def __repr__(self):
+        N, T, D = self.y.shape
+        nf = f", nfev median {int(np.median(self.nfev))}" if N else ""
+        return f"Solution({self.method}: {N} trajectories × {T} times × D={D}; {self.message}{nf})"
 
     @property
     def success(self):
@@ -72,7 +76,7 @@ def _times(t_span, t_eval):
 
 
 def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, atol=1e-10,
-          dt=None, max_steps=1_000_000, escape_radius=np.inf, threads=None, progress=False,
+          dt=None, max_steps=1_000_000, escape_radius=np.inf, threads=None, progress=None,
           chunk=4096, dense=True):
     """Integrate θ' = flow(θ) from every row of theta0 [N, D] (or [D]).
 
@@ -87,9 +91,12 @@ def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, at
     the tracked PF the branch state of log(1 − hλ) lives here, per trajectory, and advances
     only on accepted steps. Each trajectory ends with its own status: OK, ESCAPED (‖θ‖ >
     escape_radius), MAX_STEPS (accepted steps), STEP_UNDERFLOW, NONFINITE, SINGULAR (the PF
-    at hλ = 1), or INTERRUPTED (Ctrl-C between chunks: the rest is returned as is).
+    at hλ = 1). Ctrl-C stops the run within a step and raises :class:`flowcore.Interrupted`,
+    whose ``.partial`` Solution keeps the finished trajectories (the others INTERRUPTED).
     ``threads=None`` uses all cores; results do not depend on it. ``progress=True`` shows a
-    tqdm bar over chunks of ``chunk`` trajectories.
+    tqdm bar over chunks of ``chunk`` trajectories; ``None`` (default) shows one once the
+    measured rate says the rest takes more than a few seconds.
+    ``dt``: the step of a fixed-step method, or the first step of an adaptive one.
     """
     if not isinstance(flow, Field):
         raise TypeError(f"flow must be a flowcore Field (fc.flows.* or fc.Field.from_expr), "
@@ -100,20 +107,15 @@ def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, at
     t0, tout = _times(t_span, t_eval)
     rtol, atol = positive(rtol, "rtol"), positive(atol, "atol")
     if tab.adaptive:
-        dt = 0.0 if dt is None else positive(dt, "dt")
+        dt = 0.0 if dt is None else positive(dt, "dt (the first step of an adaptive method)")
     elif dt is None:
         raise ValueError(f"method {tab.name!r} is fixed-step: pass dt=")
     else:
         dt = positive(dt, "dt")
-    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    radius = float(escape_radius)
-    if not radius > 0:
-        raise ValueError(f"escape_radius must be > 0, got {escape_radius!r}")
-    if threads is None:
-        threads = os.cpu_count() or 1
-    elif not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    max_steps = count(max_steps, "max_steps", 1, 2**62)
+    chunk = count(chunk, "chunk", 1, INT32_MAX)
+    radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
+    _threads(threads)                          # checked before any work
     th = np.asarray(theta0)
     if th.dtype == object or not np.issubdtype(th.dtype, np.number):
         raise TypeError(f"theta0 must be a numeric array [N, {flow.dim}]")
@@ -132,30 +134,31 @@ def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, at
     counters = [np.zeros(N, dtype=np.int64) for _ in range(3)]
     if first_is_t0:
         Y[:, 0] = y0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=N, unit="traj", desc=f"solve {tab.name}")
+    bar = Progress(N, f"solve {tab.name}", "traj", progress)
+    interrupted = False
     try:
         for start in range(0, N, chunk):
             sl = slice(start, min(N, start + chunk))
             if len(targets) == 0:
                 status[sl] = Status.OK
                 continue
-            Yc, st, nf, ns, nr = _solve(flow, y0[sl], t0, targets, np.ascontiguousarray(tab.A),
-                                        np.ascontiguousarray(tab.b), tab.e, tab.e3,
-                                        tab.P if dense else None,
-                                        tab.error_order or tab.order, tab.error_order or 0,
-                                        tab.beta, dt, rtol, atol, int(max_steps), radius, threads)
+            nthreads = _threads(threads, -(-(sl.stop - sl.start) // 32))
+            Yc, st, nf, ns, nr, interrupted = _solve(
+                flow, y0[sl], t0, targets, np.ascontiguousarray(tab.A), np.ascontiguousarray(tab.b),
+                tab.e, tab.e3, tab.P if dense else None, tab.error_order or tab.order,
+                tab.error_order or 0, tab.beta, dt, rtol, atol, int(max_steps), radius, nthreads)
             Y[sl, 1 if first_is_t0 else 0:] = Yc
             status[sl] = st
             for c, v in zip(counters, (nf, ns, nr)):
                 c[sl] = v
-            if bar is not None:
-                bar.update(sl.stop - sl.start)
+            bar.update(sl.stop - sl.start)
+            if interrupted:
+                break
     except KeyboardInterrupt:
-        pass                      # chunks not run keep Status.INTERRUPTED and NaN outputs
+        interrupted = True        # between chunks: the chunks not run keep INTERRUPTED and NaN
     finally:
-        if bar is not None:
-            bar.close()
-    return Solution(tout, Y, status, *counters, tab.name)
+        bar.close()
+    sol = Solution(tout, Y, status, *counters, tab.name)
+    if interrupted:
+        raise Interrupted(sol, "fc.solve")
+    return sol

@@ -1,17 +1,19 @@
 """Discrete optimizers (``fc.descend``) and diagnostics along their runs."""
 from dataclasses import dataclass
-import os
 
 import numpy as np
 
+from flowcore._checks import INT32_MAX, count, positive, threads as _threads
 from flowcore._descend import METHODS, _descend
 from flowcore._loss import Loss
-from flowcore._status import Status
+from flowcore._status import Interrupted, Status
+
+MAX_ITERATE_BYTES = 8 * 2**30      # the [N, steps+1, D] array descend may allocate
 
 __all__ = ["descend", "Run", "diagnostics"]
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
     """Result of :func:`descend`.
 
@@ -35,13 +37,9 @@ class Run:
     def message(self):
         return Status.summary(self.status)
 
-
-def _threads(threads):
-    if threads is None:
-        return os.cpu_count() or 1
-    if not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None (all cores), got {threads!r}")
-    return int(threads)
+    def __repr__(self):
+        N, T, D = self.iterates.shape
+        return f"Run({self.method}: {N} starts × {T - 1} steps × D={D}; {self.message})"
 
 
 def descend(loss, theta0, lr=None, steps=100, method="gd", beta=0.9, power=1.0, lr_cap=None,
@@ -59,7 +57,8 @@ def descend(loss, theta0, lr=None, steps=100, method="gd", beta=0.9, power=1.0, 
     * ``dal_per_param``: each coordinate its own rate h_a = 2/|(H ĝ)_a|^p (capped)
 
     A trajectory stops with Status.ESCAPED when ‖θ‖ > escape_radius and
-    Status.NONFINITE on a non-finite value; the others go on.
+    Status.NONFINITE on a non-finite value; the others go on. Ctrl-C stops within a step and
+    raises :class:`flowcore.Interrupted` (``.partial``: the Run so far).
     """
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
@@ -71,8 +70,10 @@ def descend(loss, theta0, lr=None, steps=100, method="gd", beta=0.9, power=1.0, 
     th = np.atleast_2d(np.asarray(th, dtype=np.float64))
     if th.ndim != 2 or th.shape[1] != loss.dim:
         raise ValueError(f"theta0 must have shape [N, {loss.dim}] (or [{loss.dim}]), got {np.shape(theta0)}")
-    if not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    steps = count(steps, "steps", 0, INT32_MAX - 1)
+    if th.shape[0] * (steps + 1) * loss.dim * 8 > MAX_ITERATE_BYTES:
+        raise ValueError(f"steps={steps} for {th.shape[0]} starts keeps {th.shape[0] * (steps + 1) * loss.dim * 8 / 2**30:.0f} "
+                         "GiB of iterates: use fewer steps or starts (fa.basins keeps only final states)")
     uses_lr = not method.startswith("dal")
     if uses_lr:
         if lr is None or not np.isfinite(lr) or lr <= 0:
@@ -83,13 +84,16 @@ def descend(loss, theta0, lr=None, steps=100, method="gd", beta=0.9, power=1.0, 
         raise ValueError(f"power must be > 0, got {power}")
     if lr_cap is not None and not (np.isfinite(lr_cap) and lr_cap > 0):
         raise ValueError(f"lr_cap must be > 0 or None, got {lr_cap}")
-    if not escape_radius > 0:
-        raise ValueError(f"escape_radius must be > 0, got {escape_radius}")
+    radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
     b = beta if method in ("heavy_ball", "nesterov", "dal_momentum") else 0.0
-    X, rates, status, nsteps, _ = _descend(loss, np.ascontiguousarray(th), int(steps), method,
-                                        float(lr) if uses_lr else 0.0, b, float(power),
-                                        float(lr_cap or 0.0), float(escape_radius), _threads(threads))
-    return Run(X, status.astype(np.int8), nsteps, rates, method)
+    nthreads = _threads(threads, -(-th.shape[0] // 64))
+    X, rates, status, nsteps, _, interrupted = _descend(
+        loss, np.ascontiguousarray(th), steps, method, float(lr) if uses_lr else 0.0, b, float(power),
+        float(lr_cap or 0.0), radius, nthreads)
+    run = Run(X, status.astype(np.int8), nsteps, rates, method)
+    if interrupted:
+        raise Interrupted(run, "fc.descend")
+    return run
 
 
 def diagnostics(loss, iterates, lr):

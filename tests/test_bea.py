@@ -63,7 +63,11 @@ def test_is_gradient():
 def test_latex_and_errors():
     me = bea.modified_equation("(x**2 - 1)**2 + y**2", order=1)
     text = me.latex()
-    assert text.startswith(r"\dot\theta") and "h^{1}" in text
+    # a complete environment that compiles on its own: begin/end, one aligned row per term
+    assert text.startswith(r"\begin{aligned}") and text.endswith(r"\end{aligned}")
+    assert text.count("&") == 2 and r"&+ h\," in text and r"\frac{d}{dt}" in text
+    assert text.count("{") == text.count("}")
+    assert me._repr_latex_() == "$$" + text + "$$"
     with pytest.raises(ValueError, match="order"):
         bea.modified_equation("x**2", order=-1)
     with pytest.raises(ValueError, match="vars"):

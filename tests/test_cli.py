@@ -55,7 +55,8 @@ def test_orbit_writes_png_and_json(tmp_path, capsys):
     assert main(["orbit", "--loss", "(w**2 - 1)**2/4", "--lrs", "0.5,1.1", "--n", "4", "--theta0", "0.5",
                  "--transient", "500", "--keep", "20", "-o", str(png), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"loss", "lrs", "lyapunov", "status", "period"}
+    assert set(out) >= {"loss", "lrs", "lyapunov", "status", "period", "orbits"}   # enough to redraw
+    assert np.shape(out["orbits"]) == (4, 20, 1)
     assert out["period"] == [1, 1, 1, 2]                        # h = 0.5, 0.7, 0.9 fixed; 1.1 period 2
     from PIL import Image
     with Image.open(png) as im:

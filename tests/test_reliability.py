@@ -1,0 +1,133 @@
+"""Faults and bad input: Ctrl-C inside kernels, huge thread counts, unchecked arguments, Python
+callables without a Hessian, exceptions inside user callbacks."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import flowcore as fc
+from flowcore import analysis as fa
+
+
+def _sigint_after(seconds):
+    t = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    t.start()
+    return t
+
+
+def test_ctrl_c_inside_a_solve_chunk_is_prompt_and_keeps_finished_rows():
+    flow = fc.flows.pf(fc.losses.double_well(), 0.2)
+    starts = np.random.default_rng(0).uniform(-2, 2, (6000, 2))
+    timer = _sigint_after(0.7)
+    t0 = time.perf_counter()
+    with pytest.raises(fc.Interrupted) as info:
+        fc.solve(flow, starts, t_span=(0, 200.0), chunk=len(starts), progress=False)
+    elapsed = time.perf_counter() - t0
+    timer.join()
+    assert elapsed < 5.0                    # the full run takes minutes
+    sol = info.value.partial
+    st = np.asarray(sol.status)
+    assert np.any(st == fc.Status.INTERRUPTED)
+    done = st != fc.Status.INTERRUPTED
+    assert np.any(done)                    # finished blocks are kept ...
+    again = fc.solve(flow, starts[done][:5], t_span=(0, 200.0))   # ... and are the real results
+    np.testing.assert_array_equal(again.y[:, -1], sol.y[done][:5, -1])
+    # Python's own SIGINT handling is back after the kernel
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_inside_descend_and_basins():
+    timer = _sigint_after(0.5)
+    t0 = time.perf_counter()
+    with pytest.raises(fc.Interrupted):
+        # chaotic GD never comes to rest: without the interrupt this runs for many minutes
+        fa.basins(fc.Loss.from_expr("(w**2 - 1)**2/4"), "gd", 1.5, (-1.2, 1.2, 64), steps=2 * 10**9 - 1,
+                  escape_radius=1e6)
+    timer.join()
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_cli_exits_non_zero_on_ctrl_c(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "flowcore.cli", "basins", "--loss", "double_well",
+                             "--model", "pf", "--lr", "0.2", "--grid=-2,2,301,-2,2,301", "--steps", "2000",
+                             "-o", str(tmp_path / "b.png")], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode not in (0, None), out
+    assert "interrupted" in err.lower() and "Traceback" not in err
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_threads_are_bounded_and_named():
+    loss = fc.losses.double_well()
+    flow = fc.flows.ngf(loss, 0.1)
+    th = np.ones((3, 2))
+    for bad in (2**31 - 1, 0, -1, 1.5, True):
+        with pytest.raises((ValueError, TypeError), match="threads"):
+            fc.solve(flow, th, t_span=(0, 1), threads=bad)
+        with pytest.raises((ValueError, TypeError), match="threads"):
+            fc.descend(loss, th, 0.1, 10, threads=bad)
+    # many threads requested for little work: capped, same result
+    a = fc.solve(flow, th, t_span=(0, 1), threads=4000).y
+    np.testing.assert_array_equal(a, fc.solve(flow, th, t_span=(0, 1), threads=1).y)
+    with pytest.raises(ValueError, match="steps"):
+        fc.descend(loss, th, 0.1, 2**31)
+    with pytest.raises(ValueError, match="max_steps"):
+        fc.solve(flow, th, t_span=(0, 1), max_steps=2**63)
+
+
+def test_unchecked_arguments_now_checked():
+    loss = fc.losses.double_well()
+    flow = fc.flows.ngf(loss, 0.1)
+    th = np.ones((3, 2))
+    for chunk in (-1, 0):
+        with pytest.raises(ValueError, match="chunk"):
+            fc.solve(flow, th, t_span=(0, 1), chunk=chunk)
+    q = fc.Loss.from_expr("(w**2 - 1)**2/4")
+    for kw, says in ((dict(escape_radius=-1), "escape_radius"), (dict(tol=-1e-3), "tol"),
+                     (dict(confirm=0), "confirm")):
+        with pytest.raises(ValueError, match=says):
+            fa.basins(q, "gd", 0.1, (-1, 1, 5), **kw)
+    with pytest.raises(ValueError, match="1-D"):
+        fa.basins(q, "gd", 0.1, ((-1, 1, 3), (-1, 1, 3)))
+    with pytest.raises(ValueError, match="real"):
+        fa.basins(q, "gd", 0.1, np.linspace(-1, 1, 5) + 1j)
+    me = fa.modified_equation("x**4/4", order=1)
+    for lr in (0, float("nan"), -0.1):
+        with pytest.raises(ValueError, match="lr"):
+            me.to_flow(lr)
+    with pytest.raises(TypeError, match="transient"):
+        fa.orbit_diagram(q, [0.5], [0.3], transient=1.5)
+
+
+def test_dt_is_the_first_step_of_adaptive_methods():
+    """y' = −y: with dt=1e-3 the first accepted step of dopri5 is 1e-3 (not Hairer's choice)."""
+    f = fc.Field.from_expr(["-y"], vars=("y",))
+    sol = fc.solve(f, [[1.0]], t_eval=[1e-3], method="dopri5", dt=1e-3)
+    assert sol.nsteps[0] == 1 and sol.nfev[0] <= 8
+    np.testing.assert_allclose(sol.y[0, -1, 0], np.exp(-1e-3), rtol=1e-12)
+
+
+def test_python_callable_without_hessian_runs_ngf_and_errors_pass_through():
+    py = fc.Loss.from_callable(lambda t: t @ t, lambda t: 2 * t, dim=3)
+    np.testing.assert_allclose(fc.flows.ngf(py, 0.1)([[1.0, 2, 3]]), [[-2.0, -4, -6]])
+    sol = fc.solve(fc.flows.ngf(py, 0.1), [[1.0, 2, 3]], t_span=(0, 1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sol.y[0, -1], np.exp(-2.0) * np.array([1, 2, 3]), rtol=1e-8)
+    with pytest.raises(NotImplementedError, match="hess"):
+        fc.flows.igr(py, 0.1)([[1.0, 2, 3]])
+
+    class Boom(Exception):
+        pass
+
+    def grad(t):
+        raise Boom("inside the user's gradient")
+    bad = fc.Loss.from_callable(lambda t: t @ t, grad, dim=2)
+    with pytest.raises(Boom, match="user's gradient"):
+        fc.solve(fc.flows.ngf(bad, 0.1), [[1.0, 2.0]], t_span=(0, 1))
