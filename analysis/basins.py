@@ -54,11 +54,18 @@ class Label:
     def name(self):
         if self.label < 0:
             return self.kind
-        v = np.real(self.points[0])
-        v = np.where(np.abs(v) <= 1e-12 * (1 + np.max(np.abs(v))), 0.0, v)     # no "-3.7e-45"
-        pt = "(" + ", ".join(f"{c:.3g}" for c in v) + ")"
+        def point(v):
+            v = np.real(v)
+            v = np.where(np.abs(v) <= 1e-12 * (1 + np.max(np.abs(v))), 0.0, v)     # no "-3.7e-45"
+            return "(" + ", ".join(f"{c:.3g}" for c in v) + ")"
+        pt = point(self.points[0])
         if self.kind == "cycle":
-            return f"{len(self.points)}-cycle through {pt}"
+            p = len(self.points)
+            if self.points.shape[1] == 1 and p <= 4:
+                # every point, in increasing order: mirrored cycles read as mirrored
+                vals = np.sort(np.real(self.points[:, 0]))
+                return f"{p}-cycle " + " ↔ ".join(f"{v:.3g}" for v in vals)
+            return f"{p}-cycle through {pt}"
         what = self.critical.kind if self.critical is not None else "fixed point"
         return f"{what} {pt}" + (" [unstable]" if self.kind == "unstable fixed point" else "")
 

@@ -13,7 +13,8 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6)
     so it equals log|1 − hλ| at a stable fixed point in 1-D). Escaped or non-finite runs give
     NaN orbits and exponents, with their status.
 
-    Returns a dict: lrs [L], orbits [L, keep, D], lyapunov [L], status [L].
+    Returns a dict: lrs [L], orbits [L, keep, D], lyapunov [L], status [L], and period [L]
+    (:func:`orbit_period`: 1 fixed point, p a p-cycle, 0 no period ≤ keep/2, None escaped).
     """
     lrs = np.asarray(lrs, dtype=float).reshape(-1)
     if lrs.size == 0 or np.any(~np.isfinite(lrs)) or np.any(lrs <= 0):
@@ -44,7 +45,30 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6)
             with np.errstate(divide="ignore"):
                 total += np.log(np.abs(R[:, 0, 0]))               # the leading direction
         lyap[ok] = total / keep
-    return {"lrs": lrs, "orbits": orbits, "lyapunov": lyap, "status": status}
+    return {"lrs": lrs, "orbits": orbits, "lyapunov": lyap, "status": status,
+            "period": [orbit_period(o) for o in orbits]}
+
+
+def orbit_period(orbit, tol=1e-6):
+    """The smallest p with θ_n ≈ θ_{n−p} (∞-norm, relative ``tol``) over all kept iterates
+    [keep, D]: 1 for a fixed point, 0 when no p ≤ keep/2 repeats (chaos, or not settled: a
+    "cycle" whose points are still closing in on each other), None for an orbit that escaped."""
+    orbit = np.asarray(orbit, dtype=float).reshape(len(orbit), -1)
+    if not np.all(np.isfinite(orbit)):
+        return None
+    scale = tol * (1 + np.max(np.abs(orbit)))
+    for p in range(1, len(orbit) // 2 + 1):
+        if np.max(np.abs(orbit[p:] - orbit[:-p])) <= scale:
+            # a damped oscillation onto a fixed point (multiplier near −1) passes the p = 2 test
+            # first: if the gap between the cycle's points is still shrinking, nothing is settled
+            q = max(1, len(orbit) // 4)
+            for d in range(1, p):
+                if p % d == 0:
+                    gap = np.max(np.abs(orbit[d:] - orbit[:-d]), axis=-1)
+                    if gap[-q:].mean() < 0.9 * gap[:q].mean():
+                        return 0
+            return p
+    return 0
 
 
 def basin_entropy(labels, box=5):
@@ -90,7 +114,8 @@ def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, reso
     * ``E`` on a ``resolution`` grid, and the real field of ``flow`` there (2-D, for streamlines);
     * the critical points (``critical``, default :func:`critical_points` in the box);
     * from each start: GD iterates for each rate in ``gd_lrs`` (default [lr]) over ``steps``
-      steps, and the trajectory of ``flow`` at the matching times t = n·lr (dopri5, rtol 1e-10).
+      steps, and the trajectory of ``flow`` at the matching times t = n·lr (dopri5, rtol 1e-10),
+      and densely (``dense_t``, ``dense_trajectories``: 20 points per step) for drawing.
       The PF's trajectories are complex; the figure shows their real part, and
       :func:`flowcore.analysis.plot.pf_panels` shows Re and Im against t.
     Returns a dict of arrays (JSON-ready through ``as_json``).
@@ -123,9 +148,14 @@ def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, reso
     out["starts"], out["gd_lrs"] = st, gd_lrs
     out["gd"] = [fc.descend(loss, st, h, steps, escape_radius=escape_radius).iterates for h in gd_lrs]
     t = lr * np.arange(steps + 1)
-    sol = fc.solve(field, st, t_eval=t, rtol=1e-10, atol=1e-12, escape_radius=escape_radius) if len(st) else None
-    out["t"] = t
-    out["trajectories"] = sol.y if sol is not None else np.zeros((0, steps + 1, D))
+    # the flow densely (20 points per GD step, from dopri5's continuous extension, no extra steps)
+    # for drawing; the samples at t = n·lr are the ones GD is compared with
+    dense_t = np.linspace(0.0, t[-1], 20 * steps + 1)
+    sol = fc.solve(field, st, t_eval=dense_t, rtol=1e-10, atol=1e-12, escape_radius=escape_radius) if len(st) else None
+    out["t"], out["dense_t"] = t, dense_t
+    dense = sol.y if sol is not None else np.zeros((0, len(dense_t), D))
+    out["dense_trajectories"] = dense
+    out["trajectories"] = dense[:, ::20]
     out["status"] = [fc.Status(int(s)).name for s in (sol.status if sol is not None else [])]
     return out
 

@@ -70,7 +70,8 @@ def stability_run(loss, lr, theta0, steps):
 
     Also the flows' one-step prediction of the loss change E(φ_h(θ_n)) − E(θ_n) for NGF and PF
     (the PF's real part) and the correlations corr(‖Hg‖, drift) and
-    corr(max_i Re sc_i over hλ_i > 2 directions, ΔE).
+    corr(max_i |Re sc_i| over hλ_i > 2 directions, ΔE) — over all iterations (those without an
+    unstable direction count as 0) and over the ``unstable_iterations`` that have one.
     """
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
     run = fc.descend(loss, th, lr, steps)
@@ -93,7 +94,16 @@ def stability_run(loss, lr, theta0, steps):
                                      "pf": np.real(loss.value(pf.y[:, -1])) - E[:-1]},
             "one_step_error": {"ngf": drift, "pf": np.linalg.norm(it[1:] - pf.y[:, -1], axis=-1)},
             "corr_Hg_drift": float(np.corrcoef(d["Hg_norm"][:-1], drift)[0, 1]),
-            "corr_sc_loss_increase": float(np.corrcoef(sc, dE)[0, 1]) if np.std(sc) > 0 else float("nan")}
+            "corr_sc_loss_increase": _corr(sc, dE),
+            "unstable_iterations": int(unstable.any(axis=-1).sum()),
+            "corr_sc_loss_increase_unstable_only": _corr(sc[unstable.any(axis=-1)], dE[unstable.any(axis=-1)])}
+
+
+def _corr(a, b):
+    """Pearson correlation, NaN when either side is constant or has fewer than 3 points."""
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def dal_comparison(loss, theta0, steps, lrs, powers=(1.0, 2.0), tol=1e-6):

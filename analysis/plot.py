@@ -102,14 +102,16 @@ def portrait(data, title=None):
     """Phase portrait from :func:`flowcore.analysis.portrait`: contours of E, streamlines of the
     flow, critical points by kind, GD iterates (one style per lr) and flow trajectories."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 6) if data["dim"] == 2 else (8, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 6) if data["dim"] == 2 else (10, 4.5))
     flow = data["flow"]
     if data["dim"] == 2:
         x, y = data["axes"]
         E = data["E"]
         levels = np.quantile(E, np.linspace(0, 1, 25) ** 2)
         cs = ax.contour(x, y, E, levels=np.unique(levels), cmap="viridis", linewidths=0.7)
-        fig.colorbar(cs, ax=ax, label="E(θ)")
+        # a continuous bar with round ticks (the contour levels are quantiles, not round numbers)
+        from matplotlib.cm import ScalarMappable
+        fig.colorbar(ScalarMappable(norm=cs.norm, cmap=cs.cmap), ax=ax, label="E(θ) (contour colours)")
         F = data["field"]
         ax.streamplot(x, y, F[..., 0], F[..., 1], color="0.6", density=1.1, linewidth=0.6, arrowsize=0.7)
         _critical_markers(ax, data["critical"], 2)
@@ -117,7 +119,9 @@ def portrait(data, title=None):
             for n, path in enumerate(it):
                 ax.plot(path[:, 0], path[:, 1], "o-", color=f"C{(j + 1) % 10}", ms=3, lw=0.8,
                         label=f"GD, lr = {h:g}" if n == 0 else None)
-        for n, tr in enumerate(data["trajectories"]):
+        bound = 10 * np.max(np.abs(data["box"]))
+        for n, tr in enumerate(data.get("dense_trajectories", data["trajectories"])):
+            tr = _until_escape(tr, bound)
             ax.plot(np.real(tr[:, 0]), np.real(tr[:, 1]), "-", color="C0", lw=1.8,
                     label=f"{flow} (Re)" if flow.startswith("pf") and n == 0 else (flow if n == 0 else None))
         (x0, x1), (y0, y1) = data["box"]
@@ -142,29 +146,49 @@ def portrait(data, title=None):
         ax.set_xlabel("θ")
         ax.set_ylabel("E(θ)")
     ax.set_title(title or f"{data['loss']}: {flow} and GD (lr = {data['lr']:g})")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.25 if data["dim"] == 2 else 1.01, 1), fontsize=8)
     fig.tight_layout()
     return fig
 
 
+def _until_escape(tr, bound):
+    """A trajectory [T, D] up to where it first leaves |θ| ≤ bound (NaN after): an escaping PF
+    spirals out with growing amplitude, and drawing all of it hides everything else."""
+    out = np.array(tr, copy=True)
+    far = np.flatnonzero(np.max(np.abs(out), axis=-1) > bound)
+    if far.size:
+        out[far[0]:] = np.nan
+    return out
+
+
 def pf_panels(data, title=None):
-    """Re and Im of a complex (PF) trajectory against t, with GD's iterates at t = n·lr."""
+    """Re and Im of a complex (PF) trajectory against t, drawn densely, with the flow at t = n·lr
+    (×) and GD's iterates (○) there."""
     plt = _plt()
     D = data["dim"]
-    fig, axs = plt.subplots(2, D, figsize=(4.2 * D + 1, 5.5), sharex=True, squeeze=False)
+    fig, axs = plt.subplots(2, D, figsize=(4.6 * D + 1.5, 5.5), sharex=True, squeeze=False)
     t = data["t"]
+    dense_t = data.get("dense_t", t)
+    dense = data.get("dense_trajectories", data["trajectories"])
+    gd_all = np.concatenate([np.ravel(g) for g in data["gd"]]) if len(data["gd"]) else np.zeros(1)
+    bound = 10 * (1 + np.nanmax(np.abs(gd_all[np.isfinite(gd_all)]), initial=1.0))
     for a in range(D):
-        for n, tr in enumerate(data["trajectories"]):
-            axs[0, a].plot(t, np.real(tr[:, a]), color=f"C{n % 10}", lw=1.5,
-                           label=f"{data['flow']} from start {n}" if a == 0 else None)
-            axs[1, a].plot(t, np.imag(tr[:, a]), color=f"C{n % 10}", lw=1.5)
+        for n, (tr, fine) in enumerate(zip(data["trajectories"], dense)):
+            tr, fine = _until_escape(tr, bound), _until_escape(fine, bound)
+            c = f"C{n % 10}"
+            first = a == 0 and n == 0
+            axs[0, a].plot(dense_t, np.real(fine[:, a]), color=c, lw=1.4,
+                           label=f"{data['flow']} (dense)" if first else None)
+            axs[1, a].plot(dense_t, np.imag(fine[:, a]), color=c, lw=1.4)
+            axs[0, a].plot(t, np.real(tr[:, a]), "x", color=c, ms=5, label=f"{data['flow']} at t = n·lr" if first else None)
+            axs[1, a].plot(t, np.imag(tr[:, a]), "x", color=c, ms=5)
             gd = data["gd"][0][n]
-            axs[0, a].plot(t, gd[:, a], "o", color=f"C{n % 10}", ms=3, mfc="none",
-                           label=f"GD from start {n}" if a == 0 else None)
+            axs[0, a].plot(t, gd[:, a], "o", color=c, ms=5, mfc="none", label="GD iterates" if first else None)
         axs[0, a].set_ylabel(f"Re θ{a + 1}")
         axs[1, a].set_ylabel(f"Im θ{a + 1}")
+        axs[1, a].axhline(0, color="0.7", lw=0.6)
         axs[1, a].set_xlabel("t (GD step n at t = n·lr)")
     axs[0, 0].legend(fontsize=7, loc="best")
-    fig.suptitle(title or f"{data['loss']}: {data['flow']} vs GD, lr = {data['lr']:g}")
+    fig.suptitle(title or f"{data['loss']}: {data['flow']} vs GD, lr = {data['lr']:g} (one colour per start)")
     fig.tight_layout()
     return fig

@@ -353,7 +353,7 @@ def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, doubl
     cdef int64_t N = y0.shape[0], nb = (N + BLOCK - 1) // BLOCK, blk, i0, mm
     cdef int D = y0.shape[1], nout = tout.shape[0], rc = 0
     cdef bint cplx = y0.dtype == np.complex128
-    Y = np.full((N, nout, D), np.nan, dtype=y0.dtype)
+    Y = np.full((N, nout, D), complex(np.nan, np.nan) if cplx else np.nan, dtype=y0.dtype)   # NaN in Re and Im after a stop
     status = np.zeros(N, dtype=np.intc)
     nfev = np.zeros(N, dtype=np.int64)
     nsteps = np.zeros(N, dtype=np.int64)

@@ -162,7 +162,7 @@ def cmd_orbit(args):
     lrs = np.linspace(lo, hi, args.n)
     theta0 = [float(v) for v in args.theta0.split(",")]
     r = fa.orbit_diagram(loss, lrs, theta0, transient=args.transient, keep=args.keep)
-    periods = [_period(o) for o in r["orbits"]]
+    periods = r["period"]
     if out:
         fa.plot.orbit_diagram(r, title=f"GD orbit diagram: {loss.name}").savefig(out, dpi=120)
     if args.json:
@@ -184,17 +184,6 @@ def cmd_orbit(args):
             span = f"({np.nanmin(ly):+.3f}, {np.nanmax(ly):+.3f})" if np.any(np.isfinite(ly)) else "-"
             print(f"{lrs[start]:10.4f} {lrs[i - 1]:10.4f} {label:>8} {span:>22}")
             start = i
-
-
-def _period(orbit, tol=1e-6):
-    """The smallest p with orbit[n] ≈ orbit[n − p] over the kept iterates (0: none; None: escaped)."""
-    if not np.all(np.isfinite(orbit)):
-        return None
-    scale = tol * (1 + np.max(np.abs(orbit)))
-    for p in range(1, len(orbit) // 2 + 1):
-        if np.max(np.abs(orbit[p:] - orbit[:-p])) <= scale:
-            return p
-    return 0
 
 
 def _ranges(text, flag, n_items, n_axes=None):

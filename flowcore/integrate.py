@@ -129,7 +129,7 @@ def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, at
     first_is_t0 = tout[0] == t0
     targets = np.ascontiguousarray(tout[1:] if first_is_t0 else tout)
     N = len(y0)
-    Y = np.full((N, len(tout), flow.dim), np.nan, dtype=y0.dtype)
+    Y = np.full((N, len(tout), flow.dim), complex(np.nan, np.nan) if cplx else np.nan, dtype=y0.dtype)
     status = np.full(N, Status.INTERRUPTED, dtype=np.int8)
     counters = [np.zeros(N, dtype=np.int64) for _ in range(3)]
     if first_is_t0:

@@ -71,3 +71,62 @@ def test_orbit_figure_structure():
     top, bottom = fig.axes
     assert top.get_ylabel() and bottom.get_xlabel() == "learning rate h" and top.get_title()
     assert bottom.get_legend() is not None
+
+
+def test_typo_in_a_zoo_name_is_refused_with_a_suggestion(capsys):
+    assert main(["critical", "--loss", "double_wel"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean double_well" in err
+    assert main(["basins", "--loss", "rosenbrok", "--lr", "0.1", "--grid=-1,1,3,-1,1,3"]) == 2
+    assert "rosenbrock" in capsys.readouterr().err
+
+
+def test_grids_without_semicolons_and_clear_grid_errors(capsys):
+    assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-2,2,5,-2,2,5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["shape"] == [5, 5]
+    assert np.shape(out["label_of_start"]) == (5, 5) and len(out["axes"]) == 2      # redrawable
+    assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-2,2,5;-2,2,5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["label_of_start"] == out["label_of_start"]
+    assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-2,2,5"]) == 2
+    assert "--grid=lo,hi,n,lo,hi,n" in capsys.readouterr().err
+
+
+def test_output_folder_is_created_before_the_work(tmp_path, capsys):
+    png = tmp_path / "new" / "deeper" / "b.png"
+    assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-2,2,9,-2,2,9", "-o", str(png)]) == 0
+    assert png.exists()
+    head = capsys.readouterr().out.splitlines()[0]
+    assert "label" in head and "share" in head                     # the table has a header
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["track", "--loss", "(x*y-1)**2/2", "--lr", "0.1", "--theta0=2.5,0.2",
+                 "-o", str(blocked / "t.png")]) == 2
+
+
+def test_version_and_broken_pipe(tmp_path):
+    import subprocess
+    import sys
+    v = subprocess.run([sys.executable, "-m", "flowcore.cli", "--version"], capture_output=True, text=True)
+    assert v.returncode == 0 and v.stdout.startswith("flowcore ")
+    proc = subprocess.run(f"{sys.executable} -m flowcore.cli orbit --loss '(w**2-1)**2/4' --lrs 0.5,1.6 "
+                          "--theta0 0.5 --n 300 --json | head -c 10", shell=True, capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_track_json_has_the_trajectories(capsys):
+    assert main(["track", "--loss", "(x*y-1)**2/2", "--lr", "0.1", "--theta0=2.5,0.2", "--steps", "5",
+                 "--flows", "ngf,pf", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert np.shape(out["gd"]) == (6, 2)
+    assert np.shape(out["ngf"]["trajectory"]) == (6, 2)
+    assert np.shape(out["pf"]["trajectory"]["re"]) == (6, 2)
+
+
+def test_critical_cli_says_how_complete(capsys):
+    assert main(["critical", "--loss", "(x**2+y-11)**2+(x+y**2-7)**2"]) == 0
+    out = capsys.readouterr().out
+    assert "9 critical point(s), all of them" in out
+    assert main(["critical", "--loss", "exp(x)*cos(y) - x", "--box=-2,2,-4,4"]) == 0
+    assert "not proven complete" in capsys.readouterr().out
