@@ -87,6 +87,7 @@ class Basins:
     imag_residual: np.ndarray      # per start (0 for real models)
     nsteps: np.ndarray             # map iterations (maps) or accepted steps (flows), per start
     settings: dict = field(default_factory=dict)
+    critical: list = field(default_factory=list)   # the critical points of E used for matching
 
     @property
     def attractors(self):
@@ -355,7 +356,7 @@ def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_ma
     if not is_map:
         settings.update(t_max=float(T), method=method if isinstance(method, str) else "tableau", rtol=rtol, atol=atol)
     return Basins(labels.reshape(shape), axes, pts, entries, model, float(lr or 0.0),
-                  imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings)
+                  imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings, list(critical))
 
 
 def _critical(loss, starts):

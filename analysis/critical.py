@@ -382,6 +382,8 @@ def stability(point, lr, models=MODELS, beta=0.9):
         vals, verdicts = [], []
         for lam in lams:
             for v in jacobian_eigenvalues(lam, lr, model, beta):
+                if not isinstance(v, sp.Basic):          # plain Python numbers, not np.float64
+                    v = complex(v) if np.iscomplexobj(v) and complex(v).imag != 0 else float(np.real(v))
                 vals.append(v)
                 verdicts.append(_verdict(v, model in MAPS))
         overall = ("repelling" if "repelling" in verdicts else "depends" if "depends" in verdicts
@@ -424,7 +426,7 @@ def stable_lr_interval(point, model, beta=0.9):
         else:   # igr
             s = [(0.0, np.inf)] if lam > 0 else [(2 / abs(lam), np.inf)] if lam < 0 else []
         sets = _intersect(sets, s)
-    return sets
+    return [(float(lo), float(hi)) for lo, hi in sets]
 
 
 def stability_coefficients(loss, theta, lr):

@@ -9,6 +9,18 @@ def _plt():
     return plt
 
 
+def tex(obj):
+    """Mathtext for a title: a Loss (its expression), a sympy expression or expression text
+    ('x**2 + 25*y**2' → $x^{2} + 25 y^{2}$); a zoo loss without an expression keeps its name."""
+    import sympy as sp
+    from flowcore._codegen import parse
+    expr = getattr(obj, "expr", obj)
+    if expr is None:
+        return getattr(obj, "name", str(obj))
+    e = parse(expr) if isinstance(expr, str) else expr
+    return "$" + sp.latex(e) + "$"
+
+
 def orbit_diagram(result, coordinate=0, title=None):
     """Late iterates against the learning rate (top) and the largest Lyapunov exponent (bottom)."""
     plt = _plt()
@@ -37,6 +49,7 @@ def basins(result, title=None, show_points=True, ax=None):
     attractors (and unstable fixed points) marked where they lie in the slice. Draws into
     ``ax`` when given (returns its figure)."""
     from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     plt = _plt()
     entries = result.entries
@@ -61,7 +74,7 @@ def basins(result, title=None, show_points=True, ax=None):
     ax.imshow(np.searchsorted(values, L), origin="lower", aspect="auto", interpolation="nearest",
               cmap=ListedColormap(colors), vmin=-0.5, vmax=len(values) - 0.5,
               extent=(x[0], x[-1], y[0], y[-1]))
-    handles = []
+    handles, marks = [], []
     for v, c in zip(values, colors):
         e = result.entry(v)
         handles.append(Patch(facecolor=c, edgecolor="k", lw=0.5, label=f"{e.name}: {100 * e.fraction:.1f}%"))
@@ -76,12 +89,28 @@ def basins(result, title=None, show_points=True, ax=None):
             marker = "o" if e.attractor else "x"
             ax.plot(coords[:, 0], coords[:, 1], marker, ms=7, mfc="none" if not e.attractor else "w",
                     mec="k", ls="none")
+        # every critical point of E in the slice's plane (saddles and maxima attract no start,
+        # yet they shape the basins): markers by kind, as in portraits
+        if result.starts.shape[-1] == 2:
+            seen = set()
+            for c in getattr(result, "critical", []):
+                p = np.real(c.point)
+                if x[0] <= p[0] <= x[-1] and y[0] <= p[1] <= y[-1] and c.kind != "min":
+                    m, col = _KIND_STYLE.get(c.kind, ("s", "0.4"))
+                    ax.plot(p[0], p[1], m, color=col, ms=8, mec="k", ls="none", zorder=5)
+                    if c.kind not in seen:
+                        marks.append(Line2D([], [], marker=m, color=col, mec="k", ls="none",
+                                            label=f"{c.kind} of E"))
+                        seen.add(c.kind)
     plane = len(result.axes) > 1 and result.starts.shape[-1] > 2
     ax.set_xlabel("x (slice coordinate)" if plane else "θ₁" if len(result.axes) > 1 else "θ")
     ax.set_ylabel("y (slice coordinate)" if plane else "θ₂" if len(result.axes) > 1 else "")
     if len(result.axes) == 1:
         ax.set_yticks([])
     ax.set_title(title or f"Basins of {result.model} at lr = {result.lr:g}")
+    if marks:      # a second legend, below the labels' one (which stays ax.get_legend())
+        ax.add_artist(ax.legend(handles=marks, loc="lower left", bbox_to_anchor=(1.01, 0), fontsize=8,
+                                title="critical points"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="label: fraction")
     fig.tight_layout()
     return fig

@@ -15,20 +15,7 @@ from flowcore.analysis import paper
 from flowcore.analysis.basins import basins
 from flowcore.analysis.critical import critical_points, stable_lr_interval
 from flowcore.analysis.dynamics import as_json, orbit_diagram, portrait
-from flowcore.analysis.plot import _plt, basins as plot_basins, orbit_diagram as plot_orbit, portrait as plot_portrait
-
-
-def _tex(expr):
-    """An expression in matplotlib's mathtext ('x**2 + 25*y**2' → $x^{2} + 25 y^{2}$): titles
-    show mathematics, not Python."""
-    import sympy as sp
-    from flowcore._codegen import parse
-    e = parse(expr) if isinstance(expr, str) else expr
-    return "$" + sp.latex(e) + "$"
-
-
-def _loss_tex(loss):
-    return _tex(loss.expr) if loss.expr is not None else loss.name
+from flowcore.analysis.plot import _plt, tex, basins as plot_basins, orbit_diagram as plot_orbit, portrait as plot_portrait
 
 
 NORM_STEP_ERROR = r"$\Vert\theta_{n+1} - \varphi_h(\theta_n)\Vert$"
@@ -66,7 +53,7 @@ def gf_vs_gd(quick):
             it = fc.descend(loss, [st], h, steps).iterates[0]
             ax.plot(it[:, 0], it[:, 1], "o-", ms=3, lw=0.8, color=f"C{j + 1}", label=f"GD lr = {h:g}")
             finals[str(h)] = it[-1]
-        ax.set_title(f"E = {_tex(expr)}")
+        ax.set_title(f"E = {tex(expr)}")
         ax.legend(fontsize=8, loc="best")
         ax.set_xlim(-1.8, 1.8)
         ax.set_ylim(-1.5, 1.5)
@@ -120,7 +107,7 @@ def momentum(quick):
     paths = {0.035: axs[0], 0.01: axs[1]}
     for h, ax in paths.items():
         _contours(ax, loss, [(-1.2, 1.2), (-1.2, 1.2)])
-        ax.set_title(f"first 40 iterates at lr {h:g} on {_tex('x**2 + 25*y**2')}")
+        ax.set_title(f"first 40 iterates at lr {h:g} on {tex('x**2 + 25*y**2')}")
     ax2 = axs[2]
     data = {}
     for j, (name, r) in enumerate(runs.items()):
@@ -467,7 +454,7 @@ def banana(quick):
     zoom.set_title("first 5 steps (× at t = nh)", fontsize=8)
     zoom.tick_params(labelsize=7)
     ax.indicate_inset_zoom(zoom, edgecolor="0.3")
-    ax.set_title(f"banana E = {_tex('(1 - x)**2 + 10*(y - x**2)**2')}")
+    ax.set_title(f"banana E = {tex('(1 - x)**2 + 10*(y - x**2)**2')}")
     ax.legend(fontsize=8, loc="upper right")
     for k, col, ls in styles:
         ax2.semilogy(r["t"][1:] / h, r["flows"][k]["global"][1:], color=col, ls=ls, label=k)
@@ -494,7 +481,11 @@ def track_figure(loss, lr, theta0, steps, flows=paper.TRACK_FLOWS):
     """The tracking-error analysis of one loss (also ``flowcore track``)."""
     plt = _plt()
     r = paper.tracking_error(loss, lr, theta0, steps, flows)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    if loss.dim == 2:          # the paths themselves, overlaid: GD's iterates and each flow
+        fig, (axp, ax, ax2) = plt.subplots(1, 3, figsize=(18, 4.8))
+        _paths(axp, loss, r, lr)
+    else:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
     n = np.arange(steps + 1)
     # errors at rounding level (exactly 0 included) are drawn on a floor, so that no line breaks
     floor = 1e-16 * max(1.0, float(np.max(np.abs(r["gd"]))))
@@ -510,7 +501,7 @@ def track_figure(loss, lr, theta0, steps, flows=paper.TRACK_FLOWS):
                va="bottom", fontsize=7, color="0.4")
     ax.set_xlabel("iteration n")
     ax.set_ylabel(NORM_TRACK_ERROR)
-    ax.set_title(f"{_loss_tex(loss)}, lr = {lr:g}: global tracking error")
+    ax.set_title(f"{tex(loss)}, lr = {lr:g}: global tracking error")
     ax2.set_xlabel("iteration n")
     ax2.set_ylabel(NORM_STEP_ERROR)
     ax2.set_title("one-step error from each GD iterate")
@@ -523,6 +514,25 @@ def track_figure(loss, lr, theta0, steps, flows=paper.TRACK_FLOWS):
     order = sorted(r["flows"], key=lambda k: -r["flows"][k]["local"][0])
     first = ", ".join(f"{k} {r['flows'][k]['local'][0]:.1e}" for k in order)
     return fig, data, f"On {loss.name} at lr {lr:g}, from θ₀ = {list(theta0)}, the first step's error is: {first}."
+
+
+def _paths(ax, loss, r, lr):
+    """GD's iterates and every flow's trajectory (real part, sampled at t = n·lr) over contours."""
+    pts = np.concatenate([r["gd"]] + [np.real(v["trajectory"]) for v in r["flows"].values()])
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    pad = 0.15 * np.maximum(hi - lo, 1e-3)
+    box = [(lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])]
+    _contours(ax, loss, box)
+    ax.plot(r["gd"][:, 0], r["gd"][:, 1], "ko", ms=4, mfc="none", zorder=2, label=f"GD, lr = {lr:g}")
+    for j, (k, v) in enumerate(r["flows"].items()):
+        tr = np.real(v["trajectory"])
+        ax.plot(tr[:, 0], tr[:, 1], "-", marker=".", ms=4, color=f"C{j}", lw=1.3, zorder=3,
+                label=k + (" (Re)" if k.startswith("pf") else ""))
+    ax.set_xlim(*box[0])
+    ax.set_ylim(*box[1])
+    ax.set_title("paths: GD iterates and the flows at t = n·lr")
+    ax.legend(fontsize=8, loc="best")
 
 
 def _eos_run(quick):
@@ -638,7 +648,7 @@ def dal(quick):
         ax2.semilogy(v["lr"], label=k, **style)
     ax.set_xlabel("iteration")
     ax.set_ylabel(r"$E(\theta_n)$")
-    ax.set_title(f"E = {_tex('x**2 + 25*y**2')} (H = diag(2, 50)): loss")
+    ax.set_title(f"E = {tex('x**2 + 25*y**2')} (H = diag(2, 50)): loss")
     ax.legend(fontsize=8, loc="lower left")
     ax2.set_xlabel("iteration")
     ax2.set_ylabel("learning rate")

@@ -128,7 +128,8 @@ def cmd_critical(args):
     for r in rows:
         pt = ", ".join(f"{v:.6g}" for v in r["point"])
         ev = ", ".join(f"{v:.4g}" for v in r["eigenvalues"])
-        print(f"  ({pt})  {r['kind']:<10}  E = {r['value']:.6g}  λ(H) = [{ev}]  |g| = {r['residual']:.1e}")
+        print(f"  {'(' + pt + ')':<30} {r['kind']:<10}  E = {r['value']:<12.6g}  λ(H) = [{ev}]  "
+              f"|g| = {r['residual']:.1e}")
         if args.lr:
             print("      " + "  ".join(f"{m}: {v}" for m, v in r["models"].items()))
 
@@ -164,7 +165,7 @@ def cmd_orbit(args):
     r = fa.orbit_diagram(loss, lrs, theta0, transient=args.transient, keep=args.keep)
     periods = r["period"]
     if out:
-        fa.plot.orbit_diagram(r, title=f"GD orbit diagram: {loss.name}").savefig(out, dpi=120)
+        fa.plot.orbit_diagram(r, title=f"GD orbit diagram: {fa.plot.tex(loss)}").savefig(out, dpi=120)
     if args.json:
         print(json.dumps({"loss": loss.name, "theta0": theta0, "transient": args.transient,
                           "lrs": r["lrs"].tolist(), "orbits": np.where(np.isfinite(r["orbits"]), r["orbits"], None).tolist(),
@@ -180,10 +181,11 @@ def cmd_orbit(args):
         if i == len(lrs) or periods[i] != periods[start]:
             ly = r["lyapunov"][start:i]
             p = periods[start]
-            label = "escaped" if p is None else ("none ≤ keep" if p == 0 else str(p))
+            label = "escaped" if p is None else ("—" if p == 0 else str(p))
             span = f"({np.nanmin(ly):+.3f}, {np.nanmax(ly):+.3f})" if np.any(np.isfinite(ly)) else "-"
             print(f"{lrs[start]:10.4f} {lrs[i - 1]:10.4f} {label:>8} {span:>22}")
             start = i
+    print(f"(period —: no period ≤ {args.keep // 2} in the kept iterates: chaos, or not settled yet)")
 
 
 def _ranges(text, flag, n_items, n_axes=None):
@@ -224,7 +226,7 @@ def cmd_basins(args):
                   progress=None if not args.json else False, **kw)
     Sb, Sbb, nb = b.entropy(box=args.box) if min(b.labels.shape) >= args.box and b.labels.ndim == 2 else (None,) * 3
     if out:
-        fa.plot.basins(b, title=f"{loss.name}: basins of {args.model}, lr = {args.lr:g}").savefig(out, dpi=120)
+        fa.plot.basins(b, title=f"{fa.plot.tex(loss)}: basins of {args.model}, lr = {args.lr:g}").savefig(out, dpi=120)
     if args.json:
         d = b.as_dict(per_start=True)
         d.update(loss=loss.name, Sb=Sb, Sbb=None if Sbb is None or not np.isfinite(Sbb) else Sbb, boundary_boxes=nb)
@@ -256,10 +258,10 @@ def cmd_portrait(args):
     gd_lrs = [float(v) for v in args.gd_lrs.split(",")] if args.gd_lrs else None
     d = fa.portrait(loss, box, args.lr, flow=args.flow, starts=starts, gd_lrs=gd_lrs, steps=args.steps)
     if out:
-        fa.plot.portrait(d).savefig(out, dpi=120)
+        fa.plot.portrait(d, title=f"{fa.plot.tex(loss)}: {args.flow} and GD (lr = {args.lr:g})").savefig(out, dpi=120)
         if args.flow.startswith("pf") and starts is not None:
             stem = out.rsplit(".", 1)
-            fa.plot.pf_panels(d).savefig(stem[0] + "_reim." + (stem[1] if len(stem) > 1 else "png"), dpi=120)
+            fa.plot.pf_panels(d, title=f"{fa.plot.tex(loss)}: {args.flow} vs GD, lr = {args.lr:g} (one colour per start)").savefig(stem[0] + "_reim." + (stem[1] if len(stem) > 1 else "png"), dpi=120)
     if args.json:
         keep = ("loss", "lr", "flow", "critical", "starts", "gd_lrs", "gd", "t", "trajectories", "status",
                 "box", "grid", "E", "field")

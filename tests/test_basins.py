@@ -167,3 +167,37 @@ def test_converging_oscillation_is_a_fixed_point_not_a_two_cycle():
     assert not any(e.kind == "cycle" for e in b.entries), b.fractions
     mins = [e for e in b.entries if e.kind == "fixed point"]
     assert sorted(float(e.points[0, 0]) for e in mins) == [-1.0, 1.0]
+
+
+def test_notebook_reprs_and_json_of_results():
+    """Short reprs (shapes, status counts, labels with fractions), plain floats, as_json of a Basins."""
+    import json
+    b = fa.basins(fc.losses.double_well(), "gd", 0.1, ((-2, 2, 30), (-2, 2, 30)))
+    text = repr(b)
+    assert text.startswith("Basins(gd, lr=0.1, grid 30×30") and len(text) < 400 and "min (-1, 0)" in text
+    d = json.loads(json.dumps(fa.as_json(b)))
+    assert d["model"] == "gd" and d["labels"]
+    sol = fc.solve(fc.flows.ngf(fc.losses.double_well(), 0.1), np.random.default_rng(0).uniform(-2, 2, (500, 2)),
+                   t_eval=[0.0, 0.5, 1.0])
+    assert len(repr(sol)) < 200 and "500 trajectories" in repr(sol) and "OK: 500" in repr(sol)
+    run = fc.descend(fc.losses.double_well(), np.zeros((7, 2)), 0.1, 12)
+    assert repr(run) == "Run(gd: 7 starts × 12 steps × D=2; OK: 7)"
+    (iv,) = fa.stable_lr_interval(fa.critical_points(fc.losses.double_well())[0], "gd")
+    assert type(iv[1]) is float and iv == (0.0, 0.25)
+    st = fa.stability(fa.critical_points(fc.losses.double_well())[0], 0.1)
+    assert all(type(v) in (float, complex) for m in st.values() for v in m["eigenvalues"])
+    assert all(type(v) is float for v in b.fractions.values())
+
+
+def test_progress_bar_follows_the_expected_work(monkeypatch):
+    import time
+    from flowcore._progress import Progress
+    bar = Progress(10, "work", "item")          # decided by the measured rate
+    time.sleep(0.5)
+    bar.update(1)                               # 9 more at 0.5 s each: 4.5 s > 3 s, so a bar appears
+    assert bar.bar is not None
+    bar.close()
+    quick = Progress(1000, "work", "item")
+    quick.update(500)                           # fast: no bar
+    assert quick.bar is None
+    assert Progress(5, "w", "i", enabled=False).bar is None
