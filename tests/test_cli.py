@@ -130,3 +130,13 @@ def test_critical_cli_says_how_complete(capsys):
     assert "9 critical point(s), all of them" in out
     assert main(["critical", "--loss", "exp(x)*cos(y) - x", "--box=-2,2,-4,4"]) == 0
     assert "not proven complete" in capsys.readouterr().out
+
+
+def test_portrait_prints_readable_points_and_vars_errors_name_the_flag(capsys):
+    assert main(["portrait", "--loss", "double_well", "--lr", "0.2", "--flow", "pf", "--box=-2,2,-1.5,1.5",
+                 "--starts=0.5,1.2", "--steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "array" not in out and "np." not in out and "min        at (-1, 0)" in out
+    assert main(["critical", "--loss", "x**2 + y**2 + z", "--vars", "x,y"]) == 2
+    err = capsys.readouterr().err
+    assert "--vars" in err and "vars=" not in err

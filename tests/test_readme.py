@@ -14,3 +14,21 @@ def test_readme_python_blocks_run():
 def test_readme_starts_with_the_two_commands():
     text = README.read_text()
     assert text.index("<!-- main-command -->") < text.index("<!-- test-command -->") < text.index("## ")
+
+
+def test_readme_cli_examples_run_when_pasted(tmp_path):
+    """Each `flowcore …` line of the README's bash blocks (not the install commands) runs as pasted
+    into a shell: no `;` split by the shell, no missing quotes."""
+    import shlex
+    import subprocess
+    import sys
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
+    lines = [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines()]
+    lines = [ln for ln in lines if ln.startswith("flowcore ") and " tour" not in ln]
+    assert len(lines) >= 3
+    for ln in lines:
+        args = shlex.split(ln)[1:]
+        proc = subprocess.run([sys.executable, "-m", "flowcore.cli", *args], capture_output=True, text=True,
+                              cwd=tmp_path)
+        assert proc.returncode == 0, (ln, proc.stderr[-2000:])
+    assert (tmp_path / "b.png").exists() and (tmp_path / "p_reim.png").exists() and (tmp_path / "t.png").exists()
