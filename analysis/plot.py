@@ -33,7 +33,7 @@ def orbit_diagram(result, coordinate=0, title=None):
     axl.plot(lrs, result["lyapunov"], color="C3", lw=1, label="largest Lyapunov exponent")
     axl.axhline(0, color="0.5", lw=0.8)
     axl.set_xlabel("learning rate h")
-    axl.set_ylabel("λ_max")
+    axl.set_ylabel(r"$\lambda_{max}$ (Lyapunov)")
     axl.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig

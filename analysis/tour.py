@@ -146,7 +146,7 @@ def min_norm(quick):
     dist = np.linalg.norm(it - w_star, axis=1)
     other = w_star + (np.eye(20) - np.linalg.pinv(A) @ A) @ rng.standard_normal(20)   # another solution
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    ax.semilogy(dist, label="‖w_n − A⁺b‖")
+    ax.semilogy(dist, label=r"$\Vert w_n - A^+ b\Vert$")
     ax.set_xlabel("iteration")
     ax.set_ylabel("distance")
     ax.set_title(f"GD from 0, lr = 1/σ_max² = {h:.3g}")
@@ -187,7 +187,7 @@ def euler(quick):
     ax.set_xlabel("t")
     ax.set_ylabel("y")
     ax.set_ylim(-2, 1.5)
-    ax.set_title("dy/dt = −y: Euler y_n = (1 − dt)^n")
+    ax.set_title(r"dy/dt = −y: Euler $y_n = (1 - dt)^n$")
     ax.legend(fontsize=8)
     ax2.loglog(small, errs, "o-", label=f"error at t = 1 (slope {data['order']:.2f})")
     ax2.set_xlabel("dt")
@@ -357,8 +357,8 @@ def alpha(quick):
     a = paper.alpha_curves(z)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for k, st in (("ngf", "k--"), ("igr", "C1-"), ("third_order", "C2-"), ("pf", "C0-")):
-        ax.plot(z, np.real(a[k]), st, lw=1.6, label=f"α_{k}")
-    ax2.plot(z, np.imag(a["pf"]), "C0-", lw=1.6, label="Im α_PF = π/z for z > 1")
+        ax.plot(z, np.real(a[k]), st, lw=1.6, label=r"$\alpha_{\mathrm{%s}}$" % k.replace("_", "\\ "))
+    ax2.plot(z, np.imag(a["pf"]), "C0-", lw=1.6, label=r"Im $\alpha_{PF} = \pi/z$ for z > 1")
     for axx in (ax, ax2):
         axx.axvline(1, color="0.6", lw=0.7, ls=":")
         axx.axvline(2, color="0.6", lw=0.7, ls=":")
@@ -386,7 +386,7 @@ def pf_regimes(quick):
         tt = np.linspace(0, r["t"][-1], 200)
         fine = fc.solve(fc.flows.pf(loss, h), [[1.0]], t_eval=tt, rtol=1e-12, atol=1e-14).y[0, :, 0]
         axs[0, j].plot(tt, fine.real, "C0-", label="PF, Re θ(t)")
-        axs[0, j].plot(r["t"], r["gd"][0, :, 0], "ko", ms=4, mfc="none", label="GD θ_n at t = nh")
+        axs[0, j].plot(r["t"], r["gd"][0, :, 0], "ko", ms=4, mfc="none", label=r"GD $\theta_n$ at t = nh")
         axs[1, j].plot(tt, fine.imag, "C3-", label="PF, Im θ(t)")
         axs[0, j].set_title(f"hλ = {h:g}: " + ("real decay" if h < 1 else "complex, decaying" if h < 2 else "complex, growing"))
         axs[1, j].set_xlabel("t")
@@ -548,7 +548,7 @@ def edge_of_stability(quick):
     axs[0].plot(np.arange(len(r["sharpness"])), r["sharpness"], "k-", label="sharpness λ_max")
     axs[0].axhline(2 / r["lr"], color="C3", ls="--", label="2/h")
     axs[0].set_xlabel("iteration")
-    axs[0].set_ylabel("λ_max(H)")
+    axs[0].set_ylabel(r"$\lambda_{max}(H)$")
     settle = float(np.mean(r["sharpness"][-10:]))
     axs[0].set_title(f"E = ½(xy − 1)², h = {r['lr']:g}: sharpness falls below 2/h = {2 / r['lr']:g}, "
                      f"settles at {settle:.1f}", fontsize=10)
