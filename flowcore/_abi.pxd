@@ -53,3 +53,18 @@ cdef extern from "interrupt.h" nogil:
     int fc_interrupt_pending()
     void fc_interrupt_install()
     int fc_interrupt_restore()
+
+
+cdef inline bint take_sigint():
+    """Route Ctrl-C to the kernels' flag for the duration of a kernel (main thread only: Python
+    delivers signals there). Returns whether it was taken."""
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        fc_interrupt_install()
+        return True
+    return False
+
+
+cdef inline bint give_sigint(bint taken):
+    """Hand SIGINT back to Python; True if Ctrl-C arrived while the kernel ran."""
+    return taken and fc_interrupt_restore() != 0

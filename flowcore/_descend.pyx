@@ -5,8 +5,6 @@ Trajectories are processed in blocks of BLOCK: one loss call evaluates a block's
 points per step; blocks run in parallel (OpenMP) and each trajectory keeps its own
 status, so results do not depend on the thread count or on the batch.
 """
-import threading
-
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange
@@ -15,7 +13,7 @@ from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t
 from flowcore._loss cimport Loss
 from flowcore._abi cimport (FC_OK, FC_ESCAPED, FC_NONFINITE, FC_INTERRUPTED, fc_interrupt_pending,
-                            fc_interrupt_install, fc_interrupt_restore)
+                            take_sigint, give_sigint)
 
 cnp.import_array()
 
@@ -271,10 +269,7 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
     if N == 0 or steps == 0:
         return X, rates, status, nsteps, period, False
     loss._error = None
-    cdef bint guard = threading.current_thread() is threading.main_thread()
-    interrupted = False
-    if guard:
-        fc_interrupt_install()
+    cdef bint taken = take_sigint()
     try:
         for blk in prange(nb, nogil=True, num_threads=threads, schedule="dynamic"):
             i0 = blk * BLOCK
@@ -283,8 +278,7 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
                          &st[i0], &ns[i0], &per[i0])
             rc += rcb != 0
     finally:
-        if guard:
-            interrupted = fc_interrupt_restore() != 0
+        interrupted = give_sigint(taken)
     if rc != 0:
         err, loss._error = loss._error, None
         if err is not None:

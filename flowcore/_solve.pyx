@@ -7,8 +7,6 @@ block's active rows are gathered and every stage is one field call for all of th
 Blocks run in parallel (OpenMP). A trajectory's arithmetic never touches another's,
 so results are bitwise independent of the thread count and of the batch.
 """
-import threading
-
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange
@@ -18,8 +16,8 @@ from libc.string cimport memcpy
 from libc.stdint cimport int64_t, uintptr_t
 from flowcore._field cimport Field
 from flowcore._abi cimport (FC_OK, FC_ESCAPED, FC_MAX_STEPS, FC_STEP_UNDERFLOW, FC_NONFINITE,
-                            FC_SINGULAR, FC_INTERRUPTED, fc_interrupt_pending, fc_interrupt_install,
-                            fc_interrupt_restore)
+                            FC_SINGULAR, FC_INTERRUPTED, fc_interrupt_pending, take_sigint,
+                            give_sigint)
 
 cnp.import_array()
 
@@ -377,10 +375,7 @@ def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, doubl
     cdef int64_t *pnr = <int64_t*> cnp.PyArray_DATA(nreject)
     cdef size_t zs = 16 if cplx else 8
     field._error = None
-    cdef bint guard = threading.current_thread() is threading.main_thread()
-    interrupted = False
-    if guard:
-        fc_interrupt_install()
+    cdef bint taken = take_sigint()
     try:
         for blk in prange(nb, nogil=True, num_threads=threads, schedule="dynamic"):
             i0 = blk * BLOCK
@@ -394,8 +389,7 @@ def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, doubl
                                  nout, <double*> (pY + i0 * nout * D * zs), pst + i0, pnf + i0,
                                  pns + i0, pnr + i0) != 0
     finally:
-        if guard:
-            interrupted = fc_interrupt_restore() != 0
+        interrupted = give_sigint(taken)
     if rc:
         field._raise(-1)
     return Y, status, nfev, nsteps, nreject, interrupted

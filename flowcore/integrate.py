@@ -1,5 +1,6 @@
 """``fc.solve``: integrate one vector field from many starting points at once."""
 from dataclasses import dataclass
+
 import numpy as np
 
 from flowcore._checks import INT32_MAX, count, positive, threads as _threads
