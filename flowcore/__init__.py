@@ -6,7 +6,7 @@
 
 See ``fc.losses`` for the built-in zoo and ``flowcore.analysis`` for the symbolic layer.
 """
-from flowcore._codegen import ExpressionError
+from flowcore._errors import ExpressionError
 from flowcore._loss import Loss
 from flowcore._field import Field, SpectralFlow
 from flowcore._status import Interrupted, Status

@@ -24,6 +24,8 @@ from pathlib import Path
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
+from flowcore._errors import ExpressionError
+
 CODEGEN_VERSION = "3"
 CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fcx-fortran-rules"]
 
@@ -54,10 +56,6 @@ _WHAT_NODE = {ast.Attribute: "attribute access (a.b)", ast.Subscript: "subscript
               ast.SetComp: "comprehensions", ast.DictComp: "comprehensions",
               ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "dicts", ast.Set: "sets",
               ast.Starred: "starred arguments", ast.NamedExpr: "assignment (:=)"}
-
-
-class ExpressionError(ValueError):
-    """An expression flowcore cannot compile (undefined names, non-holomorphic, non-scalar)."""
 
 
 # --------------------------------------------------------------------------- parsing

@@ -7,6 +7,6 @@ cdef class Loss:
     cdef object _py                # Python fallback callables, or None
     cdef object _error             # exception raised inside a Python callback
     cdef readonly str name
-    cdef readonly object expr      # sympy expression of E, when known
-    cdef readonly tuple vars       # sympy symbols, in coordinate order, when known
+    cdef object _symbolic          # (sympy expression of E, symbols) or a function making them
+                                   # on first use (the zoo: sympy is imported only when needed)
     cdef int _py_call(self, long n, bint cplx, void *x, void *v, void *E, void *g, void *H, void *T) noexcept

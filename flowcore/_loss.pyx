@@ -59,6 +59,22 @@ cdef class Loss:
         return self.c.dim
 
     @property
+    def expr(self):
+        """The sympy expression of E, when known (None for Python callables)."""
+        return self._symbolic_pair()[0]
+
+    @property
+    def vars(self):
+        """The sympy symbols, in coordinate order, when known (None for Python callables)."""
+        return self._symbolic_pair()[1]
+
+    def _symbolic_pair(self):
+        if callable(self._symbolic):
+            expr, vars = self._symbolic()
+            self._symbolic = (expr, tuple(vars))
+        return self._symbolic if self._symbolic is not None else (None, None)
+
+    @property
     def kind(self):
         """'zoo', 'compiled' or 'python': where the C callback comes from."""
         return self._keep[0]
@@ -68,10 +84,11 @@ cdef class Loss:
 
     # ----------------------------------------------------------------- factories
     @staticmethod
-    def _zoo(str kind, str name, int dim, params, expr, vars):
+    def _zoo(str kind, str name, int dim, params, symbolic):
+        """A built-in C loss; ``symbolic()`` returns (sympy expression, symbols) when asked."""
         cdef Loss self = Loss.__new__(Loss)
         cdef cnp.ndarray p = np.ascontiguousarray(params, dtype=np.float64)
-        self.name, self.expr, self.vars, self._py = name, expr, tuple(vars), None
+        self.name, self._symbolic, self._py = name, symbolic, None
         self.c.abi_version = FC_ABI_VERSION
         self.c.dim = dim
         self.c.ctx = <const void*> cnp.PyArray_DATA(p)
@@ -99,7 +116,7 @@ cdef class Loss:
     @staticmethod
     def _compiled(str name, int dim, object lib, uintptr_t addr_d, uintptr_t addr_z, expr, vars):
         cdef Loss self = Loss.__new__(Loss)
-        self.name, self.expr, self.vars, self._py = name, expr, tuple(vars), None
+        self.name, self._symbolic, self._py = name, (expr, tuple(vars)), None
         self.c.abi_version = FC_ABI_VERSION
         self.c.dim = dim
         self.c.ctx = NULL
@@ -145,7 +162,7 @@ cdef class Loss:
             if f is not None and not callable(f):
                 raise TypeError(f"{label} must be callable or None, got {type(f).__name__}")
         cdef Loss self = Loss.__new__(Loss)
-        self.name, self.expr, self.vars = name, None, None
+        self.name, self._symbolic = name, None
         self._py = (value, grad, hess, third, vectorized)
         self.c.abi_version = FC_ABI_VERSION
         self.c.dim = dim

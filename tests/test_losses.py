@@ -266,3 +266,14 @@ def test_disk_cache_is_reused(tmp_path, monkeypatch):
     loss = fc.Loss.from_expr("x**3 + 7*y")
     assert calls == [] and libs[0].stat().st_mtime_ns == mtime
     np.testing.assert_allclose(loss.grad([2.0, 0.0]), [12.0, 7.0])
+
+
+def test_import_does_not_load_sympy_and_zoo_expressions_appear_on_use():
+    import subprocess
+    import sys
+    code = ("import sys, flowcore as fc; assert 'sympy' not in sys.modules; "
+            "L = fc.losses.double_well(); L.grad([[1.0, 2.0]]); assert 'sympy' not in sys.modules; "
+            "print(L.expr, L.vars)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "y**2 + (x**2 - 1)**2 (x, y)"
