@@ -138,7 +138,7 @@ def main(argv=None):
     rows = []
     c_run = plain_c()
     for label, flow, principal, th0 in problems:
-        kw = dict(t_span=(0, T), escape_radius=RADIUS)
+        kw = dict(t_span=(0, T), escape_radius=RADIUS, progress=False)   # no bar inside timings
         ref = fc.solve(flow, th0, method="dop853", rtol=1e-12, atol=1e-14, **kw)
         sol = fc.solve(flow, th0, rtol=RTOL, atol=ATOL, **kw)
         both = (ref.status == fc.Status.OK) & (sol.status == fc.Status.OK)
