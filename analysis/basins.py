@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import flowcore as fc
-from flowcore._descend import _descend
 from flowcore.analysis.critical import MODELS, critical_points, stability
 from flowcore.analysis.dynamics import _make_flow, basin_entropy
-from flowcore._checks import INT32_MAX, count, positive, threads as _threads
-from flowcore._progress import Progress
+from flowcore.checks import INT32_MAX, count, positive, threads as _threads
 
 MAPS = ("gd", "heavy_ball", "nesterov", "dal")
 FLOWS = ("ngf", "igr", "third_order", "pf", "pf_np3")
@@ -207,31 +205,6 @@ def _cycle_points(loss, model, lr, start, nsteps, p, beta, power, lr_cap):
     return np.roll(cyc, -k, axis=0)
 
 
-def _run_map(loss, model, lr, starts, steps, tol, max_period, confirm, escape_radius, beta, power, lr_cap,
-             threads, progress):
-    """The map's kernel in chunks (for the progress bar): per start the final iterate or its
-    cycle's representative, status, iterations and period (0: did not come to rest)."""
-    b = beta if model in ("heavy_ball", "nesterov") else 0.0
-    N, D = starts.shape
-    rep = np.empty((N, D))
-    status, nsteps, period = (np.empty(N, np.intc) for _ in range(3))
-    chunk = 1 << 14
-    bar = Progress(N, f"{model} basins", "start", progress)
-    try:
-        for i in range(0, N, chunk):
-            sl = slice(i, min(N, i + chunk))
-            rep[sl], _, status[sl], nsteps[sl], period[sl], interrupted = _descend(
-                loss, np.ascontiguousarray(starts[sl]), steps, model, lr if model != "dal" else 0.0, b,
-                power, lr_cap or 0.0, escape_radius, _threads(threads, -(-(sl.stop - sl.start) // 64)),
-                max_period, tol, confirm)
-            if interrupted:
-                raise fc.Interrupted(None, "fa.basins")
-            bar.update(sl.stop - sl.start)
-    finally:
-        bar.close()
-    return rep, status, nsteps, period
-
-
 def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_max=None, tol=None,
            max_period=16, confirm=50, escape_radius=1e6, imag_tol=1e-6, match_tol=1e-4, critical=None,
            method="dopri5", rtol=1e-8, atol=1e-10, dt=None, beta=0.9, power=1.0, lr_cap=None,
@@ -279,10 +252,10 @@ def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_ma
     imag = np.zeros(N)
     if is_map:
         tol = 1e-10 if tol is None else tol
-        final, status, nsteps, period = _run_map(loss, model, lr, starts, int(steps), tol, int(max_period), int(confirm),
-                                                escape_radius, beta, power, lr_cap, threads, progress)
-        rest = (status == fc.Status.OK) & (period > 0)
-        status = np.where((status == fc.Status.OK) & (period == 0), fc.Status.MAX_STEPS, status)
+        r = fc.descend_to_rest(loss, starts, lr if model != "dal" else None, steps, model, tol, max_period,
+                               confirm, beta, power, lr_cap, escape_radius, threads, progress)
+        final, status, nsteps, period = r.final, r.status, r.nsteps, r.period
+        rest = period > 0
     else:
         tol = 1e-5 if tol is None else tol
         T = steps * lr if t_max is None else t_max

@@ -191,7 +191,7 @@ def modified_equation(expr=None, order=2, method="gd", vars=None, step=None, bet
     on the flow: Σ_m (1 + β(−1)^m) h^m/m! F^{[m]} = −h g, solved order by order
     (first order: θ' = −g/(1−β) − h(1+β)/(2(1−β)³) H g).
     """
-    from flowcore._codegen import parse, resolve_vars
+    from flowcore.expressions import parse, resolve_vars
     if not isinstance(order, (int, np.integer)) or not 0 <= order <= MAX_ORDER:
         raise ValueError(f"order must be an integer in [0, {MAX_ORDER}], got {order!r}: the symbolic "
                          f"terms grow factorially (order 8 takes seconds on a 2-D polynomial, each "

@@ -22,7 +22,7 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6)
     th0 = np.asarray(theta0, dtype=float).reshape(1, -1)
     if th0.shape[1] != loss.dim:
         raise ValueError(f"theta0 must have {loss.dim} coordinates, got {th0.shape[1]}")
-    from flowcore._checks import count
+    from flowcore.checks import count
     transient = count(transient, "transient (iterations discarded)", 0, 10**8)
     keep = count(keep, "keep (iterations kept per learning rate)", 1, 10**6)
     D = loss.dim

@@ -13,7 +13,7 @@ def tex(obj):
     """Mathtext for a title: a Loss (its expression), a sympy expression or expression text
     ('x**2 + 25*y**2' → $x^{2} + 25 y^{2}$); a zoo loss without an expression keeps its name."""
     import sympy as sp
-    from flowcore._codegen import parse
+    from flowcore.expressions import parse
     expr = getattr(obj, "expr", obj)
     if expr is None:
         return getattr(obj, "name", str(obj))

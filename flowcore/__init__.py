@@ -10,10 +10,10 @@ from flowcore._errors import ExpressionError
 from flowcore._loss import Loss
 from flowcore._field import Field, SpectralFlow
 from flowcore._status import Interrupted, Status
-from flowcore.optim import descend, diagnostics, Run
+from flowcore.optim import descend, descend_to_rest, diagnostics, Rest, Run
 from flowcore.integrate import solve, Solution
 from flowcore import losses, flows
 
 __all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "ExpressionError",
-           "descend", "diagnostics", "Run", "solve", "Solution"]
+           "descend", "descend_to_rest", "diagnostics", "Run", "Rest", "solve", "Solution"]
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""sympy -> C: parse and check expressions, generate batched kernels, compile and cache them.
+"""sympy -> C: generate batched kernels for checked expressions (flowcore.expressions), compile
+and cache them.
 
 Generated code has the signatures of csrc/flowcore_abi.h and is written once per
 SCALAR (double, double complex); <tgmath.h> makes exp/log/... type-generic, so the
@@ -6,12 +7,10 @@ complex kernel is the holomorphic extension of the real one.
 """
 from __future__ import annotations
 
-import ast
 import ctypes
 import hashlib
 import math
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -25,175 +24,10 @@ import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
 from flowcore._errors import ExpressionError
+from flowcore.expressions import C_FUNCTIONS, check_supported, parse, resolve_vars
 
 CODEGEN_VERSION = "3"
 CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fcx-fortran-rules"]
-
-# Functions analytic on their domain and available for complex arguments in C99: sympy class ->
-# the C name printed (only these names ever reach the emitted C).
-C_FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
-               sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "asin", sp.acos: "acos",
-               sp.atan: "atan", sp.asinh: "asinh", sp.acosh: "acosh", sp.atanh: "atanh"}
-HOLOMORPHIC = tuple(C_FUNCTIONS)
-# The functions expression text may call: name -> sympy constructor.
-FUNCTIONS = {name: cls for cls, name in C_FUNCTIONS.items()}
-FUNCTIONS["sqrt"] = sp.sqrt
-NOT_HOLOMORPHIC = {
-    sp.Abs: "abs", sp.conjugate: "conjugate", sp.re: "re", sp.im: "im", sp.sign: "sign",
-    sp.floor: "floor", sp.ceiling: "ceiling", sp.Max: "Max", sp.Min: "Min",
-    sp.Piecewise: "Piecewise", sp.Heaviside: "Heaviside", sp.arg: "arg",
-}
-_NOT_HOLOMORPHIC_NAMES = {"abs", "max", "min", "Abs", "Max", "Min", "sign", "floor", "ceiling", "ceil",
-                          "re", "im", "conjugate", "Heaviside", "arg", "Piecewise", "round"}
-_CONSTANTS = {"pi": sp.pi}
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-_BINARY = {ast.Add: sp.Add, ast.Sub: lambda a, b: a - b, ast.Mult: sp.Mul,
-           ast.Div: lambda a, b: a / b, ast.Pow: sp.Pow}
-_WHAT_NODE = {ast.Attribute: "attribute access (a.b)", ast.Subscript: "subscripts (a[i])",
-              ast.Lambda: "lambda", ast.IfExp: "conditional expressions (a if c else b)",
-              ast.Compare: "comparisons", ast.BoolOp: "and/or", ast.JoinedStr: "strings",
-              ast.ListComp: "comprehensions", ast.GeneratorExp: "comprehensions",
-              ast.SetComp: "comprehensions", ast.DictComp: "comprehensions",
-              ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "dicts", ast.Set: "sets",
-              ast.Starred: "starred arguments", ast.NamedExpr: "assignment (:=)"}
-
-
-# --------------------------------------------------------------------------- parsing
-def parse(expr, what="expression"):
-    """A sympy expression from a string or a sympy object; never evaluates text as Python.
-
-    Text is read by a restricted grammar: numbers, names (every name not called is a variable,
-    so 'E', 'beta', 'gamma' are variables, not sympy's constants, except 'pi'), + − * / ** (and
-    '^' for power), unary minus, parentheses, and calls of exp, log, sqrt and the (inverse)
-    trigonometric and hyperbolic functions. Anything else (attributes, subscripts, strings,
-    comments, lambdas, keywords, other functions) is an ExpressionError naming it. A sympy object
-    is checked the same way by :func:`check_supported`.
-    """
-    if isinstance(expr, str):
-        return _parse_text(expr, what)
-    if isinstance(expr, bool) or not isinstance(expr, (sp.Basic, int, float)):
-        raise ExpressionError(f"{what}: expected a string or a sympy expression, got "
-                              f"{type(expr).__name__}")
-    expr = sp.sympify(expr)          # a sympy object or a Python number: no text is evaluated
-    check_supported(expr, what)
-    return expr
-
-
-def _parse_text(text, what):
-    if "#" in text or "\\" in text:
-        raise ExpressionError(f"{what}: comments and backslashes are not part of an expression: {text!r}")
-    try:
-        tree = ast.parse(text.replace("^", "**").strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionError(f"{what}: cannot parse {text!r}: {exc.msg}") from None
-    try:
-        e = _from_node(tree.body, what, text)
-    except ZeroDivisionError:
-        raise ExpressionError(f"{what}: division by zero in {text!r}") from None
-    check_supported(e, what)
-    return e
-
-
-def _from_node(node, what, text):
-    """sympy from one whitelisted AST node (recursively)."""
-    if isinstance(node, ast.Constant):
-        v = node.value
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            kind = "imaginary numbers" if isinstance(v, complex) else f"{type(v).__name__} literals"
-            raise ExpressionError(f"{what}: {kind} are not allowed in {text!r}")
-        return sp.Integer(v) if isinstance(v, int) else sp.Float(v)
-    if isinstance(node, ast.Name):
-        name = node.id
-        if not _NAME.match(name):
-            raise ExpressionError(f"{what}: name {name!r} is not allowed (names start with a letter)")
-        if name in _CONSTANTS:
-            return _CONSTANTS[name]
-        return sp.Symbol(name)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        x = _from_node(node.operand, what, text)
-        return -x if isinstance(node.op, ast.USub) else x
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _BINARY[type(node.op)](_from_node(node.left, what, text), _from_node(node.right, what, text))
-    if isinstance(node, ast.Call):
-        name = node.func.id if isinstance(node.func, ast.Name) else None
-        if name is None:
-            raise ExpressionError(f"{what}: only named functions can be called, in {text!r}")
-        if name in _NOT_HOLOMORPHIC_NAMES:
-            raise ExpressionError(
-                f"{what}: {'abs' if name == 'Abs' else name}() is not holomorphic; flowcore evaluates losses and fields "
-                "at complex points, so use analytic functions (e.g. a smooth surrogate)")
-        if name not in FUNCTIONS:
-            raise ExpressionError(f"{what}: undefined function {name!r} in {text!r}; the functions are "
-                                  f"{', '.join(sorted(FUNCTIONS))}")
-        if node.keywords or len(node.args) != 1:
-            raise ExpressionError(f"{what}: {name}() takes exactly one argument, in {text!r}")
-        return FUNCTIONS[name](_from_node(node.args[0], what, text))
-    label = _WHAT_NODE.get(type(node), type(node).__name__)
-    if isinstance(node, ast.BinOp):
-        label = f"the operator {type(node.op).__name__}"
-    raise ExpressionError(f"{what}: {label} not allowed in {text!r}; expressions use numbers, "
-                          "variables, + - * / ** and functions such as exp, log, sin")
-
-
-def check_supported(expr, what="expression"):
-    """Raise ExpressionError for anything flowcore cannot compile faithfully: non-holomorphic or
-    unknown functions (by exact class: a subclass of exp is not exp), the imaginary unit (a loss
-    is real on real points), infinities and NaN (e.g. x/0), and any other sympy object (Sum,
-    Integral, EulerGamma, …)."""
-    if not isinstance(expr, sp.Expr):
-        raise ExpressionError(f"{what}: expected a scalar expression, got {type(expr).__name__}")
-    for f in sp.preorder_traversal(expr):
-        cls = type(f)
-        if isinstance(f, (sp.Symbol, sp.Add, sp.Mul, sp.Pow)) and cls in (sp.Symbol, sp.Dummy, sp.Add,
-                                                                           sp.Mul, sp.Pow):
-            continue
-        if cls in C_FUNCTIONS:
-            continue
-        if isinstance(f, (sp.Integer, sp.Rational)) or cls is sp.Float:
-            if isinstance(f, sp.Float) and not f.is_finite:
-                raise ExpressionError(f"{what}: the number {f} is not finite")
-            continue
-        if f in (sp.pi, sp.E):
-            continue
-        if f is sp.I or isinstance(f, sp.core.numbers.ImaginaryUnit):
-            raise ExpressionError(f"{what}: the imaginary unit I in {expr}: losses and fields are real "
-                                  "on real points (flowcore extends them to complex points itself)")
-        if f in (sp.zoo, sp.oo, -sp.oo, sp.nan):
-            raise ExpressionError(f"{what}: {expr} is not finite (a division by zero?)")
-        if isinstance(f, sp.core.function.AppliedUndef):
-            raise ExpressionError(f"{what}: undefined function {f.func.__name__!r}")
-        for c, label in NOT_HOLOMORPHIC.items():
-            if isinstance(f, c):
-                raise ExpressionError(
-                    f"{what}: {label}(...) in {f} is not holomorphic; flowcore evaluates at "
-                    "complex points (e.g. the principal flow), so use analytic functions only")
-        name = getattr(cls, "__name__", str(cls))
-        raise ExpressionError(f"{what}: {name} is not supported in {expr}; use numbers, variables, "
-                              f"+ - * / ** and the functions {', '.join(sorted(FUNCTIONS))}")
-
-
-def resolve_vars(exprs, vars, what="expression"):
-    """Coordinate symbols in order, and the expressions rewritten onto plain Symbols."""
-    free = set().union(*(e.free_symbols for e in exprs))
-    by_name = {s.name: s for s in free}
-    if vars is None:
-        names = sorted(by_name)
-        if not names:
-            raise ExpressionError(f"{what}: no variables; pass vars=('x', ...) to set the dimension")
-    else:
-        names = [v if isinstance(v, str) else getattr(v, "name", None) for v in vars]
-        if any(not isinstance(n, str) for n in names):
-            raise TypeError(f"vars must be names or sympy Symbols, got {vars!r}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"vars has repeated names: {names}")
-        undefined = sorted(set(by_name) - set(names))
-        if undefined:
-            raise ExpressionError(
-                f"{what}: undefined name(s) {', '.join(map(repr, undefined))}; add them to vars= "
-                "or substitute numbers (expr.subs(...)) before compiling")
-    syms = tuple(sp.Symbol(n) for n in names)
-    exprs = [e.xreplace({by_name[n]: s for n, s in zip(names, syms) if n in by_name}) for e in exprs]
-    return syms, exprs
 
 
 # ------------------------------------------------------------------------ C printing

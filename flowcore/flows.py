@@ -17,7 +17,7 @@ All return a :class:`flowcore.SpectralFlow` (a :class:`flowcore.Field`).
 
 import numpy as np
 
-from flowcore._checks import positive
+from flowcore.checks import positive
 from flowcore._field import _spectral
 from flowcore._loss import Loss
 

@@ -3,10 +3,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowcore._checks import INT32_MAX, count, positive, threads as _threads
+from flowcore.checks import INT32_MAX, count, positive, threads as _threads
 from flowcore._field import Field
 from flowcore._solve import _solve
-from flowcore._progress import Progress
+from flowcore.progress import Progress
 from flowcore._status import Interrupted, Status
 from flowcore.tableaux import TABLEAUX, Tableau
 

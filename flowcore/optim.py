@@ -3,14 +3,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowcore._checks import INT32_MAX, count, positive, threads as _threads
+from flowcore.checks import INT32_MAX, count, positive, threads as _threads
 from flowcore._descend import METHODS, _descend
 from flowcore._loss import Loss
+from flowcore.progress import Progress
 from flowcore._status import Interrupted, Status
 
 MAX_ITERATE_BYTES = 8 * 2**30      # the [N, steps+1, D] array descend may allocate
 
-__all__ = ["descend", "Run", "diagnostics"]
+__all__ = ["descend", "descend_to_rest", "Run", "Rest", "diagnostics"]
 
 
 @dataclass(repr=False)
@@ -94,6 +95,77 @@ def descend(loss, theta0, lr=None, steps=100, method="gd", beta=0.9, power=1.0, 
     if interrupted:
         raise Interrupted(run, "fc.descend")
     return run
+
+
+@dataclass(repr=False)
+class Rest:
+    """Result of :func:`descend_to_rest`, per start: ``final`` [N, D] the last iterate, or for a
+    start that settled on a p-cycle the cycle's lexicographically smallest point (the same point
+    whatever the phase it was caught in); ``period`` [N] (1 a fixed point, p a cycle, 0 did not
+    come to rest); ``status`` [N] (MAX_STEPS when the budget ran out first); ``nsteps`` [N]."""
+    final: np.ndarray
+    period: np.ndarray
+    status: np.ndarray
+    nsteps: np.ndarray
+    method: str
+
+    def __repr__(self):
+        N, D = self.final.shape
+        cycles = int(np.sum(self.period > 1))
+        return (f"Rest({self.method}: {N} starts, D={D}; {Status.summary(self.status)}; "
+                f"{int(np.sum(self.period == 1))} at a fixed point, {cycles} on a cycle)")
+
+
+def descend_to_rest(loss, theta0, lr=None, steps=1000, method="gd", tol=1e-10, max_period=16,
+                    confirm=50, beta=0.9, power=1.0, lr_cap=None, escape_radius=1e12, threads=None,
+                    progress=None, chunk=1 << 14):
+    """Run a map from every start until it comes to rest, keeping no iterates (for basins).
+
+    A start is at rest once a recurrence ‖θ_k − θ_{k−p}‖∞ ≤ tol(1 + ‖θ_k‖∞) with one p ≤
+    ``max_period`` has held at ``confirm`` consecutive iterations (so that a start a hair off an
+    unstable fixed point is not taken for resting there); p is then reduced to its smallest
+    divisor that also recurs (a damped oscillation onto a fixed point passes the p = 2 test
+    first). p = 1 is tested every step, all p every ``max_period`` steps. Methods, ``lr`` and
+    the escape test as in :func:`descend`. Ctrl-C raises :class:`flowcore.Interrupted`.
+    """
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
+    if method not in ("gd", "heavy_ball", "nesterov", "dal"):
+        raise ValueError(f"method must be gd, heavy_ball, nesterov or dal for rest tests, got {method!r}")
+    th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
+    if th.ndim != 2 or th.shape[1] != loss.dim:
+        raise ValueError(f"theta0 must have shape [N, {loss.dim}] (or [{loss.dim}]), got {np.shape(theta0)}")
+    steps = count(steps, "steps", 1, INT32_MAX - 1)
+    max_period = count(max_period, "max_period", 1, 1024)
+    confirm = count(confirm, "confirm (iterations a recurrence must hold)", 1, INT32_MAX)
+    chunk = count(chunk, "chunk", 1, INT32_MAX)
+    tol = positive(tol, "tol")
+    radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
+    if method != "dal":
+        lr = positive(lr, "lr")
+    if not (0 <= beta < 1):
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    _threads(threads)
+    b = beta if method in ("heavy_ball", "nesterov") else 0.0
+    N, D = th.shape
+    final = np.empty((N, D))
+    status, nsteps, period = (np.empty(N, np.intc) for _ in range(3))
+    bar = Progress(N, f"{method} to rest", "start", progress)
+    try:
+        for i in range(0, N, chunk):
+            sl = slice(i, min(N, i + chunk))
+            final[sl], _, status[sl], nsteps[sl], period[sl], interrupted = _descend(
+                loss, np.ascontiguousarray(th[sl]), steps, method, lr if method != "dal" else 0.0, b,
+                float(power), float(lr_cap or 0.0), radius, _threads(threads, -(-(sl.stop - sl.start) // 64)),
+                max_period, tol, confirm)
+            if interrupted:
+                raise Interrupted(Rest(final, period, status.astype(np.int8), nsteps, method),
+                                  "fc.descend_to_rest")
+            bar.update(sl.stop - sl.start)
+    finally:
+        bar.close()
+    status[(status == Status.OK) & (period == 0)] = Status.MAX_STEPS
+    return Rest(final, period, status.astype(np.int8), nsteps, method)
 
 
 def diagnostics(loss, iterates, lr):

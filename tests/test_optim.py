@@ -142,3 +142,36 @@ def test_python_loss_under_openmp_threads():
         b = fc.descend(fc.losses.round_bowl(), th0, steps=20, method=method, threads=2, **kw)
         np.testing.assert_array_equal(a.iterates, b.iterates)
     np.testing.assert_array_equal(fc.flows.pf(py, 0.3)(th0), fc.flows.pf(fc.losses.round_bowl(), 0.3)(th0))
+
+
+def test_analysis_imports_no_private_engine_module():
+    """The analysis layer reads the engine through its public API only (DESIGN §2)."""
+    import ast
+    from pathlib import Path
+    for path in (Path(__file__).resolve().parents[1] / "analysis").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith("flowcore._"), f"{path.name} imports {name}"
+
+
+def test_descend_to_rest_against_closed_forms():
+    """GD on w⁴ − 2w² (E'' = 8 at ±1): at h = 0.2 the multiplier is −0.6, every start in (0, √2)
+    rests at 1 with period 1; at h = 0.26 (multiplier −1.08) a 2-cycle w ↔ w' with
+    w' = w − h(4w³ − 4w) and back, which sympy solves; a start at the maximum 0 stays."""
+    import sympy as sp
+    loss = fc.losses.quartic_1d()
+    r = fc.descend_to_rest(loss, [[0.3], [0.9], [1.3]], 0.2, 3000)
+    np.testing.assert_allclose(r.final[:, 0], 1.0, atol=1e-9)
+    assert list(r.period) == [1, 1, 1] and list(r.status) == [fc.Status.OK] * 3
+    r = fc.descend_to_rest(loss, [[0.9]], 0.26, 5000)
+    assert r.period[0] == 2
+    w = sp.Symbol("w")
+    f = lambda v: v - sp.Rational(26, 100) * (4 * v**3 - 4 * v)          # noqa: E731
+    roots = [complex(x) for x in sp.Poly(sp.expand(f(f(w)) - w), w).nroots()]
+    cyc = sorted(x.real for x in roots if abs(x.imag) < 1e-12 and abs(abs(x.real) - 1) > 1e-6
+                 and abs(x.real) > 1e-9 and x.real > 0)
+    assert abs(r.final[0, 0] - cyc[0]) < 1e-8            # the representative: the smaller point
+    short = fc.descend_to_rest(loss, [[0.9]], 0.26, 3)
+    assert short.period[0] == 0 and short.status[0] == fc.Status.MAX_STEPS

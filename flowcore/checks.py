@@ -1,4 +1,4 @@
-"""Argument checks shared by the Python entry points (errors name the argument)."""
+"""Argument checks shared by flowcore and its analysis layer: errors name the argument and the fix."""
 import os
 
 import numpy as np
