@@ -20,11 +20,11 @@ import numpy as np
 
 import flowcore as fc
 from flowcore.analysis.critical import MODELS, critical_points, stability
-from flowcore.analysis.dynamics import _make_flow, basin_entropy
+from flowcore.analysis.dynamics import basin_entropy
 from flowcore.checks import INT32_MAX, count, positive, threads as _threads
 
-MAPS = ("gd", "heavy_ball", "nesterov", "dal")
-FLOWS = ("ngf", "igr", "third_order", "pf", "pf_np3")
+MAPS = fc.models.MAPS
+FLOWS = tuple(k for k in fc.models.FLOWS if k != "bea")      # bea needs an order: fc.flows.bea
 ESCAPED, UNRESOLVED, SINGULAR, NONFINITE = -1, -2, -3, -4
 _SPECIAL = {fc.Status.ESCAPED: ESCAPED, fc.Status.MAX_STEPS: UNRESOLVED, fc.Status.SINGULAR: SINGULAR,
             fc.Status.NONFINITE: NONFINITE, fc.Status.STEP_UNDERFLOW: UNRESOLVED,
@@ -259,7 +259,7 @@ def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_ma
     else:
         tol = 1e-5 if tol is None else tol
         T = steps * lr if t_max is None else t_max
-        flow = _make_flow(loss, model, lr)
+        flow = fc.models.model(model).build(loss, lr)
         sol = fc.solve(flow, starts, t_span=(0.0, float(T)), method=method, rtol=rtol, atol=atol, dt=dt,
                        escape_radius=escape_radius, threads=threads, progress=progress)
         final, status, nsteps = sol.y[:, -1], np.asarray(sol.status).copy(), sol.nsteps
@@ -348,4 +348,4 @@ def _attracts(cp, model, lr, beta):
     """Does ``model`` attract the critical point cp (linear stability)?"""
     if model in MODELS:
         return stability(cp, lr, models=(model,), beta=beta)[model]["verdict"] == "attractive"
-    return cp.kind == "min"     # nesterov, dal: minima attract at the rates that come to rest
+    return cp.kind == "min"     # dal: minima attract at the rates that come to rest

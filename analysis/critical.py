@@ -6,12 +6,15 @@ At a critical point θ* (g = 0) with Hessian eigenvalues λ, the linearised mode
 |---|---|---|
 | gd (map I − hH) | 1 − hλ | |1 − hλ| < 1 |
 | heavy_ball (2D×2D map) | roots of ρ² − (1 + β − hλ)ρ + β | both |ρ| < 1 |
+| nesterov (2D×2D map) | roots of ρ² − (1 + β)(1 − hλ)ρ + β(1 − hλ) | both |ρ| < 1 |
+| pgf | +λ | Re < 0 |
 | ngf | −λ | Re < 0 |
 | igr | −λ − (h/2)λ² | Re < 0 |
 | third_order | −λ − (h/2)λ² − (h²/3)λ³ | Re < 0 |
 | pf, pf_np3 | log(1 − hλ)/h (+iπ on the cut) | Re < 0 ⟺ |1 − hλ| < 1 |
 
-(The non-principal terms are quadratic in g, so they vanish from the Jacobian at g = 0.)
+(The non-principal terms are quadratic in g, so they vanish from the Jacobian at g = 0.) Every
+flow's eigenvalue is α(hλ)·λ from its α in :mod:`flowcore.models`, where each model is defined.
 So GD and the PF are repelled along directions with hλ > 2, while NGF and IGR predict
 convergence at a minimum for every h (paper §3.2).
 """
@@ -20,8 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-MODELS = ("gd", "heavy_ball", "ngf", "igr", "third_order", "pf", "pf_np3")
-MAPS = ("gd", "heavy_ball")
+from flowcore.models import MODELS as _REGISTRY, model as _model
+
+# the models with a fixed-rate linear stability (DAL's rate depends on θ; BEA needs an order)
+MODELS = tuple(k for k in _REGISTRY if k not in ("dal", "bea"))
 
 
 @dataclass
@@ -305,36 +310,12 @@ def critical_points(loss, box=None, grid=15, tol=1e-10, exact=True, max_iter=60)
 
 
 # ------------------------------------------------------------------------ stability
-def _pf_log(z):
-    """log(1 − z) with +iπ on the cut (numpy or sympy)."""
-    if isinstance(z, sp.Basic):
-        return sp.log(1 - z)
-    z = complex(z)
-    w = complex(1 - z.real, -z.imag if z.imag != 0 else 0.0)
-    return np.log(w)
-
-
 def jacobian_eigenvalues(lam, lr, model, beta=0.9):
     """Eigenvalues (flows) or multipliers (maps) of one model at a critical point, per Hessian
-    eigenvalue λ. Works for numbers and for sympy symbols."""
-    h = lr
-    sym = isinstance(lam, sp.Basic) or isinstance(h, sp.Basic)
-    if model == "gd":
-        return (1 - h * lam,)
-    if model == "heavy_ball":
-        if sym:
-            rho = sp.Symbol("rho")
-            return tuple(sp.solve(rho ** 2 - (1 + beta - h * lam) * rho + beta, rho))
-        return tuple(np.roots([1, -(1 + beta - h * lam), beta]))
-    if model == "ngf":
-        return (-lam,)
-    if model == "igr":
-        return (-lam - h / 2 * lam ** 2,)
-    if model == "third_order":
-        return (-lam - h / 2 * lam ** 2 - h ** 2 / 3 * lam ** 3,)
-    if model in ("pf", "pf_np3"):
-        return (_pf_log(h * lam) / h,)
-    raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    eigenvalue λ. Works for numbers and for sympy symbols (see :meth:`flowcore.models.Model.jacobian`)."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    return _model(model).jacobian(lam, lr, beta)
 
 
 def _verdict(value, is_map, tol=1e-12):
@@ -385,7 +366,7 @@ def stability(point, lr, models=MODELS, beta=0.9):
                 if not isinstance(v, sp.Basic):          # plain Python numbers, not np.float64
                     v = complex(v) if np.iscomplexobj(v) and complex(v).imag != 0 else float(np.real(v))
                 vals.append(v)
-                verdicts.append(_verdict(v, model in MAPS))
+                verdicts.append(_verdict(v, _model(model).is_map))
         overall = ("repelling" if "repelling" in verdicts else "depends" if "depends" in verdicts
                    else "neutral" if "neutral" in verdicts else "attractive")
         out[model] = {"eigenvalues": vals, "verdicts": verdicts, "verdict": overall}
@@ -406,8 +387,9 @@ def stable_lr_interval(point, model, beta=0.9):
     """The learning rates h > 0 at which the critical point attracts ``model``, as a list of
     open intervals [(lo, hi), ...] (empty: never). Closed forms per Hessian eigenvalue λ:
 
-    gd, pf, pf_np3: (0, 2/λ) for λ > 0; heavy_ball: (0, 2(1+β)/λ) for λ > 0; ngf,
-    third_order: (0, ∞) for λ > 0; igr: (0, ∞) for λ > 0 and (2/|λ|, ∞) for λ < 0 (its
+    gd, pf, pf_np3: (0, 2/λ) for λ > 0; heavy_ball: (0, 2(1+β)/λ) for λ > 0; nesterov:
+    (0, 2(1+β)/((1+2β)λ)) for λ > 0 (Jury's conditions on its recurrence); ngf, third_order:
+    (0, ∞) for λ > 0; pgf: (0, ∞) for λ < 0; igr: (0, ∞) for λ > 0 and (2/|λ|, ∞) for λ < 0 (its
     −λ(1 + hλ/2) turns negative for large h); λ = 0 never attracts strictly.
     """
     lams = point.eigenvalues if isinstance(point, CriticalPoint) else np.linalg.eigvalsh(np.asarray(point, float))
@@ -421,8 +403,12 @@ def stable_lr_interval(point, model, beta=0.9):
             s = [(0.0, 2 / lam)] if lam > 0 else []
         elif model == "heavy_ball":
             s = [(0.0, 2 * (1 + beta) / lam)] if lam > 0 else []
+        elif model == "nesterov":
+            s = [(0.0, 2 * (1 + beta) / ((1 + 2 * beta) * lam))] if lam > 0 else []
         elif model in ("ngf", "third_order"):
             s = [(0.0, np.inf)] if lam > 0 else []
+        elif model == "pgf":
+            s = [(0.0, np.inf)] if lam < 0 else []
         else:   # igr
             s = [(0.0, np.inf)] if lam > 0 else [(2 / abs(lam), np.inf)] if lam < 0 else []
         sets = _intersect(sets, s)

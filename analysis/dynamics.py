@@ -96,17 +96,6 @@ def basin_entropy(labels, box=5):
     return float(S.mean()), Sbb, int(boundary.sum())
 
 
-_FLOW_NAMES = ("ngf", "pgf", "igr", "third_order", "pf", "pf_np3")
-
-
-def _make_flow(loss, name, lr):
-    if name not in _FLOW_NAMES:
-        raise ValueError(f"flow must be one of {_FLOW_NAMES}, got {name!r}")
-    if name.startswith("pf"):
-        return fc.flows.pf(loss, lr, nonprincipal=name == "pf_np3")
-    return getattr(fc.flows, name)(loss, lr)
-
-
 def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, resolution=120,
              critical=None, escape_radius=1e6):
     """The numbers behind a phase portrait of ``loss`` in ``box`` [(lo, hi)] * D (D = 1 or 2).
@@ -130,7 +119,9 @@ def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, reso
         raise ValueError(f"box must be [(lo, hi)] * {D} with hi > lo, got {box!r}")
     if not (isinstance(steps, (int, np.integer)) and steps >= 1):
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    field = _make_flow(loss, flow, lr)
+    if flow not in fc.models.FLOWS or flow == "bea":
+        raise ValueError(f"flow must be one of {[f for f in fc.models.FLOWS if f != 'bea']}, got {flow!r}")
+    field = fc.models.model(flow).build(loss, lr)
     axes = [np.linspace(lo, hi, resolution) for lo, hi in b]
     mesh = np.stack(np.meshgrid(*axes), -1)                  # [ny, nx, 2] or [n, 1]
     out = {"loss": loss.name, "dim": D, "box": b, "lr": float(lr), "flow": flow, "axes": axes,

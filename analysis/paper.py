@@ -6,20 +6,20 @@ compared with GD at the times t = n·h at which the flow models GD's iterate n.
 import numpy as np
 
 import flowcore as fc
-from flowcore.analysis.dynamics import _make_flow
 
 TRACK_FLOWS = ("ngf", "igr", "third_order", "pf")
 
 
 def alpha_curves(z):
-    """α(z) of the spectral flows (θ' = α(hH)g, z = hλ): NGF −1, IGR −(1 + z/2), third order
-    −(1 + z/2 + z²/3), PF log(1 − z)/z (+iπ side past z = 1; −1 at 0). Fig 3."""
+    """α(z) of the spectral flows (θ' = α(hH)g, z = hλ) from their definitions in
+    :mod:`flowcore.models`: NGF −1, IGR −(1 + z/2), third order −(1 + z/2 + z²/3), PF
+    log(1 − z)/z (−1 at 0, by a series near 0; the +iπ side past z = 1). Fig 3."""
     z = np.asarray(z, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pf = np.log(1 - z + 0j) / z                   # 1 − z + 0j: imaginary +0, so +iπ past the cut
-    pf = np.where(z == 0, -1.0 + 0j, pf)
-    return {"z": z, "ngf": -np.ones_like(z), "igr": -(1 + z / 2), "third_order": -(1 + z / 2 + z ** 2 / 3),
-            "pf": pf}
+    out = {"z": z}
+    for name in ("ngf", "igr", "third_order"):
+        out[name] = np.broadcast_to(fc.models.model(name).alpha(z), z.shape).astype(float)
+    out["pf"] = fc.models.model("pf").alpha(z + 0j)
+    return out
 
 
 def pf_vs_gd(loss, lr, theta0, steps, flow="pf"):
@@ -31,7 +31,7 @@ def pf_vs_gd(loss, lr, theta0, steps, flow="pf"):
     """
     th = np.atleast_2d(np.asarray(theta0, dtype=float))
     t = lr * np.arange(steps + 1)
-    sol = fc.solve(_make_flow(loss, flow, lr), th, t_eval=t, method="dop853", rtol=1e-13, atol=1e-14)
+    sol = fc.solve(fc.models.model(flow).build(loss, lr), th, t_eval=t, method="dop853", rtol=1e-13, atol=1e-14)
     gd = fc.descend(loss, th, lr, steps).iterates
     err = np.linalg.norm(sol.y - gd, axis=-1) / np.maximum(1, np.linalg.norm(gd, axis=-1))
     return {"t": t, "flow": sol.y, "gd": gd, "max_rel_error": float(np.nanmax(err)),
@@ -54,7 +54,7 @@ def tracking_error(loss, lr, theta0, steps, flows=TRACK_FLOWS, rtol=1e-11):
     t = lr * np.arange(steps + 1)
     out = {"t": t, "gd": gd, "lr": float(lr), "flows": {}}
     for name in flows:
-        field = _make_flow(loss, name, lr)
+        field = fc.models.model(name).build(loss, lr)
         glob = fc.solve(field, th, t_eval=t, method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
         loc = fc.solve(field, gd[:-1], t_span=(0.0, lr), method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
         out["flows"][name] = {"trajectory": glob.y[0],

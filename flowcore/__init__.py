@@ -12,8 +12,8 @@ from flowcore._field import Field, SpectralFlow
 from flowcore._status import Interrupted, Status
 from flowcore.optim import descend, descend_to_rest, diagnostics, Rest, Run
 from flowcore.integrate import solve, Solution
-from flowcore import losses, flows
+from flowcore import losses, flows, models
 
-__all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "ExpressionError",
+__all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "models", "ExpressionError",
            "descend", "descend_to_rest", "diagnostics", "Run", "Rest", "solve", "Solution"]
 __version__ = "0.1.0"

@@ -373,7 +373,8 @@ def build_parser():
     o.set_defaults(func=cmd_orbit)
     bs = sub.add_parser("basins", help="basins of attraction of GD-type maps or flows on a grid")
     _add_loss(bs)
-    bs.add_argument("--model", default="gd", help="gd, heavy_ball, nesterov, dal, ngf, igr, third_order, pf, pf_np3")
+    bs.add_argument("--model", default="gd", help="a map (gd, heavy_ball, nesterov, dal) or a flow (ngf, pgf, igr, "
+                    "third_order, pf, pf_np3); see flowcore.models")
     bs.add_argument("--lr", type=float, required=True, help="learning rate h")
     bs.add_argument("--grid", required=True, help="--grid=lo,hi,nx,lo,hi,ny (or quoted 'lo,hi,nx;lo,hi,ny'; "
                     "one axis for a 1-D loss; '=' keeps a leading minus from being read as an option)")

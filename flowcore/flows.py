@@ -12,61 +12,40 @@ Every flow is θ' = α(hH) g (+ a non-principal term), z = hλ:
 | pf | log(1 − z)/z (−1 at 0) | −(h²/12) T[g, g] with nonprincipal=True |
 | spectral(alpha=…) | your α(z) per eigen-direction | |
 
-All return a :class:`flowcore.SpectralFlow` (a :class:`flowcore.Field`).
+All return a :class:`flowcore.SpectralFlow` (a :class:`flowcore.Field`); each model is defined
+once, in :mod:`flowcore.models`, and these are its constructors.
 """
-
-import numpy as np
-
 from flowcore.checks import positive
+from flowcore.models import model, pf_alpha
 from flowcore._field import _spectral
 from flowcore._loss import Loss
 
-__all__ = ["ngf", "pgf", "igr", "bea", "third_order", "pf", "spectral"]
-
-
-MAX_BEA_ORDER = 64
-
-
-def _check(loss, lr):
-    if not isinstance(loss, Loss):
-        raise TypeError(f"loss must be a flowcore.Loss (fc.losses.* or fc.Loss.from_expr), "
-                        f"got {type(loss).__name__}")
-    return positive(lr, "lr")
-
-
-def bea_coefficients(order):
-    """Coefficients of the principal BEA truncation −Σ_{p≤order} z^p/(p+1) (Theorem 3.1)."""
-    if not isinstance(order, (int, np.integer)) or not 0 <= order <= MAX_BEA_ORDER:
-        raise ValueError(f"order must be an integer in [0, {MAX_BEA_ORDER}], got {order!r} (the series "
-                         "−Σ z^p/(p+1) converges only for |hλ| < 1, where the PF is its limit: use "
-                         "fc.flows.pf for high orders)")
-    return [-1.0 / (p + 1) for p in range(order + 1)]
+__all__ = ["ngf", "pgf", "igr", "bea", "third_order", "pf", "spectral", "pf_alpha"]
 
 
 def ngf(loss, lr):
     """Negative gradient flow θ' = −g (error O(h²) per GD step)."""
-    return _spectral(loss, _check(loss, lr), "poly", [-1.0], name="ngf")
+    return model("ngf").build(loss, lr)
 
 
 def pgf(loss, lr):
-    """Positive gradient flow θ' = +g."""
-    return _spectral(loss, _check(loss, lr), "poly", [1.0], name="pgf")
+    """Positive gradient flow θ' = +g (the paper's §5: GD's unstable directions follow it)."""
+    return model("pgf").build(loss, lr)
 
 
 def igr(loss, lr):
     """Implicit gradient regularisation θ' = −g − (h/2) H g = −∇(E + (h/4)‖g‖²)."""
-    return _spectral(loss, _check(loss, lr), "poly", [-1.0, -0.5], name="igr")
+    return model("igr").build(loss, lr)
 
 
 def bea(loss, lr, order):
     """Principal BEA truncation of order n: θ' = −Σ_{p≤n} (hH)^p g/(p+1)."""
-    return _spectral(loss, _check(loss, lr), "poly", bea_coefficients(order), name=f"bea{order}")
+    return model("bea").build(loss, lr, order=order)
 
 
 def third_order(loss, lr):
     """θ' = −g − (h/2)Hg − h²((1/3)H²g + (1/12)T[g, g]): GD's modified equation to O(h³)."""
-    lr = _check(loss, lr)
-    return _spectral(loss, lr, "poly", bea_coefficients(2), np_coef=-lr * lr / 12, name="third_order")
+    return model("third_order").build(loss, lr)
 
 
 def pf(loss, lr, nonprincipal=False, branch="track"):
@@ -80,11 +59,7 @@ def pf(loss, lr, nonprincipal=False, branch="track"):
     log(hλ − 1) + iπ. Points with |1 − hλ| < 1e-12 get Status.SINGULAR.
     ``nonprincipal=True`` adds −(h²/12) T[g, g] (PF+NP3, Eq 14).
     """
-    lr = _check(loss, lr)
-    if branch not in ("track", "principal"):
-        raise ValueError(f"branch must be 'track' or 'principal', got {branch!r}")
-    return _spectral(loss, lr, "pf", (), np_coef=-lr * lr / 12 if nonprincipal else 0.0,
-                     track=branch == "track", name="pf+np3" if nonprincipal else "pf")
+    return model("pf_np3" if nonprincipal else "pf").build(loss, lr, branch=branch)
 
 
 def spectral(loss, lr, alpha, name="spectral"):
@@ -94,6 +69,9 @@ def spectral(loss, lr, alpha, name="spectral"):
     direction u₀) and returns [n, D]. Example, the paper's Fig-14 flow that flips the
     sign along u₀ only: ``alpha=lambda z: np.where(np.arange(z.shape[1]) == 0, 1.0, -1.0)``.
     """
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a flowcore.Loss (fc.losses.* or fc.Loss.from_expr), "
+                        f"got {type(loss).__name__}")
     if not callable(alpha):
         raise TypeError(f"alpha must be callable alpha(z[n, D]) -> [n, D], got {type(alpha).__name__}")
-    return _spectral(loss, _check(loss, lr), "user", (), alpha=alpha, name=name)
+    return _spectral(loss, positive(lr, "lr"), "user", (), alpha=alpha, name=name)

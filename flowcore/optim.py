@@ -178,7 +178,7 @@ def diagnostics(loss, iterates, lr):
     * ``Hg_norm`` ‖Hg‖, ``Hghat_norm`` ‖Hĝ‖ (NaN where g = 0)
     * ``progress_ratio``: (E(θ − hg) − E(θ)) / (h‖g‖²) (Ahn et al.); −1 + O(h) for small h
     """
-    from flowcore._field import _phi_values
+    from flowcore.models import pf_alpha
     th = np.asarray(iterates, dtype=np.float64)
     E, g, H, _ = loss.evaluate(th, hess=True)
     lam, U = np.linalg.eigh(H)
@@ -186,7 +186,7 @@ def diagnostics(loss, iterates, lr):
     sign = np.where(proj < 0, -1.0, 1.0)
     U = U * sign[..., None, :]
     proj = proj * sign
-    sc = _phi_values(lr * lam) * proj
+    sc = pf_alpha(lr * lam + 0j) * proj
     Hg = np.einsum("...ab,...b->...a", H, g)
     gn = np.linalg.norm(g, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
