@@ -1,46 +1,61 @@
-"""Build the Cython extensions with -O3 and OpenMP (when the compiler supports it)."""
+"""Build the Cython extensions with -O3 and OpenMP, with flags probed on the compiler the build uses.
+
+Probed (each kept only if that compiler accepts it): -fopenmp (else serial kernels),
+-fcx-fortran-rules (GCC: complex multiply/divide without the C99 Annex G inf/nan recovery), and
+-ffile-prefix-map (no absolute build paths in the binaries, so two builds of one commit in
+different folders give the same extension modules).
+"""
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
+ROOT = os.path.dirname(os.path.abspath(__file__))
 EXTENSIONS = ["flowcore._loss", "flowcore._field", "flowcore._descend", "flowcore._solve"]
+OPENMP_TEST = "#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n"
+PLAIN_TEST = "int main(void){return 0;}\n"
 
 
-def openmp_flags():
-    """['-fopenmp'] if a test program builds with it, else [] (serial fallback)."""
-    if os.environ.get("FLOWCORE_NO_OPENMP"):
-        return []
-    cc = os.environ.get("CC", "cc")
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "omp.c")
-        with open(src, "w") as f:
-            f.write("#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n")
-        try:
-            ok = subprocess.run([cc, "-fopenmp", src, "-o", os.path.join(tmp, "omp")],
-                                capture_output=True).returncode == 0
-        except OSError:
-            ok = False
-    if not ok:
-        print("flowcore: OpenMP not available, building serial kernels", file=sys.stderr)
-    return ["-fopenmp"] if ok else []
+class ProbedBuildExt(build_ext):
+    def build_extensions(self):
+        flags = [f for f in ("-fcx-fortran-rules", f"-ffile-prefix-map={ROOT}=.") if self._accepts(f)]
+        omp = []
+        if not os.environ.get("FLOWCORE_NO_OPENMP"):
+            omp = ["-fopenmp"] if self._accepts("-fopenmp", OPENMP_TEST) else []
+            if not omp:
+                print("flowcore: OpenMP not available, building serial kernels", file=sys.stderr)
+        for ext in self.extensions:
+            ext.extra_compile_args = ["-O3", "-fno-math-errno", *flags, *omp]
+            ext.extra_link_args = omp
+        super().build_extensions()
+
+    def _accepts(self, flag, source=PLAIN_TEST):
+        """Does the build's own compiler compile and link a test program with ``flag``?"""
+        from setuptools.errors import CompileError, LinkError
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write(source)
+            try:
+                objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=[flag])
+                self.compiler.link_executable(objs, "probe", output_dir=tmp, extra_postargs=[flag])
+            except (CompileError, LinkError):
+                return False
+        return True
 
 
-omp = openmp_flags()
 extensions = [
     Extension(name, [name.replace(".", "/") + ".pyx"],
-              include_dirs=["csrc", np.get_include()],
-              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-              extra_compile_args=["-O3", "-fno-math-errno", "-fcx-fortran-rules", *omp],
-              extra_link_args=omp)
+              include_dirs=["flowcore/include", "csrc", np.get_include()],
+              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")])
     for name in EXTENSIONS
 ]
 
 setup(
-    ext_modules=cythonize(extensions, language_level=3,
-                          compiler_directives={"cdivision": True}),
+    ext_modules=cythonize(extensions, language_level=3, compiler_directives={"cdivision": True}),
+    cmdclass={"build_ext": ProbedBuildExt},
 )

@@ -4,6 +4,7 @@
 gets one sentence in DIR/index.md. An item is a function ``item(quick) -> (figure, data,
 sentence)``; ``quick`` shrinks grids and step counts (the tests use it).
 """
+import functools
 import json
 import time
 from pathlib import Path
@@ -535,7 +536,9 @@ def _paths(ax, loss, r, lr):
     ax.legend(fontsize=8, loc="best")
 
 
+@functools.lru_cache(maxsize=1)
 def _eos_run(quick):
+    """The edge-of-stability run shared by three items (computed once per tour)."""
     return paper.stability_run(fc.Loss.from_expr("(x*y - 1)**2/2"), 0.1, [4.6, 0.3], 80)
 
 

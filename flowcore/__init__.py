@@ -15,5 +15,11 @@ from flowcore.integrate import solve, Solution
 from flowcore import losses, flows, models
 
 __all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "models", "ExpressionError",
-           "descend", "descend_to_rest", "diagnostics", "Run", "Rest", "solve", "Solution"]
+           "get_include", "descend", "descend_to_rest", "diagnostics", "Run", "Rest", "solve", "Solution"]
 __version__ = "0.1.0"
+
+
+def get_include():
+    """The folder holding ``flowcore_abi.h``, for compiling a loss in C (``cc -I ...``)."""
+    from pathlib import Path
+    return str(Path(__file__).resolve().parent / "include")

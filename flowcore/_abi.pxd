@@ -1,4 +1,5 @@
-# Declarations of the C loss ABI (csrc/flowcore_abi.h) and the built-in zoo (csrc/zoo.h).
+# Declarations of the C loss ABI (flowcore/include/flowcore_abi.h), the spectral helpers and the
+# Ctrl-C flag. The zoo's declarations are in _zoo.pxd: only _loss needs (and compiles) them.
 from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "flowcore_abi.h" nogil:
@@ -14,24 +15,6 @@ cdef extern from "flowcore_abi.h" nogil:
         const void *ctx
         fc_eval_d eval_d
         fc_eval_z eval_z
-
-cdef extern from "zoo.h" nogil:
-    ctypedef struct fc_quadratic_ctx:
-        int64_t dim
-        const double *A
-        const double *b
-    int fc_zoo_quadratic_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
-    int fc_zoo_quadratic_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
-    int fc_zoo_double_well_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
-    int fc_zoo_double_well_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
-    int fc_zoo_quartic_1d_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
-    int fc_zoo_quartic_1d_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
-    int fc_zoo_elongated_bowl_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
-    int fc_zoo_elongated_bowl_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
-    int fc_zoo_rosenbrock_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
-    int fc_zoo_rosenbrock_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
-    int fc_zoo_ring_saddle_d(const void*, int64_t, const double*, const double*, double*, double*, double*, double*)
-    int fc_zoo_ring_saddle_z(const void*, int64_t, const double complex*, const double complex*, double complex*, double complex*, double complex*, double complex*)
 
 cdef extern from "flowcore_abi.h" nogil:
     ctypedef int (*fc_field_d)(const void *ctx, int64_t n, const double *x, double *out) noexcept nogil

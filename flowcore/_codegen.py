@@ -1,7 +1,7 @@
 """sympy -> C: generate batched kernels for checked expressions (flowcore.expressions), compile
 and cache them.
 
-Generated code has the signatures of csrc/flowcore_abi.h and is written once per
+Generated code has the signatures of flowcore/include/flowcore_abi.h and is written once per
 SCALAR (double, double complex); <tgmath.h> makes exp/log/... type-generic, so the
 complex kernel is the holomorphic extension of the real one.
 """
@@ -27,7 +27,8 @@ from flowcore._errors import ExpressionError
 from flowcore.expressions import C_FUNCTIONS, check_supported, parse, resolve_vars
 
 CODEGEN_VERSION = "3"
-CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fcx-fortran-rules"]
+CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno"]
+OPTIONAL_CFLAGS = ["-fcx-fortran-rules"]      # GCC's: complex * and / without Annex G recovery
 
 
 # ------------------------------------------------------------------------ C printing
@@ -156,6 +157,23 @@ def compiler():
 
 
 _LOADED: dict[str, ctypes.CDLL] = {}
+_FLAGS: dict[str, list] = {}
+
+
+def cflags(cc):
+    """CFLAGS plus the optional flags this compiler accepts (probed once per compiler)."""
+    if cc not in _FLAGS:
+        ok = []
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "probe.c"
+            src.write_text("double f(double x) { return x; }\n")
+            for flag in OPTIONAL_CFLAGS:
+                proc = subprocess.run([cc, *CFLAGS, flag, "-o", str(Path(tmp) / "probe.so"), str(src)],
+                                      capture_output=True)
+                if proc.returncode == 0:
+                    ok.append(flag)
+        _FLAGS[cc] = CFLAGS + ok
+    return _FLAGS[cc]
 
 
 def _digest(path):
@@ -184,7 +202,8 @@ def _remove_stale(folder, age=3600.0):
 
 
 def _key(key_parts):
-    return hashlib.sha256("\0".join([CODEGEN_VERSION, compiler(), *CFLAGS, *key_parts]).encode()).hexdigest()[:32]
+    cc = compiler()
+    return hashlib.sha256("\0".join([CODEGEN_VERSION, cc, *cflags(cc), *key_parts]).encode()).hexdigest()[:32]
 
 
 def _cached(key_parts):
@@ -215,7 +234,7 @@ def build(key_parts, make_source, what="expression"):
             c_file, out = Path(tmp) / f"fc_{key}.c", Path(tmp) / f"fc_{key}.so"
             c_file.write_text(src)
             t0 = time.perf_counter()
-            proc = subprocess.run([cc, *CFLAGS, "-o", str(out), str(c_file), "-lm"],
+            proc = subprocess.run([cc, *cflags(cc), "-o", str(out), str(c_file), "-lm"],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"compiling the generated code for {what} failed "

@@ -1,8 +1,7 @@
-from flowcore._abi cimport fc_loss, fc_quadratic_ctx
+from flowcore._abi cimport fc_loss
 
 cdef class Loss:
     cdef fc_loss c                 # the C ABI struct kernels call, without the GIL
-    cdef fc_quadratic_ctx _qctx    # storage for the quadratic's ctx
     cdef object _keep              # what ctx points into (parameter arrays, shared library)
     cdef object _py                # Python fallback callables, or None
     cdef object _error             # exception raised inside a Python callback

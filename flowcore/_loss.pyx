@@ -3,9 +3,10 @@
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uintptr_t
-from flowcore._abi cimport (
-    FC_ABI_VERSION, fc_eval_d, fc_eval_z,
-    fc_zoo_quadratic_d, fc_zoo_quadratic_z, fc_zoo_double_well_d, fc_zoo_double_well_z,
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New
+from flowcore._abi cimport FC_ABI_VERSION, fc_eval_d, fc_eval_z, fc_loss
+from flowcore._zoo cimport (
+    fc_quadratic_ctx, fc_zoo_quadratic_d, fc_zoo_quadratic_z, fc_zoo_double_well_d, fc_zoo_double_well_z,
     fc_zoo_quartic_1d_d, fc_zoo_quartic_1d_z, fc_zoo_elongated_bowl_d, fc_zoo_elongated_bowl_z,
     fc_zoo_rosenbrock_d, fc_zoo_rosenbrock_z, fc_zoo_ring_saddle_d, fc_zoo_ring_saddle_z)
 
@@ -45,7 +46,7 @@ cdef class Loss:
 
     A non-finite point gives a non-finite row; other rows are unaffected.
     Build losses with ``Loss.from_expr``, ``Loss.from_callable`` or the zoo in
-    ``flowcore.losses``. Underneath, every loss is the same C struct (csrc/flowcore_abi.h),
+    ``flowcore.losses``. Underneath, every loss is the same C struct (flowcore/include/flowcore_abi.h),
     which the engine's kernels call without the GIL.
     """
 
@@ -76,7 +77,7 @@ cdef class Loss:
 
     @property
     def kind(self):
-        """'zoo', 'compiled' or 'python': where the C callback comes from."""
+        """'zoo', 'compiled', 'c' (a library of yours) or 'python': where the C callback comes from."""
         return self._keep[0]
 
     def __repr__(self):
@@ -88,15 +89,21 @@ cdef class Loss:
         """A built-in C loss; ``symbolic()`` returns (sympy expression, symbols) when asked."""
         cdef Loss self = Loss.__new__(Loss)
         cdef cnp.ndarray p = np.ascontiguousarray(params, dtype=np.float64)
+        cdef fc_quadratic_ctx *q
+        keep = p
         self.name, self._symbolic, self._py = name, symbolic, None
         self.c.abi_version = FC_ABI_VERSION
         self.c.dim = dim
         self.c.ctx = <const void*> cnp.PyArray_DATA(p)
         if kind == "quadratic":
-            self._qctx.dim = dim
-            self._qctx.A = <const double*> cnp.PyArray_DATA(p)
-            self._qctx.b = self._qctx.A + dim * dim
-            self.c.ctx = &self._qctx
+            # the ctx struct lives in a byte array kept with the parameters
+            ctx_bytes = np.zeros(sizeof(fc_quadratic_ctx), dtype=np.uint8)
+            q = <fc_quadratic_ctx*> cnp.PyArray_DATA(ctx_bytes)
+            q.dim = dim
+            q.A = <const double*> cnp.PyArray_DATA(p)
+            q.b = q.A + dim * dim
+            self.c.ctx = q
+            keep = (p, ctx_bytes)
             self.c.eval_d, self.c.eval_z = fc_zoo_quadratic_d, fc_zoo_quadratic_z
         elif kind == "double_well":
             self.c.eval_d, self.c.eval_z = fc_zoo_double_well_d, fc_zoo_double_well_z
@@ -110,7 +117,7 @@ cdef class Loss:
             self.c.eval_d, self.c.eval_z = fc_zoo_ring_saddle_d, fc_zoo_ring_saddle_z
         else:
             raise ValueError(f"unknown zoo loss {kind!r}")
-        self._keep = ("zoo", p)
+        self._keep = ("zoo", keep)
         return self
 
     @staticmethod
@@ -144,6 +151,55 @@ cdef class Loss:
         """
         from flowcore import _codegen
         return _codegen.loss_from_expr(expr, vars, name, max_ops)
+
+    @staticmethod
+    def from_library(library, symbol, name=None):
+        """A loss written in C outside flowcore: ``symbol`` names an exported ``fc_loss`` struct
+        (``flowcore_abi.h``, in :func:`flowcore.get_include`) of the shared library ``library``
+        (a path or a loaded ``ctypes.CDLL``, kept alive by the loss). Its ``abi_version`` must be
+        this flowcore's (``FC_ABI_VERSION``); kernels then call it without the GIL, like the zoo.
+        See docs/c_abi.md for a complete example."""
+        import ctypes
+        lib = library if isinstance(library, ctypes.CDLL) else ctypes.CDLL(str(library))
+        try:
+            addr = ctypes.addressof(ctypes.c_char.in_dll(lib, symbol))
+        except ValueError:
+            raise ValueError(f"the library {lib._name!r} exports no symbol {symbol!r} (an fc_loss struct)") from None
+        return Loss._from_struct(<uintptr_t> addr, name or symbol, lib)
+
+    @staticmethod
+    def from_capsule(capsule, name="capsule", keep=None):
+        """A loss from a PyCapsule named ``"flowcore.fc_loss"`` holding a pointer to an fc_loss
+        struct (the way another C extension hands its loss over, as with scipy's
+        LowLevelCallable). ``keep``: an object the struct's memory depends on (kept alive)."""
+        if not PyCapsule_IsValid(capsule, b"flowcore.fc_loss"):
+            raise TypeError("capsule must be a PyCapsule named 'flowcore.fc_loss' pointing to an fc_loss")
+        return Loss._from_struct(<uintptr_t> PyCapsule_GetPointer(capsule, b"flowcore.fc_loss"), name,
+                                 (capsule, keep))
+
+    @staticmethod
+    def _from_struct(uintptr_t addr, str name, keep):
+        cdef const fc_loss *src = <const fc_loss*> addr
+        if src == NULL:
+            raise ValueError("NULL fc_loss")
+        if src.abi_version != FC_ABI_VERSION:
+            raise ValueError(f"the loss {name!r} was built for flowcore loss ABI version {src.abi_version}; "
+                             f"this flowcore speaks version {FC_ABI_VERSION}: rebuild it against "
+                             "flowcore.get_include()")
+        if src.dim < 1 or src.eval_d == NULL or src.eval_z == NULL:
+            raise ValueError(f"the loss {name!r} needs dim >= 1 and both eval_d and eval_z (got dim "
+                             f"{src.dim})")
+        cdef Loss self = Loss.__new__(Loss)
+        self.name, self._symbolic, self._py = name, None, None
+        self.c = src[0]                       # a copy of the struct; ctx still points into `keep`
+        self._keep = ("c", keep)
+        return self
+
+    @property
+    def capsule(self):
+        """This loss's fc_loss struct as a PyCapsule named ``"flowcore.fc_loss"`` (for C code
+        that wants to call it; the loss must outlive the capsule's use)."""
+        return PyCapsule_New(<void*> &self.c, b"flowcore.fc_loss", NULL)
 
     @staticmethod
     def from_callable(value, grad, hess=None, third=None, *, int dim, bint vectorized=False,

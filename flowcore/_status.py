@@ -1,4 +1,4 @@
-"""Per-trajectory status codes (the values of csrc/flowcore_abi.h's enum fc_status)."""
+"""Per-trajectory status codes (the values of flowcore/include/flowcore_abi.h's enum fc_status)."""
 import enum
 
 

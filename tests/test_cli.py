@@ -107,7 +107,8 @@ def test_output_folder_is_created_before_the_work(tmp_path, capsys):
 def test_version_and_broken_pipe(tmp_path):
     import subprocess
     import sys
-    v = subprocess.run([sys.executable, "-m", "flowcore.cli", "--version"], capture_output=True, text=True)
+    v = subprocess.run([sys.executable, "-m", "flowcore.cli", "--version"], capture_output=True, text=True,
+                       cwd=tmp_path)             # outside the source tree: the installed package
     assert v.returncode == 0 and v.stdout.startswith("flowcore ")
     proc = subprocess.run(f"{sys.executable} -m flowcore.cli orbit --loss '(w**2-1)**2/4' --lrs 0.5,1.6 "
                           "--theta0 0.5 --n 300 --json | head -c 10", shell=True, capture_output=True,

@@ -268,12 +268,46 @@ def test_disk_cache_is_reused(tmp_path, monkeypatch):
     np.testing.assert_allclose(loss.grad([2.0, 0.0]), [12.0, 7.0])
 
 
-def test_import_does_not_load_sympy_and_zoo_expressions_appear_on_use():
+def test_import_does_not_load_sympy_and_zoo_expressions_appear_on_use(tmp_path):
     import subprocess
     import sys
     code = ("import sys, flowcore as fc; assert 'sympy' not in sys.modules; "
             "L = fc.losses.double_well(); L.grad([[1.0, 2.0]]); assert 'sympy' not in sys.modules; "
             "print(L.expr, L.vars)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "y**2 + (x**2 - 1)**2 (x, y)"
+
+
+def test_a_loss_written_in_c_outside_the_package(tmp_path):
+    """docs/c_abi.md's example, compiled here: E = cosh(x) + y²/2 through the public ABI, checked
+    against the closed form, driven by fc.solve (NGF: y(t) = y0 e^{−t}; x from sinh's flow), and a
+    struct of another ABI version refused."""
+    import re
+    import subprocess
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "c_abi.md").read_text()
+    source = re.search(r"```c\n(.*?)```", doc, re.S).group(1)
+    src = tmp_path / "my_loss.c"
+    src.write_text(source + "\nconst fc_loss old_loss = {99, 2, 0, eval_d, eval_z};\n")
+    so = tmp_path / "my_loss.so"
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-I", fc.get_include(), str(src), "-o", str(so), "-lm"],
+                   check=True)
+    loss = fc.Loss.from_library(so, "my_loss")
+    assert loss.dim == 2 and loss.kind == "c"
+    th = np.array([[0.4, 1.0], [-1.2, 0.3 + 0.2j]])
+    E, g, H, T = loss.evaluate(th, v=np.array([1.0, 2.0]), hess=True)
+    np.testing.assert_allclose(E, np.cosh(th[:, 0]) + th[:, 1] ** 2 / 2, rtol=1e-15)
+    np.testing.assert_allclose(g[:, 0], np.sinh(th[:, 0]), rtol=1e-15)
+    np.testing.assert_allclose(T[:, 0], np.sinh(th[:, 0]), rtol=1e-15)
+    # NGF: y' = −y, x' = −sinh x, so tanh(x/2) decays like e^{−t}
+    sol = fc.solve(fc.flows.ngf(loss, 0.1), [[0.4, 1.0]], t_eval=[1.0], rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(sol.y[0, 0, 1], np.exp(-1.0), rtol=1e-9)
+    np.testing.assert_allclose(np.tanh(sol.y[0, 0, 0] / 2), np.tanh(0.2) * np.exp(-1.0), rtol=1e-9)
+    # the capsule round trip, and a struct of another ABI version
+    again = fc.Loss.from_capsule(loss.capsule, keep=loss)
+    np.testing.assert_array_equal(again.grad(th), g)
+    with pytest.raises(ValueError, match="ABI version 99"):
+        fc.Loss.from_library(so, "old_loss")
+    with pytest.raises(ValueError, match="no symbol"):
+        fc.Loss.from_library(so, "nothing_here")

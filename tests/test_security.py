@@ -106,8 +106,8 @@ def _fresh(monkeypatch, path):
 def _value(cache, expr, point):
     """E(point) in a new process using ``cache`` (a loaded library must not be rewritten in place)."""
     code = f"import flowcore as fc; print(fc.Loss.from_expr({expr!r}).value([{point!r}])[0])"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "FLOWCORE_CACHE": str(cache)})
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cache.parent,
+                          env={**os.environ, "FLOWCORE_CACHE": str(cache)})   # outside the source tree
     return proc.returncode, proc.stdout.strip(), proc.stderr
 
 
