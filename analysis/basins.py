@@ -205,7 +205,8 @@ def _cycle_points(loss, model, lr, start, nsteps, p, beta, power, lr_cap):
     return np.roll(cyc, -k, axis=0)
 
 
-def basins(loss, model, lr, grid, origin=None, directions=None, steps=1000, t_max=None, tol=None,
+def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, directions=None, steps: int = 1000,
+           t_max: float | None = None, tol: float | None = None,
            max_period=16, confirm=50, escape_radius=1e6, imag_tol=1e-6, match_tol=1e-4, critical=None,
            method="dopri5", rtol=1e-8, atol=1e-10, dt=None, beta=0.9, power=1.0, lr_cap=None,
            threads=None, progress=None):

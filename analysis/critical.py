@@ -254,7 +254,8 @@ def _same(p, q):
     return np.max(np.abs(p - q)) <= 1e-6 * (1 + np.max(np.abs(p)))
 
 
-def critical_points(loss, box=None, grid=15, tol=1e-10, exact=True, max_iter=60):
+def critical_points(loss, box=None, grid: int = 15, tol: float = 1e-10, exact: bool = True,
+                    max_iter: int = 60) -> CriticalPoints:
     """Critical points of a flowcore Loss, as a :class:`CriticalPoints` list sorted by E.
 
     With ``exact=True`` and a polynomial loss, every real solution of ∇E = 0 comes from a lex
@@ -337,7 +338,7 @@ def _verdict(value, is_map, tol=1e-12):
     return "neutral"
 
 
-def stability(point, lr, models=MODELS, beta=0.9):
+def stability(point, lr, models: tuple = MODELS, beta: float = 0.9) -> dict:
     """Per model: the Jacobian eigenvalues/multipliers and a verdict per eigen-direction
     ('attractive', 'repelling', 'neutral'; 'depends' when symbolic and undecidable).
 
@@ -383,7 +384,7 @@ def _intersect(a, b):
     return out
 
 
-def stable_lr_interval(point, model, beta=0.9):
+def stable_lr_interval(point, model: str, beta: float = 0.9) -> list[tuple[float, float]]:
     """The learning rates h > 0 at which the critical point attracts ``model``, as a list of
     open intervals [(lo, hi), ...] (empty: never). Closed forms per Hessian eigenvalue λ:
 

@@ -15,40 +15,44 @@ Every flow is θ' = α(hH) g (+ a non-principal term), z = hλ:
 All return a :class:`flowcore.SpectralFlow` (a :class:`flowcore.Field`); each model is defined
 once, in :mod:`flowcore.models`, and these are its constructors.
 """
+from __future__ import annotations
+
+from typing import Callable
+
 from flowcore.checks import positive
 from flowcore.models import model, pf_alpha
-from flowcore._field import _spectral
+from flowcore._field import SpectralFlow, _spectral
 from flowcore._loss import Loss
 
 __all__ = ["ngf", "pgf", "igr", "bea", "third_order", "pf", "spectral", "pf_alpha"]
 
 
-def ngf(loss, lr):
+def ngf(loss: Loss, lr: float) -> SpectralFlow:
     """Negative gradient flow θ' = −g (error O(h²) per GD step)."""
     return model("ngf").build(loss, lr)
 
 
-def pgf(loss, lr):
+def pgf(loss: Loss, lr: float) -> SpectralFlow:
     """Positive gradient flow θ' = +g (the paper's §5: GD's unstable directions follow it)."""
     return model("pgf").build(loss, lr)
 
 
-def igr(loss, lr):
+def igr(loss: Loss, lr: float) -> SpectralFlow:
     """Implicit gradient regularisation θ' = −g − (h/2) H g = −∇(E + (h/4)‖g‖²)."""
     return model("igr").build(loss, lr)
 
 
-def bea(loss, lr, order):
+def bea(loss: Loss, lr: float, order: int) -> SpectralFlow:
     """Principal BEA truncation of order n: θ' = −Σ_{p≤n} (hH)^p g/(p+1)."""
     return model("bea").build(loss, lr, order=order)
 
 
-def third_order(loss, lr):
+def third_order(loss: Loss, lr: float) -> SpectralFlow:
     """θ' = −g − (h/2)Hg − h²((1/3)H²g + (1/12)T[g, g]): GD's modified equation to O(h³)."""
     return model("third_order").build(loss, lr)
 
 
-def pf(loss, lr, nonprincipal=False, branch="track"):
+def pf(loss: Loss, lr: float, nonprincipal: bool = False, branch: str = "track") -> SpectralFlow:
     """Principal flow θ' = log(I − hH)/(hH) · g; exact for quadratic E (θ(nh) = GD iterate n).
 
     Complex-valued where hλ > 1. ``branch='track'`` (default) continues each
@@ -62,7 +66,7 @@ def pf(loss, lr, nonprincipal=False, branch="track"):
     return model("pf_np3" if nonprincipal else "pf").build(loss, lr, branch=branch)
 
 
-def spectral(loss, lr, alpha, name="spectral"):
+def spectral(loss: Loss, lr: float, alpha: Callable, name: str = "spectral") -> SpectralFlow:
     """θ' = Σ_i α_i(hλ_i) u_i (u_i^{-1} g) for a research α (slow: numpy, pointwise branch).
 
     ``alpha(z)`` gets z = hλ [n, D] sorted by decreasing real part (index 0 is the top

@@ -1,7 +1,10 @@
 """``fc.solve``: integrate one vector field from many starting points at once."""
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from flowcore.checks import INT32_MAX, count, positive, threads as _threads
 from flowcore._field import Field
@@ -76,9 +79,11 @@ def _times(t_span, t_eval):
     return t0, te
 
 
-def solve(flow, theta0, t_span=None, t_eval=None, method="dopri5", rtol=1e-8, atol=1e-10,
-          dt=None, max_steps=1_000_000, escape_radius=np.inf, threads=None, progress=None,
-          chunk=4096, dense=True):
+def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = None,
+          t_eval: ArrayLike | None = None, method: str | Tableau = "dopri5", rtol: float = 1e-8,
+          atol: float = 1e-10, dt: float | None = None, max_steps: int = 1_000_000,
+          escape_radius: float = np.inf, threads: int | None = None, progress: bool | None = None,
+          chunk: int = 4096, dense: bool = True) -> Solution:
     """Integrate θ' = flow(θ) from every row of theta0 [N, D] (or [D]).
 
     ``method``: 'euler', 'midpoint', 'heun', 'rk4' (fixed step ``dt``) or 'dopri5', 'dop853'

@@ -22,6 +22,8 @@ Linear stability at a critical point with Hessian eigenvalue λ: a flow's Jacobi
 Nesterov's are the roots of their 2-step recurrences. Maps attract where every |multiplier| < 1,
 flows where every Re eigenvalue < 0.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 from fractions import Fraction as F
 
@@ -50,7 +52,7 @@ def pf_alpha(z):
     return _phi_values(z)
 
 
-def bea_coefficients(order):
+def bea_coefficients(order: int) -> tuple:
     """Coefficients of the principal BEA truncation −Σ_{p≤order} z^p/(p+1) (Theorem 3.1)."""
     if not isinstance(order, (int, np.integer)) or isinstance(order, bool) or not 0 <= order <= MAX_BEA_ORDER:
         raise ValueError(f"order must be an integer in [0, {MAX_BEA_ORDER}], got {order!r} (the series "
@@ -100,7 +102,7 @@ class Model:
             return bea_coefficients(order)
         return self.coefficients
 
-    def build(self, loss, lr, order=None, branch="track"):
+    def build(self, loss: Loss, lr: float, order: int | None = None, branch: str = "track"):
         """The flow's field for ``loss`` at learning rate ``lr`` (a SpectralFlow)."""
         if self.is_map:
             raise ValueError(f"{self.name} is a map: run it with fc.descend(loss, theta0, lr, steps, "
@@ -119,7 +121,7 @@ class Model:
         return _spectral(loss, lr, "poly", [float(c) for c in self._coefficients(order)], np_coef=np_coef,
                          name=name)
 
-    def jacobian(self, lam, lr, beta=0.9, order=None):
+    def jacobian(self, lam, lr, beta: float = 0.9, order: int | None = None) -> tuple:
         """Eigenvalues (flows) or multipliers (maps) at a critical point, per Hessian eigenvalue
         λ; numbers or sympy symbols. DAL's rate depends on θ: it has no fixed-rate Jacobian."""
         h = lr
@@ -167,7 +169,7 @@ MAPS = tuple(k for k, m in MODELS.items() if m.is_map)
 FLOWS = tuple(k for k, m in MODELS.items() if not m.is_map)
 
 
-def model(name):
+def model(name: str | Model) -> Model:
     """The registry entry of a model, or a ValueError with the closest names."""
     if isinstance(name, Model):
         return name

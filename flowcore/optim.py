@@ -1,7 +1,10 @@
 """Discrete optimizers (``fc.descend``) and diagnostics along their runs."""
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from flowcore.checks import INT32_MAX, count, positive, threads as _threads
 from flowcore._descend import METHODS, _descend
@@ -43,8 +46,9 @@ class Run:
         return f"Run({self.method}: {N} starts × {T - 1} steps × D={D}; {self.message})"
 
 
-def descend(loss, theta0, lr=None, steps=100, method="gd", beta=0.9, power=1.0, lr_cap=None,
-            escape_radius=1e12, threads=None):
+def descend(loss: Loss, theta0: ArrayLike, lr: float | None = None, steps: int = 100, method: str = "gd",
+            beta: float = 0.9, power: float = 1.0, lr_cap: float | None = None, escape_radius: float = 1e12,
+            threads: int | None = None) -> Run:
     """Run a discrete optimizer from every row of theta0 [N, D] (or [D]).
 
     Methods (h = lr, g = ∇E(θ), H = ∇²E(θ), ĝ = g/‖g‖):
@@ -116,9 +120,11 @@ class Rest:
                 f"{int(np.sum(self.period == 1))} at a fixed point, {cycles} on a cycle)")
 
 
-def descend_to_rest(loss, theta0, lr=None, steps=1000, method="gd", tol=1e-10, max_period=16,
-                    confirm=50, beta=0.9, power=1.0, lr_cap=None, escape_radius=1e12, threads=None,
-                    progress=None, chunk=1 << 14):
+def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, steps: int = 1000,
+                    method: str = "gd", tol: float = 1e-10, max_period: int = 16, confirm: int = 50,
+                    beta: float = 0.9, power: float = 1.0, lr_cap: float | None = None,
+                    escape_radius: float = 1e12, threads: int | None = None, progress: bool | None = None,
+                    chunk: int = 1 << 14) -> Rest:
     """Run a map from every start until it comes to rest, keeping no iterates (for basins).
 
     A start is at rest once a recurrence ‖θ_k − θ_{k−p}‖∞ ≤ tol(1 + ‖θ_k‖∞) with one p ≤
@@ -168,7 +174,7 @@ def descend_to_rest(loss, theta0, lr=None, steps=1000, method="gd", tol=1e-10, m
     return Rest(final, period, status.astype(np.int8), nsteps, method)
 
 
-def diagnostics(loss, iterates, lr):
+def diagnostics(loss: Loss, iterates: ArrayLike, lr: float) -> dict:
     """Per-iterate diagnostics of a GD run (iterates [..., D], real): a dict of arrays.
 
     * ``loss``: E(θ)
