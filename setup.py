@@ -22,7 +22,10 @@ PLAIN_TEST = "int main(void){return 0;}\n"
 
 class ProbedBuildExt(build_ext):
     def build_extensions(self):
-        flags = [f for f in ("-fcx-fortran-rules", f"-ffile-prefix-map={ROOT}=.") if self._accepts(f)]
+        # build isolation puts numpy (its headers) under a random temporary prefix: map it too
+        site = os.path.dirname(os.path.dirname(np.__file__))
+        flags = [f for f in ("-fcx-fortran-rules", f"-ffile-prefix-map={ROOT}=.",
+                             f"-ffile-prefix-map={site}=site-packages") if self._accepts(f)]
         omp = []
         if not os.environ.get("FLOWCORE_NO_OPENMP"):
             omp = ["-fopenmp"] if self._accepts("-fopenmp", OPENMP_TEST) else []
