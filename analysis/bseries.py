@@ -7,11 +7,12 @@ come from the same recursion as the concrete modified equation (analysis.bea), r
 free algebra of trees: the derivative of F(u) along F(v) is Σ_{nodes of u} F(u with v grafted
 there), so the Lie-series coefficients are linear combinations of trees.
 """
-from dataclasses import dataclass
 from functools import lru_cache
 from math import factorial
 
 import sympy as sp
+
+from flowcore.tableaux import TABLEAUX, Tableau
 
 # A tree is a sorted tuple of its children (each a tree); the single node is ().
 
@@ -108,37 +109,13 @@ def elementary_differential(t):
     return d + args[0] if len(args) == 1 else f"{d}({','.join(args)})"
 
 
-def elementary_differential_latex(t):
-    if not t:
-        return "f"
-    args = [elementary_differential_latex(c) for c in t]
-    d = "f^{(" + str(len(t)) + ")}" if len(t) > 3 else "f" + "'" * len(t)
-    return d + args[0] if len(args) == 1 else d + "(" + ",".join(args) + ")"
+ButcherTableau = Tableau      # the one tableau type (flowcore.tableaux): exact entries, validated
 
 
-@dataclass(frozen=True)
-class ButcherTableau:
-    """An explicit or implicit Runge–Kutta tableau; entries may be exact sympy numbers
-    (rationals, √3, ...)."""
-    A: tuple
-    b: tuple
-    c: tuple | None = None
-    name: str = "tableau"
-
-    def __post_init__(self):
-        A = sp.Matrix(self.A)
-        b = sp.Matrix(self.b)
-        if A.rows != A.cols or b.rows * b.cols != A.rows:
-            raise ValueError(f"A must be s×s and b of length s, got A {A.shape} and b {b.shape}")
-
-    @property
-    def stages(self):
-        return len(self.b)
-
-    def weight(self, t):
-        """Elementary weight Φ(t) = Σ_i b_i Φ_i(t), Φ_i(t) = Π_children Σ_j a_ij Φ_j(child)."""
-        A, b = sp.Matrix(self.A), sp.Matrix(self.b).reshape(self.stages, 1)
-        return exact(sp.simplify((b.T * _stage_weights(t, A))[0]))
+def weight(tab, t):
+    """Elementary weight Φ(t) = Σ_i b_i Φ_i(t), Φ_i(t) = Π_children Σ_j a_ij Φ_j(child), exactly."""
+    A, b = sp.Matrix(tab.A), sp.Matrix(tab.b).reshape(tab.stages, 1)
+    return exact(sp.simplify((b.T * _stage_weights(t, A))[0]))
 
 
 def _stage_weights(t, A):
@@ -160,22 +137,12 @@ def exact(x):
     return sp.nsimplify(x, rational=True) if x.has(sp.Float) else x
 
 
-R = sp.Rational
-TABLEAUX = {
-    "euler": ButcherTableau(((0,),), (1,), (0,), "euler"),
-    "midpoint": ButcherTableau(((0, 0), (R(1, 2), 0)), (0, 1), (0, R(1, 2)), "midpoint"),
-    "heun": ButcherTableau(((0, 0), (1, 0)), (R(1, 2), R(1, 2)), (0, 1), "heun"),
-    "rk4": ButcherTableau(((0, 0, 0, 0), (R(1, 2), 0, 0, 0), (0, R(1, 2), 0, 0), (0, 0, 1, 0)),
-                          (R(1, 6), R(1, 3), R(1, 3), R(1, 6)), (0, R(1, 2), R(1, 2), 1), "rk4"),
-}
-
-
 def modified_equation(method, order_):
     """b(t) for every tree with |t| ≤ order_: the modified field of ``method`` (a name in
-    TABLEAUX or a ButcherTableau) is f̃ = Σ_t h^{|t|−1} b(t)/σ(t) F(t). Returns {tree: b(t)}."""
+    TABLEAUX or a Tableau) is f̃ = Σ_t h^{|t|−1} b(t)/σ(t) F(t). Returns {tree: b(t)}."""
     tab = TABLEAUX.get(method) if isinstance(method, str) else method
-    if not isinstance(tab, ButcherTableau):
-        raise ValueError(f"method must be one of {sorted(TABLEAUX)} or a ButcherTableau, got {method!r}")
+    if not isinstance(tab, Tableau):
+        raise ValueError(f"method must be one of {sorted(TABLEAUX)} or a Tableau, got {method!r}")
     if not isinstance(order_, int) or order_ < 1:
         raise ValueError(f"order must be an integer >= 1, got {order_!r}")
     f = []                      # f[k]: {tree of order k+1: coefficient of F(tree)}
@@ -198,7 +165,7 @@ def modified_equation(method, order_):
         return T[m, k]
 
     for j in range(order_):
-        target = {t: tab.weight(t) / sigma(t) for t in trees(j + 1)}
+        target = {t: weight(tab, t) / sigma(t) for t in trees(j + 1)}
         for m in range(2, j + 2):
             for t, c in Tm(m, j + 1 - m).items():
                 add(target, t, -sp.Rational(1, factorial(m)) * c)

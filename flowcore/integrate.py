@@ -110,6 +110,10 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
     tab = method if isinstance(method, Tableau) else TABLEAUX.get(method)
     if tab is None:
         raise ValueError(f"method must be one of {sorted(TABLEAUX)} or a Tableau, got {method!r}")
+    if not tab.explicit:
+        raise ValueError(f"the tableau {tab.name!r} is implicit (A is not strictly lower triangular); "
+                         "fc.solve runs explicit methods only")
+    A, b, e, e3, P = tab.floats()
     t0, tout = _times(t_span, t_eval)
     rtol, atol = positive(rtol, "rtol"), positive(atol, "atol")
     if tab.adaptive:
@@ -150,8 +154,7 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
                 continue
             nthreads = _threads(threads, -(-(sl.stop - sl.start) // 32))
             Yc, st, nf, ns, nr, interrupted = _solve(
-                flow, y0[sl], t0, targets, np.ascontiguousarray(tab.A), np.ascontiguousarray(tab.b),
-                tab.e, tab.e3, tab.P if dense else None, tab.error_order or tab.order,
+                flow, y0[sl], t0, targets, A, b, e, e3, P if dense else None, tab.error_order or tab.order or 1,
                 tab.error_order or 0, tab.beta, dt, rtol, atol, int(max_steps), radius, nthreads)
             Y[sl, 1 if first_is_t0 else 0:] = Yc
             status[sl] = st

@@ -27,8 +27,8 @@ def test_rk4_order_conditions():
     tab = bs.TABLEAUX["rk4"]
     for n in range(1, 5):
         for t in bs.trees(n):
-            assert tab.weight(t) == sp.Rational(1, bs.gamma(t))
-    assert any(tab.weight(t) != sp.Rational(1, bs.gamma(t)) for t in bs.trees(5))
+            assert bs.weight(tab, t) == sp.Rational(1, bs.gamma(t))
+    assert any(bs.weight(tab, t) != sp.Rational(1, bs.gamma(t)) for t in bs.trees(5))
 
 
 def coefficient_of_F(b, seq):
@@ -87,8 +87,45 @@ def test_rational_tableau_stays_rational():
     c = sp.Rational(194, 1065)
     tab = bs.ButcherTableau(((0, 0), (c, 0)), (1 - 1 / (2 * c), 1 / (2 * c)), (0, c), name="c=194/1065")
     bushy, tall = bs.trees(3)
-    assert tab.weight(bushy) == sp.Rational(97, 1065)
-    assert tab.weight(tall) == 0
+    assert bs.weight(tab, bushy) == sp.Rational(97, 1065)
+    assert bs.weight(tab, tall) == 0
     b = bs.modified_equation(tab, 4)
     assert all(v.is_Rational for v in b.values())
     assert bs.exact(0.9) == sp.Rational(9, 10) and bs.exact(sp.Rational(97, 1065)) == sp.Rational(97, 1065)
+
+
+def test_one_tableau_type_validated_and_order_conditions_of_the_integrators_tableaux():
+    """The integrators' tableaux are the B-series' tableaux: dopri5 (exact rationals) meets every
+    order condition Φ(t) = 1/γ(t) to order 5 exactly, its embedded b − e[:s] to order 4; DOP853
+    (double precision) to order 8 within 1e-13. Bad tableaux are refused."""
+    from flowcore.tableaux import TABLEAUX, Tableau
+    import numpy as np
+    assert bs.TABLEAUX is TABLEAUX and bs.ButcherTableau is Tableau
+    d5 = TABLEAUX["dopri5"]
+    for n in range(1, 6):
+        for t in bs.trees(n):
+            assert bs.weight(d5, t) == sp.Rational(1, bs.gamma(t))
+    # the embedded 4th-order weights include f(y⁺) (FSAL): b* = b − e over s + 1 stages
+    A7 = [list(r) + [0] for r in d5.A] + [list(d5.b) + [0]]
+    bstar = [bi - ei for bi, ei in zip(list(d5.b) + [0], d5.e)]
+    four = Tableau(A7, bstar, name="dopri5-embedded")
+    assert all(bs.weight(four, t) == sp.Rational(1, bs.gamma(t)) for n in range(1, 5) for t in bs.trees(n))
+    assert any(bs.weight(four, t) != sp.Rational(1, bs.gamma(t)) for t in bs.trees(5))
+    d8 = TABLEAUX["dop853"]
+    A, b = np.array(d8.A, float), np.array(d8.b, float)
+
+    def phi(t):                                   # numeric stage weights, the same recursion
+        out = np.ones(len(b))
+        for child in t:
+            out = out * (A @ phi(child))
+        return out
+    worst = max(abs(b @ phi(t) - 1 / bs.gamma(t)) for n in range(1, 9) for t in bs.trees(n))
+    assert worst < 1e-13
+    with pytest.raises(ValueError, match="sums to"):
+        Tableau(((0, 0), (sp.Rational(1, 2), 0)), (0, 1), c=(0, 1))
+    with pytest.raises(ValueError, match="sum to"):
+        Tableau(((0,),), (sp.Rational(1, 2),))
+    with pytest.raises(ValueError, match="implicit"):
+        import flowcore as fc
+        gl = Tableau(((sp.Rational(1, 2),),), (1,), name="implicit midpoint")
+        fc.solve(fc.Field.from_expr(["-y"], vars=("y",)), [[1.0]], t_span=(0, 1), method=gl, dt=0.1)
