@@ -78,7 +78,8 @@ def quadratic_lr(quick):
         ax.plot(np.arange(steps + 1), it, "o-", ms=3, lw=0.9, label=f"η = {eta:g} (1 − η = {1 - eta:+.1f})")
         data["multipliers"].append(1 - eta)
         data["final_abs"].append(abs(it[-1]))
-        assert np.allclose(it, (1 - eta) ** np.arange(steps + 1))        # x_n = (1 − η)^n exactly
+        if not np.allclose(it, (1 - eta) ** np.arange(steps + 1)):      # x_n = (1 − η)^n exactly
+            raise RuntimeError(f"GD on x²/2 at η = {eta} does not give (1 − η)^n: the engine is broken")
     (interval,) = stable_lr_interval(critical_points(loss)[0], "gd")
     data["stability_boundary"] = interval[1]
     # measured: the largest η on a 0.001 grid whose iterates do not grow (|x_200| ≤ |x_0|)
@@ -179,7 +180,8 @@ def euler(quick):
         ts = dt * np.arange(n + 1)
         sol = fc.solve(field, [[1.0]], t_eval=ts, method="euler", dt=dt)
         y = sol.y[0, :, 0]
-        assert np.allclose(y, (1 - dt) ** np.arange(n + 1))       # Euler on y' = −y is GD on y²/2
+        if not np.allclose(y, (1 - dt) ** np.arange(n + 1)):     # Euler on y' = −y is GD on y²/2
+            raise RuntimeError(f"Euler on y' = −y at dt = {dt} does not give (1 − dt)^n: the engine is broken")
         ax.plot(ts, y, "o-", ms=3, color=f"C{j}", label=f"Euler dt = {dt:g}")
         data["max_error"].append(float(np.max(np.abs(y - np.exp(-ts)))))
     small = np.array([0.2, 0.1, 0.05, 0.025])

@@ -97,16 +97,16 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
     iterate on exit. pmax > 0: X [m, D] holds θ0 on entry and, on exit, the final iterate, or
     for a trajectory that recurred with period p, the representative of its p-cycle; the ring
     of the last pmax+1 iterates is scratch. rates may be NULL."""
-    cdef int D = P.D, S = P.steps, K = P.keep, k, a, b, p, rc = 0, active
+    cdef int D = P.D, steps = P.steps, keep = P.keep, k, a, b, p, rc = 0, active
     cdef int64_t i
     cdef double *out = X
     if P.pmax > 0:
-        X = <double*> malloc(m * K * D * sizeof(double))
+        X = <double*> malloc(m * keep * D * sizeof(double))
         if X == NULL:
             return -2
         for i in range(m):
             for a in range(D):
-                X[i * K * D + a] = out[i * D + a]
+                X[i * keep * D + a] = out[i * D + a]
     cdef bint need_H = P.method >= DAL, per_param = P.method == DAL_PER_PARAM
     cdef bint momentum = P.method == HEAVY_BALL or P.method == NESTEROV or P.method == DAL_MOMENTUM
     cdef double *buf = <double*> malloc(m * D * (5 + D) * sizeof(double))
@@ -133,13 +133,13 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
     for i in range(m):
         status[i], nsteps[i], period[i], streak[i], candidate[i] = FC_OK, 0, 0, 0, 0
         for a in range(D):
-            cur[i * D + a] = X[i * K * D + a]
+            cur[i * D + a] = X[i * keep * D + a]
             vel[i * D + a] = 0
             if not isfinite(cur[i * D + a]):
                 status[i] = FC_NONFINITE
         for a in range(D):
             live[i * D + a] = status[i] == FC_OK
-    for k in range(S):
+    for k in range(steps):
         active = 0
         for i in range(m):
             active += status[i] == FC_OK and period[i] == 0
@@ -151,7 +151,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                     status[i] = FC_INTERRUPTED
             break
         for p in range(min(P.pmax, k + 1) + 1):
-            slot[p] = (k + 1 - p) % K
+            slot[p] = (k + 1 - p) % keep
         if P.method == NESTEROV:
             for i in range(m * D):
                 y[i] = cur[i] + P.beta * vel[i]
@@ -185,7 +185,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                 if P.cap > 0 and h > P.cap:
                     h = P.cap
                 if rates != NULL:
-                    rates[i * S + k] = h
+                    rates[i * steps + k] = h
             if need_H:
                 norm2 = 0
                 if per_param:
@@ -201,7 +201,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                     if P.cap > 0 and h > P.cap:
                         h = P.cap
                     if rates != NULL:
-                        rates[(i * S + k) * D + a] = h
+                        rates[(i * steps + k) * D + a] = h
                 r = -h * g[i * D + a]
                 if momentum:
                     r = r + P.beta * vel[i * D + a]
@@ -214,18 +214,18 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
             elif norm2 > radius2:
                 status[i] = FC_ESCAPED
             elif P.pmax > 0:
-                p = _period(P, X + i * K * D, slot, cur + i * D, k, candidate[i])
+                p = _period(P, X + i * keep * D, slot, cur + i * D, k, candidate[i])
                 streak[i] = streak[i] + 1 if p > 0 and p == candidate[i] else (p > 0)
                 candidate[i] = p
                 if streak[i] >= P.confirm:
-                    period[i] = _smallest_period(P, X + i * K * D, slot, cur + i * D, p)
+                    period[i] = _smallest_period(P, X + i * keep * D, slot, cur + i * D, p)
             for a in range(D):
-                X[(i * K + slot[0]) * D + a] = cur[i * D + a]
+                X[(i * keep + slot[0]) * D + a] = cur[i * D + a]
                 if status[i] != FC_OK or period[i] != 0:
                     live[i * D + a] = 0
     if out != X:
         for i in range(m):
-            _representative(P, X + i * K * D, nsteps[i], max(period[i], 1), out + i * D)
+            _representative(P, X + i * keep * D, nsteps[i], max(period[i], 1), out + i * D)
         free(X)
     free(buf)
     free(streak)

@@ -27,16 +27,22 @@ cdef enum:
     BLOCK = 32
     RUNNING = -1
 
+# the PI step-size controller (Hairer, Nørsett & Wanner, Solving ODEs I, II.4)
 cdef double SAFETY = 0.9, FACMIN = 0.2, FACMAX = 10.0, EPS = 2.220446049250313e-16
+cdef double ERR_OLD_START = 1e-4      # the previous error assumed before the first step
+cdef double SHRINK_ON_FAULT = 0.25    # a rejected step with a non-finite value retries at this fraction
+cdef double ERR3_WEIGHT = 0.01        # DOP853's weight of the 3rd-order estimate
+# Hairer's initial step: h0 = 0.01 d0/d1, then min(100 h0, (0.01/max(d1, d2))^(1/(q+1)))
+cdef double H0_FRACTION = 0.01, H0_GROWTH = 100.0, H0_FALLBACK = 1e-6, H0_NEGLIGIBLE = 1e-5
 
 
-cdef struct Method:
-    int S                 # stages
-    const double *A       # [S, S]
-    const double *b       # [S]
-    const double *e       # [S + 1] or NULL (fixed step)
-    const double *e3      # [S + 1] or NULL (DOP853's 3rd-order part)
-    const double *P       # [S + 1, NP] dense output y(t + xh) = y + h Σ_j K_j Σ_q P[j,q] x^(q+1), or NULL
+cdef struct Stepper:              # a tableau with the controls of one integration
+    int stages            # s
+    const double *A       # [s, s]
+    const double *b       # [s]
+    const double *e       # [s + 1] or NULL (fixed step)
+    const double *e3      # [s + 1] or NULL (DOP853's 3rd-order part)
+    const double *P       # [s + 1, NP] dense output y(t + xh) = y + h Σ_j K_j Σ_q P[j,q] x^(q+1), or NULL
     int NP
     double alpha, beta    # PI controller exponents
     double dt, rtol, atol, radius
@@ -52,45 +58,45 @@ cdef int _feval(Field f, int64_t n, scalar *x, double complex *state, scalar *ou
         return f.eval_z(n, x, state, out, status)
 
 
-cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0, double t0,
+cdef int _run_block(Field f, const Stepper *M, int64_t m, int D, const scalar *y0, double t0,
                     const double *tout, int nout, scalar *Y, int *status, int64_t *nfev,
                     int64_t *nsteps, int64_t *nreject) noexcept nogil:
     """Integrate m trajectories from y0 [m, D] at t0 through the output times tout[nout];
     Y [m, nout, D] receives y at each output time (left untouched after a stop)."""
-    cdef int S = M.S, NS = f.nstate, s, j, a, rc = 0
+    cdef int stages = M.stages, NS = f.nstate, s, j, a, rc = 0
     cdef bint adaptive = M.e != NULL, tracked = NS > 0 and scalar is not double
     cdef int64_t i, r, nact, nacc
     cdef size_t zs = sizeof(scalar)
     # per-trajectory arrays
     cdef scalar *y = <scalar*> malloc(m * D * zs)
-    cdef scalar *K = <scalar*> malloc((S + 1) * m * D * zs)      # stages; K[S] = f(y⁺) (FSAL)
+    cdef scalar *K = <scalar*> malloc((stages + 1) * m * D * zs)      # stages; K[s] = f(y⁺) (FSAL)
     cdef scalar *ynew = <scalar*> malloc(m * D * zs)
     cdef double *t = <double*> malloc(m * sizeof(double))
-    cdef double *h = <double*> malloc(m * sizeof(double))        # step to try next
-    cdef double *hh = <double*> malloc(m * sizeof(double))       # step being tried
+    cdef double *h_next = <double*> malloc(m * sizeof(double))        # step to try next
+    cdef double *h_try = <double*> malloc(m * sizeof(double))       # step being tried
     cdef double *errold = <double*> malloc(m * sizeof(double))
     cdef int *k_out = <int*> malloc(m * sizeof(int))
-    cdef int *bad = <int*> malloc(m * sizeof(int))
+    cdef int *fault = <int*> malloc(m * sizeof(int))
     cdef int *rejected = <int*> malloc(m * sizeof(int))
     cdef double complex *state = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
     # gathered (contiguous) rows for the field
     cdef int64_t *act = <int64_t*> malloc(m * sizeof(int64_t))
-    cdef scalar *X = <scalar*> malloc(m * D * zs)
-    cdef scalar *O = <scalar*> malloc(m * D * zs)
-    cdef double complex *SG = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
+    cdef scalar *x_rows = <scalar*> malloc(m * D * zs)
+    cdef scalar *out_rows = <scalar*> malloc(m * D * zs)
+    cdef double complex *state_rows = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
     cdef int *st = <int*> malloc(m * sizeof(int))
-    if (y == NULL or K == NULL or ynew == NULL or t == NULL or h == NULL or hh == NULL
-            or errold == NULL or k_out == NULL or bad == NULL or rejected == NULL or state == NULL
-            or act == NULL or X == NULL or O == NULL or SG == NULL or st == NULL):
+    if (y == NULL or K == NULL or ynew == NULL or t == NULL or h_next == NULL or h_try == NULL
+            or errold == NULL or k_out == NULL or fault == NULL or rejected == NULL or state == NULL
+            or act == NULL or x_rows == NULL or out_rows == NULL or state_rows == NULL or st == NULL):
         rc = -2
-    cdef double d0, d1, d2, sc, err, e5, e3, fac, tt, tgt
+    cdef double d0, d1, d2, sc, err, err5_sq, err3_sq, fac, tt, tgt
     cdef scalar acc, v
     cdef double complex *sp = NULL
     if rc == 0:
         memcpy(y, y0, m * D * zs)
         nact = 0
         for i in range(m):
-            t[i], k_out[i], errold[i], rejected[i], bad[i] = t0, 0, 1e-4, 0, FC_OK
+            t[i], k_out[i], errold[i], rejected[i], fault[i] = t0, 0, ERR_OLD_START, 0, FC_OK
             nfev[i], nsteps[i], nreject[i] = 0, 0, 0
             status[i] = RUNNING
             for a in range(D):
@@ -100,23 +106,23 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
                 act[nact] = i
                 nact += 1
         # initial branch state, then f(y0) for the active rows
-        rc = _gather(f, act, nact, D, NS, y, state, X, SG)
+        rc = _gather(f, act, nact, D, NS, y, state, x_rows, state_rows)
         if rc == 0 and tracked:
-            rc = f.branch(nact, <double complex*> X, SG, True, st)
-            _scatter_state(act, nact, NS, SG, state, st, status)
+            rc = f.branch(nact, <double complex*> x_rows, state_rows, True, st)
+            _scatter_state(act, nact, NS, state_rows, state, st, status)
         if rc == 0:
-            rc = _eval_rows(f, act, nact, D, NS, y, state, X, O, SG, st, K, nfev, bad)
+            rc = _eval_rows(f, act, nact, D, NS, y, state, x_rows, out_rows, state_rows, st, K, nfev, fault)
             for r in range(nact):
                 i = act[r]
-                if bad[i] != FC_OK:
-                    status[i] = bad[i]
+                if fault[i] != FC_OK:
+                    status[i] = fault[i]
         # initial step: fixed dt, or Hairer's selection (Solving ODEs I, II.4)
         nact = _compact(act, nact, status)
         for r in range(nact):
             i = act[r]
             tgt = tout[nout - 1] - t0
             if not adaptive or M.dt > 0:       # fixed step, or the user's first step
-                h[i] = M.dt if not adaptive else fmin(M.dt, tgt)
+                h_next[i] = M.dt if not adaptive else fmin(M.dt, tgt)
                 continue
             d0, d1 = 0, 0
             for a in range(D):
@@ -124,26 +130,26 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
                 d0 += (_abs(y[i * D + a]) / sc) ** 2
                 d1 += (_abs(K[i * D + a]) / sc) ** 2
             d0, d1 = sqrt(d0 / D), sqrt(d1 / D)
-            h[i] = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-            h[i] = fmin(h[i], tgt)
+            h_next[i] = H0_FALLBACK if (d0 < H0_NEGLIGIBLE or d1 < H0_NEGLIGIBLE) else H0_FRACTION * d0 / d1
+            h_next[i] = fmin(h_next[i], tgt)
             for a in range(D):
-                ynew[i * D + a] = y[i * D + a] + h[i] * K[i * D + a]
+                ynew[i * D + a] = y[i * D + a] + h_next[i] * K[i * D + a]
         if rc == 0 and adaptive and M.dt == 0:
-            rc = _eval_rows(f, act, nact, D, NS, ynew, state, X, O, SG, st, K + S * m * D, nfev, bad)
+            rc = _eval_rows(f, act, nact, D, NS, ynew, state, x_rows, out_rows, state_rows, st, K + stages * m * D, nfev, fault)
             for r in range(nact):
                 i = act[r]
                 d1, d2 = 0, 0
                 for a in range(D):
                     sc = M.atol + M.rtol * _abs(y[i * D + a])
                     d1 += (_abs(K[i * D + a]) / sc) ** 2
-                    d2 += (_abs(K[S * m * D + i * D + a] - K[i * D + a]) / sc) ** 2
-                d1, d2 = sqrt(d1 / D), sqrt(d2 / D) / h[i]
+                    d2 += (_abs(K[stages * m * D + i * D + a] - K[i * D + a]) / sc) ** 2
+                d1, d2 = sqrt(d1 / D), sqrt(d2 / D) / h_next[i]
                 if d1 <= 1e-15 and d2 <= 1e-15:
-                    h[i] = fmax(1e-6, h[i] * 1e-3)
+                    h_next[i] = fmax(H0_FALLBACK, h_next[i] * 1e-3)
                 else:
-                    h[i] = fmin(100 * h[i], pow(0.01 / fmax(d1, d2), 1.0 / (M.order + 1)))
-                if not isfinite(h[i]) or bad[i] != FC_OK:
-                    h[i] = 1e-6 * fmax(1.0, tout[nout - 1] - t0)
+                    h_next[i] = fmin(H0_GROWTH * h_next[i], pow(H0_FRACTION / fmax(d1, d2), 1.0 / (M.order + 1)))
+                if not isfinite(h_next[i]) or fault[i] != FC_OK:
+                    h_next[i] = H0_FALLBACK * fmax(1.0, tout[nout - 1] - t0)
     # ------------------------------------------------------------------ main loop
     while rc == 0 and nact > 0:
         if fc_interrupt_pending():
@@ -155,18 +161,18 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
             # land exactly on the next output (or, with dense output, on the end only);
             # a remainder within rounding of a full step joins it
             tgt = tout[nout - 1] if M.P != NULL else tout[k_out[i]]
-            hh[i] = h[i] if t[i] + h[i] * (1 + 1e-9) < tgt else tgt - t[i]
-            bad[i] = FC_OK
-        for s in range(1, S):
+            h_try[i] = h_next[i] if t[i] + h_next[i] * (1 + 1e-9) < tgt else tgt - t[i]
+            fault[i] = FC_OK
+        for s in range(1, stages):
             for r in range(nact):
                 i = act[r]
                 for a in range(D):
                     acc = 0
                     for j in range(s):
-                        if M.A[s * S + j] != 0:
-                            acc = acc + M.A[s * S + j] * K[j * m * D + i * D + a]
-                    ynew[i * D + a] = y[i * D + a] + hh[i] * acc
-            rc = _eval_rows(f, act, nact, D, NS, ynew, state, X, O, SG, st, K + s * m * D, nfev, bad)
+                        if M.A[s * stages + j] != 0:
+                            acc = acc + M.A[s * stages + j] * K[j * m * D + i * D + a]
+                    ynew[i * D + a] = y[i * D + a] + h_try[i] * acc
+            rc = _eval_rows(f, act, nact, D, NS, ynew, state, x_rows, out_rows, state_rows, st, K + s * m * D, nfev, fault)
             if rc != 0:
                 break
         if rc != 0:
@@ -175,10 +181,10 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
             i = act[r]
             for a in range(D):
                 acc = 0
-                for j in range(S):
+                for j in range(stages):
                     acc = acc + M.b[j] * K[j * m * D + i * D + a]
-                ynew[i * D + a] = y[i * D + a] + hh[i] * acc
-        rc = _eval_rows(f, act, nact, D, NS, ynew, state, X, O, SG, st, K + S * m * D, nfev, bad)
+                ynew[i * D + a] = y[i * D + a] + h_try[i] * acc
+        rc = _eval_rows(f, act, nact, D, NS, ynew, state, x_rows, out_rows, state_rows, st, K + stages * m * D, nfev, fault)
         if rc != 0:
             break
         # accept / reject, per trajectory
@@ -188,60 +194,60 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
             err = 0
             for a in range(D):
                 if not _finite(ynew[i * D + a]):
-                    bad[i] = FC_NONFINITE if bad[i] == FC_OK else bad[i]
-            if adaptive and bad[i] == FC_OK:
-                e5, e3 = 0, 0
+                    fault[i] = FC_NONFINITE if fault[i] == FC_OK else fault[i]
+            if adaptive and fault[i] == FC_OK:
+                err5_sq, err3_sq = 0, 0
                 for a in range(D):
                     sc = M.atol + M.rtol * fmax(_abs(y[i * D + a]), _abs(ynew[i * D + a]))
                     acc = 0
-                    for j in range(S + 1):
+                    for j in range(stages + 1):
                         if M.e[j] != 0:
                             acc = acc + M.e[j] * K[j * m * D + i * D + a]
-                    e5 += (_abs(acc) / sc) ** 2
+                    err5_sq += (_abs(acc) / sc) ** 2
                     if M.e3 != NULL:
                         acc = 0
-                        for j in range(S + 1):
+                        for j in range(stages + 1):
                             if M.e3[j] != 0:
                                 acc = acc + M.e3[j] * K[j * m * D + i * D + a]
-                        e3 += (_abs(acc) / sc) ** 2
+                        err3_sq += (_abs(acc) / sc) ** 2
                 if M.e3 != NULL:      # DOP853: |h| e5² / sqrt((e5² + e3²/100) D)
-                    err = 0 if e5 == 0 and e3 == 0 else hh[i] * e5 / sqrt((e5 + 0.01 * e3) * D)
+                    err = 0 if err5_sq == 0 and err3_sq == 0 else h_try[i] * err5_sq / sqrt((err5_sq + ERR3_WEIGHT * err3_sq) * D)
                 else:
-                    err = hh[i] * sqrt(e5 / D)
-            if adaptive and (bad[i] != FC_OK or not (err <= 1.0)):
+                    err = h_try[i] * sqrt(err5_sq / D)
+            if adaptive and (fault[i] != FC_OK or not (err <= 1.0)):
                 nreject[i] += 1
-                if bad[i] != FC_OK or not isfinite(err):
-                    h[i] = 0.25 * hh[i]
+                if fault[i] != FC_OK or not isfinite(err):
+                    h_next[i] = SHRINK_ON_FAULT * h_try[i]
                 else:
-                    h[i] = hh[i] * fmax(FACMIN, SAFETY * pow(err, -M.alpha))
+                    h_next[i] = h_try[i] * fmax(FACMIN, SAFETY * pow(err, -M.alpha))
                 rejected[i] = 1
-                if h[i] < 10 * EPS * fmax(fabs(t[i]), 1.0):
-                    status[i] = bad[i] if bad[i] == FC_SINGULAR else FC_STEP_UNDERFLOW
+                if h_next[i] < 10 * EPS * fmax(fabs(t[i]), 1.0):
+                    status[i] = fault[i] if fault[i] == FC_SINGULAR else FC_STEP_UNDERFLOW
                 continue
-            if bad[i] != FC_OK:               # fixed step: no retry
-                status[i] = bad[i]
+            if fault[i] != FC_OK:               # fixed step: no retry
+                status[i] = fault[i]
                 continue
             # accepted
             if adaptive:
                 fac = FACMAX if err == 0 else SAFETY * pow(err, -M.alpha) * pow(errold[i], M.beta)
                 fac = fmin(1.0 if rejected[i] else FACMAX, fmax(FACMIN, fac))
-                errold[i] = fmax(err, 1e-4)
+                errold[i] = fmax(err, ERR_OLD_START)
                 rejected[i] = 0
-                if hh[i] == h[i] or fac < 1:      # a step cut short for an output keeps its h
-                    h[i] = hh[i] * fac
-            if M.P != NULL:           # outputs inside (t, t + hh] from the continuous extension
-                while k_out[i] < nout - 1 and tout[k_out[i]] <= t[i] + hh[i]:
-                    _dense(M, m, D, i, (tout[k_out[i]] - t[i]) / hh[i], hh[i], y, K,
+                if h_try[i] == h_next[i] or fac < 1:      # a step cut short for an output keeps its h
+                    h_next[i] = h_try[i] * fac
+            if M.P != NULL:           # outputs inside (t, t + h_try] from the continuous extension
+                while k_out[i] < nout - 1 and tout[k_out[i]] <= t[i] + h_try[i]:
+                    _dense(M, m, D, i, (tout[k_out[i]] - t[i]) / h_try[i], h_try[i], y, K,
                            Y + (i * nout + k_out[i]) * D)
                     k_out[i] += 1
             tgt = tout[nout - 1] if M.P != NULL else tout[k_out[i]]
-            t[i] = tgt if hh[i] == tgt - t[i] else t[i] + hh[i]
+            t[i] = tgt if h_try[i] == tgt - t[i] else t[i] + h_try[i]
             nsteps[i] += 1
             d0 = 0
             for a in range(D):
                 v = ynew[i * D + a]
                 y[i * D + a] = v
-                K[i * D + a] = K[S * m * D + i * D + a]
+                K[i * D + a] = K[stages * m * D + i * D + a]
                 d0 += _abs(v) ** 2
             if sqrt(d0) > M.radius:
                 status[i] = FC_ESCAPED
@@ -256,32 +262,32 @@ cdef int _run_block(Field f, const Method *M, int64_t m, int D, const scalar *y0
                 act[nacc] = i        # reuse the front of act for the accepted rows (r >= nacc)
                 nacc += 1
         if tracked and nacc > 0:     # advance branch states on accepted steps only
-            rc = _gather(f, act, nacc, D, NS, y, state, X, SG)
+            rc = _gather(f, act, nacc, D, NS, y, state, x_rows, state_rows)
             if rc == 0:
-                rc = f.branch(nacc, <double complex*> X, SG, False, st)
-                _scatter_state(act, nacc, NS, SG, state, st, status)
+                rc = f.branch(nacc, <double complex*> x_rows, state_rows, False, st)
+                _scatter_state(act, nacc, NS, state_rows, state, st, status)
         nact = _compact_all(act, m, status)
-    free(y); free(K); free(ynew); free(t); free(h); free(hh); free(errold); free(k_out)
-    free(bad); free(rejected); free(state); free(act); free(X); free(O); free(SG); free(st)
+    free(y); free(K); free(ynew); free(t); free(h_next); free(h_try); free(errold); free(k_out)
+    free(fault); free(rejected); free(state); free(act); free(x_rows); free(out_rows); free(state_rows); free(st)
     return rc
 
 
-cdef void _dense(const Method *M, int64_t m, int D, int64_t i, double x, double hh,
+cdef void _dense(const Stepper *M, int64_t m, int D, int64_t i, double x, double h_try,
                  const scalar *y, const scalar *K, scalar *out) noexcept nogil:
-    """y(t + x hh) of trajectory i from its last step's stages (before y is advanced)."""
+    """y(t + x h_try) of trajectory i from its last step's stages (before y is advanced)."""
     cdef int j, q, a
     cdef double w, xp
     cdef scalar acc
     for a in range(D):
         out[a] = y[i * D + a]
-    for j in range(M.S + 1):
+    for j in range(M.stages + 1):
         w, xp = 0, x
         for q in range(M.NP):
             w += M.P[j * M.NP + q] * xp
             xp *= x
         if w != 0:
             for a in range(D):
-                out[a] = out[a] + hh * w * K[j * m * D + i * D + a]
+                out[a] = out[a] + h_try * w * K[j * m * D + i * D + a]
 
 
 cdef int64_t _compact(int64_t *act, int64_t n, const int *status) noexcept nogil:
@@ -358,8 +364,8 @@ def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, doubl
     nreject = np.zeros(N, dtype=np.int64)
     cdef double[::1] ev = np.ascontiguousarray(e, dtype=np.float64) if e is not None else None
     cdef double[::1] e3v = np.ascontiguousarray(e3, dtype=np.float64) if e3 is not None else None
-    cdef Method M
-    M.S, M.A, M.b = b.shape[0], &A[0, 0], &b[0]
+    cdef Stepper M
+    M.stages, M.A, M.b = b.shape[0], &A[0, 0], &b[0]
     M.e = &ev[0] if ev is not None else NULL
     M.e3 = &e3v[0] if e3v is not None else NULL
     cdef double[:, ::1] Pv = np.ascontiguousarray(P, dtype=np.float64) if P is not None else None
