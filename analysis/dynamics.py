@@ -26,13 +26,12 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6)
     transient = count(transient, "transient (iterations discarded)", 0, 10**8)
     keep = count(keep, "keep (iterations kept per learning rate)", 1, 10**6)
     D = loss.dim
+    # one batched run: every learning rate is its own trajectory from the same start
+    run = fc.descend(loss, np.repeat(th0, len(lrs), axis=0), lrs, transient + keep, escape_radius=escape_radius)
+    status = run.status.copy()
+    ok = status == fc.Status.OK
     orbits = np.full((len(lrs), keep, D), np.nan)
-    status = np.zeros(len(lrs), dtype=np.int8)
-    for i, h in enumerate(lrs):
-        run = fc.descend(loss, th0, h, transient + keep, escape_radius=escape_radius, threads=1)
-        status[i] = run.status[0]
-        if run.status[0] == fc.Status.OK:
-            orbits[i] = run.iterates[0, transient + 1:]
+    orbits[ok] = run.iterates[ok, transient + 1:]
     lyap = np.full(len(lrs), np.nan)
     ok = status == fc.Status.OK
     if np.any(ok):

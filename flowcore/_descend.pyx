@@ -33,7 +33,7 @@ cdef struct Params:
     int pmax        # > 0: stop once ‖θ_k − θ_{k−p}‖∞ ≤ tol(1 + ‖θ_k‖∞) for some p ≤ pmax
     int confirm     # ... holds with the same p at `confirm` consecutive steps (so that a start
                     # a hair off an unstable fixed point is not taken for being at rest)
-    double lr, beta, power, cap, radius, tol
+    double beta, power, cap, radius, tol    # (the learning rates are per trajectory: lr_rows)
 
 
 cdef bint _recurs(const Params *P, const double *old, const double *cur) noexcept nogil:
@@ -91,8 +91,8 @@ cdef void _representative(const Params *P, const double *ring, int n, int p, dou
         rep[a] = ring[(best % P.keep) * P.D + a]
 
 
-cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates, int *status,
-                int *nsteps, int *period) noexcept nogil:
+cdef int _block(Loss loss, const Params *P, int64_t m, const double *lr_rows, double *X, double *rates,
+                int *status, int *nsteps, int *period) noexcept nogil:
     """Run m trajectories. pmax = 0: X [m, steps+1, D] holds θ0 at slot 0 on entry and every
     iterate on exit. pmax > 0: X [m, D] holds θ0 on entry and, on exit, the final iterate, or
     for a trajectory that recurred with period p, the representative of its p-cycle; the ring
@@ -109,7 +109,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                 X[i * keep * D + a] = out[i * D + a]
     cdef bint need_H = P.method >= DAL, per_param = P.method == DAL_PER_PARAM
     cdef bint momentum = P.method == HEAVY_BALL or P.method == NESTEROV or P.method == DAL_MOMENTUM
-    cdef double *buf = <double*> malloc(m * D * (5 + D) * sizeof(double))
+    cdef double *buf = <double*> malloc(m * D * (6 + D) * sizeof(double))
     if buf == NULL:
         if out != X:
             free(X)
@@ -120,6 +120,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
     cdef double *g = buf + 3 * m * D
     cdef double *H = buf + 4 * m * D
     cdef double *live = buf + (4 + D) * m * D   # 1 while the row runs, 0 once it stopped
+    cdef double *lr_elem = buf + (5 + D) * m * D  # each row's learning rate, per coordinate
     cdef int *streak = <int*> malloc((2 * m + P.pmax + 1) * sizeof(int))
     if streak == NULL:
         free(buf)
@@ -139,6 +140,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
                 status[i] = FC_NONFINITE
         for a in range(D):
             live[i * D + a] = status[i] == FC_OK
+            lr_elem[i * D + a] = lr_rows[i]
     for k in range(steps):
         active = 0
         for i in range(m):
@@ -161,13 +163,13 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
             break
         if not need_H:                         # gd, heavy ball, Nesterov: a branch-free update
             for i in range(m * D):
-                r = live[i] * (P.beta * vel[i] - P.lr * g[i])
+                r = live[i] * (P.beta * vel[i] - lr_elem[i] * g[i])
                 vel[i] = r
                 cur[i] += r
         for i in range(m):
             if status[i] != FC_OK or period[i] != 0:
                 continue
-            h = P.lr
+            h = lr_rows[i]
             if not need_H:
                 norm2 = 0
                 for a in range(D):
@@ -232,20 +234,23 @@ cdef int _block(Loss loss, const Params *P, int64_t m, double *X, double *rates,
     return rc
 
 
-def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr, double beta,
+def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, lr, double beta,
              double power, double cap, double radius, int threads, int pmax=0, double tol=0,
              int confirm=1):
     """pmax = 0: every iterate [N, steps+1, D] and the rates. pmax > 0: iterate until the first
     recurrence of period ≤ pmax (held `confirm` steps) and return [N, D]: the final iterate, or
     the lexicographically smallest point of the cycle (period > 1); rates are None. The last
-    value says whether Ctrl-C stopped the run (unfinished rows: FC_INTERRUPTED)."""
+    value says whether Ctrl-C stopped the run (unfinished rows: FC_INTERRUPTED). ``lr``: one
+    learning rate, or one per trajectory [N] (an orbit diagram runs all its rates at once)."""
     cdef Params P
     P.method, P.D, P.steps = METHODS[method], loss.dim, steps
-    P.lr, P.beta, P.power, P.cap, P.radius = lr, beta, power, cap, radius
+    P.beta, P.power, P.cap, P.radius = beta, power, cap, radius
     P.pmax, P.tol, P.confirm = pmax, tol, confirm
     P.keep = steps + 1 if pmax == 0 else pmax + 1
     cdef int64_t N = theta0.shape[0], nb = (N + BLOCK - 1) // BLOCK, blk, i0, m
     cdef int D = loss.dim
+    lr_array = np.ascontiguousarray(np.broadcast_to(np.asarray(lr, dtype=np.float64), (N,)))
+    cdef const double *plr = <const double*> cnp.PyArray_DATA(lr_array) if N else NULL
     if pmax == 0:
         X = np.full((N, P.keep, D), np.nan)
         X[:, 0] = theta0
@@ -254,7 +259,9 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
     per_param = P.method == DAL_PER_PARAM
     rates = None
     if pmax == 0:
-        rates = np.full((int(N), steps) + ((D,) if per_param else ()), np.nan if P.method >= DAL else lr)
+        rates = np.full((int(N), steps) + ((D,) if per_param else ()), np.nan)
+        if P.method < DAL:
+            rates[...] = lr_array.reshape((int(N),) + (1,) * (rates.ndim - 1))
     status = np.zeros(N, dtype=np.intc)
     nsteps = np.zeros(N, dtype=np.intc)
     period = np.zeros(N, dtype=np.intc)
@@ -274,7 +281,7 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, double lr,
         for blk in prange(nb, nogil=True, num_threads=threads, schedule="dynamic"):
             i0 = blk * BLOCK
             m = N - i0 if N - i0 < BLOCK else BLOCK
-            rcb = _block(loss, &P, m, px + i0 * xstride, NULL if pr == NULL else pr + i0 * rstride,
+            rcb = _block(loss, &P, m, plr + i0, px + i0 * xstride, NULL if pr == NULL else pr + i0 * rstride,
                          &st[i0], &ns[i0], &per[i0])
             rc += rcb != 0
     finally:

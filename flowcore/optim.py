@@ -46,10 +46,27 @@ class Run:
         return f"Run({self.method}: {N} starts × {T - 1} steps × D={D}; {self.message})"
 
 
-def descend(loss: Loss, theta0: ArrayLike, lr: float | None = None, steps: int = 100, method: str = "gd",
+def _rates(lr, n, method):
+    """One learning rate (a float) or one per start ([N] array), each finite and > 0."""
+    if lr is None:
+        raise ValueError(f"lr must be given for method {method!r}")
+    a = np.asarray(lr, dtype=np.float64) if not isinstance(lr, str) else np.array(np.nan)
+    if a.ndim == 0:
+        if not (np.isfinite(a) and a > 0):
+            raise ValueError(f"lr must be finite and > 0 for method {method!r}, got {lr!r}")
+        return float(a)
+    if a.shape != (n,):
+        raise ValueError(f"lr must be one number or one per start (shape [{n}]), got shape {a.shape}")
+    if not np.all(np.isfinite(a) & (a > 0)):
+        raise ValueError("every learning rate in lr must be finite and > 0")
+    return a
+
+
+def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, steps: int = 100, method: str = "gd",
             beta: float = 0.9, power: float = 1.0, lr_cap: float | None = None, escape_radius: float = 1e12,
             threads: int | None = None) -> Run:
-    """Run a discrete optimizer from every row of theta0 [N, D] (or [D]).
+    """Run a discrete optimizer from every row of theta0 [N, D] (or [D]); ``lr`` is one learning
+    rate or one per start [N].
 
     Methods (h = lr, g = ∇E(θ), H = ∇²E(θ), ĝ = g/‖g‖):
 
@@ -81,8 +98,7 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | None = None, steps: int =
                          "GiB of iterates: use fewer steps or starts (fa.basins keeps only final states)")
     uses_lr = not method.startswith("dal")
     if uses_lr:
-        if lr is None or not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr must be finite and > 0 for method {method!r}, got {lr!r}")
+        lr = _rates(lr, th.shape[0], method)
     if not (0 <= beta < 1):
         raise ValueError(f"beta must be in [0, 1), got {beta}")
     if not (np.isfinite(power) and power > 0):
@@ -93,7 +109,7 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | None = None, steps: int =
     b = beta if method in ("heavy_ball", "nesterov", "dal_momentum") else 0.0
     nthreads = _threads(threads, -(-th.shape[0] // 64))
     X, rates, status, nsteps, _, interrupted = _descend(
-        loss, np.ascontiguousarray(th), steps, method, float(lr) if uses_lr else 0.0, b, float(power),
+        loss, np.ascontiguousarray(th), steps, method, lr if uses_lr else 0.0, b, float(power),
         float(lr_cap or 0.0), radius, nthreads)
     run = Run(X, status.astype(np.int8), nsteps, rates, method)
     if interrupted:
@@ -148,7 +164,7 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     tol = positive(tol, "tol")
     radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
     if method != "dal":
-        lr = positive(lr, "lr")
+        lr = _rates(lr, th.shape[0], method)
     if not (0 <= beta < 1):
         raise ValueError(f"beta must be in [0, 1), got {beta}")
     _threads(threads)
@@ -160,8 +176,9 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     try:
         for i in range(0, N, chunk):
             sl = slice(i, min(N, i + chunk))
+            rate = lr if method == "dal" or np.ndim(lr) == 0 else lr[sl]
             final[sl], _, status[sl], nsteps[sl], period[sl], interrupted = _descend(
-                loss, np.ascontiguousarray(th[sl]), steps, method, lr if method != "dal" else 0.0, b,
+                loss, np.ascontiguousarray(th[sl]), steps, method, rate if method != "dal" else 0.0, b,
                 float(power), float(lr_cap or 0.0), radius, _threads(threads, -(-(sl.stop - sl.start) // 64)),
                 max_period, tol, confirm)
             if interrupted:

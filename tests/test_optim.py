@@ -175,3 +175,22 @@ def test_descend_to_rest_against_closed_forms():
     assert abs(r.final[0, 0] - cyc[0]) < 1e-8            # the representative: the smaller point
     short = fc.descend_to_rest(loss, [[0.9]], 0.26, 3)
     assert short.period[0] == 0 and short.status[0] == fc.Status.MAX_STEPS
+
+
+def test_per_start_learning_rates_equal_separate_runs():
+    """lr as an array: each start runs at its own rate, bit for bit as alone (GD, heavy ball), and
+    x_n = (1 − η)^n on x²/2 for every η at once."""
+    loss = fc.losses.quadratic_1d(1.0)
+    etas = np.array([0.5, 1.0, 1.5, 1.9, 2.1])
+    run = fc.descend(loss, np.ones((5, 1)), etas, 20)
+    np.testing.assert_allclose(run.iterates[:, :, 0], (1 - etas[:, None]) ** np.arange(21), rtol=1e-13, atol=1e-300)
+    np.testing.assert_array_equal(run.lr[:, 0], etas)
+    dw = fc.losses.double_well()
+    th = np.random.default_rng(3).uniform(-1.5, 1.5, (70, 2))
+    rates = np.linspace(0.01, 0.3, 70)
+    for method in ("gd", "heavy_ball"):
+        together = fc.descend(dw, th, rates, 50, method=method).iterates
+        alone = np.concatenate([fc.descend(dw, th[i:i + 1], rates[i], 50, method=method).iterates for i in range(70)])
+        np.testing.assert_array_equal(together, alone)
+    with pytest.raises(ValueError, match="one per start"):
+        fc.descend(dw, th, rates[:3], 5)
