@@ -14,7 +14,7 @@ from libc.math cimport isfinite, fabs, NAN
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.stdint cimport int64_t, uintptr_t
-from scipy.linalg.cython_lapack cimport zgeev, zgesv, dsyevd
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from flowcore._loss cimport Loss
 from flowcore._abi cimport (fc_field_d, fc_field_z, FC_OK, FC_NONFINITE, FC_SINGULAR,
                             FC_SINGULAR_TOL, fc_log1m, fc_log1m_near, fc_phi, fc_phi_divdiff, fc_eig2,
@@ -25,6 +25,34 @@ cnp.import_array()
 from flowcore._scalar cimport scalar, cabs, creal, cimag, _finite
 
 cdef double complex CNAN = NAN + 1j * NAN
+
+# LAPACK (the PF for D > 2), from scipy's cython_lapack, looked up on the first such flow: importing
+# scipy.linalg costs ~0.2 s, which `import flowcore` should not pay for D ≤ 2 and polynomial flows.
+ctypedef void (*zgeev_t)(char*, char*, int*, double complex*, int*, double complex*, double complex*,
+                         int*, double complex*, int*, double complex*, int*, double*, int*) noexcept nogil
+ctypedef void (*zgesv_t)(int*, int*, double complex*, int*, int*, double complex*, int*, int*) noexcept nogil
+ctypedef void (*dsyevd_t)(char*, char*, int*, double*, int*, double*, double*, int*, int*, int*,
+                          int*) noexcept nogil
+cdef zgeev_t zgeev = NULL
+cdef zgesv_t zgesv = NULL
+cdef dsyevd_t dsyevd = NULL
+
+
+cdef void *_lapack_symbol(capi, str name) except NULL:
+    capsule = capi[name]
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+def _load_lapack():
+    """Fetch zgeev, zgesv and dsyevd from scipy.linalg.cython_lapack (once)."""
+    global zgeev, zgesv, dsyevd
+    if dsyevd != NULL:
+        return
+    from scipy.linalg import cython_lapack
+    capi = cython_lapack.__pyx_capi__
+    zgeev = <zgeev_t> _lapack_symbol(capi, "zgeev")
+    zgesv = <zgesv_t> _lapack_symbol(capi, "zgesv")
+    dsyevd = <dsyevd_t> _lapack_symbol(capi, "dsyevd")
 
 cdef enum:
     CHUNK = 256      # points per kernel call from Python entry points
@@ -536,6 +564,8 @@ def _spectral(Loss loss, double lr, str kind, coef=(), double np_coef=0.0, alpha
     self.kcode = {"poly": 0, "pf": 1, "user": 2}[kind]
     self.is_complex = kind == "pf"
     self.nstate = (2 * loss.dim + loss.dim ** 2) if (kind == "pf" and track) else 0
+    if kind == "pf" and loss.dim > 2:
+        _load_lapack()
     return self
 
 

@@ -311,3 +311,18 @@ def test_a_loss_written_in_c_outside_the_package(tmp_path):
         fc.Loss.from_library(so, "old_loss")
     with pytest.raises(ValueError, match="no symbol"):
         fc.Loss.from_library(so, "nothing_here")
+
+
+def test_import_is_light(tmp_path):
+    """import flowcore loads neither sympy nor scipy (LAPACK is fetched by the first PF with D > 2)."""
+    import subprocess
+    import sys
+    code = ("import sys, flowcore as fc; assert 'scipy' not in sys.modules and 'sympy' not in sys.modules; "
+            "import numpy as np; f = fc.flows.pf(fc.losses.quadratic(np.diag([1.0, 2.0, 3.0])), 0.4); "
+            "assert 'scipy.linalg' in sys.modules; print(f([[1.0, 1.0, 1.0]]).real.tolist())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    # PF on a diagonal quadratic: log(1 − hλ)/(hλ)·λθ per coordinate
+    lam = np.array([1.0, 2.0, 3.0])
+    expected = np.log(np.abs(1 - 0.4 * lam)) / 0.4
+    np.testing.assert_allclose(eval(out.stdout)[0], expected, rtol=1e-13)
