@@ -268,15 +268,20 @@ def test_disk_cache_is_reused(tmp_path, monkeypatch):
     np.testing.assert_allclose(loss.grad([2.0, 0.0]), [12.0, 7.0])
 
 
-def test_import_does_not_load_sympy_and_zoo_expressions_appear_on_use(tmp_path):
+def _python(code, folder):
+    """stdout of ``python -c code`` run in a fresh process outside the source tree."""
     import subprocess
     import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=folder)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_import_does_not_load_sympy_and_zoo_expressions_appear_on_use(tmp_path):
     code = ("import sys, flowcore as fc; assert 'sympy' not in sys.modules; "
             "L = fc.losses.double_well(); L.grad([[1.0, 2.0]]); assert 'sympy' not in sys.modules; "
             "print(L.expr, L.vars)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "y**2 + (x**2 - 1)**2 (x, y)"
+    assert _python(code, tmp_path) == "y**2 + (x**2 - 1)**2 (x, y)"
 
 
 def test_a_loss_written_in_c_outside_the_package(tmp_path):
@@ -315,14 +320,10 @@ def test_a_loss_written_in_c_outside_the_package(tmp_path):
 
 def test_import_is_light(tmp_path):
     """import flowcore loads neither sympy nor scipy (LAPACK is fetched by the first PF with D > 2)."""
-    import subprocess
-    import sys
     code = ("import sys, flowcore as fc; assert 'scipy' not in sys.modules and 'sympy' not in sys.modules; "
             "import numpy as np; f = fc.flows.pf(fc.losses.quadratic(np.diag([1.0, 2.0, 3.0])), 0.4); "
             "assert 'scipy.linalg' in sys.modules; print(f([[1.0, 1.0, 1.0]]).real.tolist())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    # PF on a diagonal quadratic: log(1 − hλ)/(hλ)·λθ per coordinate
+    # PF on a diagonal quadratic: Re of log(1 − hλ)/(hλ)·λθ per coordinate
     lam = np.array([1.0, 2.0, 3.0])
     expected = np.log(np.abs(1 - 0.4 * lam)) / 0.4
-    np.testing.assert_allclose(eval(out.stdout)[0], expected, rtol=1e-13)
+    np.testing.assert_allclose(eval(_python(code, tmp_path))[0], expected, rtol=1e-13)
