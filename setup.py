@@ -4,6 +4,12 @@ Probed (each kept only if that compiler accepts it): -fopenmp (else serial kerne
 -fcx-fortran-rules (GCC: complex multiply/divide without the C99 Annex G inf/nan recovery), and
 -ffile-prefix-map (no absolute build paths in the binaries, so two builds of one commit in
 different folders give the same extension modules).
+
+Why setuptools and not meson-python (considered for the numpy/scipy convention): the build is four
+Cython extensions with three probed flags, which this file states in 60 lines; meson-python would
+add meson and ninja to the build requirements for editable rebuilds we do not need (CI builds once,
+developers run `pip install -e .` after editing a .pyx), and the GPU kernels will be compiled at run
+time by NVRTC, not by the build. Revisit when the kernels grow a per-problem C++ build step.
 """
 import os
 import sys
