@@ -2,10 +2,11 @@
 
 It calls the numeric engine in ``flowcore`` and never re-implements its numerics.
 """
-from flowcore.analysis.critical import (CriticalPoint, classify, critical_points, jacobian_eigenvalues,
-                                        stability, stability_coefficients, stable_lr_interval, MODELS)
+from flowcore.analysis.critical import (CriticalPoint, CriticalPoints, classify, critical_points,
+                                        jacobian_eigenvalues, stability, stability_coefficients,
+                                        stable_lr_interval, MODELS)
 
-__all__ = ["CriticalPoint", "classify", "critical_points", "jacobian_eigenvalues", "stability",
+__all__ = ["CriticalPoint", "CriticalPoints", "classify", "critical_points", "jacobian_eigenvalues", "stability",
            "stability_coefficients", "stable_lr_interval", "MODELS"]
 from flowcore.analysis.bea import ModifiedEquation, modified_equation, verify_order
 
@@ -13,9 +14,9 @@ __all__ += ["ModifiedEquation", "modified_equation", "verify_order"]
 from flowcore.analysis import bseries
 
 __all__ += ["bseries"]
-from flowcore.analysis.dynamics import as_json, basin_entropy, orbit_diagram, portrait
+from flowcore.analysis.dynamics import as_json, basin_entropy, orbit_diagram, orbit_period, portrait
 
-__all__ += ["as_json", "basin_entropy", "orbit_diagram", "portrait"]
+__all__ += ["as_json", "basin_entropy", "orbit_diagram", "orbit_period", "portrait"]
 from flowcore.analysis import plot
 
 __all__ += ["plot"]

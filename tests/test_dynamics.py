@@ -55,3 +55,17 @@ def test_basin_entropy_closed_forms():
     assert np.isnan(fa.basin_entropy(np.zeros((10, 10)), box=5)[1])
     with pytest.raises(ValueError, match="box"):
         fa.basin_entropy(L, box=0)
+
+
+def test_orbit_period_closed_forms():
+    """A fixed point, a 2-cycle, a damped oscillation onto a fixed point (not a 2-cycle), chaos."""
+    n = np.arange(200)
+    assert fa.orbit_period(np.ones((50, 1))) == 1
+    assert fa.orbit_period(np.where(n % 2, 1.2, 0.7)[:, None]) == 2
+    damped = 1 + 3e-5 * (-0.986) ** n       # multiplier −0.986: converges slowly; passes the p = 2 test
+    assert fa.orbit_period(damped[:, None]) == 0
+    x = [0.3]
+    for _ in range(199):
+        x.append(4 * x[-1] * (1 - x[-1]))                 # the logistic map at r = 4: chaos
+    assert fa.orbit_period(np.array(x)[:, None]) == 0
+    assert fa.orbit_period(np.full((10, 1), np.nan)) is None
