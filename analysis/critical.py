@@ -121,7 +121,7 @@ def _roots_of(polys, var):
     with mpmath.workdps(_DIGITS):
         coeffs = []
         for p in polys:
-            c = [mpmath.mpc(complex(v)) if not isinstance(v, (mpmath.mpf, mpmath.mpc)) else v for v in p]
+            c = list(p)                                # mpmath numbers from the caller
             scale = max(abs(v) for v in c) if c else 0
             while c and abs(c[0]) <= mpmath.mpf(10) ** (-_DIGITS + 10) * max(scale, 1):
                 c = c[1:]
