@@ -23,7 +23,7 @@ cdef extern from "flowcore_abi.h" nogil:
     enum:
         FC_OK, FC_ESCAPED, FC_MAX_STEPS, FC_STEP_UNDERFLOW, FC_NONFINITE, FC_SINGULAR, FC_INTERRUPTED
 
-cdef extern from "spectral.h" nogil:
+cdef extern from "flowcore/spectral.h" nogil:
     double FC_SINGULAR_TOL
     double complex fc_log1m(double complex z)
     double complex fc_log1m_near(double complex z, double complex Lprev)
@@ -33,6 +33,7 @@ cdef extern from "spectral.h" nogil:
     void fc_eig2(double complex a, double complex b, double complex d, double complex *l1, double complex *l2)
 
 cdef extern from "interrupt.h" nogil:
+    int fc_sigint_seen
     int fc_interrupt_pending()
     void fc_interrupt_install()
     int fc_interrupt_restore()

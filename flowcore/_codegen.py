@@ -26,7 +26,7 @@ from sympy.printing.c import C99CodePrinter
 from flowcore._errors import ExpressionError
 from flowcore.expressions import C_FUNCTIONS, check_supported, parse, resolve_vars
 
-CODEGEN_VERSION = "3"
+CODEGEN_VERSION = "4"
 CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno"]
 OPTIONAL_CFLAGS = ["-fcx-fortran-rules"]      # GCC's: complex * and / without Annex G recovery
 
@@ -58,8 +58,9 @@ class _Printer(C99CodePrinter):
     _print_atan = _print_asinh = _print_acosh = _print_atanh = _print_Function
 
     def _print_Integer(self, e):
-        # a C integer literal past 2**63 is truncated by the compiler: emit a double
-        return str(int(e)) if abs(int(e)) < 2 ** 31 else _double(e)
+        # a double literal: C++ (the CUDA target) has no int * complex, and a C integer
+        # literal past 2**63 is truncated by the compiler
+        return _double(e)
 
     def _print_Rational(self, e):
         return _double(e)
@@ -212,7 +213,21 @@ def _cached(key_parts):
     return key in _LOADED or _trusted(cache_dir() / f"fc_{key}.so", key)
 
 
-def build(key_parts, make_source, what="expression"):
+def openmp_flags(cc=None):
+    """['-fopenmp'] when the compiler builds and links OpenMP code (probed once), else []."""
+    cc = cc or compiler()
+    key = ("openmp", cc)
+    if key not in _FLAGS:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "probe.c"
+            src.write_text("#include <omp.h>\nint f(void) { return omp_get_max_threads(); }\n")
+            proc = subprocess.run([cc, *CFLAGS, "-fopenmp", "-o", str(Path(tmp) / "probe.so"), str(src)],
+                                  capture_output=True)
+            _FLAGS[key] = ["-fopenmp"] if proc.returncode == 0 else []
+    return _FLAGS[key]
+
+
+def build(key_parts, make_source, what="expression", extra=()):
     """Load the shared library for key_parts, generating and compiling it on a miss.
 
     The key hashes the expression (as srepr), the codegen version, compiler and flags, so a cache
@@ -220,7 +235,7 @@ def build(key_parts, make_source, what="expression"):
     entry is removed and rebuilt. Writes are atomic (rename); the library also carries its key
     (``fc_key``), checked after loading."""
     cc = compiler()
-    key = _key(key_parts)
+    key = _key([*key_parts, *extra])
     if key in _LOADED:
         return _LOADED[key]
     folder = cache_dir()
@@ -234,7 +249,7 @@ def build(key_parts, make_source, what="expression"):
             c_file, out = Path(tmp) / f"fc_{key}.c", Path(tmp) / f"fc_{key}.so"
             c_file.write_text(src)
             t0 = time.perf_counter()
-            proc = subprocess.run([cc, *cflags(cc), "-o", str(out), str(c_file), "-lm"],
+            proc = subprocess.run([cc, *cflags(cc), *extra, "-o", str(out), str(c_file), "-lm"],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"compiling the generated code for {what} failed "

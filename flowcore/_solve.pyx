@@ -16,8 +16,8 @@ from libc.string cimport memcpy
 from libc.stdint cimport int64_t, uintptr_t
 from flowcore._field cimport Field
 from flowcore._abi cimport (FC_OK, FC_ESCAPED, FC_MAX_STEPS, FC_STEP_UNDERFLOW, FC_NONFINITE,
-                            FC_SINGULAR, FC_INTERRUPTED, fc_interrupt_pending, take_sigint,
-                            give_sigint)
+                            FC_SINGULAR, FC_INTERRUPTED, fc_interrupt_pending, fc_sigint_seen,
+                            take_sigint, give_sigint)
 
 cnp.import_array()
 
@@ -399,3 +399,16 @@ def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, doubl
     if rc:
         field._raise(-1)
     return Y, status, nfev, nsteps, nreject, interrupted
+
+
+# Ctrl-C for the compiled kernels (flowcore._kernels): they read this module's flag.
+def _sigint_flag_address():
+    return <uintptr_t> &fc_sigint_seen
+
+
+def _take_sigint():
+    return take_sigint()
+
+
+def _give_sigint(bint taken):
+    return give_sigint(taken)

@@ -1,6 +1,7 @@
 """``fc.solve``: integrate one vector field from many starting points at once."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ from flowcore._status import Interrupted, Status
 from flowcore.tableaux import TABLEAUX, Tableau
 
 __all__ = ["solve", "Solution"]
+GPU_CHUNK = 1 << 20
 
 
 @dataclass(repr=False)
@@ -30,6 +32,7 @@ class Solution:
     nsteps: np.ndarray
     nreject: np.ndarray
     method: str
+    device: str = "cpu"
 
     @property
     def message(self):
@@ -83,7 +86,8 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
           t_eval: ArrayLike | None = None, method: str | Tableau = "dopri5", rtol: float = 1e-8,
           atol: float = 1e-10, dt: float | None = None, max_steps: int = 1_000_000,
           escape_radius: float = np.inf, threads: int | None = None, progress: bool | None = None,
-          chunk: int = 4096, dense: bool = True) -> Solution:
+          chunk: int = 4096, dense: bool = True, device: str | None = None,
+          rest_tol: float = 0.0) -> Solution:
     """Integrate θ' = flow(θ) from every row of theta0 [N, D] (or [D]).
 
     ``method``: 'euler', 'midpoint', 'heun', 'rk4' (fixed step ``dt``) or 'dopri5', 'dop853'
@@ -103,6 +107,13 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
     tqdm bar over chunks of ``chunk`` trajectories; ``None`` (default) shows one once the
     measured rate says the rest takes more than a few seconds.
     ``dt``: the step of a fixed-step method, or the first step of an adaptive one.
+
+    ``device``: 'cpu', 'gpu' or None (the GPU when one is usable, else the CPU). A field known
+    symbolically (Field.from_expr; the spectral flows of a Loss.from_expr or zoo loss, the PF for
+    D ≤ 2) runs as one compiled kernel with everything inlined, compiled on first use and cached;
+    other fields (Python callables, the PF for D > 2) run on the CPU through the generic loop.
+    ``rest_tol`` > 0 ends a trajectory once ‖f‖∞ ≤ rest_tol (1 + ‖θ‖∞) has held for 8 accepted
+    steps (compiled kernels only); its later outputs repeat its last state.
     """
     if not isinstance(flow, Field):
         raise TypeError(f"flow must be a flowcore Field (fc.flows.* or fc.Field.from_expr), "
@@ -125,6 +136,7 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
     max_steps = count(max_steps, "max_steps", 1, 2**62)
     chunk = count(chunk, "chunk", 1, INT32_MAX)
     radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
+    rest_tol = 0.0 if rest_tol == 0 else positive(rest_tol, "rest_tol")
     _threads(threads)                          # checked before any work
     th = np.asarray(theta0)
     if th.dtype == object or not np.issubdtype(th.dtype, np.number):
@@ -134,6 +146,7 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
         raise ValueError(f"theta0 must have shape [N, {flow.dim}] (or [{flow.dim}]), got {np.shape(theta0)}")
     cplx = flow.is_complex or np.iscomplexobj(th)
     y0 = np.ascontiguousarray(th, dtype=np.complex128 if cplx else np.float64)
+    run = _runner(flow, cplx, tab, dense, device, rest_tol)
 
     # outputs after t0; the first output is y0 itself when t_eval starts at t0
     first_is_t0 = tout[0] == t0
@@ -144,6 +157,8 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
     counters = [np.zeros(N, dtype=np.int64) for _ in range(3)]
     if first_is_t0:
         Y[:, 0] = y0
+    if run.device == "gpu":
+        chunk = max(chunk, GPU_CHUNK)           # a launch needs many threads to fill the GPU
     bar = Progress(N, f"solve {tab.name}", "traj", progress)
     interrupted = False
     try:
@@ -153,9 +168,8 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
                 status[sl] = Status.OK
                 continue
             nthreads = _threads(threads, -(-(sl.stop - sl.start) // 32))
-            Yc, st, nf, ns, nr, interrupted = _solve(
-                flow, y0[sl], t0, targets, A, b, e, e3, P if dense else None, tab.error_order or tab.order or 1,
-                tab.error_order or 0, tab.beta, dt, rtol, atol, int(max_steps), radius, nthreads)
+            Yc, st, nf, ns, nr, interrupted = run(
+                y0[sl], t0, targets, dt, rtol, atol, int(max_steps), radius, nthreads)
             Y[sl, 1 if first_is_t0 else 0:] = Yc
             status[sl] = st
             for c, v in zip(counters, (nf, ns, nr)):
@@ -167,7 +181,44 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
         interrupted = True        # between chunks: the chunks not run keep INTERRUPTED and NaN
     finally:
         bar.close()
-    sol = Solution(tout, Y, status, *counters, tab.name)
+    sol = Solution(tout, Y, status, *counters, tab.name, run.device)
     if interrupted:
         raise Interrupted(sol, "fc.solve")
     return sol
+
+
+def _runner(flow, cplx, tab, dense, device, rest_tol):
+    """run(y0, t0, targets, dt, rtol, atol, max_steps, radius, threads) on the chosen target:
+    the problem's compiled kernel when it has one, else the generic function-pointer loop."""
+    from flowcore import _kernels
+    if device not in (None, "cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu', 'gpu' or None, got {device!r}")
+    lr = getattr(flow, "lr", 0.0)
+    np_coef = getattr(flow, "np_coef", 0.0)
+    try:
+        problem = _kernels.problem(flow, cplx)
+    except _kernels.NoKernel as why:
+        if device == "gpu":
+            raise ValueError(f"device='gpu': {flow.name!r} cannot run on the GPU: {why}") from None
+        if device is None and _kernels.gpu_usable(None):
+            print(f"flowcore: {flow.name!r} runs on the CPU: {why}", file=sys.stderr)
+        if rest_tol:
+            raise ValueError(f"rest_tol needs a compiled kernel, and {flow.name!r} has none: {why}")
+        A, b, e, e3, P = tab.floats()
+
+        def generic(y0, t0, targets, dt, rtol, atol, max_steps, radius, threads):
+            return _solve(flow, y0, t0, targets, A, b, e, e3, P if dense else None,
+                          tab.error_order or tab.order or 1, tab.error_order or 0, tab.beta, dt,
+                          rtol, atol, max_steps, radius, threads)
+        generic.device = "cpu"
+        return generic
+    gpu = _kernels.gpu_usable(device)
+    solver = (_kernels.gpu_solver if gpu else _kernels.host_solver)(problem, tab, dense)
+
+    def compiled(y0, t0, targets, dt, rtol, atol, max_steps, radius, threads):
+        r, n = _kernels.pack_args(lr, np_coef, t0, dt, rtol, atol, radius, rest_tol, max_steps,
+                                  len(targets), _kernels.REST_WINDOW)
+        run = _kernels.run_gpu if gpu else _kernels.run_host
+        return run(solver, r, n, targets, y0, threads)
+    compiled.device = "gpu" if gpu else "cpu"
+    return compiled

@@ -152,16 +152,16 @@ def test_statuses_per_trajectory():
 
 
 def test_interrupt_between_chunks(monkeypatch):
-    from flowcore import integrate as solve_mod
+    from flowcore import _kernels
     calls = []
-    real = solve_mod._solve
+    real = _kernels.run_host
 
     def flaky(*args):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*args)
-    monkeypatch.setattr(solve_mod, "_solve", flaky)
+    monkeypatch.setattr(_kernels, "run_host", flaky)
     flow = fc.flows.ngf(fc.losses.round_bowl(), 0.1)
     with pytest.raises(fc.Interrupted) as info:          # never returned as if it were a result
         fc.solve(flow, np.ones((6, 2)), t_span=(0, 1), chunk=2, progress=True)

@@ -1,0 +1,425 @@
+"""Per-problem compiled kernels: one source for the CPU and the GPU.
+
+For a field whose every part is known symbolically (``Field.from_expr``, and the spectral flows
+NGF/IGR/BEA/third-order/PF of a loss with a sympy expression — ``Loss.from_expr`` and the zoo),
+this module writes one C source with everything inlined: the loss's derivatives from sympy
+(CSE), the field (Horner for polynomial α, the closed-form 2×2 spectral calculus with branch
+tracking for the PF), the method's stages unrolled from its tableau, and the integration loop
+of ``include/flowcore/rk.h``. The host compiler builds it with OpenMP across trajectories;
+NVRTC builds the very same text for CUDA (one thread per trajectory). The learning rate,
+tolerances, step and radii are run-time arguments, so changing them never recompiles; the
+source is cached on disk by the codegen cache, keyed by the source itself.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+INCLUDE = Path(__file__).parent / "include"
+HEADERS = ("target.h", "kernel.h", "spectral.h", "rk.h")
+REST_WINDOW = 8       # accepted steps the rest test must hold for
+
+
+class NoKernel(Exception):
+    """Why a field has no compiled kernel (it runs on the generic path instead)."""
+
+
+def _headers_digest():
+    h = hashlib.sha256()
+    for name in HEADERS:
+        h.update((INCLUDE / "flowcore" / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------- problems
+@dataclass(frozen=True)
+class Problem:
+    """What a kernel computes, as data: the key of its source."""
+    kind: str            # 'expr' (a field), 'poly' (α polynomial), 'pf' (principal flow)
+    dim: int
+    exprs: tuple         # the field's components ('expr') or (E,) for a loss
+    vars: tuple
+    coef: tuple = ()     # 'poly': α(z) = Σ coef[p] z^p
+    nonprincipal: bool = False   # + np_coef T[g, g] (np_coef is a run-time argument)
+    tracked: bool = False        # 'pf': branch state along the trajectory
+    complex_: bool = False
+
+    def key(self):
+        import sympy as sp
+        return [self.kind, str(self.dim), *map(sp.srepr, self.exprs), *map(str, self.vars),
+                repr(self.coef), str(self.nonprincipal), str(self.tracked), str(self.complex_)]
+
+
+def problem(field, complex_=False) -> Problem:
+    """The Problem of a flowcore Field, or NoKernel saying why it has none."""
+    from flowcore._field import ExprField, SpectralFlow
+    if isinstance(field, ExprField):
+        return Problem("expr", field.dim, tuple(field.exprs), tuple(field.vars), complex_=complex_)
+    if not isinstance(field, SpectralFlow):
+        raise NoKernel(f"{type(field).__name__} is a Python callable; only fields known "
+                       "symbolically are compiled")
+    if field.kind == "user":
+        raise NoKernel("fc.flows.spectral runs a Python α")
+    expr, vars = field.loss.expr, field.loss.vars
+    if expr is None:
+        raise NoKernel(f"the loss {field.loss.name!r} has no symbolic expression (a Python "
+                       "callable or a C library); use Loss.from_expr or the zoo")
+    nonprincipal = field.np_coef != 0
+    if field.kind == "pf":
+        if field.dim > 2:
+            raise NoKernel("the PF with D > 2 needs LAPACK eigendecompositions (host only)")
+        return Problem("pf", field.dim, (expr,), tuple(vars), nonprincipal=nonprincipal,
+                       tracked=field.nstate > 0, complex_=True)
+    return Problem("poly", field.dim, (expr,), tuple(vars), tuple(field.coefficients.tolist()),
+                   nonprincipal, complex_=complex_)
+
+
+# ----------------------------------------------------------------------- generation
+def _loss_parts(p: Problem, want_H, want_T):
+    """C statements for g[k], H[j*D+k] and (T[v,v] with v = g) of the loss at x_0, x_1, ..."""
+    import sympy as sp
+    from flowcore._codegen import c_block, loss_derivatives
+    D = p.dim
+    xs = sp.symbols(f"x_0:{D}")
+    E = p.exprs[0].xreplace(dict(zip(p.vars, xs)))
+    _, g, H, T, v = loss_derivatives(E, xs)
+    out = [(f"g[{k}]", g[k]) for k in range(D)]
+    if want_H:
+        out += [(f"H[{j * D + k}]", H[j][k]) for j in range(D) for k in range(D)]
+    lines = [f"fc_s g[{D}], H[{D * D}], T[{D}];", "(void)H; (void)T;"] + c_block(out, "fc_s")
+    if want_T:
+        tl = [f"const fc_s v_{k} = g[{k}];" for k in range(D)]
+        tl += c_block([(f"T[{k}]", T[k]) for k in range(D)], "fc_s")
+        lines += ["{"] + ["    " + s for s in tl] + ["}"]
+    return lines
+
+
+def _loads(D):
+    return [f"const fc_s x_{k} = x[{k}];" for k in range(D)]
+
+
+RHS = ("{fn} int fc_rhs(const fc_s *x, fc_s *f, const fc_branch *b, fc_branch *bnew, "
+       "const fc_args *a)")
+NO_BRANCH = ["typedef struct { char unused; } fc_branch;",
+             "FC_FN int fc_branch_init(const fc_s *y, fc_branch *b, const fc_args *a)",
+             "{ (void)y; (void)b; (void)a; return FC_OK; }"]
+
+
+INLINE_LINES = 40     # a longer field is called, not inlined, on CUDA (NVRTC time: 2 s vs 100 s)
+
+
+def _function(head, body):
+    return [head, "{"] + ["    " + s for s in body] + ["}"]
+
+
+def _rhs(body):
+    return _function(RHS.format(fn="FC_FN" if len(body) <= INLINE_LINES else "FC_CALL"), body)
+
+
+def _expr_problem(p):
+    import sympy as sp
+    from flowcore._codegen import c_block
+    xs = sp.symbols(f"x_0:{p.dim}")
+    fs = [e.xreplace(dict(zip(p.vars, xs))) for e in p.exprs]
+    body = ["(void)b; (void)bnew; (void)a;"] + _loads(p.dim)
+    body += c_block([(f"f[{k}]", fs[k]) for k in range(p.dim)], "fc_s")
+    body += [f"return fc_check(f, {p.dim});"]
+    return NO_BRANCH + _rhs(body)
+
+
+def _poly_problem(p):
+    D, P = p.dim, len(p.coef)
+    c = ", ".join(repr(float(v)) for v in p.coef)
+    body = ["(void)b; (void)bnew;"] + _loads(D) + _loss_parts(p, P > 1, p.nonprincipal)
+    # f = Σ_p coef[p] (hH)^p g by Horner, + np_coef T[g, g]
+    body += [f"const double coef[{P}] = {{{c}}};",
+             f"fc_s r[{D}], s[{D}];",
+             f"for (int k = 0; k < {D}; k++) r[k] = coef[{P - 1}] * g[k];",
+             f"for (int q = {P - 2}; q >= 0; q--) {{",
+             f"    for (int j = 0; j < {D}; j++) {{",
+             "        fc_s acc = 0.0;",
+             f"        for (int k = 0; k < {D}; k++) acc = acc + H[j * {D} + k] * r[k];",
+             "        s[j] = acc;",
+             "    }",
+             f"    for (int k = 0; k < {D}; k++) r[k] = coef[q] * g[k] + a->lr * s[k];",
+             "}"]
+    if p.nonprincipal:
+        body += [f"for (int k = 0; k < {D}; k++) r[k] = r[k] + a->np_coef * T[k];"]
+    body += [f"for (int k = 0; k < {D}; k++) f[k] = r[k];", f"return fc_check(f, {D});"]
+    return NO_BRANCH + _rhs(body)
+
+
+def _pf_problem(p):
+    """The PF for D ≤ 2 from spectral.h's closed forms; the same rules as _field.pyx's _pf_rows:
+    eigenpairs matched to the previous ones by eigenvector overlap, each log continued from its
+    previous value (tracked) or principal (branch='principal'), SINGULAR where |1 − hλ| < tol."""
+    D = p.dim
+    lines = ["typedef struct { fc_z lam[2], L[2], V[2][2]; } fc_branch;", ""]
+    pf = ["const double h = a->lr;"] + _loads(D) + _loss_parts(p, True, p.nonprincipal)
+    pf += [f"if (fc_check(g, {D}) != FC_OK || fc_check(H, {D * D}) != FC_OK) return FC_NONFINITE;",
+           "fc_z lam[2], V[2][2], L[2];", "int perm[2] = {0, 1};"]
+    if D == 1:
+        pf += ["lam[0] = H[0]; V[0][0] = 1.0;"]
+    else:
+        pf += ["fc_eig2(H[0], H[1], H[3], &lam[0], &lam[1]);",
+               "for (int k = 0; k < 2; k++) fc_eigvec2(H[0], H[1], H[3], lam[k], k, V[k]);"]
+    pf += ["if (bin) {"]
+    if D == 2:
+        pf += ["    const double keep = fc_overlap(bin->V[0], V[0]) + fc_overlap(bin->V[1], V[1]);",
+               "    const double swap = fc_overlap(bin->V[0], V[1]) + fc_overlap(bin->V[1], V[0]);",
+               "    if (!(keep >= swap)) { perm[0] = 1; perm[1] = 0; }"]
+    pf += [f"    for (int j = 0; j < {D}; j++) L[perm[j]] = fc_log1m_near(h * lam[perm[j]], bin->L[j]);",
+           "} else {",
+           f"    for (int k = 0; k < {D}; k++) L[k] = fc_log1m(h * lam[k]);",
+           "}",
+           f"for (int k = 0; k < {D}; k++)",
+           "    if (fc_cabs(1.0 - h * lam[k]) < FC_SINGULAR_TOL) return FC_SINGULAR;",
+           "if (bout) {",
+           f"    for (int j = 0; j < {D}; j++) {{",
+           "        bout->lam[j] = lam[perm[j]]; bout->L[j] = L[perm[j]];",
+           f"        for (int q = 0; q < {D}; q++) bout->V[j][q] = V[perm[j]][q];",
+           "    }",
+           "}",
+           "if (!f) return FC_OK;"]
+    if D == 1:
+        pf += ["f[0] = fc_phi(h * lam[0], L[0]) * g[0];"]
+    else:   # φ(hH) g = φ(z1) g + h φ[z1, z2] (H − λ1 I) g (divided differences)
+        pf += ["const fc_z z1 = h * lam[0], z2 = h * lam[1];",
+               "const fc_z p1 = fc_phi(z1, L[0]), p12 = h * fc_phi_divdiff(z1, L[0], z2, L[1]);",
+               "for (int q = 0; q < 2; q++)",
+               "    f[q] = p1 * g[q] + p12 * (H[q * 2] * g[0] + H[q * 2 + 1] * g[1] - lam[0] * g[q]);"]
+    if p.nonprincipal:
+        pf += [f"for (int k = 0; k < {D}; k++) f[k] = f[k] + a->np_coef * T[k];"]
+    pf += [f"return fc_check(f, {D});"]
+    lines += ["/* |u_prev^H u_new|: eigenvalues alone cannot tell a crossing from a bounce */",
+              "FC_FN double fc_overlap(const fc_z *p, const fc_z *v)",
+              "{ return fc_cabs(fc_conj(p[0]) * v[0] + fc_conj(p[1]) * v[1]); }", ""]
+    lines += _function("FC_CALL int fc_pf(const fc_s *x, fc_s *f, const fc_branch *bin, "
+                       "fc_branch *bout, const fc_args *a)", pf)
+    track = "b" if p.tracked else "0"
+    lines += _rhs([f"return fc_pf(x, f, {track}, bnew, a);"])
+    lines += _function("FC_FN int fc_branch_init(const fc_s *y, fc_branch *b, const fc_args *a)",
+                       ["return fc_pf(y, 0, 0, b, a);"])
+    return lines
+
+
+def _lit(v):
+    return repr(float(v))
+
+
+def _combo(weights, row):
+    """'w0 * K[0][k] + w1 * K[1][k] + ...' over the nonzero weights (0.0 if none)."""
+    terms = [f"{_lit(w)} * K[{j}][k]" for j, w in enumerate(weights) if w != 0]
+    return " + ".join(terms) if terms else "0.0"
+
+
+def method_source(tab, dense):
+    """The tableau's stages, error norm and continuous extension, unrolled into C."""
+    A, b, e, e3, P = tab.floats()
+    s = len(b)
+    P = P if dense else None
+    error_order = tab.error_order or 0
+    order = tab.error_order or tab.order or 1
+    alpha = 1.0 / (error_order + 1) - 0.75 * tab.beta if error_order > 0 else 0.0
+    out = [f"#define FC_STAGES {s}", f"#define FC_ADAPTIVE {int(e is not None)}",
+           f"#define FC_DENSE {int(P is not None)}", f"#define FC_ORDER {order}",
+           f"#define FC_ALPHA {_lit(alpha)}", f"#define FC_BETA {_lit(tab.beta)}", ""]
+    body = ["fc_s z[FC_D];", "int st;"]
+    for i in range(1, s):
+        body += [f"for (int k = 0; k < FC_D; k++) z[k] = y[k] + h * ({_combo(A[i][:i], i)});",
+                 f"st = fc_rhs(z, K[{i}], b, 0, a);", "++*nfev;", "if (st != FC_OK) return st;"]
+    body += [f"for (int k = 0; k < FC_D; k++) ynew[k] = y[k] + h * ({_combo(b, s)});",
+             f"st = fc_rhs(ynew, K[{s}], b, bnew, a);", "++*nfev;", "return st;"]
+    out += _function("FC_FN int fc_attempt(const fc_s *y, fc_s (*K)[FC_D], double h, fc_s *ynew, "
+                     "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev)", body)
+    if e is not None:
+        body = ["double e5 = 0, e3 = 0;", "(void)e3;", "for (int k = 0; k < FC_D; k++) {",
+                "    const double sc = a->atol + a->rtol * fmax(fc_abs(y[k]), fc_abs(ynew[k]));",
+                f"    const double r5 = fc_abs({_combo(e, s)}) / sc;", "    e5 += r5 * r5;"]
+        if e3 is not None:
+            body += [f"    const double r3 = fc_abs({_combo(e3, s)}) / sc;", "    e3 += r3 * r3;"]
+        body += ["}"]
+        if e3 is not None:     # DOP853: |h| e5² / sqrt((e5² + e3²/100) D)
+            body += ["return (e5 == 0 && e3 == 0) ? 0.0 : h * e5 / sqrt((e5 + 0.01 * e3) * FC_D);"]
+        else:
+            body += ["return h * sqrt(e5 / FC_D);"]
+        out += _function("FC_FN double fc_error(const fc_s *y, const fc_s *ynew, fc_s (*K)[FC_D], "
+                         "double h, const fc_args *a)", body)
+    if P is not None:
+        body, used = [], []
+        for j in range(P.shape[0]):
+            if np.any(P[j] != 0):
+                horner = _lit(P[j, -1])
+                for q in range(P.shape[1] - 2, -1, -1):
+                    horner = f"({_lit(P[j, q])} + x * {horner})"
+                body.append(f"const double w{j} = h * x * {horner};")
+                used.append(j)
+        acc = " + ".join(f"w{j} * K[{j}][k]" for j in used)
+        body += [f"for (int k = 0; k < FC_D; k++) out[k] = y[k] + ({acc});"]
+        out += _function("FC_FN void fc_dense(const fc_s *y, fc_s (*K)[FC_D], double x, double h, "
+                         "fc_s *out)", body)
+    return out
+
+
+def solve_source(p: Problem, tab, dense) -> str:
+    """The whole translation unit of one solve kernel (the same text for gcc and NVRTC)."""
+    lines = [f"/* flowcore solve kernel: {p.kind} flow, D = {p.dim}, {tab.name} */",
+             f"#define FC_D {p.dim}", f"#define FC_COMPLEX {int(p.complex_)}",
+             '#include "flowcore/kernel.h"']
+    if p.kind == "pf":
+        lines += ['#include "flowcore/spectral.h"']
+        lines += _pf_problem(p)
+    elif p.kind == "poly":
+        lines += _poly_problem(p)
+    else:
+        lines += _expr_problem(p)
+    lines += [""] + method_source(tab, dense) + ['#include "flowcore/rk.h"', ""]
+    return "\n".join(lines)
+
+
+def _method_key(tab, dense):
+    A, b, e, e3, P = tab.floats()
+    parts = [tab.name, str(tab.order), str(tab.error_order), repr(tab.beta), str(dense)]
+    for arr in (A, b, e, e3, P if dense else None):
+        parts.append("-" if arr is None else np.asarray(arr, dtype=np.float64).tobytes().hex())
+    return parts
+
+
+# ----------------------------------------------------------------------------- host
+_HOST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 6 + [ctypes.c_int]
+
+
+def host_solver(p: Problem, tab, dense):
+    """The compiled host library for (problem, method), compiled once and cached."""
+    from flowcore import _codegen
+    key = ["solve-kernel", _headers_digest(), *p.key(), *_method_key(tab, dense)]
+    lib = _codegen.build(key, lambda: solve_source(p, tab, dense), "the solve kernel",
+                         extra=["-I", str(INCLUDE), *_codegen.openmp_flags()])
+    fn = lib.fc_solve_host
+    fn.argtypes, fn.restype = _HOST_ARGS, ctypes.c_int
+    return fn
+
+
+def pack_args(lr, np_coef, t0, dt, rtol, atol, radius, rest_tol, max_steps, nout, rest_window):
+    r = np.array([lr, np_coef, t0, dt, rtol, atol, radius, rest_tol], dtype=np.float64)
+    n = np.array([max_steps, nout, rest_window], dtype=np.int64)
+    return r, n
+
+
+def run_host(fn, r, n, targets, y0, threads):
+    """Run a host solve kernel on rows y0 [N, D]; (Y [N, nout, D], status, nfev, nsteps,
+    nreject, interrupted)."""
+    from flowcore import _solve
+    N, D = y0.shape
+    nout = len(targets)
+    Y = np.full((N, nout, D), complex(np.nan, np.nan) if y0.dtype == np.complex128 else np.nan,
+                dtype=y0.dtype)
+    status = np.zeros(N, dtype=np.intc)
+    counters = [np.zeros(N, dtype=np.int64) for _ in range(3)]
+    ptr = lambda arr: arr.ctypes.data        # noqa: E731
+    taken = _solve._take_sigint()
+    try:
+        fn(ptr(r), ptr(n), ptr(targets), _solve._sigint_flag_address(), N, ptr(y0), ptr(Y),
+           ptr(status), *map(ptr, counters), threads)
+    finally:
+        interrupted = _solve._give_sigint(taken)
+    return (Y, status, *counters, interrupted)
+
+
+# ------------------------------------------------------------------------------ GPU
+def cccl_include():
+    """A directory holding libcu++'s <cuda/std/complex> for NVRTC (the nvidia-cuda-cccl wheel,
+    or the copy CuPy ships), or None."""
+    import importlib.util
+    roots = []
+    for pkg in ("nvidia", "cupy"):
+        spec = importlib.util.find_spec(pkg)
+        if spec is not None:
+            roots += [Path(p) for p in (spec.submodule_search_locations or [])]
+    for root in roots:
+        for hit in sorted(root.glob("**/cuda/std/complex")):
+            return hit.parent.parent.parent
+    return None
+
+
+def cuda_source(source):
+    """The kernel source as given to NVRTC: the headers' digest is part of the text, so CuPy's
+    kernel cache (keyed by the text) never serves a kernel built from older headers."""
+    return f"/* flowcore headers {_headers_digest()} */\n{source}"
+
+
+def cuda_options():
+    opts = ["--std=c++17", f"-I{INCLUDE}"]
+    cccl = cccl_include()
+    if cccl is not None:
+        opts.append(f"-I{cccl}")
+    return opts
+
+
+def nvrtc_compile(source, arch="sm_90"):
+    """Compile a kernel source for CUDA with NVRTC (no GPU needed); returns the PTX text or
+    raises RuntimeError with the compiler's log. Used by CI to keep every kernel CUDA-clean."""
+    from cuda.bindings import nvrtc
+    src = cuda_source(source).encode()
+    err, prog = nvrtc.nvrtcCreateProgram(src, b"flowcore_kernel.cu", 0, [], [])
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        raise RuntimeError(f"nvrtcCreateProgram failed: {err}")
+    try:
+        opts = [o.encode() for o in (*cuda_options(), f"--gpu-architecture={arch}")]
+        err, = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise RuntimeError("NVRTC could not compile the kernel:\n" + log.decode(errors="replace")[-6000:])
+        _, size = nvrtc.nvrtcGetPTXSize(prog)
+        ptx = b" " * size
+        nvrtc.nvrtcGetPTX(prog, ptx)
+        return ptx.decode(errors="replace")
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+_GPU = {}
+
+
+def gpu_usable(device):
+    """Can kernels run on a GPU? device='gpu' raises with the reason when not; None answers."""
+    if device == "cpu":
+        return False
+    if "ok" not in _GPU:
+        try:
+            import cupy
+            _GPU["ok"] = cupy.cuda.runtime.getDeviceCount() > 0
+            _GPU["why"] = "no CUDA device is visible"
+        except Exception as exc:       # not installed, no driver, no device
+            _GPU["ok"], _GPU["why"] = False, f"{type(exc).__name__}: {exc}"
+    if device == "gpu" and not _GPU["ok"]:
+        raise RuntimeError(f"device='gpu' needs CuPy and an NVIDIA GPU (pip install 'flowcore[gpu]'); "
+                           f"here: {_GPU['why']}. Use device='cpu' or None")
+    return _GPU["ok"]
+
+
+def gpu_solver(p: Problem, tab, dense):
+    import cupy
+    module = cupy.RawModule(code=cuda_source(solve_source(p, tab, dense)),
+                            options=tuple(cuda_options()))
+    return module.get_function("fc_solve_gpu")
+
+
+def run_gpu(fn, r, n, targets, y0, threads, block=128):
+    """Run a solve kernel on the GPU, one thread per trajectory; the same results as run_host."""
+    import cupy
+    N, D = y0.shape
+    nan = complex(np.nan, np.nan) if y0.dtype == np.complex128 else np.nan
+    Y = cupy.full((N, len(targets), D), nan, dtype=y0.dtype)
+    status = cupy.zeros(N, dtype=cupy.int32)
+    counters = [cupy.zeros(N, dtype=cupy.int64) for _ in range(3)]
+    args = (cupy.asarray(r), cupy.asarray(n), cupy.asarray(targets), np.int64(N), cupy.asarray(y0),
+            Y, status, *counters)
+    fn(((N + block - 1) // block,), (block,), args)
+    return (Y.get(), status.get().astype(np.intc), *(c.get() for c in counters), False)

@@ -1,0 +1,62 @@
+/* What every generated kernel shares, before its problem is defined: the scalar type, the
+ * statuses, the run-time arguments and small helpers. The generator defines, before including:
+ *
+ *   FC_D        dimension               FC_COMPLEX  1: the state is complex128, 0: float64
+ *
+ * then defines the problem (fc_branch, fc_branch_init, fc_rhs) and the method (fc_attempt,
+ * fc_error, fc_dense), and includes the loop (rk.h or maps.h). Nothing here depends on the
+ * target: see target.h.
+ */
+#ifndef FLOWCORE_KERNEL_H
+#define FLOWCORE_KERNEL_H
+#include "target.h"
+
+#if FC_COMPLEX
+typedef fc_z fc_s;
+#define fc_abs(v) fc_cabs(v)
+#define fc_finite(v) (isfinite(fc_re(v)) && isfinite(fc_im(v)))
+#else
+typedef double fc_s;
+#define fc_abs(v) fabs(v)
+#define fc_finite(v) isfinite(v)
+#endif
+
+/* the values of flowcore.Status (and of flowcore_abi.h's fc_status) */
+enum { FC_OK = 0, FC_ESCAPED = 1, FC_MAX_STEPS = 2, FC_STEP_UNDERFLOW = 3, FC_NONFINITE = 4,
+       FC_SINGULAR = 5, FC_INTERRUPTED = 6 };
+
+/* Run-time arguments: changing any of them never recompiles. They travel as two flat arrays
+ * (doubles, integers) so the host and the GPU entry points take the same thing. */
+enum { FC_R_LR, FC_R_NP, FC_R_T0, FC_R_DT, FC_R_RTOL, FC_R_ATOL, FC_R_RADIUS, FC_R_REST_TOL, FC_NR };
+enum { FC_I_MAX_STEPS, FC_I_NOUT, FC_I_REST_WINDOW, FC_NI };
+
+typedef struct {
+    double lr, np_coef;           /* the flow's learning rate h and non-principal coefficient */
+    double t0, dt, rtol, atol, radius;
+    double rest_tol;              /* 0: no rest test */
+    fc_int64 max_steps, nout, rest_window;
+    const double *tout;           /* [nout] output times after t0 */
+    const volatile int *interrupt;  /* host: the Ctrl-C flag; NULL on the GPU */
+} fc_args;
+
+FC_FN fc_args fc_unpack(const double *r, const fc_int64 *n, const double *tout,
+                        const volatile int *interrupt)
+{
+    fc_args a;
+    a.lr = r[FC_R_LR]; a.np_coef = r[FC_R_NP]; a.t0 = r[FC_R_T0]; a.dt = r[FC_R_DT];
+    a.rtol = r[FC_R_RTOL]; a.atol = r[FC_R_ATOL]; a.radius = r[FC_R_RADIUS];
+    a.rest_tol = r[FC_R_REST_TOL];
+    a.max_steps = n[FC_I_MAX_STEPS]; a.nout = n[FC_I_NOUT]; a.rest_window = n[FC_I_REST_WINDOW];
+    a.tout = tout; a.interrupt = interrupt;
+    return a;
+}
+
+/* status of a computed vector: FC_OK when every entry is finite */
+FC_FN int fc_check(const fc_s *v, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (!fc_finite(v[k])) return FC_NONFINITE;
+    return FC_OK;
+}
+
+#endif

@@ -1,0 +1,60 @@
+/* One kernel source, two targets: the few names that differ between the host C compiler
+ * (C99 complex, OpenMP) and NVRTC (CUDA C++, libcu++'s cuda::std::complex).
+ *
+ *   fc_z            complex128 scalar             FC_FN      a kernel helper (inlined)
+ *                                                 FC_CALL    a large one (not inlined on CUDA)
+ *   fc_cmplx(r, i)  build one                     fc_re, fc_im, fc_conj, fc_cabs, fc_clog, fc_csqrt
+ *   FC_PI           pi (M_PI is not in NVRTC)
+ *
+ * Arithmetic (+ - * /, double * fc_z) is written the same on both. Generated expression code
+ * calls exp, log, sin, ... by their plain names: <tgmath.h> makes them type-generic in C, and
+ * the cuda::std overloads are brought into scope for CUDA.
+ */
+#ifndef FLOWCORE_TARGET_H
+#define FLOWCORE_TARGET_H
+
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+#define FC_CUDA 1
+#include <cuda/std/complex>
+typedef cuda::std::complex<double> fc_z;
+#define FC_FN static __device__ __forceinline__
+#define FC_CALL static __device__ __noinline__   /* large: one copy, called (NVRTC time) */
+typedef long long fc_int64;
+FC_FN fc_z fc_cmplx(double re, double im) { return fc_z(re, im); }
+FC_FN double fc_re(fc_z z) { return z.real(); }
+FC_FN double fc_im(fc_z z) { return z.imag(); }
+FC_FN fc_z fc_conj(fc_z z) { return cuda::std::conj(z); }
+FC_FN double fc_cabs(fc_z z) { return cuda::std::abs(z); }
+FC_FN fc_z fc_clog(fc_z z) { return cuda::std::log(z); }
+FC_FN fc_z fc_csqrt(fc_z z) { return cuda::std::sqrt(z); }
+/* complex overloads beside CUDA's real exp, log, ... (a using-declaration would clash with them) */
+#define FC_COMPLEX_FN(name) FC_FN fc_z name(fc_z z) { return cuda::std::name(z); }
+FC_COMPLEX_FN(exp) FC_COMPLEX_FN(log) FC_COMPLEX_FN(sqrt) FC_COMPLEX_FN(sin) FC_COMPLEX_FN(cos)
+FC_COMPLEX_FN(tan) FC_COMPLEX_FN(sinh) FC_COMPLEX_FN(cosh) FC_COMPLEX_FN(tanh) FC_COMPLEX_FN(asin)
+FC_COMPLEX_FN(acos) FC_COMPLEX_FN(atan) FC_COMPLEX_FN(asinh) FC_COMPLEX_FN(acosh) FC_COMPLEX_FN(atanh)
+#undef FC_COMPLEX_FN
+FC_FN fc_z pow(fc_z z, double p) { return cuda::std::pow(z, p); }
+FC_FN fc_z pow(fc_z z, fc_z p) { return cuda::std::pow(z, p); }
+#else
+#include <complex.h>
+#include <math.h>
+#include <stdint.h>
+typedef double complex fc_z;
+#define FC_FN static inline
+#define FC_CALL static inline
+typedef int64_t fc_int64;
+#ifndef CMPLX
+#define CMPLX(x, y) ((double complex)((double)(x) + _Complex_I * (double)(y)))
+#endif
+FC_FN fc_z fc_cmplx(double re, double im) { return CMPLX(re, im); }
+FC_FN double fc_re(fc_z z) { return creal(z); }
+FC_FN double fc_im(fc_z z) { return cimag(z); }
+FC_FN fc_z fc_conj(fc_z z) { return conj(z); }
+FC_FN double fc_cabs(fc_z z) { return cabs(z); }
+FC_FN fc_z fc_clog(fc_z z) { return clog(z); }
+FC_FN fc_z fc_csqrt(fc_z z) { return csqrt(z); }
+#endif
+
+#define FC_PI 3.14159265358979323846264338327950288
+
+#endif

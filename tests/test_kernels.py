@@ -1,0 +1,129 @@
+"""The per-problem compiled kernels: one source for the CPU and the GPU.
+
+References are closed forms (quadratics, the exponential decay), the generic function-pointer
+loop run on Python callables (a separate implementation of the same semantics), and NVRTC,
+which must compile every kind of kernel source for CUDA (no GPU needed)."""
+import platform
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import flowcore as fc
+from flowcore import _kernels
+from flowcore.tableaux import TABLEAUX
+
+
+def _cases():
+    dw = fc.losses.double_well()
+    quartic = fc.Loss.from_expr("x**4/4 - x**2/2")
+    rich = fc.Loss.from_expr("exp(x*y/2) + log(1 + x**2) + sqrt(1 + y**2)*sin(x)**1.5")
+    lorenz = fc.Field.from_expr(["10*(y - x)", "x*(28 - z) - y", "x*y - 8*z/3"], vars=("x", "y", "z"))
+    return [(fc.flows.igr(dw, 0.1), "dopri5", False),
+            (fc.flows.pf(dw, 0.4), "dop853", False),
+            (fc.flows.pf(quartic, 0.4, nonprincipal=True), "rk4", False),
+            (fc.flows.pf(dw, 0.4, branch="principal"), "dopri5", False),
+            (fc.flows.third_order(rich, 0.1), "dopri5", True),
+            (lorenz, "dop853", False)]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the NVRTC wheels are for Linux")
+def test_every_kind_of_kernel_compiles_for_cuda():
+    """CI has no GPU: NVRTC compiles the very sources the CPU runs, so CUDA breakage fails here."""
+    sources = [_kernels.solve_source(_kernels.problem(f, c), TABLEAUX[m], True) for f, m, c in _cases()]
+    with ThreadPoolExecutor(2) as pool:
+        ptx = list(pool.map(_kernels.nvrtc_compile, sources))
+    assert all(".entry fc_solve_gpu" in p for p in ptx)
+
+
+def test_kernel_equals_closed_form_and_generic_loop():
+    # NGF on E = ½ θᵀAθ: θ(t) = exp(−tA) θ0 (closed form)
+    A = np.array([[3.0, 1.0], [1.0, 2.0]])
+    loss = fc.Loss.from_expr("3*x**2/2 + x*y + y**2")
+    th0 = np.random.default_rng(1).uniform(-2, 2, (50, 2))
+    sol = fc.solve(fc.flows.ngf(loss, 0.1), th0, t_eval=[0, 0.5, 1.0], rtol=1e-11, atol=1e-13)
+    lam, V = np.linalg.eigh(A)
+    for k, t in enumerate([0, 0.5, 1.0]):
+        exact = th0 @ (V @ np.diag(np.exp(-t * lam)) @ V.T).T
+        np.testing.assert_allclose(sol.y[:, k], exact, rtol=0, atol=1e-9)
+    # the same field as a Python callable runs the generic loop: the same steps and counts
+    igr = fc.flows.igr(fc.losses.double_well(), 0.1)
+    slow = fc.Field.from_callable(lambda th: igr(th), dim=2, vectorized=True)
+    a = fc.solve(igr, th0, t_span=(0, 1))
+    b = fc.solve(slow, th0, t_span=(0, 1))
+    assert a.device == "cpu" and (a.nfev == b.nfev).all() and (a.nreject == b.nreject).all()
+    np.testing.assert_allclose(a.y, b.y, rtol=1e-12, atol=1e-14)
+
+
+def test_bad_starts_end_alone_and_leave_others_bit_identical():
+    """NaN, escape and the PF's singular set hλ = 1 stop only their own trajectory."""
+    loss = fc.Loss.from_expr("x**2")                      # λ = 2: hλ = 1 at h = 0.5
+    good = np.array([[0.3], [-0.7], [1.1]])
+    flow = fc.flows.pf(loss, 0.3)
+    alone = fc.solve(flow, good, t_span=(0, 2), escape_radius=50)
+    bad = np.array([[np.nan], [1e3]])
+    mixed = fc.solve(flow, np.vstack([bad[:1], good[:1], bad[1:], good[1:]]), t_span=(0, 2),
+                     escape_radius=50)
+    assert list(mixed.status) == [fc.Status.NONFINITE, 0, fc.Status.ESCAPED, 0, 0]
+    assert np.array_equal(mixed.y[[1, 3, 4]], alone.y)            # bitwise
+    sing = fc.solve(fc.flows.pf(loss, 0.5), good, t_span=(0, 1))
+    assert (sing.status == fc.Status.SINGULAR).all()
+
+
+def test_kernel_results_do_not_depend_on_threads_or_batch():
+    flow = fc.flows.pf(fc.losses.double_well(), 0.4)
+    th = np.random.default_rng(2).uniform(-1.3, 1.3, (300, 2))
+    one = fc.solve(flow, th, t_span=(0, 3), threads=1, escape_radius=1e3)
+    two = fc.solve(flow, th, t_span=(0, 3), threads=2, escape_radius=1e3, chunk=37)
+    single = fc.solve(flow, th[123:124], t_span=(0, 3), escape_radius=1e3)
+    assert np.array_equal(one.y, two.y, equal_nan=True) and np.array_equal(one.status, two.status)
+    assert np.array_equal(single.y[0], one.y[123], equal_nan=True)
+
+
+def test_rest_stop_ends_settled_trajectories_at_the_minimum():
+    loss = fc.Loss.from_expr("(x - 1)**2 + 2*(y + 0.5)**2")
+    th = np.random.default_rng(3).uniform(-3, 3, (20, 2))
+    kw = dict(t_eval=[0, 50, 100], method="rk4", dt=0.05)       # the basins' fixed-step case
+    full = fc.solve(fc.flows.ngf(loss, 0.1), th, **kw)
+    rest = fc.solve(fc.flows.ngf(loss, 0.1), th, rest_tol=1e-10, **kw)
+    assert (rest.status == fc.Status.OK).all() and (full.nsteps == 2000).all()
+    assert (rest.nsteps < 400).all()          # |f| ~ e^{-2t} |f0| reaches 1e-10 by t ≈ 13
+    np.testing.assert_allclose(rest.y[:, -1], [[1.0, -0.5]] * 20, atol=1e-9)
+    np.testing.assert_array_equal(rest.y[:, 1], rest.y[:, 2])     # outputs after rest repeat it
+    with pytest.raises(ValueError, match="rest_tol needs a compiled kernel"):
+        fc.solve(fc.Field.from_callable(lambda th: -th, dim=1), [[1.0]], t_span=(0, 1), rest_tol=1e-8)
+
+
+def test_device_argument():
+    flow = fc.flows.ngf(fc.losses.double_well(), 0.1)
+    with pytest.raises(ValueError, match="device must be"):
+        fc.solve(flow, [[1.0, 1.0]], t_span=(0, 1), device="cuda")
+    if not _kernels.gpu_usable(None):
+        with pytest.raises(RuntimeError, match="needs CuPy and an NVIDIA GPU"):
+            fc.solve(flow, [[1.0, 1.0]], t_span=(0, 1), device="gpu")
+    py = fc.Field.from_callable(lambda th: -th, dim=1)
+    with pytest.raises(ValueError, match="cannot run on the GPU: .*Python callable"):
+        fc.solve(py, [[1.0]], t_span=(0, 1), device="gpu")
+
+
+needs_gpu = pytest.mark.skipif(not _kernels.gpu_usable(None), reason="no CUDA GPU with CuPy")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("case", range(6))
+def test_gpu_matches_cpu(case):
+    flow, method, cplx = _cases()[case]
+    rng = np.random.default_rng(case)
+    th = rng.uniform(-1.3, 1.3, (2000, flow.dim)) + (0.1j if cplx else 0)
+    kw = dict(t_span=(0, 1.0), method=method, escape_radius=1e3)
+    if method == "rk4":
+        kw["dt"] = 0.01
+    cpu = fc.solve(flow, th, device="cpu", **kw)
+    gpu = fc.solve(flow, th, device="gpu", **kw)
+    assert gpu.device == "gpu"
+    np.testing.assert_array_equal(cpu.status, gpu.status)
+    ok = cpu.status == 0
+    tol = 1e-12 if method == "rk4" else 1e-6
+    np.testing.assert_allclose(gpu.y[ok], cpu.y[ok], rtol=tol, atol=tol)
