@@ -205,11 +205,26 @@ def _cycle_points(loss, model, lr, start, nsteps, p, beta, power, lr_cap):
     return np.roll(cyc, -k, axis=0)
 
 
+REST_FRACTION = 1e-3    # flows stop once ‖θ'‖ ≤ 1e-3 · tol (rest test of the kernel, 8 steps)
+
+
+def _rest_tol(flow, tol):
+    """The kernel's rest test for a flow's basins: far below the labelling tolerance, so a start
+    passing near a saddle is not stopped there (it would have to come within ~1e-3 tol of it);
+    0 (integrate to t_max) for a flow without a compiled kernel."""
+    from flowcore import _kernels
+    try:
+        _kernels.problem(flow)
+    except _kernels.NoKernel:
+        return 0.0
+    return REST_FRACTION * tol
+
+
 def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, directions=None, steps: int = 1000,
            t_max: float | None = None, tol: float | None = None,
            max_period=16, confirm=50, escape_radius=1e6, imag_tol=1e-6, match_tol=1e-4, critical=None,
            method="dopri5", rtol=1e-8, atol=1e-10, dt=None, beta=0.9, power=1.0, lr_cap=None,
-           threads=None, progress=None):
+           threads=None, progress=None, device=None):
     """Basins of attraction of ``model`` with learning rate ``lr`` on a grid of starts.
 
     model: a map ('gd', 'heavy_ball', 'nesterov', 'dal') run for at most ``steps`` iterations, or
@@ -218,7 +233,9 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
     grid: see :func:`grid_points` (a plane through ``origin`` spanned by ``directions`` for D > 2).
     Rest tests. Maps: a recurrence of period ≤ ``max_period`` within ``tol`` (default 1e-10)
     that holds at ``confirm`` consecutive iterations. Flows: ‖θ'‖∞ ≤ tol(1 + ‖θ‖∞) at t_max
-    (default 1e-5, above the solver's noise floor near a stiff rest point). A fixed point within
+    (default 1e-5, above the solver's noise floor near a stiff rest point); a start whose speed
+    stays below 1e-3·tol for 8 steps stops there (compiled flows), the rest is not integrated.
+    ``device``: 'cpu', 'gpu' or None (the GPU when usable), as in :func:`flowcore.solve`. A fixed point within
     ``match_tol`` (relative) of a critical point of E (``critical``; default: all of them from
     sympy, else a Newton search around the grid) is matched to it, and the model's linear
     stability there (:func:`stability`) decides attractor or unstable fixed point.
@@ -254,7 +271,7 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
     if is_map:
         tol = 1e-10 if tol is None else tol
         r = fc.descend_to_rest(loss, starts, lr if model != "dal" else None, steps, model, tol, max_period,
-                               confirm, beta, power, lr_cap, escape_radius, threads, progress)
+                               confirm, beta, power, lr_cap, escape_radius, threads, progress, device=device)
         final, status, nsteps, period = r.final, r.status, r.nsteps, r.period
         rest = period > 0
     else:
@@ -262,7 +279,8 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
         T = steps * lr if t_max is None else t_max
         flow = fc.models.model(model).build(loss, lr)
         sol = fc.solve(flow, starts, t_span=(0.0, float(T)), method=method, rtol=rtol, atol=atol, dt=dt,
-                       escape_radius=escape_radius, threads=threads, progress=progress)
+                       escape_radius=escape_radius, threads=threads, progress=progress, device=device,
+                       rest_tol=_rest_tol(flow, tol))
         final, status, nsteps = sol.y[:, -1], np.asarray(sol.status).copy(), sol.nsteps
         ok = status == fc.Status.OK
         speed = np.full(N, np.inf)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 INCLUDE = Path(__file__).parent / "include"
-HEADERS = ("target.h", "kernel.h", "spectral.h", "rk.h")
+HEADERS = ("target.h", "kernel.h", "spectral.h", "rk.h", "maps.h")
 REST_WINDOW = 8       # accepted steps the rest test must hold for
 
 
@@ -238,7 +238,7 @@ def method_source(tab, dense):
                      "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev)", body)
     if e is not None:
         body = ["double e5 = 0, e3 = 0;", "(void)e3;", "for (int k = 0; k < FC_D; k++) {",
-                "    const double sc = a->atol + a->rtol * fmax(fc_abs(y[k]), fc_abs(ynew[k]));",
+                "    const double sc = a->atol + a->rtol * fc_max(fc_abs(y[k]), fc_abs(ynew[k]));",
                 f"    const double r5 = fc_abs({_combo(e, s)}) / sc;", "    e5 += r5 * r5;"]
         if e3 is not None:
             body += [f"    const double r3 = fc_abs({_combo(e3, s)}) / sc;", "    e3 += r3 * r3;"]
@@ -287,6 +287,64 @@ def _method_key(tab, dense):
     for arr in (A, b, e, e3, P if dense else None):
         parts.append("-" if arr is None else np.asarray(arr, dtype=np.float64).tobytes().hex())
     return parts
+
+
+# ------------------------------------------------------------------------------ maps
+MAP_METHODS = {"gd": "FC_GD", "heavy_ball": "FC_HEAVY_BALL", "nesterov": "FC_NESTEROV", "dal": "FC_DAL"}
+
+
+def loss_problem(loss) -> Problem:
+    """The Problem of a loss for the map kernels, or NoKernel saying why it has none."""
+    if loss.expr is None:
+        raise NoKernel(f"the loss {loss.name!r} has no symbolic expression (a Python callable or "
+                       "a C library); use Loss.from_expr or the zoo")
+    return Problem("loss", loss.dim, (loss.expr,), tuple(loss.vars))
+
+
+def rest_source(p: Problem, method, pmax) -> str:
+    """The translation unit of one descend-to-rest kernel (gcc and NVRTC)."""
+    body = _loads(p.dim) + _loss_parts(p, method == "dal", False)
+    body += [f"for (int k = 0; k < {p.dim}; k++) gout[k] = g[k];",
+             f"if (Hout) for (int k = 0; k < {p.dim * p.dim}; k++) Hout[k] = H[k];"]
+    lines = [f"/* flowcore descend-to-rest kernel: {method}, D = {p.dim}, periods <= {pmax} */",
+             f"#define FC_D {p.dim}", "#define FC_COMPLEX 0", '#include "flowcore/kernel.h"',
+             f"#define FC_PMAX {pmax}", f"#define FC_METHOD {MAP_METHODS[method]}"]
+    lines += _function("FC_FN void fc_grad(const double *x, double *gout, double *Hout)", body)
+    return "\n".join(lines + ['#include "flowcore/maps.h"', ""])
+
+
+_REST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 5 + [ctypes.c_int]
+
+
+def host_rest(p: Problem, method, pmax):
+    from flowcore import _codegen
+    key = ["rest-kernel", _headers_digest(), *p.key(), method, str(pmax)]
+    lib = _codegen.build(key, lambda: rest_source(p, method, pmax), "the descend kernel",
+                         extra=["-I", str(INCLUDE), *_codegen.openmp_flags()])
+    fn = lib.fc_rest_host
+    fn.argtypes, fn.restype = _REST_ARGS, ctypes.c_int
+    return fn
+
+
+def pack_map_args(beta, power, cap, radius, tol, steps, confirm):
+    return (np.array([beta, power, cap, radius, tol], dtype=np.float64),
+            np.array([steps, confirm], dtype=np.int64))
+
+
+def run_rest_host(fn, r, n, lr, th0, threads):
+    """(final [N, D], status, nsteps, period, interrupted) from a host descend-to-rest kernel."""
+    from flowcore import _solve
+    N, D = th0.shape
+    final = np.empty((N, D))
+    status, nsteps, period = (np.zeros(N, dtype=np.intc) for _ in range(3))
+    ptr = lambda arr: arr.ctypes.data        # noqa: E731
+    taken = _solve._take_sigint()
+    try:
+        fn(ptr(r), ptr(n), ptr(lr), _solve._sigint_flag_address(), N, ptr(th0), ptr(final),
+           ptr(status), ptr(nsteps), ptr(period), threads)
+    finally:
+        interrupted = _solve._give_sigint(taken)
+    return final, status, nsteps, period, interrupted
 
 
 # ----------------------------------------------------------------------------- host
@@ -423,3 +481,21 @@ def run_gpu(fn, r, n, targets, y0, threads, block=128):
             Y, status, *counters)
     fn(((N + block - 1) // block,), (block,), args)
     return (Y.get(), status.get().astype(np.intc), *(c.get() for c in counters), False)
+
+
+def gpu_rest(p: Problem, method, pmax):
+    import cupy
+    module = cupy.RawModule(code=cuda_source(rest_source(p, method, pmax)), options=tuple(cuda_options()))
+    return module.get_function("fc_rest_gpu")
+
+
+def run_rest_gpu(fn, r, n, lr, th0, threads, block=128):
+    import cupy
+    N, D = th0.shape
+    final = cupy.empty((N, D))
+    status, nsteps, period = (cupy.zeros(N, dtype=cupy.int32) for _ in range(3))
+    fn(((N + block - 1) // block,), (block,),
+       (cupy.asarray(r), cupy.asarray(n), cupy.asarray(lr), np.int64(N), cupy.asarray(th0), final,
+        status, nsteps, period))
+    return final.get(), status.get().astype(np.intc), nsteps.get().astype(np.intc), \
+        period.get().astype(np.intc), False

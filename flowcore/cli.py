@@ -225,7 +225,7 @@ def cmd_basins(args):
     if args.directions:
         kw["directions"] = [[float(v) for v in d.split(",")] for d in args.directions.split(";")]
     b = fa.basins(loss, args.model, args.lr, grid, steps=args.steps, t_max=args.t_max,
-                  progress=None if not args.json else False, **kw)
+                  progress=None if not args.json else False, device=args.device, **kw)
     Sb, Sbb, nb = b.entropy(box=args.box) if min(b.labels.shape) >= args.box and b.labels.ndim == 2 else (None,) * 3
     if out:
         fa.plot.basins(b, title=f"{fa.plot.tex(loss)}: basins of {args.model}, lr = {args.lr:g}").savefig(out, dpi=120)
@@ -327,6 +327,10 @@ def cmd_bench(args):
     for script in scripts:
         print(f"== {script.name}", flush=True)
         cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
+        if script.stem == "bench_gpu" and args.device != "gpu":
+            continue                       # the GPU part runs with --device gpu
+        if args.device == "gpu" and script.stem != "bench_gpu":
+            continue
         rc |= subprocess.run(cmd, cwd=folder).returncode
     return rc
 
@@ -385,6 +389,8 @@ def build_parser():
     bs.add_argument("--steps", type=int, default=1000, help="iteration budget (flows: t_max = steps·lr)")
     bs.add_argument("--t-max", type=float, help="time budget of a flow")
     bs.add_argument("--box", type=int, default=5, help="box size of the basin entropy (default 5)")
+    bs.add_argument("--device", choices=("cpu", "gpu"), help="where compiled kernels run (default: the GPU "
+                    "when CuPy sees one, else the CPU)")
     bs.add_argument("-o", "--output", help="write the basin figure to this PNG")
     bs.add_argument("--json", action="store_true", help="machine-readable output")
     bs.set_defaults(func=cmd_basins)
@@ -418,6 +424,8 @@ def build_parser():
     b = sub.add_parser("bench", help="run the benchmarks (tables to stdout, JSON to benchmarks/results)")
     b.add_argument("--quick", action="store_true", help="small batches, few repeats")
     b.add_argument("--only", help="run only scripts whose name contains this (e.g. solve)")
+    b.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="cpu: the CPU benchmarks (default); gpu: the GPU part (says so and skips without a GPU)")
     b.set_defaults(func=cmd_bench)
     return p
 

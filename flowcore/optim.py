@@ -128,6 +128,7 @@ class Rest:
     status: np.ndarray
     nsteps: np.ndarray
     method: str
+    device: str = "cpu"
 
     def __repr__(self):
         N, D = self.final.shape
@@ -140,7 +141,7 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
                     method: str = "gd", tol: float = 1e-10, max_period: int = 16, confirm: int = 50,
                     beta: float = 0.9, power: float = 1.0, lr_cap: float | None = None,
                     escape_radius: float = 1e12, threads: int | None = None, progress: bool | None = None,
-                    chunk: int = 1 << 14) -> Rest:
+                    chunk: int = 1 << 14, device: str | None = None) -> Rest:
     """Run a map from every start until it comes to rest, keeping no iterates (for basins).
 
     A start is at rest once a recurrence ‖θ_k − θ_{k−p}‖∞ ≤ tol(1 + ‖θ_k‖∞) with one p ≤
@@ -149,6 +150,10 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     divisor that also recurs (a damped oscillation onto a fixed point passes the p = 2 test
     first). p = 1 is tested every step, all p every ``max_period`` steps. Methods, ``lr`` and
     the escape test as in :func:`descend`. Ctrl-C raises :class:`flowcore.Interrupted`.
+
+    ``device``: 'cpu', 'gpu' or None (the GPU when usable). A loss with a sympy expression
+    (Loss.from_expr, the zoo) runs as one compiled kernel with the loss inlined (compiled on
+    first use, cached); other losses run the generic loop on the CPU.
     """
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
@@ -172,15 +177,17 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     N, D = th.shape
     final = np.empty((N, D))
     status, nsteps, period = (np.empty(N, np.intc) for _ in range(3))
+    run = _rest_runner(loss, method, max_period, device, b, float(power), float(lr_cap or 0.0),
+                       radius, tol, steps, confirm)
+    if run.device == "gpu":
+        chunk = max(chunk, 1 << 20)
+    rates = np.ascontiguousarray(np.broadcast_to(np.asarray(lr if method != "dal" else 0.0, dtype=np.float64), (N,)))
     bar = Progress(N, f"{method} to rest", "start", progress)
     try:
         for i in range(0, N, chunk):
             sl = slice(i, min(N, i + chunk))
-            rate = lr if method == "dal" or np.ndim(lr) == 0 else lr[sl]
-            final[sl], _, status[sl], nsteps[sl], period[sl], interrupted = _descend(
-                loss, np.ascontiguousarray(th[sl]), steps, method, rate if method != "dal" else 0.0, b,
-                float(power), float(lr_cap or 0.0), radius, _threads(threads, -(-(sl.stop - sl.start) // 64)),
-                max_period, tol, confirm)
+            final[sl], status[sl], nsteps[sl], period[sl], interrupted = run(
+                np.ascontiguousarray(th[sl]), rates[sl], _threads(threads, -(-(sl.stop - sl.start) // 64)))
             if interrupted:
                 raise Interrupted(Rest(final, period, status.astype(np.int8), nsteps, method),
                                   "fc.descend_to_rest")
@@ -188,7 +195,36 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     finally:
         bar.close()
     status[(status == Status.OK) & (period == 0)] = Status.MAX_STEPS
-    return Rest(final, period, status.astype(np.int8), nsteps, method)
+    return Rest(final, period, status.astype(np.int8), nsteps, method, run.device)
+
+
+def _rest_runner(loss, method, max_period, device, beta, power, cap, radius, tol, steps, confirm):
+    """run(th0 [n, D], lr [n], threads) -> (final, status, nsteps, period, interrupted): the
+    loss's compiled kernel on the chosen target, or the generic loop (losses without an
+    expression: Python callables, C libraries)."""
+    from flowcore import _kernels
+    if device not in (None, "cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu', 'gpu' or None, got {device!r}")
+    try:
+        problem = _kernels.loss_problem(loss)
+    except _kernels.NoKernel as why:
+        if device == "gpu":
+            raise ValueError(f"device='gpu': {loss.name!r} cannot run on the GPU: {why}") from None
+
+        def generic(th, lr, threads):
+            X, _, st, ns, per, intr = _descend(loss, th, steps, method, lr if method != "dal" else 0.0,
+                                               beta, power, cap, radius, threads, max_period, tol, confirm)
+            return X, st, ns, per, intr
+        generic.device = "cpu"
+        return generic
+    gpu = _kernels.gpu_usable(device)
+    kernel = (_kernels.gpu_rest if gpu else _kernels.host_rest)(problem, method, max_period)
+    r, n = _kernels.pack_map_args(beta, power, cap, radius, tol, steps, confirm)
+
+    def compiled(th, lr, threads):
+        return (_kernels.run_rest_gpu if gpu else _kernels.run_rest_host)(kernel, r, n, lr, th, threads)
+    compiled.device = "gpu" if gpu else "cpu"
+    return compiled
 
 
 def diagnostics(loss: Loss, iterates: ArrayLike, lr: float) -> dict:

@@ -51,6 +51,9 @@ FC_FN fc_args fc_unpack(const double *r, const fc_int64 *n, const double *tout,
     return a;
 }
 
+/* max of two finite numbers: a compare, where fmax is a library call (its NaN rules) */
+FC_FN double fc_max(double a, double b) { return a > b ? a : b; }
+
 /* status of a computed vector: FC_OK when every entry is finite */
 FC_FN int fc_check(const fc_s *v, int n)
 {

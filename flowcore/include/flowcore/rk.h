@@ -65,9 +65,10 @@ FC_FN double fc_first_step(const fc_args *a, const fc_s *y, fc_s (*K)[FC_D], con
 #endif
 
 /* One trajectory from y0 at a->t0; Y [nout, D] receives the outputs (untouched after a stop). */
-FC_FN int fc_integrate(const fc_args *a, const fc_s *y0, fc_s *Y, fc_int64 *nfev,
+FC_FN int fc_integrate(const fc_args *args, const fc_s *y0, fc_s *Y, fc_int64 *nfev,
                        fc_int64 *nsteps, fc_int64 *nreject)
 {
+    const fc_args A = *args, *a = &A;    /* a local copy: stores to the state cannot alias it */
     fc_s y[FC_D], ynew[FC_D], K[FC_STAGES + 1][FC_D];
     fc_branch b, bnew;
     const double tend = a->tout[a->nout - 1];
@@ -127,8 +128,8 @@ FC_FN int fc_integrate(const fc_args *a, const fc_s *y0, fc_s *Y, fc_int64 *nfev
             y[k] = ynew[k];
             K[0][k] = K[FC_STAGES][k];
             norm2 += fc_abs(y[k]) * fc_abs(y[k]);
-            fmax_ = fmax(fmax_, fc_abs(K[0][k]));
-            ymax = fmax(ymax, fc_abs(y[k]));
+            fmax_ = fc_max(fmax_, fc_abs(K[0][k]));     /* finite: checked above */
+            ymax = fc_max(ymax, fc_abs(y[k]));
         }
         b = bnew;
         const int escaped = sqrt(norm2) > a->radius;

@@ -1,0 +1,180 @@
+/* The GD-family maps run to rest (fc.descend_to_rest, the basins and orbit diagrams of maps),
+ * for one trajectory, and their two entry points (host: OpenMP; CUDA: one thread each).
+ *
+ * Included after the loss, generated as fc_grad(x, g, H) (H may be NULL), with
+ *   FC_METHOD  FC_GD, FC_HEAVY_BALL, FC_NESTEROV or FC_DAL       FC_PMAX  the largest period
+ *
+ * A start is at rest once ‖θ_k − θ_{k−p}‖∞ ≤ tol (1 + ‖θ_k‖∞) has held with one p ≤ FC_PMAX at
+ * `confirm` consecutive steps; p is then reduced to its smallest divisor that also recurs (a
+ * damped oscillation onto a fixed point passes p = 2 first). p = 1 is tested every step, all
+ * p ≤ FC_PMAX every FC_PMAX steps. The result is the final iterate, or for a cycle its
+ * lexicographically smallest point (the same whatever phase it was caught in).
+ */
+#ifndef FLOWCORE_MAPS_H
+#define FLOWCORE_MAPS_H
+
+#define FC_GD 0            /* macros, not an enum: the preprocessor selects the method */
+#define FC_HEAVY_BALL 1
+#define FC_NESTEROV 2
+#define FC_DAL 3
+enum { FC_M_BETA, FC_M_POWER, FC_M_CAP, FC_M_RADIUS, FC_M_TOL, FC_NMR };
+enum { FC_M_STEPS, FC_M_CONFIRM, FC_NMI };
+#define FC_KEEP (FC_PMAX + 1)
+
+typedef struct {
+    double beta, power, cap, radius, tol;
+    fc_int64 steps, confirm;
+    const volatile int *interrupt;
+} fc_map_args;
+
+/* ‖cur − old‖∞ ≤ tol (1 + ‖cur‖∞)? */
+FC_FN int fc_recurs(double tol, const double *old, const double *cur)
+{
+    double scale = 0, d = 0;
+    for (int k = 0; k < FC_D; k++) {
+        scale = fc_max(scale, fabs(cur[k]));     /* cur is finite here */
+        d = fc_max(d, fabs(cur[k] - old[k]));
+    }
+    return d <= tol * (1 + scale);
+}
+
+/* θ_{k+1−p} sits in ring slot (head − p) mod FC_KEEP, head = (k + 1) mod FC_KEEP (no division) */
+FC_FN int fc_slot(int head, int p) { return head >= p ? head - p : head - p + FC_KEEP; }
+
+/* The period to count at step k: the running candidate's if it still holds, else the smallest
+   (all p ≤ FC_PMAX when full_test, else p = 1). */
+FC_FN int fc_period(double tol, double (*ring)[FC_D], const double *cur, int head, fc_int64 k,
+                    int full_test, int candidate)
+{
+    if (candidate > 0) return fc_recurs(tol, ring[fc_slot(head, candidate)], cur) ? candidate : 0;
+    const int top = full_test ? (k + 1 < FC_PMAX ? (int)k + 1 : FC_PMAX) : 1;
+    for (int p = 1; p <= top; p++)
+        if (fc_recurs(tol, ring[fc_slot(head, p)], cur)) return p;
+    return 0;
+}
+
+FC_FN int fc_smallest_period(double tol, double (*ring)[FC_D], const double *cur, int head, int p)
+{
+    for (int d = 1; d < p; d++)
+        if (p % d == 0 && fc_recurs(tol, ring[fc_slot(head, d)], cur)) return d;
+    return p;
+}
+
+/* the lexicographically smallest of the last p iterates θ_{n−p+1..n} */
+FC_FN void fc_representative(double (*ring)[FC_D], fc_int64 n, int p, double *rep)
+{
+    fc_int64 best = n;
+    for (fc_int64 j = n - p + 1; j < n; j++) {
+        const double *u = ring[j % FC_KEEP], *v = ring[best % FC_KEEP];
+        for (int k = 0; k < FC_D; k++)
+            if (u[k] != v[k]) {
+                if (u[k] < v[k]) best = j;
+                break;
+            }
+    }
+    for (int k = 0; k < FC_D; k++) rep[k] = ring[best % FC_KEEP][k];
+}
+
+/* One start: returns its status; *nsteps, *period and rep [D] are written. */
+FC_FN int fc_to_rest(const fc_map_args *args, double lr, const double *th0, double *rep,
+                     int *nsteps, int *period)
+{
+    const fc_map_args A = *args, *a = &A;   /* a local copy: stores to the iterates cannot alias it */
+    double ring[FC_KEEP][FC_D], cur[FC_D], vel[FC_D], y[FC_D], g[FC_D], H[FC_D * FC_D];
+    int status = FC_OK, candidate = 0, streak = 0, head = 0, countdown = 0;
+    fc_int64 k, n = 0;
+    (void)y; (void)H;
+    *period = 0;
+    for (int q = 0; q < FC_D; q++) {
+        cur[q] = ring[0][q] = th0[q];
+        vel[q] = 0;
+        if (!isfinite(cur[q])) status = FC_NONFINITE;
+    }
+    for (k = 0; k < a->steps && status == FC_OK && *period == 0; k++) {
+        if (a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
+        double norm2 = 0;
+#if FC_METHOD == FC_DAL        /* DAL-p: h = 2 / ‖H ĝ‖^p, capped */
+        fc_grad(cur, g, H);
+        double gn = 0, hg = 0;
+        for (int q = 0; q < FC_D; q++) {
+            double s = 0;
+            for (int r = 0; r < FC_D; r++) s += H[q * FC_D + r] * g[r];
+            gn += g[q] * g[q];
+            hg += s * s;
+        }
+        gn = sqrt(gn);
+        hg = sqrt(hg);
+        double h = gn > 0 ? 2.0 / pow(hg / gn, a->power) : (a->cap > 0 ? a->cap : 0.0);
+        if (a->cap > 0 && h > a->cap) h = a->cap;
+        for (int q = 0; q < FC_D; q++) {
+            vel[q] = -h * g[q];
+            cur[q] += vel[q];
+            norm2 += cur[q] * cur[q];
+        }
+        (void)lr;
+#else
+#if FC_METHOD == FC_NESTEROV
+        for (int q = 0; q < FC_D; q++) y[q] = cur[q] + a->beta * vel[q];
+        fc_grad(y, g, 0);
+#else
+        fc_grad(cur, g, 0);
+#endif
+        for (int q = 0; q < FC_D; q++) {
+            vel[q] = a->beta * vel[q] - lr * g[q];
+            cur[q] += vel[q];
+            norm2 += cur[q] * cur[q];
+        }
+#endif
+        n = k + 1;
+        head = head + 1 == FC_KEEP ? 0 : head + 1;           /* (k + 1) mod FC_KEEP */
+        const int full_test = countdown == 0;                 /* k mod FC_PMAX == 0 */
+        countdown = countdown + 1 == FC_PMAX ? 0 : countdown + 1;
+        if (!isfinite(norm2)) status = FC_NONFINITE;
+        else if (norm2 > a->radius * a->radius) status = FC_ESCAPED;
+        else {
+            const int p = fc_period(a->tol, ring, cur, head, k, full_test, candidate);
+            streak = p > 0 && p == candidate ? streak + 1 : (p > 0);
+            candidate = p;
+            if (streak >= a->confirm) *period = fc_smallest_period(a->tol, ring, cur, head, p);
+        }
+        for (int q = 0; q < FC_D; q++) ring[head][q] = cur[q];
+    }
+    *nsteps = (int)n;
+    fc_representative(ring, n, *period > 1 ? *period : 1, rep);
+    return status;
+}
+
+FC_FN fc_map_args fc_map_unpack(const double *r, const fc_int64 *n, const volatile int *interrupt)
+{
+    fc_map_args a;
+    a.beta = r[FC_M_BETA]; a.power = r[FC_M_POWER]; a.cap = r[FC_M_CAP];
+    a.radius = r[FC_M_RADIUS]; a.tol = r[FC_M_TOL];
+    a.steps = n[FC_M_STEPS]; a.confirm = n[FC_M_CONFIRM]; a.interrupt = interrupt;
+    return a;
+}
+
+#ifdef FC_CUDA
+extern "C" __global__ void fc_rest_gpu(const double *r, const fc_int64 *n_args, const double *lr,
+                                       fc_int64 n, const double *th0, double *rep, int *status,
+                                       int *nsteps, int *period)
+{
+    const fc_int64 i = (fc_int64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const fc_map_args a = fc_map_unpack(r, n_args, 0);
+    status[i] = fc_to_rest(&a, lr[i], th0 + i * FC_D, rep + i * FC_D, nsteps + i, period + i);
+}
+#else
+int fc_rest_host(const double *r, const fc_int64 *n_args, const double *lr,
+                 const volatile int *interrupt, fc_int64 n, const double *th0, double *rep,
+                 int *status, int *nsteps, int *period, int threads)
+{
+    const fc_map_args a = fc_map_unpack(r, n_args, interrupt);
+    (void)threads;
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1)
+    for (fc_int64 i = 0; i < n; i++)
+        status[i] = fc_to_rest(&a, lr[i], th0 + i * FC_D, rep + i * FC_D, nsteps + i, period + i);
+    return 0;
+}
+#endif
+
+#endif
