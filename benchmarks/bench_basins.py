@@ -9,7 +9,8 @@ Every contender computes the same label image: the attractor each start ends at 
 critical point within 1e-4), or escaped / unresolved. GD: flowcore and the C loop stop a start
 once ‖θ_k − θ_{k−1}‖∞ ≤ 1e-10(1 + ‖θ_k‖∞) has held for 50 iterations; the numpy loop runs the
 whole budget (masking stopped starts costs numpy more than it saves). Flows: all run the same
-fixed-step RK4 (flowcore: ``method="rk4"``). For the PF all three continue the log along each path
+fixed-step RK4 (flowcore: ``method="rk4"``); flowcore and C stop a start once ‖f‖∞ ≤
+1e-8(1 + ‖θ‖∞) has held for 8 steps (fa.basins' rest test), numpy runs to T. For the PF all three continue the log along each path
 (the pointwise principal log chatters between ±iπ on the cut and gives wrong labels); numpy and C
 use that H is diagonal on this loss, flowcore runs its general 2×2 kernel (eigenvalues, divided
 differences, eigenvector matching).
@@ -28,6 +29,7 @@ from flowcore import analysis as fa
 from _common import compile_c, median_time, table, write_json
 
 RADIUS = 1e6
+from flowcore.analysis.basins import REST_FRACTION as REST     # the flows' rest test, as fa.basins
 MINIMA = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])       # labels 0, 1 and the saddle, 2
 
 PLAIN_C = r"""
@@ -36,6 +38,8 @@ PLAIN_C = r"""
 #include <stdint.h>
 #define ESC (-1)
 #define UNRES (-2)
+#define MAX(a, b) ((a) > (b) ? (a) : (b))   /* finite arguments: a compare, not fmax's library call */
+#define REST_STEPS 8                        /* flows: stop once |f| <= rest_tol(1 + |y|) held this long */
 static const double CP[3][2] = {{-1, 0}, {1, 0}, {0, 0}};
 static int label_of(double x, double y) {
     for (int c = 0; c < 3; c++)
@@ -49,7 +53,7 @@ void gd(int64_t n, const double *th, double h, int steps, int confirm, double to
         int streak = 0, l = UNRES;
         for (int k = 0; k < steps; k++) {
             double nx = x - h * 4 * x * (x*x - 1), ny = y - h * 2 * y;
-            double d = fmax(fabs(nx - x), fabs(ny - y)), s = fmax(fabs(nx), fabs(ny));
+            double d = MAX(fabs(nx - x), fabs(ny - y)), s = MAX(fabs(nx), fabs(ny));
             x = nx; y = ny;
             if (!(sqrt(x*x + y*y) <= R)) { l = ESC; break; }
             streak = d <= tol * (1 + s) ? streak + 1 : 0;
@@ -63,12 +67,17 @@ static void igr(double h, double x, double y, double *fx, double *fy) {
     double gx = 4*x*(x*x - 1), gy = 2*y;
     *fx = -gx - 0.5*h*(12*x*x - 4)*gx; *fy = -gy - 0.5*h*2*gy;
 }
-void igr_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double R, double tol, int *lab) {
+void igr_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double R, double tol,
+             double rest_tol, int *lab) {
     for (int64_t p = 0; p < n; p++) {
         double x = th[2*p], y = th[2*p+1], k1x, k1y, k2x, k2y, k3x, k3y, k4x, k4y;
-        int l = 0;
+        int l = 0, streak = 0;
         for (int k = 0; k < nsteps; k++) {
             igr(h, x, y, &k1x, &k1y);
+            if (k > 0) {
+                streak = MAX(fabs(k1x), fabs(k1y)) <= rest_tol * (1 + MAX(fabs(x), fabs(y))) ? streak + 1 : 0;
+                if (streak >= REST_STEPS) break;
+            }
             igr(h, x + 0.5*dt*k1x, y + 0.5*dt*k1y, &k2x, &k2y);
             igr(h, x + 0.5*dt*k2x, y + 0.5*dt*k2y, &k3x, &k3y);
             igr(h, x + dt*k3x, y + dt*k3y, &k4x, &k4y);
@@ -102,14 +111,18 @@ static void pf(double h, double complex x, double complex y, double complex prev
     *fy = (log(1 - 2*h) / (2*h)) * 2*y;
 }
 void pf_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double R, double tol,
-            double imag_tol, int *lab) {
+            double rest_tol, double imag_tol, int *lab) {
     for (int64_t p = 0; p < n; p++) {
         double complex x = th[2*p], y = th[2*p+1], k1x, k1y, k2x, k2y, k3x, k3y, k4x, k4y, L, Ls;
         double complex prev = cimag(1 - h*(12*x*x - 4)) == 0 && creal(h*(12*x*x - 4)) > 1 ? I*M_PI : 0;
-        int l = 0;
+        int l = 0, streak = 0;
         for (int k = 0; k < nsteps; k++) {
             pf(h, x, y, prev, &k1x, &k1y, &L);
             prev = L;
+            if (k > 0) {
+                streak = MAX(cabs(k1x), cabs(k1y)) <= rest_tol * (1 + MAX(cabs(x), cabs(y))) ? streak + 1 : 0;
+                if (streak >= REST_STEPS) break;
+            }
             pf(h, x + 0.5*dt*k1x, y + 0.5*dt*k1y, prev, &k2x, &k2y, &Ls);
             pf(h, x + 0.5*dt*k2x, y + 0.5*dt*k2y, prev, &k3x, &k3y, &Ls);
             pf(h, x + dt*k3x, y + dt*k3y, prev, &k4x, &k4y, &Ls);
@@ -134,8 +147,8 @@ def plain_c():
     P = np.ctypeslib.ndpointer(np.float64, flags="C")
     Q = np.ctypeslib.ndpointer(np.intc, flags="C")
     lib.gd.argtypes = [L, P, D, I, I, D, D, Q]
-    lib.igr_rk4.argtypes = [L, P, D, D, I, D, D, Q]
-    lib.pf_rk4.argtypes = [L, P, D, D, I, D, D, D, Q]
+    lib.igr_rk4.argtypes = [L, P, D, D, I, D, D, D, Q]
+    lib.pf_rk4.argtypes = [L, P, D, D, I, D, D, D, D, Q]
     return lib
 
 
@@ -250,10 +263,10 @@ def main(argv=None):
          lambda th, lab: lib.gd(len(th), th, 0.1, 1000, 50, 1e-10, RADIUS, lab)),
         ("(b) IGR basins, h = 0.1", 500, "igr", 0.1, dict(method="rk4", dt=0.05, t_max=T, tol=1e-5),
          lambda th: numpy_flow(igr_field(0.1), th, 0.05, int(T / 0.05), 1e-5),
-         lambda th, lab: lib.igr_rk4(len(th), th, 0.1, 0.05, int(T / 0.05), RADIUS, 1e-5, lab)),
+         lambda th, lab: lib.igr_rk4(len(th), th, 0.1, 0.05, int(T / 0.05), RADIUS, 1e-5, REST * 1e-5, lab)),
         ("(c) PF basins, h = 0.2", 300, "pf", 0.2, dict(method="rk4", dt=0.02, t_max=T, tol=1e-5),
          lambda th: numpy_pf(th, 0.2, 0.02, int(T / 0.02), 1e-5, 1e-6),
-         lambda th, lab: lib.pf_rk4(len(th), th, 0.2, 0.02, int(T / 0.02), RADIUS, 1e-5, 1e-6, lab)),
+         lambda th, lab: lib.pf_rk4(len(th), th, 0.2, 0.02, int(T / 0.02), RADIUS, 1e-5, REST * 1e-5, 1e-6, lab)),
     ]
     rows = []
     for label, n, model, lr, kw, np_run, c_run in problems:

@@ -13,6 +13,7 @@ source is cached on disk by the codegen cache, keyed by the source itself.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +212,7 @@ def _lit(v):
     return repr(float(v))
 
 
-def _combo(weights, row):
+def _combo(weights):
     """'w0 * K[0][k] + w1 * K[1][k] + ...' over the nonzero weights (0.0 if none)."""
     terms = [f"{_lit(w)} * K[{j}][k]" for j, w in enumerate(weights) if w != 0]
     return " + ".join(terms) if terms else "0.0"
@@ -230,18 +231,18 @@ def method_source(tab, dense):
            f"#define FC_ALPHA {_lit(alpha)}", f"#define FC_BETA {_lit(tab.beta)}", ""]
     body = ["fc_s z[FC_D];", "int st;"]
     for i in range(1, s):
-        body += [f"for (int k = 0; k < FC_D; k++) z[k] = y[k] + h * ({_combo(A[i][:i], i)});",
+        body += [f"for (int k = 0; k < FC_D; k++) z[k] = y[k] + h * ({_combo(A[i][:i])});",
                  f"st = fc_rhs(z, K[{i}], b, 0, a);", "++*nfev;", "if (st != FC_OK) return st;"]
-    body += [f"for (int k = 0; k < FC_D; k++) ynew[k] = y[k] + h * ({_combo(b, s)});",
+    body += [f"for (int k = 0; k < FC_D; k++) ynew[k] = y[k] + h * ({_combo(b)});",
              f"st = fc_rhs(ynew, K[{s}], b, bnew, a);", "++*nfev;", "return st;"]
     out += _function("FC_FN int fc_attempt(const fc_s *y, fc_s (*K)[FC_D], double h, fc_s *ynew, "
                      "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev)", body)
     if e is not None:
         body = ["double e5 = 0, e3 = 0;", "(void)e3;", "for (int k = 0; k < FC_D; k++) {",
                 "    const double sc = a->atol + a->rtol * fc_max(fc_abs(y[k]), fc_abs(ynew[k]));",
-                f"    const double r5 = fc_abs({_combo(e, s)}) / sc;", "    e5 += r5 * r5;"]
+                f"    const double r5 = fc_abs({_combo(e)}) / sc;", "    e5 += r5 * r5;"]
         if e3 is not None:
-            body += [f"    const double r3 = fc_abs({_combo(e3, s)}) / sc;", "    e3 += r3 * r3;"]
+            body += [f"    const double r3 = fc_abs({_combo(e3)}) / sc;", "    e3 += r3 * r3;"]
         body += ["}"]
         if e3 is not None:     # DOP853: |h| e5² / sqrt((e5² + e3²/100) D)
             body += ["return (e5 == 0 && e3 == 0) ? 0.0 : h * e5 / sqrt((e5 + 0.01 * e3) * FC_D);"]
@@ -389,6 +390,7 @@ def run_host(fn, r, n, targets, y0, threads):
 
 
 # ------------------------------------------------------------------------------ GPU
+@functools.lru_cache(maxsize=None)
 def cccl_include():
     """A directory holding libcu++'s <cuda/std/complex> for NVRTC (the nvidia-cuda-cccl wheel,
     or the copy CuPy ships), or None."""
@@ -462,11 +464,22 @@ def gpu_usable(device):
     return _GPU["ok"]
 
 
-def gpu_solver(p: Problem, tab, dense):
+_MODULES: dict = {}
+
+
+def _gpu_function(key_parts, make_source, name):
+    """A kernel function of a CUDA module built by CuPy's NVRTC, memoised per key here (so sympy
+    runs once per problem and process); CuPy caches the binary on disk by the source text."""
     import cupy
-    module = cupy.RawModule(code=cuda_source(solve_source(p, tab, dense)),
-                            options=tuple(cuda_options()))
-    return module.get_function("fc_solve_gpu")
+    key = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()
+    if key not in _MODULES:
+        _MODULES[key] = cupy.RawModule(code=cuda_source(make_source()), options=tuple(cuda_options()))
+    return _MODULES[key].get_function(name)
+
+
+def gpu_solver(p: Problem, tab, dense):
+    return _gpu_function(["solve", *p.key(), *_method_key(tab, dense)],
+                         lambda: solve_source(p, tab, dense), "fc_solve_gpu")
 
 
 def run_gpu(fn, r, n, targets, y0, threads, block=128):
@@ -484,9 +497,8 @@ def run_gpu(fn, r, n, targets, y0, threads, block=128):
 
 
 def gpu_rest(p: Problem, method, pmax):
-    import cupy
-    module = cupy.RawModule(code=cuda_source(rest_source(p, method, pmax)), options=tuple(cuda_options()))
-    return module.get_function("fc_rest_gpu")
+    return _gpu_function(["rest", *p.key(), method, str(pmax)], lambda: rest_source(p, method, pmax),
+                         "fc_rest_gpu")
 
 
 def run_rest_gpu(fn, r, n, lr, th0, threads, block=128):

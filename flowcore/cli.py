@@ -323,14 +323,12 @@ def cmd_bench(args):
     scripts = sorted(folder.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if args.only in s.stem]
+    # the GPU part (bench_gpu.py) runs with --device gpu, the rest without
+    scripts = [s for s in scripts if (s.stem == "bench_gpu") == (args.device == "gpu")]
     rc = 0
     for script in scripts:
         print(f"== {script.name}", flush=True)
         cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
-        if script.stem == "bench_gpu" and args.device != "gpu":
-            continue                       # the GPU part runs with --device gpu
-        if args.device == "gpu" and script.stem != "bench_gpu":
-            continue
         rc |= subprocess.run(cmd, cwd=folder).returncode
     return rc
 

@@ -127,3 +127,42 @@ def test_gpu_matches_cpu(case):
     ok = cpu.status == 0
     tol = 1e-12 if method == "rk4" else 1e-6
     np.testing.assert_allclose(gpu.y[ok], cpu.y[ok], rtol=tol, atol=tol)
+
+
+def test_rest_kernel_matches_generic_loop_and_closed_form():
+    """descend_to_rest's compiled kernel against the generic loop (a Python-callable loss of the
+    same function) and GD's closed form on the double well at h = 1.1 (2-cycles: the real roots
+    of f(f(w)) = w, f(w) = w − h·4w(w² − 1), found here with numpy)."""
+    loss = fc.Loss.from_expr("(x**2 - 1)**2")
+    slow = fc.Loss.from_callable(lambda w: (w[..., 0] ** 2 - 1) ** 2,
+                                 lambda w: 4 * w * (w ** 2 - 1),
+                                 lambda w: (12 * w ** 2 - 4)[..., None], dim=1, vectorized=True)
+    starts = np.linspace(-1.3, 1.3, 201)[:, None]
+    for h in (0.1, 0.3):
+        a = fc.descend_to_rest(loss, starts, h, steps=3000)
+        b = fc.descend_to_rest(slow, starts, h, steps=3000)
+        np.testing.assert_array_equal(a.period, b.period)
+        np.testing.assert_allclose(a.final, b.final, atol=1e-12)
+    h = 0.3
+    c = fc.descend_to_rest(loss, starts, h, steps=3000, max_period=4)
+    f = np.polynomial.Polynomial([0, 1 + 4 * h, 0, -4 * h])          # w - h 4w(w² - 1)
+    ff = f(f) - np.polynomial.Polynomial([0, 1])
+    roots = ff.roots()
+    real = np.sort(roots[np.abs(roots.imag) < 1e-9].real)
+    cyc = c.final[c.period == 2, 0]
+    assert cyc.size > 0 and all(np.min(np.abs(real - w)) < 1e-8 for w in cyc)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_rest_matches_cpu():
+    loss = fc.losses.double_well()
+    g = np.linspace(-2, 2, 200)
+    th = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    for method, lr in (("gd", 0.1), ("dal", None), ("nesterov", 0.05)):
+        cpu = fc.descend_to_rest(loss, th, lr, steps=2000, method=method, device="cpu")
+        gpu = fc.descend_to_rest(loss, th, lr, steps=2000, method=method, device="gpu")
+        assert gpu.device == "gpu"
+        np.testing.assert_array_equal(cpu.status, gpu.status)
+        np.testing.assert_array_equal(cpu.period, gpu.period)
+        np.testing.assert_allclose(gpu.final, cpu.final, atol=1e-8)
