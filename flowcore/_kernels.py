@@ -445,6 +445,14 @@ def nvrtc_compile(source, arch="sm_90"):
 
 
 _GPU = {}
+GPU_MIN_STARTS = 10_000     # device=None: fewer starts stay on the CPU (a GPU compile costs seconds)
+
+
+def choose_device(device, n):
+    """The device a run of n starts asks for: 'cpu', 'gpu', or None (decided by gpu_usable)."""
+    if device not in (None, "cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu', 'gpu' or None, got {device!r}")
+    return "cpu" if device is None and n < GPU_MIN_STARTS else device
 
 
 def gpu_usable(device):

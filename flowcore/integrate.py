@@ -13,6 +13,7 @@ from flowcore._solve import _solve
 from flowcore.progress import Progress
 from flowcore._status import Interrupted, Status
 from flowcore.tableaux import TABLEAUX, Tableau
+from flowcore import _kernels
 
 __all__ = ["solve", "Solution"]
 GPU_CHUNK = 1 << 20
@@ -108,7 +109,8 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
     measured rate says the rest takes more than a few seconds.
     ``dt``: the step of a fixed-step method, or the first step of an adaptive one.
 
-    ``device``: 'cpu', 'gpu' or None (the GPU when one is usable, else the CPU). A field known
+    ``device``: 'cpu', 'gpu' or None (the GPU when one is usable and there are at least 10⁴
+    starts, else the CPU). A field known
     symbolically (Field.from_expr; the spectral flows of a Loss.from_expr or zoo loss, the PF for
     D ≤ 2) runs as one compiled kernel with everything inlined, compiled on first use and cached;
     other fields (Python callables, the PF for D > 2) run on the CPU through the generic loop.
@@ -146,7 +148,7 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
         raise ValueError(f"theta0 must have shape [N, {flow.dim}] (or [{flow.dim}]), got {np.shape(theta0)}")
     cplx = flow.is_complex or np.iscomplexobj(th)
     y0 = np.ascontiguousarray(th, dtype=np.complex128 if cplx else np.float64)
-    run = _runner(flow, cplx, tab, dense, device, rest_tol)
+    run = _runner(flow, cplx, tab, dense, _kernels.choose_device(device, len(y0)), rest_tol)
 
     # outputs after t0; the first output is y0 itself when t_eval starts at t0
     first_is_t0 = tout[0] == t0
@@ -190,9 +192,6 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
 def _runner(flow, cplx, tab, dense, device, rest_tol):
     """run(y0, t0, targets, dt, rtol, atol, max_steps, radius, threads) on the chosen target:
     the problem's compiled kernel when it has one, else the generic function-pointer loop."""
-    from flowcore import _kernels
-    if device not in (None, "cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu', 'gpu' or None, got {device!r}")
     lr = getattr(flow, "lr", 0.0)
     np_coef = getattr(flow, "np_coef", 0.0)
     try:

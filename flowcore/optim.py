@@ -8,6 +8,7 @@ from numpy.typing import ArrayLike
 
 from flowcore.checks import INT32_MAX, count, positive, threads as _threads
 from flowcore._descend import METHODS, _descend
+from flowcore import _kernels
 from flowcore._loss import Loss
 from flowcore.progress import Progress
 from flowcore._status import Interrupted, Status
@@ -151,7 +152,7 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     first). p = 1 is tested every step, all p every ``max_period`` steps. Methods, ``lr`` and
     the escape test as in :func:`descend`. Ctrl-C raises :class:`flowcore.Interrupted`.
 
-    ``device``: 'cpu', 'gpu' or None (the GPU when usable). A loss with a sympy expression
+    ``device``: 'cpu', 'gpu' or None (the GPU when usable and there are at least 10⁴ starts). A loss with a sympy expression
     (Loss.from_expr, the zoo) runs as one compiled kernel with the loss inlined (compiled on
     first use, cached); other losses run the generic loop on the CPU.
     """
@@ -177,7 +178,7 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     N, D = th.shape
     final = np.empty((N, D))
     status, nsteps, period = (np.empty(N, np.intc) for _ in range(3))
-    run = _rest_runner(loss, method, max_period, device, b, float(power), float(lr_cap or 0.0),
+    run = _rest_runner(loss, method, max_period, _kernels.choose_device(device, N), b, float(power), float(lr_cap or 0.0),
                        radius, tol, steps, confirm)
     if run.device == "gpu":
         chunk = max(chunk, 1 << 20)
@@ -202,9 +203,6 @@ def _rest_runner(loss, method, max_period, device, beta, power, cap, radius, tol
     """run(th0 [n, D], lr [n], threads) -> (final, status, nsteps, period, interrupted): the
     loss's compiled kernel on the chosen target, or the generic loop (losses without an
     expression: Python callables, C libraries)."""
-    from flowcore import _kernels
-    if device not in (None, "cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu', 'gpu' or None, got {device!r}")
     try:
         problem = _kernels.loss_problem(loss)
     except _kernels.NoKernel as why:
