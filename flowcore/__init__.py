@@ -6,7 +6,7 @@
 
 See ``fc.losses`` for the built-in zoo and ``flowcore.analysis`` for the symbolic layer.
 """
-from flowcore._errors import ExpressionError
+from flowcore._errors import DeviceUnavailable, ExpressionError
 from flowcore._loss import Loss
 from flowcore._field import Field, SpectralFlow
 from flowcore._status import Interrupted, Status
@@ -14,7 +14,7 @@ from flowcore.optim import descend, descend_to_rest, diagnostics, Rest, Run
 from flowcore.integrate import solve, Solution
 from flowcore import losses, flows, models
 
-__all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "models", "ExpressionError",
+__all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "models", "ExpressionError", "DeviceUnavailable",
            "get_include", "descend", "descend_to_rest", "diagnostics", "Run", "Rest", "solve", "Solution"]
 __version__ = "0.1.0"
 

@@ -467,7 +467,8 @@ def gpu_usable(device):
         except Exception as exc:       # not installed, no driver, no device
             _GPU["ok"], _GPU["why"] = False, f"{type(exc).__name__}: {exc}"
     if device == "gpu" and not _GPU["ok"]:
-        raise RuntimeError(f"device='gpu' needs CuPy and an NVIDIA GPU (pip install 'flowcore[gpu]'); "
+        from flowcore._errors import DeviceUnavailable
+        raise DeviceUnavailable(f"device='gpu' needs CuPy and an NVIDIA GPU (pip install 'flowcore[gpu]'); "
                            f"here: {_GPU['why']}. Use device='cpu' or None")
     return _GPU["ok"]
 

@@ -429,6 +429,7 @@ def build_parser():
 
 
 def main(argv=None):
+    from flowcore._errors import DeviceUnavailable
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -436,7 +437,7 @@ def main(argv=None):
         return 0
     try:
         return args.func(args) or 0
-    except (ValueError, TypeError, NotImplementedError) as exc:
+    except (ValueError, TypeError, NotImplementedError, DeviceUnavailable) as exc:
         print(f"flowcore {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

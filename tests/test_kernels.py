@@ -100,8 +100,11 @@ def test_device_argument():
     with pytest.raises(ValueError, match="device must be"):
         fc.solve(flow, [[1.0, 1.0]], t_span=(0, 1), device="cuda")
     if not _kernels.gpu_usable(None):
-        with pytest.raises(RuntimeError, match="needs CuPy and an NVIDIA GPU"):
+        with pytest.raises(fc.DeviceUnavailable, match="needs CuPy and an NVIDIA GPU"):
             fc.solve(flow, [[1.0, 1.0]], t_span=(0, 1), device="gpu")
+        from flowcore.cli import main
+        assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-1,1,5,-1,1,5",
+                     "--device", "gpu"]) == 2
     py = fc.Field.from_callable(lambda th: -th, dim=1)
     with pytest.raises(ValueError, match="cannot run on the GPU: .*Python callable"):
         fc.solve(py, [[1.0]], t_span=(0, 1), device="gpu")
