@@ -36,6 +36,13 @@ cdef struct Params:
     double beta, power, cap, radius, tol    # (the learning rates are per trajectory: lr_rows)
 
 
+cdef inline double _dal_rate(const Params *P, double hg, double gn) noexcept nogil:
+    """DAL-p's rate 2 / (‖H g‖/‖g‖)^p (per coordinate: |(H g)_a|/‖g‖), capped at P.cap when
+    P.cap > 0; at g = 0 the cap (or 0)."""
+    cdef double h = 2.0 / pow(hg / gn, P.power) if gn > 0 else (P.cap if P.cap > 0 else 0.0)
+    return P.cap if P.cap > 0 and h > P.cap else h
+
+
 cdef bint _recurs(const Params *P, const double *old, const double *cur) noexcept nogil:
     """‖cur − old‖∞ ≤ tol(1 + ‖cur‖∞)?"""
     cdef int a
@@ -183,9 +190,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, const double *lr_rows, do
                         s += H[(i * D + a) * D + b] * g[i * D + b]
                     hg += s * s
                 gn, hg = sqrt(gn), sqrt(hg)
-                h = 2.0 / pow(hg / gn, P.power) if gn > 0 else (P.cap if P.cap > 0 else 0.0)
-                if P.cap > 0 and h > P.cap:
-                    h = P.cap
+                h = _dal_rate(P, hg, gn)
                 if rates != NULL:
                     rates[i * steps + k] = h
             if need_H:
@@ -199,9 +204,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, const double *lr_rows, do
                     s = 0
                     for b in range(D):
                         s += H[(i * D + a) * D + b] * g[i * D + b]
-                    h = 2.0 / pow(fabs(s) / sqrt(gn), P.power) if gn > 0 else (P.cap if P.cap > 0 else 0.0)
-                    if P.cap > 0 and h > P.cap:
-                        h = P.cap
+                    h = _dal_rate(P, fabs(s), sqrt(gn))
                     if rates != NULL:
                         rates[(i * steps + k) * D + a] = h
                 r = -h * g[i * D + a]
