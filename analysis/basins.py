@@ -212,12 +212,7 @@ def _rest_tol(flow, tol):
     """The kernel's rest test for a flow's basins: far below the labelling tolerance, so a start
     passing near a saddle is not stopped there (it would have to come within ~1e-3 tol of it);
     0 (integrate to t_max) for a flow without a compiled kernel."""
-    from flowcore import _kernels
-    try:
-        _kernels.problem(flow)
-    except _kernels.NoKernel:
-        return 0.0
-    return REST_FRACTION * tol
+    return REST_FRACTION * tol if fc.compiled(flow) else 0.0
 
 
 def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, directions=None, steps: int = 1000,
@@ -235,8 +230,8 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
     that holds at ``confirm`` consecutive iterations. Flows: ‖θ'‖∞ ≤ tol(1 + ‖θ‖∞) at t_max
     (default 1e-5, above the solver's noise floor near a stiff rest point); a start whose speed
     stays below 1e-3·tol for 8 steps stops there (compiled flows), the rest is not integrated.
-    ``device``: 'cpu', 'gpu' or None (the GPU when usable), as in :func:`flowcore.solve`. A fixed point within
-    ``match_tol`` (relative) of a critical point of E (``critical``; default: all of them from
+    ``device``: 'cpu', 'gpu' or None (the GPU when usable), as in :func:`flowcore.solve`.
+    A fixed point within ``match_tol`` (relative) of a critical point of E (``critical``; default: all of them from
     sympy, else a Newton search around the grid) is matched to it, and the model's linear
     stability there (:func:`stability`) decides attractor or unstable fixed point.
     progress: a tqdm bar (default None: shown when the measured rate says the run takes more

@@ -11,11 +11,11 @@ from flowcore._loss import Loss
 from flowcore._field import Field, SpectralFlow
 from flowcore._status import Interrupted, Status
 from flowcore.optim import descend, descend_to_rest, diagnostics, Rest, Run
-from flowcore.integrate import solve, Solution
+from flowcore.integrate import compiled, solve, Solution
 from flowcore import losses, flows, models
 
 __all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "models", "ExpressionError", "DeviceUnavailable",
-           "get_include", "descend", "descend_to_rest", "diagnostics", "Run", "Rest", "solve", "Solution"]
+           "get_include", "descend", "descend_to_rest", "diagnostics", "Run", "Rest", "solve", "Solution", "compiled"]
 __version__ = "0.1.0"
 
 

@@ -161,19 +161,20 @@ _LOADED: dict[str, ctypes.CDLL] = {}
 _FLAGS: dict[str, list] = {}
 
 
+def _accepts(cc, flag, source="double f(double x) { return x; }\n"):
+    """Does the compiler build a shared library from ``source`` with ``flag``?"""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.c"
+        src.write_text(source)
+        proc = subprocess.run([cc, *CFLAGS, flag, "-o", str(Path(tmp) / "probe.so"), str(src)],
+                              capture_output=True)
+    return proc.returncode == 0
+
+
 def cflags(cc):
     """CFLAGS plus the optional flags this compiler accepts (probed once per compiler)."""
     if cc not in _FLAGS:
-        ok = []
-        with tempfile.TemporaryDirectory() as tmp:
-            src = Path(tmp) / "probe.c"
-            src.write_text("double f(double x) { return x; }\n")
-            for flag in OPTIONAL_CFLAGS:
-                proc = subprocess.run([cc, *CFLAGS, flag, "-o", str(Path(tmp) / "probe.so"), str(src)],
-                                      capture_output=True)
-                if proc.returncode == 0:
-                    ok.append(flag)
-        _FLAGS[cc] = CFLAGS + ok
+        _FLAGS[cc] = CFLAGS + [flag for flag in OPTIONAL_CFLAGS if _accepts(cc, flag)]
     return _FLAGS[cc]
 
 
@@ -218,12 +219,8 @@ def openmp_flags(cc=None):
     cc = cc or compiler()
     key = ("openmp", cc)
     if key not in _FLAGS:
-        with tempfile.TemporaryDirectory() as tmp:
-            src = Path(tmp) / "probe.c"
-            src.write_text("#include <omp.h>\nint f(void) { return omp_get_max_threads(); }\n")
-            proc = subprocess.run([cc, *CFLAGS, "-fopenmp", "-o", str(Path(tmp) / "probe.so"), str(src)],
-                                  capture_output=True)
-            _FLAGS[key] = ["-fopenmp"] if proc.returncode == 0 else []
+        probe = "#include <omp.h>\nint f(void) { return omp_get_max_threads(); }\n"
+        _FLAGS[key] = ["-fopenmp"] if _accepts(cc, "-fopenmp", probe) else []
     return _FLAGS[key]
 
 

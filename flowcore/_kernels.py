@@ -318,13 +318,8 @@ _REST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 5 + 
 
 
 def host_rest(p: Problem, method, pmax):
-    from flowcore import _codegen
-    key = ["rest-kernel", _headers_digest(), *p.key(), method, str(pmax)]
-    lib = _codegen.build(key, lambda: rest_source(p, method, pmax), "the descend kernel",
-                         extra=["-I", str(INCLUDE), *_codegen.openmp_flags()])
-    fn = lib.fc_rest_host
-    fn.argtypes, fn.restype = _REST_ARGS, ctypes.c_int
-    return fn
+    return _host_function(["rest-kernel", *p.key(), method, str(pmax)],
+                          lambda: rest_source(p, method, pmax), "fc_rest_host", _REST_ARGS)
 
 
 def pack_map_args(beta, power, cap, radius, tol, steps, confirm):
@@ -334,17 +329,12 @@ def pack_map_args(beta, power, cap, radius, tol, steps, confirm):
 
 def run_rest_host(fn, r, n, lr, th0, threads):
     """(final [N, D], status, nsteps, period, interrupted) from a host descend-to-rest kernel."""
-    from flowcore import _solve
     N, D = th0.shape
     final = np.empty((N, D))
     status, nsteps, period = (np.zeros(N, dtype=np.intc) for _ in range(3))
     ptr = lambda arr: arr.ctypes.data        # noqa: E731
-    taken = _solve._take_sigint()
-    try:
-        fn(ptr(r), ptr(n), ptr(lr), _solve._sigint_flag_address(), N, ptr(th0), ptr(final),
-           ptr(status), ptr(nsteps), ptr(period), threads)
-    finally:
-        interrupted = _solve._give_sigint(taken)
+    interrupted = _call_host(fn, ptr(r), ptr(n), ptr(lr), N, ptr(th0), ptr(final), ptr(status),
+                             ptr(nsteps), ptr(period), threads)
     return final, status, nsteps, period, interrupted
 
 
@@ -353,14 +343,31 @@ _HOST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 6 + 
 
 
 def host_solver(p: Problem, tab, dense):
-    """The compiled host library for (problem, method), compiled once and cached."""
+    return _host_function(["solve-kernel", *p.key(), *_method_key(tab, dense)],
+                          lambda: solve_source(p, tab, dense), "fc_solve_host", _HOST_ARGS)
+
+
+def _host_function(key_parts, make_source, name, argtypes):
+    """A host entry point of a kernel, compiled once (OpenMP when available) and cached on disk
+    by the codegen cache; the key includes the headers' digest."""
     from flowcore import _codegen
-    key = ["solve-kernel", _headers_digest(), *p.key(), *_method_key(tab, dense)]
-    lib = _codegen.build(key, lambda: solve_source(p, tab, dense), "the solve kernel",
+    lib = _codegen.build([_headers_digest(), *key_parts], make_source, f"the kernel {name}",
                          extra=["-I", str(INCLUDE), *_codegen.openmp_flags()])
-    fn = lib.fc_solve_host
-    fn.argtypes, fn.restype = _HOST_ARGS, ctypes.c_int
+    fn = getattr(lib, name)
+    fn.argtypes, fn.restype = argtypes, ctypes.c_int
     return fn
+
+
+def _call_host(fn, *args):
+    """Call a host kernel with Ctrl-C routed to its flag (passed as the argument after the
+    first three); returns whether Ctrl-C arrived."""
+    from flowcore import _solve
+    taken = _solve._take_sigint()
+    try:
+        fn(*args[:3], _solve._sigint_flag_address(), *args[3:])
+    finally:
+        interrupted = _solve._give_sigint(taken)
+    return interrupted
 
 
 def pack_args(lr, np_coef, t0, dt, rtol, atol, radius, rest_tol, max_steps, nout, rest_window):
@@ -372,7 +379,6 @@ def pack_args(lr, np_coef, t0, dt, rtol, atol, radius, rest_tol, max_steps, nout
 def run_host(fn, r, n, targets, y0, threads):
     """Run a host solve kernel on rows y0 [N, D]; (Y [N, nout, D], status, nfev, nsteps,
     nreject, interrupted)."""
-    from flowcore import _solve
     N, D = y0.shape
     nout = len(targets)
     Y = np.full((N, nout, D), complex(np.nan, np.nan) if y0.dtype == np.complex128 else np.nan,
@@ -380,12 +386,8 @@ def run_host(fn, r, n, targets, y0, threads):
     status = np.zeros(N, dtype=np.intc)
     counters = [np.zeros(N, dtype=np.int64) for _ in range(3)]
     ptr = lambda arr: arr.ctypes.data        # noqa: E731
-    taken = _solve._take_sigint()
-    try:
-        fn(ptr(r), ptr(n), ptr(targets), _solve._sigint_flag_address(), N, ptr(y0), ptr(Y),
-           ptr(status), *map(ptr, counters), threads)
-    finally:
-        interrupted = _solve._give_sigint(taken)
+    interrupted = _call_host(fn, ptr(r), ptr(n), ptr(targets), N, ptr(y0), ptr(Y), ptr(status),
+                             *map(ptr, counters), threads)
     return (Y, status, *counters, interrupted)
 
 
@@ -446,6 +448,7 @@ def nvrtc_compile(source, arch="sm_90"):
 
 _GPU = {}
 GPU_MIN_STARTS = 10_000     # device=None: fewer starts stay on the CPU (a GPU compile costs seconds)
+GPU_CHUNK = 1 << 20         # starts per GPU launch: enough threads to fill the device
 
 
 def choose_device(device, n):

@@ -15,8 +15,7 @@ from flowcore._status import Interrupted, Status
 from flowcore.tableaux import TABLEAUX, Tableau
 from flowcore import _kernels
 
-__all__ = ["solve", "Solution"]
-GPU_CHUNK = 1 << 20
+__all__ = ["solve", "Solution", "compiled"]
 
 
 @dataclass(repr=False)
@@ -160,7 +159,7 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
     if first_is_t0:
         Y[:, 0] = y0
     if run.device == "gpu":
-        chunk = max(chunk, GPU_CHUNK)           # a launch needs many threads to fill the GPU
+        chunk = max(chunk, _kernels.GPU_CHUNK)
     bar = Progress(N, f"solve {tab.name}", "traj", progress)
     interrupted = False
     try:
@@ -187,6 +186,17 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
     if interrupted:
         raise Interrupted(sol, "fc.solve")
     return sol
+
+
+def compiled(flow: Field) -> bool:
+    """Does ``flow`` run as a compiled kernel (everything inlined; GPU-capable; rest_tol)?
+    True for Field.from_expr and the spectral flows of a loss with a sympy expression (the PF
+    for D ≤ 2); False for Python callables, fc.flows.spectral and the PF for D > 2."""
+    try:
+        _kernels.problem(flow)
+    except _kernels.NoKernel:
+        return False
+    return True
 
 
 def _runner(flow, cplx, tab, dense, device, rest_tol):

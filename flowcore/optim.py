@@ -152,9 +152,9 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     first). p = 1 is tested every step, all p every ``max_period`` steps. Methods, ``lr`` and
     the escape test as in :func:`descend`. Ctrl-C raises :class:`flowcore.Interrupted`.
 
-    ``device``: 'cpu', 'gpu' or None (the GPU when usable and there are at least 10⁴ starts). A loss with a sympy expression
-    (Loss.from_expr, the zoo) runs as one compiled kernel with the loss inlined (compiled on
-    first use, cached); other losses run the generic loop on the CPU.
+    ``device``: 'cpu', 'gpu' or None (the GPU when usable and there are at least 10⁴ starts).
+    A loss with a sympy expression (Loss.from_expr, the zoo) runs as one compiled kernel with the
+    loss inlined (compiled on first use, cached); other losses run the generic loop on the CPU.
     """
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
@@ -181,7 +181,7 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     run = _rest_runner(loss, method, max_period, _kernels.choose_device(device, N), b, float(power), float(lr_cap or 0.0),
                        radius, tol, steps, confirm)
     if run.device == "gpu":
-        chunk = max(chunk, 1 << 20)
+        chunk = max(chunk, _kernels.GPU_CHUNK)
     rates = np.ascontiguousarray(np.broadcast_to(np.asarray(lr if method != "dal" else 0.0, dtype=np.float64), (N,)))
     bar = Progress(N, f"{method} to rest", "start", progress)
     try:

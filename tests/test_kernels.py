@@ -169,3 +169,9 @@ def test_gpu_rest_matches_cpu():
         np.testing.assert_array_equal(cpu.status, gpu.status)
         np.testing.assert_array_equal(cpu.period, gpu.period)
         np.testing.assert_allclose(gpu.final, cpu.final, atol=1e-8)
+
+
+def test_compiled_says_which_fields_have_a_kernel():
+    assert fc.compiled(fc.flows.pf(fc.losses.double_well(), 0.2))
+    assert not fc.compiled(fc.Field.from_callable(lambda th: -th, dim=1))
+    assert not fc.compiled(fc.flows.pf(fc.losses.quadratic(np.eye(3)), 0.2))      # D > 2: LAPACK
