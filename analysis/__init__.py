@@ -23,6 +23,9 @@ __all__ += ["plot"]
 from flowcore.analysis.basins import Basins, Label, basins, grid_points
 
 __all__ += ["Basins", "Label", "basins", "grid_points"]
+from flowcore.analysis.sweep import open_sweep, sweep
+
+__all__ += ["open_sweep", "sweep"]
 from flowcore.analysis import paper, tour
 
 __all__ += ["paper", "tour"]

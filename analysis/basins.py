@@ -215,6 +215,34 @@ def _rest_tol(flow, tol):
     return REST_FRACTION * tol if fc.compiled(flow) else 0.0
 
 
+def run_to_rest(loss, model, lr, starts, *, steps, t_max, tol, max_period, confirm, escape_radius, method,
+                rtol, atol, dt, beta, power, lr_cap, threads, progress, device):
+    """Every start run by ``model`` until it rests, leaves, or runs out of budget — the work of one
+    basin map (and of one chunk of a sweep). ``lr``: a number, or one per start for a map.
+    Returns (final [N, D], status [N] (fc.Status; OK only at rest), nsteps, period (0: not at
+    rest; 1 for a flow at rest), rest [N] bool, imag [N] (PF: max|Im θ| at rest, else 0))."""
+    N = len(starts)
+    imag = np.zeros(N)
+    if model in MAPS:
+        r = fc.descend_to_rest(loss, starts, lr if model != "dal" else None, steps, model, tol, max_period,
+                               confirm, beta, power, lr_cap, escape_radius, threads, progress, device=device)
+        return r.final, r.status, r.nsteps, r.period, r.period > 0, imag
+    flow = fc.models.model(model).build(loss, lr)
+    sol = fc.solve(flow, starts, t_span=(0.0, float(t_max)), method=method, rtol=rtol, atol=atol, dt=dt,
+                   escape_radius=escape_radius, threads=threads, progress=progress, device=device,
+                   rest_tol=_rest_tol(flow, tol))
+    final, status, nsteps = sol.y[:, -1], np.asarray(sol.status).copy(), sol.nsteps
+    ok = status == fc.Status.OK
+    speed = np.full(N, np.inf)
+    if np.any(ok):
+        speed[ok] = np.max(np.abs(flow(final[ok])), axis=-1) / (1 + np.max(np.abs(final[ok]), axis=-1))
+    rest = ok & (speed <= tol)
+    status = np.where(ok & ~rest, fc.Status.MAX_STEPS, status)
+    if np.iscomplexobj(final):
+        imag = np.where(rest, np.max(np.abs(final.imag), axis=-1), 0.0)
+    return final, status, nsteps, rest.astype(np.intc), rest, imag
+
+
 def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, directions=None, steps: int = 1000,
            t_max: float | None = None, tol: float | None = None,
            max_period=16, confirm=50, escape_radius=1e6, imag_tol=1e-6, match_tol=1e-4, critical=None,
@@ -262,31 +290,12 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
         critical = _critical(loss, starts)
 
     is_map = model in MAPS
-    imag = np.zeros(N)
-    if is_map:
-        tol = 1e-10 if tol is None else tol
-        r = fc.descend_to_rest(loss, starts, lr if model != "dal" else None, steps, model, tol, max_period,
-                               confirm, beta, power, lr_cap, escape_radius, threads, progress, device=device)
-        final, status, nsteps, period = r.final, r.status, r.nsteps, r.period
-        rest = period > 0
-    else:
-        tol = 1e-5 if tol is None else tol
-        T = steps * lr if t_max is None else t_max
-        flow = fc.models.model(model).build(loss, lr)
-        sol = fc.solve(flow, starts, t_span=(0.0, float(T)), method=method, rtol=rtol, atol=atol, dt=dt,
-                       escape_radius=escape_radius, threads=threads, progress=progress, device=device,
-                       rest_tol=_rest_tol(flow, tol))
-        final, status, nsteps = sol.y[:, -1], np.asarray(sol.status).copy(), sol.nsteps
-        ok = status == fc.Status.OK
-        speed = np.full(N, np.inf)
-        if np.any(ok):
-            speed[ok] = np.max(np.abs(flow(final[ok])), axis=-1) / (1 + np.max(np.abs(final[ok]), axis=-1))
-        rest = ok & (speed <= tol)
-        status = np.where(ok & ~rest, fc.Status.MAX_STEPS, status)
-        period = rest.astype(np.intc)
-        if np.iscomplexobj(final):
-            imag = np.max(np.abs(final.imag), axis=-1)
-            imag[~rest] = 0.0
+    tol = (1e-10 if is_map else 1e-5) if tol is None else tol
+    T = None if is_map else (steps * lr if t_max is None else t_max)
+    final, status, nsteps, period, rest, imag = run_to_rest(
+        loss, model, lr, starts, steps=steps, t_max=T, tol=tol, max_period=max_period, confirm=confirm,
+        escape_radius=escape_radius, method=method, rtol=rtol, atol=atol, dt=dt, beta=beta, power=power,
+        lr_cap=lr_cap, threads=threads, progress=progress, device=device)
 
     labels = np.empty(N, dtype=np.int64)
     entries = []

@@ -83,6 +83,26 @@ cdef class Loss:
     def __repr__(self):
         return f"<flowcore.Loss {self.name!r} dim={self.c.dim} ({self.kind})>"
 
+    def __reduce__(self):
+        """Pickling (to send a loss to Dask workers): rebuilt from what defines it, never from
+        pointers: the zoo from its kind and parameters, a compiled loss from its expression (the
+        other process finds it in the compile cache or compiles it), a Python loss from its
+        functions (lambdas need cloudpickle, as Dask uses)."""
+        kind = self._keep[0]
+        if kind == "zoo":
+            keep = self._keep[1]
+            params = keep[0] if isinstance(keep, tuple) else keep
+            return _rebuild, ("zoo", self._keep[2], self.name, self.c.dim, params, self._symbolic_pair())
+        if kind == "compiled":
+            expr, syms = self._symbolic_pair()
+            return _rebuild, ("compiled", expr, tuple(str(s) for s in syms), self.name)
+        if kind == "python":
+            value, grad, hess, third, vectorized = self._py
+            return _rebuild, ("python", value, grad, hess, third, self.c.dim, vectorized, self.name)
+        raise TypeError(f"the loss {self.name!r} calls a C library of yours through pointers, which cannot "
+                        "be sent to another process; write it with Loss.from_expr (or load the library in "
+                        "that process)")
+
     # ----------------------------------------------------------------- factories
     @staticmethod
     def _zoo(str kind, str name, int dim, params, symbolic):
@@ -117,7 +137,7 @@ cdef class Loss:
             self.c.eval_d, self.c.eval_z = fc_zoo_ring_saddle_d, fc_zoo_ring_saddle_z
         else:
             raise ValueError(f"unknown zoo loss {kind!r}")
-        self._keep = ("zoo", keep)
+        self._keep = ("zoo", keep, kind)
         return self
 
     @staticmethod
@@ -331,6 +351,23 @@ cdef class Loss:
 
     def __call__(self, theta):
         return self.value(theta)
+
+
+_REBUILT = {}     # compiled losses unpickled in this process, by (expression, variables, name)
+
+
+def _rebuild(kind, *args):
+    """The inverse of Loss.__reduce__."""
+    if kind == "zoo":
+        zoo_kind, name, dim, params, symbolic = args
+        return Loss._zoo(zoo_kind, name, dim, params, symbolic)
+    if kind == "compiled":
+        expr, vars, name = args
+        if args not in _REBUILT:           # each Dask task unpickles its loss: derive it once
+            _REBUILT[args] = Loss.from_expr(expr, vars=vars, name=name)
+        return _REBUILT[args]
+    value, grad, hess, third, dim, vectorized, name = args
+    return Loss.from_callable(value, grad, hess, third, dim=dim, vectorized=vectorized, name=name)
 
 
 def _as_points(x, Py_ssize_t D, str label):

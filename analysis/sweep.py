@@ -1,0 +1,598 @@
+"""Sweeps: a grid over named axes × the outcome of every start, in chunks that are Dask tasks,
+each written to a Zarr store as it finishes, returned as a labelled xarray Dataset.
+
+A sweep runs a model (a GD-type map or a flow, as in :func:`flowcore.analysis.basins`) from
+every point of a grid whose axes are named:
+
+* ``lr``: learning rates;  ``x``, ``y``: the start origin + x·u + y·v (``directions`` (u, v),
+  default e₀, e₁; ``origin`` default 0);  ``model``: model names;
+* any other name: a parameter of the loss, which is then a function of those parameters
+  (``loss=lambda b: fc.losses.rosenbrock(b=b)``).
+
+Every start gets the outcomes of :data:`OUTPUTS`. The label is decided per start, against the
+critical points of E listed once before the sweep, so that it does not depend on how the grid
+is cut: k ≥ 0 is "came to rest at critical point k" (``ds.attrs['critical_points']``), and
+negative labels are the other outcomes (:data:`LABELS`).
+
+The store remembers which chunks are complete: each chunk's arrays are written, read back and
+their SHA-256 (keyed by the digest of the sweep's definition) is written last, in an array of
+its own. A rerun validates every chunk and computes only those that are missing, torn, corrupted
+or foreign; a different definition is refused unless ``overwrite=True``.
+"""
+import difflib
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import flowcore as fc
+from flowcore.analysis.basins import (ESCAPED, FLOWS, MAPS, NONFINITE, SINGULAR, UNRESOLVED, _SPECIAL,
+                                      _axis, _critical, run_to_rest)
+from flowcore.checks import INT32_MAX, count, positive, threads as _threads
+from flowcore.progress import Progress
+
+CYCLE, OFF_CRITICAL = -5, -6
+LABELS = {ESCAPED: "escaped", UNRESOLVED: "unresolved (budget spent)", SINGULAR: "singular (hλ = 1)",
+          NONFINITE: "non-finite", CYCLE: "cycle (its period in 'period')",
+          OFF_CRITICAL: "at rest, but not at a real critical point of those listed"}
+OUTPUTS = {   # name: (dtype, fill value, meaning)
+    "label": ("int64", -100, "k ≥ 0: at rest at critical point k; negative: see label_meanings"),
+    "status": ("int8", -100, "flowcore.Status of the run (OK: at rest)"),
+    "nsteps": ("int64", -1, "map iterations, or a flow's accepted steps"),
+    "period": ("int32", -1, "period of the cycle at rest (1: fixed point; 0: not at rest)"),
+    "escape_time": ("float64", np.nan, "iteration at which a map left escape_radius (NaN otherwise; "
+                                       "flows do not report it)"),
+    "imag_residual": ("float64", np.nan, "PF: max|Im θ| at rest (0 for real models)"),
+    "final": ("float64", np.nan, "the last state (real part), one value per coordinate"),
+}
+START_AXES = ("x", "y")
+CHUNK_STARTS = 1 << 16        # default: about this many starts per chunk
+DIGEST = "chunk_sha256"       # the array of chunk digests, written after each chunk's data
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a chunk needs, sent to the workers (small: axes and settings, no data)."""
+    dims: tuple                # axis names, in the Dataset's order
+    coords: dict               # name -> 1-D array (model names for 'model')
+    params: tuple              # the axes that are loss parameters
+    model: str | None          # the model, when there is no 'model' axis
+    lr: float | None           # the learning rate, when there is no 'lr' axis
+    origin: np.ndarray
+    directions: np.ndarray
+    outputs: tuple
+    chunks: tuple              # chunk length along each axis
+    settings: dict             # run_to_rest's keywords, and the labelling tolerances
+    critical: tuple            # per loss: the critical points [K, D] labels refer to
+    digest: str                # of the definition: what a store's chunks must have been made by
+
+    @property
+    def shape(self):
+        return tuple(len(self.coords[d]) for d in self.dims)
+
+    @property
+    def grid(self):
+        """The number of chunks along each axis."""
+        return tuple(-(-n // c) for n, c in zip(self.shape, self.chunks))
+
+    def region(self, index):
+        return tuple(slice(i * c, min(n, (i + 1) * c)) for i, c, n in zip(index, self.chunks, self.shape))
+
+    def loss_index(self, region):
+        """Which loss of the parameter grid a chunk uses (one per chunk: parameters are chunked by 1)."""
+        ix = [region[self.dims.index(p)].start for p in self.params]
+        return int(np.ravel_multi_index(ix, [len(self.coords[p]) for p in self.params])) if ix else 0
+
+
+# --------------------------------------------------------------------------------- one chunk
+def compute_chunk(plan, loss, index, threads=None, device=None):
+    """The outcomes of one chunk: {output: array of the chunk's shape (+ [D] for 'final')}."""
+    region = plan.region(index)
+    sub = [plan.coords[d][r] for d, r in zip(plan.dims, region)]
+    shape = tuple(len(s) for s in sub)
+    mesh = dict(zip(plan.dims, np.meshgrid(*[s if s.dtype.kind != "U" else np.zeros(len(s)) for s in sub],
+                                          indexing="ij")))
+    model = plan.model or str(sub[plan.dims.index("model")][0])
+    D = loss.dim
+    starts = np.broadcast_to(plan.origin, shape + (D,)).copy()
+    for name, u in zip(START_AXES, plan.directions):
+        if name in mesh:
+            starts += mesh[name][..., None] * u
+    starts = np.ascontiguousarray(starts.reshape(-1, D))
+    N = len(starts)
+    lr = mesh["lr"].reshape(-1) if "lr" in mesh else np.full(N, np.nan if plan.lr is None else plan.lr)
+    s = dict(plan.settings)
+    imag_tol, match_tol = s.pop("imag_tol"), s.pop("match_tol")
+    t_max = s.pop("t_max")
+    final = np.empty((N, D), complex)
+    status, nsteps, period = np.empty(N, np.int8), np.empty(N, np.int64), np.empty(N, np.int32)
+    rest, imag = np.empty(N, bool), np.empty(N)
+    # a map takes one learning rate per start; a flow is built for one learning rate
+    groups = [np.arange(N)] if model in MAPS else [np.flatnonzero(lr == h) for h in np.unique(lr)]
+    for sel in groups:
+        h = lr[sel] if model in MAPS else float(lr[sel[0]])
+        if model == "dal":
+            h = None
+        T = None if model in MAPS else (s["steps"] * h if t_max is None else t_max)
+        out = run_to_rest(loss, model, h, starts[sel], t_max=T, threads=threads, progress=False,
+                          device=device, **s)
+        final[sel], status[sel], nsteps[sel], period[sel], rest[sel], imag[sel] = out
+    label = _labels(final, status, period, rest, imag, plan.critical[plan.loss_index(region)],
+                    imag_tol, match_tol)
+    escape = np.where(status == fc.Status.ESCAPED, nsteps, np.nan) if model in MAPS else np.full(N, np.nan)
+    every = {"label": label, "status": status, "nsteps": nsteps, "period": period, "escape_time": escape,
+             "imag_residual": imag, "final": np.real(final)}
+    return {k: every[k].reshape(shape + every[k].shape[1:]).astype(OUTPUTS[k][0]) for k in plan.outputs}
+
+
+def _labels(final, status, period, rest, imag, critical, imag_tol, match_tol):
+    """Per start: the index of the critical point it rests at (∞-norm within match_tol, relative),
+    CYCLE, OFF_CRITICAL, or the special outcome of its status."""
+    label = np.full(len(status), UNRESOLVED, np.int64)
+    for st in np.unique(status[~rest]):
+        label[~rest & (status == st)] = _SPECIAL.get(fc.Status(int(st)), UNRESOLVED)
+    label[rest & (period > 1)] = CYCLE
+    fixed = rest & (period == 1)
+    label[fixed] = OFF_CRITICAL
+    real = fixed & (imag <= imag_tol)
+    pts = np.real(final)
+    for k, c in enumerate(critical):
+        near = real & (label == OFF_CRITICAL) & (np.max(np.abs(pts - c), axis=-1) <= match_tol * (1 + np.max(np.abs(c))))
+        label[near] = k
+    return label
+
+
+# --------------------------------------------------------------------------------- the store
+def _chunk_digest(plan, index, arrays):
+    h = hashlib.sha256(plan.digest.encode())
+    h.update(repr(tuple(index)).encode())
+    for k in plan.outputs:
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return np.frombuffer(h.digest(), np.uint8)
+
+
+def _read_region(group, plan, index):
+    region = plan.region(index)
+    return {k: group[k][region] for k in plan.outputs}
+
+
+def write_chunk(path, plan, index, arrays):
+    """Write one chunk's arrays, read them back, and only then its digest: a chunk whose digest
+    is in the store and matches what is read was written whole by this definition."""
+    import zarr
+    group = zarr.open_group(path, mode="r+")
+    region = plan.region(index)
+    for k in plan.outputs:
+        group[k][region] = arrays[k]
+    group[DIGEST][tuple(index)] = _chunk_digest(plan, index, _read_region(group, plan, index))
+
+
+def chunk_is_complete(group, plan, index):
+    """Whether a chunk in the store is whole and this definition's. Any failure to read or
+    decode it (a torn or corrupted file) means no."""
+    try:
+        want = group[DIGEST][tuple(index)]
+        return bool(np.array_equal(want, _chunk_digest(plan, index, _read_region(group, plan, index))))
+    except Exception:          # noqa: BLE001: a chunk that cannot be read is not complete
+        return False
+
+
+def _is_sweep_store(path):
+    try:
+        with open(os.path.join(path, "zarr.json")) as f:
+            return "flowcore_sweep" in json.load(f).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+
+
+def _writable_store(path):
+    """Check before any work that ``store`` can be created (or is a sweep store) and written."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not (os.path.isdir(path) and (not os.listdir(path) or _is_sweep_store(path))):
+        raise ValueError(f"store {path!r} exists and is not a flowcore sweep store; give a new path "
+                         "(nothing there is overwritten)")
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"store {path!r}: cannot create the folder {parent!r} ({exc.strerror})") from None
+    if not os.access(parent if not os.path.exists(path) else path, os.W_OK):
+        raise ValueError(f"store {path!r} is not writable; give a path in a folder you can write")
+    return path
+
+
+def _open_store(path, plan, attrs, overwrite):
+    """Create the store, or reopen it for this definition: (zarr group, complete chunk indices)."""
+    import zarr
+    if _is_sweep_store(path):
+        group = zarr.open_group(path, mode="r+")
+        old = group.attrs["flowcore_sweep"].get("digest")
+        if old == plan.digest:
+            done = [ix for ix in itertools.product(*map(range, plan.grid)) if chunk_is_complete(group, plan, ix)]
+            return group, done
+        if not overwrite:
+            raise ValueError(f"store {path!r} holds another sweep (definition digest {old[:12]}…, this one "
+                             f"{plan.digest[:12]}…: a different loss, model, axes, settings, outputs or chunks); "
+                             "pass overwrite=True to start over there, or give another store")
+        shutil.rmtree(path)
+    group = zarr.open_group(path, mode="w", zarr_format=3)
+    group.attrs["flowcore_sweep"] = attrs
+    D = attrs["dim"]
+    for k in plan.outputs:
+        dtype, fill, meaning = OUTPUTS[k]
+        extra = ((D,), (D,), ("coord",)) if k == "final" else ((), (), ())
+        a = group.create_array(k, shape=plan.shape + extra[0], chunks=plan.chunks + extra[1], dtype=dtype,
+                               fill_value=fill, dimension_names=plan.dims + extra[2])
+        a.attrs["meaning"] = meaning
+    group.create_array(DIGEST, shape=plan.grid + (32,), chunks=(1,) * len(plan.grid) + (32,), dtype="uint8",
+                       fill_value=0, dimension_names=tuple(f"chunk_{d}" for d in plan.dims) + ("sha256",))
+    return group, []
+
+
+# --------------------------------------------------------------------------------- the sweep
+@dataclass
+class _Stats:
+    computed: int = 0
+    reused: int = 0
+    pilot_seconds_per_start: float = float("nan")
+
+
+def _task(plan, loss, index, store, threads, device):
+    """One Dask task: compute a chunk; write it to the store (returning its size and time), or
+    return its arrays when there is no store."""
+    t0 = time.perf_counter()
+    arrays = compute_chunk(plan, loss, index, threads, device)
+    if store is not None:
+        write_chunk(store, plan, index, arrays)
+        arrays = None
+    return index, arrays, time.perf_counter() - t0
+
+
+def _warm(plan, losses, index, device):
+    """Run one start of a chunk: compiles (or loads) its kernel."""
+    from dataclasses import replace
+    region = plan.region(index)
+    one = replace(plan, coords={d: plan.coords[d][r][:1] for d, r in zip(plan.dims, region)},
+                  chunks=(1,) * len(plan.dims), critical=(plan.critical[plan.loss_index(region)],))
+    compute_chunk(one, losses[plan.loss_index(region)], (0,) * len(plan.dims), 1, device)
+
+
+def _size(plan, index):
+    return int(np.prod([r.stop - r.start for r in plan.region(index)]))
+
+
+def _run_local(plan, losses, todo, store, workers, threads, device, done_cb):
+    """In-process with Dask's threaded scheduler (no scheduler to start): ``workers`` chunks at a
+    time; one worker leaves the kernels their OpenMP threads, several run them on one thread each."""
+    import dask
+    from dask.callbacks import Callback
+    kernel_threads = threads if workers == 1 else 1
+    tasks = [dask.delayed(_task, pure=False)(plan, losses[plan.loss_index(plan.region(ix))], ix, store,
+                                             kernel_threads, device) for ix in todo]
+
+    class _Done(Callback):
+        def _posttask(self, key, result, dsk, state, id):
+            if isinstance(result, tuple) and len(result) == 3 and isinstance(result[0], tuple):
+                done_cb(*result)
+
+    with _Done():
+        dask.compute(*tasks, scheduler="threads", num_workers=workers)
+
+
+def _run_client(client, plan, losses, todo, store, device, done_cb):
+    """On a Dask cluster: each task carries the plan and its loss (small; a loss travels as its
+    expression, rebuilt once per worker process); its kernels run on one thread (a worker runs as
+    many chunks at once as it has threads). A chunk lost with a worker is run again elsewhere."""
+    from distributed import as_completed
+    futures = [client.submit(_task, plan, losses[plan.loss_index(plan.region(ix))], ix, store, 1, device,
+                             pure=False) for ix in todo]
+    for fut in as_completed(futures):
+        done_cb(*fut.result())
+
+
+def sweep(loss, model=None, axes=None, *, lr=None, store=None, chunks=None, client=None, overwrite=False,
+          outputs=None, origin=None, directions=None, steps=1000, t_max=None, tol=None, max_period=16, confirm=50,
+          escape_radius=1e6, imag_tol=1e-6, match_tol=1e-4, critical=None, method="dopri5", rtol=1e-8,
+          atol=1e-10, dt=None, beta=0.9, power=1.0, lr_cap=None, workers=1, threads=None, progress=None,
+          device=None):
+    """Run ``model`` from every point of a grid over named ``axes``; returns an xarray Dataset.
+
+    loss: a :class:`flowcore.Loss` with a sympy expression (``Loss.from_expr`` or the zoo), or a
+    function of the loss-parameter axes returning one (``lambda b: fc.losses.rosenbrock(b=b)``).
+    model: a map ('gd', 'heavy_ball', 'nesterov', 'dal') or a flow ('ngf', 'igr', 'third_order',
+    'pf', 'pf_np3'); omit it when ``axes`` has a 'model' axis.
+    axes: {name: values} in the Dataset's order; values as a tuple (lo, hi, n) (n points from lo
+    to hi) or a list or array of values (of names for 'model'); names 'lr', 'x', 'y', 'model' or a loss parameter (module docstring).
+    lr: the learning rate when there is no 'lr' axis.
+    Outcomes as in :func:`flowcore.analysis.basins` (``steps``, ``t_max`` (default steps·lr),
+    ``tol``, ``max_period``, ``confirm``, ``escape_radius``, the integrator's ``method``,
+    ``rtol``, ``atol``, ``dt``, ``beta``, ``power``, ``lr_cap``), labelled per start (module
+    docstring); ``critical``: the critical points labels refer to (default: all of them from
+    sympy, else a Newton search around the grid), per loss.
+    outputs: a subset of :data:`OUTPUTS` (default all).
+
+    store: a folder for a Zarr store (None: results in memory, nothing to resume). Chunks are
+    written as they finish; a rerun computes only missing or damaged chunks; a store of another
+    definition is refused unless ``overwrite``. The Dataset is then read lazily from the store.
+    chunks: {axis: length} (default: 'model' and loss parameters 1, about 65 536 starts per
+    chunk, the last axes kept whole first).
+    client: a ``dask.distributed.Client``: chunks are its tasks (the store must be a path its
+    workers can write). Without one, chunks run in this process with Dask's threaded scheduler,
+    ``workers`` at a time (1: each chunk's kernels use ``threads`` OpenMP threads).
+    progress: a bar across chunks and a cost estimate from the first (pilot) chunk (None: shown
+    when the estimate says more than a few seconds). ``device``: as in :func:`flowcore.solve`.
+
+    The Dataset's attributes hold the loss, model, settings, critical points, label meanings,
+    flowcore version, the definition digest, and chunks computed/reused with the pilot's rate.
+    """
+    plan, losses, attrs = _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical,
+                                dict(steps=steps, t_max=t_max, tol=tol, max_period=max_period, confirm=confirm,
+                                     escape_radius=escape_radius, imag_tol=imag_tol, match_tol=match_tol,
+                                     method=method, rtol=rtol, atol=atol, dt=dt, beta=beta, power=power,
+                                     lr_cap=lr_cap))
+    workers = count(workers, "workers (chunks at a time in this process)", 1, 1024)
+    _threads(threads)
+    if client is not None and store is None:
+        raise ValueError("a sweep on a Dask client needs store= (a folder its workers can write)")
+    done = []
+    if store is not None:
+        store = _writable_store(store)
+        _, done = _open_store(store, plan, attrs, overwrite)
+    every = list(itertools.product(*map(range, plan.grid)))
+    todo = sorted(set(every) - set(done))
+    stats = _Stats(computed=len(todo), reused=len(done))
+    memory = {k: np.full(plan.shape + ((attrs["dim"],) if k == "final" else ()), OUTPUTS[k][1], OUTPUTS[k][0])
+              for k in plan.outputs} if store is None else None
+    bar = Progress(int(np.prod(plan.shape)), "sweep", "start", progress)
+    bar.update(sum(_size(plan, ix) for ix in done))
+
+    def done_cb(index, arrays, seconds):
+        if arrays is not None:
+            for k in plan.outputs:
+                memory[k][plan.region(index)] = arrays[k]
+        bar.update(_size(plan, index))
+
+    try:
+        if todo:
+            # the pilot: the first chunk alone, whose rate gives the estimate for the rest (its
+            # kernel compiled first, here, into the cache the workers read)
+            _warm(plan, losses, todo[0], device)
+            t0 = time.perf_counter()
+            run = (lambda ix: _run_client(client, plan, losses, ix, store, device, done_cb)) if client is not None \
+                else (lambda ix: _run_local(plan, losses, ix, store, workers, threads, device, done_cb))
+            run(todo[:1])
+            stats.pilot_seconds_per_start = (time.perf_counter() - t0) / _size(plan, todo[0])
+            rest = sum(_size(plan, ix) for ix in todo[1:])
+            parallel = workers if client is None else max(1, sum(client.nthreads().values()))
+            eta = rest * stats.pilot_seconds_per_start / parallel
+            if progress is not False and (progress or eta > 3.0):
+                msg = (f"sweep: {len(every)} chunks, {int(np.prod(plan.shape)):,} starts × ≤ {steps} steps; pilot "
+                       f"chunk {stats.pilot_seconds_per_start * 1e6:.3g} µs/start → about "
+                       f"{eta:.0f} s for the other {len(todo) - 1} chunk(s) on {parallel} worker(s)")
+                from tqdm.auto import tqdm
+                tqdm.write(msg)
+            if todo[1:]:
+                run(todo[1:])
+    finally:
+        bar.close()
+    return _dataset(plan, attrs, stats, store, memory)
+
+
+def _dataset(plan, attrs, stats, store, memory):
+    import xarray as xr
+    if store is not None:
+        import dask.array as da
+        import zarr
+        group = zarr.open_group(store, mode="r")
+        arrays = {k: da.from_zarr(group[k]) for k in plan.outputs}
+    else:
+        arrays = memory
+    data = {k: (plan.dims + (("coord",) if k == "final" else ()), arrays[k], {"meaning": OUTPUTS[k][2]})
+            for k in plan.outputs}
+    meta = {k: v if isinstance(v, (str, int, float)) else json.dumps(v) for k, v in attrs.items() if k != "dim"}
+    meta.update(store=store or "", chunks_computed=stats.computed, chunks_reused=stats.reused,
+                pilot_seconds_per_start=stats.pilot_seconds_per_start)
+    return xr.Dataset(data, coords={d: plan.coords[d] for d in plan.dims}, attrs=meta)
+
+
+def open_sweep(store):
+    """The Dataset of a sweep store (lazily read), checking that every chunk is complete; a store
+    with missing or damaged chunks raises, naming how many (rerun the sweep to finish it)."""
+    import zarr
+    path = os.path.abspath(os.fspath(store))
+    if not _is_sweep_store(path):
+        raise ValueError(f"{path!r} is not a flowcore sweep store")
+    group = zarr.open_group(path, mode="r")
+    attrs = dict(group.attrs["flowcore_sweep"])
+    plan = _plan_of(attrs)
+    missing = [ix for ix in itertools.product(*map(range, plan.grid)) if not chunk_is_complete(group, plan, ix)]
+    if missing:
+        raise ValueError(f"store {path!r}: {len(missing)} of {int(np.prod(plan.grid))} chunks are missing or "
+                         "damaged; rerun the same sweep with store= this path to complete it")
+    return _dataset(plan, attrs, _Stats(0, int(np.prod(plan.grid))), path, None)
+
+
+# --------------------------------------------------------------------------------- the plan
+def _hex(values):
+    return [float(v).hex() for v in np.asarray(values, float).reshape(-1)]
+
+
+def _identity(loss):
+    """What defines a loss's numbers: its kind and exact sympy expression."""
+    import sympy as sp
+    return {"kind": loss.kind, "expr": sp.srepr(loss.expr), "vars": [str(v) for v in loss.vars]}
+
+
+def _check_model(name):
+    if name not in MAPS + FLOWS:
+        close = difflib.get_close_matches(str(name), MAPS + FLOWS, n=2, cutoff=0.5)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise ValueError(f"model {name!r} does not exist{hint}; models: {', '.join(MAPS + FLOWS)}")
+    return name
+
+
+def _default_chunks(shape, fixed):
+    """Chunk lengths: the fixed ones (1 for model and parameters), then from the last axis back,
+    whole axes while they fit in CHUNK_STARTS starts, the first axis that does not fit cut."""
+    out, room = list(shape), CHUNK_STARTS
+    for i in reversed(range(len(shape))):
+        if fixed[i] is not None:
+            out[i] = fixed[i]
+        else:
+            out[i] = max(1, min(shape[i], room))
+        room = max(1, room // out[i])
+    return tuple(out)
+
+
+def _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical, settings):
+    """Check every argument (before any work) and fix the sweep's definition and its digest."""
+    if not isinstance(axes, dict) or not axes:
+        raise ValueError("axes must be a non-empty dict {name: values}, e.g. {'lr': (0.1, 1.0, 50), "
+                         "'x': (-2, 2, 200)}")
+    dims = tuple(axes)
+    params = tuple(d for d in dims if d not in ("lr", "model") + START_AXES)
+    coords = {}
+    for d in dims:
+        if d == "model":
+            names = [axes[d]] if isinstance(axes[d], str) else list(axes[d])
+            if not names:
+                raise ValueError("axis 'model' has zero length; give at least one model name")
+            coords[d] = np.array([_check_model(m) for m in names])
+        else:
+            v = axes[d]
+            if isinstance(v, (list, tuple, np.ndarray)) and len(v) == 0:
+                raise ValueError(f"axis {d!r} has zero length; give (lo, hi, n) with n ≥ 1 or a non-empty array")
+            coords[d] = _axis(np.asarray(v) if isinstance(v, list) else v, repr(d))   # a list is values
+    if "model" in coords:
+        if model is not None:
+            raise ValueError("give the model either as model= or as an axis 'model', not both")
+    elif model is None:
+        raise ValueError(f"model is required (one of {', '.join(MAPS + FLOWS)}), or an axis 'model'")
+    else:
+        model = _check_model(model)
+    models = list(coords["model"]) if "model" in coords else [model]
+    if "lr" in coords:
+        if lr is not None:
+            raise ValueError("give the learning rate either as lr= or as an axis 'lr', not both")
+        if np.any(coords["lr"] <= 0):
+            raise ValueError("axis 'lr' must hold learning rates > 0")
+    elif lr is not None:
+        lr = positive(lr, "lr")
+    elif any(m != "dal" for m in models):
+        raise ValueError("a learning rate is required: lr= a number, or an axis 'lr'")
+
+    # the losses, one per point of the parameter grid
+    if isinstance(loss, fc.Loss):
+        if params:
+            raise ValueError(f"axes {list(params)} are not lr, x, y or model; a loss parameter needs loss= a "
+                             "function of it, e.g. loss=lambda b: fc.losses.rosenbrock(b=b)")
+        losses = [loss]
+    elif callable(loss):
+        grid = list(itertools.product(*[coords[p] for p in params]))
+        losses = [loss(**{p: float(v) for p, v in zip(params, vals)}) for vals in grid]
+        if not all(isinstance(L, fc.Loss) for L in losses):
+            raise TypeError("loss(...) must return a flowcore.Loss")
+    else:
+        raise TypeError(f"loss must be a flowcore.Loss or a function of the loss-parameter axes, got "
+                        f"{type(loss).__name__}")
+    D = losses[0].dim
+    if any(L.dim != D for L in losses):
+        raise ValueError("every loss of the parameter axes must have the same dimension")
+    for L in losses:
+        if L.expr is None:
+            raise ValueError(f"the loss {L.name!r} has no sympy expression, so a sweep store cannot tell it from "
+                             "another; write it with Loss.from_expr (or use the zoo)")
+    if D == 1 and "y" in coords:
+        raise ValueError("the loss is 1-D: the start axes are 'x' only")
+    o = np.zeros(D) if origin is None else np.asarray(origin, float).reshape(-1)
+    U = np.eye(D)[:min(D, 2)] if directions is None else np.asarray(directions, float).reshape(-1, D)
+    if o.shape != (D,) or not np.all(np.isfinite(o)):
+        raise ValueError(f"origin must be {D} finite coordinates, got {origin!r}")
+    if U.shape[0] != min(D, 2) or not np.all(np.isfinite(U)):
+        raise ValueError(f"directions must be {min(D, 2)} vector(s) of length {D}, got shape {U.shape}")
+
+    # settings, checked as basins checks them
+    s = dict(settings)
+    s["steps"] = count(s["steps"], "steps", 1, INT32_MAX - 1)
+    s["max_period"] = count(s["max_period"], "max_period", 1, 1024)
+    s["confirm"] = count(s["confirm"], "confirm (iterations a recurrence must hold)", 1, INT32_MAX)
+    s["escape_radius"] = np.inf if s["escape_radius"] == np.inf else positive(s["escape_radius"], "escape_radius")
+    for k in ("imag_tol", "match_tol"):
+        s[k] = positive(s[k], k)
+    if s["t_max"] is not None:
+        s["t_max"] = positive(s["t_max"], "t_max")
+    if len({m in MAPS for m in models}) > 1 and s["tol"] is None:
+        raise ValueError("maps and flows need different rest tolerances: give tol= for a 'model' axis mixing them")
+    if s["tol"] is None:
+        s["tol"] = 1e-10 if models[0] in MAPS else 1e-5
+    s["tol"] = positive(s["tol"], "tol")
+    if not isinstance(s["method"], str):
+        raise ValueError("a sweep takes the integrator by name (method='dopri5', 'dop853', 'rk4', ...)")
+
+    outputs = tuple(OUTPUTS) if outputs is None else tuple([outputs] if isinstance(outputs, str) else outputs)
+    bad = [k for k in outputs if k not in OUTPUTS]
+    if bad or not outputs:
+        raise ValueError(f"outputs must be some of {list(OUTPUTS)}, got {list(outputs)}")
+    fixed = [1 if d in params or d == "model" else None for d in dims]
+    if chunks is not None:
+        if not isinstance(chunks, dict) or any(k not in dims for k in chunks):
+            raise ValueError(f"chunks must be a dict {{axis: length}} over the axes {list(dims)}, got {chunks!r}")
+        for k, v in chunks.items():
+            c = count(v, f"chunks[{k!r}]", 1, INT32_MAX)
+            if fixed[dims.index(k)] is not None and c != 1:
+                raise ValueError(f"chunks[{k!r}] must be 1: each chunk runs one model and one loss")
+            fixed[dims.index(k)] = c
+    shape = tuple(len(coords[d]) for d in dims)
+    chunk_len = tuple(min(c, n) for c, n in zip(_default_chunks(shape, fixed), shape))
+
+    if critical is None:
+        box = _start_box(coords, o, U)
+        critical = [np.array([c.point for c in _critical(L, box) if np.all(np.isfinite(c.point))]).reshape(-1, D)
+                    for L in losses]
+    else:
+        critical = [np.asarray(critical, float).reshape(-1, D)] * len(losses)
+
+    definition = {
+        "flowcore_sweep": 1, "flowcore_version": fc.__version__,
+        "losses": [_identity(L) for L in losses], "models": [str(m) for m in models],
+        "axes": {d: (list(map(str, coords[d])) if d == "model" else _hex(coords[d])) for d in dims},
+        "lr": None if lr is None else float(lr).hex(), "origin": _hex(o), "directions": _hex(U),
+        "settings": {k: (float(v).hex() if isinstance(v, float) else v) for k, v in s.items()},
+        "critical": [_hex(c) for c in critical], "outputs": list(outputs), "chunks": list(chunk_len),
+    }
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+    plan = Plan(dims, coords, params, model, lr, o, U, outputs, chunk_len, s, tuple(critical), digest)
+    attrs = {"digest": digest, "definition": definition, "dim": D,
+             "loss": losses[0].name if len(losses) == 1 else [L.name for L in losses],
+             "loss_expr": [str(L.expr) for L in losses], "model": model or "(axis)",
+             "flowcore_version": fc.__version__,
+             "settings": {k: v for k, v in s.items()}, "outputs": list(outputs),
+             "critical_points": [c.tolist() for c in critical],
+             "label_meanings": {str(k): v for k, v in LABELS.items()},
+             "axes": {d: coords[d].tolist() for d in dims}, "chunks": list(chunk_len),
+             "origin": o.tolist(), "directions": U.tolist()}
+    return plan, losses, attrs
+
+
+def _start_box(coords, origin, U):
+    """The grid's starts at the corners of the x/y axes (for the Newton search of critical points)."""
+    xs = [coords.get(n, np.zeros(1))[[0, -1]] for n in START_AXES[:len(U)]]
+    return np.array([origin + sum(c * u for c, u in zip(cs, U)) for cs in itertools.product(*xs)])
+
+
+def _plan_of(attrs):
+    """A Plan from a store's attributes (to read it back: no losses needed)."""
+    d = attrs["definition"]
+    dims = tuple(d["axes"])
+    coords = {k: (np.array(v) if k == "model" else np.array([float.fromhex(x) for x in v])) for k, v in d["axes"].items()}
+    params = tuple(k for k in dims if k not in ("lr", "model") + START_AXES)
+    return Plan(dims, coords, params, None, None, np.array(attrs["origin"]), np.array(attrs["directions"]),
+                tuple(d["outputs"]), tuple(d["chunks"]), attrs["settings"],
+                tuple(np.array(c) for c in attrs["critical_points"]), attrs["digest"])

@@ -1,0 +1,255 @@
+"""fa.sweep: labels against closed forms, identical results however the grid is cut and wherever it
+runs (in-process, a LocalCluster of 2 processes, after a worker or the client is killed), damaged
+chunks detected and recomputed, bad input refused before any work."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import flowcore as fc
+from flowcore import analysis as fa
+from flowcore.analysis.sweep import CYCLE, DIGEST
+from flowcore.analysis.basins import ESCAPED
+
+pytest.importorskip("dask")
+pytest.importorskip("zarr")
+pytest.importorskip("xarray")
+
+# chaotic GD on w⁴ − 2w² (λ = 8 at the minima; lr·λ ≈ 3): bounded orbits that never rest, so each
+# start costs the whole budget and chunks take long enough to be interrupted
+CHAOS = dict(model="gd", axes={"lr": [0.36, 0.37, 0.38], "x": (-1.2, 1.2, 1600)}, steps=100_000)
+CHAOS_CHUNKS = {"lr": 1, "x": 400}
+
+
+def same(a, b):
+    assert set(a.data_vars) == set(b.data_vars)
+    for k in a.data_vars:
+        np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
+    for d in a.dims:
+        if d in a.coords:
+            np.testing.assert_array_equal(a[d].values, b[d].values)
+
+
+def complete_chunks(store):
+    import zarr
+    try:
+        digests = zarr.open_group(store, mode="r")[DIGEST][...]
+    except (KeyError, FileNotFoundError):      # the store is being created
+        return 0
+    return int(np.sum(np.any(digests != 0, axis=-1)))
+
+
+# ------------------------------------------------------------------------------ closed forms
+def test_quadratic_labels_and_escape_times_closed_form():
+    """E = λx²/2: GD converges iff hλ < 2, cycles at hλ = 2, escapes past it, at the first n with
+    |1 − hλ|ⁿ|x₀| > R."""
+    lam, R = 3.0, 1e3
+    lrs = np.array([0.1, 0.5, 0.6, 2 / lam, 0.7, 0.9])
+    xs = np.array([-2.0, -0.3, 0.7, 1.5])
+    ds = fa.sweep(fc.losses.quadratic_1d(lam), "gd", {"lr": lrs, "x": xs}, steps=5000, escape_radius=R,
+                  progress=False)
+    assert ds.attrs["critical_points"] == "[[[0.0]]]"
+    for i, h in enumerate(lrs):
+        q = abs(1 - h * lam)
+        for j, x0 in enumerate(xs):
+            lab, et = int(ds.label[i, j]), float(ds.escape_time[i, j])
+            if q < 1:
+                assert lab == 0 and np.isnan(et)
+            elif q == 1:
+                assert lab == CYCLE and int(ds.period[i, j]) == 2
+            else:
+                n = int(np.ceil(np.log(R / abs(x0)) / np.log(q)))
+                n += q ** n * abs(x0) <= R          # the first n with |x_n| > R
+                assert lab == ESCAPED and et == n, (h, x0)
+
+
+def test_loss_parameter_axis_and_flow_closed_form():
+    """A parameter axis (λ of λx²/2): the NGF rests at 0 for every λ, lr; GD iff hλ < 2."""
+    axes = {"lam": [0.5, 2.0, 5.0], "lr": [0.2, 0.5], "x": [-1.0, 0.5]}
+    mk = lambda lam: fc.losses.quadratic_1d(lam)            # noqa: E731
+    gd = fa.sweep(mk, "gd", axes, progress=False)
+    h = gd.lr.values[None, :, None]
+    lam = gd.lam.values[:, None, None]
+    np.testing.assert_array_equal(gd.label.values == 0, np.broadcast_to(h * lam < 2, gd.label.shape))
+    ngf = fa.sweep(mk, "ngf", axes, t_max=40.0, progress=False)
+    assert np.all(ngf.label.values == 0) and np.all(np.abs(ngf.final.values) < 1e-5)
+
+
+def test_model_axis_matches_basins_on_double_well():
+    """Maps and flows in one sweep (tol given), labelled per start as fa.basins labels them."""
+    loss = fc.losses.double_well()
+    grid = ((-1.5, 1.5, 9), (-1.0, 1.0, 7))
+    ds = fa.sweep(loss, None, {"model": ["gd", "igr"], "y": grid[1], "x": grid[0]}, lr=0.1, tol=1e-8,
+                  steps=2000, progress=False)
+    crit = np.array(eval(ds.attrs["critical_points"]))[0]
+    for k, model in enumerate(["gd", "igr"]):
+        b = fa.basins(loss, model, 0.1, grid, steps=2000, tol=1e-8)
+        for e in b.entries:
+            mask = b.labels == e.label
+            if e.critical is not None:
+                want = int(np.argmin(np.max(np.abs(crit - e.critical.point), axis=1)))
+                assert np.all(ds.label.values[k][mask] == want), (model, e.name)
+            else:
+                assert np.all(ds.label.values[k][mask] < 0)
+
+
+# ------------------------------------------------------------------------------ one answer everywhere
+def test_chunking_does_not_change_results():
+    loss = fc.losses.double_well()
+    axes = {"lr": [0.1, 0.3], "y": (-1.5, 1.5, 13), "x": (-2.0, 2.0, 17)}
+    a = fa.sweep(loss, "gd", axes, progress=False)
+    b = fa.sweep(loss, "gd", axes, chunks={"lr": 1, "y": 5, "x": 4}, workers=2, progress=False)
+    same(a, b)
+    f1 = fa.sweep(loss, "igr", axes, t_max=20.0, progress=False)
+    f2 = fa.sweep(loss, "igr", axes, t_max=20.0, chunks={"lr": 2, "y": 3, "x": 17}, progress=False)
+    same(f1, f2)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
+            distributed.Client(c) as client:
+        yield client
+
+
+def test_cluster_equals_in_process(cluster, tmp_path):
+    loss = fc.losses.double_well()
+    axes = {"lr": [0.1, 0.3], "y": (-1.5, 1.5, 13), "x": (-2.0, 2.0, 17)}
+    here = fa.sweep(loss, "gd", axes, progress=False)
+    there = fa.sweep(loss, "gd", axes, chunks={"y": 4}, client=cluster, store=tmp_path / "gd.zarr", progress=False)
+    same(here, there)
+    pf_here = fa.sweep(loss, "pf", {"lr": [0.1, 0.2], "y": (-1, 1, 5), "x": (-2, 2, 9)}, t_max=15.0, progress=False)
+    pf_there = fa.sweep(loss, "pf", {"lr": [0.1, 0.2], "y": (-1, 1, 5), "x": (-2, 2, 9)}, t_max=15.0,
+                        client=cluster, store=tmp_path / "pf.zarr", chunks={"x": 3}, progress=False)
+    same(pf_here, pf_there)
+
+
+def test_killed_worker_sweep_completes_identically(cluster, tmp_path):
+    store = tmp_path / "chaos.zarr"
+    out = {}
+    job = threading.Thread(target=lambda: out.update(ds=fa.sweep(fc.losses.quartic_1d(), **CHAOS, chunks=CHAOS_CHUNKS,
+                                                                 client=cluster, store=store, progress=False)))
+    job.start()
+    t0 = time.time()
+    while not (store.exists() and complete_chunks(store) >= 1):
+        assert time.time() - t0 < 120, "no chunk finished"
+        time.sleep(0.05)
+    victim = next(iter(cluster.run(os.getpid).values()))
+    os.kill(victim, signal.SIGKILL)
+    killed_at = complete_chunks(store)
+    job.join(300)
+    assert killed_at < 12 and not job.is_alive()
+    same(out["ds"].load(), fa.sweep(fc.losses.quartic_1d(), **CHAOS, progress=False))
+
+
+def test_killed_client_rerun_computes_only_missing_chunks(tmp_path):
+    store = tmp_path / "chaos.zarr"
+    script = textwrap.dedent(f"""
+        import flowcore as fc
+        from flowcore import analysis as fa
+        fa.sweep(fc.losses.quartic_1d(), **{CHAOS!r}, chunks={CHAOS_CHUNKS!r}, store={str(store)!r},
+                 threads=1, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+    t0 = time.time()
+    while not (store.exists() and complete_chunks(store) >= 2):
+        assert proc.poll() is None and time.time() - t0 < 120, "the sweep ended or stalled before the kill"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = complete_chunks(store)
+    assert 2 <= done < 12
+    again = fa.sweep(fc.losses.quartic_1d(), **CHAOS, chunks=CHAOS_CHUNKS, store=store, progress=False)
+    assert (again.attrs["chunks_reused"], again.attrs["chunks_computed"]) == (done, 12 - done)
+    same(again.load(), fa.sweep(fc.losses.quartic_1d(), **CHAOS, progress=False))
+
+
+# ------------------------------------------------------------------------------ damaged stores
+def _chunk_file(store, var, index):
+    return store / var / "c" / os.path.join(*map(str, index))
+
+
+def test_corrupted_and_foreign_chunks_are_recomputed(tmp_path):
+    loss = fc.losses.double_well()
+    axes = {"lr": [0.1, 0.3], "y": (-1.5, 1.5, 8), "x": (-2.0, 2.0, 8)}
+    kw = dict(chunks={"lr": 1, "y": 4, "x": 4}, progress=False)
+    ref = fa.sweep(loss, "gd", axes, store=tmp_path / "a.zarr", **kw).load()
+    other = tmp_path / "b.zarr"
+    fa.sweep(loss, "gd", {**axes, "lr": [0.2, 0.4]}, store=other, **kw)
+    store = tmp_path / "a.zarr"
+    _chunk_file(store, "label", (0, 1, 0)).write_bytes(b"\x00garbage\xff" * 7)            # corrupted
+    os.replace(_chunk_file(other, "nsteps", (1, 0, 1)), _chunk_file(store, "nsteps", (1, 0, 1)))   # foreign
+    _chunk_file(store, "final", (1, 1, 1, 0)).unlink()                                   # lost
+    with pytest.raises(ValueError, match="3 of 8 chunks are missing or damaged"):
+        fa.open_sweep(store)
+    again = fa.sweep(loss, "gd", axes, store=store, **kw)
+    assert (again.attrs["chunks_reused"], again.attrs["chunks_computed"]) == (5, 3)
+    same(again.load(), ref)
+    same(fa.open_sweep(store).load(), ref)
+
+
+def test_changed_definition_is_refused_unless_overwrite(tmp_path):
+    loss = fc.losses.double_well()
+    store = tmp_path / "s.zarr"
+    fa.sweep(loss, "gd", {"lr": [0.1], "x": (-1, 1, 5)}, store=store, progress=False)
+    with pytest.raises(ValueError, match="holds another sweep.*overwrite=True"):
+        fa.sweep(loss, "gd", {"lr": [0.1], "x": (-1, 1, 5)}, steps=999, store=store, progress=False)
+    ds = fa.sweep(loss, "gd", {"lr": [0.1], "x": (-1, 1, 5)}, steps=999, store=store, overwrite=True, progress=False)
+    assert ds.attrs["chunks_computed"] == 1
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("kw, match", [
+    (dict(axes={"lr": [0.1], "x": []}), "axis 'x' has zero length"),
+    (dict(axes={"lr": [0.1], "x": (1, 2, 0)}), "axis 'x'"),
+    (dict(model="gdd"), "model 'gdd' does not exist.*did you mean gd"),
+    (dict(axes={"lr": [0.1], "z": [1.0]}), "not lr, x, y or model"),
+    (dict(axes={"x": [0.0]}), "learning rate is required"),
+    (dict(outputs=["lable"]), "outputs must be some of"),
+    (dict(chunks={"q": 2}), "chunks must be a dict"),
+    (dict(axes={"lr": [0.1, -0.2], "x": [0.0]}), "learning rates > 0"),
+])
+def test_bad_input_is_refused_before_work(tmp_path, kw, match):
+    args = dict(model="gd", axes={"lr": [0.1], "x": [0.0, 1.0]}, store=tmp_path / "s.zarr", progress=False)
+    args.update(kw)
+    with pytest.raises((ValueError, TypeError), match=match):
+        fa.sweep(fc.losses.double_well(), **args)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_unwritable_or_foreign_store_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    for store, match in ((tmp_path / "file" / "s.zarr", "cannot create the folder"),
+                         (tmp_path / "mine", "not a flowcore sweep store")):
+        with pytest.raises(ValueError, match=match):
+            fa.sweep(fc.losses.double_well(), "gd", {"x": [0.0]}, lr=0.1, store=store, progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_loss_without_expression_is_refused():
+    py = fc.Loss.from_callable(lambda t: t @ t, lambda t: 2 * t, dim=2)
+    with pytest.raises(ValueError, match="no sympy expression"):
+        fa.sweep(py, "gd", {"x": [0.0]}, lr=0.1, progress=False)
+
+
+def test_losses_pickle_by_what_defines_them():
+    x = np.random.default_rng(0).normal(size=(7, 2)) + 0.3j
+    for loss in (fc.losses.double_well(), fc.losses.quadratic([[2, 1], [1, 3]], [1, 0]),
+                 fc.losses.rosenbrock(b=10), fc.Loss.from_expr("(x**2 - 1)**2 + 2*y**2")):
+        back = pickle.loads(pickle.dumps(loss))
+        assert (back.kind, back.name, back.dim) == (loss.kind, loss.name, loss.dim)
+        np.testing.assert_array_equal(back.hess(x), loss.hess(x))
+        np.testing.assert_array_equal(back.third(x, x), loss.third(x, x))
+    zoo = fc.losses.double_well()
+    with pytest.raises(TypeError, match="cannot be sent to another process"):
+        pickle.dumps(fc.Loss.from_capsule(zoo.capsule, keep=zoo))
