@@ -14,9 +14,10 @@ __all__ += ["ModifiedEquation", "modified_equation", "verify_order"]
 from flowcore.analysis import bseries
 
 __all__ += ["bseries"]
-from flowcore.analysis.dynamics import as_json, basin_entropy, orbit_diagram, orbit_period, portrait
+from flowcore.analysis.dynamics import (as_json, basin_entropy, orbit_diagram, orbit_period, portrait,
+                                        uncertainty_exponent)
 
-__all__ += ["as_json", "basin_entropy", "orbit_diagram", "orbit_period", "portrait"]
+__all__ += ["as_json", "basin_entropy", "orbit_diagram", "orbit_period", "portrait", "uncertainty_exponent"]
 from flowcore.analysis import plot
 
 __all__ += ["plot"]

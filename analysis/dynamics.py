@@ -150,6 +150,26 @@ def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, reso
     return out
 
 
+def uncertainty_exponent(labels, spacing, ks=None):
+    """The uncertainty exponent α of a basin boundary along a line of starts (Grebogi, McDonald,
+    Ott, Yorke 1983): f(ε), the share of starts whose label differs from that of a start ε away
+    (either side), scales as ε^α; the boundary's box-counting dimension along the line is 1 − α
+    (0 for isolated boundary points, > 0 for a fractal one). ``labels`` [n] on equally spaced
+    starts ``spacing`` apart; ε = k·spacing for k in ``ks`` (default 4, 8, …, n/64).
+    Returns (ε, f(ε), α fitted by least squares in log–log)."""
+    L = np.asarray(labels).reshape(-1)
+    if ks is None:
+        ks = 2 ** np.arange(2, int(np.log2(max(len(L) // 64, 1))) + 1)
+    ks = np.asarray(ks, int)
+    if ks.size < 2 or ks.max() * 2 >= len(L):
+        raise ValueError(f"need at least two separations k with 2k < {len(L)} starts, got {ks.tolist()}")
+    f = np.array([np.mean((L[k:-k] != L[:-2 * k]) | (L[k:-k] != L[2 * k:])) for k in ks])
+    eps = ks * float(spacing)
+    ok = f > 0
+    alpha = float(np.polyfit(np.log(eps[ok]), np.log(f[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
+    return eps, f, alpha
+
+
 def as_json(obj):
     """Arrays → lists, complex → {"re", "im"}, NaN → None, results (anything with ``as_dict``,
     dataclasses) → dicts, enums → names: a JSON-ready copy."""

@@ -116,6 +116,108 @@ def basins(result, title=None, show_points=True, ax=None):
     return fig
 
 
+_SWEEP_SPECIAL = {-1: ("escaped", "0.15"), -2: ("unresolved (budget spent)", "0.65"), -3: ("singular (hλ = 1)", "tab:purple"),
+                  -4: ("non-finite", "k"), -5: ("cycle", "tab:cyan"), -6: ("rest off the critical points", "tab:olive")}
+
+
+def _sweep_outcomes(ds):
+    """(label values, {value: name}, {value: colour}) of a sweep's labels."""
+    import json
+    plt = _plt()
+    L = np.asarray(ds["label"].values)
+    crit = json.loads(ds.attrs["critical_points"])[0]
+    kinds = json.loads(ds.attrs.get("critical_kinds", "null")) or [["critical point"] * len(crit)]
+    palette = plt.get_cmap("tab10").colors
+    values, names, colors = sorted(np.unique(L).tolist()), {}, {}
+    for v in values:
+        if v >= 0:
+            names[v] = f"{kinds[0][v]} ({', '.join(f'{c:.3g}' for c in crit[v])})"
+            colors[v] = palette[v % len(palette)]
+        else:
+            names[v], colors[v] = _SWEEP_SPECIAL.get(v, (f"label {v}", "k"))
+    return values, names, colors
+
+
+def sweep_image(ds, ax, rows, cols, outcomes=None):
+    """Draw the labels of a sweep with two axes left (others selected away) as an image: ``rows``
+    up, ``cols`` across. Returns the legend handles (outcome: share of the starts shown)."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+    values, names, colors = outcomes or _sweep_outcomes(ds)
+    A = np.asarray(ds["label"].transpose(rows, cols).values)
+    xs, ys = ds[cols].values, ds[rows].values
+    ys = ys if len(ys) > 1 else ys[0] + np.array([-0.5, 0.5])
+    ax.imshow(np.searchsorted(values, A), origin="lower", aspect="auto", interpolation="nearest",
+              cmap=ListedColormap([colors[v] for v in values]), vmin=-0.5, vmax=len(values) - 0.5,
+              extent=(xs[0], xs[-1], ys[0], ys[-1]))
+    label = {"lr": "learning rate h", "x": "start x", "y": "start y"}
+    ax.set_xlabel(label.get(cols, cols))
+    ax.set_ylabel(label.get(rows, rows))
+    return [Patch(facecolor=colors[v], edgecolor="k", lw=0.5, label=f"{names[v]}: {100 * np.mean(A == v):.1f}%")
+            for v in values if np.any(A == v)]
+
+
+def sweep(ds, title=None, max_panels=6):
+    """A sweep's labels: an image over two of its axes (the learning rate across when it is
+    one), one panel per value of the other axes (at most ``max_panels``, evenly picked); with an
+    'lr' axis, the share of starts at rest at a critical point, in a cycle, unresolved and escaped
+    against the learning rate below. A sweep over one axis draws a strip."""
+    plt = _plt()
+    dims = list(ds["label"].dims)
+    wide = [d for d in dims if ds.sizes[d] > 1 and d != "model"]
+    if "x" in wide and "y" in wide:          # basin maps, one per learning rate (and the rest)
+        rows, cols = "y", "x"
+    else:
+        cols = "lr" if "lr" in wide else wide[-1]
+        rows = next((d for d in reversed(wide) if d != cols), None)
+    if rows is None:
+        ds, rows = ds.expand_dims(strip=[0.0]), "strip"
+        dims = list(ds["label"].dims)
+    others = [d for d in dims if d not in (rows, cols)]
+    combos = list(np.ndindex(*[ds.sizes[d] for d in others]))
+    pick = sorted(set(np.linspace(0, len(combos) - 1, min(max_panels, len(combos))).round().astype(int)))
+    outcomes = _sweep_outcomes(ds)
+    lr_panel = "lr" in dims and ds.sizes["lr"] > 1
+    n = len(pick)
+    fig, axs = plt.subplots(1 + lr_panel, n, figsize=(min(5.0 * n, 18) + 3.0, 4.6 + 3.0 * lr_panel),
+                            squeeze=False, height_ratios=(3, 1.6) if lr_panel else None)
+    for j, k in enumerate(pick):
+        sel = dict(zip(others, combos[k]))
+        sweep_image(ds.isel(sel), axs[0, j], rows, cols, outcomes)
+        if sel:
+            axs[0, j].set_title(", ".join(f"{d} = {_coord(ds, d, i)}" for d, i in sel.items()), fontsize=10)
+        if rows == "strip":
+            axs[0, j].set_yticks([])
+            axs[0, j].set_ylabel("")
+    values, names, colors = outcomes
+    from matplotlib.patches import Patch
+    L = np.asarray(ds["label"].values)
+    axs[0, -1].legend(handles=[Patch(facecolor=colors[v], edgecolor="k", lw=0.5,
+                                     label=f"{names[v]}: {100 * np.mean(L == v):.1f}%") for v in values],
+                      loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="outcome: share of all starts")
+    if lr_panel:
+        for ax in axs[1, 1:]:
+            ax.remove()
+        ax, lr = axs[1, 0], ds["lr"].values
+        Lr = np.moveaxis(L, dims.index("lr"), -1).reshape(-1, len(lr))
+        for test, style, what in ((Lr >= 0, "C2-", "at rest at a critical point"), (Lr == -5, "C9-", "cycle"),
+                                  (Lr == -2, "C7-", "unresolved (chaos or slow)"), (Lr == -1, "k-", "escaped")):
+            ax.plot(lr, np.mean(test, axis=0), style, label=what)
+        ax.set_xlabel("learning rate h")
+        ax.set_ylabel("share of starts")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _coord(ds, d, i):
+    v = ds[d].values[i]
+    return v if isinstance(v, str) else f"{v:.4g}"
+
+
 def _critical_markers(ax, critical, dim, E_of=None):
     seen = set()
     for c in critical:

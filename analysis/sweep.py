@@ -554,10 +554,12 @@ def _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical, 
 
     if critical is None:
         box = _start_box(coords, o, U)
-        critical = [np.array([c.point for c in _critical(L, box) if np.all(np.isfinite(c.point))]).reshape(-1, D)
-                    for L in losses]
+        found = [[c for c in _critical(L, box) if np.all(np.isfinite(c.point))] for L in losses]
+        critical = [np.array([c.point for c in f], float).reshape(-1, D) for f in found]
+        kinds = [[c.kind for c in f] for f in found]
     else:
         critical = [np.asarray(critical, float).reshape(-1, D)] * len(losses)
+        kinds = [["given"] * len(critical[0])] * len(losses)
 
     definition = {
         "flowcore_sweep": 1, "flowcore_version": fc.__version__,
@@ -574,7 +576,7 @@ def _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical, 
              "loss_expr": [str(L.expr) for L in losses], "model": model or "(axis)",
              "flowcore_version": fc.__version__,
              "settings": {k: v for k, v in s.items()}, "outputs": list(outputs),
-             "critical_points": [c.tolist() for c in critical],
+             "critical_points": [c.tolist() for c in critical], "critical_kinds": kinds,
              "label_meanings": {str(k): v for k, v in LABELS.items()},
              "axes": {d: coords[d].tolist() for d in dims}, "chunks": list(chunk_len),
              "origin": o.tolist(), "directions": U.tolist()}

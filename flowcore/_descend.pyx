@@ -9,7 +9,7 @@ import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.math cimport sqrt, pow, fabs, isfinite, NAN, INFINITY
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t
 from flowcore._loss cimport Loss
 from flowcore._abi cimport (FC_OK, FC_ESCAPED, FC_NONFINITE, FC_INTERRUPTED, fc_interrupt_pending,
@@ -80,6 +80,27 @@ cdef int _smallest_period(const Params *P, const double *ring, const int *slot, 
     return p
 
 
+cdef double _path(const Params *P, const double *ring, const int *slot, const double *cur, int p,
+                  double *scale) noexcept nogil:
+    """Σ_j ‖θ_{k+2−j} − θ_{k+1−j}‖∞, j = 1..p (θ_{k+1} = cur): the length of the last p steps,
+    the same at every phase of a p-cycle; and the scale ‖cur‖∞."""
+    cdef int j, a
+    cdef double L = 0, d
+    cdef const double *u = cur
+    cdef const double *v
+    scale[0] = 0
+    for a in range(P.D):
+        scale[0] = max(scale[0], fabs(cur[a]))
+    for j in range(1, p + 1):
+        v = ring + slot[j] * P.D
+        d = 0
+        for a in range(P.D):
+            d = max(d, fabs(u[a] - v[a]))
+        L += d
+        u = v
+    return L
+
+
 cdef void _representative(const Params *P, const double *ring, int n, int p, double *rep) noexcept nogil:
     """The lexicographically smallest of the last p iterates θ_{n−p+1..n} (ring slots j % keep):
     one point that names the cycle whatever the phase it was caught in."""
@@ -136,6 +157,14 @@ cdef int _block(Loss loss, const Params *P, int64_t m, const double *lr_rows, do
         return -2
     cdef int *candidate = streak + m
     cdef int *slot = streak + 2 * m             # slot[p]: where θ_{k+1−p} sits in the ring
+    cdef double *path0 = <double*> calloc(m, sizeof(double))   # a cycle's step length when first seen
+    cdef double scale
+    if path0 == NULL:
+        free(buf)
+        free(streak)
+        if out != X:
+            free(X)
+        return -2
     cdef double radius2 = P.radius * P.radius
     cdef double hg, gn, r, h, s, norm2
     for i in range(m):
@@ -222,8 +251,16 @@ cdef int _block(Loss loss, const Params *P, int64_t m, const double *lr_rows, do
                 p = _period(P, X + i * keep * D, slot, cur + i * D, k, candidate[i])
                 streak[i] = streak[i] + 1 if p > 0 and p == candidate[i] else (p > 0)
                 candidate[i] = p
+                if streak[i] == 1 and p > 1:
+                    path0[i] = _path(P, X + i * keep * D, slot, cur + i * D, p, &scale)
                 if streak[i] >= P.confirm:
-                    period[i] = _smallest_period(P, X + i * keep * D, slot, cur + i * D, p)
+                    b = _smallest_period(P, X + i * keep * D, slot, cur + i * D, p)
+                    # a cycle that shrank over the confirmation is a damped oscillation (maps.h)
+                    if b > 1 and (_path(P, X + i * keep * D, slot, cur + i * D, p, &scale)
+                                  < path0[i] - 2 * p * P.tol * (1 + scale)):
+                        streak[i], candidate[i] = 0, 0
+                    else:
+                        period[i] = b
             for a in range(D):
                 X[(i * keep + slot[0]) * D + a] = cur[i * D + a]
                 if status[i] != FC_OK or period[i] != 0:
@@ -234,6 +271,7 @@ cdef int _block(Loss loss, const Params *P, int64_t m, const double *lr_rows, do
         free(X)
     free(buf)
     free(streak)
+    free(path0)
     return rc
 
 

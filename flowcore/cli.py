@@ -241,6 +241,84 @@ def cmd_basins(args):
             print(f"basin entropy Sb = {Sb:.4f}, boundary basin entropy Sbb = {Sbb:.4f} ({nb} boxes of {args.box}x{args.box})")
 
 
+def _sweep_axis(text):
+    """'name=lo:hi:n' (n points from lo to hi) or 'name=a,b,c' (values; names for model)."""
+    name, sep, spec = text.partition("=")
+    how = "write --axis name=lo:hi:n (a range) or --axis name=a,b,c (values), e.g. --axis lr=0.02:0.42:300"
+    if not sep or not name.strip() or not spec.strip():
+        raise ValueError(f"--axis {text!r}: {how}")
+    name = name.strip()
+    try:
+        if name == "model":
+            return name, [m.strip() for m in spec.split(",")]
+        if ":" in spec:
+            lo, hi, n = spec.split(":")
+            if float(n) != int(float(n)):
+                raise ValueError
+            return name, (float(lo), float(hi), int(float(n)))
+        return name, [float(v) for v in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--axis {text!r}: cannot read it; {how}") from None
+
+
+def cmd_sweep(args):
+    """A grid over named axes run in chunks (Dask), stored (Zarr) and summarised."""
+    from flowcore import analysis as fa
+    loss = _loss_of(args)
+    out = _output(args.output)
+    axes = dict(_sweep_axis(a) for a in args.axis)
+    chunks = {}
+    for c in args.chunk or []:
+        k, _, v = c.partition("=")
+        if not v.strip().isdigit():
+            raise ValueError(f"--chunk {c!r}: write --chunk axis=length, e.g. --chunk lr=50")
+        chunks[k.strip()] = int(v)
+    if args.scheduler and args.processes:
+        raise ValueError("give --scheduler (an existing cluster) or --processes (a local one), not both")
+    client = cluster = None
+    if args.scheduler or args.processes:
+        if not args.store:
+            raise ValueError("a sweep on a cluster (--scheduler or --processes) needs --store")
+        from distributed import Client, LocalCluster
+        if args.processes:
+            cluster = LocalCluster(n_workers=args.processes, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+        client = Client(args.scheduler or cluster)
+    try:
+        ds = fa.sweep(loss, None if "model" in axes else args.model, axes, lr=args.lr, store=args.store,
+                      chunks=chunks or None, client=client, overwrite=args.overwrite, steps=args.steps,
+                      t_max=args.t_max, workers=args.workers, progress=None if not args.json else False,
+                      device=args.device)
+        ds = ds.load()
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    if out:
+        fa.plot.sweep(ds, title=f"{ds.attrs['model']} on {fa.plot.tex(loss)}").savefig(out, dpi=110)
+    L = ds.label.values
+    meanings = json.loads(ds.attrs["label_meanings"])
+    crit = json.loads(ds.attrs["critical_points"])
+    names = {int(k): v for k, v in meanings.items()}
+    kinds = json.loads(ds.attrs["critical_kinds"])[0]
+    shares = {int(v): float(np.mean(L == v)) for v in np.unique(L)}
+    if args.json:
+        d = {"loss": loss.name, "model": ds.attrs["model"], "dims": list(ds.label.dims),
+             "coords": {d: _jsonable(ds[d].values) for d in ds.label.dims}, "label": L.tolist(),
+             "label_meanings": meanings, "critical_points": crit, "shares": {str(k): v for k, v in shares.items()},
+             "store": ds.attrs["store"], "chunks_computed": ds.attrs["chunks_computed"],
+             "chunks_reused": ds.attrs["chunks_reused"], "settings": json.loads(ds.attrs["settings"])}
+        print(json.dumps(fa.as_json(d)))
+        return
+    print(f"{'label':>5}  {'outcome':45s} {'share':>7}")
+    for v, sh in shares.items():
+        what = names.get(v) or f"at rest at {kinds[v]} {_fmt(np.array(crit[0][v]))}"
+        print(f"{v:5d}  {what:45s} {100 * sh:6.2f}%")
+    where = f" in {ds.attrs['store']}" if ds.attrs["store"] else ""
+    print(f"{L.size:,} starts; chunks computed {ds.attrs['chunks_computed']}, reused {ds.attrs['chunks_reused']}{where}")
+
+
 def _fmt(v):
     """A point for people: real coordinates as 0.123457, complex ones as 0.1+0.2j, 6 digits."""
     v = np.asarray(v)
@@ -413,6 +491,26 @@ def build_parser():
     tr.add_argument("-o", "--output", help="write the figure to this PNG")
     tr.add_argument("--json", action="store_true", help="machine-readable output")
     tr.set_defaults(func=cmd_track)
+    sw = sub.add_parser("sweep", help="a grid over learning rates, starts and models, in chunks (Dask), "
+                        "stored (Zarr) and resumable")
+    _add_loss(sw)
+    sw.add_argument("--model", default="gd", help="a map or a flow, as for basins (or an axis 'model')")
+    sw.add_argument("--axis", action="append", required=True,
+                    help="an axis: name=lo:hi:n or name=a,b,c; names lr, x, y (the start), model; repeat it, "
+                         "first axis first (e.g. --axis lr=0.02:0.42:300 --axis x=-2:2:300)")
+    sw.add_argument("--lr", type=float, help="the learning rate when there is no lr axis")
+    sw.add_argument("--steps", type=int, default=1000, help="iteration budget (flows: t_max = steps·lr)")
+    sw.add_argument("--t-max", type=float, help="time budget of a flow")
+    sw.add_argument("--store", help="a folder for the Zarr store (rerun to resume; default: in memory)")
+    sw.add_argument("--overwrite", action="store_true", help="start over in a store that holds another sweep")
+    sw.add_argument("--chunk", action="append", help="chunk length along an axis, axis=length (repeatable)")
+    sw.add_argument("--workers", type=int, default=1, help="chunks at a time in this process (default 1)")
+    sw.add_argument("--processes", type=int, help="run on a local Dask cluster of this many worker processes")
+    sw.add_argument("--scheduler", help="run on the Dask cluster at this address (tcp://host:port)")
+    sw.add_argument("--device", choices=("cpu", "gpu"), help="where compiled kernels run")
+    sw.add_argument("-o", "--output", help="write the summary figure to this PNG")
+    sw.add_argument("--json", action="store_true", help="machine-readable output (every label: enough to redraw)")
+    sw.set_defaults(func=cmd_sweep)
     to = sub.add_parser("tour", help="render every figure of the tour, with JSON and an index")
     to.add_argument("-o", "--output", default="tour", help="output folder (default ./tour)")
     to.add_argument("--quick", action="store_true", help="smaller grids and runs (seconds)")

@@ -69,3 +69,18 @@ def test_orbit_period_closed_forms():
         x.append(4 * x[-1] * (1 - x[-1]))                 # the logistic map at r = 4: chaos
     assert fa.orbit_period(np.array(x)[:, None]) == 0
     assert fa.orbit_period(np.full((10, 1), np.nan)) is None
+
+
+def test_uncertainty_exponent_closed_forms():
+    """A smooth boundary (isolated points) has α = 1; the middle-thirds Cantor set as boundary
+    has dimension log 2/log 3, so α = 1 − log 2/log 3."""
+    n = 3 ** 12
+    i = np.arange(n)
+    _, f, a = fa.uncertainty_exponent((i > n // 3).astype(int) + (i > 2 * n // 3), 1.0 / n)
+    assert a == pytest.approx(1.0, abs=0.01)
+    digits = (i[:, None] // 3 ** np.arange(11, -1, -1)) % 3          # ternary digits, most significant first
+    first_one = np.where(np.any(digits == 1, axis=1), np.argmax(digits == 1, axis=1), 12)
+    _, f, a = fa.uncertainty_exponent(first_one % 2, 1.0 / n, ks=3 ** np.arange(1, 7))
+    assert 1 - a == pytest.approx(np.log(2) / np.log(3), abs=0.02)
+    with pytest.raises(ValueError, match="two separations"):
+        fa.uncertainty_exponent([0, 1, 0], 1.0)

@@ -194,3 +194,23 @@ def test_per_start_learning_rates_equal_separate_runs():
         np.testing.assert_array_equal(together, alone)
     with pytest.raises(ValueError, match="one per start"):
         fc.descend(dw, th, rates[:3], 5)
+
+
+def test_slowly_damped_oscillation_is_no_cycle():
+    """GD on λx²/2 with hλ close to 2 oscillates onto 0 by |1 − hλ| per step: its p = 2 recurrence
+    holds within tol long before p = 1 does, yet it is a fixed point (kernel and generic loop);
+    hλ = 2 exactly is a true 2-cycle, and so is the 2-cycle of w⁴ − 2w² at h = 0.26."""
+    quad = fc.losses.quadratic_1d(1.0)
+    generic = fc.Loss.from_callable(lambda x: x @ x / 2, lambda x: x, dim=1)
+    for loss in (quad, generic):
+        r = fc.descend_to_rest(loss, [[0.7], [-1.3]], np.array([1.9, 1.95]), 20_000)
+        assert np.all(r.period == 1) and np.all(np.abs(r.final) < 1e-8), r
+        r = fc.descend_to_rest(loss, [[0.7]], 2.0, 1000)
+        assert r.period[0] == 2 and abs(r.final[0, 0]) == 0.7
+    quartic = fc.losses.quartic_1d()
+    q_generic = fc.Loss.from_callable(lambda w: w[0]**4 - 2 * w[0]**2, lambda w: 4 * w**3 - 4 * w, dim=1)
+    a = fc.descend_to_rest(quartic, [[0.5]], 0.26, 5000)
+    b = fc.descend_to_rest(q_generic, [[0.5]], 0.26, 5000)
+    assert a.period[0] == b.period[0] == 2 and a.final[0, 0] == pytest.approx(b.final[0, 0], abs=1e-12)
+    cyc = fc.descend(quartic, a.final, 0.26, 2).iterates[0, :, 0]
+    assert cyc[2] == pytest.approx(cyc[0], abs=1e-9) and abs(cyc[1] - cyc[0]) > 0.1

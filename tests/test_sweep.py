@@ -253,3 +253,31 @@ def test_losses_pickle_by_what_defines_them():
     zoo = fc.losses.double_well()
     with pytest.raises(TypeError, match="cannot be sent to another process"):
         pickle.dumps(fc.Loss.from_capsule(zoo.capsule, keep=zoo))
+
+
+# ------------------------------------------------------------------------------ CLI and figure
+def test_cli_sweep_json_resume_and_figure(tmp_path):
+    import json
+    store, png = tmp_path / "s.zarr", tmp_path / "s.png"
+    cmd = [sys.executable, "-m", "flowcore.cli", "sweep", "--loss", "quadratic_1d", "--axis", "lr=0.2,1.0,2.5",
+           "--axis", "x=-1:1:5", "--store", str(store), "--steps", "200"]
+    r = subprocess.run(cmd + ["-o", str(png), "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["dims"] == ["lr", "x"] and d["coords"]["lr"] == [0.2, 1.0, 2.5]
+    L = np.array(d["label"])                                # λ = 1: rest at 0 iff h < 2, escape past
+    assert np.all(L[:2] == 0) and np.all(L[2][[0, 1, 3, 4]] == -1) and L[2][2] == 0   # x = 0 rests at once
+    assert png.stat().st_size > 10_000 and d["chunks_computed"] == 1
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "chunks computed 0, reused 1" in r.stdout
+    r = subprocess.run(cmd[:6] + ["--axis", "lr=1:2", "--lr", "0.1"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "--axis 'lr=1:2'" in r.stderr
+
+
+def test_plot_sweep_panels_and_legend():
+    ds = fa.sweep(fc.losses.double_well(), "gd", {"lr": [0.1, 0.3], "y": (-2, 2, 9), "x": (-2, 2, 11)}, progress=False)
+    fig = fa.plot.sweep(ds, title="double well")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "lr = 0.1" in titles and "lr = 0.3" in titles
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert any(t.startswith("min (1, 0)") for t in legend) and any(t.startswith("cycle") for t in legend)

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from flowcore.analysis import tour
@@ -46,6 +47,14 @@ def test_numbers(out):
     assert eos["loss_increases"] > 0 and eos["ngf_predicts_increase"] == 0
     o = _load(out, "orbit")
     assert 1.0 <= o["first_period_2"] < 1.01
+    tr = _load(out, "trainability")
+    assert tr["lines"]["0.2"]["boundary_dimension"] > 0.05 > tr["lines"]["0.12"]["boundary_dimension"]
+    full, h = tr["full"], np.array(tr["full"]["lr"])
+    labels = np.array([[int(v) for run in row.split() for v in [run.split("*")[0]] * int(run.split("*")[1])]
+                       for row in full["label_runs_along_lr"]])          # [x, lr]
+    half = np.argmin(np.abs(np.array(full["x"]) - 0.5))
+    assert np.all(labels[half, h < 0.24] == 1)           # w₀ = 0.5 converges to the minimum 1 ...
+    assert np.all(labels[:, h > 0.25] < 0)               # ... and no start rests at a minimum past hλ = 2
 
 
 def test_cli_track_and_tour_only(tmp_path):

@@ -7,8 +7,11 @@
  * A start is at rest once ‖θ_k − θ_{k−p}‖∞ ≤ tol (1 + ‖θ_k‖∞) has held with one p ≤ FC_PMAX at
  * `confirm` consecutive steps; p is then reduced to its smallest divisor that also recurs (a
  * damped oscillation onto a fixed point passes p = 2 first). p = 1 is tested every step, all
- * p ≤ FC_PMAX every FC_PMAX steps. The result is the final iterate, or for a cycle its
- * lexicographically smallest point (the same whatever phase it was caught in).
+ * p ≤ FC_PMAX every FC_PMAX steps. A cycle (p > 1) must also not have shrunk over those steps
+ * (the length of its last p steps, the same at every phase of a true cycle, fell by more than the
+ * tolerance): a slowly damped oscillation onto a fixed point, |1 − hλ| near 1, recurs within tol
+ * with p = 2 long before it does with p = 1, and is no 2-cycle. The result is the final iterate,
+ * or for a cycle its lexicographically smallest point (the same whatever phase it was caught in).
  */
 #ifndef FLOWCORE_MAPS_H
 #define FLOWCORE_MAPS_H
@@ -60,6 +63,24 @@ FC_FN int fc_smallest_period(double tol, double (*ring)[FC_D], const double *cur
     return p;
 }
 
+/* Σ_j ‖θ_{k+2−j} − θ_{k+1−j}‖∞, j = 1..p, with θ_{k+1} = cur: the length of the last p steps,
+   and the scale ‖cur‖∞ */
+FC_FN double fc_path(double (*ring)[FC_D], const double *cur, int head, int p, double *scale)
+{
+    double L = 0;
+    const double *u = cur;
+    *scale = 0;
+    for (int q = 0; q < FC_D; q++) *scale = fc_max(*scale, fabs(cur[q]));
+    for (int j = 1; j <= p; j++) {
+        const double *v = ring[fc_slot(head, j)];
+        double d = 0;
+        for (int q = 0; q < FC_D; q++) d = fc_max(d, fabs(u[q] - v[q]));
+        L += d;
+        u = v;
+    }
+    return L;
+}
+
 /* the lexicographically smallest of the last p iterates θ_{n−p+1..n} */
 FC_FN void fc_representative(double (*ring)[FC_D], fc_int64 n, int p, double *rep)
 {
@@ -82,6 +103,7 @@ FC_FN int fc_to_rest(const fc_map_args *args, double lr, const double *th0, doub
     const fc_map_args A = *args, *a = &A;   /* a local copy: stores to the iterates cannot alias it */
     double ring[FC_KEEP][FC_D], cur[FC_D], vel[FC_D], y[FC_D], g[FC_D], H[FC_D * FC_D];
     int status = FC_OK, candidate = 0, streak = 0, head = 0, countdown = 0;
+    double path0 = 0, scale;
     fc_int64 k, n = 0;
     (void)y; (void)H;
     *period = 0;
@@ -135,7 +157,14 @@ FC_FN int fc_to_rest(const fc_map_args *args, double lr, const double *th0, doub
             const int p = fc_period(a->tol, ring, cur, head, k, full_test, candidate);
             streak = p > 0 && p == candidate ? streak + 1 : (p > 0);
             candidate = p;
-            if (streak >= a->confirm) *period = fc_smallest_period(a->tol, ring, cur, head, p);
+            if (streak == 1 && p > 1) path0 = fc_path(ring, cur, head, p, &scale);
+            if (streak >= a->confirm) {
+                const int per = fc_smallest_period(a->tol, ring, cur, head, p);
+                if (per > 1 && fc_path(ring, cur, head, p, &scale) < path0 - 2 * p * a->tol * (1 + scale))
+                    streak = candidate = 0;           /* shrinking: damped, not yet at rest */
+                else
+                    *period = per;
+            }
         }
         for (int q = 0; q < FC_D; q++) ring[head][q] = cur[q];
     }
