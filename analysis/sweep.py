@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 
@@ -95,55 +96,71 @@ def compute_chunk(plan, loss, index, threads=None, device=None):
     region = plan.region(index)
     sub = [plan.coords[d][r] for d, r in zip(plan.dims, region)]
     shape = tuple(len(s) for s in sub)
-    mesh = dict(zip(plan.dims, np.meshgrid(*[s if s.dtype.kind != "U" else np.zeros(len(s)) for s in sub],
-                                          indexing="ij")))
     model = plan.model or str(sub[plan.dims.index("model")][0])
-    D = loss.dim
-    starts = np.broadcast_to(plan.origin, shape + (D,)).copy()
+    D, N = loss.dim, int(np.prod(shape))
+
+    def along(name):            # an axis's values at every start of the chunk, [N]
+        k = plan.dims.index(name)
+        return np.broadcast_to(sub[k].reshape([-1 if j == k else 1 for j in range(len(shape))]), shape).reshape(-1)
+
+    starts = np.empty((N, D))
+    starts[:] = plan.origin
     for name, u in zip(START_AXES, plan.directions):
-        if name in mesh:
-            starts += mesh[name][..., None] * u
-    starts = np.ascontiguousarray(starts.reshape(-1, D))
-    N = len(starts)
-    lr = mesh["lr"].reshape(-1) if "lr" in mesh else np.full(N, np.nan if plan.lr is None else plan.lr)
+        if name in plan.dims:
+            starts += along(name)[:, None] * u
+    lr = along("lr") if "lr" in plan.dims else np.full(N, np.nan if plan.lr is None else plan.lr)
     s = dict(plan.settings)
-    imag_tol, match_tol = s.pop("imag_tol"), s.pop("match_tol")
-    t_max = s.pop("t_max")
-    final = np.empty((N, D), complex)
-    status, nsteps, period = np.empty(N, np.int8), np.empty(N, np.int64), np.empty(N, np.int32)
-    rest, imag = np.empty(N, bool), np.empty(N)
-    # a map takes one learning rate per start; a flow is built for one learning rate
-    groups = [np.arange(N)] if model in MAPS else [np.flatnonzero(lr == h) for h in np.unique(lr)]
-    for sel in groups:
-        h = lr[sel] if model in MAPS else float(lr[sel[0]])
-        if model == "dal":
-            h = None
-        T = None if model in MAPS else (s["steps"] * h if t_max is None else t_max)
-        out = run_to_rest(loss, model, h, starts[sel], t_max=T, threads=threads, progress=False,
-                          device=device, **s)
-        final[sel], status[sel], nsteps[sel], period[sel], rest[sel], imag[sel] = out
-    label = _labels(final, status, period, rest, imag, plan.critical[plan.loss_index(region)],
-                    imag_tol, match_tol)
-    escape = np.where(status == fc.Status.ESCAPED, nsteps, np.nan) if model in MAPS else np.full(N, np.nan)
-    every = {"label": label, "status": status, "nsteps": nsteps, "period": period, "escape_time": escape,
-             "imag_residual": imag, "final": np.real(final)}
-    return {k: every[k].reshape(shape + every[k].shape[1:]).astype(OUTPUTS[k][0]) for k in plan.outputs}
+    imag_tol, match_tol, t_max = s.pop("imag_tol"), s.pop("match_tol"), s.pop("t_max")
+    if model in MAPS:           # a map takes one learning rate per start: one call
+        final, status, nsteps, period, rest, imag = run_to_rest(
+            loss, model, lr if model != "dal" else None, starts, t_max=None, threads=threads, progress=False,
+            device=device, **s)
+    else:                       # a flow is built for one learning rate: a call per rate
+        parts = []
+        for h in np.unique(lr):
+            sel = np.flatnonzero(lr == h)
+            T = s["steps"] * h if t_max is None else t_max
+            parts.append((sel, run_to_rest(loss, model, float(h), starts[sel], t_max=T, threads=threads,
+                                           progress=False, device=device, **s)))
+        final = np.empty((N, D), parts[0][1][0].dtype)
+        status, nsteps, period = np.empty(N, np.int8), np.empty(N, np.int64), np.empty(N, np.int32)
+        rest, imag = np.empty(N, bool), np.empty(N)
+        for sel, out in parts:
+            final[sel], status[sel], nsteps[sel], period[sel], rest[sel], imag[sel] = out
+    every = {"final": lambda: np.real(final),
+             "label": lambda: _labels(final, status, period, rest, imag, plan.critical[plan.loss_index(region)],
+                                      imag_tol, match_tol),
+             "status": lambda: status, "nsteps": lambda: nsteps, "period": lambda: period, "imag_residual": lambda: imag,
+             "escape_time": lambda: np.where(status == fc.Status.ESCAPED, nsteps, np.nan) if model in MAPS
+             else np.full(N, np.nan)}
+    out = {}
+    for k in plan.outputs:
+        a = every[k]()
+        out[k] = np.asarray(a, OUTPUTS[k][0]).reshape(shape + a.shape[1:])
+    return out
+
+
+_STATUS_LABEL = np.full(256, UNRESOLVED, np.int64)     # the label of a start not at rest, by its status
+for _st, _code in _SPECIAL.items():
+    _STATUS_LABEL[int(_st)] = _code
 
 
 def _labels(final, status, period, rest, imag, critical, imag_tol, match_tol):
     """Per start: the index of the critical point it rests at (∞-norm within match_tol, relative),
     CYCLE, OFF_CRITICAL, or the special outcome of its status."""
-    label = np.full(len(status), UNRESOLVED, np.int64)
-    for st in np.unique(status[~rest]):
-        label[~rest & (status == st)] = _SPECIAL.get(fc.Status(int(st)), UNRESOLVED)
+    label = _STATUS_LABEL[status.astype(np.uint8)]
     label[rest & (period > 1)] = CYCLE
-    fixed = rest & (period == 1)
+    fixed = np.flatnonzero(rest & (period == 1))
     label[fixed] = OFF_CRITICAL
-    real = fixed & (imag <= imag_tol)
-    pts = np.real(final)
+    left = fixed[imag[fixed] <= imag_tol]              # real rest points, not matched yet
+    pts = np.real(final[left])
     for k, c in enumerate(critical):
-        near = real & (label == OFF_CRITICAL) & (np.max(np.abs(pts - c), axis=-1) <= match_tol * (1 + np.max(np.abs(c))))
-        label[near] = k
+        d = np.abs(pts[:, 0] - c[0])
+        for j in range(1, len(c)):
+            np.maximum(d, np.abs(pts[:, j] - c[j]), out=d)
+        near = d <= match_tol * (1 + np.max(np.abs(c)))
+        label[left[near]] = k
+        left, pts = left[~near], pts[~near]
     return label
 
 
@@ -164,14 +181,40 @@ def _read_region(group, plan, index):
 
 
 def write_chunk(path, plan, index, arrays):
-    """Write one chunk's arrays, read them back, and only then its digest: a chunk whose digest
-    is in the store and matches what is read was written whole by this definition."""
-    import zarr
-    group = zarr.open_group(path, mode="r+")
-    region = plan.region(index)
-    for k in plan.outputs:
-        group[k][region] = arrays[k]
-    group[DIGEST][tuple(index)] = _chunk_digest(plan, index, _read_region(group, plan, index))
+    """Write one chunk's arrays, then its digest: a chunk whose digest is in the store and
+    matches what is read back (checked on every rerun and by open_sweep) was written whole, by
+    this definition. The arrays are written concurrently (zarr's asynchronous API)."""
+    _in_loop(_write(path, plan, plan.region(index), {k: arrays[k] for k in plan.outputs}))
+    _in_loop(_write(path, plan, tuple(index), {DIGEST: _chunk_digest(plan, index, arrays)}))
+
+
+_LOOP = None           # this process's event loop for zarr's asynchronous writes, in its own thread
+_ARRAYS = {}           # (store, definition digest, name) -> open zarr AsyncArray
+_LOOP_LOCK = threading.Lock()
+
+
+def _in_loop(coro):
+    """Run a coroutine on the process's writer loop (started once: a loop per write would start
+    and stop the thread pool zarr's file store works in)."""
+    import asyncio
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, name="flowcore-sweep-zarr", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coro, _LOOP).result()
+
+
+async def _write(path, plan, region, arrays):
+    import asyncio
+    from zarr.api.asynchronous import open_array
+
+    async def put(name, values):
+        key = (path, plan.digest, name)
+        if key not in _ARRAYS:
+            _ARRAYS[key] = await open_array(store=path, path=name, mode="r+")
+        await _ARRAYS[key].setitem(region, values)
+    await asyncio.gather(*(put(k, v) for k, v in arrays.items()))
 
 
 def chunk_is_complete(group, plan, index):
@@ -228,9 +271,17 @@ def _open_store(path, plan, attrs, overwrite):
     for k in plan.outputs:
         dtype, fill, meaning = OUTPUTS[k]
         extra = ((D,), (D,), ("coord",)) if k == "final" else ((), (), ())
+        # floats (final states, residuals) barely compress: stored raw, sparing the CPU that
+        # the kernels need; labels, statuses and counts compress well (zstd)
         a = group.create_array(k, shape=plan.shape + extra[0], chunks=plan.chunks + extra[1], dtype=dtype,
-                               fill_value=fill, dimension_names=plan.dims + extra[2])
+                               fill_value=fill, dimension_names=plan.dims + extra[2],
+                               compressors=None if dtype == "float64" else "auto")
         a.attrs["meaning"] = meaning
+    for d in plan.dims:            # numeric coordinates as arrays too, for xarray.open_zarr
+        if d != "model":
+            c = group.create_array(d, shape=(len(plan.coords[d]),), dtype="float64", dimension_names=(d,),
+                                   compressors=None)
+            c[:] = plan.coords[d]
     group.create_array(DIGEST, shape=plan.grid + (32,), chunks=(1,) * len(plan.grid) + (32,), dtype="uint8",
                        fill_value=0, dimension_names=tuple(f"chunk_{d}" for d in plan.dims) + ("sha256",))
     return group, []
@@ -244,15 +295,19 @@ class _Stats:
     pilot_seconds_per_start: float = float("nan")
 
 
-def _task(plan, loss, index, store, threads, device):
-    """One Dask task: compute a chunk; write it to the store (returning its size and time), or
-    return its arrays when there is no store."""
+def _task(plan, loss, index, store, threads, device, writer=None):
+    """One Dask task: compute a chunk and write it to the store, or return its arrays when there
+    is no store. Returns (index, arrays or None, seconds). With a ``writer`` (in-process runs)
+    the write is handed to it, so that it overlaps the next chunk's computation, and the result
+    is a future of the same."""
     t0 = time.perf_counter()
     arrays = compute_chunk(plan, loss, index, threads, device)
-    if store is not None:
+    if store is None:
+        return index, arrays, time.perf_counter() - t0
+    if writer is None:
         write_chunk(store, plan, index, arrays)
-        arrays = None
-    return index, arrays, time.perf_counter() - t0
+        return index, None, time.perf_counter() - t0
+    return writer(lambda: (write_chunk(store, plan, index, arrays), (index, None, time.perf_counter() - t0))[1])
 
 
 def _warm(plan, losses, index, device):
@@ -270,20 +325,38 @@ def _size(plan, index):
 
 def _run_local(plan, losses, todo, store, workers, threads, device, done_cb):
     """In-process with Dask's threaded scheduler (no scheduler to start): ``workers`` chunks at a
-    time; one worker leaves the kernels their OpenMP threads, several run them on one thread each."""
+    time; one worker leaves the kernels their OpenMP threads, several run them on one thread each.
+    Chunks are written by one writer thread while the next ones compute (two writes at most
+    wait, so that memory stays bounded)."""
     import dask
+    from concurrent.futures import ThreadPoolExecutor
     from dask.callbacks import Callback
     kernel_threads = threads if workers == 1 else 1
-    tasks = [dask.delayed(_task, pure=False)(plan, losses[plan.loss_index(plan.region(ix))], ix, store,
-                                             kernel_threads, device) for ix in todo]
+    pool = ThreadPoolExecutor(1, thread_name_prefix="flowcore-sweep-writer")
+    room = threading.BoundedSemaphore(2)
+    pending = []
+
+    def writer(job):
+        room.acquire()
+        fut = pool.submit(job)
+        fut.add_done_callback(lambda f: (room.release(), f.exception() or done_cb(*f.result())))
+        pending.append(fut)
 
     class _Done(Callback):
         def _posttask(self, key, result, dsk, state, id):
             if isinstance(result, tuple) and len(result) == 3 and isinstance(result[0], tuple):
                 done_cb(*result)
 
-    with _Done():
-        dask.compute(*tasks, scheduler="threads", num_workers=workers)
+    tasks = [dask.delayed(_task, pure=False)(plan, losses[plan.loss_index(plan.region(ix))], ix, store,
+                                             kernel_threads, device, writer if store is not None else None)
+             for ix in todo]
+    try:
+        with _Done():
+            dask.compute(*tasks, scheduler="threads", num_workers=workers)
+    finally:
+        pool.shutdown(wait=True)
+    for fut in pending:
+        fut.result()                     # a failed write raises here
 
 
 def _run_client(client, plan, losses, todo, store, device, done_cb):
@@ -332,6 +405,7 @@ def sweep(loss, model=None, axes=None, *, lr=None, store=None, chunks=None, clie
     The Dataset's attributes hold the loss, model, settings, critical points, label meanings,
     flowcore version, the definition digest, and chunks computed/reused with the pilot's rate.
     """
+    _need("dask", "xarray", *(["zarr"] if store is not None else []), *(["distributed"] if client is not None else []))
     plan, losses, attrs = _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical,
                                 dict(steps=steps, t_max=t_max, tol=tol, max_period=max_period, confirm=confirm,
                                      escape_radius=escape_radius, imag_tol=imag_tol, match_tol=match_tol,
@@ -385,6 +459,13 @@ def sweep(loss, model=None, axes=None, *, lr=None, store=None, chunks=None, clie
     return _dataset(plan, attrs, stats, store, memory)
 
 
+def _need(*modules):
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"fa.sweep needs {', '.join(missing)}: pip install 'flowcore[sweep]' (Dask, Zarr, xarray)")
+
+
 def _dataset(plan, attrs, stats, store, memory):
     import xarray as xr
     if store is not None:
@@ -405,6 +486,7 @@ def _dataset(plan, attrs, stats, store, memory):
 def open_sweep(store):
     """The Dataset of a sweep store (lazily read), checking that every chunk is complete; a store
     with missing or damaged chunks raises, naming how many (rerun the sweep to finish it)."""
+    _need("dask", "xarray", "zarr")
     import zarr
     path = os.path.abspath(os.fspath(store))
     if not _is_sweep_store(path):
@@ -457,6 +539,9 @@ def _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical, 
         raise ValueError("axes must be a non-empty dict {name: values}, e.g. {'lr': (0.1, 1.0, 50), "
                          "'x': (-2, 2, 200)}")
     dims = tuple(axes)
+    clash = [d for d in dims if d in OUTPUTS or d in ("coord", DIGEST) or not str(d).isidentifier()]
+    if clash:
+        raise ValueError(f"axis names {clash} are taken (outputs, 'coord') or not identifiers; rename them")
     params = tuple(d for d in dims if d not in ("lr", "model") + START_AXES)
     coords = {}
     for d in dims:

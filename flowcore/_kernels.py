@@ -317,6 +317,7 @@ def rest_source(p: Problem, method, pmax) -> str:
 _REST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 5 + [ctypes.c_int]
 
 
+@functools.lru_cache(maxsize=256)      # a sweep calls the same kernel per chunk: key it once
 def host_rest(p: Problem, method, pmax):
     return _host_function(["rest-kernel", *p.key(), method, str(pmax)],
                           lambda: rest_source(p, method, pmax), "fc_rest_host", _REST_ARGS)

@@ -535,7 +535,7 @@ def main(argv=None):
         return 0
     try:
         return args.func(args) or 0
-    except (ValueError, TypeError, NotImplementedError, DeviceUnavailable) as exc:
+    except (ValueError, TypeError, NotImplementedError, ImportError, DeviceUnavailable) as exc:
         print(f"flowcore {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
