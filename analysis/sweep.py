@@ -382,7 +382,8 @@ def sweep(loss, model=None, axes=None, *, lr=None, store=None, chunks=None, clie
     model: a map ('gd', 'heavy_ball', 'nesterov', 'dal') or a flow ('ngf', 'igr', 'third_order',
     'pf', 'pf_np3'); omit it when ``axes`` has a 'model' axis.
     axes: {name: values} in the Dataset's order; values as a tuple (lo, hi, n) (n points from lo
-    to hi) or a list or array of values (of names for 'model'); names 'lr', 'x', 'y', 'model' or a loss parameter (module docstring).
+    to hi) or a list or array of values (names, for 'model'); names 'lr', 'x', 'y', 'model' or
+    a loss parameter (module docstring).
     lr: the learning rate when there is no 'lr' axis.
     Outcomes as in :func:`flowcore.analysis.basins` (``steps``, ``t_max`` (default steps·lr),
     ``tol``, ``max_period``, ``confirm``, ``escape_radius``, the integrator's ``method``,
@@ -406,6 +407,9 @@ def sweep(loss, model=None, axes=None, *, lr=None, store=None, chunks=None, clie
     flowcore version, the definition digest, and chunks computed/reused with the pilot's rate.
     """
     _need("dask", "xarray", *(["zarr"] if store is not None else []), *(["distributed"] if client is not None else []))
+    if client is not None and store is None:
+        raise ValueError("a sweep on a Dask client needs store= (a folder its workers can write)")
+    store = _writable_store(store) if store is not None else None
     plan, losses, attrs = _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical,
                                 dict(steps=steps, t_max=t_max, tol=tol, max_period=max_period, confirm=confirm,
                                      escape_radius=escape_radius, imag_tol=imag_tol, match_tol=match_tol,
@@ -413,11 +417,8 @@ def sweep(loss, model=None, axes=None, *, lr=None, store=None, chunks=None, clie
                                      lr_cap=lr_cap))
     workers = count(workers, "workers (chunks at a time in this process)", 1, 1024)
     _threads(threads)
-    if client is not None and store is None:
-        raise ValueError("a sweep on a Dask client needs store= (a folder its workers can write)")
     done = []
     if store is not None:
-        store = _writable_store(store)
         _, done = _open_store(store, plan, attrs, overwrite)
     every = list(itertools.product(*map(range, plan.grid)))
     todo = sorted(set(every) - set(done))
