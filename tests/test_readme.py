@@ -5,7 +5,8 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_blocks_run():
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)              # the blocks write files (a sweep's store)
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert blocks
     exec(compile("\n".join(blocks), str(README), "exec"), {})
