@@ -27,6 +27,9 @@ __all__ += ["Basins", "Label", "basins", "grid_points"]
 from flowcore.analysis.sweep import open_sweep, sweep
 
 __all__ += ["open_sweep", "sweep"]
+from flowcore.analysis.central import CentralFlow, central_field, central_flow, cone_solve
+
+__all__ += ["CentralFlow", "central_field", "central_flow", "cone_solve"]
 from flowcore.analysis import paper, tour
 
 __all__ += ["paper", "tour"]

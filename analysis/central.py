@@ -1,0 +1,286 @@
+"""The central flow of gradient descent (Cohen, Damian, Talwalkar, Kolter, Lee, ICLR 2025,
+arXiv 2410.24206): a model of the *time-averaged* GD trajectory at the edge of stability.
+
+Time is counted in GD steps (t = n ↔ θ_n). With η the learning rate,
+
+    dθ/dt = −η [∇E(θ) + ½ ∇_θ ⟨Σ, H(θ)⟩],      Σ = U X Uᵀ,
+
+where U [D, k] holds the Hessian eigenvectors whose eigenvalues have reached 2/η (the critical
+set) and X ⪰ 0 [k, k] solves the complementarity problem of the paper
+
+    X ⪰ 0,   A + B[X] ⪰ 0,   ⟨X, A + B[X]⟩ = 0,
+    A_ab = ⟨∇E, T[u_a, u_b]⟩,   B[X]_ab = ½ Σ_ij X_ij ⟨T[u_a, u_b], T[u_i, u_j]⟩,
+
+which says: the critical eigenvalues do not rise (η(A + B[X]) = −d/dt UᵀHU ⪰ 0), and X lives
+where they would. ∇⟨Σ, H⟩ = Σ_ij X_ij T[u_i, u_j] (Σ held fixed). It is the optimality condition of
+min_{X ⪰ 0} ⟨A, X⟩ + ¼‖Σ_ij X_ij T[u_i, u_j]‖², a convex quadratic program on the k×k PSD cone,
+solved here without a modelling language (:func:`cone_solve`). With one critical direction
+σ² = max(0, 2⟨−∇E, ∇S⟩/‖∇S‖²), S = λ_max, and the flow is −η∇E projected on the tangent of
+{S = 2/η}. The predicted time average of GD's loss is E + ½⟨Σ, H⟩ = E + tr(X)/η on the critical set.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import flowcore as fc
+
+
+# ----------------------------------------------------------------------------- the cone problem
+def _svec_basis(k):
+    """Index pairs (i, j), i ≤ j, and the weight of each in svec (1 on the diagonal, √2 off it),
+    so that ⟨X, Y⟩ = svec(X)·svec(Y)."""
+    pairs = [(i, j) for i in range(k) for j in range(i, k)]
+    w = np.array([1.0 if i == j else np.sqrt(2.0) for i, j in pairs])
+    return pairs, w
+
+
+def _svec(X, pairs, w):
+    return np.array([X[i, j] for i, j in pairs]) * w
+
+
+def _smat(x, pairs, w, k):
+    X = np.zeros((k, k))
+    for (i, j), v, c in zip(pairs, x, w):
+        X[i, j] = X[j, i] = v / c
+    return X
+
+
+def _psd_projection(X):
+    lam, V = np.linalg.eigh((X + X.T) / 2)
+    return (V * np.maximum(lam, 0)) @ V.T
+
+
+def cone_solve(A, tau, tol=1e-14, max_iter=20000):
+    """The solution X ⪰ 0 [k, k] of X ⪰ 0, A + B[X] ⪰ 0, ⟨X, A + B[X]⟩ = 0 with
+    B[X]_ab = ½ Σ_ij X_ij ⟨τ_ab, τ_ij⟩, ``tau`` [k, k, D] symmetric in its first two indices.
+
+    Accelerated projected gradient on min ⟨A, X⟩ + ¼‖Σ X_ij τ_ij‖² over the PSD cone (restarted
+    when the objective rises), then a polish on the face the iterate found: X = V Y Vᵀ with V
+    the range of X, Y from the linear equations Vᵀ(A + B[X])V = 0. Returns (X, residual), the
+    residual the largest violation of the three conditions (relative to ‖A‖).
+    """
+    A = np.asarray(A, float)
+    k = A.shape[0]
+    if k == 0:
+        return np.zeros((0, 0)), 0.0
+    pairs, w = _svec_basis(k)
+    M = np.stack([tau[i, j] * c for (i, j), c in zip(pairs, w)], axis=1)        # [D, m]: M svec(X) = Σ X_ij τ_ij
+    G = 0.5 * M.T @ M                                                           # svec(B[X]) = G svec(X)
+    a = _svec(A, pairs, w)
+    scale = max(np.max(np.abs(A)), 1e-300)
+    L = max(np.linalg.eigvalsh(G)[-1], 1e-300)
+    x = y = _svec(_psd_projection(-A / L), pairs, w)
+    tk, f_old = 1.0, np.inf
+    best, best_res = None, np.inf
+    for it in range(max_iter):
+        if it % 10 == 0:                           # the face found so far, solved exactly
+            X = _polish(_smat(x, pairs, w, k), A, G, pairs, w, k)
+            r = _residual(X, A, G, pairs, w, k) / scale
+            if r < best_res:
+                best, best_res = X, r
+            if best_res <= tol:
+                break
+        x_new = _svec(_psd_projection(_smat(y - (a + G @ y) / L, pairs, w, k)), pairs, w)
+        f = a @ x_new + 0.5 * x_new @ G @ x_new
+        if f > f_old:                              # restart the momentum
+            tk, y = 1.0, x
+            continue
+        t_new = (1 + np.sqrt(1 + 4 * tk * tk)) / 2
+        y = x_new + (tk - 1) / t_new * (x_new - x)
+        x, tk, f_old = x_new, t_new, f
+    return best, best_res
+
+
+def _grad(X, A, G, pairs, w, k):
+    return A + _smat(G @ _svec(X, pairs, w), pairs, w, k)
+
+
+def _residual(X, A, G, pairs, w, k):
+    """The largest violation of X ⪰ 0, A + B[X] ⪰ 0 and complementarity, the last as ‖X Z‖
+    (first order in an error of X's range; ⟨X, Z⟩ is second order there)."""
+    Z = _grad(X, A, G, pairs, w, k)
+    return max(0.0, -np.linalg.eigvalsh(X)[0], -np.linalg.eigvalsh(Z)[0], np.max(np.abs(X @ Z)))
+
+
+def _polish(X, A, G, pairs, w, k):
+    """Solve the conditions on the face the iterate found: with r its rank, X = L Lᵀ (L [k, r]) and
+    (A + B[L Lᵀ]) L = 0, a smooth system solved by Levenberg–Marquardt from the iterate's factor.
+    Kept only when it satisfies the conditions better."""
+    from scipy.optimize import least_squares
+    lam, V = np.linalg.eigh(X)
+    r = int(np.sum(lam > 1e-9 * max(lam[-1], 1e-300)))
+    zero = np.zeros((k, k))
+    if r == 0:
+        return zero if _residual(zero, A, G, pairs, w, k) <= _residual(X, A, G, pairs, w, k) else X
+
+    def gradient_on_face(l):
+        L = l.reshape(k, r)
+        return (_grad(L @ L.T, A, G, pairs, w, k) @ L).ravel()
+    L0 = V[:, -r:] * np.sqrt(lam[-r:])
+    sol = least_squares(gradient_on_face, L0.ravel(), method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    L = sol.x.reshape(k, r)
+    Xp = L @ L.T
+    return Xp if _residual(Xp, A, G, pairs, w, k) <= _residual(X, A, G, pairs, w, k) else X
+
+
+# ----------------------------------------------------------------------------- the flow
+def _third_pairs(loss, theta, U):
+    """τ_ab = T[u_a, u_b] [k, k, D] by polarisation, T[u, v] = ¼(T[u+v, u+v] − T[u−v, u−v]),
+    in one batched call."""
+    D, k = U.shape
+    vs, idx = [], []
+    for a in range(k):
+        for b in range(a, k):
+            if a == b:
+                vs.append(U[:, a])
+            else:
+                vs += [U[:, a] + U[:, b], U[:, a] - U[:, b]]
+            idx.append((a, b))
+    T = loss.third(np.broadcast_to(theta, (len(vs), D)), np.array(vs)) if vs else np.zeros((0, D))
+    tau = np.zeros((k, k, D))
+    n = 0
+    for a, b in idx:
+        if a == b:
+            tau[a, a] = T[n]
+            n += 1
+        else:
+            tau[a, b] = tau[b, a] = (T[n] - T[n + 1]) / 4
+            n += 2
+    return tau
+
+
+@dataclass
+class CentralState:
+    """The central flow's field at one point, with the quantities the paper reports."""
+    velocity: np.ndarray       # dθ/dt [D]
+    X: np.ndarray              # [k, k]
+    U: np.ndarray              # [D, k] the critical eigenvectors
+    eigenvalues: np.ndarray    # of H, descending
+    residual: float            # of the cone problem
+
+
+def central_field(loss, lr, theta, k, gamma=0.0):
+    """The central flow's velocity at θ with the top ``k`` Hessian directions critical.
+
+    ``gamma`` ≥ 0 adds a restoring rate: the critical block obeys d/dt UᵀHU ⪯ −γ(UᵀHU − 2/η)
+    instead of ⪯ 0 (A_ab gains −(γ/η)(λ_a − 2/η)δ_ab), so that integration errors in the
+    pinned eigenvalues decay instead of accumulating; γ = 0 is the paper's flow."""
+    theta = np.asarray(theta, float)
+    g = loss.grad(theta)
+    lam, V = np.linalg.eigh(loss.hess(theta))
+    lam, V = lam[::-1], V[:, ::-1]
+    U = V[:, :k]
+    tau = _third_pairs(loss, theta, U)
+    A = np.einsum("abd,d->ab", tau, g) - (gamma / lr) * np.diag(lam[:k] - 2 / lr)
+    X, res = cone_solve(A, tau)
+    v = -lr * (g + 0.5 * np.einsum("ij,ijd->d", X, tau))
+    return CentralState(v, X, U, lam, res)
+
+
+@dataclass
+class CentralFlow:
+    """Result of :func:`central_flow`: at the output times t [T] (in GD steps)."""
+    t: np.ndarray
+    theta: np.ndarray          # [T, D]
+    sigma: np.ndarray          # [T, D, D]  Σ = U X Uᵀ
+    loss: np.ndarray           # [T]  E(θ(t))
+    time_averaged_loss: np.ndarray   # [T]  E + ½⟨Σ, H⟩: the predicted average of GD's loss
+    sharpness: np.ndarray      # [T]  λ_max(H(θ(t)))
+    critical: np.ndarray       # [T]  k, the number of critical directions
+    residual: np.ndarray       # [T]  of the cone problem
+    events: list = field(default_factory=list)   # (t, 'enter' | 'leave', k after)
+    lr: float = 0.0
+    max_residual: float = 0.0  # the cone problem's largest residual over every field evaluation
+
+    def __repr__(self):
+        return (f"CentralFlow(lr={self.lr:g}, t ∈ [{self.t[0]:g}, {self.t[-1]:g}], D={self.theta.shape[1]}, "
+                f"{len(self.events)} events, max critical {int(self.critical.max())})")
+
+
+def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, gamma=1.0, leave_tol=1e-6,
+                 max_events=100):
+    """Integrate the central flow of GD with learning rate ``lr`` from ``theta0`` to ``t_max`` (in
+    GD steps), with scipy's DOP853 and events.
+
+    The critical set starts with the eigenvalues at 2/η (a start above 2/η is refused: GD is
+    unstable there and the flow is not defined). A direction **enters** when its eigenvalue
+    reaches 2/η from below and **leaves** when the critical eigenvalue it holds falls below
+    2/η (1 − ``leave_tol``) (X has let it go); both are events of the integrator, which stops and
+    restarts there with the new set. ``gamma``: see :func:`central_field` (1 per step keeps the
+    pinned eigenvalues at 2/η to the integrator's tolerance). Returns a :class:`CentralFlow`.
+    """
+    from scipy.integrate import solve_ivp
+    if not isinstance(loss, fc.Loss):
+        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    th = np.asarray(theta0, float).reshape(-1)
+    if th.shape != (loss.dim,):
+        raise ValueError(f"theta0 must have {loss.dim} coordinates, got {np.shape(theta0)}")
+    edge = 2.0 / lr
+    lam0 = np.linalg.eigvalsh(loss.hess(th))[::-1]
+    if lam0[0] > edge * (1 + 1e-9):
+        raise ValueError(f"the sharpness at theta0 is {lam0[0]:.6g} > 2/lr = {edge:.6g}: the central flow starts at "
+                         "or below the edge of stability")
+    k = int(np.sum(lam0 >= edge * (1 - 1e-9)))
+    t_eval = np.linspace(0, t_max, 201) if t_eval is None else np.asarray(t_eval, float)
+    ts, ths, events, t0 = [], [], [], 0.0
+    worst = [0.0]                     # the cone problem's largest residual over every evaluation
+    while True:
+        def rhs(t, y, k=k):
+            st = central_field(loss, lr, y, k, gamma)
+            worst[0] = max(worst[0], st.residual)
+            return st.velocity
+
+        def enter(t, y, k=k):
+            lam = np.linalg.eigvalsh(loss.hess(y))[::-1]
+            return lam[k] - edge if k < len(lam) else -1.0
+        enter.terminal, enter.direction = True, 1
+
+        def leave(t, y, k=k):
+            lam = np.linalg.eigvalsh(loss.hess(y))[::-1]
+            return lam[k - 1] - edge * (1 - leave_tol) if k > 0 else 1.0
+        leave.terminal, leave.direction = True, -1
+
+        sel = t_eval[(t_eval >= t0) & (t_eval <= t_max)]
+        sol = solve_ivp(rhs, (t0, t_max), th, method="DOP853", t_eval=sel, events=(enter, leave), rtol=rtol,
+                        atol=atol)
+        if sol.status == -1:
+            raise RuntimeError(f"central flow: the integrator failed at t = {sol.t[-1] if len(sol.t) else t0:g} "
+                               f"({sol.message})")
+        ts.append(np.asarray(sol.t, float))
+        ths.append(np.asarray(sol.y, float).reshape(len(th), -1).T)     # none when no output time fell here
+        if sol.status == 0 or len(events) >= max_events:
+            break
+        hit = 0 if len(sol.t_events[0]) else 1
+        t0, th = float(sol.t_events[hit][0]), sol.y_events[hit][0]
+        k += 1 if hit == 0 else -1
+        events.append((t0, "enter" if hit == 0 else "leave", k))
+    t = np.concatenate(ts)
+    theta = np.concatenate(ths)
+    _, first = np.unique(t, return_index=True)       # an output time at an event appears once
+    t, theta = t[first], theta[first]
+    out = _report(loss, lr, t, theta, events, gamma)
+    out.max_residual = worst[0]
+    return out
+
+
+def _report(loss, lr, t, theta, events, gamma):
+    """The paper's quantities at the output times (the critical set as it was there)."""
+    edges = [e[0] for e in events]
+    ks = [e[2] for e in events]
+    lam0 = np.linalg.eigvalsh(loss.hess(theta[0]))[::-1]
+    k0 = int(np.sum(lam0 >= (2 / lr) * (1 - 1e-9)))
+    D = theta.shape[1]
+    sigma = np.zeros((len(t), D, D))
+    avg, sharp, crit, res = (np.zeros(len(t)) for _ in range(4))
+    E = loss.value(theta)
+    for n, (tt, th) in enumerate(zip(t, theta)):
+        j = np.searchsorted(edges, tt, side="right")
+        k = ks[j - 1] if j else k0
+        st = central_field(loss, lr, th, k, gamma)
+        sigma[n] = st.U @ st.X @ st.U.T
+        H = loss.hess(th)
+        avg[n] = E[n] + 0.5 * np.sum(sigma[n] * H)
+        sharp[n], crit[n], res[n] = st.eigenvalues[0], k, st.residual
+    return CentralFlow(t, theta, sigma, E, avg, sharp, crit.astype(int), res, list(events), float(lr))
