@@ -188,7 +188,7 @@ def write_chunk(path, plan, index, arrays):
     _in_loop(_write(path, plan, tuple(index), {DIGEST: _chunk_digest(plan, index, arrays)}))
 
 
-_LOOP = None           # this process's event loop for zarr's asynchronous writes, in its own thread
+_LOOP = None           # (pid, event loop) for zarr's asynchronous writes, in a thread of this process
 _ARRAYS = {}           # (store, definition digest, name) -> open zarr AsyncArray
 _LOOP_LOCK = threading.Lock()
 
@@ -199,10 +199,12 @@ def _in_loop(coro):
     import asyncio
     global _LOOP
     with _LOOP_LOCK:
-        if _LOOP is None:
-            _LOOP = asyncio.new_event_loop()
-            threading.Thread(target=_LOOP.run_forever, name="flowcore-sweep-zarr", daemon=True).start()
-    return asyncio.run_coroutine_threadsafe(coro, _LOOP).result()
+        if _LOOP is None or _LOOP[0] != os.getpid():      # a forked child has no loop thread
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="flowcore-sweep-zarr", daemon=True).start()
+            _LOOP = (os.getpid(), loop)
+            _ARRAYS.clear()
+    return asyncio.run_coroutine_threadsafe(coro, _LOOP[1]).result()
 
 
 async def _write(path, plan, region, arrays):
@@ -350,10 +352,12 @@ def _run_local(plan, losses, todo, store, workers, threads, device, done_cb):
     tasks = [dask.delayed(_task, pure=False)(plan, losses[plan.loss_index(plan.region(ix))], ix, store,
                                              kernel_threads, device, writer if store is not None else None)
              for ix in todo]
+    chunk_pool = ThreadPoolExecutor(workers, thread_name_prefix="flowcore-sweep")   # ours: fork-safe
     try:
         with _Done():
-            dask.compute(*tasks, scheduler="threads", num_workers=workers)
+            dask.compute(*tasks, scheduler="threads", pool=chunk_pool)
     finally:
+        chunk_pool.shutdown(wait=True)
         pool.shutdown(wait=True)
     for fut in pending:
         fut.result()                     # a failed write raises here

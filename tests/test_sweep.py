@@ -281,3 +281,20 @@ def test_plot_sweep_panels_and_legend():
     assert "lr = 0.1" in titles and "lr = 0.3" in titles
     legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert any(t.startswith("min (1, 0)") for t in legend) and any(t.startswith("cycle") for t in legend)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_can_sweep(tmp_path):
+    """After a sweep, a forked child (multiprocessing's default on Linux) runs its own: the writer
+    loop and the chunk pool are the child's, not dead copies of the parent's threads."""
+    loss = fc.losses.double_well()
+    fa.sweep(loss, "gd", {"x": (-1, 1, 5)}, lr=0.1, store=tmp_path / "a.zarr", progress=False)
+    pid = os.fork()
+    if pid == 0:                                                 # pragma: no cover (the child)
+        import faulthandler
+        faulthandler.dump_traceback_later(60, exit=True)
+        ds = fa.sweep(loss, "gd", {"x": (-1, 1, 7)}, lr=0.1, store=tmp_path / "b.zarr", progress=False)
+        labels = ds.label.compute(scheduler="synchronous").values     # not through an inherited Client
+        os._exit(0 if labels.tolist() == [0, 0, 0, 2, 1, 1, 1] else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
