@@ -14,10 +14,10 @@ critical points of E listed once before the sweep, so that it does not depend on
 is cut: k ≥ 0 is "came to rest at critical point k" (``ds.attrs['critical_points']``), and
 negative labels are the other outcomes (:data:`LABELS`).
 
-The store remembers which chunks are complete: each chunk's arrays are written, read back and
-their SHA-256 (keyed by the digest of the sweep's definition) is written last, in an array of
-its own. A rerun validates every chunk and computes only those that are missing, torn, corrupted
-or foreign; a different definition is refused unless ``overwrite=True``.
+The store remembers which chunks are complete: each chunk's arrays are written, then their
+SHA-256 (keyed by the digest of the sweep's definition), last, in an array of its own. A rerun
+reads every chunk back, checks it against its digest, and computes only those that are missing,
+torn, corrupted or foreign; a different definition is refused unless ``overwrite=True``.
 """
 import difflib
 import hashlib
