@@ -159,12 +159,13 @@ class CentralState:
     residual: float            # of the cone problem
 
 
-def central_field(loss, lr, theta, k, gamma=0.0):
+def central_field(loss, lr, theta, k, gamma=0.0, cone=None):
     """The central flow's velocity at θ with the top ``k`` Hessian directions critical.
 
     ``gamma`` ≥ 0 adds a restoring rate: the critical block obeys d/dt UᵀHU ⪯ −γ(UᵀHU − 2/η)
     instead of ⪯ 0 (A_ab gains −(γ/η)(λ_a − 2/η)δ_ab), so that integration errors in the
-    pinned eigenvalues decay instead of accumulating; γ = 0 is the paper's flow."""
+    pinned eigenvalues decay instead of accumulating; γ = 0 is the paper's flow. ``cone``: the
+    solver of the cone problem, (A, tau) -> (X, residual) (default :func:`cone_solve`)."""
     theta = np.asarray(theta, float)
     g = loss.grad(theta)
     lam, V = np.linalg.eigh(loss.hess(theta))
@@ -172,7 +173,7 @@ def central_field(loss, lr, theta, k, gamma=0.0):
     U = V[:, :k]
     tau = _third_pairs(loss, theta, U)
     A = np.einsum("abd,d->ab", tau, g) - (gamma / lr) * np.diag(lam[:k] - 2 / lr)
-    X, res = cone_solve(A, tau)
+    X, res = (cone or cone_solve)(A, tau)
     v = -lr * (g + 0.5 * np.einsum("ij,ijd->d", X, tau))
     return CentralState(v, X, U, lam, res)
 
@@ -198,7 +199,7 @@ class CentralFlow:
 
 
 def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, gamma=1.0, leave_tol=1e-6,
-                 max_events=100):
+                 max_events=100, cone=None):
     """Integrate the central flow of GD with learning rate ``lr`` from ``theta0`` to ``t_max`` (in
     GD steps), with scipy's DOP853 and events.
 
@@ -206,8 +207,8 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
     unstable there and the flow is not defined). A direction **enters** when its eigenvalue
     reaches 2/η from below and **leaves** when the critical eigenvalue it holds falls below
     2/η (1 − ``leave_tol``) (X has let it go); both are events of the integrator, which stops and
-    restarts there with the new set. ``gamma``: see :func:`central_field` (1 per step keeps the
-    pinned eigenvalues at 2/η to the integrator's tolerance). Returns a :class:`CentralFlow`.
+    restarts there with the new set. ``gamma``, ``cone``: see :func:`central_field` (γ = 1 per step
+    keeps the pinned eigenvalues at 2/η to the integrator's tolerance). Returns a :class:`CentralFlow`.
     """
     from scipy.integrate import solve_ivp
     if not isinstance(loss, fc.Loss):
@@ -228,7 +229,7 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
     worst = [0.0]                     # the cone problem's largest residual over every evaluation
     while True:
         def rhs(t, y, k=k):
-            st = central_field(loss, lr, y, k, gamma)
+            st = central_field(loss, lr, y, k, gamma, cone)
             worst[0] = max(worst[0], st.residual)
             return st.velocity
 
@@ -260,12 +261,12 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
     theta = np.concatenate(ths)
     _, first = np.unique(t, return_index=True)       # an output time at an event appears once
     t, theta = t[first], theta[first]
-    out = _report(loss, lr, t, theta, events, gamma)
+    out = _report(loss, lr, t, theta, events, gamma, cone)
     out.max_residual = worst[0]
     return out
 
 
-def _report(loss, lr, t, theta, events, gamma):
+def _report(loss, lr, t, theta, events, gamma, cone):
     """The paper's quantities at the output times (the critical set as it was there)."""
     edges = [e[0] for e in events]
     ks = [e[2] for e in events]
@@ -278,7 +279,7 @@ def _report(loss, lr, t, theta, events, gamma):
     for n, (tt, th) in enumerate(zip(t, theta)):
         j = np.searchsorted(edges, tt, side="right")
         k = ks[j - 1] if j else k0
-        st = central_field(loss, lr, th, k, gamma)
+        st = central_field(loss, lr, th, k, gamma, cone)
         sigma[n] = st.U @ st.X @ st.U.T
         H = loss.hess(th)
         avg[n] = E[n] + 0.5 * np.sum(sigma[n] * H)
