@@ -116,8 +116,7 @@ def basins(result, title=None, show_points=True, ax=None):
     return fig
 
 
-_SWEEP_SPECIAL = {-1: ("escaped", "0.15"), -2: ("unresolved (budget spent)", "0.65"), -3: ("singular (hλ = 1)", "tab:purple"),
-                  -4: ("non-finite", "k"), -5: ("cycle", "tab:cyan"), -6: ("rest off the critical points", "tab:olive")}
+_SWEEP_COLORS = {**_SPECIAL_COLORS, -5: "tab:cyan", -6: "tab:olive"}   # the basins' colours, and cycle, off-critical
 
 
 def _sweep_outcomes(ds):
@@ -126,6 +125,7 @@ def _sweep_outcomes(ds):
     plt = _plt()
     L = np.asarray(ds["label"].values)
     crit = json.loads(ds.attrs["critical_points"])[0]
+    meanings = json.loads(ds.attrs["label_meanings"])
     kinds = json.loads(ds.attrs.get("critical_kinds", "null")) or [["critical point"] * len(crit)]
     palette = plt.get_cmap("tab10").colors
     values, names, colors = sorted(np.unique(L).tolist()), {}, {}
@@ -134,7 +134,8 @@ def _sweep_outcomes(ds):
             names[v] = f"{kinds[0][v]} ({', '.join(f'{c:.3g}' for c in crit[v])})"
             colors[v] = palette[v % len(palette)]
         else:
-            names[v], colors[v] = _SWEEP_SPECIAL.get(v, (f"label {v}", "k"))
+            names[v] = meanings.get(str(v), f"label {v}")       # the sweep's own words for its outcomes
+            colors[v] = _SWEEP_COLORS.get(v, "k")
     return values, names, colors
 
 
