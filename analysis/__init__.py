@@ -30,6 +30,9 @@ __all__ += ["open_sweep", "sweep"]
 from flowcore.analysis.central import CentralFlow, central_field, central_flow, cone_solve
 
 __all__ += ["CentralFlow", "central_field", "central_flow", "cone_solve"]
+from flowcore.analysis.eos import compare_models, self_stabilization
+
+__all__ += ["compare_models", "self_stabilization"]
 from flowcore.analysis import paper, tour
 
 __all__ += ["paper", "tour"]

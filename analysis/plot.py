@@ -324,3 +324,81 @@ def pf_panels(data, title=None):
     fig.suptitle(title or f"{data['loss']}: {data['flow']} vs GD, lr = {data['lr']:g} (one colour per start)")
     fig.tight_layout()
     return fig
+
+
+_MODEL_STYLE = {"ngf": "C1", "igr": "C2", "third_order": "C4", "pf": "C0", "pf_np3": "C9", "central": "C3"}
+_MODE_NAMES = {"one_step": "1 step", "horizon": "{m} steps", "global": "from θ₀"}
+_QUANTITY_NAMES = {"theta": "θ", "theta_avg": "θ̄", "loss": "E", "loss_avg": "Ē"}
+
+
+def compare_models(result, title=None, axs=None):
+    """:func:`flowcore.analysis.compare_models` in three panels: GD's loss and its time average
+    against each model's global prediction of the average (the central flow's E + ½⟨Σ, H⟩); GD's
+    sharpness against the central flow's (pinned at 2/h); and the table of mean errors (log10
+    colour, the best model per column framed)."""
+    plt = _plt()
+    fig = None
+    if axs is None:
+        fig, axs = plt.subplots(1, 3, figsize=(19, 4.8), width_ratios=(1, 1, 1.6))
+    r, n = result, np.arange(len(result["gd_loss"]))
+    ax = axs[0]
+    ax.semilogy(n, r["gd_loss"], color="0.75", lw=0.8, label="GD: E(θ_n)")
+    ax.semilogy(n[:len(r["gd_loss_avg"])], r["gd_loss_avg"], "k-", lw=1.4, label=f"GD: Ē (mean of {r['window']})")
+    if r.get("mean_from") is not None:
+        ax.semilogy(n[r["mean_from"]:], r["gd_loss_mean"], "k:", lw=1.6,
+                    label=f"GD: mean of E from n = {r['mean_from']}")
+    lo, hi = np.nanmin(r["gd_loss"][r["gd_loss"] > 0]), np.nanmax(r["gd_loss"])
+    for name, m in r["models"].items():
+        ax.semilogy(n, np.where(np.isfinite(m["loss_avg"]), m["loss_avg"], np.nan), color=_MODEL_STYLE.get(name),
+                    lw=2.0 if name == "central" else 1.0, ls="-" if name == "central" else "--",
+                    label=name + (": E + ½⟨Σ,H⟩" if name == "central" else ": E"))
+    ax.set_ylim(lo / 3, hi * 3)
+    ax.set_xlabel("GD step n (flows at t = n·h)")
+    ax.set_ylabel("loss")
+    ax.set_title("the time-averaged loss: GD and each model from θ₀", fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="best", framealpha=0.85)
+    ax = axs[1]
+    ax.plot(n, r["sharpness"], color="0.4", lw=0.8, label="GD: λ_max(H(θ_n))")
+    if "central" in r["models"]:
+        ax.plot(n, r["models"]["central"]["sharpness"], color=_MODEL_STYLE["central"], lw=2, label="central flow")
+    ax.axhline(r["edge"], color="k", ls=":", label=f"2/h = {r['edge']:g}")
+    ax.set_xlabel("GD step n")
+    ax.set_ylabel("sharpness")
+    ax.set_title("sharpness of GD's iterates and of the central flow (held at 2/h)", fontsize=10)
+    ax.legend(fontsize=7)
+    _error_table(axs[2], r)
+    if fig is not None:
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+    return fig if fig is not None else axs[0].figure
+
+
+def _error_table(ax, r):
+    """Models × (mode, quantity): log10 of the mean error, the value written in, the best framed."""
+    from matplotlib.patches import Rectangle
+    names = list(r["models"])
+    cols = [(mode, q) for mode in ("one_step", "horizon", "global") for q in _QUANTITY_NAMES]
+    M = np.array([[r["models"][k]["table"][mode][q] for mode, q in cols] for k in names])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        L = np.log10(np.where(M > 0, M, np.nan))
+    lo = np.floor(np.nanmin(L)) if np.isfinite(L).any() else -16
+    hi = max(lo + 1, min(np.ceil(np.nanmax(L)), 1.0)) if np.isfinite(L).any() else 1.0   # ≥ 10: "wrong", one colour
+    im = ax.imshow(np.clip(L, lo, hi), cmap="viridis_r", vmin=lo, vmax=hi, aspect="auto")
+    for i in range(len(names)):
+        for j in range(len(cols)):
+            txt = "—" if not np.isfinite(M[i, j]) else f"{M[i, j]:.0e}".replace("e-0", "e-").replace("e+0", "e")
+            ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                    color="w" if np.isfinite(L[i, j]) and L[i, j] > (lo + hi) / 2 else "k")
+    for j, (mode, q) in enumerate(cols):
+        best = r["best"][mode][q]
+        ax.add_patch(Rectangle((j - 0.5, names.index(best) - 0.5), 1, 1, fill=False, ec="tab:red", lw=2))
+    ax.set_yticks(range(len(names)), [f"{k}\n({r['models'][k]['defined']} restarts)" if k == "central" else k
+                                      for k in names])
+    ax.set_xticks(range(len(cols)), [f"{_MODE_NAMES[m].format(m=r['horizon'])}\n{_QUANTITY_NAMES[q]}"
+                                     for m, q in cols], fontsize=7)
+    for x in (3.5, 7.5):
+        ax.axvline(x, color="w", lw=2)
+    ax.set_title("mean error of each model's prediction of GD (θ̄, Ē: averages over the oscillation); "
+                 "best framed", fontsize=9)
+    ax.figure.colorbar(im, ax=ax, label="log10 mean error", shrink=0.8)

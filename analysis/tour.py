@@ -718,10 +718,40 @@ def dal(quick):
                        "2/λ along the sharp direction once the gradient aligns with it, and oscillates there.")
 
 
+EOS_RUNS = (("(x*y - 1)**2/2", 0.25, [2.82, 0.36], 300),
+            ("(x - 9/2)**2/80 + (z - 2)**2/40 + (x + z**2/10)*y**2/2", 0.5, [3.5, 0.05, 1.0], 600))
+
+
+def eos_models(quick):
+    """Every continuous model of GD (NGF, IGR, third order, PF, PF+NP3, the central flow) predicting
+    the same GD runs at the edge of stability: one step and ten steps ahead (restarted at every third
+    iterate: odd, so both phases of the 2-cycle count) and from the start."""
+    from flowcore.analysis.eos import compare_models, figure_data
+    from flowcore.analysis.plot import compare_models as plot_compare
+    plt = _plt()
+    fig, axs = plt.subplots(2, 3, figsize=(20, 10), width_ratios=(1, 1, 1.6))
+    data, said = {}, []
+    for row, (expr, lr, th0, steps) in enumerate(EOS_RUNS):
+        loss = fc.Loss.from_expr(expr)
+        r = compare_models(loss, lr, th0, steps // 5 if quick else steps, horizon=10, every=3)
+        plot_compare(r, axs=axs[row])
+        axs[row, 0].set_title(f"{tex(loss)}, h = {lr:g}, θ₀ = {tuple(th0)}: time-averaged loss", fontsize=10)
+        data[expr] = figure_data(r)
+        t, b = {k: m["table"] for k, m in r["models"].items()}, r["best"]
+        avg = (f"; GD's loss averaged from step {r['mean_from']} is {r['gd_loss_mean'][-1]:.3g}, the central flow's "
+               f"prediction {r['central_loss_mean'][-1]:.3g}" if r["mean_from"] is not None else "")
+        said.append(f"on {expr} the next iterate is predicted best by {b['one_step']['theta']} "
+                    f"({t[b['one_step']['theta']]['one_step']['theta']:.1e}; NGF {t['ngf']['one_step']['theta']:.1e}), "
+                    f"the loss averaged over the 2-cycle 10 steps ahead by {b['horizon']['loss_avg']} "
+                    f"({t[b['horizon']['loss_avg']]['horizon']['loss_avg']:.1e}){avg}")
+    fig.tight_layout()
+    return fig, data, "At the edge of stability: " + "; ".join(said) + "."
+
+
 LESSONS = [gf_vs_gd, quadratic_lr, momentum, min_norm, euler, ring_flow, quartic, vector_fields,
            double_well_basins, orbit, trainability]
 PAPER = [alpha, pf_regimes, pf_quadratic_2d, banana, tracking, edge_of_stability, stability_coefficients,
-         drift, dal]
+         drift, dal, eos_models]
 ITEMS = LESSONS + PAPER
 
 

@@ -389,6 +389,36 @@ def cmd_track(args):
                   f"   max over n: {np.nanmax(g):.3e}")
 
 
+def cmd_compare(args):
+    """Every continuous model of GD predicting one GD run (at the edge of stability): which predicts what."""
+    from flowcore import analysis as fa
+    from flowcore.analysis.eos import COMPARE_MODELS, comparison_lines, figure_data
+    loss = _loss_of(args)
+    theta0 = [float(v) for v in args.theta0.split(",")]
+    models = tuple(args.models.split(",")) if args.models else COMPARE_MODELS
+    out = _output(args.output)
+    r = fa.compare_models(loss, args.lr, theta0, args.steps, horizon=args.horizon, models=models, window=args.window,
+                          every=args.every)
+    if out:
+        fa.plot.compare_models(r, title=f"{fa.plot.tex(loss)}, lr = {args.lr:g}: the models against GD").savefig(out, dpi=120)
+    if args.json:
+        print(json.dumps(fa.as_json({"loss": loss.name, **figure_data(r), "gd": r["gd"],
+                                     "trajectories": {k: m["trajectory"] for k, m in r["models"].items()},
+                                     "summary": comparison_lines(r)})))
+        return
+    print(f"GD with lr = {args.lr:g} (2/lr = {r['edge']:g}) from {_fmt(np.array(theta0))}, {args.steps} steps; "
+          f"sharpness {r['sharpness'][0]:.4g} -> {r['sharpness'][-1]:.4g}")
+    if "central" in r["models"]:
+        print(f"central flow restarted at {r['models']['central']['defined']} of {len(range(0, args.steps, args.every))} "
+              "iterates (those at or below the edge)")
+    if r["central_loss_mean"] is not None:
+        print(f"GD's loss averaged from n = {r['mean_from']} (at the edge, central flow started): "
+              f"{r['gd_loss_mean'][-1]:.6g}; the central flow's prediction averaged alike: {r['central_loss_mean'][-1]:.6g}")
+    print("best model (mean error) per prediction:")
+    for line in comparison_lines(r):
+        print("  " + line)
+
+
 def cmd_bench(args):
     """Run the benchmark scripts of a flowcore checkout (benchmarks/bench_*.py)."""
     import subprocess
@@ -491,6 +521,21 @@ def build_parser():
     tr.add_argument("-o", "--output", help="write the figure to this PNG")
     tr.add_argument("--json", action="store_true", help="machine-readable output")
     tr.set_defaults(func=cmd_track)
+    cp = sub.add_parser("compare", help="NGF, IGR, third-order, PF, PF+NP3 and the central flow predicting one "
+                        "GD run: one step, --horizon steps and from the start")
+    _add_loss(cp)
+    cp.add_argument("--lr", type=float, required=True, help="learning rate h")
+    cp.add_argument("--theta0", required=True, help="start 'x,y,...' (write --theta0=-1,2 for a leading minus)")
+    cp.add_argument("--steps", type=int, default=200, help="GD steps (default 200)")
+    cp.add_argument("--horizon", type=int, default=10, help="the n-step prediction's n (default 10)")
+    cp.add_argument("--window", type=int, default=2, help="GD's time average: the mean of this many iterates "
+                    "(default 2, one period of the edge's 2-cycle)")
+    cp.add_argument("--every", type=int, default=1, help="restart the models at every k-th iterate (default 1; "
+                    "the central flow costs about 0.1 s a restart)")
+    cp.add_argument("--models", help="comma-separated subset of ngf,igr,third_order,pf,pf_np3,central")
+    cp.add_argument("-o", "--output", help="write the figure to this PNG")
+    cp.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
+    cp.set_defaults(func=cmd_compare)
     sw = sub.add_parser("sweep", help="a grid over learning rates, starts and models, in chunks (Dask), "
                         "stored (Zarr) and resumable")
     _add_loss(sw)

@@ -45,6 +45,11 @@ def test_numbers(out):
     assert _load(out, "drift")["correlation"] > 0.9
     eos = _load(out, "edge_of_stability")
     assert eos["loss_increases"] > 0 and eos["ngf_predicts_increase"] == 0
+    for run in _load(out, "eos_models").values():
+        if isinstance(run, dict):          # per loss: the PF's real part predicts GD's next iterate better than the NGF
+            t = run["models"]
+            assert t["pf"]["table"]["one_step"]["theta"] < 0.1 * t["ngf"]["table"]["one_step"]["theta"]
+            assert max(run["sharpness"]) > run["edge"]
     o = _load(out, "orbit")
     assert 1.0 <= o["first_period_2"] < 1.01
     tr = _load(out, "trainability")

@@ -1,0 +1,257 @@
+"""Every continuous model of GD on the same runs at the edge of stability.
+
+:func:`compare_models` runs GD and asks each model — the NGF, IGR, the third-order flow, the PF
+(its real part), the PF with the non-principal term (PF+NP3) and the central flow — to predict
+it, three ways:
+
+- **global**: the model started at GD's θ₀ and compared with θ_n at every n;
+- **one step**: restarted at every iterate θ_n (or every k-th), compared with θ_{n+1};
+- **horizon** (m steps): restarted at θ_n, compared with θ_{n+m}.
+
+Each prediction is scored on four quantities: the parameters θ_n, GD's *time-averaged*
+parameters θ̄_n = mean(θ_n … θ_{n+w−1}), the loss E(θ_n), and the time-averaged loss
+Ē_n = mean(E(θ_n) … E(θ_{n+w−1})) (w = ``window``, 2 by default: one period of the 2-cycle GD
+oscillates in at the edge). A flow's prediction of Ē is its loss E(φ); the central flow's is
+E + ½⟨Σ, H⟩, which is what it models (Cohen et al. 2025, §3). Times: a flow runs t = m·h for m
+steps of GD with learning rate h; the central flow counts in GD steps.
+
+The central flow is defined only at or below the edge (λ_max ≤ 2/h): a restart from an iterate
+above it is not made (NaN), and the result says at how many iterates it was; its global run starts
+at θ₀, or at the first iterate at or below the edge when θ₀ is above it.
+
+:func:`self_stabilization` is the constrained trajectory of Damian, Nichani and Lee (ICLR 2023):
+projected GD on M = {λ_max ≤ 2/h, ∇E·u = 0}. With one critical direction it follows the central
+flow (both are −h∇E projected on the edge, one in discrete steps), a check of each by the other.
+"""
+import numpy as np
+
+import flowcore as fc
+from flowcore.analysis.central import central_flow
+
+COMPARE_MODELS = ("ngf", "igr", "third_order", "pf", "pf_np3", "central")
+QUANTITIES = ("theta", "theta_avg", "loss", "loss_avg")
+
+
+def _moving_average(a, w):
+    """mean(a[n : n + w]) for n = 0 … len(a) − w, along the first axis."""
+    c = np.cumsum(np.concatenate([np.zeros((1,) + a.shape[1:]), a]), axis=0)
+    return (c[w:] - c[:-w]) / w
+
+
+def _check(loss, lr, theta0, steps, horizon, window, models):
+    if not isinstance(loss, fc.Loss):
+        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    th = np.asarray(theta0, float).reshape(-1)
+    if th.shape != (loss.dim,):
+        raise ValueError(f"theta0 must have {loss.dim} coordinates, got {np.shape(theta0)}")
+    for name, v, lo in (("steps", steps, 2), ("horizon", horizon, 1), ("window", window, 1)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if horizon >= steps or window > steps:
+        raise ValueError(f"horizon ({horizon}) and window ({window}) must be smaller than steps ({steps})")
+    unknown = [m for m in models if m not in COMPARE_MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}: choose from {', '.join(COMPARE_MODELS)}")
+    return th
+
+
+def _flow_predictions(loss, lr, gd, name, horizon, rtol, starts):
+    """A flow from θ₀ over the run [N+1, D] and restarted at the iterates ``starts`` [N, horizon+1, D]
+    (NaN at the others), real parts."""
+    field = fc.models.model(name).build(loss, lr)
+    opts = dict(method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
+    steps = len(gd) - 1
+    glob = fc.solve(field, gd[:1], t_eval=lr * np.arange(steps + 1), **opts).y[0].real
+    rest = np.full((steps, horizon + 1, gd.shape[1]), np.nan)
+    rest[starts] = fc.solve(field, gd[starts], t_eval=lr * np.arange(horizon + 1), **opts).y.real
+    value = lambda th: np.real(loss.value(th))            # noqa: E731
+    return glob, value(glob), rest, value(rest), None
+
+
+def _central_predictions(loss, lr, gd, horizon, rtol, starts):
+    """The central flow from θ₀ and from the iterates ``starts`` at or below the edge (NaN elsewhere);
+    its loss prediction is E, its time-averaged one E + ½⟨Σ, H⟩."""
+    steps, D = len(gd) - 1, gd.shape[1]
+    nan = lambda *s: np.full(s, np.nan)                   # noqa: E731
+    glob, gavg = nan(steps + 1, D), nan(steps + 1)
+    rest, ravg = nan(steps, horizon + 1, D), nan(steps, horizon + 1)
+    sharp = np.linalg.eigvalsh(loss.hess(gd))[:, -1]
+    below = np.flatnonzero(sharp <= 2 / lr)
+    if len(below) and below[0] < steps:        # from θ₀, or from the first iterate at or below the edge
+        n0 = below[0]
+        cf = central_flow(loss, lr, gd[n0], steps - n0, t_eval=np.arange(steps - n0 + 1.0), rtol=rtol)
+        glob[n0:n0 + len(cf.t)], gavg[n0:n0 + len(cf.t)] = cf.theta, cf.time_averaged_loss
+    defined = starts[sharp[starts] <= 2 / lr]
+    for n in defined:
+        cf = central_flow(loss, lr, gd[n], horizon, t_eval=np.arange(horizon + 1.0), rtol=rtol)
+        rest[n, :len(cf.t)], ravg[n, :len(cf.t)] = cf.theta, cf.time_averaged_loss
+    return glob, gavg, rest, ravg, len(defined)
+
+
+def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, window=2, every=1, rtol=1e-10):
+    """Each model's prediction of a GD run from ``theta0`` (see the module docstring), restarted at
+    every ``every``-th iterate (the central flow costs about 0.1 s a restart).
+
+    Returns a dict: ``gd`` [steps+1, D], ``gd_loss``, ``gd_loss_avg``, ``gd_theta_avg``,
+    ``sharpness`` (λ_max per iterate), ``edge`` = 2/lr, and per model ``models[name]`` with the
+    global trajectory ``trajectory`` [steps+1, D], its ``loss`` and ``loss_avg`` predictions, and
+    ``errors[mode][quantity]`` per iterate for mode in ('global', 'one_step', 'horizon') and the
+    four QUANTITIES (absolute errors: ‖·‖ for parameters, |·| for losses; NaN where a model made
+    no prediction); ``sharpness`` λ_max along the global trajectory, ``table[mode][quantity]`` the mean over the iterates where a prediction was made, and ``defined`` the
+    number of iterates a model was restarted from. ``mean_from``: the first n at which GD has
+    reached the edge (λ_max ≥ 2/h) and the central flow has started (None if never), and
+    ``gd_loss_mean`` [from mean_from on]: GD's loss averaged from there to each n (over whole
+    catapult cycles), ``central_loss_mean`` the same average of the central flow's prediction. ``best[mode][quantity]`` names the model with
+    the smallest mean.
+    """
+    th = _check(loss, lr, theta0, steps, horizon, window, models)
+    if not isinstance(every, (int, np.integer)) or isinstance(every, bool) or not 1 <= every < steps:
+        raise ValueError(f"every must be an integer in [1, steps), got {every!r}")
+    starts = np.arange(0, steps, every)
+    gd = fc.descend(loss, th[None], lr, steps).iterates[0]
+    if not np.all(np.isfinite(gd)):
+        raise ValueError(f"GD diverged from {list(th)} at lr = {lr}: choose a smaller lr or another start")
+    E = loss.value(gd)
+    targets = {"theta": gd, "theta_avg": _moving_average(gd, window), "loss": E, "loss_avg": _moving_average(E, window)}
+    out = {"lr": float(lr), "edge": 2 / lr, "steps": int(steps), "horizon": int(horizon), "window": int(window),
+           "every": int(every),
+           "theta0": th, "gd": gd, "gd_loss": E, "gd_loss_avg": targets["loss_avg"],
+           "gd_theta_avg": targets["theta_avg"], "sharpness": np.linalg.eigvalsh(loss.hess(gd))[:, -1], "models": {}}
+    for name in models:
+        if name == "central":
+            glob, gavg, rest, ravg, defined = _central_predictions(loss, lr, gd, horizon, rtol, starts)
+            gloss, rloss = loss.value(glob), loss.value(rest)
+        else:
+            glob, gloss, rest, rloss, _ = _flow_predictions(loss, lr, gd, name, horizon, rtol, starts)
+            gavg, ravg, defined = gloss, rloss, len(starts)
+        preds = {"global": (glob, gloss, gavg, 0), "one_step": (rest[:, 1], rloss[:, 1], ravg[:, 1], 1),
+                 "horizon": (rest[:, horizon], rloss[:, horizon], ravg[:, horizon], horizon)}
+        errors = {mode: _errors(p, targets, shift) for mode, (*p, shift) in preds.items()}
+        ok = np.all(np.isfinite(glob), axis=1)
+        sharp = np.full(len(glob), np.nan)
+        sharp[ok] = np.linalg.eigvalsh(loss.hess(glob[ok]))[:, -1]
+        out["models"][name] = {"trajectory": glob, "loss": gloss, "loss_avg": gavg, "sharpness": sharp, "errors": errors,
+                               "defined": int(defined),
+                               "table": {m: {q: _mean(e) for q, e in errs.items()} for m, errs in errors.items()}}
+    out.update(_long_average(out))
+    out["best"] = {m: {q: min(out["models"], key=lambda k: _key(out["models"][k]["table"][m][q]))
+                       for q in QUANTITIES} for m in ("global", "one_step", "horizon")}
+    return out
+
+
+def _long_average(out):
+    """GD's loss averaged from ``mean_from`` to each n (over whole catapult cycles, not only the
+    2-cycle), and the same average of the central flow's prediction: from the first step at which GD
+    has reached the edge and the central flow has started (GD's own from the edge without it)."""
+    hit = np.flatnonzero(out["sharpness"] >= out["edge"])
+    none = {"mean_from": None, "gd_loss_mean": None, "central_loss_mean": None}
+    if not len(hit):
+        return none
+    n0, P = int(hit[0]), None
+    if "central" in out["models"]:
+        ok = np.flatnonzero(np.isfinite(out["models"]["central"]["loss_avg"][n0:]))
+        if not len(ok):
+            return none
+        n0 += int(ok[0])
+        P = out["models"]["central"]["loss_avg"][n0:]
+    mean = lambda a: np.cumsum(a) / np.arange(1, len(a) + 1)          # noqa: E731
+    return {"mean_from": n0, "gd_loss_mean": mean(out["gd_loss"][n0:]),
+            "central_loss_mean": None if P is None else mean(P)}
+
+
+def _errors(pred, targets, shift):
+    """Per-iterate errors of predictions made at n for iterate n + shift, where GD's target exists."""
+    theta, E, Eavg = pred
+    out = {}
+    for q, p in (("theta", theta), ("theta_avg", theta), ("loss", E), ("loss_avg", Eavg)):
+        tgt = targets[q][shift:]
+        m = min(len(p), len(tgt))
+        d = p[:m] - tgt[:m]
+        out[q] = np.linalg.norm(d, axis=-1) if d.ndim == 2 else np.abs(d)
+    return out
+
+
+def _mean(e):
+    e = e[np.isfinite(e)]
+    return float(np.mean(e)) if len(e) else float("nan")
+
+
+def _key(v):
+    return v if np.isfinite(v) else np.inf
+
+
+# ----------------------------------------------------------------------------- self-stabilization
+def _top(loss, theta):
+    lam, V = np.linalg.eigh(loss.hess(theta))
+    return lam[-1], V[:, -1]
+
+
+def _project(loss, lr, q, tol):
+    """proj_M(q): the nearest point of M = {λ_max ≤ 2/h, ∇E·u = 0}, by SLSQP from q with exact
+    constraint gradients: ∇λ_max = T[u, u], and ∇(∇E·u) = λu − T[u, w], w = (H − λ)⁺∇E (the
+    eigenvector's derivative du = −(H − λ)⁺(dH)u). u's sign is held to that at q."""
+    from scipy.optimize import minimize
+    _, ref = _top(loss, q)
+
+    def parts(p):
+        lam, V = np.linalg.eigh(loss.hess(p))
+        u = V[:, -1] if V[:, -1] @ ref >= 0 else -V[:, -1]
+        return lam, V, u
+
+    def balance_grad(p):
+        lam, V, u = parts(p)
+        g = loss.grad(p)
+        gap = lam[:-1] - lam[-1]
+        w = V[:, :-1] @ ((V[:, :-1].T @ g) / gap)          # (H − λ)⁺ g on the other eigenvectors
+        Tuw = (loss.third(p[None], (u + w)[None])[0] - loss.third(p[None], (u - w)[None])[0]) / 4
+        return lam[-1] * u - Tuw
+
+    cons = [{"type": "ineq", "fun": lambda p: 2 / lr - parts(p)[0][-1],
+             "jac": lambda p: -loss.third(p[None], parts(p)[2][None])[0]},
+            {"type": "eq", "fun": lambda p: loss.grad(p) @ parts(p)[2], "jac": balance_grad}]
+    r = minimize(lambda p: 0.5 * np.sum((p - q) ** 2), q, jac=lambda p: p - q, constraints=cons, method="SLSQP",
+                 options={"ftol": tol, "maxiter": 500})
+    viol = max(0.0, parts(r.x)[0][-1] - 2 / lr, abs(loss.grad(r.x) @ parts(r.x)[2]))
+    if not r.success and viol > 1e-9 * (1 + 2 / lr):
+        raise RuntimeError(f"self_stabilization: the projection on the stable set failed at {q} ({r.message})")
+    return r.x
+
+
+def self_stabilization(loss, lr, theta0, steps, tol=1e-13):
+    """The constrained trajectory of Damian, Nichani and Lee (2023), θ†_{n+1} = proj_M(θ†_n − h∇E(θ†_n)),
+    M = {θ : λ_max(H(θ)) ≤ 2/h, ∇E(θ)·u(θ) = 0}, u the top eigenvector: GD's predicted path at
+    the edge of stability with its oscillation along u removed. Returns θ† [steps+1, D] (θ†₀ =
+    proj_M(θ₀))."""
+    th = _check(loss, lr, theta0, max(steps, 2), 1, 1, ())
+    out = [_project(loss, lr, th, tol)]
+    for _ in range(steps):
+        out.append(_project(loss, lr, out[-1] - lr * loss.grad(out[-1]), tol))
+    return np.array(out)
+
+
+def comparison_lines(result):
+    """Which model predicts what, from the numbers: per (mode, quantity) the best model, its mean
+    error and the runner-up's."""
+    names = {"one_step": "1 step", "horizon": f"{result['horizon']} steps", "global": "from θ₀"}
+    what = {"theta": "parameters θ", "theta_avg": "averaged θ̄", "loss": "loss E", "loss_avg": "averaged loss Ē"}
+    lines = []
+    for mode in ("one_step", "horizon", "global"):
+        for q in QUANTITIES:
+            ranked = sorted(result["models"], key=lambda k: _key(result["models"][k]["table"][mode][q]))
+            err = [result["models"][k]["table"][mode][q] for k in ranked[:2]]
+            second = f"; next {ranked[1]} {err[1]:.2e}" if len(ranked) > 1 else ""
+            lines.append(f"{names[mode]:>9s}, {what[q]:16s}: {ranked[0]:12s} {err[0]:.2e}{second}")
+    return lines
+
+
+def figure_data(result):
+    """The numbers a comparison figure is drawn from (for JSON): everything but the per-iterate errors
+    and trajectories."""
+    keep = ("lr", "edge", "steps", "horizon", "window", "every", "theta0", "gd_loss", "gd_loss_avg", "sharpness", "best",
+            "mean_from", "gd_loss_mean", "central_loss_mean")
+    out = {k: result[k] for k in keep}
+    out["models"] = {k: {f: m[f] for f in ("loss_avg", "sharpness", "table", "defined")}
+                     for k, m in result["models"].items()}
+    return out

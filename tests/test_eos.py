@@ -1,0 +1,112 @@
+"""The models compared on GD runs at the edge of stability (fa.compare_models), the central flow's
+time-averaged loss against GD's, and the self-stabilization trajectory against the central flow."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+import flowcore as fc
+from flowcore import analysis as fa
+
+# a valley of rising sharpness: λ_max = x + z²/10 along y rises as GD descends toward (9/2, 0, 2)
+VALLEY = "(x - 9/2)**2/80 + (z - 2)**2/40 + (x + z**2/10)*y**2/2"
+
+
+def test_quadratic_closed_forms():
+    """E = ½θᵀAθ below the edge: the PF predicts every step exactly ((1 − hλ)^n), PF+NP3 equals it
+    (T = 0), the NGF misses by |e^{−hλ} − (1 − hλ)|·|θ| per direction, and the central flow,
+    with nothing critical, equals the NGF."""
+    A = np.diag([1.0, 3.0])
+    loss = fc.Loss.from_expr("x**2/2 + 3*y**2/2")
+    h, th0, steps = 0.2, np.array([1.0, -0.7]), 30
+    r = fa.compare_models(loss, h, th0, steps, horizon=5)
+    n = np.arange(steps + 1)[:, None]
+    gd = th0 * (1 - h * np.diag(A)) ** n
+    np.testing.assert_allclose(r["gd"], gd, rtol=1e-13)
+    for name in ("pf", "pf_np3"):
+        for mode in ("one_step", "horizon", "global"):
+            assert np.nanmax(r["models"][name]["errors"][mode]["theta"]) < 1e-9
+    ngf_one = np.linalg.norm(gd[:-1] * (np.exp(-h * np.diag(A)) - (1 - h * np.diag(A))), axis=1)
+    np.testing.assert_allclose(r["models"]["ngf"]["errors"]["one_step"]["theta"], ngf_one, rtol=1e-7, atol=1e-14)
+    np.testing.assert_allclose(r["models"]["central"]["trajectory"], th0 * np.exp(-h * np.diag(A) * n), atol=1e-8)
+    assert r["models"]["central"]["defined"] == steps
+    assert r["mean_from"] is None and r["best"]["one_step"]["theta"] in ("pf", "pf_np3")
+
+
+def test_window_average_and_alignment():
+    """GD's averages are the means of `window` consecutive iterates; a prediction made at n for n + m
+    is scored against iterate n + m."""
+    loss = fc.Loss.from_expr("x**2/2")
+    r = fa.compare_models(loss, 1.5, [1.0], 12, horizon=3, window=3, models=("ngf",))
+    gd = (-0.5) ** np.arange(13)
+    np.testing.assert_allclose(r["gd_theta_avg"][:, 0], (gd[:-2] + gd[1:-1] + gd[2:]) / 3, rtol=1e-14)
+    pred = gd[:-1] * np.exp(-1.5 * 3)            # the NGF over t = 3h from θ_n
+    np.testing.assert_allclose(r["models"]["ngf"]["errors"]["horizon"]["theta"], np.abs(pred[:10] - gd[3:]),
+                               rtol=1e-7)
+
+
+def test_central_flow_predicts_the_time_averaged_loss_at_the_edge():
+    """On the valley GD reaches the edge, catapults, and settles into a 2-cycle about the central
+    flow's rest point: GD's loss averaged over the cycle equals E + ½⟨Σ, H⟩ there (tolerance 1e-8,
+    relative), and that point is the minimum of E on {λ_max = 2/h} (scipy SLSQP, independently)."""
+    loss = fc.Loss.from_expr(VALLEY)
+    h, th0 = 0.5, [3.5, 0.05, 1.0]
+    gd = fc.descend(loss, [th0], h, 20000).iterates[0]
+    E = loss.value(gd)
+    cf = fa.central_flow(loss, h, th0, 2000, t_eval=[0.0, 2000.0])        # at rest from t ≈ 500
+    gd_avg = E[-1000:].mean()
+    assert cf.time_averaged_loss[-1] == pytest.approx(gd_avg, rel=1e-8)
+    f = lambda p: (p[0] - 4.5) ** 2 / 80 + (p[1] - 2) ** 2 / 40                     # noqa: E731
+    m = minimize(f, [3.0, 1.0], constraints=[{"type": "eq", "fun": lambda p: p[0] + p[1] ** 2 / 10 - 4}],
+                 method="SLSQP", options={"ftol": 1e-15})
+    np.testing.assert_allclose(cf.theta[-1, [0, 2]], m.x, atol=1e-7)
+    np.testing.assert_allclose(gd[-2:, [0, 2]].mean(axis=0), m.x, atol=1e-7)
+    # over a finite run that still catapults, GD's loss averaged from the edge is near the prediction
+    r = fa.compare_models(loss, h, th0, 600, horizon=10, models=("ngf", "central"), every=10)
+    gd_mean, cf_mean = r["gd_loss_mean"][-1], r["central_loss_mean"][-1]
+    assert abs(gd_mean - cf_mean) / cf_mean < 0.1
+    assert r["best"]["horizon"]["loss"] == "central" and r["models"]["ngf"]["defined"] == 60
+
+
+def test_self_stabilization_follows_the_central_flow_to_first_order():
+    """Damian–Nichani–Lee's projected GD and the one-direction central flow are two discretisations of
+    one constrained flow: slowing the drift by ε (E → ε·f + ½ s y², so GD takes 1/ε times more steps
+    for the same path) halves their distance when ε halves."""
+    dist = []
+    for eps in (1.0, 0.5):
+        loss = fc.Loss.from_expr(f"{eps}*((x - 9/2)**2/80 + (z - 2)**2/40) + (x + z**2/10)*y**2/2")
+        n = int(60 / eps)
+        ss = fa.self_stabilization(loss, 0.5, [3.5, 0.05, 1.0], n)
+        S = np.linalg.eigvalsh(loss.hess(ss))[:, -1]
+        assert np.all(S <= 4 + 1e-9) and np.all(np.abs(ss[:, 1]) < 1e-9)     # on M: below the edge, y = 0
+        cf = fa.central_flow(loss, 0.5, ss[0], n, t_eval=np.arange(n + 1.0))
+        dist.append(np.max(np.linalg.norm(ss - cf.theta, axis=1)))
+    assert dist[0] < 1e-2 and 1.8 < dist[0] / dist[1] < 2.2
+
+
+@pytest.mark.parametrize("kw, msg", [(dict(steps=1), "steps"), (dict(horizon=0), "horizon"),
+                                     (dict(horizon=50), "smaller than steps"), (dict(models=("gd",)), "unknown model"),
+                                     (dict(theta0=[1.0]), "coordinates"), (dict(lr=-1.0), "lr"),
+                                     (dict(window=True), "window"), (dict(every=0), "every")])
+def test_bad_arguments(kw, msg):
+    args = dict(loss=fc.Loss.from_expr("x**2 + y**2"), lr=0.1, theta0=[1.0, 1.0], steps=20)
+    with pytest.raises(ValueError, match=msg):
+        fa.compare_models(**{**args, **kw})
+
+
+def test_diverging_gd_is_refused():
+    with pytest.raises(ValueError, match="diverged"):
+        fa.compare_models(fc.Loss.from_expr("x**2"), 1.5, [1.0], 2000)
+
+
+def test_cli_compare_json(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "flowcore.cli", "compare", "--loss", "(x*y - 1)**2/2", "--lr", "0.25",
+                          "--theta0", "2.82,0.36", "--steps", "40", "--models", "ngf,pf,central", "--json",
+                          "-o", str(tmp_path / "c.png")], capture_output=True, text=True, cwd=tmp_path, check=True)
+    d = json.loads(out.stdout)
+    assert set(d["models"]) == {"ngf", "pf", "central"} and len(d["gd_loss"]) == 41
+    assert len(d["summary"]) == 12 and (tmp_path / "c.png").stat().st_size > 10000
+    assert d["models"]["pf"]["table"]["one_step"]["theta"] < d["models"]["ngf"]["table"]["one_step"]["theta"]
