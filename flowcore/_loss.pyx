@@ -222,6 +222,20 @@ cdef class Loss:
         return PyCapsule_New(<void*> &self.c, b"flowcore.fc_loss", NULL)
 
     @staticmethod
+    def from_jax(fn, dim, *, name="jax", holomorphic=True):
+        """A loss from a JAX function ``fn(theta) -> scalar`` of the flat parameters θ [dim]:
+        E, ∇E, H and T[v, v] by JAX autodiff, at real and (holomorphic) complex points. See
+        :func:`flowcore.nn.loss_from_jax` (the ``nn`` extra)."""
+        from flowcore.nn import loss_from_jax
+        return loss_from_jax(fn, dim, name=name, holomorphic=holomorphic)
+
+    @property
+    def functions(self):
+        """(value, grad, hess, third): the Python functions of a loss made from them
+        (:meth:`from_callable`, :meth:`from_jax`); None for a compiled or C loss."""
+        return None if self._py is None else tuple(self._py[:4])
+
+    @staticmethod
     def from_callable(value, grad, hess=None, third=None, *, int dim, bint vectorized=False,
                       str name="python"):
         """A loss from Python functions: the slow fallback, same API and C ABI.

@@ -1,0 +1,315 @@
+"""Networks as flowcore losses: exact derivatives through JAX (the ``nn`` extra).
+
+    net = fc.nn.mlp(*fc.nn.iris(), widths=(10, 10), activation="tanh", loss="cross_entropy", seed=0)
+    net.loss            # an fc.Loss: E, ∇E, H and T[v, v] by autodiff, at real and complex points
+    fc.descend(net.loss, net.theta0, 0.5, 100)
+
+:func:`loss_from_jax` (also ``fc.Loss.from_jax``) turns a JAX function of the flat parameter
+vector into an :class:`flowcore.Loss`. Its derivatives are JAX's, jit-compiled and vectorised over
+points. The principal flow evaluates E at complex θ (the holomorphic extension), so the function is
+checked for operations without one — ReLU and max (``max``), abs, sign, comparisons and ``where``,
+``jax.nn.logsumexp``'s shift (``reduce_max``), real/imag/conj — and refused at complex points with
+an error naming them. JAX's float64 is switched on (``jax_enable_x64``) on first use: flowcore works
+in float64 and complex128.
+
+For larger D the Hessian is not formed: :func:`hvp` (Hessian–vector products) and
+:func:`top_eigenpairs` (Lanczos, scipy's ``eigsh`` on a ``LinearOperator``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from flowcore._loss import Loss
+
+__all__ = ["loss_from_jax", "hvp", "top_eigenpairs", "Network", "mlp", "iris", "digits", "regression_2d",
+           "ACTIVATIONS", "NON_HOLOMORPHIC"]
+
+# JAX primitives without a holomorphic extension (what ReLU, abs, max-shifted logsumexp, where and
+# comparisons compile to)
+NON_HOLOMORPHIC = frozenset({"max", "min", "reduce_max", "reduce_min", "abs", "sign", "floor", "ceil", "round",
+                             "real", "imag", "conj", "gt", "ge", "lt", "le", "clamp", "sort", "argmax", "argmin",
+                             "rem", "is_finite", "select_n", "reduce_precision"})
+
+
+def _jax():
+    try:
+        import jax
+    except ImportError:
+        raise ImportError("networks need JAX: pip install 'flowcore[nn]'") from None
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def _primitives(jaxpr, out=None):
+    """Names of every primitive in a jaxpr, sub-jaxprs (jit, custom_jvp, scan, cond) included."""
+    out = set() if out is None else out
+    for eqn in jaxpr.eqns:
+        out.add(eqn.primitive.name)
+        for p in eqn.params.values():
+            for q in p if isinstance(p, (tuple, list)) else (p,):
+                inner = getattr(q, "jaxpr", q)
+                if hasattr(inner, "eqns"):
+                    _primitives(inner, out)
+    return out
+
+
+class JaxFunctions:
+    """E, ∇E, H, T[v, v] and Hv of ``fn``, jit-compiled and vmapped over a batch of points [n, D];
+    float64 points use real derivatives, complex128 points holomorphic ones."""
+
+    def __init__(self, fn, dim, holomorphic=True):
+        jax = _jax()
+        import jax.numpy as jnp
+        self.fn, self.dim = fn, int(dim)
+        try:
+            jaxpr = jax.make_jaxpr(fn)(jnp.zeros(self.dim))
+        except Exception as exc:
+            raise ValueError(f"fn could not be traced by JAX at a point of dimension {dim}: {exc}") from exc
+        if jaxpr.out_avals[0].shape != ():
+            raise ValueError(f"fn must return a scalar loss, got shape {jaxpr.out_avals[0].shape}")
+        self.blocking = sorted(_primitives(jaxpr.jaxpr) & NON_HOLOMORPHIC)
+        self.holomorphic = bool(holomorphic)
+
+        def second(th, v):           # d²/dε² E(θ + εv)
+            return jax.jvp(lambda t: jax.jvp(fn, (t,), (v,))[1], (th,), (v,))[1]
+
+        def build(hol):
+            g = jax.grad(fn, holomorphic=hol)
+            return {"value": jax.jit(jax.vmap(fn)), "grad": jax.jit(jax.vmap(g)),
+                    "hess": jax.jit(jax.vmap(jax.jacfwd(g, holomorphic=hol))),
+                    "third": jax.jit(jax.vmap(jax.grad(second, holomorphic=hol))),
+                    "hvp": jax.jit(lambda th, v: jax.jvp(g, (th,), (v,))[1])}
+        self._real = build(False)
+        self._complex = None
+        self._build = build
+
+    def _table(self, x):
+        if not np.iscomplexobj(x):
+            return self._real
+        if not self.holomorphic or self.blocking:
+            why = (f"it uses {', '.join(self.blocking)} (ReLU and max compile to max, jax.nn.logsumexp to "
+                   "reduce_max, abs/where/comparisons to abs/select_n/gt...): write it with holomorphic "
+                   "operations (tanh, sin, softplus, exp, log; fc.nn.mlp's activations)") if self.blocking else \
+                  "it was built with holomorphic=False"
+            raise ValueError(f"this JAX loss cannot be evaluated at complex points (the principal flow needs "
+                             f"them): {why}, or use it only with real models (GD, NGF, IGR, the third-order flow)")
+        if self._complex is None:
+            self._complex = self._build(True)
+        return self._complex
+
+    def value(self, X):
+        return np.asarray(self._table(X)["value"](X))
+
+    def grad(self, X):
+        return np.asarray(self._table(X)["grad"](X))
+
+    def hess(self, X):
+        return np.asarray(self._table(X)["hess"](X))
+
+    def third(self, X, V):
+        return np.asarray(self._table(X)["third"](X, V))
+
+    def hvp(self, x, v):
+        return np.asarray(self._table(x)["hvp"](x, v))
+
+    def __reduce__(self):
+        return JaxFunctions, (self.fn, self.dim, self.holomorphic)
+
+
+def loss_from_jax(fn, dim, *, name="jax", holomorphic=True):
+    """An :class:`flowcore.Loss` from a JAX function ``fn(theta) -> scalar`` of the flat parameters
+    θ [dim]: E, ∇E, H = ∂²E and T[v, v] = ∇_θ(vᵀH(θ)v) by JAX autodiff, exact to rounding.
+
+    Complex points (the principal flow) use holomorphic derivatives of the same function; a
+    function with operations that have no holomorphic extension (see the module docstring) is
+    refused there with an error naming them, and works at real points. ``holomorphic=False``
+    refuses complex points outright."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a JAX function of the flat parameter vector, got {type(fn).__name__}")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"dim must be a positive integer (the number of parameters), got {dim!r}")
+    f = JaxFunctions(fn, dim, holomorphic)
+    return Loss.from_callable(f.value, f.grad, f.hess, f.third, dim=int(dim), vectorized=True, name=name)
+
+
+def _functions(loss):
+    f = loss.functions[0].__self__ if loss.functions is not None else None
+    if not isinstance(f, JaxFunctions):
+        raise TypeError(f"{loss.name!r} is not a JAX loss (fc.Loss.from_jax / fc.nn.mlp): matrix-free products "
+                        "need its autodiff")
+    return f
+
+
+def hvp(loss, theta, v):
+    """H(θ)v without forming H (one forward-over-reverse pass), for a JAX loss."""
+    f = _functions(loss)
+    th = np.asarray(theta)
+    return f.hvp(th, np.asarray(v, dtype=th.dtype))
+
+
+def top_eigenpairs(loss, theta, k=1, tol=1e-12):
+    """The k largest (algebraic) eigenvalues of H(θ), descending, and their eigenvectors [D, k], by
+    Lanczos (scipy ``eigsh``) on Hessian–vector products: H is never formed."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+    f = _functions(loss)
+    th = np.asarray(theta, float)
+    D = th.shape[-1]
+    if not 1 <= k < D:
+        raise ValueError(f"k must be in [1, {D - 1}] (D = {D}; use np.linalg.eigh(loss.hess(θ)) for all), got {k}")
+    op = LinearOperator((D, D), matvec=lambda v: f.hvp(th, np.asarray(v, float).reshape(-1)), dtype=float)
+    lam, U = eigsh(op, k=k, which="LA", tol=tol)
+    order = np.argsort(lam)[::-1]
+    return lam[order], U[:, order]
+
+
+# ----------------------------------------------------------------------------- networks
+def _softplus(z):
+    import jax.numpy as jnp
+    return jnp.log1p(jnp.exp(z))
+
+
+def _gelu_tanh(z):
+    import jax.numpy as jnp
+    return 0.5 * z * (1 + jnp.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
+
+
+def _activation(name):
+    import jax.numpy as jnp
+    table = {"tanh": jnp.tanh, "sin": jnp.sin, "softplus": _softplus, "gelu_tanh": _gelu_tanh,
+             "linear": lambda z: z, "relu": lambda z: jnp.maximum(z, 0)}
+    if name not in table:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+    return table[name]
+
+
+ACTIVATIONS = ("tanh", "sin", "softplus", "gelu_tanh", "linear", "relu")
+
+
+class _MLPObjective:
+    """E(θ) of an MLP on its data: a module-level callable, so that the loss pickles (Dask)."""
+
+    def __init__(self, shapes, activation, loss, X, Y):
+        self.shapes, self.activation, self.loss, self.X, self.Y = shapes, activation, loss, X, Y
+        self._sigma = _activation(activation)
+
+    def forward(self, theta, x):
+        i, h = 0, x
+        for j, (a, b) in enumerate(self.shapes):
+            W, c = theta[i:i + a * b].reshape(a, b), theta[i + a * b:i + a * b + b]
+            i += a * b + b
+            h = h @ W + c
+            if j < len(self.shapes) - 1:
+                h = self._sigma(h)
+        return h
+
+    def __call__(self, theta):
+        import jax.numpy as jnp
+        z = self.forward(theta, self.X)
+        if self.loss == "mse":
+            return 0.5 * jnp.mean(jnp.sum((z - self.Y) ** 2, axis=1))
+        return jnp.mean(jnp.log(jnp.sum(jnp.exp(z), axis=1)) - jnp.sum(self.Y * z, axis=1))
+
+    def __reduce__(self):
+        return _MLPObjective, (self.shapes, self.activation, self.loss, self.X, self.Y)
+
+
+@dataclass
+class Network:
+    """A multilayer perceptron as a flowcore loss: ``loss`` (an fc.Loss of the flat parameters),
+    ``theta0`` (its seeded initialisation) and the layer ``shapes`` [(fan_in, fan_out), ...]."""
+    loss: Loss
+    theta0: np.ndarray
+    shapes: list
+    activation: str
+    objective: str
+    n_samples: int
+    _forward: object = field(repr=False, default=None)
+
+    @property
+    def dim(self):
+        return self.loss.dim
+
+    def unflatten(self, theta):
+        """[(W [fan_in, fan_out], b [fan_out]), ...] from θ."""
+        theta, out, i = np.asarray(theta), [], 0
+        for a, b in self.shapes:
+            out.append((theta[i:i + a * b].reshape(a, b), theta[i + a * b:i + a * b + b]))
+            i += a * b + b
+        return out
+
+    def predict(self, theta, X):
+        """The network's outputs at inputs X [n, fan_in] (logits for cross-entropy)."""
+        return np.asarray(self._forward(np.asarray(theta), np.asarray(X, float)))
+
+    def __repr__(self):
+        arch = "→".join([str(self.shapes[0][0])] + [str(b) for _, b in self.shapes])
+        return (f"Network(MLP {arch}, {self.activation}, {self.objective} on {self.n_samples} samples, "
+                f"D = {self.dim})")
+
+
+def mlp(X, Y, widths=(10,), activation="tanh", loss="mse", seed=0, name=None):
+    """An MLP x → W_L σ(… σ(W_1 x + b_1) …) + b_L on the data (X [n, d_in], Y [n, d_out]) as a
+    flowcore loss of its flat parameters (layer by layer, W row-major then b):
+
+    - ``loss="mse"``: E = (1/2n) Σ_i ‖f(x_i) − y_i‖²;
+    - ``loss="cross_entropy"``: E = (1/n) Σ_i [log Σ_c exp f_c(x_i) − Σ_c y_ic f_c(x_i)] with
+      one-hot (or probability) rows y_i; the log-sum-exp is not max-shifted, so that it is
+      holomorphic (logits beyond ~700 overflow; GD has escaped long before).
+
+    ``activation``: tanh, sin, softplus, gelu_tanh, linear (holomorphic: every model, the PF
+    included) or relu (real models only). Initialisation: W ~ N(0, 1/fan_in), b = 0, from
+    ``np.random.default_rng(seed)``."""
+    jax = _jax()
+    X, Y = np.asarray(X, float), np.asarray(Y, float)
+    if X.ndim != 2 or Y.ndim not in (1, 2) or len(X) != len(Y) or len(X) == 0:
+        raise ValueError(f"X must be [n, d_in] and Y [n, d_out] (or [n]) with the same n >= 1, got {X.shape} and "
+                         f"{Y.shape}")
+    Y = Y.reshape(len(Y), -1)
+    if loss not in ("mse", "cross_entropy"):
+        raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
+    widths = tuple(int(w) for w in widths)
+    if any(w < 1 for w in widths):
+        raise ValueError(f"widths must be positive integers, got {widths}")
+    _activation(activation)
+    sizes = (X.shape[1],) + widths + (Y.shape[1],)
+    shapes = list(zip(sizes[:-1], sizes[1:]))
+    objective = _MLPObjective(shapes, activation, loss, X, Y)
+    rng = np.random.default_rng(seed)
+    theta0 = np.concatenate([np.concatenate([rng.normal(0, 1 / np.sqrt(a), a * b), np.zeros(b)]) for a, b in shapes])
+    arch = "-".join(str(s) for s in sizes)
+    lo = loss_from_jax(objective, len(theta0), name=name or f"mlp[{arch}, {activation}, {loss}]")
+    return Network(lo, theta0, shapes, activation, loss, len(X), jax.jit(objective.forward))
+
+
+# ----------------------------------------------------------------------------- data
+def _one_hot(y, k):
+    return np.eye(k)[np.asarray(y, int)]
+
+
+def iris():
+    """Fisher's Iris (scikit-learn's bundled copy): X [150, 4] standardised, Y [150, 3] one-hot."""
+    X, y = _sklearn().load_iris(return_X_y=True)
+    return (X - X.mean(0)) / X.std(0), _one_hot(y, 3)
+
+
+def digits(n=None):
+    """scikit-learn's bundled 8×8 digits: X [n, 64] in [0, 1], Y [n, 10] one-hot (the first n of 1797)."""
+    X, y = _sklearn().load_digits(return_X_y=True)
+    n = len(X) if n is None else int(n)
+    return X[:n] / 16.0, _one_hot(y[:n], 10)
+
+
+def regression_2d(n=20, seed=0):
+    """2-D inputs with random targets (the paper's Fig 7 task): X, Y ~ N(0, 1), [n, 2] and [n, 1]."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2)), rng.normal(size=(n, 1))
+
+
+def _sklearn():
+    try:
+        import sklearn.datasets
+    except ImportError:
+        raise ImportError("the bundled data sets need scikit-learn: pip install 'flowcore[nn]'") from None
+    return sklearn.datasets

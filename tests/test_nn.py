@@ -1,0 +1,119 @@
+"""Networks through JAX: derivatives against a sympy transcription and finite differences, the PF of a
+linear network against GD, Lanczos against the full eigendecomposition, and the holomorphy guard."""
+import pickle
+
+import numpy as np
+import pytest
+
+import flowcore as fc
+
+pytest.importorskip("jax")
+pytest.importorskip("sklearn")
+
+X3 = np.array([[0.5], [-1.0]])
+Y3 = np.array([[1.0], [-0.5]])
+
+
+def tiny_expr():
+    """The MLP 1→2→1 (tanh, MSE) on two points X3, Y3 written out for sympy, in fc.nn's parameter order
+    (W1 [1, 2], b1 [2], W2 [2, 1], b2 [1]); names p0 … p6 sort in that order."""
+    terms = []
+    for (x,), (y,) in zip(X3, Y3):
+        hidden = [f"tanh({x}*p{j} + p{2 + j})" for j in range(2)]
+        out = f"({hidden[0]}*p4 + {hidden[1]}*p5 + p6)"
+        terms.append(f"({out} - ({y}))**2")
+    return "(" + " + ".join(terms) + f")/(2*{len(X3)})"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return fc.nn.mlp(X3, Y3, widths=(2,), activation="tanh", loss="mse", seed=3)
+
+
+@pytest.mark.parametrize("complex_point", [False, True])
+def test_jax_equals_sympy_on_a_tiny_network(tiny, complex_point):
+    ref = fc.Loss.from_expr(tiny_expr())
+    rng = np.random.default_rng(0)
+    th = rng.normal(size=(4, 7)) + (1j * 0.3 * rng.normal(size=(4, 7)) if complex_point else 0)
+    v = rng.normal(size=(4, 7))
+    for name in ("value", "grad", "hess"):
+        np.testing.assert_allclose(getattr(tiny.loss, name)(th), getattr(ref, name)(th), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(tiny.loss.third(th, v), ref.third(th, v), rtol=1e-10, atol=1e-12)
+
+
+def test_derivatives_against_finite_differences():
+    net = fc.nn.mlp(*fc.nn.regression_2d(8, seed=1), widths=(4, 3), activation="softplus", seed=2)
+    rng = np.random.default_rng(1)
+    th = net.theta0 + 0.1j * rng.normal(size=net.dim)          # a complex point: holomorphic derivatives
+    v = rng.normal(size=net.dim)
+    eps = 1e-4
+
+    def d(f, k):          # the k-th derivative along v by a 4th-order central difference
+        pts = np.array([th + s * eps * v for s in (-2, -1, 1, 2)])
+        F = f(pts)
+        if k == 1:
+            return (F[0] - 8 * F[1] + 8 * F[2] - F[3]) / (12 * eps)
+        raise ValueError
+    assert d(net.loss.value, 1) == pytest.approx(net.loss.grad(th) @ v, rel=1e-8)
+    np.testing.assert_allclose(d(net.loss.grad, 1), net.loss.hess(th) @ v, rtol=1e-7, atol=1e-10)
+    vHv = lambda P: np.einsum("nij,i,j->n", net.loss.hess(P), v, v)          # noqa: E731
+    # T[v, v] · w = d/dε vᵀH(θ + εw)v: the third derivative checked along another direction w
+    w = rng.normal(size=net.dim)
+    pts = np.array([th + s * eps * w for s in (-2, -1, 1, 2)])
+    F = vHv(pts)
+    assert (F[0] - 8 * F[1] + 8 * F[2] - F[3]) / (12 * eps) == pytest.approx(net.loss.third(th, v) @ w, rel=1e-7)
+    np.testing.assert_allclose(fc.nn.hvp(net.loss, th, v), net.loss.hess(th) @ v, rtol=1e-12, atol=1e-14)
+
+
+def test_pf_of_a_linear_network_is_gd():
+    """A network without hidden layers and MSE is a quadratic: the PF passes through GD's iterates,
+    also with a direction past hλ = 1."""
+    X, Y = fc.nn.regression_2d(12, seed=4)
+    net = fc.nn.mlp(X, Y, widths=(), activation="linear", seed=5)
+    lam = np.linalg.eigvalsh(net.loss.hess(net.theta0))
+    h = 1.5 / lam[-1]                          # hλ_max = 1.5: GD oscillates there, the PF spirals
+    steps = 12
+    gd = fc.descend(net.loss, net.theta0[None], h, steps).iterates[0]
+    sol = fc.solve(fc.flows.pf(net.loss, h), net.theta0[None], t_eval=h * np.arange(steps + 1), method="dop853",
+                   rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(sol.y[0], gd, atol=1e-9)
+
+
+def test_lanczos_equals_the_full_eigendecomposition():
+    net = fc.nn.mlp(*fc.nn.iris(), widths=(10, 10, 10, 10), activation="tanh", loss="cross_entropy", seed=0)
+    assert 380 <= net.dim <= 450
+    th = net.theta0 + 0.05 * np.random.default_rng(2).normal(size=net.dim)
+    lam, U = fc.nn.top_eigenpairs(net.loss, th, k=4)
+    full, V = np.linalg.eigh(net.loss.hess(th))
+    np.testing.assert_allclose(lam, full[::-1][:4], rtol=1e-8)
+    assert np.all(np.abs(np.abs(np.sum(U * V[:, ::-1][:, :4], axis=0)) - 1) < 1e-6)
+
+
+def test_relu_is_refused_at_complex_points_and_works_at_real_ones():
+    net = fc.nn.mlp(X3, Y3, widths=(3,), activation="relu")
+    assert np.isfinite(net.loss.value(net.theta0))
+    fc.descend(net.loss, net.theta0[None], 0.1, 5)
+    with pytest.raises(ValueError, match="max"):
+        fc.solve(fc.flows.pf(net.loss, 0.1), net.theta0[None], t_span=(0, 0.1))
+
+
+def test_from_jax_checks_and_pickles():
+    import jax.numpy as jnp
+    with pytest.raises(ValueError, match="scalar"):
+        fc.Loss.from_jax(lambda th: th ** 2, 3)
+    with pytest.raises(ValueError, match="dim"):
+        fc.Loss.from_jax(lambda th: jnp.sum(th ** 2), 0)
+    with pytest.raises(ValueError, match="abs"):
+        fc.Loss.from_jax(lambda th: jnp.sum(jnp.abs(th)), 2).value(np.array([1.0 + 1j, 0]))
+    loss = fc.Loss.from_jax(lambda th: jnp.sum(jnp.cos(th)), 2, name="cos")
+    again = pickle.loads(pickle.dumps(fc.nn.mlp(X3, Y3, widths=(2,)).loss))
+    assert again.value(np.zeros(7)) == pytest.approx(0.5 * np.mean(Y3[:, 0] ** 2))
+    np.testing.assert_allclose(loss.hess(np.array([0.3, 0.5])), np.diag(-np.cos([0.3, 0.5])), rtol=1e-14)
+
+
+@pytest.mark.parametrize("kw, msg", [(dict(widths=(0,)), "widths"), (dict(activation="swish"), "activation"),
+                                     (dict(loss="hinge"), "loss"), (dict(X=np.ones(3)), "X must be")])
+def test_mlp_bad_arguments(kw, msg):
+    args = dict(X=X3, Y=Y3)
+    with pytest.raises(ValueError, match=msg):
+        fc.nn.mlp(**{**args, **kw})
