@@ -129,3 +129,59 @@ def dal_comparison(loss, theta0, steps, lrs, powers=(1.0, 2.0), tol=1e-6):
                           "final_loss": float(c[-1])}
     out["tol"], out["best_loss"] = tol, float(best)
     return out
+
+
+def sharpness(loss, iterates, k=1):
+    """The top-k Hessian eigenvalues [N, k] (descending) at each iterate: Lanczos on Hessian–vector
+    products for a JAX loss with D > 64 (H never formed), the full eigendecomposition otherwise."""
+    it = np.atleast_2d(np.asarray(iterates, float))
+    if fc.nn.is_jax(loss) and loss.dim > 64:
+        return np.array([fc.nn.top_eigenpairs(loss, th, k, tol=1e-10)[0] for th in it])
+    return np.linalg.eigvalsh(loss.hess(it))[:, ::-1][:, :k]
+
+
+def network_edge_of_stability(loss, lr, theta0, steps, restarts=6, flows=("ngf", "igr", "pf"), rtol=1e-7):
+    """The edge of stability of a GD run (the paper's Figs 9/10, for networks): the sharpness λ₀ per
+    iterate against 2/h, GD's loss increases where λ₀ > 2/h, and each flow's one-step prediction
+    (parameters and loss change) from ``restarts`` iterates spread over those above the edge (over
+    the whole run when none is). Sharpness by Lanczos; the flows by DOP853 at ``rtol``.
+
+    Returns: iterates, loss, delta_loss, sharpness [steps+1], edge = 2/h, edge_step (first n with
+    λ₀ ≥ 2/h, None if never), hover_fraction (of the iterates after edge_step, the share with λ₀
+    within 20 % of 2/h), increases_above / increases_below (loss increases at iterates with λ₀
+    above / at or below 2/h) and the iterates above / below, restarts (the iterates n), and per
+    flow: one_step_error ‖φ_h(θ_n) − θ_{n+1}‖ and predicted_delta_loss E(φ_h(θ_n)) − E(θ_n) at
+    the restarts (the PF's real part).
+    """
+    th = np.asarray(theta0, dtype=float).reshape(1, -1)
+    if th.shape[1] != loss.dim:
+        raise ValueError(f"theta0 must have {loss.dim} coordinates, got {th.shape[1]}")
+    if not (isinstance(steps, (int, np.integer)) and steps >= 2):
+        raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+    if not (isinstance(restarts, (int, np.integer)) and restarts >= 1):
+        raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
+    it = fc.descend(loss, th, lr, steps).iterates[0]
+    if not np.all(np.isfinite(it)):
+        raise ValueError(f"GD diverged at lr = {lr}; choose a smaller lr")
+    E = loss.value(it)
+    dE = np.diff(E)
+    S = sharpness(loss, it)[:, 0]
+    edge = 2.0 / lr
+    above = S[:-1] > edge
+    hit = np.flatnonzero(S >= edge)
+    edge_step = int(hit[0]) if hit.size else None
+    pool = np.flatnonzero(above) if above.any() else np.arange(steps)
+    pick = np.unique(pool[np.linspace(0, len(pool) - 1, min(restarts, len(pool))).round().astype(int)])
+    out = {"lr": float(lr), "edge": edge, "iterates": it, "loss": E, "delta_loss": dE, "sharpness": S,
+           "edge_step": edge_step,
+           "hover_fraction": float(np.mean(np.abs(S[edge_step:] / edge - 1) < 0.2)) if edge_step is not None else 0.0,
+           "increases_above": int(np.sum((dE > 0) & above)), "iterates_above": int(above.sum()),
+           "increases_below": int(np.sum((dE > 0) & ~above)), "iterates_below": int((~above).sum()),
+           "restarts": pick, "flows": {}}
+    for name in flows:
+        sol = fc.solve(fc.models.model(name).build(loss, lr), it[pick], t_span=(0.0, lr), method="dop853",
+                       rtol=rtol, atol=1e-10)
+        end = sol.y[:, -1]
+        out["flows"][name] = {"one_step_error": np.linalg.norm(end - it[pick + 1], axis=-1),
+                              "predicted_delta_loss": np.real(loss.value(end)) - E[pick]}
+    return out

@@ -402,3 +402,43 @@ def _error_table(ax, r):
     ax.set_title("mean error of each model's prediction of GD (θ̄, Ē: averages over the oscillation); "
                  "best framed", fontsize=9)
     ax.figure.colorbar(im, ax=ax, label="log10 mean error", shrink=0.8)
+
+
+def network_eos(r, title=None):
+    """:func:`flowcore.analysis.paper.network_edge_of_stability` in four panels: the sharpness
+    against 2/h, the loss with its rises marked, and the flows' one-step errors and predicted loss
+    changes at the restarts, against GD's."""
+    plt = _plt()
+    n = np.arange(len(r["loss"]))
+    fig, axs = plt.subplots(1, 4, figsize=(21, 4.6))
+    axs[0].plot(n, r["sharpness"], "k-", lw=1, label=r"$\lambda_0$ (Lanczos)")
+    axs[0].axhline(r["edge"], color="C3", ls="--", label=f"2/h = {r['edge']:g}")
+    axs[0].plot(r["restarts"], r["sharpness"][r["restarts"]], "o", mfc="none", color="C0", ms=9,
+                label="flows restarted here")
+    axs[0].set(xlabel="GD step n", ylabel="sharpness", title=title or f"h = {r['lr']:g}")
+    axs[0].title.set_fontsize(9)
+    axs[0].legend(fontsize=8)
+    up = np.flatnonzero(r["delta_loss"] > 0)
+    hi = r["sharpness"][up] > r["edge"]
+    axs[1].semilogy(n, r["loss"], "k-", lw=1, label="GD loss")
+    axs[1].semilogy(up[hi], r["loss"][up[hi] + 1], "v", color="C3", ms=4,
+                    label=f"loss rises with λ₀ > 2/h ({r['increases_above']} of {r['iterates_above']} steps)")
+    axs[1].semilogy(up[~hi], r["loss"][up[~hi] + 1], "v", color="C0", ms=4,
+                    label=f"loss rises with λ₀ ≤ 2/h ({r['increases_below']} of {r['iterates_below']} steps)")
+    axs[1].set(xlabel="GD step n", ylabel="E", title="cross-entropy: rises only past the edge")
+    axs[1].legend(fontsize=8)
+    x = np.arange(len(r["restarts"]))
+    for j, (name, f) in enumerate(r["flows"].items()):
+        axs[2].bar(x + (j - 1) * 0.27, f["one_step_error"], 0.27, color=f"C{j + 1}", label=name)
+        axs[3].plot(x, f["predicted_delta_loss"], "o", color=f"C{j + 1}", ms=8 - 2 * j, label=f"{name} prediction")
+    axs[3].plot(x, r["delta_loss"][r["restarts"]], "k*", ms=12, label="GD: E(θ_{n+1}) − E(θ_n)")
+    for ax, what in ((axs[2], r"one-step error $\Vert\theta_{n+1} - \varphi_h(\theta_n)\Vert$"),
+                     (axs[3], "loss change over one step")):
+        ax.set_xticks(x, [f"n = {k}" for k in r["restarts"]])
+        ax.set_title(what, fontsize=10)
+        ax.legend(fontsize=8)
+    axs[2].set_yscale("log")
+    axs[3].set_yscale("symlog", linthresh=1e-4)
+    axs[3].axhline(0, color="0.6", lw=0.8)
+    fig.tight_layout()
+    return fig

@@ -419,6 +419,43 @@ def cmd_compare(args):
         print("  " + line)
 
 
+def cmd_eos(args):
+    """The edge of stability of an MLP trained by full-batch GD (the paper's Figs 9/10 on a network)."""
+    from flowcore import analysis as fa
+    from flowcore.analysis import paper
+    data = {"iris": fc_nn().iris, "digits": lambda: fc_nn().digits(args.samples),
+            "regression": lambda: fc_nn().regression_2d(args.samples or 20, seed=args.seed)}
+    if args.data not in data:
+        raise ValueError(f"--data must be one of {', '.join(data)}, got {args.data!r}")
+    widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ()
+    X, Y = data[args.data]()
+    net = fc_nn().mlp(X, Y, widths=widths, activation=args.activation, loss=args.objective, seed=args.seed)
+    flows = tuple(args.flows.split(","))
+    out = _output(args.output)
+    r = paper.network_edge_of_stability(net.loss, args.lr, net.theta0, args.steps, restarts=args.restarts, flows=flows)
+    if out:
+        fa.plot.network_eos(r, title=f"{net!r}"[8:-1] + f", h = {args.lr:g}").savefig(out, dpi=110)
+    keep = ("lr", "edge", "edge_step", "hover_fraction", "increases_above", "iterates_above", "increases_below",
+            "iterates_below", "restarts", "sharpness", "loss", "delta_loss", "flows")
+    if args.json:
+        print(json.dumps(fa.as_json({"network": repr(net), "dim": net.dim, **{k: r[k] for k in keep}})))
+        return
+    print(f"{net!r}, lr = {args.lr:g} (2/lr = {r['edge']:g})")
+    print(f"sharpness {r['sharpness'][0]:.4g} -> {r['sharpness'][-1]:.4g}; reaches 2/lr at step {r['edge_step']}; "
+          f"{100 * r['hover_fraction']:.0f}% of the later steps within 20% of 2/lr")
+    print(f"loss rises at {r['increases_above']} of {r['iterates_above']} steps with λ0 > 2/lr and "
+          f"{r['increases_below']} of {r['iterates_below']} with λ0 <= 2/lr")
+    print(f"{'n':>6} {'GD dE':>11} " + " ".join(f"{k + ' err':>12} {k + ' dE':>11}" for k in flows))
+    for i, n in enumerate(r["restarts"]):
+        print(f"{n:6d} {r['delta_loss'][n]:11.3e} " + " ".join(
+            f"{r['flows'][k]['one_step_error'][i]:12.3e} {r['flows'][k]['predicted_delta_loss'][i]:11.3e}" for k in flows))
+
+
+def fc_nn():
+    import flowcore
+    return flowcore.nn
+
+
 def cmd_bench(args):
     """Run the benchmark scripts of a flowcore checkout (benchmarks/bench_*.py)."""
     import subprocess
@@ -536,6 +573,21 @@ def build_parser():
     cp.add_argument("-o", "--output", help="write the figure to this PNG")
     cp.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
     cp.set_defaults(func=cmd_compare)
+    eo = sub.add_parser("eos", help="the edge of stability of an MLP trained by GD: sharpness, loss rises, and "
+                        "the NGF/IGR/PF one-step predictions (needs the nn extra)")
+    eo.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")
+    eo.add_argument("--samples", type=int, help="digits/regression: how many samples")
+    eo.add_argument("--widths", default="10,10", help="hidden widths 'a,b,...' (default 10,10; '' for none)")
+    eo.add_argument("--activation", default="tanh", help="tanh (default), sin, softplus, gelu_tanh, linear")
+    eo.add_argument("--objective", default="cross_entropy", help="cross_entropy (default) or mse")
+    eo.add_argument("--lr", type=float, required=True, help="learning rate h")
+    eo.add_argument("--steps", type=int, default=300, help="GD steps (default 300)")
+    eo.add_argument("--restarts", type=int, default=3, help="iterates above the edge the flows start from (default 3)")
+    eo.add_argument("--flows", default="ngf,igr,pf", help="comma-separated flows (default ngf,igr,pf)")
+    eo.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    eo.add_argument("-o", "--output", help="write the figure to this PNG")
+    eo.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
+    eo.set_defaults(func=cmd_eos)
     sw = sub.add_parser("sweep", help="a grid over learning rates, starts and models, in chunks (Dask), "
                         "stored (Zarr) and resumable")
     _add_loss(sw)

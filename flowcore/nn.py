@@ -23,7 +23,7 @@ import numpy as np
 
 from flowcore._loss import Loss
 
-__all__ = ["loss_from_jax", "hvp", "top_eigenpairs", "Network", "mlp", "iris", "digits", "regression_2d",
+__all__ = ["loss_from_jax", "is_jax", "hvp", "top_eigenpairs", "Network", "mlp", "iris", "digits", "regression_2d",
            "ACTIVATIONS", "NON_HOLOMORPHIC"]
 
 # JAX primitives without a holomorphic extension (what ReLU, abs, max-shifted logsumexp, where and
@@ -134,12 +134,17 @@ def loss_from_jax(fn, dim, *, name="jax", holomorphic=True):
     return Loss.from_callable(f.value, f.grad, f.hess, f.third, dim=int(dim), vectorized=True, name=name)
 
 
+def is_jax(loss):
+    """Whether ``loss`` was made by :func:`loss_from_jax` (and has matrix-free products)."""
+    f = loss.functions[0] if loss.functions is not None else None
+    return isinstance(getattr(f, "__self__", None), JaxFunctions)
+
+
 def _functions(loss):
-    f = loss.functions[0].__self__ if loss.functions is not None else None
-    if not isinstance(f, JaxFunctions):
+    if not is_jax(loss):
         raise TypeError(f"{loss.name!r} is not a JAX loss (fc.Loss.from_jax / fc.nn.mlp): matrix-free products "
                         "need its autodiff")
-    return f
+    return loss.functions[0].__self__
 
 
 def hvp(loss, theta, v):

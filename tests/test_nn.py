@@ -117,3 +117,39 @@ def test_mlp_bad_arguments(kw, msg):
     args = dict(X=X3, Y=Y3)
     with pytest.raises(ValueError, match=msg):
         fc.nn.mlp(**{**args, **kw})
+
+
+def test_network_edge_of_stability_against_independent_computations():
+    """Sharpness (Lanczos) against the full eigendecomposition, the counts of loss rises recounted,
+    and the NGF's one-step prediction against scipy's solve_ivp on −∇E."""
+    from scipy.integrate import solve_ivp
+    from flowcore.analysis import paper
+    net = fc.nn.mlp(*fc.nn.iris(), widths=(8, 8), activation="tanh", loss="cross_entropy", seed=1)
+    assert net.dim > 64                                          # the Lanczos path
+    r = paper.network_edge_of_stability(net.loss, 1.0, net.theta0, 40, restarts=2, flows=("ngf",))
+    full = np.linalg.eigvalsh(net.loss.hess(r["iterates"]))[:, -1]
+    np.testing.assert_allclose(r["sharpness"], full, rtol=1e-8)
+    above = full[:-1] > 2.0
+    dE = np.diff(net.loss.value(r["iterates"]))
+    assert r["increases_above"] == np.sum((dE > 0) & above) and r["iterates_above"] == above.sum()
+    assert r["increases_below"] == np.sum((dE > 0) & ~above)
+    for i, n in enumerate(r["restarts"]):
+        ref = solve_ivp(lambda t, y: -net.loss.grad(y), (0, 1.0), r["iterates"][n], rtol=1e-11, atol=1e-13).y[:, -1]
+        assert r["flows"]["ngf"]["one_step_error"][i] == pytest.approx(np.linalg.norm(ref - r["iterates"][n + 1]),
+                                                                       rel=1e-4)
+
+
+def test_cli_eos_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "flowcore.cli", "eos", "--data", "regression", "--samples", "10",
+                          "--widths", "3", "--objective", "mse", "--lr", "0.5", "--steps", "20", "--restarts", "1",
+                          "--json", "-o", str(tmp_path / "e.png")], capture_output=True, text=True, cwd=tmp_path,
+                         check=True)
+    d = json.loads(out.stdout)
+    assert d["dim"] == 2 * 3 + 3 + 3 + 1 and len(d["sharpness"]) == 21 and set(d["flows"]) == {"ngf", "igr", "pf"}
+    assert (tmp_path / "e.png").stat().st_size > 10000
+    bad = subprocess.run([sys.executable, "-m", "flowcore.cli", "eos", "--data", "mnist", "--lr", "0.5"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "--data" in bad.stderr

@@ -50,6 +50,8 @@ def test_numbers(out):
             t = run["models"]
             assert t["pf"]["table"]["one_step"]["theta"] < 0.1 * t["ngf"]["table"]["one_step"]["theta"]
             assert max(run["sharpness"]) > run["edge"]
+    net = _load(out, "network_eos")                     # the Iris MLP sharpens to 2/h within the quick run
+    assert net["edge_step"] is not None and net["sharpness"][net["edge_step"]] >= net["edge"]
     o = _load(out, "orbit")
     assert 1.0 <= o["first_period_2"] < 1.01
     tr = _load(out, "trainability")
