@@ -1,0 +1,122 @@
+"""Networks: time per GD step of the edge-of-stability analysis on the Iris MLP, where the time
+goes, against a straightforward JAX-only implementation; and Lanczos sharpness on a digits MLP.
+
+Iris MLP 4→10→10→10→10→3 (tanh, cross-entropy, D = 413), at an iterate past its edge of
+stability (h = 0.2, step 150). One analysed GD step is: the Hessian, its eigendecomposition, and
+the one-step predictions of the NGF, IGR and PF from that iterate.
+
+- flowcore: loss.hess (JAX autodiff through fc.Loss.from_jax), np.linalg.eigh, and fc.solve of
+  fc.flows.ngf / igr / pf (DOP853, rtol 1e-7, atol 1e-10: adaptive, the PF's branch tracked).
+- JAX only: jax.hessian + jnp.linalg.eigh jitted, and each flow integrated by jitted fixed-step RK4
+  with 16 steps over h, the PF's field from jnp.linalg.eig of the complex Hessian (the principal
+  branch at every stage, no tracking) — what one would write by hand in JAX.
+The one-step results of both are compared (their difference is printed), so the two do the same
+work. Sharpness on the digits MLP 64→256→256→10 (D ≈ 85 000): fc.nn.top_eigenpairs (Lanczos on
+Hessian–vector products), per call; its Hessian would need 58 GB.
+
+    python benchmarks/bench_nn.py [--quick]
+"""
+import argparse
+import time
+
+import numpy as np
+
+import flowcore as fc
+from _common import median_time, table, write_json
+
+
+def jax_only(net_objective, D, h, substeps=16):
+    """The same analysis written directly in JAX (jit), returning a function θ -> (λ, three one-step ends)."""
+    import jax
+    import jax.numpy as jnp
+    g = jax.grad(net_objective)
+    gc = jax.grad(net_objective, holomorphic=True)
+    hess = jax.jit(jax.hessian(net_objective))
+    hess_c = jax.jacfwd(gc, holomorphic=True)
+
+    def ngf(t):
+        return -g(t)
+
+    def igr(t):
+        gt = g(t)
+        return -(gt + 0.5 * h * jax.jvp(g, (t,), (gt,))[1])
+
+    def pf(t):
+        lam, V = jnp.linalg.eig(hess_c(t))
+        z = h * lam
+        alpha = jnp.where(jnp.abs(z) < 1e-8, -1.0 + 0j, jnp.log(1 - z + 0j) / jnp.where(z == 0, 1, z))
+        return V @ (alpha * jnp.linalg.solve(V, gc(t)))
+
+    def rk4(f, y):
+        dt = h / substeps
+
+        def body(_, y):
+            k1 = f(y)
+            k2 = f(y + dt / 2 * k1)
+            k3 = f(y + dt / 2 * k2)
+            k4 = f(y + dt * k3)
+            return y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return jax.lax.fori_loop(0, substeps, body, y)
+
+    eigh = jax.jit(jnp.linalg.eigh)
+    steps = {"ngf": jax.jit(lambda t: rk4(ngf, t)), "igr": jax.jit(lambda t: rk4(igr, t)),
+             "pf": lambda t: np.asarray(jax.jit(lambda s: rk4(pf, s))(t + 0j))}   # eig runs on the CPU only
+    return hess, eigh, steps
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    import jax.numpy as jnp
+    h = 0.2
+    net = fc.nn.mlp(*fc.nn.iris(), widths=(10, 10, 10, 10), activation="tanh", loss="cross_entropy", seed=0)
+    th = fc.descend(net.loss, net.theta0[None], h, 150).iterates[0, -1]
+    fn = net.loss.functions[0].__self__.fn
+    rep = 1 if args.quick else 3
+    rows = []
+    t_hess = median_time(lambda: net.loss.hess(th[None]), repeats=rep)
+    H = net.loss.hess(th[None])[0]
+    t_eigh = median_time(lambda: np.linalg.eigh(H), repeats=rep)
+    t_lanczos = median_time(lambda: fc.nn.top_eigenpairs(net.loss, th, 1), repeats=rep)
+    fc_end, t_flow = {}, {}
+    for name in ("ngf", "igr", "pf"):
+        flow = fc.models.model(name).build(net.loss, h)
+        run = lambda: fc.solve(flow, th[None], t_span=(0, h), method="dop853", rtol=1e-7, atol=1e-10)   # noqa: E731
+        t_flow[name] = median_time(run, repeats=rep, min_time=0.0)
+        fc_end[name] = run().y[0, -1]
+    hess, eigh, steps = jax_only(fn, net.dim, h)
+    thj = jnp.asarray(th)
+    j_hess = median_time(lambda: hess(thj).block_until_ready(), repeats=rep)
+    Hj = hess(thj)
+    j_eigh = median_time(lambda: eigh(Hj)[0].block_until_ready(), repeats=rep)
+    j_end, j_flow = {}, {}
+    for name, f in steps.items():
+        j_flow[name] = median_time(lambda f=f: np.asarray(f(thj)), repeats=rep, min_time=0.0)
+        j_end[name] = np.asarray(f(thj))
+    for part, a, b in (("Hessian", t_hess, j_hess), ("eigendecomposition", t_eigh, j_eigh),
+                       ("NGF one step", t_flow["ngf"], j_flow["ngf"]), ("IGR one step", t_flow["igr"], j_flow["igr"]),
+                       ("PF one step", t_flow["pf"], j_flow["pf"])):
+        rows.append({"part": part, "flowcore_s": a, "jax_only_s": b, "ratio": b / a})
+    total_fc = t_hess + t_eigh + sum(t_flow.values())
+    total_j = j_hess + j_eigh + sum(j_flow.values())
+    rows.append({"part": "one analysed GD step", "flowcore_s": total_fc, "jax_only_s": total_j,
+                 "ratio": total_j / total_fc})
+    print(f"Iris MLP, D = {net.dim}, h = {h}, iterate 150 (λ₀ = {fc.nn.top_eigenpairs(net.loss, th, 1)[0][0]:.3f}, "
+          f"2/h = {2 / h:g}); Lanczos sharpness alone: {t_lanczos * 1e3:.1f} ms")
+    print(table(rows, ["part", "flowcore_s", "jax_only_s", "ratio"]))
+    diff = {k: float(np.linalg.norm(np.real(fc_end[k]) - np.real(j_end[k]))) for k in fc_end}
+    print("‖flowcore − JAX-only‖ of the one-step ends:", {k: f"{v:.1e}" for k, v in diff.items()})
+    # Lanczos on a digits MLP with D ≈ 10⁵
+    big = fc.nn.mlp(*fc.nn.digits(), widths=(256, 256), activation="tanh", loss="cross_entropy", seed=0)
+    t_big = median_time(lambda: fc.nn.top_eigenpairs(big.loss, big.theta0, 1), repeats=1 if args.quick else 3,
+                        min_time=0.0)
+    lam = fc.nn.top_eigenpairs(big.loss, big.theta0, 1)[0][0]
+    print(f"digits MLP 64→256→256→10, D = {big.dim}: Lanczos λ₀ = {lam:.4f} in {t_big:.2f} s")
+    path = write_json("nn", rows, dim=net.dim, lanczos_iris_s=t_lanczos, one_step_difference=diff,
+                      digits_dim=big.dim, digits_lanczos_s=t_big, digits_sharpness=float(lam))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
