@@ -198,6 +198,18 @@ class CentralFlow:
                 f"{len(self.events)} events, max critical {int(self.critical.max())})")
 
 
+def checked_start(loss, lr, theta0):
+    """θ₀ as a flat float array, after checking the loss, the learning rate and θ₀'s length."""
+    if not isinstance(loss, fc.Loss):
+        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    th = np.asarray(theta0, float).reshape(-1)
+    if th.shape != (loss.dim,):
+        raise ValueError(f"theta0 must have {loss.dim} coordinates, got {np.shape(theta0)}")
+    return th
+
+
 def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, gamma=1.0, leave_tol=1e-6,
                  max_events=100, cone=None):
     """Integrate the central flow of GD with learning rate ``lr`` from ``theta0`` to ``t_max`` (in
@@ -211,13 +223,7 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
     keeps the pinned eigenvalues at 2/η to the integrator's tolerance). Returns a :class:`CentralFlow`.
     """
     from scipy.integrate import solve_ivp
-    if not isinstance(loss, fc.Loss):
-        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
-    th = np.asarray(theta0, float).reshape(-1)
-    if th.shape != (loss.dim,):
-        raise ValueError(f"theta0 must have {loss.dim} coordinates, got {np.shape(theta0)}")
+    th = checked_start(loss, lr, theta0)
     edge = 2.0 / lr
     lam0 = np.linalg.eigvalsh(loss.hess(th))[::-1]
     if lam0[0] > edge * (1 + 1e-9):

@@ -26,7 +26,7 @@ flow (both are −h∇E projected on the edge, one in discrete steps), a check o
 import numpy as np
 
 import flowcore as fc
-from flowcore.analysis.central import central_flow
+from flowcore.analysis.central import central_flow, checked_start
 
 COMPARE_MODELS = ("ngf", "igr", "third_order", "pf", "pf_np3", "central")
 QUANTITIES = ("theta", "theta_avg", "loss", "loss_avg")
@@ -39,13 +39,7 @@ def _moving_average(a, w):
 
 
 def _check(loss, lr, theta0, steps, horizon, window, models):
-    if not isinstance(loss, fc.Loss):
-        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
-    th = np.asarray(theta0, float).reshape(-1)
-    if th.shape != (loss.dim,):
-        raise ValueError(f"theta0 must have {loss.dim} coordinates, got {np.shape(theta0)}")
+    th = checked_start(loss, lr, theta0)
     for name, v, lo in (("steps", steps, 2), ("horizon", horizon, 1), ("window", window, 1)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
