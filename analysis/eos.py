@@ -61,17 +61,16 @@ def _flow_predictions(loss, lr, gd, name, horizon, rtol, starts):
     rest = np.full((steps, horizon + 1, gd.shape[1]), np.nan)
     rest[starts] = fc.solve(field, gd[starts], t_eval=lr * np.arange(horizon + 1), **opts).y.real
     value = lambda th: np.real(loss.value(th))            # noqa: E731
-    return glob, value(glob), rest, value(rest), None
+    return glob, value(glob), rest, value(rest)
 
 
-def _central_predictions(loss, lr, gd, horizon, rtol, starts):
-    """The central flow from θ₀ and from the iterates ``starts`` at or below the edge (NaN elsewhere);
-    its loss prediction is E, its time-averaged one E + ½⟨Σ, H⟩."""
+def _central_predictions(loss, lr, gd, sharp, horizon, rtol, starts):
+    """The central flow from θ₀ and from the iterates ``starts`` at or below the edge (NaN elsewhere;
+    ``sharp``: GD's λ_max per iterate); its loss prediction is E, its time-averaged one E + ½⟨Σ, H⟩."""
     steps, D = len(gd) - 1, gd.shape[1]
     nan = lambda *s: np.full(s, np.nan)                   # noqa: E731
     glob, gavg = nan(steps + 1, D), nan(steps + 1)
     rest, ravg = nan(steps, horizon + 1, D), nan(steps, horizon + 1)
-    sharp = np.linalg.eigvalsh(loss.hess(gd))[:, -1]
     below = np.flatnonzero(sharp <= 2 / lr)
     if len(below) and below[0] < steps:        # from θ₀, or from the first iterate at or below the edge
         n0 = below[0]
@@ -93,12 +92,13 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
     global trajectory ``trajectory`` [steps+1, D], its ``loss`` and ``loss_avg`` predictions, and
     ``errors[mode][quantity]`` per iterate for mode in ('global', 'one_step', 'horizon') and the
     four QUANTITIES (absolute errors: ‖·‖ for parameters, |·| for losses; NaN where a model made
-    no prediction); ``sharpness`` λ_max along the global trajectory, ``table[mode][quantity]`` the mean over the iterates where a prediction was made, and ``defined`` the
-    number of iterates a model was restarted from. ``mean_from``: the first n at which GD has
-    reached the edge (λ_max ≥ 2/h) and the central flow has started (None if never), and
-    ``gd_loss_mean`` [from mean_from on]: GD's loss averaged from there to each n (over whole
-    catapult cycles), ``central_loss_mean`` the same average of the central flow's prediction. ``best[mode][quantity]`` names the model with
-    the smallest mean.
+    no prediction); ``sharpness`` λ_max along the global trajectory, ``table[mode][quantity]``
+    the mean over the iterates where a prediction was made, and ``defined`` the number of
+    iterates a model was restarted from. ``mean_from``: the first n at which GD has reached the
+    edge (λ_max ≥ 2/h) and the central flow has started (None if never); ``gd_loss_mean`` [from
+    mean_from on]: GD's loss averaged from there to each n (over whole catapult cycles), and
+    ``central_loss_mean`` the same average of the central flow's prediction.
+    ``best[mode][quantity]`` names the model with the smallest mean.
     """
     th = _check(loss, lr, theta0, steps, horizon, window, models)
     if not isinstance(every, (int, np.integer)) or isinstance(every, bool) or not 1 <= every < steps:
@@ -115,10 +115,11 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
            "gd_theta_avg": targets["theta_avg"], "sharpness": np.linalg.eigvalsh(loss.hess(gd))[:, -1], "models": {}}
     for name in models:
         if name == "central":
-            glob, gavg, rest, ravg, defined = _central_predictions(loss, lr, gd, horizon, rtol, starts)
+            glob, gavg, rest, ravg, defined = _central_predictions(loss, lr, gd, out["sharpness"], horizon, rtol,
+                                                                        starts)
             gloss, rloss = loss.value(glob), loss.value(rest)
         else:
-            glob, gloss, rest, rloss, _ = _flow_predictions(loss, lr, gd, name, horizon, rtol, starts)
+            glob, gloss, rest, rloss = _flow_predictions(loss, lr, gd, name, horizon, rtol, starts)
             gavg, ravg, defined = gloss, rloss, len(starts)
         preds = {"global": (glob, gloss, gavg, 0), "one_step": (rest[:, 1], rloss[:, 1], ravg[:, 1], 1),
                  "horizon": (rest[:, horizon], rloss[:, horizon], ravg[:, horizon], horizon)}
