@@ -33,6 +33,9 @@ __all__ += ["CentralFlow", "central_field", "central_flow", "cone_solve"]
 from flowcore.analysis.eos import compare_models, self_stabilization
 
 __all__ += ["compare_models", "self_stabilization"]
+from flowcore.analysis.sgd import SGDModifiedLoss, sgd_modified_loss, sme
+
+__all__ += ["SGDModifiedLoss", "sgd_modified_loss", "sme"]
 from flowcore.analysis import paper, tour
 
 __all__ += ["paper", "tour"]

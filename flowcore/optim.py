@@ -31,10 +31,15 @@ class Run:
     nsteps: np.ndarray
     lr: np.ndarray
     method: str
+    saved: np.ndarray | None = None     # sgd with every > 1: the step of each stored iterate
+    seed: int | None = None             # sgd: the seed (replay with seed=, ids=)
+    last: np.ndarray | None = None      # sgd: the last iterate of each trajectory
 
     @property
     def final(self):
         """Last iterate of each trajectory (before it stopped) [N, D]."""
+        if self.last is not None:
+            return self.last
         idx = np.asarray(self.nsteps)
         return self.iterates[np.arange(len(idx)), idx]
 
@@ -64,8 +69,9 @@ def _rates(lr, n, method):
 
 
 def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, steps: int = 100, method: str = "gd",
-            beta: float = 0.9, power: float = 1.0, lr_cap: float | None = None, escape_radius: float = 1e12,
-            threads: int | None = None) -> Run:
+            beta: float | None = None, power: float = 1.0, lr_cap: float | None = None, escape_radius: float = 1e12,
+            threads: int | None = None, *, batch: int = 1, replace: bool = True, seed: int | None = None,
+            ids: ArrayLike | None = None, every: int = 1, device: str | None = None) -> Run:
     """Run a discrete optimizer from every row of theta0 [N, D] (or [D]); ``lr`` is one learning
     rate or one per start [N].
 
@@ -78,15 +84,35 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
       capped at ``lr_cap`` when given; ``lr`` is not used
     * ``dal_momentum``: heavy ball with the DAL-p rate: θ⁺ = θ − h(θ) g + β(θ − θ⁻)
     * ``dal_per_param``: each coordinate its own rate h_a = 2/|(H ĝ)_a|^p (capped)
+    * ``sgd`` (``loss`` a :class:`flowcore.DataLoss`, E = (1/n) Σ_k ℓ_k): v⁺ = β v − h ĝ_B(θ),
+      θ⁺ = θ + v⁺, with ĝ_B the mean of ∇ℓ_k over a batch of ``batch`` examples drawn with
+      replacement (``replace=True``) or, without, along a fresh permutation every epoch of
+      ⌊n/B⌋ steps. β = ``beta`` defaults to 0 here (plain SGD). Random numbers come from
+      Philox keyed by (``seed``, trajectory id, step): trajectory i uses id ``ids[i]``
+      (default i), so a run is the same alone, in any batch and on any number of threads, and
+      ``seed=run.seed, ids=[i]`` replays trajectory i. ``every``: keep every k-th iterate
+      (and the last; ``run.saved`` lists their steps); ``device``: 'cpu', 'gpu' or None.
+
+    A :class:`flowcore.DataLoss` given to the other methods runs them on its full-batch loss.
 
     A trajectory stops with Status.ESCAPED when ‖θ‖ > escape_radius and
     Status.NONFINITE on a non-finite value; the others go on. Ctrl-C stops within a step and
     raises :class:`flowcore.Interrupted` (``.partial``: the Run so far).
     """
+    from flowcore.data import DataLoss
+    if method == "sgd":
+        if not isinstance(loss, DataLoss):
+            raise TypeError("method='sgd' needs a loss over data, a flowcore.DataLoss (DataLoss.from_expr"
+                            f"(example, data)); got {type(loss).__name__}")
+        return _sgd(loss, theta0, lr, steps, 0.0 if beta is None else beta, batch, replace, seed, ids, every, escape_radius, threads, device)
+    if isinstance(loss, DataLoss):
+        loss = loss.loss
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
     if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+        raise ValueError(f"method must be one of {sorted([*METHODS, 'sgd'])}, got {method!r}")
+    if every != 1 or device not in (None, "cpu"):
+        raise ValueError(f"every= and device= apply to method='sgd' only (got method={method!r})")
     th = np.asarray(theta0)
     if np.iscomplexobj(th):
         raise TypeError("descend runs real iterates; theta0 must be real")
@@ -100,6 +126,7 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
     uses_lr = not method.startswith("dal")
     if uses_lr:
         lr = _rates(lr, th.shape[0], method)
+    beta = 0.9 if beta is None else beta
     if not (0 <= beta < 1):
         raise ValueError(f"beta must be in [0, 1), got {beta}")
     if not (np.isfinite(power) and power > 0):
@@ -136,6 +163,38 @@ class Rest:
         cycles = int(np.sum(self.period > 1))
         return (f"Rest({self.method}: {N} starts, D={D}; {Status.summary(self.status)}; "
                 f"{int(np.sum(self.period == 1))} at a fixed point, {cycles} on a cycle)")
+
+
+def _sgd(data, theta0, lr, steps, beta, batch, replace, seed, ids, every, escape_radius, threads, device):
+    from flowcore import _stochastic as S
+    th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
+    if th.ndim != 2 or th.shape[1] != data.dim:
+        raise ValueError(f"theta0 must have shape [N, {data.dim}] (or [{data.dim}]), got {np.shape(theta0)}")
+    N = th.shape[0]
+    steps = count(steps, "steps", 0, INT32_MAX - 1)
+    every = count(every, "every", 1, max(steps, 1))
+    batch = count(batch, "batch", 1, data.n)
+    if not (0 <= beta < 1):
+        raise ValueError(f"beta must be in [0, 1) (the momentum; 0 is plain SGD), got {beta}")
+    rates = _rates(lr, N, "sgd")
+    rates = np.ascontiguousarray(np.broadcast_to(rates, (N,)), dtype=np.float64)
+    seed, key, ids = S.seed_and_ids(seed, ids, N)
+    save = S.save_steps(steps, every)
+    if N * len(save) * data.dim * 8 > MAX_ITERATE_BYTES:
+        raise ValueError(f"keeping {len(save)} iterates of {N} runs needs {N * len(save) * data.dim * 8 / 2**30:.0f} "
+                         "GiB: pass every= to keep fewer")
+    radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
+    r = np.array([beta, radius], dtype=np.float64)
+    n = np.array([steps, data.n, batch, int(bool(replace)), len(save), *key], dtype=np.int64)
+    dev = S.pick_device(device, N)
+    out, last, status, nsteps, interrupted = S.run(
+        data._noise_problem("sgd"), dev, r, n, save, data.data, ids, rates, np.ascontiguousarray(th),
+        threads=_threads(threads, -(-N // 64)))
+    run = Run(out, status, nsteps, np.broadcast_to(rates[:, None], (N, steps)), "sgd",
+              None if every == 1 else save, seed, last)
+    if interrupted:
+        raise Interrupted(run, "fc.descend")
+    return run
 
 
 def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, steps: int = 1000,

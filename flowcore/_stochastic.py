@@ -1,0 +1,218 @@
+"""Per-problem compiled kernels for the stochastic side: minibatch SGD (include/flowcore/sgd.h)
+and fixed-step SDE schemes (include/flowcore/sde.h), with random numbers from random.h.
+
+As for the deterministic kernels (``_kernels``), the problem — the per-example gradient, the
+drift, the diffusion and the scheme's update — is written by sympy into C with everything inlined,
+and the same text builds for the host (OpenMP) and for CUDA (NVRTC). The learning rates, step,
+batch, seed and radii are run-time arguments.
+
+SDE schemes (h = dt, ΔW_j = √h ξ_j, b^j the j-th column of G, L⁰ = f·∇ + ½ Σ_j b^jᵀ∇²b^j ·,
+L^j = b^j·∇; Kloeden & Platen 1992, §14.1–14.2):
+
+* Euler–Maruyama (weak order 1): θ⁺ = θ + f h + G ΔW
+* simplified weak order-2 Taylor scheme:
+  θ⁺ = θ + f h + G ΔW + ½ L⁰f h² + ½ Σ_j (L⁰b^j + L^j f) ΔW_j h
+       + ½ Σ_{j,r} L^j b^r (ΔW_j ΔW_r + V_{jr}),
+  V_{jj} = −h, V_{jr} = ±h with probability ½ for j < r, V_{rj} = −V_{jr}.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from flowcore import _kernels as K
+
+SCHEMES = ("euler_maruyama", "weak2")
+
+
+@dataclass(frozen=True)
+class NoiseProblem:
+    """What a stochastic kernel computes, as data (its source's key)."""
+    kind: str                 # 'sgd' or 'sde'
+    dim: int
+    example_grad: tuple = ()  # ∇ℓ(θ; ξ) in x_0.. and d_0.. ('sgd', and 'sde' with data noise)
+    nparam: int = 0           # P, the length of a data row
+    drift: tuple = ()         # 'sde': f in x_0..
+    diffusion: tuple = ()     # 'sde': G row-major [D][M] in x_0.. (empty: data noise)
+    noise_dim: int = 0        # M
+    scheme: str = "euler_maruyama"
+
+    def key(self):
+        import sympy as sp
+        return [self.kind, str(self.dim), str(self.nparam), str(self.noise_dim), self.scheme,
+                *map(sp.srepr, self.example_grad), "|", *map(sp.srepr, self.drift), "|",
+                *map(sp.srepr, self.diffusion)]
+
+
+def _xs(D):
+    import sympy as sp
+    return sp.symbols(f"x_0:{D}")
+
+
+def _example_grad_fn(p):
+    from flowcore._codegen import c_block
+    body = K._loads(p.dim) + [f"const double d_{k} = row[{k}];" for k in range(p.nparam)]
+    body += c_block([(f"g[{q}]", e) for q, e in enumerate(p.example_grad)], "double")
+    return K._function("FC_FN void fc_example_grad(const double *x, const double *row, double *g)",
+                       ["(void)row;"] + body)
+
+
+def _prelude(p, what):
+    return [f"/* flowcore {what} kernel, D = {p.dim} */", f"#define FC_D {p.dim}",
+            f"#define FC_P {max(p.nparam, 1)}", "#define FC_COMPLEX 0", '#include "flowcore/kernel.h"',
+            '#include "flowcore/random.h"']
+
+
+def sgd_source(p: NoiseProblem) -> str:
+    return "\n".join(_prelude(p, "SGD") + _example_grad_fn(p) + ['#include "flowcore/sgd.h"', ""])
+
+
+def _scheme_update(p):
+    """θ⁺ as sympy expressions of x_k, dt, dW_j and V_j_r (the scheme written out)."""
+    import sympy as sp
+    D, M = p.dim, p.noise_dim
+    xs = _xs(D)
+    dt = sp.Symbol("dt")
+    dW = sp.symbols(f"dW_0:{M}")
+    f = sp.Matrix(p.drift)
+    G = sp.Matrix(D, M, list(p.diffusion))
+    new = sp.Matrix(xs) + f * dt + G * sp.Matrix(dW)
+    if p.scheme == "weak2":
+        cols = [G[:, j] for j in range(M)]
+
+        def L0(v):        # f·∇v + ½ Σ_l b^lᵀ ∇²v b^l, for a vector v
+            out = v.jacobian(xs) * f
+            for b in cols:
+                out += sp.Matrix([(b.T * sp.hessian(vi, xs) * b)[0] / 2 for vi in v])
+            return out
+
+        def V(j, r):
+            if j == r:
+                return -dt
+            return sp.Symbol(f"V_{j}_{r}") if j < r else -sp.Symbol(f"V_{r}_{j}")
+
+        new += L0(f) * dt**2 / 2
+        for j in range(M):
+            new += (L0(cols[j]) + f.jacobian(xs) * cols[j]) * dW[j] * dt / 2
+            for r in range(M):
+                new += cols[r].jacobian(xs) * cols[j] * (dW[j] * dW[r] + V(j, r)) / 2
+    return list(new)
+
+
+def _sde_step_fn(p):
+    from flowcore._codegen import c_block
+    D, M = p.dim, p.noise_dim
+    head = ("FC_FN int fc_sde_step(const double *x, double dt, fc_normals *z, fc_stream *signs, "
+            "double *xnew, const fc_sde_args *a)")
+    body = ["(void)signs; (void)a; (void)z;"] + K._loads(D)
+    if p.diffusion or M == 0:       # a symbolic G (M ≥ 0): the scheme, written out
+        body += [f"const double dW_{j} = sqrt(dt) * fc_normal(z);" for j in range(M)]
+        if p.scheme == "weak2":
+            body += [f"const double V_{j}_{r} = (fc_bits(signs) >> 63) ? dt : -dt;"
+                     for j in range(M) for r in range(j + 1, M)]
+        body += c_block([(f"xnew[{q}]", e) for q, e in enumerate(_scheme_update(p))], "double")
+        body += [f"return fc_check(xnew, {D});"]
+    else:                            # data noise: c Σ_k (∇ℓ_k − ∇E) ξ_k in one pass over the data
+        body += [f"double f[{D}], S[{D}], W[{D}], gk[{D}], sum_xi = 0.0;"]
+        body += c_block([(f"f[{q}]", e) for q, e in enumerate(p.drift)], "double")
+        body += [f"for (int q = 0; q < {D}; q++) S[q] = W[q] = 0.0;",
+                 "for (fc_int64 k = 0; k < a->n; k++) {",
+                 f"    fc_example_grad(x, a->data + k * {p.nparam}, gk);",
+                 "    const double xi = fc_normal(z);",
+                 "    sum_xi += xi;",
+                 f"    for (int q = 0; q < {D}; q++) {{ S[q] += gk[q]; W[q] += gk[q] * xi; }}",
+                 "}",
+                 "const double c = a->scale * sqrt(dt);",
+                 f"for (int q = 0; q < {D}; q++)",
+                 "    xnew[q] = x[q] + f[q] * dt + c * (W[q] - S[q] / (double)a->n * sum_xi);",
+                 f"return fc_check(xnew, {D});"]
+    return K._function(head, body)
+
+
+def sde_source(p: NoiseProblem) -> str:
+    """sde.h declares fc_sde_step and runs the loop; the generated step follows it."""
+    lines = _prelude(p, f"SDE ({p.scheme})")
+    if p.example_grad:
+        lines += _example_grad_fn(p)
+    return "\n".join(lines + ['#include "flowcore/sde.h"'] + _sde_step_fn(p) + [""])
+
+
+_SGD_ARGS = [K.ctypes.c_void_p] * 5 + [K.ctypes.c_int64] + [K.ctypes.c_void_p] * 7 + [K.ctypes.c_int]
+_SDE_ARGS = [K.ctypes.c_void_p] * 5 + [K.ctypes.c_int64] + [K.ctypes.c_void_p] * 6 + [K.ctypes.c_int]
+
+
+@functools.lru_cache(maxsize=64)
+def host_function(p: NoiseProblem):
+    if p.kind == "sgd":
+        return K._host_function(["sgd-kernel", *p.key()], lambda: sgd_source(p), "fc_sgd_host", _SGD_ARGS)
+    return K._host_function(["sde-kernel", *p.key()], lambda: sde_source(p), "fc_sde_host", _SDE_ARGS)
+
+
+def gpu_function(p: NoiseProblem):
+    src = sgd_source if p.kind == "sgd" else sde_source
+    return K._gpu_function([f"{p.kind}-gpu", *p.key()], lambda: src(p), f"fc_{p.kind}_gpu")
+
+
+def source(p: NoiseProblem) -> str:
+    return sgd_source(p) if p.kind == "sgd" else sde_source(p)
+
+
+def seed_and_ids(seed, ids, N):
+    """(seed, Philox key as two int64 bit patterns, ids [N] int64). seed None: a fresh 128-bit
+    one (returned, so the run can be replayed); ids None: 0 .. N−1."""
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy) % 2**128
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**128:
+        raise ValueError(f"seed must be an integer in [0, 2**128) or None, got {seed!r}")
+    seed = int(seed)
+    key = np.array([seed & (2**64 - 1), seed >> 64], dtype=np.uint64).view(np.int64)
+    if ids is None:
+        ids = np.arange(N, dtype=np.int64)
+    else:
+        ids = np.asarray(ids)
+        if ids.shape != (N,) or not np.issubdtype(ids.dtype, np.integer) or (ids.size and ids.min() < 0):
+            raise ValueError(f"ids must be {N} non-negative integers (one trajectory id per start), "
+                             f"got {np.asarray(ids).shape} {np.asarray(ids).dtype}")
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+    return seed, key, ids
+
+
+def save_steps(steps, every):
+    """The steps recorded: 0, every, 2·every, ... and the last."""
+    return np.unique(np.r_[np.arange(0, steps + 1, every), steps]).astype(np.int64)
+
+
+def pick_device(device, N):
+    """'cpu' or 'gpu' for N trajectories (None: the GPU when usable and N is large)."""
+    d = K.choose_device(device, N)
+    return "gpu" if d != "cpu" and K.gpu_usable(d) else "cpu"
+
+
+def run(p: NoiseProblem, device, r, n, save, data, ids, *per_start, threads):
+    """Run the kernel on N trajectories; (out [N, nsave, D], last [N, D], status, nsteps,
+    interrupted). per_start: (lr, th0) for SGD, (x0,) for an SDE."""
+    x0 = per_start[-1]
+    N, D = x0.shape
+    nsave = len(save)
+    if device == "gpu":
+        import cupy
+        out = cupy.full((N, nsave, D), np.nan)
+        last = cupy.empty((N, D))
+        status = cupy.zeros(N, dtype=cupy.int32)
+        nsteps = cupy.zeros(N, dtype=cupy.int64)
+        args = (cupy.asarray(r), cupy.asarray(n), cupy.asarray(save), cupy.asarray(data), np.int64(N),
+                cupy.asarray(ids), *map(cupy.asarray, per_start), out, last, status, nsteps)
+        block = 128
+        gpu_function(p)(((N + block - 1) // block,), (block,), args)
+        return out.get(), last.get(), status.get().astype(np.int8), nsteps.get(), False
+    out = np.full((N, nsave, D), np.nan)
+    last = np.empty((N, D))
+    status = np.zeros(N, dtype=np.intc)
+    nsteps = np.zeros(N, dtype=np.int64)
+    ptr = lambda a: a.ctypes.data        # noqa: E731
+    interrupted = K._call_host(host_function(p), ptr(r), ptr(n), ptr(save), ptr(data), N, ptr(ids),
+                               *map(ptr, per_start), ptr(out), ptr(last), ptr(status), ptr(nsteps),
+                               threads)
+    return out, last, status.astype(np.int8), nsteps, interrupted

@@ -1,0 +1,128 @@
+/* Minibatch SGD (with heavy-ball momentum) for one trajectory, and its entry points (host: OpenMP
+ * across trajectories; CUDA: one thread each).
+ *
+ * Included after the per-example gradient, generated as fc_example_grad(x, row, g): ∇ℓ(θ; ξ) at
+ * θ = x for the data row ξ = row [FC_P]. One step, with ĝ the mean of ∇ℓ over the batch:
+ *
+ *     v⁺ = β v − η ĝ(θ),   θ⁺ = θ + v⁺            (β = 0: plain SGD)
+ *
+ * Batches: with replacement, B indices drawn uniformly at every step; without, epoch e (of
+ * m = ⌊n/B⌋ steps) walks the permutation π_e of trajectory and epoch: step k uses π_e(jB + b),
+ * j = k mod m, b < B (the n − mB examples left over differ from epoch to epoch).
+ * Every draw is keyed by (seed, trajectory id, step): see random.h.
+ */
+#ifndef FLOWCORE_SGD_H
+#define FLOWCORE_SGD_H
+#include "random.h"
+
+enum { FC_SG_BETA, FC_SG_RADIUS, FC_NSGR };
+enum { FC_SG_STEPS, FC_SG_N, FC_SG_BATCH, FC_SG_REPLACE, FC_SG_NSAVE, FC_SG_K0, FC_SG_K1, FC_NSGI };
+
+typedef struct {
+    double beta, radius;
+    fc_int64 steps, n, batch, replace, nsave;
+    fc_u64 k0, k1;
+    const fc_int64 *save;             /* [nsave] increasing step numbers to record */
+    const double *data;               /* [n, FC_P] */
+    const volatile int *interrupt;
+} fc_sgd_args;
+
+FC_FN fc_sgd_args fc_sgd_unpack(const double *r, const fc_int64 *n, const fc_int64 *save,
+                                const double *data, const volatile int *interrupt)
+{
+    fc_sgd_args a;
+    a.beta = r[FC_SG_BETA]; a.radius = r[FC_SG_RADIUS];
+    a.steps = n[FC_SG_STEPS]; a.n = n[FC_SG_N]; a.batch = n[FC_SG_BATCH];
+    a.replace = n[FC_SG_REPLACE]; a.nsave = n[FC_SG_NSAVE];
+    a.k0 = (fc_u64)n[FC_SG_K0]; a.k1 = (fc_u64)n[FC_SG_K1];
+    a.save = save; a.data = data; a.interrupt = interrupt;
+    return a;
+}
+
+/* the mean gradient over step k's batch */
+FC_FN void fc_batch_grad(const fc_sgd_args *a, fc_u64 id, fc_int64 k, const double *x, double *g)
+{
+    double gk[FC_D];
+    for (int q = 0; q < FC_D; q++) g[q] = 0.0;
+    const fc_u64 n = (fc_u64)a->n, B = (fc_u64)a->batch;
+    fc_stream s = fc_stream_at(a->k0, a->k1, id, (fc_u64)k, FC_RNG_INDEX);
+    fc_perm p;
+    fc_u64 first = 0;
+    if (!a->replace) {
+        const fc_u64 m = n / B;
+        p = fc_perm_at(a->k0, a->k1, id, (fc_u64)k / m, n);
+        first = ((fc_u64)k % m) * B;
+    }
+    for (fc_u64 b = 0; b < B; b++) {
+        const fc_u64 idx = a->replace ? fc_below(&s, n) : fc_permute(&p, first + b);
+        fc_example_grad(x, a->data + idx * FC_P, gk);
+        for (int q = 0; q < FC_D; q++) g[q] += gk[q];
+    }
+    for (int q = 0; q < FC_D; q++) g[q] /= (double)B;
+}
+
+FC_FN void fc_sgd_save(const fc_sgd_args *a, fc_int64 k, const double *x, double *out, fc_int64 *o)
+{
+    while (*o < a->nsave && a->save[*o] == k) {
+        for (int q = 0; q < FC_D; q++) out[*o * FC_D + q] = x[q];
+        ++*o;
+    }
+}
+
+/* one trajectory: out [nsave, D] (left as given after a stop), last [D]; returns its status */
+FC_FN int fc_sgd_run(const fc_sgd_args *a, fc_u64 id, double lr, const double *th0, double *out,
+                     double *last, fc_int64 *nsteps)
+{
+    double x[FC_D], v[FC_D], g[FC_D];
+    for (int q = 0; q < FC_D; q++) { x[q] = th0[q]; v[q] = 0.0; }
+    fc_int64 o = 0;
+    int status = FC_OK;
+    *nsteps = 0;
+    fc_sgd_save(a, 0, x, out, &o);
+    for (fc_int64 k = 0; k < a->steps; k++) {
+        if (a->interrupt && (k & 63) == 0 && *a->interrupt) { status = FC_INTERRUPTED; break; }
+        fc_batch_grad(a, id, k, x, g);
+        double norm2 = 0.0;
+        for (int q = 0; q < FC_D; q++) {
+            v[q] = a->beta * v[q] - lr * g[q];
+            x[q] += v[q];
+            norm2 += x[q] * x[q];
+        }
+        *nsteps = k + 1;
+        fc_sgd_save(a, k + 1, x, out, &o);
+        if (!isfinite(norm2)) { status = FC_NONFINITE; break; }
+        if (norm2 > a->radius * a->radius) { status = FC_ESCAPED; break; }
+    }
+    for (int q = 0; q < FC_D; q++) last[q] = x[q];
+    return status;
+}
+
+#ifdef FC_CUDA
+extern "C" __global__ void fc_sgd_gpu(const double *r, const fc_int64 *n_args, const fc_int64 *save,
+                                      const double *data, fc_int64 N, const fc_int64 *ids,
+                                      const double *lr, const double *th0, double *out, double *last,
+                                      int *status, fc_int64 *nsteps)
+{
+    const fc_int64 i = (fc_int64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) return;
+    const fc_sgd_args a = fc_sgd_unpack(r, n_args, save, data, 0);
+    status[i] = fc_sgd_run(&a, (fc_u64)ids[i], lr[i], th0 + i * FC_D, out + i * a.nsave * FC_D,
+                           last + i * FC_D, nsteps + i);
+}
+#else
+int fc_sgd_host(const double *r, const fc_int64 *n_args, const fc_int64 *save,
+                const volatile int *interrupt, const double *data, fc_int64 N, const fc_int64 *ids,
+                const double *lr, const double *th0, double *out, double *last, int *status,
+                fc_int64 *nsteps, int threads)
+{
+    const fc_sgd_args a = fc_sgd_unpack(r, n_args, save, data, interrupt);
+    (void)threads;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(threads) if (threads > 1)
+    for (fc_int64 i = 0; i < N; i++)
+        status[i] = fc_sgd_run(&a, (fc_u64)ids[i], lr[i], th0 + i * FC_D, out + i * a.nsave * FC_D,
+                               last + i * FC_D, nsteps + i);
+    return 0;
+}
+#endif
+
+#endif
