@@ -442,3 +442,145 @@ def network_eos(r, title=None):
     axs[3].axhline(0, color="0.6", lw=0.8)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------ SGD
+def sgd_double_well(r, title=None):
+    """SGD against its SDE on a noisy double well: stationary densities and escape rates."""
+    plt = _plt()
+    Bs = list(r["batches"])
+    fig, axs = plt.subplots(1, len(Bs) + 1, figsize=(5 * (len(Bs) + 1), 4.2))
+    edges = np.asarray(r["edges"])
+    x = 0.5 * (edges[1:] + edges[:-1])
+    for ax, B in zip(axs, Bs):
+        row = r["batches"][B]
+        ax.stairs(row["sgd"]["density"], edges, color="C0", lw=1.6, label="SGD")
+        ax.stairs(row["sde"]["density"], edges, color="C1", lw=1.2, ls="--", label="SME-1 (SDE)")
+        ax.plot(x, row["gibbs"], "k:", lw=1.4, label=r"$\propto e^{-2E/\sigma^2}$")
+        ax.set_title(f"B = {B}: σ² = η s²/B = {row['sigma2']:.3g}", fontsize=10)
+        ax.set_xlabel("x")
+        ax.set_ylabel("density of the iterates (after t = 50)")
+        ax.legend(fontsize=8, loc="upper center")
+    ax = axs[-1]
+    s2 = np.array([r["batches"][B]["sigma2"] for B in Bs])
+    for key, style, label in (("sgd", "o-", "SGD"), ("sde", "s--", "SME-1, Euler–Maruyama")):
+        ax.semilogy(Bs, [r["batches"][B][key]["exit_rate"] for B in Bs], style, label=label)
+    ax.semilogy(Bs, [r["batches"][B]["exact_exit_rate"] for B in Bs], "k:", marker="x",
+                label="SDE, exact mean first passage")
+    ax.set_xticks(Bs)
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel("escape rate −1 → +1 (per unit time t = kη)")
+    ax.set_title("Larger batches are quieter: escapes vanish like exp(−2ΔE/σ²)", fontsize=10)
+    ax.legend(fontsize=8)
+    for B, s in zip(Bs, s2):
+        ax.annotate(f"σ²={s:.2g}", (B, r["batches"][B]["exact_exit_rate"]), textcoords="offset points",
+                    xytext=(6, 6), fontsize=8)
+    E = tex(r["energy"])
+    fig.suptitle(title or f"SGD on ℓ = {E} + ξx (Var ξ = s² = {r['spread']**2:.3g}), η = {r['lr']:g}, {r['runs']} runs "
+                 "from x = −1; SME-1: dX = −E′dt + σ dW", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def sgd_temperature(r, title=None):
+    """The share of SGD runs ending in the flat minimum against η/B, with the SDE's and the
+    stationary (Gibbs) share."""
+    plt = _plt()
+    fig, (ax0, ax) = plt.subplots(1, 2, figsize=(12, 4.4), width_ratios=(1, 1.4))
+    xs = np.linspace(-3, 5, 600)
+    import flowcore as fc
+    E = fc.Loss.from_expr(r["energy"]).value(xs[:, None])
+    ax0.plot(xs, E, "k")
+    ax0.axvline(r["saddle"], color="0.6", ls=":", label=f"barrier top x = {r['saddle']:.2f}")
+    ax0.set_xlabel("x")
+    ax0.set_ylabel("E(x)")
+    ax0.set_title("sharp, deeper minimum (left) and flat minimum (right)", fontsize=10)
+    ax0.legend(fontsize=8)
+    lrs = sorted({p["lr"] for p in r["sgd"]})
+    for k, lr in enumerate(lrs):
+        pts = [p for p in r["sgd"] if p["lr"] == lr]
+        ax.semilogx([p["lr_over_batch"] for p in pts], [p["flat"] for p in pts], "o", color=f"C{k}", ms=7,
+                    label=f"SGD, η = {lr:g} (B = {', '.join(str(p['batch']) for p in pts)})")
+    ax.semilogx([p["lr_over_batch"] for p in r["sde"]], [p["flat"] for p in r["sde"]], "k--", lw=1.2,
+                label="SDE with σ² = η s²/B")
+    ax.semilogx([p["lr_over_batch"] for p in r["sde"]], [p["equilibrium"] for p in r["sde"]], ":", color="0.5",
+                label="stationary share (t → ∞)")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("η / B  (temperature σ² = s² η / B)")
+    ax.set_ylabel(f"share of runs in the flat minimum at t = {r['horizon']:g}")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("Learning rate and batch size act through η/B only", fontsize=10)
+    fig.suptitle(title or f"SGD on ℓ = E(x) + ξx (s = {r['spread']:g}), {r['runs']} starts on [−3, 5]", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def sme_weak_error(r, title=None):
+    """E w² of SGD (closed form and Monte Carlo) against SME-1 and SME-2, and the weak errors."""
+    plt = _plt()
+    fig, (ax0, ax) = plt.subplots(1, 2, figsize=(12, 4.4))
+    row = r["rows"][0]
+    t = np.asarray(row["t"])
+    ax0.errorbar(t, row["sgd_mc"], yerr=2 * np.asarray(row["sgd_mc_se"]), fmt="o", ms=4, color="C0",
+                 label=f"SGD, Monte Carlo ({r['runs']:,} runs, ±2 SE)")
+    ax0.plot(t, row["sgd_exact"], "kx", label="SGD, closed form")
+    ax0.plot(t, row["sme1"], "C1--", label="SME-1")
+    ax0.plot(t, row["sme2"], "C2-", label="SME-2")
+    ax0.set_xlabel("t = kη")
+    ax0.set_ylabel("E w²")
+    ax0.set_title(f"η = {row['lr']:g}, B = {r['batch']}", fontsize=10)
+    ax0.legend(fontsize=8)
+    lrs = np.array([x["lr"] for x in r["rows"]])
+    for o, c in ((1, "C1"), (2, "C2")):
+        e = np.array([x[f"sme{o}_error"] for x in r["rows"]])
+        ax.loglog(lrs, e, "o-", color=c, label=f"SME-{o} (slope over the three smallest η: {r['slopes'][o]:.2f})")
+        ax.loglog(lrs, e[-1] * (lrs / lrs[-1]) ** o, ":", color=c, lw=1)
+    ax.loglog(lrs, [x["mc_error"] for x in r["rows"]], "k^", label="Monte-Carlo SGD vs closed form (sampling error)")
+    ax.set_xlabel("learning rate η")
+    ax.set_ylabel(f"weak error |E w²(t={r['horizon']:g})|")
+    ax.set_title("Weak error against SGD: O(η) and O(η²) (dotted: slopes 1, 2)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.suptitle(title or f"Stochastic modified equations of SGD on ℓ = {r['a']:g}(w − ξ)²/2", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def sgd_ensemble(t, summary, finals, data, title=None):
+    """Mean ± std over seeds against t = kη for SGD and its SDE models (one panel per coordinate,
+    up to three), and the final iterates (a histogram in 1-D, a scatter of the first two
+    coordinates otherwise)."""
+    plt = _plt()
+    D = min(data.dim, 3)
+    fig, axs = plt.subplots(1, D + 1, figsize=(4.6 * (D + 1), 4.2))
+    styles = {"SGD": ("C0", "-"), "SME-1": ("C1", "--"), "SME-2": ("C2", ":")}
+    for d in range(D):
+        ax = axs[d]
+        for name, v in summary.items():
+            c, ls = styles.get(name, ("k", "-"))
+            m, s = np.asarray(v["mean"])[:, d], np.asarray(v["std"])[:, d]
+            ax.plot(t, m, color=c, ls=ls, label=f"{name} mean")
+            ax.fill_between(t, m - s, m + s, color=c, alpha=0.12, lw=0)
+        ax.set_xlabel("t = kη")
+        ax.set_ylabel(f"{data.vars[d]} (mean ± std over seeds)")
+        ax.legend(fontsize=8)
+    ax = axs[-1]
+    for name, y in finals.items():
+        c, ls = styles.get(name, ("k", "-"))
+        y = np.asarray(y)
+        y = y[np.all(np.isfinite(y), axis=1)]
+        if data.dim == 1:
+            ax.hist(y[:, 0], bins=50, density=True, histtype="step", color=c, ls=ls, lw=1.5, label=name)
+            ax.set_xlabel(str(data.vars[0]))
+            ax.set_ylabel("density at the last step")
+        else:
+            ax.scatter(y[:2000, 0], y[:2000, 1], s=3, color=c, alpha=0.4, label=name)
+            ax.set_xlabel(str(data.vars[0]))
+            ax.set_ylabel(str(data.vars[1]))
+    ax.set_title("final iterates", fontsize=10)
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -190,6 +190,14 @@ class DataLoss:
         dev = G - G.mean(axis=-2, keepdims=True)
         return np.einsum("...ki,...kj->...ij", dev, dev) / self.n
 
+    def covariance_expr(self):
+        """Σ(θ) as a sympy Matrix, from the data's moments: mean_k ∇ℓ_k∇ℓ_kᵀ − ∇E ∇Eᵀ."""
+        import sympy as sp
+        g = self.example_grad_exprs
+        gE = [sp.diff(self.mean_expr, v) for v in self.vars]
+        D = self.dim
+        return sp.Matrix(D, D, lambda i, j: sp.expand(self.moment_mean(sp.expand(g[i] * g[j])) - gE[i] * gE[j]))
+
     def _noise_problem(self, kind, **kw):
         import sympy as sp
         from flowcore._stochastic import NoiseProblem
