@@ -381,3 +381,66 @@ def field_from_expr(exprs, vars=None, name=None, max_ops=5000):
     label = name or "[" + ", ".join(map(str, es)) + "]"
     return _expr_field(label, len(syms), lib, address(lib, "fc_field_d"), address(lib, "fc_field_z"),
                        es, syms)
+
+
+# ------------------------------------------------------------------- means over data
+DATA_CTX = "typedef struct { int64_t n; const double *data; } fc_data_ctx;\n\n"
+
+
+def data_loss_source(expr, syms, dsyms):
+    """E = (1/n) Σ_r ℓ(x; ξ_r) and its derivatives, summed in C over the rows of ctx->data [n, P]
+    (for an ℓ that is not a polynomial in the data, whose mean has no short closed form)."""
+    D, P = len(syms), len(dsyms)
+    xs, ds = sp.symbols(f"x_0:{D}"), sp.symbols(f"d_0:{P}")
+    E, g, H, T, v = loss_derivatives(expr.xreplace(dict(zip(syms, xs)) | dict(zip(dsyms, ds))), xs)
+    src = HEADER + DATA_CTX
+    for suffix, scalar in SCALARS:
+        gh = c_block([(f"tg[{k}]", g[k]) for k in range(D)]
+                     + [(f"tH[{j * D + k}]", H[j][k]) for j in range(D) for k in range(D)], scalar)
+        row = [f"const double d_{k} = c->data[r*{P} + {k}];" for k in range(P)]
+        row += ["if (E) {", f"    {scalar} tE;"] + ["    " + s for s in c_block([("tE", E)], scalar)]
+        row += ["    aE += tE;", "}", "if (g || H) {", f"    {scalar} tg[{D}], tH[{D * D}];"]
+        row += ["    " + s for s in gh]
+        row += [f"    for (int k = 0; k < {D}; k++) ag[k] += tg[k];",
+                f"    for (int k = 0; k < {D * D}; k++) aH[k] += tH[k];", "}",
+                "if (T) {", f"    {scalar} tT[{D}];"]
+        row += ["    " + s for s in c_block([(f"tT[{k}]", T[k]) for k in range(D)], scalar)]
+        row += [f"    for (int k = 0; k < {D}; k++) aT[k] += tT[k];", "}"]
+        body = [f"const {scalar} x_{k} = x[i*{D} + {k}];" for k in range(D)]
+        body += [f"const {scalar} v_{k} = T ? v[i*{D} + {k}] : 0;" for k in range(D)]
+        body += [f"(void)v_{k};" for k in range(D)]
+        body += [f"{scalar} aE = 0, ag[{D}] = {{0}}, aH[{D * D}] = {{0}}, aT[{D}] = {{0}};",
+                 "for (int64_t r = 0; r < c->n; r++) {"] + ["    " + s for s in row] + ["}",
+                 "const double inv = 1.0 / (double)c->n;",
+                 "if (E) E[i] = aE * inv;",
+                 f"if (g) for (int k = 0; k < {D}; k++) g[i*{D} + k] = ag[k] * inv;",
+                 f"if (H) for (int k = 0; k < {D * D}; k++) H[i*{D * D} + k] = aH[k] * inv;",
+                 f"if (T) for (int k = 0; k < {D}; k++) T[i*{D} + k] = aT[k] * inv;"]
+        inner = "\n".join("        " + s for s in body)
+        src += (f"int fc_eval_{suffix}({LOSS_ARGS.format(s=scalar)})\n{{\n"
+                "    const fc_data_ctx *c = (const fc_data_ctx *)ctx;\n"
+                f"    for (int64_t i = 0; i < n; i++) {{\n{inner}\n    }}\n    return 0;\n}}\n\n")
+    return src
+
+
+def data_loss(example, syms, dsyms, data, name, max_ops=5000):
+    """A flowcore Loss for (1/n) Σ_r ℓ(θ; ξ_r) summed in C (no symbolic expression: the flows of
+    it run on the generic path)."""
+    from flowcore._loss import Loss
+
+    class Ctx(ctypes.Structure):
+        _fields_ = [("n", ctypes.c_int64), ("data", ctypes.c_void_p)]
+
+    class Struct(ctypes.Structure):
+        _fields_ = [("abi_version", ctypes.c_int32), ("dim", ctypes.c_int32), ("ctx", ctypes.c_void_p),
+                    ("eval_d", ctypes.c_void_p), ("eval_z", ctypes.c_void_p)]
+
+    key = ["data-loss", sp.srepr(example), *map(str, syms), *map(str, dsyms)]
+    if not _cached(key):
+        check_size(sp.count_ops(example) * len(syms) ** 2, max_ops, "the per-example loss")
+    lib = build(key, lambda: data_loss_source(example, syms, dsyms), "the per-example loss")
+    ctx = Ctx(data.shape[0], data.ctypes.data)
+    from flowcore._loss import ABI_VERSION
+    struct = Struct(ABI_VERSION, len(syms), ctypes.addressof(ctx), address(lib, "fc_eval_d"),
+                    address(lib, "fc_eval_z"))
+    return Loss._from_struct(ctypes.addressof(struct), name, (lib, ctx, struct, data))

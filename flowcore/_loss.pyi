@@ -5,6 +5,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+ABI_VERSION: int
+
+
 class Loss:
     """A scalar loss E(θ) on C^D, evaluated at batches of real or complex points."""
     name: str

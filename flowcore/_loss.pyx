@@ -5,6 +5,8 @@ cimport numpy as cnp
 from libc.stdint cimport int64_t, uintptr_t
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New
 from flowcore._abi cimport FC_ABI_VERSION, fc_eval_d, fc_eval_z, fc_loss
+
+ABI_VERSION = FC_ABI_VERSION      # the fc_loss ABI this build speaks (flowcore_abi.h)
 from flowcore._zoo cimport (
     fc_quadratic_ctx, fc_zoo_quadratic_d, fc_zoo_quadratic_z, fc_zoo_double_well_d, fc_zoo_double_well_z,
     fc_zoo_quartic_1d_d, fc_zoo_quartic_1d_z, fc_zoo_elongated_bowl_d, fc_zoo_elongated_bowl_z,

@@ -143,8 +143,18 @@ _SGD_ARGS = [K.ctypes.c_void_p] * 5 + [K.ctypes.c_int64] + [K.ctypes.c_void_p] *
 _SDE_ARGS = [K.ctypes.c_void_p] * 5 + [K.ctypes.c_int64] + [K.ctypes.c_void_p] * 6 + [K.ctypes.c_int]
 
 
+def _check_size(p: NoiseProblem, max_ops=20000):
+    """Refuse a kernel whose expressions would take minutes to generate (as Loss.from_expr does)."""
+    import sympy as sp
+    from flowcore._codegen import _cached, check_size
+    if not _cached(["noise", *p.key()]):
+        ops = sum(sp.count_ops(e) for e in (*p.example_grad, *p.drift, *p.diffusion))
+        check_size(ops * (p.noise_dim if p.scheme == "weak2" else 1), max_ops, f"the {p.kind} kernel")
+
+
 @functools.lru_cache(maxsize=64)
 def host_function(p: NoiseProblem):
+    _check_size(p)
     if p.kind == "sgd":
         return K._host_function(["sgd-kernel", *p.key()], lambda: sgd_source(p), "fc_sgd_host", _SGD_ARGS)
     return K._host_function(["sde-kernel", *p.key()], lambda: sde_source(p), "fc_sde_host", _SDE_ARGS)

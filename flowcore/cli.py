@@ -8,7 +8,8 @@ import numpy as np
 
 def _zoo_names():
     import flowcore as fc
-    return tuple(n for n in fc.losses.__all__ if n != "quadratic")     # quadratic needs a matrix
+    return tuple(n for n in fc.losses.__all__ if n not in ("quadratic", "linear_regression", "logistic_regression"))
+    # (quadratic needs a matrix; the regressions need data)
 
 
 def _loss(spec, vars=None):

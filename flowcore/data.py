@@ -136,10 +136,18 @@ class DataLoss:
 
     @property
     def loss(self):
-        """The full-batch loss E as a compiled :class:`flowcore.Loss` (built once)."""
+        """The full-batch loss E as a compiled :class:`flowcore.Loss` (built once): from the
+        moments' closed form when ℓ is a polynomial in the data (with ``loss.expr``, so every
+        compiled kernel and the symbolic analyses apply), else summed over the data in C (no
+        ``expr``: flows run on the generic path)."""
         if self._loss is None:
             from flowcore._loss import Loss
-            self._loss = Loss.from_expr(self.mean_expr, vars=self.vars, name=f"mean of {self.name}")
+            name = f"mean of {self.name}"
+            if self._polynomial_in_data():
+                self._loss = Loss.from_expr(self.mean_expr, vars=self.vars, name=name)
+            else:
+                from flowcore._codegen import data_loss
+                self._loss = data_loss(self.example, self.vars, self.data_vars, self.data, name)
         return self._loss
 
     def minibatch_expr(self, indices):

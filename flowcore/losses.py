@@ -9,7 +9,7 @@ import numpy as np
 from flowcore._loss import Loss
 
 __all__ = ["quadratic", "quadratic_1d", "double_well", "quartic_1d", "elongated_bowl",
-           "round_bowl", "rosenbrock", "ring_saddle"]
+           "round_bowl", "rosenbrock", "ring_saddle", "linear_regression", "logistic_regression"]
 
 
 def _real(value, label):
@@ -122,3 +122,41 @@ def ring_saddle():
         a, b = _symbols("a b")
         return (a**2 + b**2 - 1)**2 + a * b, (a, b)
     return Loss._zoo("ring_saddle", "ring_saddle", 2, [0.0], symbolic)
+
+
+# ------------------------------------------------------------------ losses over data
+def _design(X, y):
+    X = np.asarray(X, dtype=np.float64)
+    X = X[:, None] if X.ndim == 1 else X
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must be [n, p] (or [n]), got shape {np.shape(X)}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have one value per row of X ([{X.shape[0]}]), got shape {y.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValueError("X and y must be finite")
+    p = X.shape[1]
+    data = {f"x{j}": X[:, j] for j in range(p)} | {"y": y}
+    w = [f"w{j}" for j in range(p)]
+    return data, w, " + ".join(f"w{j}*x{j}" for j in range(p))
+
+
+def linear_regression(X, y, intercept=False):
+    """Least squares as a :class:`flowcore.DataLoss`: ℓ(w; x, y) = ½(wᵀx (+ b) − y)², parameters
+    w0 … w_{p−1} (and b). Its mean is a quadratic written with the data's moments; its gradient
+    noise Σ(w) depends on w (the residuals), as in real regression."""
+    from flowcore.data import DataLoss
+    data, w, dot = _design(X, y)
+    if intercept:
+        dot, w = dot + " + b", w + ["b"]
+    return DataLoss.from_expr(f"({dot} - y)**2/2", data, vars=w, name="linear regression")
+
+
+def logistic_regression(X, y):
+    """Logistic regression with labels y ∈ {−1, +1} as a :class:`flowcore.DataLoss`:
+    ℓ(w; x, y) = log(1 + exp(−y wᵀx)) (its mean is an explicit sum: n ≤ 2000)."""
+    from flowcore.data import DataLoss
+    data, w, dot = _design(X, y)
+    if not np.all(np.isin(data["y"], (-1.0, 1.0))):
+        raise ValueError("y must hold labels −1 and +1")
+    return DataLoss.from_expr(f"log(1 + exp(-y*({dot})))", data, vars=w, name="logistic regression")

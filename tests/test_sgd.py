@@ -284,3 +284,37 @@ def test_stochastic_gpu_matches_cpu():
                    (fc.SDE(["x/2 - y", "sin(x)"], [["x/2", "0.1"], ["1", "y"]]), "weak2")]:
         cpu, gpu = (fc.sde_solve(sde, th, (0, 1), 0.1, method=m, seed=3, device=d) for d in ("cpu", "gpu"))
         np.testing.assert_allclose(gpu.y, cpu.y, rtol=1e-10, atol=1e-12)
+
+
+def test_zoo_regressions_match_numpy():
+    rng = np.random.default_rng(8)
+    X, w_true = rng.normal(size=(60, 2)), np.array([1.0, -2.0])
+    y = X @ w_true + 0.5 + 0.1 * rng.normal(size=60)
+    lin = fc.losses.linear_regression(X, y, intercept=True)
+    best = np.linalg.lstsq(np.c_[X, np.ones(60)], y, rcond=None)[0]
+    np.testing.assert_allclose(lin.loss.grad(best[None])[0], 0, atol=1e-12)
+    run = fc.descend(lin, np.zeros((1, 3)), 0.05, 400, method="sgd", batch=60, replace=False, seed=0)
+    np.testing.assert_allclose(run.final[0], best, atol=1e-6)      # full batch: GD
+    labels = np.where(X[:, 0] + 0.5 * rng.normal(size=60) > 0, 1.0, -1.0)
+    log = fc.losses.logistic_regression(X, labels)
+    th = rng.normal(size=(4, 2))
+    ref = np.mean(np.log1p(np.exp(-labels * (th @ X.T))), axis=1)
+    np.testing.assert_allclose(log.loss.value(th), ref, rtol=1e-13)
+    p = 1 / (1 + np.exp(labels * (th @ X.T)))                       # σ(−y wᵀx)
+    np.testing.assert_allclose(log.loss.grad(th), -(p * labels) @ X / 60, rtol=1e-12)
+    H = np.einsum("nk,ki,kj->nij", p * (1 - p), X, X) / 60
+    np.testing.assert_allclose(log.loss.hess(th), H, rtol=1e-11, atol=1e-15)
+    with pytest.raises(ValueError, match="labels"):
+        fc.losses.logistic_regression(X, labels * 2)
+
+
+def test_cli_sgd_json_redraws(tmp_path, capsys):
+    import json
+    from flowcore.cli import main
+    assert main(["sgd", "--example", "(w*x - y)**2/2", "--data", "x=1,2,-1", "--data", "y=2,3.5,-2", "--lr", "0.2",
+                 "--theta0", "0", "--steps", "5", "--runs", "50", "--json", "-o", str(tmp_path / "s.png")]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert set(r["models"]) == {"SGD", "SME-1", "SME-2"} and len(r["t"]) == 6 and (tmp_path / "s.png").exists()
+    assert np.shape(r["models"]["SME-2"]["mean"]) == (6, 1) and len(r["models"]["SGD"]["final_sample"]) == 50
+    assert main(["sgd", "--example", "(w*x - y)**2/2", "--data", "x=1,2", "--lr", "0.2", "--theta0", "0"]) == 2
+    assert "--data" in capsys.readouterr().err
