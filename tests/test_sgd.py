@@ -30,20 +30,58 @@ def test_philox_reference_matches_numpy():
     assert list(bg.random_raw(4)) == philox([4, 1, 4, 1], key)
 
 
-def test_sde_noise_is_box_muller_on_philox():
-    """dθ = dW with dt = 1: the increments are the generator's normals, which must be Box–Muller
-    on Philox keyed (seed, trajectory id, step) as random.h documents."""
-    seed, tid, steps = 2**70 + 12345, 7, 5
+def _ziggurat_normal(bits, x, f):
+    """A standard normal from a stream of 64-bit draws by the ziggurat as random.h documents it."""
+    while True:
+        b = next(bits)
+        i, sign = b & 0xFF, -1.0 if b & 0x100 else 1.0
+        u = (b >> 11) * 2.0**-53
+        t = u * x[i]
+        if t < x[i + 1]:
+            return sign * t
+        if i == 0:
+            while True:
+                a = -math.log(((next(bits) >> 11) + 1.0) * 2.0**-53) / x[1]
+                y = -math.log(((next(bits) >> 11) + 1.0) * 2.0**-53)
+                if 2 * y >= a * a:
+                    return sign * (x[1] + a)
+        if f[i] + (next(bits) >> 11) * 2.0**-53 * (f[i + 1] - f[i]) < math.exp(-0.5 * t * t):
+            return sign * t
+
+
+def test_sde_noise_is_the_ziggurat_on_philox():
+    """dθ = dW with dt = 1: the increments are the generator's normals, which must be the
+    ziggurat on the trajectory's Philox stream, counter (block, id, 0, 0), as random.h documents."""
+    from flowcore._stochastic import ziggurat_tables
+    x, f = ziggurat_tables()
+    seed, tid, steps = 2**70 + 12345, 7, 300
     sol = fc.sde_solve(fc.SDE(["0"], 1.0, vars=("x",)), [[0.0]], (0, steps), 1.0, seed=seed, ids=[tid])
-    got = np.diff(sol.y[0, :, 0])
     key = [seed & MASK, seed >> 64]
-    want = []
-    for k in range(steps):
-        u = philox([0, k, tid, 0], key)
-        u1 = ((u[0] >> 11) + 1.0) * 2.0**-53
-        u2 = (u[1] >> 11) * 2.0**-53
-        want.append(math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2))
-    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+
+    def draws():
+        block = 0
+        while True:
+            yield from philox([block, tid, 0, 0], key)
+            block += 1
+
+    stream = draws()
+    want = [_ziggurat_normal(stream, x, f) for _ in range(steps)]
+    assert np.array_equal(sol.y[0, 1:, 0], np.cumsum(want))      # θ_{k+1} = θ_k + ΔW_k, added in order
+
+
+def test_ziggurat_tables_have_equal_areas_and_normals_are_normal():
+    from scipy import special, stats
+    from flowcore._stochastic import ziggurat_tables
+    x, f = ziggurat_tables()
+    r = x[1]
+    v = r * np.exp(-r * r / 2) + np.sqrt(np.pi / 2) * special.erfc(r / np.sqrt(2))
+    np.testing.assert_allclose(x[1:256] * (f[2:] - f[1:256]), v, rtol=1e-12)     # every layer: area v
+    np.testing.assert_allclose(f[1:], np.exp(-x[1:]**2 / 2), rtol=1e-15)     # f[0] = 0: the base layer starts at 0
+    z = fc.sde_solve(fc.SDE(["0"], 1.0, vars=("x",)), np.zeros((400_000, 1)), (0, 1), 1.0, seed=1).y[:, -1, 0]
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    tail = np.mean(np.abs(z) > 3.0)                   # exercises the tail and the top wedges
+    p = special.erfc(3 / np.sqrt(2))
+    assert abs(tail - p) < 5 * np.sqrt(p / len(z))
 
 
 # ------------------------------------------------------------------------------ SGD
@@ -207,7 +245,8 @@ def test_sme_weak_errors_scale_as_lr_and_lr_squared():
         for order in (1, 2):
             s = fa.sme(data, eta, B, order)
             f = s.drift[0].xreplace({s.vars[0]: w})
-            G2 = s.noise.variance_factor * data.covariance([w0])[0, 0]
+            G2 = float(s.diffusion[0, 0]) ** 2          # Σ is constant here: a constant factor
+            assert G2 == pytest.approx(eta * a**2 * s2 / B, rel=1e-12)
             V_ = sp.Symbol("V")
             ode = fc.Field.from_expr([f, 2 * sp.diff(f, w) * V_ + G2], vars=(w, V_))
             y = fc.solve(ode, [w0, 0.0], (0, k * eta), t_eval=[k * eta], rtol=1e-12, atol=1e-14).y[0, -1]

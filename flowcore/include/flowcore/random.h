@@ -4,12 +4,15 @@
  * bits from a counter and a key, with no state. A kernel keys every draw by what it is for:
  *
  *     key     = (seed_lo, seed_hi)                  the user's seed (up to 128 bits)
- *     counter = (block, step, trajectory, purpose)
+ *     counter = (block, trajectory, purpose, 0)
  *
- * so a trajectory's numbers depend on its id and step only: never on threads, batching, the order
- * of work or the device, and any trajectory can be replayed alone.
+ * Each trajectory reads its own stream of blocks 0, 1, 2, ... (one stream per purpose), four
+ * numbers a block, as far as its steps need: its numbers depend on the seed and its id only —
+ * never on threads, batching, the order of work or the device — and a trajectory replayed alone
+ * is the same path. (A block per step, keyed by the step, would cost a Philox call per number
+ * where a one-dimensional SDE needs one number a step.)
  *
- * Normals: Box–Muller on pairs of 53-bit uniforms, u1 in (0, 1] (log never sees 0).
+ * Normals: the ziggurat (below), exact, about one draw per normal.
  * Indices below n: the high word of u · n (Lemire; bias below n / 2^64).
  * Permutations without memory: a balanced Feistel network on 2·half bits, keyed per (trajectory,
  * epoch), with cycle walking onto [0, n) — a keyed bijection, so epoch e's k-th example is
@@ -44,17 +47,17 @@ FC_FN fc_u64x4 fc_philox(fc_u64 c0, fc_u64 c1, fc_u64 c2, fc_u64 c3, fc_u64 k0, 
     return out;
 }
 
-/* One trajectory's draws for one purpose at one step: 4 numbers per block, blocks 0, 1, ... */
+/* One trajectory's draws for one purpose: 4 numbers per block, blocks 0, 1, ... */
 typedef struct {
-    fc_u64 k0, k1, step, traj, purpose, block;
+    fc_u64 k0, k1, traj, purpose, block;
     fc_u64x4 buf;
     int used;                     /* numbers of buf consumed (4: draw a new block) */
 } fc_stream;
 
-FC_FN fc_stream fc_stream_at(fc_u64 k0, fc_u64 k1, fc_u64 traj, fc_u64 step, fc_u64 purpose)
+FC_FN fc_stream fc_stream_at(fc_u64 k0, fc_u64 k1, fc_u64 traj, fc_u64 purpose)
 {
     fc_stream s;
-    s.k0 = k0; s.k1 = k1; s.traj = traj; s.step = step; s.purpose = purpose; s.block = 0;
+    s.k0 = k0; s.k1 = k1; s.traj = traj; s.purpose = purpose; s.block = 0;
     s.used = 4;
     return s;
 }
@@ -62,43 +65,51 @@ FC_FN fc_stream fc_stream_at(fc_u64 k0, fc_u64 k1, fc_u64 traj, fc_u64 step, fc_
 FC_FN fc_u64 fc_bits(fc_stream *s)
 {
     if (s->used == 4) {
-        s->buf = fc_philox(s->block++, s->step, s->traj, s->purpose, s->k0, s->k1);
+        s->buf = fc_philox(s->block++, s->traj, s->purpose, 0, s->k0, s->k1);
         s->used = 0;
     }
     return s->buf.v[s->used++];
 }
 
-/* (0, 1]: never 0, so that log(u) is finite */
-FC_FN double fc_uniform_open0(fc_u64 u) { return ((double)(u >> 11) + 1.0) * 0x1.0p-53; }
-FC_FN double fc_uniform(fc_u64 u) { return (double)(u >> 11) * 0x1.0p-53; }
+/* [0, 1) and (0, 1] (never 0, so that log(u) is finite) from the top 53 bits; through a signed
+   integer, which converts in one instruction where an unsigned 64-bit one takes several */
+FC_FN double fc_uniform(fc_u64 u) { return (double)(fc_int64)(u >> 11) * 0x1.0p-53; }
+FC_FN double fc_uniform_open0(fc_u64 u) { return ((double)(fc_int64)(u >> 11) + 1.0) * 0x1.0p-53; }
 
-/* two standard normals from two draws (Box–Muller) */
-FC_FN void fc_normal2(fc_stream *s, double *z0, double *z1)
-{
-    const double r = sqrt(-2.0 * log(fc_uniform_open0(fc_bits(s))));
-    const double t = 2.0 * FC_PI * fc_uniform(fc_bits(s));
-    *z0 = r * cos(t);
-    *z1 = r * sin(t);
-}
+/* Standard normals by the ziggurat (Marsaglia & Tsang 2000) on 256 layers of equal area: one draw
+ * gives the layer (8 bits), the sign (1 bit) and the abscissa (53 bits); 98.8% of draws are
+ * accepted at once; the rest test a wedge under exp(−x²/2) or sample the tail beyond r
+ * (Marsaglia 1964). The tables fc_zig_x[257] (layer widths, x[1] = r) and fc_zig_f[257] =
+ * exp(−x²/2) are written into each kernel's source by flowcore/_stochastic.py (ziggurat_tables).
+ * A normal consumes a variable number of draws: the stream just continues. */
+typedef struct { fc_stream s; } fc_normals;
 
-/* a normal stream hands them out one at a time */
-typedef struct { fc_stream s; double spare; int has_spare; } fc_normals;
-
-FC_FN fc_normals fc_normals_at(fc_u64 k0, fc_u64 k1, fc_u64 traj, fc_u64 step)
+FC_FN fc_normals fc_normals_at(fc_u64 k0, fc_u64 k1, fc_u64 traj)
 {
     fc_normals z;
-    z.s = fc_stream_at(k0, k1, traj, step, FC_RNG_NORMAL);
-    z.spare = 0; z.has_spare = 0;
+    z.s = fc_stream_at(k0, k1, traj, FC_RNG_NORMAL);
     return z;
 }
 
 FC_FN double fc_normal(fc_normals *z)
 {
-    if (z->has_spare) { z->has_spare = 0; return z->spare; }
-    double a, b;
-    fc_normal2(&z->s, &a, &b);
-    z->spare = b; z->has_spare = 1;
-    return a;
+    for (;;) {
+        const fc_u64 b = fc_bits(&z->s);
+        const int i = (int)(b & 0xff);
+        const double sign = (b & 0x100) ? -1.0 : 1.0;
+        const double x = fc_uniform(b) * fc_zig_x[i];
+        if (x < fc_zig_x[i + 1]) return sign * x;           /* inside the layer's core rectangle */
+        if (i == 0) {                                        /* the tail beyond r = fc_zig_x[1] */
+            double t, y;
+            do {
+                t = -log(fc_uniform_open0(fc_bits(&z->s))) / fc_zig_x[1];
+                y = -log(fc_uniform_open0(fc_bits(&z->s)));
+            } while (2.0 * y < t * t);
+            return sign * (fc_zig_x[1] + t);
+        }
+        const double y = fc_zig_f[i] + fc_uniform(fc_bits(&z->s)) * (fc_zig_f[i + 1] - fc_zig_f[i]);
+        if (y < exp(-0.5 * x * x)) return sign * x;           /* under the curve in the wedge */
+    }
 }
 
 FC_FN fc_u64 fc_below(fc_stream *s, fc_u64 n) { return fc_mulhi(fc_bits(s), n); }
@@ -113,12 +124,13 @@ FC_FN fc_u64 fc_mix(fc_u64 z)
 
 typedef struct { fc_u64 k0, k1, n; int half; } fc_perm;
 
-/* the permutation of [0, n) that trajectory `traj` uses in epoch `epoch` */
+/* the permutation of [0, n) that trajectory `traj` uses in epoch `epoch`: its keys are the block
+   (epoch, trajectory, FC_RNG_EPOCH, 0), so any epoch's permutation is found directly */
 FC_FN fc_perm fc_perm_at(fc_u64 k0, fc_u64 k1, fc_u64 traj, fc_u64 epoch, fc_u64 n)
 {
-    fc_stream s = fc_stream_at(k0, k1, traj, epoch, FC_RNG_EPOCH);
+    const fc_u64x4 r = fc_philox(epoch, traj, FC_RNG_EPOCH, 0, k0, k1);
     fc_perm p;
-    p.k0 = fc_bits(&s); p.k1 = fc_bits(&s) | 1; p.n = n; p.half = 1;
+    p.k0 = r.v[0]; p.k1 = r.v[1] | 1; p.n = n; p.half = 1;
     while ((fc_u64)1 << (2 * p.half) < n) p.half++;
     return p;
 }

@@ -3,8 +3,8 @@
  *
  * Followed by the generated step fc_sde_step(x, dt, z, signs, xnew, a), which draws its own
  * Gaussian increments from z (and, for the weak order-2 scheme, the two-point variables from
- * signs); see flowcore/_stochastic.py for the schemes. Step k's numbers are keyed by
- * (seed, trajectory id, k): a path does not depend on threads, batching or the device.
+ * signs); see flowcore/_stochastic.py for the schemes. Each path reads its own Philox streams
+ * (random.h): it does not depend on threads, batching or the device.
  */
 #ifndef FLOWCORE_SDE_H
 #define FLOWCORE_SDE_H
@@ -34,8 +34,8 @@ FC_FN fc_sde_args fc_sde_unpack(const double *r, const fc_int64 *n, const fc_int
     return a;
 }
 
-/* generated after this header: one step of the scheme */
-FC_FN int fc_sde_step(const double *x, double dt, fc_normals *z, fc_stream *signs, double *xnew,
+/* generated after this header: one step of the scheme (the loop tests the result) */
+FC_FN void fc_sde_step(const double *x, double dt, fc_normals *z, fc_stream *signs, double *xnew,
                       const fc_sde_args *a);
 
 FC_FN int fc_sde_run(const fc_sde_args *a, fc_u64 id, const double *x0, double *out, double *last,
@@ -43,25 +43,32 @@ FC_FN int fc_sde_run(const fc_sde_args *a, fc_u64 id, const double *x0, double *
 {
     double x[FC_D], xnew[FC_D];
     for (int q = 0; q < FC_D; q++) x[q] = x0[q];
-    fc_int64 o = 0;
+    const double dt = a->dt, r2 = a->radius * a->radius;
+    fc_int64 o = 0, next = a->nsave > 0 ? a->save[0] : -1, k = 0;
     int status = FC_OK;
-    *nsteps = 0;
-    for (fc_int64 k = 0; ; k++) {
-        while (o < a->nsave && a->save[o] == k) {
+    fc_normals z = fc_normals_at(a->k0, a->k1, id);
+    fc_stream signs = fc_stream_at(a->k0, a->k1, id, FC_RNG_SIGN);
+    for (;; k++) {
+        while (k == next) {                       /* record (save may repeat a step) */
             for (int q = 0; q < FC_D; q++) out[o * FC_D + q] = x[q];
-            o++;
+            next = ++o < a->nsave ? a->save[o] : -1;
         }
-        if (k == a->steps || status != FC_OK) break;
-        if (a->interrupt && (k & 63) == 0 && *a->interrupt) { status = FC_INTERRUPTED; break; }
-        fc_normals z = fc_normals_at(a->k0, a->k1, id, (fc_u64)k);
-        fc_stream signs = fc_stream_at(a->k0, a->k1, id, (fc_u64)k, FC_RNG_SIGN);
-        status = fc_sde_step(x, a->dt, &z, &signs, xnew, a);
+        if (k == a->steps) break;
+        if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
+        fc_sde_step(x, dt, &z, &signs, xnew, a);
         double norm2 = 0.0;
         for (int q = 0; q < FC_D; q++) { x[q] = xnew[q]; norm2 += x[q] * x[q]; }
-        *nsteps = k + 1;
-        if (status == FC_OK && !isfinite(norm2)) status = FC_NONFINITE;
-        if (status == FC_OK && norm2 > a->radius * a->radius) status = FC_ESCAPED;
+        if (!(norm2 <= r2)) {                     /* one compare: beyond the radius, or NaN */
+            status = fc_check(x, FC_D) != FC_OK ? FC_NONFINITE : FC_ESCAPED;
+            k++;
+            while (k == next) {
+                for (int q = 0; q < FC_D; q++) out[o * FC_D + q] = x[q];
+                next = ++o < a->nsave ? a->save[o] : -1;
+            }
+            break;
+        }
     }
+    *nsteps = k;
     for (int q = 0; q < FC_D; q++) last[q] = x[q];
     return status;
 }

@@ -9,7 +9,8 @@
  * Batches: with replacement, B indices drawn uniformly at every step; without, epoch e (of
  * m = ⌊n/B⌋ steps) walks the permutation π_e of trajectory and epoch: step k uses π_e(jB + b),
  * j = k mod m, b < B (the n − mB examples left over differ from epoch to epoch).
- * Every draw is keyed by (seed, trajectory id, step): see random.h.
+ * The batches come from the trajectory's own Philox stream (random.h): independent of threads
+ * and batching; epoch e's permutation is keyed by (seed, trajectory id, e).
  */
 #ifndef FLOWCORE_SGD_H
 #define FLOWCORE_SGD_H
@@ -39,33 +40,35 @@ FC_FN fc_sgd_args fc_sgd_unpack(const double *r, const fc_int64 *n, const fc_int
     return a;
 }
 
-/* the mean gradient over step k's batch */
-FC_FN void fc_batch_grad(const fc_sgd_args *a, fc_u64 id, fc_int64 k, const double *x, double *g)
+/* the mean gradient over step k's batch (s: the trajectory's index stream; p: its permutation of
+   the current epoch, renewed here at each epoch's first step) */
+FC_FN void fc_batch_grad(const fc_sgd_args *a, fc_u64 id, fc_int64 k, const double *x, double *g,
+                         fc_stream *s, fc_perm *p)
 {
     double gk[FC_D];
     for (int q = 0; q < FC_D; q++) g[q] = 0.0;
     const fc_u64 n = (fc_u64)a->n, B = (fc_u64)a->batch;
-    fc_stream s = fc_stream_at(a->k0, a->k1, id, (fc_u64)k, FC_RNG_INDEX);
-    fc_perm p;
     fc_u64 first = 0;
     if (!a->replace) {
         const fc_u64 m = n / B;
-        p = fc_perm_at(a->k0, a->k1, id, (fc_u64)k / m, n);
+        if ((fc_u64)k % m == 0) *p = fc_perm_at(a->k0, a->k1, id, (fc_u64)k / m, n);
         first = ((fc_u64)k % m) * B;
     }
     for (fc_u64 b = 0; b < B; b++) {
-        const fc_u64 idx = a->replace ? fc_below(&s, n) : fc_permute(&p, first + b);
+        const fc_u64 idx = a->replace ? fc_below(s, n) : fc_permute(p, first + b);
         fc_example_grad(x, a->data + idx * FC_P, gk);
         for (int q = 0; q < FC_D; q++) g[q] += gk[q];
     }
     for (int q = 0; q < FC_D; q++) g[q] /= (double)B;
 }
 
-FC_FN void fc_sgd_save(const fc_sgd_args *a, fc_int64 k, const double *x, double *out, fc_int64 *o)
+/* record x at step k if it is due (the save list may repeat a step) */
+FC_FN void fc_sgd_save(const fc_sgd_args *a, fc_int64 k, const double *x, double *out, fc_int64 *o,
+                       fc_int64 *next)
 {
-    while (*o < a->nsave && a->save[*o] == k) {
+    while (k == *next) {
         for (int q = 0; q < FC_D; q++) out[*o * FC_D + q] = x[q];
-        ++*o;
+        *next = ++*o < a->nsave ? a->save[*o] : -1;
     }
 }
 
@@ -75,24 +78,28 @@ FC_FN int fc_sgd_run(const fc_sgd_args *a, fc_u64 id, double lr, const double *t
 {
     double x[FC_D], v[FC_D], g[FC_D];
     for (int q = 0; q < FC_D; q++) { x[q] = th0[q]; v[q] = 0.0; }
-    fc_int64 o = 0;
+    const double beta = a->beta, r2 = a->radius * a->radius;
+    fc_int64 o = 0, next = a->nsave > 0 ? a->save[0] : -1, k = 0;
     int status = FC_OK;
-    *nsteps = 0;
-    fc_sgd_save(a, 0, x, out, &o);
-    for (fc_int64 k = 0; k < a->steps; k++) {
-        if (a->interrupt && (k & 63) == 0 && *a->interrupt) { status = FC_INTERRUPTED; break; }
-        fc_batch_grad(a, id, k, x, g);
+    fc_stream s = fc_stream_at(a->k0, a->k1, id, FC_RNG_INDEX);
+    fc_perm p = fc_perm_at(a->k0, a->k1, id, 0, (fc_u64)a->n);
+    fc_sgd_save(a, 0, x, out, &o, &next);
+    while (k < a->steps) {
+        if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
+        fc_batch_grad(a, id, k, x, g, &s, &p);
         double norm2 = 0.0;
         for (int q = 0; q < FC_D; q++) {
-            v[q] = a->beta * v[q] - lr * g[q];
+            v[q] = beta * v[q] - lr * g[q];
             x[q] += v[q];
             norm2 += x[q] * x[q];
         }
-        *nsteps = k + 1;
-        fc_sgd_save(a, k + 1, x, out, &o);
-        if (!isfinite(norm2)) { status = FC_NONFINITE; break; }
-        if (norm2 > a->radius * a->radius) { status = FC_ESCAPED; break; }
+        fc_sgd_save(a, ++k, x, out, &o, &next);
+        if (!(norm2 <= r2)) {                    /* one compare: beyond the radius, or NaN */
+            status = fc_check(x, FC_D) != FC_OK ? FC_NONFINITE : FC_ESCAPED;
+            break;
+        }
     }
+    *nsteps = k;
     for (int q = 0; q < FC_D; q++) last[q] = x[q];
     return status;
 }
