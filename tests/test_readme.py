@@ -27,9 +27,13 @@ def test_readme_cli_examples_run_when_pasted(tmp_path):
     lines = [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines()]
     lines = [ln for ln in lines if ln.startswith("flowcore ") and " tour" not in ln]
     assert len(lines) >= 3
-    for ln in lines:
-        args = shlex.split(ln)[1:]
-        proc = subprocess.run([sys.executable, "-m", "flowcore.cli", *args], capture_output=True, text=True,
-                              cwd=tmp_path)
-        assert proc.returncode == 0, (ln, proc.stderr[-2000:])
+    from concurrent.futures import ThreadPoolExecutor
+
+    def paste(ln):
+        return ln, subprocess.run([sys.executable, "-m", "flowcore.cli", *shlex.split(ln)[1:]],
+                                  capture_output=True, text=True, cwd=tmp_path)
+
+    with ThreadPoolExecutor(2) as pool:          # two shells at once: the lines write different files
+        for ln, proc in pool.map(paste, lines):
+            assert proc.returncode == 0, (ln, proc.stderr[-2000:])
     assert (tmp_path / "b.png").exists() and (tmp_path / "p_reim.png").exists() and (tmp_path / "t.png").exists()

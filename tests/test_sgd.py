@@ -303,10 +303,12 @@ def _stochastic_problems():
 
 @pytest.mark.skipif(__import__("sys").platform != "linux", reason="the NVRTC wheels are for Linux")
 def test_stochastic_kernels_compile_for_cuda():
+    from concurrent.futures import ThreadPoolExecutor
     from flowcore import _kernels, _stochastic
-    for p in _stochastic_problems():
-        ptx = _kernels.nvrtc_compile(_stochastic.source(p))
-        assert f".entry fc_{p.kind}_gpu" in ptx
+    problems = _stochastic_problems()
+    with ThreadPoolExecutor(2) as pool:
+        ptx = list(pool.map(_kernels.nvrtc_compile, [_stochastic.source(p) for p in problems]))
+    assert all(f".entry fc_{p.kind}_gpu" in x for p, x in zip(problems, ptx))
 
 
 @pytest.mark.gpu
