@@ -259,3 +259,86 @@ def run(p: NoiseProblem, device, r, n, save, data, ids, *per_start, threads):
                                *map(ptr, per_start), ptr(out), ptr(last), ptr(status), ptr(nsteps),
                                threads)
     return out, last, status.astype(np.int8), nsteps, interrupted
+
+
+# ------------------------------------------------------- the same streams in numpy (for JAX losses)
+_M0, _M1 = np.uint64(0xD2E7470EE14C6C93), np.uint64(0xCA5A826395121157)
+_W0, _W1 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBB67AE8584CAA73B)
+_LO = np.uint64(0xFFFFFFFF)
+
+
+def _mulhi(a, b):
+    """The high word of a·b for uint64 arrays (by 32-bit halves; numpy has no 128-bit product)."""
+    s32 = np.uint64(32)
+    a_hi, a_lo, b_hi, b_lo = a >> s32, a & _LO, b >> s32, b & _LO
+    lo_lo, hi_lo, lo_hi, hi_hi = a_lo * b_lo, a_hi * b_lo, a_lo * b_hi, a_hi * b_hi
+    mid = (lo_lo >> s32) + (hi_lo & _LO) + (lo_hi & _LO)
+    return hi_hi + (hi_lo >> s32) + (lo_hi >> s32) + (mid >> s32)
+
+
+def philox_numpy(c0, c1, c2, c3, key):
+    """Philox4x64-10 of random.h, vectorised over broadcast counter words (uint64 arrays)."""
+    c = [np.asarray(v, dtype=np.uint64) for v in np.broadcast_arrays(c0, c1, c2, c3)]
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    with np.errstate(over="ignore"):
+        for _ in range(10):
+            a, ah = _M0 * c[0], _mulhi(_M0, c[0])
+            b, bh = _M1 * c[2], _mulhi(_M1, c[2])
+            c = [bh ^ c[1] ^ k0, b, ah ^ c[3] ^ k1, a]
+            k0, k1 = k0 + _W0, k1 + _W1
+    return c
+
+
+def _mix(z):
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _permute(k0, k1, n, i):
+    """random.h's fc_permute, vectorised: keys k0, k1 [N], positions i [N, B]."""
+    half = 1
+    while (1 << (2 * half)) < n:
+        half += 1
+    h, mask = np.uint64(half), np.uint64((1 << half) - 1)
+    i = i.astype(np.uint64)
+    todo = np.ones(i.shape, dtype=bool)
+    with np.errstate(over="ignore"):
+        while todo.any():
+            x = i[todo]
+            kk0, kk1 = np.broadcast_to(k0[:, None], i.shape)[todo], np.broadcast_to(k1[:, None], i.shape)[todo]
+            L, R = x >> h, x & mask
+            for r in range(6):
+                L, R = R, L ^ (_mix(R ^ (kk0 + np.uint64(r) * kk1)) & mask)
+            i[todo] = (L << h) | R
+            todo = i >= np.uint64(n)
+    return i.astype(np.int64)
+
+
+def batch_indices(key, ids, k_first, k_last, n, B, replace):
+    """The examples of steps k_first … k_last − 1 of sgd.h's runs ids: [steps, N, B] — the same
+    numbers the compiled kernel draws (with replacement the index stream holds B words a step)."""
+    ids = np.asarray(ids, dtype=np.uint64)
+    key = np.asarray(key).view(np.uint64)
+    steps = np.arange(k_first, k_last, dtype=np.uint64)
+    if replace:
+        words = steps[:, None, None] * np.uint64(B) + np.arange(B, dtype=np.uint64)[None, None, :]   # [S, 1, B]
+        blocks, lanes = words // np.uint64(4), (words % np.uint64(4)).astype(np.int64)
+        out = philox_numpy(blocks, ids[None, :, None], np.uint64(FC_RNG_INDEX), np.uint64(0), key)
+        u = np.choose(np.broadcast_to(lanes, out[0].shape), out)
+        return _mulhi(u, np.uint64(n)).astype(np.int64)
+    m = n // B
+    res = np.empty((len(steps), len(ids), B), dtype=np.int64)
+    for e in np.unique(steps // np.uint64(m)):
+        r = philox_numpy(e, ids, np.uint64(FC_RNG_EPOCH), np.uint64(0), key)
+        k0, k1 = r[0], r[1] | np.uint64(1)
+        sel = np.nonzero(steps // np.uint64(m) == e)[0]
+        pos = ((steps[sel] % np.uint64(m)) * np.uint64(B)).astype(np.int64)
+        positions = pos[:, None, None] + np.arange(B)[None, None, :]          # [s, 1, B]
+        for j, s in enumerate(sel):
+            res[s] = _permute(k0, k1, n, np.broadcast_to(positions[j], (len(ids), B)).copy())
+    return res
+
+
+FC_RNG_INDEX, FC_RNG_EPOCH = 1, 2       # random.h's purposes

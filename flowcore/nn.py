@@ -209,12 +209,17 @@ class _MLPObjective:
                 h = self._sigma(h)
         return h
 
+    def examples(self, theta, X, Y):
+        """ℓ(θ; x_i, y_i) for the rows of X, Y: E is their mean."""
+        import jax.numpy as jnp
+        z = self.forward(theta, X)
+        if self.loss == "mse":
+            return 0.5 * jnp.sum((z - Y) ** 2, axis=1)
+        return jnp.log(jnp.sum(jnp.exp(z), axis=1)) - jnp.sum(Y * z, axis=1)
+
     def __call__(self, theta):
         import jax.numpy as jnp
-        z = self.forward(theta, self.X)
-        if self.loss == "mse":
-            return 0.5 * jnp.mean(jnp.sum((z - self.Y) ** 2, axis=1))
-        return jnp.mean(jnp.log(jnp.sum(jnp.exp(z), axis=1)) - jnp.sum(self.Y * z, axis=1))
+        return jnp.mean(self.examples(theta, self.X, self.Y))
 
     def __reduce__(self):
         return _MLPObjective, (self.shapes, self.activation, self.loss, self.X, self.Y)
@@ -231,6 +236,7 @@ class Network:
     objective: str
     n_samples: int
     _forward: object = field(repr=False, default=None)
+    _objective: object = field(repr=False, default=None)
 
     @property
     def dim(self):
@@ -248,10 +254,98 @@ class Network:
         """The network's outputs at inputs X [n, fan_in] (logits for cross-entropy)."""
         return np.asarray(self._forward(np.asarray(theta), np.asarray(X, float)))
 
+    @property
+    def n(self):
+        return self.n_samples
+
+    def grads(self, theta):
+        """Per-example gradients ∇ℓ(θ; x_i, y_i): [n, D] for one θ [D] (JAX, vmap)."""
+        jax = _jax()
+        ob = self._objective
+        g = jax.vmap(jax.grad(lambda th, x, y: ob.examples(th, x[None], y[None])[0]), in_axes=(None, 0, 0))
+        return np.asarray(g(np.asarray(theta, float), ob.X, ob.Y))
+
+    def covariance(self, theta):
+        """The gradient-noise covariance Σ(θ) = (1/n) Σ_i (∇ℓ_i − ∇E)(∇ℓ_i − ∇E)ᵀ [D, D]."""
+        dev = self.grads(theta)
+        dev = dev - dev.mean(axis=0)
+        return dev.T @ dev / self.n_samples
+
     def __repr__(self):
         arch = "→".join([str(self.shapes[0][0])] + [str(b) for _, b in self.shapes])
         return (f"Network(MLP {arch}, {self.activation}, {self.objective} on {self.n_samples} samples, "
                 f"D = {self.dim})")
+
+
+def sgd(net, theta0, lr, steps, batch=1, replace=True, beta=0.0, seed=None, ids=None, every=1,
+        escape_radius=1e12):
+    """Minibatch SGD (heavy-ball β) on a network's data, many runs at once (JAX: the batch gradient
+    vmapped over runs, the steps a jitted scan). The batches are the very ones the compiled SGD
+    kernel draws for (seed, run id) — the Philox streams of random.h, computed in numpy — so a
+    network run and a DataLoss run of the same model see the same examples. Returns a
+    :class:`flowcore.Run` (``fc.descend(net, ..., method="sgd")`` calls this)."""
+    from flowcore import _stochastic as S
+    from flowcore.checks import INT32_MAX, count, positive
+    from flowcore.optim import Run, _rates
+    jax = _jax()
+    import jax.numpy as jnp
+    th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
+    if th.ndim != 2 or th.shape[1] != net.dim:
+        raise ValueError(f"theta0 must have shape [N, {net.dim}] (or [{net.dim}]), got {np.shape(theta0)}")
+    N, n = th.shape[0], net.n_samples
+    steps = count(steps, "steps", 0, INT32_MAX - 1)
+    every = count(every, "every", 1, max(steps, 1))
+    batch = count(batch, "batch", 1, n)
+    if not (0 <= beta < 1):
+        raise ValueError(f"beta must be in [0, 1) (the momentum; 0 is plain SGD), got {beta}")
+    rates = np.ascontiguousarray(np.broadcast_to(_rates(lr, N, "sgd"), (N,)), dtype=np.float64)
+    seed, key, ids = S.seed_and_ids(seed, ids, N)
+    radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
+    save = S.save_steps(steps, every)
+    ob = net._objective
+    Xj, Yj = jnp.asarray(ob.X), jnp.asarray(ob.Y)
+
+    def batch_grad(theta, idx):
+        return jax.grad(lambda t: jnp.mean(ob.examples(t, Xj[idx], Yj[idx])))(theta)
+
+    @jax.jit
+    def chunk(carry, idx):                  # idx [S, N, B]: S steps of every run
+        def step(c, ix):
+            x, v, status, k = c
+            g = jax.vmap(batch_grad)(x, ix)
+            v_new = beta * v - rates[:, None] * g
+            x_new = x + v_new
+            norm2 = jnp.sum(x_new * x_new, axis=1)
+            going = status == 0
+            bad = ~jnp.isfinite(norm2)
+            out = jnp.where(bad, 4, jnp.where(norm2 > radius * radius, 1, 0))
+            x = jnp.where(going[:, None], x_new, x)
+            v = jnp.where(going[:, None], v_new, v)
+            k = k + going
+            status = jnp.where(going, out, status)
+            return (x, v, status, k), x
+        return jax.lax.scan(step, carry, idx)
+
+    carry = (jnp.asarray(th), jnp.zeros_like(th), jnp.zeros(N, dtype=jnp.int32), jnp.zeros(N, dtype=jnp.int32))
+    out = np.full((N, len(save), net.dim), np.nan)
+    out[:, 0] = th
+    o, k = 1, 0
+    while k < steps:
+        k_end = min(steps, k + max(1, 4096 // max(1, batch)))
+        idx = S.batch_indices(key, ids, k, k_end, n, batch, replace)
+        carry, xs = chunk(carry, jnp.asarray(idx))
+        xs = np.asarray(xs)                          # [S, N, D]: the iterate after steps k+1 … k_end
+        while o < len(save) and save[o] <= k_end:
+            out[:, o] = xs[save[o] - k - 1]
+            o += 1
+        k = k_end
+    x, _, status, nsteps = (np.asarray(c) for c in carry)
+    nsteps = nsteps.astype(np.int64)
+    stopped = status != 0
+    for i in np.nonzero(stopped)[0]:                 # NaN after a run stopped (as the kernels)
+        out[i, save > nsteps[i]] = np.nan
+    return Run(out, status.astype(np.int8), nsteps, np.broadcast_to(rates[:, None], (N, steps)), "sgd",
+               None if every == 1 else save, seed, x)
 
 
 def mlp(X, Y, widths=(10,), activation="tanh", loss="mse", seed=0, name=None):
@@ -285,7 +379,7 @@ def mlp(X, Y, widths=(10,), activation="tanh", loss="mse", seed=0, name=None):
     theta0 = np.concatenate([np.concatenate([rng.normal(0, 1 / np.sqrt(a), a * b), np.zeros(b)]) for a, b in shapes])
     arch = "-".join(str(s) for s in sizes)
     lo = loss_from_jax(objective, len(theta0), name=name or f"mlp[{arch}, {activation}, {loss}]")
-    return Network(lo, theta0, shapes, activation, loss, len(X), jax.jit(objective.forward))
+    return Network(lo, theta0, shapes, activation, loss, len(X), jax.jit(objective.forward), objective)
 
 
 # ----------------------------------------------------------------------------- data

@@ -49,7 +49,9 @@ class Run:
 
     def __repr__(self):
         N, T, D = self.iterates.shape
-        return f"Run({self.method}: {N} starts × {T - 1} steps × D={D}; {self.message})"
+        steps = T - 1 if self.saved is None else int(self.saved[-1])
+        kept = "" if self.saved is None else f", {T} kept"
+        return f"Run({self.method}: {N} starts × {steps} steps{kept} × D={D}; {self.message})"
 
 
 def _rates(lr, n, method):
@@ -100,10 +102,17 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
     raises :class:`flowcore.Interrupted` (``.partial``: the Run so far).
     """
     from flowcore.data import DataLoss
+    from flowcore.nn import Network
+    if method == "sgd" and isinstance(loss, Network):
+        from flowcore.nn import sgd
+        return sgd(loss, theta0, lr, steps, batch, replace, 0.0 if beta is None else beta, seed, ids, every,
+                   escape_radius)
+    if isinstance(loss, Network):
+        loss = loss.loss
     if method == "sgd":
         if not isinstance(loss, DataLoss):
-            raise TypeError("method='sgd' needs a loss over data, a flowcore.DataLoss (DataLoss.from_expr"
-                            f"(example, data)); got {type(loss).__name__}")
+            raise TypeError("method='sgd' needs a loss over data: a flowcore.DataLoss (DataLoss.from_expr"
+                            f"(example, data)) or a network (fc.nn.mlp); got {type(loss).__name__}")
         return _sgd(loss, theta0, lr, steps, 0.0 if beta is None else beta, batch, replace, seed, ids, every, escape_radius, threads, device)
     if isinstance(loss, DataLoss):
         loss = loss.loss

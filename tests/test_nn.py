@@ -153,3 +153,23 @@ def test_cli_eos_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "flowcore.cli", "eos", "--data", "mnist", "--lr", "0.5"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and "--data" in bad.stderr
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_network_sgd_draws_the_kernels_batches(replace):
+    """An MLP with no hidden layer and a linear output is least squares: SGD on it (JAX, batches from
+    the numpy Philox streams) equals the compiled SGD kernel on fc.losses.linear_regression with the
+    same seed — the same examples at every step — to rounding; Σ(θ) agrees too."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = X @ [1.0, -2.0] + 0.5 + 0.1 * rng.normal(size=40)
+    net = fc.nn.mlp(X, y, widths=(), activation="linear", loss="mse")
+    lin = fc.losses.linear_regression(X, y, intercept=True)          # parameters (w0, w1, b): the net's order
+    th0 = np.tile(net.theta0, (6, 1)) + rng.normal(size=(6, 3))
+    kw = dict(method="sgd", batch=4, replace=replace, seed=5, beta=0.3, every=7)
+    a, b = fc.descend(net, th0, 0.1, 50, **kw), fc.descend(lin, th0, 0.1, 50, **kw)
+    np.testing.assert_allclose(a.iterates, b.iterates, rtol=0, atol=1e-13)
+    assert a.saved.tolist() == b.saved.tolist() and np.array_equal(a.nsteps, b.nsteps)
+    np.testing.assert_allclose(net.covariance(th0[0]), lin.covariance(th0[0]), rtol=1e-12, atol=1e-15)
+    boom = fc.descend(net, th0[:2], np.array([0.1, 5.0]), 50, method="sgd", batch=4, seed=5, escape_radius=1e6)
+    assert boom.status.tolist() == [fc.Status.OK, fc.Status.ESCAPED] and np.isnan(boom.iterates[1, -1]).all()
