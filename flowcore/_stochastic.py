@@ -25,6 +25,7 @@ import numpy as np
 from flowcore import _kernels as K
 
 SCHEMES = ("euler_maruyama", "weak2")
+FC_RNG_INDEX, FC_RNG_EPOCH = 1, 2       # random.h's purposes (its FC_RNG_* enum)
 
 
 @dataclass(frozen=True)
@@ -340,5 +341,3 @@ def batch_indices(key, ids, k_first, k_last, n, B, replace):
             res[s] = _permute(k0, k1, n, np.broadcast_to(positions[j], (len(ids), B)).copy())
     return res
 
-
-FC_RNG_INDEX, FC_RNG_EPOCH = 1, 2       # random.h's purposes

@@ -161,6 +161,9 @@ def top_eigenpairs(loss, theta, k=1, tol=1e-12):
     f = _functions(loss)
     th = np.asarray(theta, float)
     D = th.shape[-1]
+    if th.ndim != 1 or not np.all(np.isfinite(th)):
+        raise ValueError(f"theta must be one finite point [D]; got shape {th.shape}"
+                         + ("" if th.ndim != 1 else " with non-finite entries (a diverged run?)"))
     if not 1 <= k < D:
         raise ValueError(f"k must be in [1, {D - 1}] (D = {D}; use np.linalg.eigh(loss.hess(θ)) for all), got {k}")
     op = LinearOperator((D, D), matvec=lambda v: f.hvp(th, np.asarray(v, float).reshape(-1)), dtype=float)

@@ -86,16 +86,18 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
       capped at ``lr_cap`` when given; ``lr`` is not used
     * ``dal_momentum``: heavy ball with the DAL-p rate: θ⁺ = θ − h(θ) g + β(θ − θ⁻)
     * ``dal_per_param``: each coordinate its own rate h_a = 2/|(H ĝ)_a|^p (capped)
-    * ``sgd`` (``loss`` a :class:`flowcore.DataLoss`, E = (1/n) Σ_k ℓ_k): v⁺ = β v − h ĝ_B(θ),
+    * ``sgd`` (``loss`` a :class:`flowcore.DataLoss`, E = (1/n) Σ_k ℓ_k, or a network from
+      ``fc.nn.mlp``, run in JAX with the same batches): v⁺ = β v − h ĝ_B(θ),
       θ⁺ = θ + v⁺, with ĝ_B the mean of ∇ℓ_k over a batch of ``batch`` examples drawn with
       replacement (``replace=True``) or, without, along a fresh permutation every epoch of
       ⌊n/B⌋ steps. β = ``beta`` defaults to 0 here (plain SGD). Random numbers come from
-      Philox keyed by (``seed``, trajectory id, step): trajectory i uses id ``ids[i]``
+      Philox keyed by (``seed``, trajectory id): trajectory i uses id ``ids[i]``
       (default i), so a run is the same alone, in any batch and on any number of threads, and
       ``seed=run.seed, ids=[i]`` replays trajectory i. ``every``: keep every k-th iterate
       (and the last; ``run.saved`` lists their steps); ``device``: 'cpu', 'gpu' or None.
 
-    A :class:`flowcore.DataLoss` given to the other methods runs them on its full-batch loss.
+    A :class:`flowcore.DataLoss` or network given to the other methods runs them on its
+    full-batch loss. ``beta`` defaults to 0.9 for the momentum methods.
 
     A trajectory stops with Status.ESCAPED when ‖θ‖ > escape_radius and
     Status.NONFINITE on a non-finite value; the others go on. Ctrl-C stops within a step and

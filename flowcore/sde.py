@@ -8,8 +8,8 @@ the diffusion a number σ (G = σI), D numbers or expressions (diagonal G), a D�
 or :func:`data_noise` — SGD's gradient noise (η Σ(θ)/B)^{1/2} from the data, exactly (G is D×n:
 no matrix square root). Schemes (fixed step dt): ``"euler_maruyama"`` (weak order 1) and
 ``"weak2"``, the simplified weak order-2 Taylor scheme (Kloeden & Platen §14.2) with its
-derivatives from sympy. Paths are keyed by (seed, trajectory id, step) through Philox: a path is
-the same alone, in a batch and on any number of threads, and ``ids=[i]`` replays path i.
+derivatives from sympy. Each path reads its own Philox stream keyed by (seed, trajectory id): a
+path is the same alone, in a batch and on any number of threads, and ``ids=[i]`` replays path i.
 """
 from __future__ import annotations
 
@@ -179,7 +179,8 @@ def sde_solve(sde: SDE, theta0, t_span, dt, t_eval=None, method="euler_maruyama"
     """Integrate ``sde`` from every row of theta0 [N, D] over t_span = (t0, T) with the fixed step
     dt ((T − t0)/dt must be a whole number). ``t_eval``: the times to record, on the step grid
     (default every step). ``method``: "euler_maruyama" or "weak2". Path i draws its noise from
-    Philox keyed by (seed, ids[i], step) — seed None picks a fresh one, kept in the result.
+    its own Philox stream keyed by (seed, ids[i]) — seed None picks a fresh one, kept in the
+    result.
     A path stops with Status.ESCAPED beyond escape_radius and NONFINITE on a non-finite state;
     the others go on."""
     from flowcore import _stochastic as S
