@@ -62,4 +62,23 @@ FC_FN int fc_check(const fc_s *v, int n)
     return FC_OK;
 }
 
+/* The stochastic kernels' recording: out[o] = x at step k whenever k == next, the save list's
+   next entry (increasing steps; a step may repeat), then next moves on (−1: none left) */
+FC_FN void fc_record(fc_int64 k, const double *x, double *out, fc_int64 *o, fc_int64 *next,
+                     fc_int64 nsave, const fc_int64 *save)
+{
+    while (k == *next) {
+        for (int q = 0; q < FC_D; q++) out[*o * FC_D + q] = x[q];
+        *next = ++*o < nsave ? save[*o] : -1;
+    }
+}
+
+/* why a state failed ‖x‖² ≤ r² (one compare in the hot loop): a NaN somewhere, or escaped */
+FC_FN int fc_stop_status(const double *x)
+{
+    for (int q = 0; q < FC_D; q++)
+        if (!isfinite(x[q])) return FC_NONFINITE;
+    return FC_ESCAPED;
+}
+
 #endif

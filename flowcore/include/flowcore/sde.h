@@ -48,25 +48,14 @@ FC_FN int fc_sde_run(const fc_sde_args *a, fc_u64 id, const double *x0, double *
     int status = FC_OK;
     fc_normals z = fc_normals_at(a->k0, a->k1, id);
     fc_stream signs = fc_stream_at(a->k0, a->k1, id, FC_RNG_SIGN);
-    for (;; k++) {
-        while (k == next) {                       /* record (save may repeat a step) */
-            for (int q = 0; q < FC_D; q++) out[o * FC_D + q] = x[q];
-            next = ++o < a->nsave ? a->save[o] : -1;
-        }
-        if (k == a->steps) break;
+    fc_record(0, x, out, &o, &next, a->nsave, a->save);
+    while (k < a->steps) {
         if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
         fc_sde_step(x, dt, &z, &signs, xnew, a);
         double norm2 = 0.0;
         for (int q = 0; q < FC_D; q++) { x[q] = xnew[q]; norm2 += x[q] * x[q]; }
-        if (!(norm2 <= r2)) {                     /* one compare: beyond the radius, or NaN */
-            status = fc_check(x, FC_D) != FC_OK ? FC_NONFINITE : FC_ESCAPED;
-            k++;
-            while (k == next) {
-                for (int q = 0; q < FC_D; q++) out[o * FC_D + q] = x[q];
-                next = ++o < a->nsave ? a->save[o] : -1;
-            }
-            break;
-        }
+        fc_record(++k, x, out, &o, &next, a->nsave, a->save);
+        if (!(norm2 <= r2)) { status = fc_stop_status(x); break; }
     }
     *nsteps = k;
     for (int q = 0; q < FC_D; q++) last[q] = x[q];

@@ -62,16 +62,6 @@ FC_FN void fc_batch_grad(const fc_sgd_args *a, fc_u64 id, fc_int64 k, const doub
     for (int q = 0; q < FC_D; q++) g[q] /= (double)B;
 }
 
-/* record x at step k if it is due (the save list may repeat a step) */
-FC_FN void fc_sgd_save(const fc_sgd_args *a, fc_int64 k, const double *x, double *out, fc_int64 *o,
-                       fc_int64 *next)
-{
-    while (k == *next) {
-        for (int q = 0; q < FC_D; q++) out[*o * FC_D + q] = x[q];
-        *next = ++*o < a->nsave ? a->save[*o] : -1;
-    }
-}
-
 /* one trajectory: out [nsave, D] (left as given after a stop), last [D]; returns its status */
 FC_FN int fc_sgd_run(const fc_sgd_args *a, fc_u64 id, double lr, const double *th0, double *out,
                      double *last, fc_int64 *nsteps)
@@ -83,7 +73,7 @@ FC_FN int fc_sgd_run(const fc_sgd_args *a, fc_u64 id, double lr, const double *t
     int status = FC_OK;
     fc_stream s = fc_stream_at(a->k0, a->k1, id, FC_RNG_INDEX);
     fc_perm p = fc_perm_at(a->k0, a->k1, id, 0, (fc_u64)a->n);
-    fc_sgd_save(a, 0, x, out, &o, &next);
+    fc_record(0, x, out, &o, &next, a->nsave, a->save);
     while (k < a->steps) {
         if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
         fc_batch_grad(a, id, k, x, g, &s, &p);
@@ -93,11 +83,8 @@ FC_FN int fc_sgd_run(const fc_sgd_args *a, fc_u64 id, double lr, const double *t
             x[q] += v[q];
             norm2 += x[q] * x[q];
         }
-        fc_sgd_save(a, ++k, x, out, &o, &next);
-        if (!(norm2 <= r2)) {                    /* one compare: beyond the radius, or NaN */
-            status = fc_check(x, FC_D) != FC_OK ? FC_NONFINITE : FC_ESCAPED;
-            break;
-        }
+        fc_record(++k, x, out, &o, &next, a->nsave, a->save);
+        if (!(norm2 <= r2)) { status = fc_stop_status(x); break; }
     }
     *nsteps = k;
     for (int q = 0; q < FC_D; q++) last[q] = x[q];
