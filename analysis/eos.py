@@ -51,17 +51,23 @@ def _check(loss, lr, theta0, steps, horizon, window, models):
     return th
 
 
-def _flow_predictions(loss, lr, gd, name, horizon, rtol, starts):
+def _flow_predictions(loss, lr, gd, name, horizon, rtol, starts, max_steps):
     """A flow from θ₀ over the run [N+1, D] and restarted at the iterates ``starts`` [N, horizon+1, D]
-    (NaN at the others), real parts."""
+    (NaN at the others), real parts; and how many of these integrations stopped early (a PF
+    stiff where hλ crosses 1 runs out of ``max_steps``: its later points are NaN, not guesses)."""
     field = fc.models.model(name).build(loss, lr)
     opts = dict(method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
+    if max_steps is not None:
+        opts["max_steps"] = max_steps
     steps = len(gd) - 1
-    glob = fc.solve(field, gd[:1], t_eval=lr * np.arange(steps + 1), **opts).y[0].real
+    g = fc.solve(field, gd[:1], t_eval=lr * np.arange(steps + 1), **opts)
+    glob = g.y[0].real
     rest = np.full((steps, horizon + 1, gd.shape[1]), np.nan)
-    rest[starts] = fc.solve(field, gd[starts], t_eval=lr * np.arange(horizon + 1), **opts).y.real
+    r = fc.solve(field, gd[starts], t_eval=lr * np.arange(horizon + 1), **opts)
+    rest[starts] = r.y.real
     value = lambda th: np.real(loss.value(th))            # noqa: E731
-    return glob, value(glob), rest, value(rest)
+    unfinished = {"global": int(g.status[0] != fc.Status.OK), "restarts": int(np.sum(r.status != fc.Status.OK))}
+    return glob, value(glob), rest, value(rest), unfinished
 
 
 def _central_predictions(loss, lr, gd, sharp, horizon, rtol, starts):
@@ -83,9 +89,13 @@ def _central_predictions(loss, lr, gd, sharp, horizon, rtol, starts):
     return glob, gavg, rest, ravg, len(defined)
 
 
-def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, window=2, every=1, rtol=1e-10):
+def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, window=2, every=1, rtol=1e-10,
+                   max_steps=None):
     """Each model's prediction of a GD run from ``theta0`` (see the module docstring), restarted at
-    every ``every``-th iterate (the central flow costs about 0.1 s a restart).
+    every ``every``-th iterate (the central flow costs about 0.1 s a restart). ``max_steps``
+    bounds each flow integration (fc.solve's; the PF of a network at its edge of stability is
+    stiff where hλ crosses 1): one that runs out predicts nothing further, counted in
+    ``models[name]["unfinished"]``.
 
     Returns a dict: ``gd`` [steps+1, D], ``gd_loss``, ``gd_loss_avg``, ``gd_theta_avg``,
     ``sharpness`` (λ_max per iterate), ``edge`` = 2/lr, and per model ``models[name]`` with the
@@ -118,8 +128,10 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
             glob, gavg, rest, ravg, defined = _central_predictions(loss, lr, gd, out["sharpness"], horizon, rtol,
                                                                         starts)
             gloss, rloss = loss.value(glob), loss.value(rest)
+            unfinished = {"global": 0, "restarts": 0}
         else:
-            glob, gloss, rest, rloss = _flow_predictions(loss, lr, gd, name, horizon, rtol, starts)
+            glob, gloss, rest, rloss, unfinished = _flow_predictions(loss, lr, gd, name, horizon, rtol, starts,
+                                                                     max_steps)
             gavg, ravg, defined = gloss, rloss, len(starts)
         preds = {"global": (glob, gloss, gavg, 0), "one_step": (rest[:, 1], rloss[:, 1], ravg[:, 1], 1),
                  "horizon": (rest[:, horizon], rloss[:, horizon], ravg[:, horizon], horizon)}
@@ -128,7 +140,7 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
         sharp = np.full(len(glob), np.nan)
         sharp[ok] = np.linalg.eigvalsh(loss.hess(glob[ok]))[:, -1]
         out["models"][name] = {"trajectory": glob, "loss": gloss, "loss_avg": gavg, "sharpness": sharp, "errors": errors,
-                               "defined": int(defined),
+                               "defined": int(defined), "unfinished": unfinished,
                                "table": {m: {q: _mean(e) for q, e in errs.items()} for m, errs in errors.items()}}
     out.update(_long_average(out))
     out["best"] = {m: {q: min(out["models"], key=lambda k: _key(out["models"][k]["table"][m][q]))
@@ -247,6 +259,6 @@ def figure_data(result):
     keep = ("lr", "edge", "steps", "horizon", "window", "every", "theta0", "gd_loss", "gd_loss_avg", "sharpness", "best",
             "mean_from", "gd_loss_mean", "central_loss_mean")
     out = {k: result[k] for k in keep}
-    out["models"] = {k: {f: m[f] for f in ("loss_avg", "sharpness", "table", "defined")}
+    out["models"] = {k: {f: m[f] for f in ("loss_avg", "sharpness", "table", "defined", "unfinished")}
                      for k, m in result["models"].items()}
     return out

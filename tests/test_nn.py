@@ -173,3 +173,17 @@ def test_network_sgd_draws_the_kernels_batches(replace):
     np.testing.assert_allclose(net.covariance(th0[0]), lin.covariance(th0[0]), rtol=1e-12, atol=1e-15)
     boom = fc.descend(net, th0[:2], np.array([0.1, 5.0]), 50, method="sgd", batch=4, seed=5, escape_radius=1e6)
     assert boom.status.tolist() == [fc.Status.OK, fc.Status.ESCAPED] and np.isnan(boom.iterates[1, -1]).all()
+
+
+def test_compare_models_on_a_network_below_the_edge():
+    """On a small MLP whose sharpness stays below 2/h over the run, the central flow is the NGF (to the
+    solver's tolerance); a flow that runs out of max_steps predicts nothing further and is counted."""
+    from flowcore import analysis as fa
+    net = fc.nn.mlp(*fc.nn.regression_2d(20, 0), widths=(4,), activation="tanh", loss="mse", seed=0)
+    r = fa.compare_models(net.loss, 0.3, net.theta0, 6, horizon=2, models=("ngf", "central"), every=3)
+    assert r["sharpness"].max() < r["edge"]
+    np.testing.assert_allclose(r["models"]["central"]["trajectory"], r["models"]["ngf"]["trajectory"], atol=1e-7)
+    assert r["models"]["ngf"]["unfinished"] == {"global": 0, "restarts": 0}
+    cut = fa.compare_models(net.loss, 0.3, net.theta0, 6, horizon=2, models=("ngf",), every=3, max_steps=1)
+    assert cut["models"]["ngf"]["unfinished"] == {"global": 1, "restarts": 2}
+    assert np.isnan(cut["models"]["ngf"]["trajectory"][-1]).all()
