@@ -1,6 +1,7 @@
 """The flowcore command line: ``flowcore SUBCOMMAND --help``."""
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -359,7 +360,8 @@ def cmd_tour(args):
     """Render the tour (lessons' exercises and the paper's analyses) into a folder."""
     from flowcore.analysis import tour
     only = args.only.split(",") if args.only else None
-    entries = tour.run(args.output, quick=args.quick, only=only, progress=not args.json)
+    workers = args.workers if args.workers is not None else max(1, min(4, os.cpu_count() or 1))
+    entries = tour.run(args.output, quick=args.quick, only=only, progress=not args.json, workers=workers)
     if args.json:
         print(json.dumps({"output": args.output, "items": [
             {"name": f.__name__, "png": f"{f.__name__}.png", "json": f"{f.__name__}.json", "summary": s}
@@ -701,6 +703,8 @@ def build_parser():
     to.add_argument("-o", "--output", default="tour", help="output folder (default ./tour)")
     to.add_argument("--quick", action="store_true", help="smaller grids and runs (seconds)")
     to.add_argument("--only", help="comma-separated item names")
+    to.add_argument("-j", "--workers", type=int, help="render items in this many processes (default: the "
+                    "number of CPUs, at most 4)")
     to.add_argument("--json", action="store_true", help="print the list of outputs as JSON")
     to.set_defaults(func=cmd_tour)
     b = sub.add_parser("bench", help="run the benchmarks (tables to stdout, JSON to benchmarks/results)")

@@ -12,7 +12,7 @@ from flowcore.analysis import tour
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
     d = tmp_path_factory.mktemp("tour")
-    tour.run(d, quick=True, progress=False)
+    tour.run(d, quick=True, progress=False, workers=2)      # two processes: also tests the parallel path
     return d
 
 
