@@ -1,4 +1,4 @@
-"""The tour: the lessons' exercises and the paper's analyses, each a figure with its numbers.
+"""The tour: the lessons' exercises, the paper's analyses and SGD's models, each a figure with its numbers.
 
 ``flowcore tour -o DIR`` calls :func:`run`: every item writes DIR/NAME.png and DIR/NAME.json and
 gets one sentence in DIR/index.md. An item is a function ``item(quick) -> (figure, data,

@@ -357,7 +357,7 @@ def cmd_portrait(args):
 
 
 def cmd_tour(args):
-    """Render the tour (lessons' exercises and the paper's analyses) into a folder."""
+    """Render the tour (lessons' exercises, the paper's analyses, SGD's models) into a folder."""
     from flowcore.analysis import tour
     only = args.only.split(",") if args.only else None
     workers = args.workers if args.workers is not None else max(1, min(4, os.cpu_count() or 1))
