@@ -39,10 +39,12 @@ class NoiseProblem:
     diffusion: tuple = ()     # 'sde': G row-major [D][M] in x_0.. (empty: data noise)
     noise_dim: int = 0        # M
     scheme: str = "euler_maruyama"
+    constant_diffusion: bool = False   # G's nonzero entries are symbols G_q_j read from a->data
 
     def key(self):
         import sympy as sp
         return [self.kind, str(self.dim), str(self.nparam), str(self.noise_dim), self.scheme,
+                str(self.constant_diffusion),
                 *map(sp.srepr, self.example_grad), "|", *map(sp.srepr, self.drift), "|",
                 *map(sp.srepr, self.diffusion)]
 
@@ -138,12 +140,16 @@ def _scheme_update(p):
 
 
 def _sde_step_fn(p):
+    import sympy as sp
     from flowcore._codegen import c_block
     D, M = p.dim, p.noise_dim
     head = ("FC_FN void fc_sde_step(const double *x, double dt, fc_normals *z, fc_stream *signs, "
             "double *xnew, const fc_sde_args *a)")
     body = ["(void)signs; (void)a; (void)z;"] + K._loads(D)
     if p.diffusion or M == 0:       # a symbolic G (M ≥ 0): the scheme, written out
+        if p.constant_diffusion:
+            body += [f"const double {g} = a->data[{q * M + j}];" for q in range(D) for j in range(M)
+                     for g in [f"G_{q}_{j}"] if sp.Symbol(g) in set(p.diffusion)]
         body += [f"const double dW_{j} = sqrt(dt) * fc_normal(z);" for j in range(M)]
         if p.scheme == "weak2":
             body += [f"const double V_{j}_{r} = (fc_bits(signs) >> 63) ? dt : -dt;"

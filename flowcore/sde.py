@@ -149,8 +149,24 @@ class SDE:
             base = self.noise.data._noise_problem("sde")
             return NoiseProblem("sde", self.dim, base.example_grad, base.nparam, drift, (), self.noise_dim,
                                 scheme)
-        G = tuple(e.xreplace(sub) for e in self.diffusion)
-        return NoiseProblem("sde", self.dim, (), 0, drift, G, self.diffusion.shape[1], scheme)
+        M = self.diffusion.shape[1]
+        if not self.diffusion.free_symbols:
+            # a constant G travels at run time (in the data slot): a new σ never recompiles;
+            # only its pattern of zeros is compiled in
+            G = tuple(sp.Integer(0) if self.diffusion[q, j] == 0 else sp.Symbol(f"G_{q}_{j}")
+                      for q in range(self.dim) for j in range(M))
+        else:
+            G = tuple(e.xreplace(sub) for e in self.diffusion)
+        return NoiseProblem("sde", self.dim, (), 0, drift, G, M, scheme, constant_diffusion=True
+                            if not self.diffusion.free_symbols else False)
+
+    def _runtime_data(self):
+        """What the kernel reads from its data slot: the data rows (data noise), G (constant G)."""
+        if self.noise is not None:
+            return self.noise.data.data
+        if not self.diffusion.free_symbols:
+            return np.ascontiguousarray(np.array(self.diffusion.tolist(), dtype=np.float64).ravel())
+        return np.zeros(1)
 
 
 @dataclass(repr=False)
@@ -218,7 +234,7 @@ def sde_solve(sde: SDE, theta0, t_span, dt, t_eval=None, method="euler_maruyama"
     scale = np.sqrt(sde.noise.variance_factor / sde.noise.data.n) if sde.noise is not None else 0.0
     r = np.array([dt, radius, scale], dtype=np.float64)
     n = np.array([steps, len(save), *key, sde.noise.data.n if sde.noise is not None else 0], dtype=np.int64)
-    data = sde.noise.data.data if sde.noise is not None else np.zeros(1)
+    data = sde._runtime_data()
     dev = S.pick_device(device, N)
     out, last, status, nsteps, interrupted = S.run(sde._problem(method), dev, r, n, save, data, ids,
                                                    np.ascontiguousarray(th), threads=_threads(threads, -(-N // 64)))
