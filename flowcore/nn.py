@@ -288,23 +288,13 @@ def sgd(net, theta0, lr, steps, batch=1, replace=True, beta=0.0, seed=None, ids=
     network run and a DataLoss run of the same model see the same examples. Returns a
     :class:`flowcore.Run` (``fc.descend(net, ..., method="sgd")`` calls this)."""
     from flowcore import _stochastic as S
-    from flowcore.checks import INT32_MAX, count, positive
-    from flowcore.optim import Run, _rates
+    from flowcore.optim import Run, _sgd_args
     jax = _jax()
     import jax.numpy as jnp
-    th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
-    if th.ndim != 2 or th.shape[1] != net.dim:
-        raise ValueError(f"theta0 must have shape [N, {net.dim}] (or [{net.dim}]), got {np.shape(theta0)}")
-    N, n = th.shape[0], net.n_samples
-    steps = count(steps, "steps", 0, INT32_MAX - 1)
-    every = count(every, "every", 1, max(steps, 1))
-    batch = count(batch, "batch", 1, n)
-    if not (0 <= beta < 1):
-        raise ValueError(f"beta must be in [0, 1) (the momentum; 0 is plain SGD), got {beta}")
-    rates = np.ascontiguousarray(np.broadcast_to(_rates(lr, N, "sgd"), (N,)), dtype=np.float64)
-    seed, key, ids = S.seed_and_ids(seed, ids, N)
-    radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
-    save = S.save_steps(steps, every)
+    n = net.n_samples
+    a = _sgd_args(theta0, net.dim, n, lr, steps, every, batch, beta, seed, ids, escape_radius)
+    th, steps, batch, rates, key, ids, radius, save = a.th, a.steps, a.batch, a.rates, a.key, a.ids, a.radius, a.save
+    N = th.shape[0]
     ob = net._objective
     Xj, Yj = jnp.asarray(ob.X), jnp.asarray(ob.Y)
 
@@ -348,7 +338,7 @@ def sgd(net, theta0, lr, steps, batch=1, replace=True, beta=0.0, seed=None, ids=
     for i in np.nonzero(stopped)[0]:                 # NaN after a run stopped (as the kernels)
         out[i, save > nsteps[i]] = np.nan
     return Run(out, status.astype(np.int8), nsteps, np.broadcast_to(rates[:, None], (N, steps)), "sgd",
-               None if every == 1 else save, seed, x)
+               None if a.every == 1 else save, a.seed, x)
 
 
 def mlp(X, Y, widths=(10,), activation="tanh", loss="mse", seed=0, name=None):

@@ -176,33 +176,53 @@ class Rest:
                 f"{int(np.sum(self.period == 1))} at a fixed point, {cycles} on a cycle)")
 
 
-def _sgd(data, theta0, lr, steps, beta, batch, replace, seed, ids, every, escape_radius, threads, device):
+@dataclass
+class _SGDArgs:
+    th: np.ndarray        # [N, D] starts
+    steps: int
+    every: int
+    batch: int
+    rates: np.ndarray     # [N]
+    seed: int
+    key: np.ndarray       # Philox key words
+    ids: np.ndarray       # [N] run ids
+    radius: float
+    save: np.ndarray      # the steps recorded
+
+
+def _sgd_args(theta0, dim, n, lr, steps, every, batch, beta, seed, ids, escape_radius):
+    """SGD's arguments checked once for both drivers (the compiled kernel, and JAX for networks)."""
     from flowcore import _stochastic as S
     th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
-    if th.ndim != 2 or th.shape[1] != data.dim:
-        raise ValueError(f"theta0 must have shape [N, {data.dim}] (or [{data.dim}]), got {np.shape(theta0)}")
+    if th.ndim != 2 or th.shape[1] != dim:
+        raise ValueError(f"theta0 must have shape [N, {dim}] (or [{dim}]), got {np.shape(theta0)}")
     N = th.shape[0]
     steps = count(steps, "steps", 0, INT32_MAX - 1)
     every = count(every, "every", 1, max(steps, 1))
-    batch = count(batch, "batch", 1, data.n)
+    batch = count(batch, "batch", 1, n)
     if not (0 <= beta < 1):
         raise ValueError(f"beta must be in [0, 1) (the momentum; 0 is plain SGD), got {beta}")
-    rates = _rates(lr, N, "sgd")
-    rates = np.ascontiguousarray(np.broadcast_to(rates, (N,)), dtype=np.float64)
+    rates = np.ascontiguousarray(np.broadcast_to(_rates(lr, N, "sgd"), (N,)), dtype=np.float64)
     seed, key, ids = S.seed_and_ids(seed, ids, N)
     save = S.save_steps(steps, every)
-    if N * len(save) * data.dim * 8 > MAX_ITERATE_BYTES:
-        raise ValueError(f"keeping {len(save)} iterates of {N} runs needs {N * len(save) * data.dim * 8 / 2**30:.0f} "
+    if N * len(save) * dim * 8 > MAX_ITERATE_BYTES:
+        raise ValueError(f"keeping {len(save)} iterates of {N} runs needs {N * len(save) * dim * 8 / 2**30:.0f} "
                          "GiB: pass every= to keep fewer")
     radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
-    r = np.array([beta, radius], dtype=np.float64)
-    n = np.array([steps, data.n, batch, int(bool(replace)), len(save), *key], dtype=np.int64)
-    dev = S.pick_device(device, N)
+    return _SGDArgs(np.ascontiguousarray(th), steps, every, batch, rates, seed, key, ids, radius, save)
+
+
+def _sgd(data, theta0, lr, steps, beta, batch, replace, seed, ids, every, escape_radius, threads, device):
+    from flowcore import _stochastic as S
+    a = _sgd_args(theta0, data.dim, data.n, lr, steps, every, batch, beta, seed, ids, escape_radius)
+    N = a.th.shape[0]
+    r = np.array([beta, a.radius], dtype=np.float64)
+    n = np.array([a.steps, data.n, a.batch, int(bool(replace)), len(a.save), *a.key], dtype=np.int64)
     out, last, status, nsteps, interrupted = S.run(
-        data._noise_problem("sgd"), dev, r, n, save, data.data, ids, rates, np.ascontiguousarray(th),
+        data._noise_problem("sgd"), S.pick_device(device, N), r, n, a.save, data.data, a.ids, a.rates, a.th,
         threads=_threads(threads, -(-N // 64)))
-    run = Run(out, status, nsteps, np.broadcast_to(rates[:, None], (N, steps)), "sgd",
-              None if every == 1 else save, seed, last)
+    run = Run(out, status, nsteps, np.broadcast_to(a.rates[:, None], (N, a.steps)), "sgd",
+              None if a.every == 1 else a.save, a.seed, last)
     if interrupted:
         raise Interrupted(run, "fc.descend")
     return run
