@@ -63,13 +63,15 @@ def tracking_error(loss, lr, theta0, steps, flows=TRACK_FLOWS, rtol=1e-11):
     return out
 
 
-def stability_run(loss, lr, theta0, steps):
+def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf")):
     """A GD run with, per iterate: E, ΔE_n = E(θ_{n+1}) − E(θ_n), the Hessian's eigenvalues, the
     stability coefficients sc_i = α_PF(hλ_i)gᵀu_i, ‖Hg‖, ‖Hĝ‖, and the per-iteration drift
-    ‖θ_{n+1} − φ_h^NGF(θ_n)‖ (how far GD's step lands from the gradient flow's). Figs 10, 12, 16/17.
+    ‖θ_{n+1} − φ_h^NGF(θ_n)‖ (how far GD's step lands from the gradient flow's). Figs 10, 11/12, 16/17.
 
-    Also the flows' one-step prediction of the loss change E(φ_h(θ_n)) − E(θ_n) for NGF and PF
-    (the PF's real part) and the correlations corr(‖Hg‖, drift) and
+    Also each flow's (``flows``: model names, the NGF always among them) one-step prediction
+    φ_h(θ_n) of θ_{n+1} and of the loss change E(φ_h(θ_n)) − E(θ_n) (real parts: the PF's is
+    complex), the NGF and the positive gradient flow ('pgf', θ' = +∇E) bracketing what a
+    first-order flow can do; and the correlations corr(‖Hg‖, drift) and
     corr(max_i |Re sc_i| over hλ_i > 2 directions, ΔE) — over all iterations (those without an
     unstable direction count as 0) and over the ``unstable_iterations`` that have one.
     """
@@ -80,9 +82,9 @@ def stability_run(loss, lr, theta0, steps):
         raise ValueError(f"GD diverged from {theta0} at lr = {lr}; choose a smaller lr or another start")
     d = fc.diagnostics(loss, it, lr)
     E = d["loss"]
-    ngf = fc.solve(fc.flows.ngf(loss, lr), it[:-1], t_span=(0.0, lr), method="dop853", rtol=1e-11, atol=1e-13)
-    pf = fc.solve(fc.flows.pf(loss, lr), it[:-1], t_span=(0.0, lr), method="dop853", rtol=1e-11, atol=1e-13)
-    drift = np.linalg.norm(it[1:] - ngf.y[:, -1], axis=-1)
+    ends = {name: fc.solve(fc.models.model(name).build(loss, lr), it[:-1], t_span=(0.0, lr), method="dop853",
+                           rtol=1e-11, atol=1e-13).y[:, -1] for name in dict.fromkeys(("ngf",) + tuple(flows))}
+    drift = np.linalg.norm(it[1:] - ends["ngf"], axis=-1)
     dE = np.diff(E)
     unstable = lr * d["eigenvalues"][:-1] > 2
     sc = np.where(unstable, np.abs(d["stability_coefficients"][:-1].real), 0.0).max(axis=-1)
@@ -90,9 +92,8 @@ def stability_run(loss, lr, theta0, steps):
             "eigenvalues": d["eigenvalues"], "sharpness": d["eigenvalues"][:, -1],
             "stability_coefficients": d["stability_coefficients"], "unstable_sc": sc,
             "Hg_norm": d["Hg_norm"], "Hghat_norm": d["Hghat_norm"], "drift": drift,
-            "predicted_delta_loss": {"ngf": loss.value(ngf.y[:, -1]) - E[:-1],
-                                     "pf": np.real(loss.value(pf.y[:, -1])) - E[:-1]},
-            "one_step_error": {"ngf": drift, "pf": np.linalg.norm(it[1:] - pf.y[:, -1], axis=-1)},
+            "predicted_delta_loss": {k: np.real(loss.value(y)) - E[:-1] for k, y in ends.items()},
+            "one_step_error": {k: np.linalg.norm(it[1:] - y, axis=-1) for k, y in ends.items()},
             "corr_Hg_drift": float(np.corrcoef(d["Hg_norm"][:-1], drift)[0, 1]),
             "corr_sc_loss_increase": _corr(sc, dE),
             "unstable_iterations": int(unstable.any(axis=-1).sum()),
@@ -104,6 +105,37 @@ def _corr(a, b):
     if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def projection_predictions(loss, lr, iterates, flows=TRACK_FLOWS):
+    """GD's gradient along the top Hessian eigenvector, one step ahead, and each flow's prediction.
+    Fig 8.
+
+    At iterate n take λ₀ and u₀ (H(θ_n)'s top eigenpair, sign with gᵀu₀ ≥ 0) and the projection
+    x_n = ∇E(θ_n)ᵀu₀. Linearised about θ_n, a spectral flow θ' = α(hH)∇E moves ∇E by
+    (∇E)' = Hα(hH)∇E, so along u₀ it predicts x(h) = x_n exp(c h) with c = λ₀α(hλ₀): e^{−hλ₀}
+    for the NGF (the sign never changes), e^{−hλ₀ − (hλ₀)²/2} for IGR, and exactly 1 − hλ₀ for
+    the PF (log(1 − hλ₀) + iπ past hλ₀ = 1: the sign flips, as GD's does). GD's own value is
+    ∇E(θ_{n+1})ᵀu₀, with the same u₀.
+
+    Returns ``sharpness`` λ₀ [N−1], ``projection`` x_n, ``gd`` the next projection, and per flow
+    the prediction ``predicted[name]`` (real part) and its ``factor`` exp(ch) (complex).
+    """
+    it = np.atleast_2d(np.asarray(iterates, float))
+    if it.shape[0] < 2 or it.shape[1] != loss.dim or not np.all(np.isfinite(it)):
+        raise ValueError(f"iterates must be a finite GD run [N >= 2, {loss.dim}], got shape {it.shape}")
+    lam, U = np.linalg.eigh(loss.hess(it[:-1]))
+    lam0, u = lam[:, -1], U[:, :, -1]
+    g = loss.grad(it)
+    x = np.einsum("nd,nd->n", g[:-1], u)
+    u = np.where((x < 0)[:, None], -u, u)
+    x, nxt = np.abs(x), np.einsum("nd,nd->n", g[1:], u)
+    z = lr * lam0 + 0j
+    out = {"lr": float(lr), "sharpness": lam0, "projection": x, "gd": nxt, "factor": {}, "predicted": {}}
+    for name in flows:
+        f = np.exp(z * fc.models.model(name).alpha(z))
+        out["factor"][name], out["predicted"][name] = f, np.real(x * f)
+    return out
 
 
 def dal_comparison(loss, theta0, steps, lrs, powers=(1.0, 2.0), tol=1e-6):

@@ -52,6 +52,15 @@ def test_numbers(out):
             assert max(run["sharpness"]) > run["edge"]
     net = _load(out, "network_eos")                     # the Iris MLP sharpens to 2/h within the quick run
     assert net["edge_step"] is not None and net["sharpness"][net["edge_step"]] >= net["edge"]
+    tr = _load(out, "network_tracking")                # Fig 7 on an MLP: the PF's first step is the closest
+    assert tr["pf"]["first_step_error"] < min(tr[k]["first_step_error"] for k in ("ngf", "igr", "third_order"))
+    pr = _load(out, "network_projection")               # Fig 8: GD's sign flips along u₀; only the PF has them
+    assert pr["gd_sign_flips"] == pr["steps"] == pr["sign_right"]["pf"] and pr["sign_right"]["ngf"] == 0
+    st = _load(out, "network_stability")
+    assert max(st["predicted_delta_loss"]["ngf"]) < 0 < min(st["predicted_delta_loss"]["pgf"])
+    assert st["loss_increases"] > 0 and st["unstable_iterations"] > 0
+    dal = _load(out, "network_dal")["runs"]
+    assert all(np.isfinite(r["final_loss"]) for r in dal.values())
     o = _load(out, "orbit")
     assert 1.0 <= o["first_period_2"] < 1.01
     tr = _load(out, "trainability")
