@@ -36,6 +36,6 @@ __all__ += ["compare_models", "self_stabilization"]
 from flowcore.analysis.sgd import SGDModifiedLoss, sgd_modified_loss, sme
 
 __all__ += ["SGDModifiedLoss", "sgd_modified_loss", "sme"]
-from flowcore.analysis import paper, tour
+from flowcore.analysis import depth, paper, tour
 
-__all__ += ["paper", "tour"]
+__all__ += ["depth", "paper", "tour"]

@@ -24,6 +24,7 @@ import numpy as np
 from flowcore._loss import Loss
 
 __all__ = ["loss_from_jax", "is_jax", "hvp", "top_eigenpairs", "Network", "mlp", "iris", "digits", "regression_2d",
+           "moons",
            "ACTIVATIONS", "NON_HOLOMORPHIC"]
 
 # JAX primitives without a holomorphic extension (what ReLU, abs, max-shifted logsumexp, where and
@@ -397,6 +398,13 @@ def regression_2d(n=20, seed=0):
     """2-D inputs with random targets (the paper's Fig 7 task): X, Y ~ N(0, 1), [n, 2] and [n, 1]."""
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, 2)), rng.normal(size=(n, 1))
+
+
+def moons(n=200, noise=0.1, seed=0):
+    """Two interleaved half-moons in 2-D (scikit-learn's generator, nothing downloaded): X [n, 2]
+    standardised, y [n] in {0, 1}."""
+    X, y = _sklearn().make_moons(n_samples=int(n), noise=noise, random_state=seed)
+    return (X - X.mean(0)) / X.std(0), y.astype(int)
 
 
 def _sklearn():

@@ -61,6 +61,8 @@ def test_numbers(out):
     assert st["loss_increases"] > 0 and st["unstable_iterations"] > 0
     dal = _load(out, "network_dal")["runs"]
     assert all(np.isfinite(r["final_loss"]) for r in dal.values())
+    rn = _load(out, "resnet_ode")                       # lesson 16b: both fit; the ODE's map cannot fold
+    assert min(rn["accuracy"].values()) > 0.9 and rn["det_ode_min"] > 0 and rn["det_ode_liouville_vs_rk4"] < 1e-3
     o = _load(out, "orbit")
     assert 1.0 <= o["first_period_2"] < 1.01
     tr = _load(out, "trainability")
