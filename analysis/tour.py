@@ -7,6 +7,7 @@ sentence)``; ``quick`` shrinks grids and step counts (the tests use it).
 import functools
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -835,7 +836,7 @@ def network_stability(quick):
     of the NGF and the positive gradient flow started at each iterate, against GD's."""
     plt = _plt()
     net, lr = _iris_deep_net(), 1.0
-    r = paper.stability_run(net.loss, lr, net.theta0, 25 if quick else 80, flows=("ngf", "pgf"))
+    r = paper.stability_run(net.loss, lr, net.theta0, 25 if quick else 80, flows=("ngf", "pgf"), rtol=1e-9)
     dE, n = r["delta_loss"], np.arange(len(r["delta_loss"]))
     unstable = (lr * r["eigenvalues"][:-1] > 2).any(axis=-1)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 4.6))
@@ -1017,7 +1018,17 @@ STOCHASTIC = [sgd_double_well, sgd_temperature, sme_weak_error]
 ITEMS = LESSONS + PAPER + STOCHASTIC
 
 
-SLOW_FIRST = ("network_eos", "eos_models", "network_stability", "trainability", "sgd_double_well")   # started first when parallel
+SLOW_FIRST = ("network_eos", "network_tracking", "eos_models", "resnet_ode", "network_stability", "trainability",
+              "sgd_double_well")     # started first when parallel
+
+
+def _share_cores(threads):
+    """In a tour worker: OpenMP and XLA (JAX) use ``threads`` threads, so that the workers share the
+    cores instead of each starting a thread per core (oversubscribed, two workers ran no faster
+    than one)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                               f" intra_op_parallelism_threads={threads}").strip()
 
 
 def _render(name, out, quick):
@@ -1056,7 +1067,9 @@ def run(out, quick=False, only=None, progress=True, workers=1):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
         order = sorted(names, key=lambda n: n not in SLOW_FIRST)
-        with ProcessPoolExecutor(min(workers, len(names)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        n = min(workers, len(names))
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_share_cores,
+                                 initargs=(max(1, (os.cpu_count() or 1) // n),)) as pool:
             jobs = {pool.submit(_render, name, str(out), quick): name for name in order}
             for job in as_completed(jobs):
                 said[jobs[job]] = job.result()

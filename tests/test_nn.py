@@ -187,3 +187,18 @@ def test_compare_models_on_a_network_below_the_edge():
     cut = fa.compare_models(net.loss, 0.3, net.theta0, 6, horizon=2, models=("ngf",), every=3, max_steps=1)
     assert cut["models"]["ngf"]["unfinished"] == {"global": 1, "restarts": 2}
     assert np.isnan(cut["models"]["ngf"]["trajectory"][-1]).all()
+
+
+def test_padded_batches_return_each_rows_own_values(tiny):
+    """Batches are padded to a power of two (fewer JAX compiles): 3 rows equal each row alone (to
+    rounding: XLA vectorises differently per batch shape)."""
+    rng = np.random.default_rng(5)
+    th, v = rng.normal(size=(3, 7)) + 0.2j * rng.normal(size=(3, 7)), rng.normal(size=(3, 7))
+    for name in ("value", "grad", "hess"):
+        whole = getattr(tiny.loss, name)(th)
+        assert whole.shape[0] == 3
+        for i in range(3):
+            np.testing.assert_allclose(whole[i], getattr(tiny.loss, name)(th[i:i + 1])[0], rtol=1e-13, atol=1e-15)
+    T = tiny.loss.third(th, v)
+    for i in range(3):
+        np.testing.assert_allclose(T[i], tiny.loss.third(th[i:i + 1], v[i:i + 1])[0], rtol=1e-13, atol=1e-15)
