@@ -787,7 +787,7 @@ def network_tracking(quick):
     """Fig 7 on a network: how closely NGF, IGR, the third-order flow and the PF follow GD on a
     small MLP (2→10→1 on random targets), from the start and one step at a time."""
     net = _regression_net()
-    fig, data, said = track_figure(net.loss, 0.8, net.theta0, 10 if quick else 40)
+    fig, data, said = track_figure(net.loss, 0.8, net.theta0, 5 if quick else 40)
     fig.axes[0].set_title(f"{net!r}"[8:-1] + ", h = 0.8: global tracking error", fontsize=9)
     data["network"], data["sharpness_start"] = repr(net), float(paper.sharpness(net.loss, net.theta0)[0, 0])
     first = ", ".join(f"{k} {data[k]['first_step_error']:.1e}" for k in paper.TRACK_FLOWS)
@@ -836,7 +836,7 @@ def network_stability(quick):
     of the NGF and the positive gradient flow started at each iterate, against GD's."""
     plt = _plt()
     net, lr = _iris_deep_net(), 1.0
-    r = paper.stability_run(net.loss, lr, net.theta0, 25 if quick else 80, flows=("ngf", "pgf"), rtol=1e-9)
+    r = paper.stability_run(net.loss, lr, net.theta0, 15 if quick else 80, flows=("ngf", "pgf"), rtol=1e-9)
     dE, n = r["delta_loss"], np.arange(len(r["delta_loss"]))
     unstable = (lr * r["eigenvalues"][:-1] > 2).any(axis=-1)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 4.6))
@@ -885,7 +885,7 @@ def network_dal(quick):
     plt = _plt()
     net = _iris_deep_net()
     lrs = (0.25, 0.5, 1.0)
-    r = paper.dal_comparison(net.loss, net.theta0, 30 if quick else 150, lrs, powers=(1.0, 2.0), tol=1e-2)
+    r = paper.dal_comparison(net.loss, net.theta0, 15 if quick else 150, lrs, powers=(1.0, 2.0), tol=1e-2)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
     for j, (k, v) in enumerate(r["runs"].items()):
         its = v["iterations_to_tol"]
@@ -956,7 +956,7 @@ def resnet_ode(quick):
     from flowcore.analysis.depth import resnet_and_ode
     plt = _plt()
     X, y = fc.nn.moons(200, noise=0.1, seed=0)
-    r = resnet_and_ode(X, y, steps=300 if quick else 2000, grid=21 if quick else 41)
+    r = resnet_and_ode(X, y, steps=200 if quick else 2000, grid=11 if quick else 41)
     fig, axs = plt.subplots(1, 4, figsize=(22, 5))
     show = np.arange(0, len(X), 4)                      # every 4th point keeps the paths readable
     for ax, key, name in ((axs[0], "resnet", "ResNet"), (axs[1], "ode", "neural ODE (fc.solve)")):

@@ -32,6 +32,7 @@ import numpy as np
 from flowcore.checks import positive
 from flowcore._field import _phi_values, _spectral
 from flowcore._loss import Loss
+from flowcore.nn import is_jax
 
 __all__ = ["Model", "MODELS", "model", "pf_alpha", "bea_coefficients", "MAX_BEA_ORDER"]
 
@@ -103,7 +104,8 @@ class Model:
         return self.coefficients
 
     def build(self, loss: Loss, lr: float, order: int | None = None, branch: str = "track"):
-        """The flow's field for ``loss`` at learning rate ``lr`` (a SpectralFlow)."""
+        """The flow's field for ``loss`` at learning rate ``lr`` (a SpectralFlow; for a JAX loss and a
+        polynomial α of degree ≥ 1, a field of Hessian–vector products: fc.nn.polynomial_flow)."""
         if self.is_map:
             raise ValueError(f"{self.name} is a map: run it with fc.descend(loss, theta0, lr, steps, "
                              f"method={self.method!r})")
@@ -118,8 +120,11 @@ class Model:
             return _spectral(loss, lr, "pf", (), np_coef=np_coef, track=branch == "track",
                              name="pf+np3" if self.name == "pf_np3" else "pf")
         name = f"bea{order}" if self.name == "bea" else self.name
-        return _spectral(loss, lr, "poly", [float(c) for c in self._coefficients(order)], np_coef=np_coef,
-                         name=name)
+        coef = [float(c) for c in self._coefficients(order)]
+        if len(coef) > 1 and is_jax(loss):          # H·v products, not H, for a network
+            from flowcore.nn import polynomial_flow
+            return polynomial_flow(loss, lr, coef, name, np_coef)
+        return _spectral(loss, lr, "poly", coef, np_coef=np_coef, name=name)
 
     def jacobian(self, lam, lr, beta: float = 0.9, order: int | None = None) -> tuple:
         """Eigenvalues (flows) or multipliers (maps) at a critical point, per Hessian eigenvalue

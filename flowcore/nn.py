@@ -23,7 +23,7 @@ import numpy as np
 
 from flowcore._loss import Loss
 
-__all__ = ["loss_from_jax", "is_jax", "hvp", "top_eigenpairs", "Network", "mlp", "iris", "digits", "regression_2d",
+__all__ = ["loss_from_jax", "is_jax", "hvp", "polynomial_flow", "top_eigenpairs", "Network", "mlp", "iris", "digits", "regression_2d",
            "moons",
            "ACTIVATIONS", "NON_HOLOMORPHIC"]
 
@@ -84,6 +84,7 @@ class JaxFunctions:
                     "hvp": jax.jit(lambda th, v: jax.jvp(g, (th,), (v,))[1])}
         self._real = build(False)
         self._complex = None
+        self._poly = {}
         self._build = build
 
     def _table(self, x):
@@ -100,7 +101,7 @@ class JaxFunctions:
             self._complex = self._build(True)
         return self._complex
 
-    def _call(self, name, X, *more):
+    def _call(self, name, X, *more, table=None):
         """The jitted, vmapped ``name`` on the rows of X (and V): the batch is padded to the next
         power of two with copies of its first row, so that the solvers' varying numbers of active
         trajectories reuse a few compiled shapes instead of compiling one per size (0.3–1 s each)."""
@@ -108,7 +109,40 @@ class JaxFunctions:
         m = 1 << max(n - 1, 0).bit_length()
         if m != n:
             X, *more = (np.concatenate([A, np.repeat(A[:1], m - n, axis=0)]) for A in (X, *more))
-        return np.asarray(self._table(X)[name](X, *more))[:n]
+        return np.asarray((table or self._table(X))[name](X, *more))[:n]
+
+    def poly_field(self, lr, coef, np_coef=0.0):
+        """X [n, D] -> α(hH)g + c·T[g, g] at each row (g = ∇E, α(z) = Σ_p coef[p] z^p, c = ``np_coef``),
+        by Horner on Hessian–vector products: α(hH)g = c₀g + hH(c₁g + hH(c₂g + …)), len(coef) − 1
+        products, H never formed; T[g, g] = ∇_θ(gᵀH(θ)g) at fixed g by one more pass. h, the
+        coefficients and c are arguments of the compiled function: a new flow or learning rate
+        reuses it (one compile per degree, batch size class and real/complex)."""
+        args = (np.float64(lr), np.asarray(coef, float), np.float64(np_coef))
+
+        def evaluate(X):
+            X = np.asarray(X)
+            self._table(X)                                  # refuses non-holomorphic losses at complex points
+            key = ("poly", len(args[1]), bool(np_coef), np.iscomplexobj(X))
+            if key not in self._poly:
+                self._poly[key] = {"field": self._build_poly(*key[1:])}
+            return self._call("field", X, table={"field": lambda Xp: self._poly[key]["field"](Xp, *args)})
+        return evaluate
+
+    def _build_poly(self, degree, with_t, hol):
+        jax = _jax()
+        g = jax.grad(self.fn, holomorphic=hol)
+
+        def field(th, lr, coef, np_coef):
+            gt = g(th)
+            acc = coef[degree - 1] * gt
+            for p in range(degree - 2, -1, -1):
+                acc = coef[p] * gt + lr * jax.jvp(g, (th,), (acc,))[1]
+            if with_t:
+                v = jax.lax.stop_gradient(gt)
+                second = lambda t: jax.jvp(lambda s: jax.jvp(self.fn, (s,), (v,))[1], (t,), (v,))[1]  # noqa: E731
+                acc = acc + np_coef * jax.grad(second, holomorphic=hol)(th)
+            return acc
+        return jax.jit(jax.vmap(field, in_axes=(0, None, None, None)))
 
     def value(self, X):
         return self._call("value", X)
@@ -156,6 +190,16 @@ def _functions(loss):
         raise TypeError(f"{loss.name!r} is not a JAX loss (fc.Loss.from_jax / fc.nn.mlp): matrix-free products "
                         "need its autodiff")
     return loss.functions[0].__self__
+
+
+def polynomial_flow(loss, lr, coef, name, np_coef=0.0):
+    """The flow θ' = α(hH)g + c·T[g, g], α(z) = Σ_p coef[p] z^p (IGR, the third-order flow, BEA-n),
+    of a JAX loss as a field evaluated by Hessian–vector products (:meth:`JaxFunctions.poly_field`):
+    one forward-over-reverse pass per power of H instead of forming H (D² entries) at every
+    evaluation. What ``fc.models.model(name).build`` returns for a JAX loss."""
+    from flowcore._field import Field
+    f = _functions(loss).poly_field(float(lr), coef, float(np_coef))
+    return Field.from_callable(f, dim=loss.dim, vectorized=True, name=name)
 
 
 def hvp(loss, theta, v):

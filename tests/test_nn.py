@@ -202,3 +202,20 @@ def test_padded_batches_return_each_rows_own_values(tiny):
     T = tiny.loss.third(th, v)
     for i in range(3):
         np.testing.assert_allclose(T[i], tiny.loss.third(th[i:i + 1], v[i:i + 1])[0], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["igr", "third_order", "bea"])
+def test_polynomial_flows_of_a_network_by_hvp_equal_the_sympy_spectral_field(tiny, name):
+    """IGR, the third-order flow (with its T[g, g] term) and BEA-3 of a JAX loss run on Hessian–vector
+    products; the same flows of the network written in sympy run on the compiled H (Horner)."""
+    ref = fc.Loss.from_expr(tiny_expr())
+    opts = {"order": 3} if name == "bea" else {}
+    jax_field = fc.models.model(name).build(tiny.loss, 0.7, **opts)
+    ref_field = fc.models.model(name).build(ref, 0.7, **opts)
+    assert not isinstance(jax_field, fc.SpectralFlow) and isinstance(ref_field, fc.SpectralFlow)
+    rng = np.random.default_rng(2)
+    for th in (rng.normal(size=(5, 7)), rng.normal(size=(5, 7)) + 0.3j * rng.normal(size=(5, 7))):
+        got, st = jax_field.evaluate(th)
+        want, _ = ref_field.evaluate(th)
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
+        assert np.all(st == fc.Status.OK)
