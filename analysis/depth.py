@@ -146,7 +146,8 @@ def resnet_and_ode(X, y, blocks=4, width=16, steps=2000, lr=0.05, ode_steps=16, 
     rk4_end = np.asarray(_rk4_map(ode["block"], X, T, ode_steps))
     as_np = lambda r: {"w": np.asarray(r["w"]), "c": float(r["c"])}                   # noqa: E731
     tree = lambda b: {k: np.asarray(v) for k, v in b.items()}                          # noqa: E731
-    return {"params": {"resnet": [tree(b) for b in res["blocks"]], "ode": tree(ode["block"])},"blocks": blocks, "width": width, "steps": steps, "lr": lr, "ode_steps": ode_steps,
+    return {"params": {"resnet": [tree(b) for b in res["blocks"]], "ode": tree(ode["block"])},
+            "blocks": blocks, "width": width, "steps": steps, "lr": lr, "ode_steps": ode_steps,
             "loss": {"resnet": res_curve, "ode": ode_curve},
             "accuracy": {"resnet": accuracy(states[-1], res["read"]), "ode": accuracy(xs[:, -1], ode["read"])},
             "readout": {"resnet": as_np(res["read"]), "ode": as_np(ode["read"])},

@@ -32,7 +32,7 @@ import numpy as np
 from flowcore.checks import positive
 from flowcore._field import _phi_values, _spectral
 from flowcore._loss import Loss
-from flowcore.nn import is_jax
+from flowcore.nn import is_jax, polynomial_flow
 
 __all__ = ["Model", "MODELS", "model", "pf_alpha", "bea_coefficients", "MAX_BEA_ORDER"]
 
@@ -122,7 +122,6 @@ class Model:
         name = f"bea{order}" if self.name == "bea" else self.name
         coef = [float(c) for c in self._coefficients(order)]
         if len(coef) > 1 and is_jax(loss):          # H·v products, not H, for a network
-            from flowcore.nn import polynomial_flow
             return polynomial_flow(loss, lr, coef, name, np_coef)
         return _spectral(loss, lr, "poly", coef, np_coef=np_coef, name=name)
 

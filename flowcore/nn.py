@@ -23,9 +23,8 @@ import numpy as np
 
 from flowcore._loss import Loss
 
-__all__ = ["loss_from_jax", "is_jax", "hvp", "polynomial_flow", "top_eigenpairs", "Network", "mlp", "iris", "digits", "regression_2d",
-           "moons",
-           "ACTIVATIONS", "NON_HOLOMORPHIC"]
+__all__ = ["loss_from_jax", "is_jax", "hvp", "polynomial_flow", "top_eigenpairs", "Network", "mlp", "iris", "digits",
+           "regression_2d", "moons", "ACTIVATIONS", "NON_HOLOMORPHIC"]
 
 # JAX primitives without a holomorphic extension (what ReLU, abs, max-shifted logsumexp, where and
 # comparisons compile to)
@@ -101,15 +100,19 @@ class JaxFunctions:
             self._complex = self._build(True)
         return self._complex
 
-    def _call(self, name, X, *more, table=None):
-        """The jitted, vmapped ``name`` on the rows of X (and V): the batch is padded to the next
-        power of two with copies of its first row, so that the solvers' varying numbers of active
-        trajectories reuse a few compiled shapes instead of compiling one per size (0.3–1 s each)."""
+    @staticmethod
+    def _padded(f, X, *more):
+        """f (jitted, vmapped) on the rows of X (and V): the batch is padded to the next power of two
+        with copies of its first row, so that the solvers' varying numbers of active trajectories
+        reuse a few compiled shapes instead of compiling one per size (0.3–1 s each)."""
         n = len(X)
         m = 1 << max(n - 1, 0).bit_length()
         if m != n:
             X, *more = (np.concatenate([A, np.repeat(A[:1], m - n, axis=0)]) for A in (X, *more))
-        return np.asarray((table or self._table(X))[name](X, *more))[:n]
+        return np.asarray(f(X, *more))[:n]
+
+    def _call(self, name, X, *more):
+        return self._padded(self._table(X)[name], X, *more)
 
     def poly_field(self, lr, coef, np_coef=0.0):
         """X [n, D] -> α(hH)g + c·T[g, g] at each row (g = ∇E, α(z) = Σ_p coef[p] z^p, c = ``np_coef``),
@@ -122,10 +125,10 @@ class JaxFunctions:
         def evaluate(X):
             X = np.asarray(X)
             self._table(X)                                  # refuses non-holomorphic losses at complex points
-            key = ("poly", len(args[1]), bool(np_coef), np.iscomplexobj(X))
+            key = (len(args[1]), bool(np_coef), np.iscomplexobj(X))
             if key not in self._poly:
-                self._poly[key] = {"field": self._build_poly(*key[1:])}
-            return self._call("field", X, table={"field": lambda Xp: self._poly[key]["field"](Xp, *args)})
+                self._poly[key] = self._build_poly(*key)
+            return self._padded(lambda Xp: self._poly[key](Xp, *args), X)
         return evaluate
 
     def _build_poly(self, degree, with_t, hol):
