@@ -41,6 +41,8 @@ FC_FN fc_z pow(fc_z z, fc_z p) { return cuda::std::pow(z, p); }
 #include <complex.h>
 #include <math.h>
 #include <stdint.h>
+#include <tgmath.h>    /* sin(z), sqrt(z), pow(z, p) of a complex z: csin, csqrt, cpow, not the
+                          real function of its real part (C converts silently) */
 typedef double complex fc_z;
 #define FC_FN static inline
 #define FC_CALL static inline
