@@ -48,11 +48,13 @@ class Problem:
     nonprincipal: bool = False   # + np_coef T[g, g] (np_coef is a run-time argument)
     tracked: bool = False        # 'pf': branch state along the trajectory
     complex_: bool = False
+    diagonal: bool = False       # 'pf': the Hessian is diagonal for every θ (a separable loss)
 
     def key(self):
         import sympy as sp
         return [self.kind, str(self.dim), *map(sp.srepr, self.exprs), *map(str, self.vars),
-                repr(self.coef), str(self.nonprincipal), str(self.tracked), str(self.complex_)]
+                repr(self.coef), str(self.nonprincipal), str(self.tracked), str(self.complex_),
+                str(self.diagonal)]
 
 
 def problem(field, complex_=False) -> Problem:
@@ -71,17 +73,38 @@ def problem(field, complex_=False) -> Problem:
                        "callable or a C library); use Loss.from_expr or the zoo")
     nonprincipal = field.np_coef != 0
     if field.kind == "pf":
-        if field.dim > 2:
-            raise NoKernel("the PF with D > 2 needs LAPACK eigendecompositions (host only)")
+        diagonal = hessian_is_diagonal(expr, tuple(vars))
+        if field.dim > 2 and not diagonal:
+            raise NoKernel("the PF with D > 2 and a non-diagonal Hessian needs LAPACK "
+                           "eigendecompositions (host only)")
         return Problem("pf", field.dim, (expr,), tuple(vars), nonprincipal=nonprincipal,
-                       tracked=field.nstate > 0, complex_=True)
+                       tracked=field.nstate > 0, complex_=True, diagonal=diagonal)
     return Problem("poly", field.dim, (expr,), tuple(vars), tuple(field.coefficients.tolist()),
                    nonprincipal, complex_=complex_)
 
 
+DIAGONAL_MAX_DIM = 64   # a larger loss is not searched for a diagonal Hessian (D² derivatives)
+
+
+@functools.lru_cache(maxsize=64)
+def hessian_is_diagonal(expr, vars) -> bool:
+    """Is ∂²E/∂θ_j∂θ_k identically zero for j ≠ k (sympy's derivative is the exact 0)? Then the
+    eigenvectors are the axes for every θ, and the PF acts coordinate-wise: f_k = φ(hH_kk) g_k,
+    for any D. A zero sympy cannot see structurally leaves the general path (never wrong)."""
+    import sympy as sp
+    D = len(vars)
+    if D == 1:
+        return True
+    if D > DIAGONAL_MAX_DIM:
+        return False
+    g = [sp.diff(expr, v) for v in vars]
+    return all(sp.diff(g[j], vars[k]) == 0 for j in range(D) for k in range(j + 1, D))
+
+
 # ----------------------------------------------------------------------- generation
-def _loss_parts(p: Problem, want_H, want_T):
-    """C statements for g[k], H[j*D+k] and (T[v,v] with v = g) of the loss at x_0, x_1, ..."""
+def _loss_parts(p: Problem, want_H, want_T, diagonal_only=False):
+    """C statements for g[k], H[j*D+k] and (T[v,v] with v = g) of the loss at x_0, x_1, ...;
+    with diagonal_only, Hd[k] = H_kk instead of H."""
     import sympy as sp
     from flowcore._codegen import c_block, loss_derivatives
     D = p.dim
@@ -89,9 +112,12 @@ def _loss_parts(p: Problem, want_H, want_T):
     E = p.exprs[0].xreplace(dict(zip(p.vars, xs)))
     _, g, H, T, v = loss_derivatives(E, xs)
     out = [(f"g[{k}]", g[k]) for k in range(D)]
-    if want_H:
+    if diagonal_only:
+        out += [(f"Hd[{k}]", H[k][k]) for k in range(D)]
+    elif want_H:
         out += [(f"H[{j * D + k}]", H[j][k]) for j in range(D) for k in range(D)]
-    lines = [f"fc_s g[{D}], H[{D * D}], T[{D}];", "(void)H; (void)T;"] + c_block(out, "fc_s")
+    decl = f"fc_s g[{D}], Hd[{D}], T[{D}];" if diagonal_only else f"fc_s g[{D}], H[{D * D}], T[{D}];"
+    lines = [decl, "(void)T;" if diagonal_only else "(void)H; (void)T;"] + c_block(out, "fc_s")
     if want_T:
         tl = [f"const fc_s v_{k} = g[{k}];" for k in range(D)]
         tl += c_block([(f"T[{k}]", T[k]) for k in range(D)], "fc_s")
@@ -154,58 +180,83 @@ def _poly_problem(p):
     return NO_BRANCH + _rhs(body)
 
 
-def _pf_problem(p):
-    """The PF for D ≤ 2 from spectral.h's closed forms; the same rules as _field.pyx's _pf_rows:
-    eigenpairs matched to the previous ones by eigenvector overlap, each log continued from its
-    previous value (tracked) or principal (branch='principal'), SINGULAR where |1 − hλ| < tol."""
+def _pf_diagonal(p):
+    """The PF of a loss with a diagonal Hessian, any D: the eigenvectors are the axes, so
+    f_k = φ(hH_kk) g_k with each log(1 − hH_kk) continued along the path (tracked) or
+    principal; SINGULAR where |1 − hH_kk| < tol. The general rules with no eigenvector to match."""
     D = p.dim
-    lines = ["typedef struct { fc_z lam[2], L[2], V[2][2]; } fc_branch;", ""]
-    pf = ["const double h = a->lr;"] + _loads(D) + _loss_parts(p, True, p.nonprincipal)
-    pf += [f"if (fc_check(g, {D}) != FC_OK || fc_check(H, {D * D}) != FC_OK) return FC_NONFINITE;",
-           "fc_z lam[2], V[2][2], L[2];", "int perm[2] = {0, 1};"]
-    if D == 1:
-        pf += ["lam[0] = H[0]; V[0][0] = 1.0;"]
-    else:
-        pf += ["fc_eig2(H[0], H[1], H[3], &lam[0], &lam[1]);",
-               "for (int k = 0; k < 2; k++) fc_eigvec2(H[0], H[1], H[3], lam[k], k, V[k]);"]
-    pf += ["if (bin) {"]
-    if D == 2:
-        pf += ["    const double keep = fc_overlap(bin->V[0], V[0]) + fc_overlap(bin->V[1], V[1]);",
-               "    const double swap = fc_overlap(bin->V[0], V[1]) + fc_overlap(bin->V[1], V[0]);",
-               "    if (!(keep >= swap)) { perm[0] = 1; perm[1] = 0; }"]
-    pf += [f"    for (int j = 0; j < {D}; j++) L[perm[j]] = fc_log1m_near(h * lam[perm[j]], bin->L[j]);",
-           "} else {",
-           f"    for (int k = 0; k < {D}; k++) L[k] = fc_log1m(h * lam[k]);",
+    lines = [f"typedef struct {{ fc_z L[{D}]; }} fc_branch;", ""]
+    pf = ["const double h = a->lr;"] + _loads(D) + _loss_parts(p, True, p.nonprincipal, True)
+    pf += [f"if (fc_check(g, {D}) != FC_OK || fc_check(Hd, {D}) != FC_OK) return FC_NONFINITE;",
+           f"fc_z L[{D}];",
+           f"for (int k = 0; k < {D}; k++) {{",
+           "    const fc_z z = h * Hd[k];",
+           "    L[k] = bin ? fc_log1m_near(z, bin->L[k]) : fc_log1m(z);",
+           "    if (fc_cabs(1.0 - z) < FC_SINGULAR_TOL) return FC_SINGULAR;",
            "}",
-           f"for (int k = 0; k < {D}; k++)",
-           "    if (fc_cabs(1.0 - h * lam[k]) < FC_SINGULAR_TOL) return FC_SINGULAR;",
-           "if (bout) {",
-           f"    for (int j = 0; j < {D}; j++) {{",
-           "        bout->lam[j] = lam[perm[j]]; bout->L[j] = L[perm[j]];",
-           f"        for (int q = 0; q < {D}; q++) bout->V[j][q] = V[perm[j]][q];",
-           "    }",
-           "}",
-           "if (!f) return FC_OK;"]
-    if D == 1:
-        pf += ["f[0] = fc_phi(h * lam[0], L[0]) * g[0];"]
-    else:   # φ(hH) g = φ(z1) g + h φ[z1, z2] (H − λ1 I) g (divided differences)
-        pf += ["const fc_z z1 = h * lam[0], z2 = h * lam[1];",
-               "const fc_z p1 = fc_phi(z1, L[0]), p12 = h * fc_phi_divdiff(z1, L[0], z2, L[1]);",
-               "for (int q = 0; q < 2; q++)",
-               "    f[q] = p1 * g[q] + p12 * (H[q * 2] * g[0] + H[q * 2 + 1] * g[1] - lam[0] * g[q]);"]
+           f"if (bout) for (int k = 0; k < {D}; k++) bout->L[k] = L[k];",
+           "if (!f) return FC_OK;",
+           f"for (int k = 0; k < {D}; k++) f[k] = fc_phi(h * Hd[k], L[k]) * g[k];"]
     if p.nonprincipal:
         pf += [f"for (int k = 0; k < {D}; k++) f[k] = f[k] + a->np_coef * T[k];"]
     pf += [f"return fc_check(f, {D});"]
-    lines += ["/* |u_prev^H u_new|: eigenvalues alone cannot tell a crossing from a bounce */",
-              "FC_FN double fc_overlap(const fc_z *p, const fc_z *v)",
-              "{ return fc_cabs(fc_conj(p[0]) * v[0] + fc_conj(p[1]) * v[1]); }", ""]
-    lines += _function("FC_CALL int fc_pf(const fc_s *x, fc_s *f, const fc_branch *bin, "
-                       "fc_branch *bout, const fc_args *a)", pf)
+    return lines + _pf_entry_points(p, pf)
+
+
+def _pf_entry_points(p, pf_body):
+    """fc_pf (the field with its branch state in and out), fc_rhs and fc_branch_init."""
+    lines = _function("FC_CALL int fc_pf(const fc_s *x, fc_s *f, const fc_branch *bin, "
+                      "fc_branch *bout, const fc_args *a)", pf_body)
     track = "b" if p.tracked else "0"
     lines += _rhs([f"return fc_pf(x, f, {track}, bnew, a);"])
     lines += _function("FC_FN int fc_branch_init(const fc_s *y, fc_branch *b, const fc_args *a)",
                        ["return fc_pf(y, 0, 0, b, a);"])
     return lines
+
+
+def _pf_problem(p):
+    """The PF for D ≤ 2 from spectral.h's closed forms; the same rules as _field.pyx's _pf_rows:
+    eigenpairs matched to the previous ones by eigenvector overlap, each log continued from its
+    previous value (tracked) or principal (branch='principal'), SINGULAR where |1 − hλ| < tol.
+    A diagonal Hessian (always so for D = 1) takes the coordinate-wise form instead."""
+    if p.diagonal:
+        return _pf_diagonal(p)
+    assert p.dim == 2
+    lines = ["typedef struct { fc_z L[2], V[2][2]; } fc_branch;", ""]
+    pf = ["const double h = a->lr;"] + _loads(2) + _loss_parts(p, True, p.nonprincipal)
+    pf += ["if (fc_check(g, 2) != FC_OK || fc_check(H, 4) != FC_OK) return FC_NONFINITE;",
+           "fc_z lam[2], V[2][2], L[2];", "int perm[2] = {0, 1};",
+           "fc_eig2(H[0], H[1], H[3], &lam[0], &lam[1]);",
+           "for (int k = 0; k < 2; k++) fc_eigvec2(H[0], H[1], H[3], lam[k], k, V[k]);",
+           "if (bin) {",
+           "    const double keep = fc_overlap(bin->V[0], V[0]) + fc_overlap(bin->V[1], V[1]);",
+           "    const double swap = fc_overlap(bin->V[0], V[1]) + fc_overlap(bin->V[1], V[0]);",
+           "    if (!(keep >= swap)) { perm[0] = 1; perm[1] = 0; }",
+           "    for (int j = 0; j < 2; j++) L[perm[j]] = fc_log1m_near(h * lam[perm[j]], bin->L[j]);",
+           "} else {",
+           "    for (int k = 0; k < 2; k++) L[k] = fc_log1m(h * lam[k]);",
+           "}",
+           "for (int k = 0; k < 2; k++)",
+           "    if (fc_cabs(1.0 - h * lam[k]) < FC_SINGULAR_TOL) return FC_SINGULAR;",
+           "if (bout) {",
+           "    for (int j = 0; j < 2; j++) {",
+           "        bout->L[j] = L[perm[j]];",
+           "        for (int q = 0; q < 2; q++) bout->V[j][q] = V[perm[j]][q];",
+           "    }",
+           "}",
+           "if (!f) return FC_OK;",
+           # φ(hH) g = φ(z1) g + h φ[z1, z2] (H − λ1 I) g (divided differences)
+           "const fc_z z1 = h * lam[0], z2 = h * lam[1];",
+           "const fc_z p1 = fc_phi(z1, L[0]), p12 = h * fc_phi_divdiff(z1, L[0], z2, L[1]);",
+           "for (int q = 0; q < 2; q++)",
+           "    f[q] = p1 * g[q] + p12 * (H[q * 2] * g[0] + H[q * 2 + 1] * g[1] - lam[0] * g[q]);"]
+    if p.nonprincipal:
+        pf += ["for (int k = 0; k < 2; k++) f[k] = f[k] + a->np_coef * T[k];"]
+    pf += ["return fc_check(f, 2);"]
+    lines += ["/* |u_prev^H u_new|: eigenvalues alone cannot tell a crossing from a bounce */",
+              "FC_FN double fc_overlap(const fc_z *p, const fc_z *v)",
+              "{ return fc_cabs(fc_conj(p[0]) * v[0] + fc_conj(p[1]) * v[1]); }", ""]
+    return lines + _pf_entry_points(p, pf)
 
 
 def _lit(v):

@@ -111,8 +111,9 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
     ``device``: 'cpu', 'gpu' or None (the GPU when one is usable and there are at least 10⁴
     starts, else the CPU). A field known
     symbolically (Field.from_expr; the spectral flows of a Loss.from_expr or zoo loss, the PF for
-    D ≤ 2) runs as one compiled kernel with everything inlined, compiled on first use and cached;
-    other fields (Python callables, the PF for D > 2) run on the CPU through the generic loop.
+    D ≤ 2 or with a diagonal Hessian) runs as one compiled kernel with everything inlined, compiled
+    on first use and cached; other fields (Python callables, the PF for D > 2 with a non-diagonal
+    Hessian) run on the CPU through the generic loop.
     ``rest_tol`` > 0 ends a trajectory once ‖f‖∞ ≤ rest_tol (1 + ‖θ‖∞) has held for 8 accepted
     steps (compiled kernels only); its later outputs repeat its last state.
     """
@@ -191,7 +192,8 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
 def compiled(flow: Field) -> bool:
     """Does ``flow`` run as a compiled kernel (everything inlined; GPU-capable; rest_tol)?
     True for Field.from_expr and the spectral flows of a loss with a sympy expression (the PF
-    for D ≤ 2); False for Python callables, fc.flows.spectral and the PF for D > 2."""
+    for D ≤ 2, or any D when the Hessian is diagonal: a separable loss); False for Python
+    callables, fc.flows.spectral and the PF for D > 2 with a non-diagonal Hessian."""
     try:
         _kernels.problem(flow)
     except _kernels.NoKernel:

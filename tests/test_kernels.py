@@ -174,7 +174,34 @@ def test_gpu_rest_matches_cpu():
 def test_compiled_says_which_fields_have_a_kernel():
     assert fc.compiled(fc.flows.pf(fc.losses.double_well(), 0.2))
     assert not fc.compiled(fc.Field.from_callable(lambda th: -th, dim=1))
-    assert not fc.compiled(fc.flows.pf(fc.losses.quadratic(np.eye(3)), 0.2))      # D > 2: LAPACK
+    A = np.array([[2.0, 1, 0], [1, 2, 0], [0, 0, 1]])
+    assert not fc.compiled(fc.flows.pf(fc.losses.quadratic(A), 0.2))    # D > 2, coupled: LAPACK
+    assert fc.compiled(fc.flows.pf(fc.losses.quadratic(np.diag([1.0, 2, 3])), 0.2))   # diagonal
+
+
+def test_diagonal_hessian_pf_any_dimension():
+    """A separable loss's PF is compiled for any D (f_k = φ(hH_kk) g_k). On ½Σ a_k θ_k² it meets
+    GD at every t = nh, θ_k = (1 − h a_k)^n θ_k(0), through hλ > 1 (tracked log, +iπ side) and
+    hλ > 2; on a non-quadratic separable loss it equals the generic LAPACK path (a Python
+    callable of the same field)."""
+    a = np.array([1.0, 6.0, 12.0, 0.5])           # h a = 0.25, 1.5, 3, 0.125 at h = 0.25
+    h = 0.25
+    quad = fc.Loss.from_expr(" + ".join(f"{v}*w{k}**2/2" for k, v in enumerate(a)))
+    flow = fc.flows.pf(quad, h)
+    assert _kernels.problem(flow).diagonal and fc.compiled(flow)
+    th0 = np.random.default_rng(3).uniform(-1, 1, (5, 4))
+    sol = fc.solve(flow, th0, t_eval=h * np.arange(5), method="dop853", rtol=1e-12, atol=1e-14)
+    assert (sol.status == 0).all()
+    for n in range(5):
+        np.testing.assert_allclose(sol.y[:, n], th0 * (1 - h * a) ** n, rtol=1e-9, atol=1e-12)
+    sep = fc.Loss.from_expr("(x**2 - 1)**2/4 + sin(y) + y**2 + cosh(z/2)")
+    pf = fc.flows.pf(sep, 0.3, branch="principal")
+    assert _kernels.problem(pf).diagonal
+    slow = fc.Field.from_callable(lambda th: pf(th), dim=3, vectorized=True)
+    z0 = np.random.default_rng(4).uniform(-1, 1, (20, 3)) + 0.05j   # 1 − hλ off the cut
+    fast, ref = (fc.solve(f, z0, t_eval=[0, 0.5, 1.0], rtol=1e-10, atol=1e-12) for f in (pf, slow))
+    assert not fc.compiled(slow) and (fast.status == ref.status).all()
+    np.testing.assert_allclose(fast.y, ref.y, rtol=1e-8, atol=1e-10)
 
 
 def test_complex_kernels_call_the_complex_functions():
