@@ -184,15 +184,23 @@ def grid_points(dim, grid, origin=None, directions=None):
 
 
 def _cluster(points, tol):
-    """Greedy clustering of rows within tol (∞-norm, relative): (representatives, index per row)."""
+    """Greedy clustering of rows within tol (∞-norm, relative): (representatives, index per row).
+    Each pass takes the first unassigned row as a centre and sweeps only the rows still
+    unassigned, one coordinate column at a time (a max over a short row axis is numpy's slow case)."""
+    cols = np.ascontiguousarray(points.T)
     idx = np.full(len(points), -1)
     reps = []
-    while np.any(idx < 0):
-        i = np.flatnonzero(idx < 0)[0]
-        c = points[i]
-        near = (idx < 0) & (np.max(np.abs(points - c), axis=1) <= tol * (1 + np.max(np.abs(c))))
-        idx[near] = len(reps)
-        reps.append(points[near].mean(axis=0))
+    left = np.arange(len(points))
+    while left.size:
+        c = points[left[0]]
+        d = np.abs(cols[0, left] - c[0])
+        for k in range(1, cols.shape[0]):
+            np.maximum(d, np.abs(cols[k, left] - c[k]), out=d)
+        near = d <= tol * (1 + np.max(np.abs(c)))
+        members = left[near]
+        idx[members] = len(reps)
+        reps.append(points[members].mean(axis=0))
+        left = left[~near]
     return reps, idx
 
 
