@@ -33,7 +33,7 @@ def table(rows, columns):
     """A markdown table from a list of dicts."""
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        out.append("| " + " | ".join(_fmt(r[c]) for c in columns) + " |")
+        out.append("| " + " | ".join(_fmt(r.get(c, "–")) for c in columns) + " |")
     return "\n".join(out)
 
 

@@ -6,9 +6,11 @@ Problems on the 2-D double well E = (x² − 1)² + y², starts on a square grid
   (c) PF, h = 0.2, 300 × 300 starts, RK4 with dt = 0.02 to T = 20 (complex)
 
 Every contender computes the same label image: the attractor each start ends at (nearest
-critical point within 1e-4), or escaped / unresolved. GD: flowcore and the C loop stop a start
-once ‖θ_k − θ_{k−1}‖∞ ≤ 1e-10(1 + ‖θ_k‖∞) has held for 50 iterations; the numpy loop runs the
-whole budget (masking stopped starts costs numpy more than it saves). Flows: all run the same
+critical point within 1e-4), or escaped / unresolved. GD: flowcore and the C loop run fa.basins'
+whole rest test (a recurrence ‖θ_k − θ_{k−p}‖∞ ≤ 1e-10(1 + ‖θ_k‖∞), p ≤ 16, held for 50
+iterations, so 2-cycles and longer are found); a second C loop tests p = 1 alone (the price of
+cycle detection); the numpy loop runs the whole budget (masking stopped starts costs numpy more
+than it saves). Flows: all run the same
 fixed-step RK4 (flowcore: ``method="rk4"``); flowcore and C stop a start once ‖f‖∞ ≤
 1e-8(1 + ‖θ‖∞) has held for 8 steps (fa.basins' rest test), numpy runs to T. For the PF all three continue the log along each path
 (the pointwise principal log chatters between ±iπ on the cut and gives wrong labels); numpy and C
@@ -60,6 +62,61 @@ void gd(int64_t n, const double *th, double h, int steps, int confirm, double to
             if (streak >= confirm) { l = label_of(x, y); break; }
         }
         lab[p] = l;
+    }
+}
+/* (a) GD with fa.basins' whole rest test: periods p <= 16 (p = 1 every step, all p every 16th
+   step while no candidate holds), held `confirm` steps, reduced to the smallest recurring divisor,
+   a cycle refused while its last p steps keep shrinking; cycles get the label CYCLE */
+#define PMAX 16
+#define KEEP (PMAX + 1)
+#define CYCLE (-3)
+#define SLOT(head, j) ((head) >= (j) ? (head) - (j) : (head) - (j) + KEEP)   /* (head - j) mod KEEP */
+static int recur2(const double *old, const double *cur, double tol) {
+    double d = MAX(fabs(cur[0] - old[0]), fabs(cur[1] - old[1])), s = MAX(fabs(cur[0]), fabs(cur[1]));
+    return d <= tol * (1 + s);
+}
+/* the length of the last p steps ending at cur (ring[(head - j) mod KEEP] = theta_{k+1-j}) */
+static double last_steps(double (*ring)[2], int head, const double *cur, int p) {
+    double len = 0;
+    const double *u = cur;
+    for (int j = 1; j <= p; j++) {
+        const double *v = ring[SLOT(head, j)];
+        len += MAX(fabs(u[0] - v[0]), fabs(u[1] - v[1]));
+        u = v;
+    }
+    return len;
+}
+void gd_periods(int64_t n, const double *th, double h, int steps, int confirm, double tol, double R,
+                int *lab) {
+    for (int64_t i = 0; i < n; i++) {
+        double ring[KEEP][2], cur[2] = {th[2*i], th[2*i+1]}, len0 = 0;
+        int head = 0, cand = 0, streak = 0, period = 0, l = UNRES;
+        ring[0][0] = cur[0]; ring[0][1] = cur[1];
+        for (int k = 0; k < steps && !period; k++) {
+            const double x = cur[0], y = cur[1];
+            cur[0] = x - h * 4 * x * (x*x - 1); cur[1] = y - h * 2 * y;
+            if (!(cur[0]*cur[0] + cur[1]*cur[1] <= R*R)) { l = ESC; break; }
+            head = head + 1 == KEEP ? 0 : head + 1;
+            int p = 0;
+            if (cand) p = recur2(ring[SLOT(head, cand)], cur, tol) ? cand : 0;
+            else {
+                const int top = k & (PMAX - 1) ? 1 : (k + 1 < PMAX ? k + 1 : PMAX);
+                for (int q = 1; q <= top && !p; q++)
+                    if (recur2(ring[SLOT(head, q)], cur, tol)) p = q;
+            }
+            streak = p && p == cand ? streak + 1 : p > 0;
+            cand = p;
+            if (streak == 1 && p > 1) len0 = last_steps(ring, head, cur, p);
+            if (streak >= confirm) {
+                int d = 1;
+                while (d < p && !(p % d == 0 && recur2(ring[SLOT(head, d)], cur, tol))) d++;
+                const double scale = MAX(fabs(cur[0]), fabs(cur[1]));
+                if (d > 1 && last_steps(ring, head, cur, p) < len0 - 2 * p * tol * (1 + scale)) streak = cand = 0;
+                else period = d;
+            }
+            ring[head][0] = cur[0]; ring[head][1] = cur[1];
+        }
+        lab[i] = period == 1 ? label_of(cur[0], cur[1]) : period > 1 ? CYCLE : l;
     }
 }
 /* (b) IGR: f = -(I + (h/2) H) g, fixed-step RK4 */
@@ -147,6 +204,7 @@ def plain_c():
     P = np.ctypeslib.ndpointer(np.float64, flags="C")
     Q = np.ctypeslib.ndpointer(np.intc, flags="C")
     lib.gd.argtypes = [L, P, D, I, I, D, D, Q]
+    lib.gd_periods.argtypes = [L, P, D, I, I, D, D, Q]
     lib.igr_rk4.argtypes = [L, P, D, D, I, D, D, D, Q]
     lib.pf_rk4.argtypes = [L, P, D, D, I, D, D, D, D, Q]
     return lib
@@ -237,13 +295,15 @@ def numpy_flow(field, th, dt, nsteps, tol):
 
 
 def fc_labels(b):
-    """flowcore's labels in the benchmark's numbering (0, 1 minima, 2 saddle, −1, −2)."""
+    """flowcore's labels in the benchmark's numbering (0, 1 minima, 2 saddle, −1, −2, −3 cycle)."""
     lab = np.asarray(b.labels).reshape(-1).copy()
     out = np.full(lab.shape, -2)
     out[lab == -1] = -1
     for e in b.entries:
         if e.critical is not None:
             out[lab == e.label] = int(np.argmin(np.max(np.abs(MINIMA - e.critical.point), axis=1)))
+        elif e.label >= 0 and len(e.points) > 1:
+            out[lab == e.label] = -3                 # a cycle, as the C loop's CYCLE
     return out
 
 
@@ -260,7 +320,7 @@ def main(argv=None):
     problems = [  # label, n per side, model, lr, fa.basins options, numpy, C
         ("(a) GD basins, h = 0.1", 1000, "gd", 0.1, dict(steps=1000),
          lambda th: numpy_gd(th, 0.1, 1000),
-         lambda th, lab: lib.gd(len(th), th, 0.1, 1000, 50, 1e-10, RADIUS, lab)),
+         lambda th, lab: lib.gd_periods(len(th), th, 0.1, 1000, 50, 1e-10, RADIUS, lab)),
         ("(b) IGR basins, h = 0.1", 500, "igr", 0.1, dict(method="rk4", dt=0.05, t_max=T, tol=1e-5),
          lambda th: numpy_flow(igr_field(0.1), th, 0.05, int(T / 0.05), 1e-5),
          lambda th, lab: lib.igr_rk4(len(th), th, 0.1, 0.05, int(T / 0.05), RADIUS, 1e-5, REST * 1e-5, lab)),
@@ -287,15 +347,23 @@ def main(argv=None):
         slow = not args.quick and model != "gd"     # numpy takes minutes there: one cold run
         tn = median_time(lambda: np_run(th), repeats=1 if slow else repeats, min_time=0, warmup=not slow)
         tc = median_time(run_c, repeats=repeats, min_time=0)
+        fixed_only = {}
+        if model == "gd":       # the C loop with the p = 1 test alone: what cycle detection costs
+            def run_c1():
+                lab = np.empty(len(th), np.intc)
+                lib.gd(len(th), th, lr, 1000, 50, 1e-10, RADIUS, lab)
+                return lab
+            fixed_only = {"plain C, p = 1 only [s]": median_time(run_c1, repeats=repeats, min_time=0)}
         ref = fc_labels(run_fc(2))
         rows.append({"problem": label, "starts": n * n, "flowcore 2 thr [s]": t2, "2-thread speed-up": t1 / t2,
                      "numpy [s]": tn, "numpy runs": 1 if slow else repeats, "× numpy (2 thr)": tn / t2, "plain C 1 thr [s]": tc,
                      "flowcore 1 thr / C": t1 / tc,
                      "agree numpy": float(np.mean(np_run(th) == ref)), "agree C": float(np.mean(run_c() == ref)),
-                     "labels": ", ".join(f"{v}: {c}" for v, c in zip(*np.unique(ref, return_counts=True)))})
+                     "labels": ", ".join(f"{v}: {c}" for v, c in zip(*np.unique(ref, return_counts=True))),
+                     **fixed_only})
         print(f"{label}: done", flush=True)
     cols = ["problem", "starts", "flowcore 2 thr [s]", "2-thread speed-up", "numpy [s]", "numpy runs", "× numpy (2 thr)",
-            "plain C 1 thr [s]", "flowcore 1 thr / C", "agree numpy", "agree C", "labels"]
+            "plain C 1 thr [s]", "flowcore 1 thr / C", "plain C, p = 1 only [s]", "agree numpy", "agree C", "labels"]
     print(table(rows, cols))
     print("JSON:", write_json("basins", rows, repeats=repeats, quick=args.quick))
 
