@@ -179,8 +179,10 @@ def grid_points(dim, grid, origin=None, directions=None):
         raise ValueError(f"origin must have {dim} coordinates, got shape {o.shape}")
     if U.shape != (2, dim) or np.linalg.matrix_rank(U) < 2:
         raise ValueError(f"directions must be two independent vectors of length {dim}, got shape {U.shape}")
-    X, Y = np.meshgrid(x, y)
-    return (x, y), o + X[..., None] * U[0] + Y[..., None] * U[1]
+    pts = np.empty((len(y), len(x), dim))
+    for k in range(dim):              # o + x u + y v, a coordinate at a time (no [ny, nx, D] temporaries)
+        np.add.outer(o[k] + y * U[1, k], x * U[0, k], out=pts[..., k])
+    return (x, y), pts
 
 
 def _cluster(points, tol):
