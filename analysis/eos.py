@@ -66,7 +66,9 @@ def _flow_predictions(loss, lr, gd, name, horizon, rtol, starts, max_steps):
     r = fc.solve(field, gd[starts], t_eval=lr * np.arange(horizon + 1), **opts)
     rest[starts] = r.y.real
     value = lambda th: np.real(loss.value(th))            # noqa: E731
-    unfinished = {"global": int(g.status[0] != fc.Status.OK), "restarts": int(np.sum(r.status != fc.Status.OK))}
+    reached = int(np.flatnonzero(np.all(np.isfinite(g.y[0]), axis=1))[-1])
+    unfinished = {"global": int(g.status[0] != fc.Status.OK), "restarts": int(np.sum(r.status != fc.Status.OK)),
+                  "global_reached": reached}
     return glob, value(glob), rest, value(rest), unfinished
 
 
@@ -94,8 +96,11 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
     """Each model's prediction of a GD run from ``theta0`` (see the module docstring), restarted at
     every ``every``-th iterate (the central flow costs about 0.1 s a restart). ``max_steps``
     bounds each flow integration (fc.solve's; the PF of a network at its edge of stability is
-    stiff where hλ crosses 1): one that runs out predicts nothing further, counted in
-    ``models[name]["unfinished"]``.
+    stiff where hλ crosses 1, and its complex trajectory can run into a pole of tanh): one that
+    runs out predicts nothing further, counted in ``models[name]["unfinished"]`` (``global``: 1
+    if the run from θ₀ stopped early, ``restarts``: how many restarts did, ``global_reached``:
+    the last step n the run from θ₀ predicted). The means in ``table`` are over the predictions
+    made: a model that stopped early is scored on fewer iterates (the figure says so).
 
     Returns a dict: ``gd`` [steps+1, D], ``gd_loss``, ``gd_loss_avg``, ``gd_theta_avg``,
     ``sharpness`` (λ_max per iterate), ``edge`` = 2/lr, and per model ``models[name]`` with the
@@ -103,12 +108,14 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
     ``errors[mode][quantity]`` per iterate for mode in ('global', 'one_step', 'horizon') and the
     four QUANTITIES (absolute errors: ‖·‖ for parameters, |·| for losses; NaN where a model made
     no prediction); ``sharpness`` λ_max along the global trajectory, ``table[mode][quantity]``
-    the mean over the iterates where a prediction was made, and ``defined`` the number of
+    the mean over the iterates where a prediction was made (restarts: where every flow made one,
+    ``scored[mode]["scored"]`` of them; see :func:`_score`), and ``defined`` the number of
     iterates a model was restarted from. ``mean_from``: the first n at which GD has reached the
     edge (λ_max ≥ 2/h) and the central flow has started (None if never); ``gd_loss_mean`` [from
     mean_from on]: GD's loss averaged from there to each n (over whole catapult cycles), and
     ``central_loss_mean`` the same average of the central flow's prediction.
-    ``best[mode][quantity]`` names the model with the smallest mean.
+    ``best[mode][quantity]`` names the model with the smallest mean (for 'global', among the runs
+    from θ₀ that finished).
     """
     th = _check(loss, lr, theta0, steps, horizon, window, models)
     if not isinstance(every, (int, np.integer)) or isinstance(every, bool) or not 1 <= every < steps:
@@ -128,7 +135,7 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
             glob, gavg, rest, ravg, defined = _central_predictions(loss, lr, gd, out["sharpness"], horizon, rtol,
                                                                         starts)
             gloss, rloss = loss.value(glob), loss.value(rest)
-            unfinished = {"global": 0, "restarts": 0}
+            unfinished = {"global": 0, "restarts": 0, "global_reached": steps}
         else:
             glob, gloss, rest, rloss, unfinished = _flow_predictions(loss, lr, gd, name, horizon, rtol, starts,
                                                                      max_steps)
@@ -140,12 +147,35 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
         sharp = np.full(len(glob), np.nan)
         sharp[ok] = np.linalg.eigvalsh(loss.hess(glob[ok]))[:, -1]
         out["models"][name] = {"trajectory": glob, "loss": gloss, "loss_avg": gavg, "sharpness": sharp, "errors": errors,
-                               "defined": int(defined), "unfinished": unfinished,
-                               "table": {m: {q: _mean(e) for q, e in errs.items()} for m, errs in errors.items()}}
+                               "defined": int(defined), "unfinished": unfinished}
     out.update(_long_average(out))
-    out["best"] = {m: {q: min(out["models"], key=lambda k: _key(out["models"][k]["table"][m][q]))
-                       for q in QUANTITIES} for m in ("global", "one_step", "horizon")}
+    out.update(_score(out["models"]))
     return out
+
+
+def _score(models):
+    """Mean errors on common ground. A restart mode is scored over the iterates at which every flow
+    model (all but the central flow, defined only at or below the edge) made its prediction: a
+    model whose integration stopped at the hard iterates (a catapult) is not credited for skipping
+    them, and the others are scored without them too (``scored[mode]``: how many iterates were, of
+    those where any flow made a prediction). A run
+    from θ₀ that stopped early keeps its mean over the steps it reached but cannot be the best."""
+    flows = [k for k in models if k != "central"]
+    scored = {}
+    for mode in ("global", "one_step", "horizon"):
+        for q in QUANTITIES:
+            e = {k: m["errors"][mode][q] for k, m in models.items()}
+            finite = [np.isfinite(e[k]) for k in flows]
+            common = np.all(finite, axis=0) if mode != "global" and flows else True
+            for k, m in models.items():
+                m.setdefault("table", {}).setdefault(mode, {})[q] = _mean(np.where(common, e[k], np.nan))
+            if q == "theta" and mode != "global" and flows:
+                scored[mode] = {"scored": int(np.sum(common)), "made": int(np.sum(np.any(finite, axis=0)))}
+    best = {}
+    for mode in ("global", "one_step", "horizon"):
+        eligible = [k for k, m in models.items() if mode != "global" or not m["unfinished"]["global"]] or list(models)
+        best[mode] = {q: min(eligible, key=lambda k: _key(models[k]["table"][mode][q])) for q in QUANTITIES}
+    return {"best": best, "scored": scored}
 
 
 def _long_average(out):
@@ -257,7 +287,7 @@ def figure_data(result):
     """The numbers a comparison figure is drawn from (for JSON): everything but the per-iterate errors
     and trajectories."""
     keep = ("lr", "edge", "steps", "horizon", "window", "every", "theta0", "gd_loss", "gd_loss_avg", "sharpness", "best",
-            "mean_from", "gd_loss_mean", "central_loss_mean")
+            "scored", "mean_from", "gd_loss_mean", "central_loss_mean")
     out = {k: result[k] for k in keep}
     out["models"] = {k: {f: m[f] for f in ("loss_avg", "sharpness", "table", "defined", "unfinished")}
                      for k, m in result["models"].items()}

@@ -393,15 +393,31 @@ def _error_table(ax, r):
     for j, (mode, q) in enumerate(cols):
         best = r["best"][mode][q]
         ax.add_patch(Rectangle((j - 0.5, names.index(best) - 0.5), 1, 1, fill=False, ec="tab:red", lw=2))
-    ax.set_yticks(range(len(names)), [f"{k}\n({r['models'][k]['defined']} restarts)" if k == "central" else k
-                                      for k in names])
+    ax.set_yticks(range(len(names)), [_model_label(k, r) for k in names], fontsize=8)
     ax.set_xticks(range(len(cols)), [f"{_MODE_NAMES[m].format(m=r['horizon'])}\n{_QUANTITY_NAMES[q]}"
                                      for m, q in cols], fontsize=7)
     for x in (3.5, 7.5):
         ax.axvline(x, color="w", lw=2)
+    left = {m: c for m, c in r.get("scored", {}).items() if c["scored"] < c["made"]}
+    note = ("\nrestarts scored where every flow predicted: " + ", ".join(
+        f"{_MODE_NAMES[m].format(m=r['horizon'])} {c['scored']} of {c['made']}" for m, c in left.items())) if left else ""
     ax.set_title("mean error of each model's prediction of GD (θ̄, Ē: averages over the oscillation); "
-                 "best framed", fontsize=9)
+                 "best framed" + note, fontsize=9)
     ax.figure.colorbar(im, ax=ax, label="log10 mean error", shrink=0.8)
+
+
+def _model_label(name, r):
+    """The model's name, and what it could not predict: the central flow's restarts (only at or
+    below the edge), a flow's restarts that stopped early and how far its run from θ₀ got."""
+    m, notes = r["models"][name], []
+    u = m.get("unfinished", {})
+    if name == "central":
+        notes.append(f"{m['defined']} of {len(range(0, r['steps'], r['every']))} restarts")
+    if u.get("restarts"):
+        notes.append(f"{u['restarts']} restarts stopped")
+    if u.get("global"):
+        notes.append(f"from θ₀ to n = {u['global_reached']}")
+    return name + "".join(f"\n({n})" for n in notes)
 
 
 def network_eos(r, title=None):

@@ -721,29 +721,49 @@ def dal(quick):
 
 EOS_RUNS = (("(x*y - 1)**2/2", 0.25, [2.82, 0.36], 300),
             ("(x - 9/2)**2/80 + (z - 2)**2/40 + (x + z**2/10)*y**2/2", 0.5, [3.5, 0.05, 1.0], 600))
+# a network that sharpens from below the edge and catapults (2/h = 2; λ_max 1.63 → 2.5 → 1.6 in 100
+# steps); its PF is loose-tolerance (predictions good to 1e-5, not 1e-10) and capped, because its
+# complex trajectories near a catapult cross hλ = 1 and run into poles of tanh
+EOS_NETWORK = dict(widths=(4,), lr=1.0, steps=100, rtol=1e-8, max_steps=400)
+
+
+def _eos_network():
+    """EOS_NETWORK's MLP 2→4→1 (tanh, MSE) on the 20 random points of Fig 7: D = 17."""
+    return fc.nn.mlp(*fc.nn.regression_2d(20, seed=0), widths=EOS_NETWORK["widths"], activation="tanh", seed=0)
+
+
+def _eos_runs(quick):
+    """(key, title, loss, lr, θ₀, compare_models keywords) of each row of eos_models."""
+    for expr, lr, th0, steps in EOS_RUNS:
+        loss = fc.Loss.from_expr(expr)
+        yield expr, f"{tex(loss)}, h = {lr:g}, θ₀ = {tuple(th0)}", loss, lr, th0, dict(
+            steps=steps // 5 if quick else steps, horizon=10)
+    net, k = _eos_network(), EOS_NETWORK
+    yield repr(net), f"{net!r}"[8:-1] + f", h = {k['lr']:g}", net.loss, k["lr"], net.theta0, dict(
+        steps=12 if quick else k["steps"], horizon=3 if quick else 10, rtol=k["rtol"], max_steps=k["max_steps"])
 
 
 def eos_models(quick):
     """Every continuous model of GD (NGF, IGR, third order, PF, PF+NP3, the central flow) predicting
-    the same GD runs at the edge of stability: one step and ten steps ahead (restarted at every third
-    iterate: odd, so both phases of the 2-cycle count) and from the start."""
+    the same GD runs at the edge of stability — two small losses and a small MLP: one step and ten
+    steps ahead (restarted at every third iterate: odd, so both phases of the 2-cycle count) and
+    from the start."""
     from flowcore.analysis.eos import compare_models, figure_data
     from flowcore.analysis.plot import compare_models as plot_compare
     plt = _plt()
-    fig, axs = plt.subplots(2, 3, figsize=(20, 10), width_ratios=(1, 1, 1.6))
+    fig, axs = plt.subplots(3, 3, figsize=(20, 15), width_ratios=(1, 1, 1.6))
     data, said = {}, []
-    for row, (expr, lr, th0, steps) in enumerate(EOS_RUNS):
-        loss = fc.Loss.from_expr(expr)
-        r = compare_models(loss, lr, th0, steps // 5 if quick else steps, horizon=10, every=3)
+    for row, (key, title, loss, lr, th0, kw) in enumerate(_eos_runs(quick)):
+        r = compare_models(loss, lr, th0, every=3, **kw)
         plot_compare(r, axs=axs[row])
-        axs[row, 0].set_title(f"{tex(loss)}, h = {lr:g}, θ₀ = {tuple(th0)}: time-averaged loss", fontsize=10)
-        data[expr] = figure_data(r)
+        axs[row, 0].set_title(f"{title}: time-averaged loss", fontsize=10)
+        data[key] = figure_data(r)
         t, b = {k: m["table"] for k, m in r["models"].items()}, r["best"]
         avg = (f"; GD's loss averaged from step {r['mean_from']} is {r['gd_loss_mean'][-1]:.3g}, the central flow's "
                f"prediction {r['central_loss_mean'][-1]:.3g}" if r["mean_from"] is not None else "")
-        said.append(f"on {expr} the next iterate is predicted best by {b['one_step']['theta']} "
+        said.append(f"on {key} the next iterate is predicted best by {b['one_step']['theta']} "
                     f"({t[b['one_step']['theta']]['one_step']['theta']:.1e}; NGF {t['ngf']['one_step']['theta']:.1e}), "
-                    f"the loss averaged over the 2-cycle 10 steps ahead by {b['horizon']['loss_avg']} "
+                    f"the loss averaged over the 2-cycle {r['horizon']} steps ahead by {b['horizon']['loss_avg']} "
                     f"({t[b['horizon']['loss_avg']]['horizon']['loss_avg']:.1e}){avg}")
     fig.tight_layout()
     return fig, data, "At the edge of stability: " + "; ".join(said) + "."

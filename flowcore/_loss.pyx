@@ -99,8 +99,8 @@ cdef class Loss:
             expr, syms = self._symbolic_pair()
             return _rebuild, ("compiled", expr, tuple(str(s) for s in syms), self.name)
         if kind == "python":
-            value, grad, hess, third, vectorized = self._py
-            return _rebuild, ("python", value, grad, hess, third, self.c.dim, vectorized, self.name)
+            value, grad, hess, third, vectorized, grad_hess = self._py
+            return _rebuild, ("python", value, grad, hess, third, self.c.dim, vectorized, self.name, grad_hess)
         raise TypeError(f"the loss {self.name!r} calls a C library of yours through pointers, which cannot "
                         "be sent to another process; write it with Loss.from_expr (or load the library in "
                         "that process)")
@@ -239,23 +239,29 @@ cdef class Loss:
 
     @staticmethod
     def from_callable(value, grad, hess=None, third=None, *, int dim, bint vectorized=False,
-                      str name="python"):
+                      str name="python", grad_hess=None):
         """A loss from Python functions: the slow fallback, same API and C ABI.
 
         With ``vectorized=False`` each function gets one point θ [D] (real or
         complex) and returns E (scalar), g [D], H [D, D] or T[v, v] [D]
         (``third(θ, v)``). With ``vectorized=True`` they get a block [n, D] and
         return [n], [n, D], [n, D, D], [n, D]. ``hess``/``third`` may be omitted;
-        asking for them then raises NotImplementedError.
+        asking for them then raises NotImplementedError. ``grad_hess`` (vectorized only): one
+        function returning (g [n, D], H [n, D, D]), called instead of the two when a kernel asks
+        for both at once (the principal flow for D > 2) — one call where each costs a dispatch,
+        as a JAX function's does.
         """
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
-        for label, f in (("value", value), ("grad", grad), ("hess", hess), ("third", third)):
+        if grad_hess is not None and not vectorized:
+            raise ValueError("grad_hess is called on blocks of points: pass vectorized=True with it")
+        for label, f in (("value", value), ("grad", grad), ("hess", hess), ("third", third),
+                         ("grad_hess", grad_hess)):
             if f is not None and not callable(f):
                 raise TypeError(f"{label} must be callable or None, got {type(f).__name__}")
         cdef Loss self = Loss.__new__(Loss)
         self.name, self._symbolic = name, None
-        self._py = (value, grad, hess, third, vectorized)
+        self._py = (value, grad, hess, third, vectorized, grad_hess)
         self.c.abi_version = FC_ABI_VERSION
         self.c.dim = dim
         self.c.ctx = <const void*> self      # borrowed: a kernel holds the Loss while it calls
@@ -268,13 +274,18 @@ cdef class Loss:
     cdef int _py_call(self, long n, bint cplx, void *x, void *v, void *E, void *g, void *H,
                       void *T) noexcept:
         cdef Py_ssize_t D = self.c.dim
-        value, grad, hess, third, vectorized = self._py
+        value, grad, hess, third, vectorized, grad_hess = self._py
         cdef void *outs[4]
         outs[0], outs[1], outs[2], outs[3] = E, g, H, T
         cdef int k
         try:
             X = _wrap(x, n * D, cplx).reshape(n, D)
             V = _wrap(v, n * D, cplx).reshape(n, D) if T != NULL else None
+            if grad_hess is not None and g != NULL and H != NULL:
+                G, HH = grad_hess(X)
+                _wrap(g, n * D, cplx).reshape(n, D)[...] = G
+                _wrap(H, n * D * D, cplx).reshape(n, D, D)[...] = HH
+                outs[1] = outs[2] = NULL
             specs = ((value, (n,), "value"), (grad, (n, D), "grad"),
                      (hess, (n, D, D), "hess"), (third, (n, D), "third"))
             for k in range(4):
@@ -382,8 +393,9 @@ def _rebuild(kind, *args):
         if args not in _REBUILT:           # each Dask task unpickles its loss: derive it once
             _REBUILT[args] = Loss.from_expr(expr, vars=vars, name=name)
         return _REBUILT[args]
-    value, grad, hess, third, dim, vectorized, name = args
-    return Loss.from_callable(value, grad, hess, third, dim=dim, vectorized=vectorized, name=name)
+    value, grad, hess, third, dim, vectorized, name, grad_hess = args
+    return Loss.from_callable(value, grad, hess, third, dim=dim, vectorized=vectorized, name=name,
+                              grad_hess=grad_hess)
 
 
 def _as_points(x, Py_ssize_t D, str label):

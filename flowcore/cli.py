@@ -396,20 +396,33 @@ def cmd_compare(args):
     """Every continuous model of GD predicting one GD run (at the edge of stability): which predicts what."""
     from flowcore import analysis as fa
     from flowcore.analysis.eos import COMPARE_MODELS, comparison_lines, figure_data
-    loss = _loss_of(args)
-    theta0 = [float(v) for v in args.theta0.split(",")]
+    if (args.loss is None) == (args.network is None):
+        raise ValueError("give --loss (with --theta0) or --network (an MLP; its start is its initialisation), not "
+                         "both" if args.loss else "give --loss (with --theta0) or --network (e.g. --network regression "
+                         "--widths 4 --objective mse)")
+    if args.network:
+        if args.theta0:
+            raise ValueError("--theta0 is for --loss: a --network starts at its initialisation (choose it by --seed)")
+        net = _network(args, args.network)
+        loss, theta0, what = net.loss, net.theta0, f"{net!r}"[8:-1]
+    else:
+        if not args.theta0:
+            raise ValueError("--loss needs --theta0, the start 'x,y,...'")
+        loss, theta0 = _loss_of(args), [float(v) for v in args.theta0.split(",")]
+        what = fa.plot.tex(loss)
     models = tuple(args.models.split(",")) if args.models else COMPARE_MODELS
     out = _output(args.output)
     r = fa.compare_models(loss, args.lr, theta0, args.steps, horizon=args.horizon, models=models, window=args.window,
-                          every=args.every)
+                          every=args.every, rtol=args.rtol, max_steps=args.max_steps)
     if out:
-        fa.plot.compare_models(r, title=f"{fa.plot.tex(loss)}, lr = {args.lr:g}: the models against GD").savefig(out, dpi=120)
+        fa.plot.compare_models(r, title=f"{what}, lr = {args.lr:g}: the models against GD").savefig(out, dpi=120)
     if args.json:
         print(json.dumps(fa.as_json({"loss": loss.name, **figure_data(r), "gd": r["gd"],
                                      "trajectories": {k: m["trajectory"] for k, m in r["models"].items()},
                                      "summary": comparison_lines(r)})))
         return
-    print(f"GD with lr = {args.lr:g} (2/lr = {r['edge']:g}) from {_fmt(np.array(theta0))}, {args.steps} steps; "
+    print(f"GD with lr = {args.lr:g} (2/lr = {r['edge']:g}) from {what if args.network else _fmt(np.array(theta0))}, "
+          f"{args.steps} steps; "
           f"sharpness {r['sharpness'][0]:.4g} -> {r['sharpness'][-1]:.4g}")
     if "central" in r["models"]:
         print(f"central flow restarted at {r['models']['central']['defined']} of {len(range(0, args.steps, args.every))} "
@@ -417,6 +430,14 @@ def cmd_compare(args):
     if r["central_loss_mean"] is not None:
         print(f"GD's loss averaged from n = {r['mean_from']} (at the edge, central flow started): "
               f"{r['gd_loss_mean'][-1]:.6g}; the central flow's prediction averaged alike: {r['central_loss_mean'][-1]:.6g}")
+    for name, m in r["models"].items():
+        u = m["unfinished"]
+        if u["global"] or u["restarts"]:
+            print(f"{name}: stopped early (--max-steps) in {u['restarts']} restarts"
+                  + (f" and from θ₀ at n = {u['global_reached']}" if u["global"] else ""))
+    for mode, c in r["scored"].items():
+        if c["scored"] < c["made"]:
+            print(f"{mode} scored on the {c['scored']} of {c['made']} restarts where every flow predicted")
     print("best model (mean error) per prediction:")
     for line in comparison_lines(r):
         print("  " + line)
@@ -490,17 +511,34 @@ def cmd_sgd(args):
         print(f"  {name:6s} mean {_fmt(v['mean'][-1])}  std {_fmt(v['std'][-1])}")
 
 
+def _network(args, name, flag="--network"):
+    """The MLP of the network options (_add_network) on the data set ``name``."""
+    data = {"iris": fc_nn().iris, "digits": lambda: fc_nn().digits(args.samples),
+            "regression": lambda: fc_nn().regression_2d(args.samples or 20, seed=args.seed)}
+    if name not in data:
+        raise ValueError(f"{flag} must be one of {', '.join(data)}, got {name!r}")
+    try:
+        widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ()
+    except ValueError:
+        raise ValueError(f"--widths {args.widths!r}: write hidden widths as integers 'a,b,...'") from None
+    X, Y = data[name]()
+    return fc_nn().mlp(X, Y, widths=widths, activation=args.activation, loss=args.objective, seed=args.seed)
+
+
+def _add_network(parser, widths="10,10", objective="cross_entropy"):
+    """The options that build an fc.nn.mlp (shared by eos and compare)."""
+    parser.add_argument("--samples", type=int, help="digits/regression: how many samples")
+    parser.add_argument("--widths", default=widths, help=f"hidden widths 'a,b,...' (default {widths}; '' for none)")
+    parser.add_argument("--activation", default="tanh", help="tanh (default), sin, softplus, gelu_tanh, linear")
+    parser.add_argument("--objective", default=objective, help=f"cross_entropy or mse (default {objective})")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+
+
 def cmd_eos(args):
     """The edge of stability of an MLP trained by full-batch GD (the paper's Figs 9/10 on a network)."""
     from flowcore import analysis as fa
     from flowcore.analysis import paper
-    data = {"iris": fc_nn().iris, "digits": lambda: fc_nn().digits(args.samples),
-            "regression": lambda: fc_nn().regression_2d(args.samples or 20, seed=args.seed)}
-    if args.data not in data:
-        raise ValueError(f"--data must be one of {', '.join(data)}, got {args.data!r}")
-    widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ()
-    X, Y = data[args.data]()
-    net = fc_nn().mlp(X, Y, widths=widths, activation=args.activation, loss=args.objective, seed=args.seed)
+    net = _network(args, args.data, "--data")
     flows = tuple(args.flows.split(","))
     out = _output(args.output)
     r = paper.network_edge_of_stability(net.loss, args.lr, net.theta0, args.steps, restarts=args.restarts, flows=flows)
@@ -631,9 +669,14 @@ def build_parser():
     tr.set_defaults(func=cmd_track)
     cp = sub.add_parser("compare", help="NGF, IGR, third-order, PF, PF+NP3 and the central flow predicting one "
                         "GD run: one step, --horizon steps and from the start")
-    _add_loss(cp)
+    cp.add_argument("--loss", help="zoo name or expression (or give --network)")
+    cp.add_argument("--vars", help="comma-separated variable order (default: sorted names)")
+    cp.add_argument("--network", help="instead of --loss, an MLP (needs the nn extra) on iris, digits or regression "
+                    "(2-D inputs, random targets), started at its initialisation; e.g. --network regression "
+                    "--widths 4 --objective mse --lr 1 --steps 100 --every 3")
+    _add_network(cp, widths="4", objective="mse")
     cp.add_argument("--lr", type=float, required=True, help="learning rate h")
-    cp.add_argument("--theta0", required=True, help="start 'x,y,...' (write --theta0=-1,2 for a leading minus)")
+    cp.add_argument("--theta0", help="start 'x,y,...' for --loss (write --theta0=-1,2 for a leading minus)")
     cp.add_argument("--steps", type=int, default=200, help="GD steps (default 200)")
     cp.add_argument("--horizon", type=int, default=10, help="the n-step prediction's n (default 10)")
     cp.add_argument("--window", type=int, default=2, help="GD's time average: the mean of this many iterates "
@@ -641,6 +684,9 @@ def build_parser():
     cp.add_argument("--every", type=int, default=1, help="restart the models at every k-th iterate (default 1; "
                     "the central flow costs about 0.1 s a restart)")
     cp.add_argument("--models", help="comma-separated subset of ngf,igr,third_order,pf,pf_np3,central")
+    cp.add_argument("--rtol", type=float, default=1e-10, help="the flows' relative tolerance (default 1e-10)")
+    cp.add_argument("--max-steps", type=int, help="cap each flow integration at this many steps; one that "
+                    "runs out is reported, not guessed (a network's PF can meet hλ = 1 or a pole of tanh)")
     cp.add_argument("-o", "--output", help="write the figure to this PNG")
     cp.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
     cp.set_defaults(func=cmd_compare)
@@ -667,15 +713,11 @@ def build_parser():
     eo = sub.add_parser("eos", help="the edge of stability of an MLP trained by GD: sharpness, loss rises, and "
                         "the NGF/IGR/PF one-step predictions (needs the nn extra)")
     eo.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")
-    eo.add_argument("--samples", type=int, help="digits/regression: how many samples")
-    eo.add_argument("--widths", default="10,10", help="hidden widths 'a,b,...' (default 10,10; '' for none)")
-    eo.add_argument("--activation", default="tanh", help="tanh (default), sin, softplus, gelu_tanh, linear")
-    eo.add_argument("--objective", default="cross_entropy", help="cross_entropy (default) or mse")
+    _add_network(eo)
     eo.add_argument("--lr", type=float, required=True, help="learning rate h")
     eo.add_argument("--steps", type=int, default=300, help="GD steps (default 300)")
     eo.add_argument("--restarts", type=int, default=3, help="iterates above the edge the flows start from (default 3)")
     eo.add_argument("--flows", default="ngf,igr,pf", help="comma-separated flows (default ngf,igr,pf)")
-    eo.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     eo.add_argument("-o", "--output", help="write the figure to this PNG")
     eo.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
     eo.set_defaults(func=cmd_eos)

@@ -77,8 +77,10 @@ class JaxFunctions:
 
         def build(hol):
             g = jax.grad(fn, holomorphic=hol)
+            both = jax.jacfwd(lambda th: (g(th), g(th)), has_aux=True, holomorphic=hol)    # (H, g), g once
             return {"value": jax.jit(jax.vmap(fn)), "grad": jax.jit(jax.vmap(g)),
                     "hess": jax.jit(jax.vmap(jax.jacfwd(g, holomorphic=hol))),
+                    "hess_grad": jax.jit(jax.vmap(both)),
                     "third": jax.jit(jax.vmap(jax.grad(second, holomorphic=hol))),
                     "hvp": jax.jit(lambda th, v: jax.jvp(g, (th,), (v,))[1])}
         self._real = build(False)
@@ -109,7 +111,8 @@ class JaxFunctions:
         m = 1 << max(n - 1, 0).bit_length()
         if m != n:
             X, *more = (np.concatenate([A, np.repeat(A[:1], m - n, axis=0)]) for A in (X, *more))
-        return np.asarray(f(X, *more))[:n]
+        out = f(X, *more)
+        return tuple(np.asarray(o)[:n] for o in out) if isinstance(out, tuple) else np.asarray(out)[:n]
 
     def _call(self, name, X, *more):
         return self._padded(self._table(X)[name], X, *more)
@@ -159,6 +162,11 @@ class JaxFunctions:
     def third(self, X, V):
         return self._call("third", X, V)
 
+    def grad_hess(self, X):
+        """(∇E, H) at the rows of X in one call (one dispatch: the PF for D > 2 asks for both)."""
+        H, g = self._call("hess_grad", X)
+        return g, H
+
     def hvp(self, x, v):
         return np.asarray(self._table(x)["hvp"](x, v))
 
@@ -179,7 +187,8 @@ def loss_from_jax(fn, dim, *, name="jax", holomorphic=True):
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"dim must be a positive integer (the number of parameters), got {dim!r}")
     f = JaxFunctions(fn, dim, holomorphic)
-    return Loss.from_callable(f.value, f.grad, f.hess, f.third, dim=int(dim), vectorized=True, name=name)
+    return Loss.from_callable(f.value, f.grad, f.hess, f.third, dim=int(dim), vectorized=True, name=name,
+                              grad_hess=f.grad_hess)
 
 
 def is_jax(loss):

@@ -110,3 +110,44 @@ def test_cli_compare_json(tmp_path):
     assert set(d["models"]) == {"ngf", "pf", "central"} and len(d["gd_loss"]) == 41
     assert len(d["summary"]) == 12 and (tmp_path / "c.png").stat().st_size > 10000
     assert d["models"]["pf"]["table"]["one_step"]["theta"] < d["models"]["ngf"]["table"]["one_step"]["theta"]
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--loss", "x**2", "--network", "regression"], "not both"),
+    (["--network", "regression", "--theta0", "1,2"], "--theta0 is for --loss"),
+    (["--loss", "x**2"], "needs --theta0"),
+    ([], "give --loss"),
+    (["--network", "mnist"], "--network must be one of"),
+    (["--network", "regression", "--widths", "4,x"], "--widths"),
+])
+def test_cli_compare_network_or_loss(argv, msg, capsys):
+    """`flowcore compare` takes a loss with a start or a network at its initialisation, and says which."""
+    from flowcore.cli import main
+    assert main(["compare", "--lr", "1", *argv]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_restarts_are_scored_where_every_flow_predicted():
+    """A flow that stopped at the hard iterates is not credited for skipping them: the restart means
+    are over the iterates where every flow predicted (the central flow, defined only at or below the
+    edge, does not narrow them), and a run from θ₀ that stopped early cannot be the global best."""
+    from flowcore.analysis.eos import _score
+    nan = np.nan
+
+    def model(one, glob, stopped=0):
+        errs = {"one_step": np.array(one), "horizon": np.array(one), "global": np.array(glob)}
+        return {"errors": {m: {q: e for q in ("theta", "theta_avg", "loss", "loss_avg")} for m, e in errs.items()},
+                "unfinished": {"global": stopped, "restarts": 0}}
+    models = {"ngf": model([1.0, 2.0, 9.0, 3.0], [1.0, 1.0, 1.0]),
+              "pf": model([0.1, 0.2, nan, 0.3], [0.1, nan, nan], stopped=1),
+              "central": model([nan, 1.0, 5.0, 0.5], [2.0, 2.0, 2.0])}
+    out = _score(models)
+    t = {k: m["table"] for k, m in models.items()}
+    assert t["ngf"]["one_step"]["theta"] == pytest.approx((1 + 2 + 3) / 3)        # n = 2 dropped: the PF stopped
+    assert t["pf"]["one_step"]["theta"] == pytest.approx(0.2)
+    assert t["central"]["one_step"]["theta"] == pytest.approx((1 + 0.5) / 2)      # its own NaN at n = 0 stays out
+    assert out["scored"]["one_step"] == {"scored": 3, "made": 4}
+    assert out["best"]["one_step"]["theta"] == "pf"
+    assert t["pf"]["global"]["theta"] == pytest.approx(0.1)                     # its mean over the steps reached …
+    assert out["best"]["global"]["theta"] == "ngf"                              # … but not eligible as the best
+

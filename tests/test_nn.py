@@ -183,10 +183,36 @@ def test_compare_models_on_a_network_below_the_edge():
     r = fa.compare_models(net.loss, 0.3, net.theta0, 6, horizon=2, models=("ngf", "central"), every=3)
     assert r["sharpness"].max() < r["edge"]
     np.testing.assert_allclose(r["models"]["central"]["trajectory"], r["models"]["ngf"]["trajectory"], atol=1e-7)
-    assert r["models"]["ngf"]["unfinished"] == {"global": 0, "restarts": 0}
+    assert r["models"]["ngf"]["unfinished"] == {"global": 0, "restarts": 0, "global_reached": 6}
     cut = fa.compare_models(net.loss, 0.3, net.theta0, 6, horizon=2, models=("ngf",), every=3, max_steps=1)
-    assert cut["models"]["ngf"]["unfinished"] == {"global": 1, "restarts": 2}
+    assert cut["models"]["ngf"]["unfinished"] == {"global": 1, "restarts": 2, "global_reached": 0}
     assert np.isnan(cut["models"]["ngf"]["trajectory"][-1]).all()
+
+
+def test_grad_hess_is_one_call_with_the_two_functions_values(tiny):
+    """A JAX loss hands the PF for D > 2 ∇E and H from one call (one dispatch instead of two): the
+    same values as grad and hess apart, at real and complex points; the PF's field is unchanged when
+    the fused function is taken away."""
+    f = tiny.loss.functions[0].__self__
+    rng = np.random.default_rng(3)
+    for th in (rng.normal(size=(3, 7)), rng.normal(size=(3, 7)) + 0.3j * rng.normal(size=(3, 7))):
+        g, H = f.grad_hess(th)
+        np.testing.assert_allclose(g, tiny.loss.grad(th), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(H, tiny.loss.hess(th), rtol=1e-13, atol=1e-15)
+    calls = []
+
+    def counted(X):
+        calls.append(len(X))
+        return f.grad_hess(X)
+    fused = fc.Loss.from_callable(f.value, f.grad, f.hess, f.third, dim=7, vectorized=True, grad_hess=counted)
+    apart = fc.Loss.from_callable(f.value, f.grad, f.hess, f.third, dim=7, vectorized=True)
+    th = 0.5 * rng.normal(size=(2, 7))
+    a = fc.solve(fc.flows.pf(fused, 0.7), th, t_span=(0, 0.7), method="rk4", dt=0.1)
+    b = fc.solve(fc.flows.pf(apart, 0.7), th, t_span=(0, 0.7), method="rk4", dt=0.1)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert calls and a.status.tolist() == [0, 0]
+    with pytest.raises(ValueError, match="vectorized=True"):
+        fc.Loss.from_callable(f.value, f.grad, dim=7, grad_hess=counted)
 
 
 def test_padded_batches_return_each_rows_own_values(tiny):
