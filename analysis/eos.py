@@ -109,7 +109,8 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
     four QUANTITIES (absolute errors: ‖·‖ for parameters, |·| for losses; NaN where a model made
     no prediction); ``sharpness`` λ_max along the global trajectory, ``table[mode][quantity]``
     the mean over the iterates where a prediction was made (restarts: where every flow made one,
-    ``scored[mode]["scored"]`` of them; see :func:`_score`), and ``defined`` the number of
+    ``scored[mode]["scored"]`` of them; see :func:`_score`), ``median[mode][quantity]`` the median
+    over the same iterates (a catapult's few large errors dominate a mean), and ``defined`` the number of
     iterates a model was restarted from. ``mean_from``: the first n at which GD has reached the
     edge (λ_max ≥ 2/h) and the central flow has started (None if never); ``gd_loss_mean`` [from
     mean_from on]: GD's loss averaged from there to each n (over whole catapult cycles), and
@@ -168,7 +169,9 @@ def _score(models):
             finite = [np.isfinite(e[k]) for k in flows]
             common = np.all(finite, axis=0) if mode != "global" and flows else True
             for k, m in models.items():
-                m.setdefault("table", {}).setdefault(mode, {})[q] = _mean(np.where(common, e[k], np.nan))
+                scored_e = np.where(common, e[k], np.nan)
+                m.setdefault("table", {}).setdefault(mode, {})[q] = _mean(scored_e)
+                m.setdefault("median", {}).setdefault(mode, {})[q] = _median(scored_e)
             if q == "theta" and mode != "global" and flows:
                 scored[mode] = {"scored": int(np.sum(common)), "made": int(np.sum(np.any(finite, axis=0)))}
     best = {}
@@ -213,6 +216,11 @@ def _errors(pred, targets, shift):
 def _mean(e):
     e = e[np.isfinite(e)]
     return float(np.mean(e)) if len(e) else float("nan")
+
+
+def _median(e):
+    e = e[np.isfinite(e)]
+    return float(np.median(e)) if len(e) else float("nan")
 
 
 def _key(v):
@@ -289,6 +297,6 @@ def figure_data(result):
     keep = ("lr", "edge", "steps", "horizon", "window", "every", "theta0", "gd_loss", "gd_loss_avg", "sharpness", "best",
             "scored", "mean_from", "gd_loss_mean", "central_loss_mean")
     out = {k: result[k] for k in keep}
-    out["models"] = {k: {f: m[f] for f in ("loss_avg", "sharpness", "table", "defined", "unfinished")}
+    out["models"] = {k: {f: m[f] for f in ("loss_avg", "sharpness", "table", "median", "defined", "unfinished")}
                      for k, m in result["models"].items()}
     return out

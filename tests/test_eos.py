@@ -146,6 +146,7 @@ def test_restarts_are_scored_where_every_flow_predicted():
     assert t["ngf"]["one_step"]["theta"] == pytest.approx((1 + 2 + 3) / 3)        # n = 2 dropped: the PF stopped
     assert t["pf"]["one_step"]["theta"] == pytest.approx(0.2)
     assert t["central"]["one_step"]["theta"] == pytest.approx((1 + 0.5) / 2)      # its own NaN at n = 0 stays out
+    assert models["ngf"]["median"]["one_step"]["theta"] == 2.0
     assert out["scored"]["one_step"] == {"scored": 3, "made": 4}
     assert out["best"]["one_step"]["theta"] == "pf"
     assert t["pf"]["global"]["theta"] == pytest.approx(0.1)                     # its mean over the steps reached …
