@@ -158,6 +158,31 @@ def _expr_problem(p):
     return NO_BRANCH + _rhs(body)
 
 
+UNROLL_TERMS = 256    # Hessian entries up to which H·r is written out term by term
+
+
+def _hessian_pattern(p):
+    """For each row j, the columns k whose H_jk is not identically zero (sympy)."""
+    import sympy as sp
+    g = [sp.diff(p.exprs[0], v) for v in p.vars]
+    return [[k for k, v in enumerate(p.vars) if sp.diff(gj, v) != 0] for gj in g]
+
+
+def _hessian_times(p, r, out):
+    """C lines for out[j] = Σ_k H[j*D+k] r[k]: written out over the structurally nonzero
+    entries when there are few (a sum starting at 0.0 or with 0.0·r terms cannot be folded by
+    the compiler, IEEE signed zeros and 0·∞, and lengthens the latency chain of every stage:
+    1.36× → 1.09× the plain C loop on the double well's IGR), else a loop."""
+    D = p.dim
+    rows = _hessian_pattern(p)
+    if sum(map(len, rows)) > UNROLL_TERMS:
+        return [f"for (int j = 0; j < {D}; j++) {{", "    fc_s acc = 0.0;",
+                f"    for (int k = 0; k < {D}; k++) acc = acc + H[j * {D} + k] * {r}[k];",
+                f"    {out}[j] = acc;", "}"]
+    return [f"{out}[{j}] = " + (" + ".join(f"H[{j * D + k}] * {r}[{k}]" for k in ks) or "0.0") + ";"
+            for j, ks in enumerate(rows)]
+
+
 def _poly_problem(p):
     D, P = p.dim, len(p.coef)
     c = ", ".join(repr(float(v)) for v in p.coef)
@@ -166,14 +191,9 @@ def _poly_problem(p):
     body += [f"const double coef[{P}] = {{{c}}};",
              f"fc_s r[{D}], s[{D}];",
              f"for (int k = 0; k < {D}; k++) r[k] = coef[{P - 1}] * g[k];",
-             f"for (int q = {P - 2}; q >= 0; q--) {{",
-             f"    for (int j = 0; j < {D}; j++) {{",
-             "        fc_s acc = 0.0;",
-             f"        for (int k = 0; k < {D}; k++) acc = acc + H[j * {D} + k] * r[k];",
-             "        s[j] = acc;",
-             "    }",
-             f"    for (int k = 0; k < {D}; k++) r[k] = coef[q] * g[k] + a->lr * s[k];",
-             "}"]
+             f"for (int q = {P - 2}; q >= 0; q--) {{"]
+    body += ["    " + ln for ln in _hessian_times(p, "r", "s")]
+    body += [f"    for (int k = 0; k < {D}; k++) r[k] = coef[q] * g[k] + a->lr * s[k];", "}"]
     if p.nonprincipal:
         body += [f"for (int k = 0; k < {D}; k++) r[k] = r[k] + a->np_coef * T[k];"]
     body += [f"for (int k = 0; k < {D}; k++) f[k] = r[k];", f"return fc_check(f, {D});"]
@@ -263,9 +283,13 @@ def _lit(v):
     return repr(float(v))
 
 
-def _combo(weights):
-    """'w0 * K[0][k] + w1 * K[1][k] + ...' over the nonzero weights (0.0 if none)."""
-    terms = [f"{_lit(w)} * K[{j}][k]" for j, w in enumerate(weights) if w != 0]
+def _combo(weights, scale=None):
+    """'w0 * K[0][k] + w1 * K[1][k] + ...' over the nonzero weights (0.0 if none); with a scale
+    s, '(s * w0) * K[0][k] + ...' (s alone for a weight of 1): the compiler hoists s·w out of the
+    loop over k."""
+    def weight(w):
+        return _lit(w) if scale is None else scale if w == 1 else f"({scale} * {_lit(w)})"
+    terms = [f"{weight(w)} * K[{j}][k]" for j, w in enumerate(weights) if w != 0]
     return " + ".join(terms) if terms else "0.0"
 
 
@@ -280,11 +304,13 @@ def method_source(tab, dense):
     out = [f"#define FC_STAGES {s}", f"#define FC_ADAPTIVE {int(e is not None)}",
            f"#define FC_DENSE {int(P is not None)}", f"#define FC_ORDER {order}",
            f"#define FC_ALPHA {_lit(alpha)}", f"#define FC_BETA {_lit(tab.beta)}", ""]
+    # the step's weights h·a_ij and h·b_j once per attempt: a stage's input is then y + Σ (h a_ij) K_j,
+    # one multiply shorter on the latency chain than y + h Σ a_ij K_j (1.12× → 1.05× C on RK4)
     body = ["fc_s z[FC_D];", "int st;"]
     for i in range(1, s):
-        body += [f"for (int k = 0; k < FC_D; k++) z[k] = y[k] + h * ({_combo(A[i][:i])});",
+        body += [f"for (int k = 0; k < FC_D; k++) z[k] = y[k] + ({_combo(A[i][:i], 'h')});",
                  f"st = fc_rhs(z, K[{i}], b, 0, a);", "++*nfev;", "if (st != FC_OK) return st;"]
-    body += [f"for (int k = 0; k < FC_D; k++) ynew[k] = y[k] + h * ({_combo(b)});",
+    body += [f"for (int k = 0; k < FC_D; k++) ynew[k] = y[k] + ({_combo(b, 'h')});",
              f"st = fc_rhs(ynew, K[{s}], b, bnew, a);", "++*nfev;", "return st;"]
     out += _function("FC_FN int fc_attempt(const fc_s *y, fc_s (*K)[FC_D], double h, fc_s *ynew, "
                      "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev)", body)

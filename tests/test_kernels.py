@@ -56,6 +56,37 @@ def test_kernel_equals_closed_form_and_generic_loop():
     np.testing.assert_allclose(a.y, b.y, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("flow, coef", [("igr", (-1.0, -0.5)), ("third_order", (-1.0, -0.5, -1 / 3))])
+def test_polynomial_field_over_a_sparse_coupled_hessian(flow, coef):
+    """The kernel writes H·r over the Hessian's structurally nonzero entries (H of x²y + z³ + xz
+    has zeros off and on the diagonal): one RK4 step equals numpy's RK4 step on α(hH)g =
+    Σ_p coef_p (hH)^p g with the full matrices (third order: plus its −(h²/12)T[g, g])."""
+    loss = fc.Loss.from_expr("x**2*y + z**3 + x*z")
+    h, dt = 0.1, 0.05
+    fl = getattr(fc.flows, flow)(loss, h)
+    th0 = np.random.default_rng(4).uniform(-1, 1, (20, 3))
+
+    def field(th):
+        g, H = loss.grad(th), loss.hess(th)
+        out, power = np.zeros_like(g), g
+        for c in coef:
+            out += c * power
+            power = h * np.einsum("nij,nj->ni", H, power)
+        if getattr(fl, "np_coef", 0.0):
+            out += fl.np_coef * loss.third(th, g)
+        return out
+    k1 = field(th0)
+    k2 = field(th0 + dt / 2 * k1)
+    k3 = field(th0 + dt / 2 * k2)
+    k4 = field(th0 + dt * k3)
+    ref = th0 + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    sol = fc.solve(fl, th0, t_span=(0, dt), method="rk4", dt=dt)
+    assert fc.integrate.compiled(fl)
+    np.testing.assert_allclose(sol.y[:, -1], ref, rtol=1e-13, atol=1e-15)
+    src = _kernels.solve_source(_kernels.problem(fl), TABLEAUX["rk4"], False)
+    assert "s[1] = H[3] * r[0];" in src and "H[4]" not in src.split("const double coef")[1]
+
+
 def test_bad_starts_end_alone_and_leave_others_bit_identical():
     """NaN, escape and the PF's singular set hλ = 1 stop only their own trajectory."""
     loss = fc.Loss.from_expr("x**2")                      # λ = 2: hλ = 1 at h = 0.5
