@@ -29,10 +29,19 @@ class NoKernel(Exception):
     """Why a field has no compiled kernel (it runs on the generic path instead)."""
 
 
+# the Python that writes kernel sources: a change to it must not reuse a kernel it wrote before
+GENERATORS = ("_kernels.py", "_stochastic.py", "_codegen.py")
+
+
+@functools.lru_cache(maxsize=1)
 def _headers_digest():
+    """Digest of everything a kernel's source is made from besides its problem: the headers and
+    the generators (so an edited generator recompiles instead of loading a stale cached kernel)."""
     h = hashlib.sha256()
     for name in HEADERS:
         h.update((INCLUDE / "flowcore" / name).read_bytes())
+    for name in GENERATORS:
+        h.update((Path(__file__).parent / name).read_bytes())
     return h.hexdigest()[:16]
 
 
