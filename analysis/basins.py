@@ -188,21 +188,30 @@ def grid_points(dim, grid, origin=None, directions=None):
 def _cluster(points, tol):
     """Greedy clustering of rows within tol (∞-norm, relative): (representatives, index per row).
     Each pass takes the first unassigned row as a centre and sweeps only the rows still
-    unassigned, one coordinate column at a time (a max over a short row axis is numpy's slow case)."""
-    cols = np.ascontiguousarray(points.T)
+    unassigned, one coordinate column at a time (a max over a short row axis is numpy's slow case);
+    the first pass reads the columns in place. A representative is the mean of (at most 1024 of)
+    its members: they agree within tol, and a basin of 10⁶ starts need not be averaged whole."""
+    cols = points.T
     idx = np.full(len(points), -1)
     reps = []
-    left = np.arange(len(points))
-    while left.size:
-        c = points[left[0]]
-        d = np.abs(cols[0, left] - c[0])
-        for k in range(1, cols.shape[0]):
-            np.maximum(d, np.abs(cols[k, left] - c[k]), out=d)
+    dist, scratch = np.empty(len(points)), np.empty(len(points))    # reused: fresh arrays cost page faults
+    left = None                                # None: every row, read without a gather
+    while left is None or left.size:
+        sub = cols if left is None else cols[:, left]
+        c = sub[:, 0].copy()
+        d, e = dist[:sub.shape[1]], scratch[:sub.shape[1]]
+        for k in range(sub.shape[0]):
+            out = d if k == 0 else e
+            # complex rest points (the PF's) have a complex difference and a real |·|
+            diff = sub[k] - c[k] if np.iscomplexobj(sub) else np.subtract(sub[k], c[k], out=out)
+            np.abs(diff, out=out)
+            if k:
+                np.maximum(d, e, out=d)
         near = d <= tol * (1 + np.max(np.abs(c)))
-        members = left[near]
+        members = np.flatnonzero(near) if left is None else left[near]
         idx[members] = len(reps)
-        reps.append(points[members].mean(axis=0))
-        left = left[~near]
+        reps.append(points[members[:1024]].mean(axis=0))
+        left = np.flatnonzero(~near) if left is None else left[~near]
     return reps, idx
 
 
@@ -318,12 +327,13 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
     # attractors: fixed points (period 1; PF: real once Im has decayed) and cycles, clustered
     real_rest = rest & (imag <= imag_tol)
     found = []                                   # (period, points [p, D], mask)
-    for p in np.unique(period[rest]):
+    for p in np.flatnonzero(np.bincount(period[rest])):         # the periods found (bincount: O(N), no sort)
         for real in (True, False):
             sel = np.flatnonzero(rest & (period == p) & (real_rest == real))
             if sel.size == 0:
                 continue
-            reps, idx = _cluster(final[sel].real if real else final[sel], match_tol)
+            whole = final if sel.size == N else final[sel]          # (no copy when every start is in)
+            reps, idx = _cluster(whole.real if real else whole, match_tol)
             for k, rep in enumerate(reps):
                 mask = np.zeros(N, bool)
                 mask[sel[idx == k]] = True
@@ -365,11 +375,20 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
                   imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings, list(critical))
 
 
+_LISTED = {}     # (expression, variables) -> critical_points(loss): a sweep or a tour maps the same
+                 # loss many times, and the list with its Newton cross-check costs 30–50 ms
+
+
 def _critical(loss, starts):
     """All critical points when sympy can list them; else a Newton search in a box three times
     the grid's extent (attractors may lie off the slice)."""
     try:
-        return critical_points(loss)
+        if loss.expr is None:
+            return critical_points(loss)
+        key = (str(loss.expr), tuple(map(str, loss.vars)))
+        if key not in _LISTED:
+            _LISTED[key] = critical_points(loss)
+        return _LISTED[key]
     except ValueError:
         lo, hi = starts.min(axis=0), starts.max(axis=0)
         half = 1.5 * max(float(np.max(hi - lo)), 1.0)
