@@ -29,6 +29,20 @@ def median_time(fn, repeats=7, min_time=0.05, warmup=True):
     return float(np.median(times))
 
 
+def paired_times(f, g, pairs=7):
+    """(median time of f, median time of g, median of the per-pair ratios f/g): f and g run back to
+    back, pair after pair, so that a slow spell of a shared machine falls on both of a pair."""
+    f(), g()                                             # warm-up
+    tf, tg = [], []
+    for _ in range(pairs):
+        for fn, out in ((f, tf), (g, tg)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    tf, tg = np.array(tf), np.array(tg)
+    return float(np.median(tf)), float(np.median(tg)), float(np.median(tf / tg))
+
+
 def table(rows, columns):
     """A markdown table from a list of dicts."""
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

@@ -17,9 +17,10 @@ fixed-step RK4 (flowcore: ``method="rk4"``); flowcore and C stop a start once �
 use that H is diagonal on this loss, flowcore runs its general 2×2 kernel (eigenvalues, divided
 differences, eigenvector matching).
 Reports medians of repeats (numpy's IGR and PF loops take minutes: one run each), the label
-agreement with flowcore, and the 2-thread speed-up.
+agreement with flowcore, and the 2-thread speed-up; flowcore's 1-thread time against C as the
+median ratio of interleaved pairs (--pairs), which a shared machine's slow spells move least.
 
-    python benchmarks/bench_basins.py [--quick] [--repeats 3]
+    python benchmarks/bench_basins.py [--quick] [--repeats 3] [--pairs 7]
 """
 import argparse
 import ctypes
@@ -28,7 +29,7 @@ import numpy as np
 
 import flowcore as fc
 from flowcore import analysis as fa
-from _common import compile_c, median_time, table, write_json
+from _common import compile_c, median_time, paired_times, table, write_json
 
 RADIUS = 1e6
 from flowcore.analysis.basins import REST_FRACTION as REST     # the flows' rest test, as fa.basins
@@ -311,6 +312,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="grids of 100 × 100, one repeat")
+    ap.add_argument("--pairs", type=int, default=7, help="interleaved (flowcore 1 thread, C) timing pairs "
+                    "for the ratio: its median is robust to a shared machine's slow spells (default 7)")
     args = ap.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     loss = fc.losses.double_well()
@@ -343,10 +346,9 @@ def main(argv=None):
             c_run(th, lab)
             return lab
         t2 = median_time(lambda: run_fc(2), repeats=repeats, min_time=0)
-        t1 = median_time(lambda: run_fc(1), repeats=repeats, min_time=0)
+        t1, tc, ratio = paired_times(lambda: run_fc(1), run_c, 1 if args.quick else args.pairs)
         slow = not args.quick and model != "gd"     # numpy takes minutes there: one cold run
         tn = median_time(lambda: np_run(th), repeats=1 if slow else repeats, min_time=0, warmup=not slow)
-        tc = median_time(run_c, repeats=repeats, min_time=0)
         fixed_only = {}
         if model == "gd":       # the C loop with the p = 1 test alone: what cycle detection costs
             def run_c1():
@@ -357,13 +359,13 @@ def main(argv=None):
         ref = fc_labels(run_fc(2))
         rows.append({"problem": label, "starts": n * n, "flowcore 2 thr [s]": t2, "2-thread speed-up": t1 / t2,
                      "numpy [s]": tn, "numpy runs": 1 if slow else repeats, "× numpy (2 thr)": tn / t2, "plain C 1 thr [s]": tc,
-                     "flowcore 1 thr / C": t1 / tc,
+                     "flowcore 1 thr [s]": t1, "flowcore 1 thr / C": ratio,
                      "agree numpy": float(np.mean(np_run(th) == ref)), "agree C": float(np.mean(run_c() == ref)),
                      "labels": ", ".join(f"{v}: {c}" for v, c in zip(*np.unique(ref, return_counts=True))),
                      **fixed_only})
         print(f"{label}: done", flush=True)
     cols = ["problem", "starts", "flowcore 2 thr [s]", "2-thread speed-up", "numpy [s]", "numpy runs", "× numpy (2 thr)",
-            "plain C 1 thr [s]", "flowcore 1 thr / C", "plain C, p = 1 only [s]", "agree numpy", "agree C", "labels"]
+            "flowcore 1 thr [s]", "plain C 1 thr [s]", "flowcore 1 thr / C", "plain C, p = 1 only [s]", "agree numpy", "agree C", "labels"]
     print(table(rows, cols))
     print("JSON:", write_json("basins", rows, repeats=repeats, quick=args.quick))
 

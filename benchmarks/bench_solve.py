@@ -8,8 +8,10 @@ Problems (dopri5, rtol = 1e-8, atol = 1e-10, t in [0, T]):
 Baselines: scipy.solve_ivp(RK45) per trajectory (a sample, extrapolated), solve_ivp on
 all trajectories stacked as one system (shared steps) — neither for (c): solve_ivp cannot
 carry the branch state, and with the principal log instead it chatters on the cut without
-finishing (tests/test_solve.py shows it), a plain C dopri5 for (a) compiled here with the same
-compiler (the distance to the limit), and diffrax + jax.vmap when installed (`pip install
+finishing (tests/test_solve.py shows it), a plain C dopri5 for (a) and (c) compiled here with the
+same compiler (the distance to the limit; (c) with the same branch rule, tracked logs, series
+near z = 0 and escape test as flowcore; none yet for (b), whose coupled Hessian needs the 2×2
+eigen-calculus), and diffrax + jax.vmap when installed (`pip install
 .[bench]`; skipped otherwise). Reports medians of repeats, max deviation from a dop853
 reference at rtol 1e-12, and the 2-thread speed-up.
 
@@ -76,6 +78,95 @@ void run(int64_t n, const double *y0, double T, double lr, double rtol, double a
         out[2*p] = y[0]; out[2*p+1] = y[1]; nfev[p] = nf;
     }
 }
+
+/* (c) The PF on the same loss, tracked: H is diagonal, so f_k = phi(z_k) g_k with z_k = h H_kk and
+   phi(z) = log(1 - z)/z, each log continued from its value at the last accepted step (the branch
+   nearest it; a real start past z = 1 on the +i pi side), the series -(1 + z/2 + z^2/3 + ...) near
+   z = 0 on the principal branch. dopri5 with Hairer's initial step and flowcore's controller; a
+   trajectory stops when |y| > R (escaped) or at the singularity |1 - z| < 1e-12. */
+#include <complex.h>
+static double complex log1m_near(double complex z, double complex prev, int tracked) {
+    double complex w = 1 - z;
+    double complex L = clog(CMPLX(creal(w), cimag(w) == 0 ? 0.0 : cimag(w)));
+    if (!tracked) return L;
+    if (cimag(prev) == 0 && creal(z) > 1) return cimag(L) < 0 ? L + 2*M_PI*I : L;
+    return L + 2*M_PI*I*nearbyint((cimag(prev) - cimag(L)) / (2*M_PI));
+}
+static double complex phi(double complex z, double complex L) {
+    if (cabs(z) < 0.25 && fabs(cimag(L)) <= M_PI) {
+        double complex s = 0;
+        for (int q = 28; q >= 0; q--) s = s*z - 1.0/(q + 1);
+        return s;
+    }
+    return L / z;
+}
+/* the field at y with the logs continued from prev (tracked) or principal; the logs into Lout */
+static int pf(double h, const double complex *y, const double complex *prev, int tracked,
+              double complex *o, double complex *Lout) {
+    double complex x = y[0], v = y[1];
+    double complex g[2] = {4*x*(x*x - 1), 2*v}, z[2] = {h*(12*x*x - 4), h*2.0};
+    for (int k = 0; k < 2; k++) {
+        if (cabs(1 - z[k]) < 1e-12) return 1;
+        Lout[k] = log1m_near(z[k], prev[k], tracked);
+        o[k] = phi(z[k], Lout[k]) * g[k];
+    }
+    return 0;
+}
+static double enorm(const double complex *a, const double complex *ref, const double complex *b,
+                    double rtol, double atol) {
+    double e = 0;
+    for (int k = 0; k < 2; k++) {
+        double sc = atol + rtol*(b ? fmax(cabs(ref[k]), cabs(b[k])) : cabs(ref[k]));
+        e += (cabs(a[k])/sc)*(cabs(a[k])/sc);
+    }
+    return sqrt(e/2);
+}
+void run_pf(int64_t n, const double *y0, double T, double lr, double rtol, double atol, double R,
+            double complex *out, int64_t *nfev, int *escaped) {
+    for (int64_t p = 0; p < n; p++) {
+        double complex y[2] = {y0[2*p], y0[2*p+1]}, K[8][2], yt[2], yn[2], Lb[2], Ln[2], Ls[2], d[2];
+        double t = 0, errold = 1e-4, h;
+        int64_t nf = 0; int rej = 0, esc = 0;
+        pf(lr, y, Lb, 0, K[0], Lb); nf++;           /* the principal logs start the tracking */
+        double d0 = enorm(y, y, 0, rtol, atol), d1 = enorm(K[0], y, 0, rtol, atol);
+        h = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01*d0/d1;
+        h = fmin(h, T);
+        for (int k = 0; k < 2; k++) yt[k] = y[k] + h*K[0][k];
+        pf(lr, yt, Lb, 1, K[7], Ls); nf++;
+        for (int k = 0; k < 2; k++) d[k] = (K[7][k] - K[0][k]);
+        double d2 = enorm(d, y, 0, rtol, atol) / h;
+        h = (d1 <= 1e-15 && d2 <= 1e-15) ? fmax(1e-6, h*1e-3) : fmin(100*h, pow(0.01/fmax(d1, d2), 0.2));
+        while (t < T) {
+            double hh = t + h*(1+1e-9) < T ? h : T - t;
+            int fault = 0;
+            for (int s = 1; s < 7 && !fault; s++) {
+                for (int a = 0; a < 2; a++) { double complex acc = 0;
+                    for (int j = 0; j < s; j++) acc += A[s][j]*K[j][a];
+                    yt[a] = y[a] + hh*acc; }
+                fault = pf(lr, yt, Lb, 1, K[s], s == 6 ? Ln : Ls); nf++;
+            }
+            double e = 0;
+            if (!fault) {
+                for (int a = 0; a < 2; a++) { double complex acc = 0;
+                    for (int j = 0; j < 7; j++) acc += E[j]*K[j][a];
+                    d[a] = hh*acc; yn[a] = yt[a]; }
+                e = enorm(d, y, yn, rtol, atol);
+            }
+            if (fault || !(e <= 1)) {
+                h = fault ? 0.25*hh : hh*fmax(0.2, 0.9*pow(e, -0.17)); rej = 1;
+                if (h < 10*2.220446049250313e-16*fmax(t, 1.0)) break;
+                continue;
+            }
+            double fac = e == 0 ? 10 : 0.9*pow(e, -0.17)*pow(errold, 0.04);
+            fac = fmin(rej ? 1 : 10, fmax(0.2, fac)); errold = fmax(e, 1e-4); rej = 0;
+            if (hh == h || fac < 1) h = hh*fac;
+            t = hh == T - t ? T : t + hh;
+            for (int a = 0; a < 2; a++) { y[a] = yn[a]; K[0][a] = K[6][a]; Lb[a] = Ln[a]; }
+            if (sqrt(creal(y[0]*conj(y[0]) + y[1]*conj(y[1]))) > R) { esc = 1; break; }
+        }
+        out[2*p] = y[0]; out[2*p+1] = y[1]; nfev[p] = nf; escaped[p] = esc;
+    }
+}
 """
 
 
@@ -85,13 +176,24 @@ def plain_c():
     lib.run.argtypes = [ctypes.c_int64, P, ctypes.c_double, ctypes.c_double, ctypes.c_double,
                         ctypes.c_double, P, ctypes.POINTER(ctypes.c_int64)]
 
+    lib.run_pf.argtypes = [ctypes.c_int64, P, ctypes.c_double, ctypes.c_double, ctypes.c_double,
+                           ctypes.c_double, ctypes.c_double, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+
     def run(y0, T, lr):
         y0 = np.ascontiguousarray(y0)
         out, nf = np.empty_like(y0), np.empty(len(y0), np.int64)
         lib.run(len(y0), y0.ctypes.data_as(P), T, lr, RTOL, ATOL, out.ctypes.data_as(P),
                 nf.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)))
         return out
-    return run
+
+    def run_pf(y0, T, lr):
+        """(final states, escaped) of the tracked PF on the double well."""
+        y0 = np.ascontiguousarray(y0, dtype=float)
+        out, nf, esc = np.empty(y0.shape, complex), np.empty(len(y0), np.int64), np.empty(len(y0), np.intc)
+        lib.run_pf(len(y0), y0.ctypes.data_as(P), T, lr, RTOL, ATOL, RADIUS, out.ctypes.data, nf.ctypes.data,
+                   esc.ctypes.data)
+        return out, esc.astype(bool)
+    return run, run_pf
 
 
 def scipy_ratios(row, flow, th0, T, n, t_fc):
@@ -136,7 +238,7 @@ def main(argv=None):
     except ImportError:
         have_diffrax = False
     rows = []
-    c_run = plain_c()
+    c_run, c_pf = plain_c()
     for label, flow, principal, th0 in problems:
         kw = dict(t_span=(0, T), escape_radius=RADIUS, progress=False)   # no bar inside timings
         ref = fc.solve(flow, th0, method="dop853", rtol=1e-12, atol=1e-14, **kw)
@@ -160,13 +262,22 @@ def main(argv=None):
             row["plain C (1 thr) [s]"] = tc
             row["flowcore 1 thr / C"] = t1 / tc
             row["C max err"] = cerr
+        elif label.startswith("(c)"):
+            tc = median_time(lambda: c_pf(th0, T, 0.4), repeats=repeats, min_time=0)
+            yc, esc = c_pf(th0, T, 0.4)
+            ok = both & ~esc
+            row["plain C (1 thr) [s]"] = tc
+            row["flowcore 1 thr / C"] = t1 / tc
+            row["C max err"] = float(np.max(np.abs(yc[ok] - ref.y[ok, -1])))
+            row["C escaped = flowcore escaped"] = bool(np.array_equal(esc, sol.status == fc.Status.ESCAPED))
+            row["|C − flowcore| max"] = float(np.max(np.abs(yc[ok] - sol.y[ok, -1])))
         else:
             row["plain C (1 thr) [s]"] = row["flowcore 1 thr / C"] = row["C max err"] = "-"
         row["diffrax"] = "not installed" if not have_diffrax else "see bench extra"
         rows.append(row)
     cols = ["problem", "N", "statuses", "flowcore 2 thr [s]", "2-thread speed-up", "mean nfev", "flowcore max err",
             "× solve_ivp per traj", "× solve_ivp stacked", "plain C (1 thr) [s]", "flowcore 1 thr / C",
-            "C max err", "diffrax"]
+            "C max err", "C escaped = flowcore escaped", "|C − flowcore| max", "diffrax"]
     print(table(rows, cols))
     print("JSON:", write_json("solve", rows, n=n, repeats=repeats, rtol=RTOL, atol=ATOL, T=T))
 
