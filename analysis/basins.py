@@ -185,36 +185,6 @@ def grid_points(dim, grid, origin=None, directions=None):
     return (x, y), pts
 
 
-def _cluster(points, tol):
-    """Greedy clustering of rows within tol (∞-norm, relative): (representatives, index per row).
-    Each pass takes the first unassigned row as a centre and sweeps only the rows still
-    unassigned, one coordinate column at a time (a max over a short row axis is numpy's slow case);
-    the first pass reads the columns in place. A representative is the mean of (at most 1024 of)
-    its members: they agree within tol, and a basin of 10⁶ starts need not be averaged whole."""
-    cols = points.T
-    idx = np.full(len(points), -1)
-    reps = []
-    dist, scratch = np.empty(len(points)), np.empty(len(points))    # reused: fresh arrays cost page faults
-    left = None                                # None: every row, read without a gather
-    while left is None or left.size:
-        sub = cols if left is None else cols[:, left]
-        c = sub[:, 0].copy()
-        d, e = dist[:sub.shape[1]], scratch[:sub.shape[1]]
-        for k in range(sub.shape[0]):
-            out = d if k == 0 else e
-            # complex rest points (the PF's) have a complex difference and a real |·|
-            diff = sub[k] - c[k] if np.iscomplexobj(sub) else np.subtract(sub[k], c[k], out=out)
-            np.abs(diff, out=out)
-            if k:
-                np.maximum(d, e, out=d)
-        near = d <= tol * (1 + np.max(np.abs(c)))
-        members = np.flatnonzero(near) if left is None else left[near]
-        idx[members] = len(reps)
-        reps.append(points[members[:1024]].mean(axis=0))
-        left = np.flatnonzero(~near) if left is None else left[~near]
-    return reps, idx
-
-
 def _cycle_points(loss, model, lr, start, nsteps, p, beta, power, lr_cap):
     """The p points of the cycle one start ended on: rerun it (every iterate kept) and rotate the
     last p iterates to begin at the lexicographically smallest, as the kernel's representative."""
@@ -316,36 +286,34 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
         escape_radius=escape_radius, method=method, rtol=rtol, atol=atol, dt=dt, beta=beta, power=power,
         lr_cap=lr_cap, threads=threads, progress=progress, device=device)
 
-    labels = np.empty(N, dtype=np.int64)
-    entries = []
-    for st in np.unique(status[~rest]):
-        code = _SPECIAL.get(fc.Status(int(st)), UNRESOLVED)
-        labels[(~rest) & (status == st)] = code
-    for code in sorted(set(labels[~rest].tolist()), reverse=True):
-        entries.append(Label(code, _SPECIAL_NAMES[code], np.empty((0, D))))
+    labels = _special_labels(status, rest)
 
-    # attractors: fixed points (period 1; PF: real once Im has decayed) and cycles, clustered
+    # attractors: fixed points (period 1; PF: real once Im has decayed) and cycles, clustered.
+    # Each clustered block is labelled at the end through a table (group -> label): one pass
+    # over the block, not a mask per attractor.
     real_rest = rest & (imag <= imag_tol)
-    found = []                                   # (period, points [p, D], mask)
+    found, blocks = [], []                       # (period, points [p, D], residual, block, group)
     for p in np.flatnonzero(np.bincount(period[rest])):         # the periods found (bincount: O(N), no sort)
         for real in (True, False):
             sel = np.flatnonzero(rest & (period == p) & (real_rest == real))
             if sel.size == 0:
                 continue
             whole = final if sel.size == N else final[sel]          # (no copy when every start is in)
-            reps, idx = _cluster(whole.real if real else whole, match_tol)
+            reps, idx = fc.cluster_points(whole.real if real else whole, match_tol)
+            residual = np.zeros(len(reps))
+            if np.iscomplexobj(final) and np.any(imag[sel]):
+                np.maximum.at(residual, idx, imag[sel])
+            blocks.append((sel, idx))
             for k, rep in enumerate(reps):
-                mask = np.zeros(N, bool)
-                mask[sel[idx == k]] = True
                 if p > 1:
-                    i = sel[idx == k][0]
+                    i = sel[np.argmax(idx == k)]                    # the cycle's first start
                     pts_ = _cycle_points(loss, model, lr, starts[i], nsteps[i], int(p), beta, power, lr_cap)
                 else:
                     pts_ = rep[None, :]
-                found.append((int(p), pts_, mask))
+                found.append((int(p), pts_, float(residual[k]), len(blocks) - 1, k))
     cps = [c for c in critical if np.all(np.isfinite(c.point))]
     new = []
-    for p, pts_, mask in found:
+    for p, pts_, residual, block, k in found:
         cp, kind = None, "cycle" if p > 1 else "fixed point"
         if p == 1 and np.all(np.abs(pts_.imag) <= imag_tol):
             for c in cps:
@@ -356,16 +324,24 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
                 pts_ = cp.point[None, :].astype(pts_.dtype)
                 if not _attracts(cp, model, lr, beta):
                     kind = "unstable fixed point"
-        new.append((Label(0, kind, pts_ if np.any(pts_.imag) else pts_.real, cp,
-                          imag_residual=float(imag[mask].max())), mask))
+        new.append((Label(0, kind, pts_ if np.any(pts_.imag) else pts_.real, cp, imag_residual=residual), block, k))
     # a stable order: attractors by period and position, then the unstable points
-    new.sort(key=lambda em: (not em[0].attractor, len(em[0].points), tuple(np.real(em[0].points[0]))))
-    for k, (e, mask) in enumerate(new):
-        e.label = k
-        labels[mask] = k
-    entries = [e for e, _ in new] + entries
+    new.sort(key=lambda ebk: (not ebk[0].attractor, len(ebk[0].points), tuple(np.real(ebk[0].points[0]))))
+    tables = [np.empty(int(idx.max()) + 1 if idx.size else 0, np.int64) for _, idx in blocks]
+    for label, (e, block, k) in enumerate(new):
+        e.label = label
+        tables[block][k] = label
+    for (sel, idx), table in zip(blocks, tables):
+        if sel.size == N:
+            labels = table[idx]                  # every start at rest, in one block: no scatter
+        else:
+            labels[sel] = table[idx]
+    counts = np.bincount(labels - NONFINITE, minlength=len(new) - NONFINITE)   # specials are ≥ NONFINITE
+    entries = [e for e, _, _ in new] + [Label(code, _SPECIAL_NAMES[code], np.empty((0, D)))
+                                        for code in (ESCAPED, UNRESOLVED, SINGULAR, NONFINITE)
+                                        if counts[code - NONFINITE]]
     for e in entries:
-        e.count = int(np.sum(labels == e.label))
+        e.count = int(counts[e.label - NONFINITE])
         e.fraction = e.count / N
     settings = {"steps": int(steps), "tol": tol, "max_period": int(max_period), "confirm": int(confirm), "escape_radius": escape_radius,
                 "imag_tol": imag_tol, "match_tol": match_tol}
@@ -373,6 +349,17 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
         settings.update(t_max=float(T), method=method if isinstance(method, str) else "tableau", rtol=rtol, atol=atol)
     return Basins(labels.reshape(shape), axes, pts, entries, model, float(lr or 0.0),
                   imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings, list(critical))
+
+
+def _special_labels(status, rest):
+    """The label of every start: its special outcome's (ESCAPED, UNRESOLVED, …) where it is not at
+    rest (a start at rest is labelled later), by a table on the status values."""
+    table = np.full(max(int(s) for s in fc.Status) + 1, UNRESOLVED, np.int64)
+    for st, code in _SPECIAL.items():
+        table[int(st)] = code
+    labels = np.full(len(status), UNRESOLVED, np.int64)
+    labels[~rest] = table[status[~rest]]
+    return labels
 
 
 _LISTED = {}     # (expression, variables) -> critical_points(loss): a sweep or a tour maps the same

@@ -29,16 +29,18 @@ def median_time(fn, repeats=7, min_time=0.05, warmup=True):
     return float(np.median(times))
 
 
-def paired_times(f, g, pairs=7):
+def paired_times(f, g, pairs=7, clock=time.process_time):
     """(median time of f, median time of g, median of the per-pair ratios f/g): f and g run back to
-    back, pair after pair, so that a slow spell of a shared machine falls on both of a pair."""
+    back, pair after pair, so that a slow spell of a shared machine falls on both of a pair. The
+    default clock is the process's CPU time: for single-threaded work it is the work's own time,
+    which the shared machine's other jobs do not inflate by preempting it (wall time does)."""
     f(), g()                                             # warm-up
     tf, tg = [], []
     for _ in range(pairs):
         for fn, out in ((f, tf), (g, tg)):
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            out.append(time.perf_counter() - t0)
+            out.append(clock() - t0)
     tf, tg = np.array(tf), np.array(tg)
     return float(np.median(tf)), float(np.median(tg)), float(np.median(tf / tg))
 

@@ -18,7 +18,8 @@ use that H is diagonal on this loss, flowcore runs its general 2×2 kernel (eige
 differences, eigenvector matching).
 Reports medians of repeats (numpy's IGR and PF loops take minutes: one run each), the label
 agreement with flowcore, and the 2-thread speed-up; flowcore's 1-thread time against C as the
-median ratio of interleaved pairs (--pairs), which a shared machine's slow spells move least.
+median ratio of interleaved pairs (--pairs) timed by CPU time, which a shared machine's slow
+spells and preemptions move least.
 
     python benchmarks/bench_basins.py [--quick] [--repeats 3] [--pairs 7]
 """

@@ -8,10 +8,10 @@ Problems (dopri5, rtol = 1e-8, atol = 1e-10, t in [0, T]):
 Baselines: scipy.solve_ivp(RK45) per trajectory (a sample, extrapolated), solve_ivp on
 all trajectories stacked as one system (shared steps) — neither for (c): solve_ivp cannot
 carry the branch state, and with the principal log instead it chatters on the cut without
-finishing (tests/test_solve.py shows it), a plain C dopri5 for (a) and (c) compiled here with the
-same compiler (the distance to the limit; (c) with the same branch rule, tracked logs, series
-near z = 0 and escape test as flowcore; none yet for (b), whose coupled Hessian needs the 2×2
-eigen-calculus), and diffrax + jax.vmap when installed (`pip install
+finishing (tests/test_solve.py shows it), a plain C dopri5 for each compiled here with the
+same compiler (the distance to the limit; (b) and (c) with the same branch rule, tracked logs,
+series near z = 0 and escape test as flowcore; (b) with the 2×2 eigen-calculus and eigenvector
+matching at every evaluation), and diffrax + jax.vmap when installed (`pip install
 .[bench]`; skipped otherwise). Reports medians of repeats, max deviation from a dop853
 reference at rtol 1e-12, and the 2-thread speed-up.
 
@@ -24,10 +24,11 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import flowcore as fc
-from _common import compile_c, median_time, table, write_json
+from _common import compile_c, median_time, paired_times, table, write_json
 
 RTOL, ATOL = 1e-8, 1e-10
 RADIUS = 1e3     # diverging PF trajectories spiral outwards in C^D: stop them, as basins do
+QUAD = (6.0, 1.0, 2.0)     # (b)'s Hessian [[6, 1], [1, 2]]
 
 PLAIN_C = r"""
 #include <math.h>
@@ -79,16 +80,23 @@ void run(int64_t n, const double *y0, double T, double lr, double rtol, double a
     }
 }
 
-/* (c) The PF on the same loss, tracked: H is diagonal, so f_k = phi(z_k) g_k with z_k = h H_kk and
-   phi(z) = log(1 - z)/z, each log continued from its value at the last accepted step (the branch
-   nearest it; a real start past z = 1 on the +i pi side), the series -(1 + z/2 + z^2/3 + ...) near
-   z = 0 on the principal branch. dopri5 with Hairer's initial step and flowcore's controller; a
-   trajectory stops when |y| > R (escaped) or at the singularity |1 - z| < 1e-12. */
+/* The PF, tracked, by dopri5 with Hairer's initial step and flowcore's controller: each
+   eigenvalue's log(1 - z) is continued from its value at the last accepted step (the branch
+   nearest it; a real start past z = 1 on the +i pi side), phi(z) = log(1 - z)/z by its series
+   -(1 + z/2 + z^2/3 + ...) near z = 0 on the principal branch. A trajectory stops when |y| > R
+   (escaped) or at the singularity |1 - z| < 1e-12. Two fields: (c) the double well, whose H is
+   diagonal (f_k = phi(z_k) g_k), and (b) a quadratic with a coupled H = [[a, b], [b, d]]: its
+   eigenpairs in closed form at every evaluation (as for any loss; this one's H is constant),
+   matched to the last accepted step's by eigenvector overlap, and
+   f = phi(z1) g + h phi[z1, z2] (H - lambda1 I) g. */
 #include <complex.h>
-static double complex log1m_near(double complex z, double complex prev, int tracked) {
+typedef struct { double complex L[2], V[2][2]; } branch;   /* V: (b) only */
+static double complex log1m(double complex z) {
     double complex w = 1 - z;
-    double complex L = clog(CMPLX(creal(w), cimag(w) == 0 ? 0.0 : cimag(w)));
-    if (!tracked) return L;
+    return clog(CMPLX(creal(w), cimag(w) == 0 ? 0.0 : cimag(w)));
+}
+static double complex log1m_near(double complex z, double complex prev) {
+    double complex L = log1m(z);
     if (cimag(prev) == 0 && creal(z) > 1) return cimag(L) < 0 ? L + 2*M_PI*I : L;
     return L + 2*M_PI*I*nearbyint((cimag(prev) - cimag(L)) / (2*M_PI));
 }
@@ -100,18 +108,65 @@ static double complex phi(double complex z, double complex L) {
     }
     return L / z;
 }
-/* the field at y with the logs continued from prev (tracked) or principal; the logs into Lout */
-static int pf(double h, const double complex *y, const double complex *prev, int tracked,
-              double complex *o, double complex *Lout) {
+/* phi[z1, z2]; near z1 = z2 phi'(m) at the midpoint (never met on (b): z = 1.56, 0.44) */
+static double complex phi_divdiff(double complex z1, double complex L1, double complex z2, double complex L2) {
+    double complex d = z1 - z2;
+    if (cabs(d) < 1e-2*(cabs(z1) + cabs(z2))) {
+        double complex m = (z1 + z2)/2, Lm = (L1 + L2)/2;
+        return (-m/(1 - m) - Lm) / (m*m);
+    }
+    return (phi(z1, L1) - phi(z2, L2)) / d;
+}
+/* (c): the double well (x^2 - 1)^2 + y^2 */
+static int pf_dw(double h, const double complex *y, const branch *bin, double complex *o, branch *bout) {
     double complex x = y[0], v = y[1];
     double complex g[2] = {4*x*(x*x - 1), 2*v}, z[2] = {h*(12*x*x - 4), h*2.0};
     for (int k = 0; k < 2; k++) {
         if (cabs(1 - z[k]) < 1e-12) return 1;
-        Lout[k] = log1m_near(z[k], prev[k], tracked);
-        o[k] = phi(z[k], Lout[k]) * g[k];
+        bout->L[k] = bin ? log1m_near(z[k], bin->L[k]) : log1m(z[k]);
+        o[k] = phi(z[k], bout->L[k]) * g[k];
     }
     return 0;
 }
+/* (b): (a x^2 + 2 b x y + d y^2)/2 */
+static double QA, QB, QD;
+static void eigvec2(double complex a, double complex b, double complex d, double complex lam, int k,
+                    double complex *v) {
+    double complex p0 = b, p1 = lam - a, q0 = lam - d, q1 = b;
+    double np = sqrt(creal(p0*conj(p0) + p1*conj(p1))), nq = sqrt(creal(q0*conj(q0) + q1*conj(q1)));
+    if (np >= nq && np > 0) { v[0] = p0/np; v[1] = p1/np; }
+    else if (nq > 0) { v[0] = q0/nq; v[1] = q1/nq; }
+    else { v[0] = k == 0; v[1] = k == 1; }
+}
+static double overlap(const double complex *p, const double complex *v) {
+    return cabs(conj(p[0])*v[0] + conj(p[1])*v[1]);
+}
+static int pf_quad(double h, const double complex *y, const branch *bin, double complex *o, branch *bout) {
+    const double complex a = QA, b = QB, d = QD;
+    double complex g[2] = {a*y[0] + b*y[1], b*y[0] + d*y[1]}, lam[2], V[2][2], L[2];
+    double complex mean = (a + d)/2, half = (a - d)/2, r = csqrt(half*half + b*b);
+    if (creal(conj(mean)*r) < 0) r = -r;
+    lam[0] = mean + r;
+    lam[1] = lam[0] != 0 ? (a*d - b*b)/lam[0] : mean - r;
+    for (int k = 0; k < 2; k++) eigvec2(a, b, d, lam[k], k, V[k]);
+    int perm[2] = {0, 1};
+    if (bin) {
+        if (!(overlap(bin->V[0], V[0]) + overlap(bin->V[1], V[1]) >= overlap(bin->V[0], V[1]) + overlap(bin->V[1], V[0])))
+            perm[0] = 1, perm[1] = 0;
+        for (int j = 0; j < 2; j++) L[perm[j]] = log1m_near(h*lam[perm[j]], bin->L[j]);
+    } else
+        for (int k = 0; k < 2; k++) L[k] = log1m(h*lam[k]);
+    for (int k = 0; k < 2; k++) if (cabs(1 - h*lam[k]) < 1e-12) return 1;
+    for (int j = 0; j < 2; j++) {
+        bout->L[j] = L[perm[j]];
+        bout->V[j][0] = V[perm[j]][0]; bout->V[j][1] = V[perm[j]][1];
+    }
+    double complex p1 = phi(h*lam[0], L[0]), p12 = h*phi_divdiff(h*lam[0], L[0], h*lam[1], L[1]);
+    o[0] = p1*g[0] + p12*(a*g[0] + b*g[1] - lam[0]*g[0]);
+    o[1] = p1*g[1] + p12*(b*g[0] + d*g[1] - lam[0]*g[1]);
+    return 0;
+}
+typedef int (*pf_field)(double, const double complex *, const branch *, double complex *, branch *);
 static double enorm(const double complex *a, const double complex *ref, const double complex *b,
                     double rtol, double atol) {
     double e = 0;
@@ -121,18 +176,21 @@ static double enorm(const double complex *a, const double complex *ref, const do
     }
     return sqrt(e/2);
 }
-void run_pf(int64_t n, const double *y0, double T, double lr, double rtol, double atol, double R,
-            double complex *out, int64_t *nfev, int *escaped) {
+/* always inlined with a constant field: no call through the pointer */
+static inline __attribute__((always_inline)) void
+pf_dopri5(pf_field pf, int64_t n, const double *y0, double T, double lr, double rtol, double atol,
+          double R, double complex *out, int64_t *nfev, int *escaped) {
     for (int64_t p = 0; p < n; p++) {
-        double complex y[2] = {y0[2*p], y0[2*p+1]}, K[8][2], yt[2], yn[2], Lb[2], Ln[2], Ls[2], d[2];
+        double complex y[2] = {y0[2*p], y0[2*p+1]}, K[8][2], yt[2], yn[2], d[2];
+        branch bb, bn, bs;
         double t = 0, errold = 1e-4, h;
         int64_t nf = 0; int rej = 0, esc = 0;
-        pf(lr, y, Lb, 0, K[0], Lb); nf++;           /* the principal logs start the tracking */
+        pf(lr, y, 0, K[0], &bb); nf++;           /* the principal logs start the tracking */
         double d0 = enorm(y, y, 0, rtol, atol), d1 = enorm(K[0], y, 0, rtol, atol);
         h = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01*d0/d1;
         h = fmin(h, T);
         for (int k = 0; k < 2; k++) yt[k] = y[k] + h*K[0][k];
-        pf(lr, yt, Lb, 1, K[7], Ls); nf++;
+        pf(lr, yt, &bb, K[7], &bs); nf++;
         for (int k = 0; k < 2; k++) d[k] = (K[7][k] - K[0][k]);
         double d2 = enorm(d, y, 0, rtol, atol) / h;
         h = (d1 <= 1e-15 && d2 <= 1e-15) ? fmax(1e-6, h*1e-3) : fmin(100*h, pow(0.01/fmax(d1, d2), 0.2));
@@ -143,7 +201,7 @@ void run_pf(int64_t n, const double *y0, double T, double lr, double rtol, doubl
                 for (int a = 0; a < 2; a++) { double complex acc = 0;
                     for (int j = 0; j < s; j++) acc += A[s][j]*K[j][a];
                     yt[a] = y[a] + hh*acc; }
-                fault = pf(lr, yt, Lb, 1, K[s], s == 6 ? Ln : Ls); nf++;
+                fault = pf(lr, yt, &bb, K[s], s == 6 ? &bn : &bs); nf++;
             }
             double e = 0;
             if (!fault) {
@@ -161,11 +219,21 @@ void run_pf(int64_t n, const double *y0, double T, double lr, double rtol, doubl
             fac = fmin(rej ? 1 : 10, fmax(0.2, fac)); errold = fmax(e, 1e-4); rej = 0;
             if (hh == h || fac < 1) h = hh*fac;
             t = hh == T - t ? T : t + hh;
-            for (int a = 0; a < 2; a++) { y[a] = yn[a]; K[0][a] = K[6][a]; Lb[a] = Ln[a]; }
+            for (int a = 0; a < 2; a++) { y[a] = yn[a]; K[0][a] = K[6][a]; }
+            bb = bn;
             if (sqrt(creal(y[0]*conj(y[0]) + y[1]*conj(y[1]))) > R) { esc = 1; break; }
         }
         out[2*p] = y[0]; out[2*p+1] = y[1]; nfev[p] = nf; escaped[p] = esc;
     }
+}
+void run_pf(int64_t n, const double *y0, double T, double lr, double rtol, double atol, double R,
+            double complex *out, int64_t *nfev, int *escaped) {
+    pf_dopri5(pf_dw, n, y0, T, lr, rtol, atol, R, out, nfev, escaped);
+}
+void run_pf_quad(int64_t n, const double *y0, double T, double lr, double a, double b, double d,
+                 double rtol, double atol, double R, double complex *out, int64_t *nfev, int *escaped) {
+    QA = a; QB = b; QD = d;
+    pf_dopri5(pf_quad, n, y0, T, lr, rtol, atol, R, out, nfev, escaped);
 }
 """
 
@@ -186,12 +254,20 @@ def plain_c():
                 nf.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)))
         return out
 
-    def run_pf(y0, T, lr):
-        """(final states, escaped) of the tracked PF on the double well."""
+    D = ctypes.c_double
+    lib.run_pf_quad.argtypes = [ctypes.c_int64, P, D, D, D, D, D, D, D, D] + [ctypes.c_void_p] * 3
+
+    def run_pf(y0, T, lr, quadratic=None):
+        """(final states, escaped) of the tracked PF: on the double well, or on ½θᵀAθ with
+        quadratic = (A00, A01, A11)."""
         y0 = np.ascontiguousarray(y0, dtype=float)
         out, nf, esc = np.empty(y0.shape, complex), np.empty(len(y0), np.int64), np.empty(len(y0), np.intc)
-        lib.run_pf(len(y0), y0.ctypes.data_as(P), T, lr, RTOL, ATOL, RADIUS, out.ctypes.data, nf.ctypes.data,
-                   esc.ctypes.data)
+        if quadratic is None:
+            lib.run_pf(len(y0), y0.ctypes.data_as(P), T, lr, RTOL, ATOL, RADIUS, out.ctypes.data, nf.ctypes.data,
+                       esc.ctypes.data)
+        else:
+            lib.run_pf_quad(len(y0), y0.ctypes.data_as(P), T, lr, *quadratic, RTOL, ATOL, RADIUS, out.ctypes.data,
+                            nf.ctypes.data, esc.ctypes.data)
         return out, esc.astype(bool)
     return run, run_pf
 
@@ -220,13 +296,16 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--pairs", type=int, default=5, help="interleaved (flowcore 1 thread, C) pairs for the "
+                    "ratio, timed by CPU time (default 5)")
     args = ap.parse_args(argv)
     n = 5_000 if args.quick else args.n
     repeats = 1 if args.quick else args.repeats
+    pairs = 1 if args.quick else args.pairs
     rng = np.random.default_rng(0)
     T = 2.0
     dw = fc.losses.double_well()
-    quad = fc.losses.quadratic(np.array([[6.0, 1.0], [1.0, 2.0]]))   # h = 0.25: hλ_max ≈ 1.6
+    quad = fc.losses.quadratic(np.array([[QUAD[0], QUAD[1]], [QUAD[1], QUAD[2]]]))   # h = 0.25: hλ_max ≈ 1.6
     problems = [
         ("(a) IGR double well, real", fc.flows.igr(dw, 0.1), None, rng.uniform(-1.5, 1.5, (n, 2))),
         ("(b) PF quadratic hλmax≈1.6", fc.flows.pf(quad, 0.25), None, rng.uniform(-2, 2, (n, 2))),
@@ -247,8 +326,9 @@ def main(argv=None):
         err = float(np.max(np.abs(sol.y[both, -1] - ref.y[both, -1])))
         t2 = median_time(lambda: fc.solve(flow, th0, rtol=RTOL, atol=ATOL, threads=2, **kw),
                          repeats=repeats, min_time=0)
-        t1 = median_time(lambda: fc.solve(flow, th0, rtol=RTOL, atol=ATOL, threads=1, **kw),
-                         repeats=repeats, min_time=0)
+        def one_thread():
+            return fc.solve(flow, th0, rtol=RTOL, atol=ATOL, threads=1, **kw)
+        t1 = median_time(one_thread, repeats=repeats, min_time=0)
         row = {"problem": label, "N": n, "flowcore 2 thr [s]": t2, "2-thread speed-up": t1 / t2,
                "mean nfev": float(np.mean(sol.nfev)), "flowcore max err": err,
                "statuses": sol.message}
@@ -257,22 +337,19 @@ def main(argv=None):
         else:
             scipy_ratios(row, flow, th0, T, n, t2)
         if label.startswith("(a)"):
-            tc = median_time(lambda: c_run(th0, T, 0.1), repeats=repeats, min_time=0)
+            _, tc, row["flowcore 1 thr / C"] = paired_times(one_thread, lambda: c_run(th0, T, 0.1), pairs)
             cerr = float(np.max(np.abs(c_run(th0, T, 0.1)[both] - ref.y[both, -1])))
             row["plain C (1 thr) [s]"] = tc
-            row["flowcore 1 thr / C"] = t1 / tc
             row["C max err"] = cerr
-        elif label.startswith("(c)"):
-            tc = median_time(lambda: c_pf(th0, T, 0.4), repeats=repeats, min_time=0)
-            yc, esc = c_pf(th0, T, 0.4)
+        else:
+            lr, quad_h = (0.25, QUAD) if label.startswith("(b)") else (0.4, None)
+            _, tc, row["flowcore 1 thr / C"] = paired_times(one_thread, lambda: c_pf(th0, T, lr, quad_h), pairs)
+            yc, esc = c_pf(th0, T, lr, quad_h)
             ok = both & ~esc
             row["plain C (1 thr) [s]"] = tc
-            row["flowcore 1 thr / C"] = t1 / tc
             row["C max err"] = float(np.max(np.abs(yc[ok] - ref.y[ok, -1])))
             row["C escaped = flowcore escaped"] = bool(np.array_equal(esc, sol.status == fc.Status.ESCAPED))
             row["|C − flowcore| max"] = float(np.max(np.abs(yc[ok] - sol.y[ok, -1])))
-        else:
-            row["plain C (1 thr) [s]"] = row["flowcore 1 thr / C"] = row["C max err"] = "-"
         row["diffrax"] = "not installed" if not have_diffrax else "see bench extra"
         rows.append(row)
     cols = ["problem", "N", "statuses", "flowcore 2 thr [s]", "2-thread speed-up", "mean nfev", "flowcore max err",

@@ -10,14 +10,14 @@ from flowcore._errors import DeviceUnavailable, ExpressionError
 from flowcore._loss import Loss
 from flowcore._field import Field, SpectralFlow
 from flowcore._status import Interrupted, Status
-from flowcore.optim import descend, descend_to_rest, diagnostics, Rest, Run
+from flowcore.optim import cluster_points, descend, descend_to_rest, diagnostics, Rest, Run
 from flowcore.integrate import compiled, solve, Solution
 from flowcore.data import DataLoss
 from flowcore.sde import SDE, SDESolution, data_noise, sde_solve
 from flowcore import losses, flows, models, nn
 
 __all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "models", "nn", "ExpressionError", "DeviceUnavailable",
-           "get_include", "DataLoss", "SDE", "SDESolution", "data_noise", "sde_solve", "descend", "descend_to_rest", "diagnostics", "Run", "Rest", "solve", "Solution", "compiled"]
+           "get_include", "DataLoss", "SDE", "SDESolution", "data_noise", "sde_solve", "descend", "descend_to_rest", "cluster_points", "diagnostics", "Run", "Rest", "solve", "Solution", "compiled"]
 __version__ = "0.1.0"
 
 

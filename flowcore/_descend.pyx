@@ -333,3 +333,57 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, lr, double
             raise err
         raise RuntimeError(f"loss {loss.name!r} failed during descend")
     return X, rates, status, nsteps, period, interrupted
+
+
+ctypedef fused point_t:
+    double
+    double complex
+
+
+def _cluster_rows(point_t[:, ::1] points, double tol, int64_t average=1024):
+    """Greedy grouping in one pass: each row joins the first centre (in order of creation) with
+    max_k |row_k − centre_k| ≤ tol (1 + max_k |centre_k|), else becomes a centre. The same
+    groups as repeated sweeps "the first unassigned row is a centre, its group all unassigned
+    rows near it" (a row near no earlier centre is the next centre). Returns (the number of
+    groups, the group of each row, the sum of each group's first ``average`` members, their
+    count)."""
+    cdef int64_t n = points.shape[0], D = points.shape[1], i, c, k, nc = 0, cap = 16
+    cdef double d, scale
+    idx = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] group = idx
+    dtype = np.asarray(points).dtype
+    centres, radius = np.empty((cap, D), dtype=dtype), np.empty(cap)
+    cdef point_t[:, ::1] cen = centres          # the centres' coordinates, contiguous
+    cdef double[::1] rad = radius
+    for i in range(n):
+        for c in range(nc):
+            d = 0
+            for k in range(D):
+                d = max(d, abs(points[i, k] - cen[c, k]))
+            if d <= rad[c]:
+                group[i] = c
+                break
+        else:
+            if nc == cap:
+                cap *= 2
+                centres = np.concatenate([centres, np.empty_like(centres)])
+                radius = np.concatenate([radius, np.empty_like(radius)])
+                cen, rad = centres, radius
+            scale = 0
+            for k in range(D):
+                cen[nc, k] = points[i, k]
+                scale = max(scale, abs(points[i, k]))
+            rad[nc] = tol * (1 + scale)
+            group[i] = nc
+            nc += 1
+    sums = np.zeros((nc, D), dtype=dtype)
+    counts = np.zeros(nc, dtype=np.int64)
+    cdef point_t[:, ::1] S = sums
+    cdef int64_t[::1] m = counts
+    for i in range(n):
+        c = group[i]
+        if m[c] < average:
+            m[c] += 1
+            for k in range(D):
+                S[c, k] = S[c, k] + points[i, k]
+    return nc, idx, sums, counts

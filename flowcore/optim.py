@@ -7,7 +7,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from flowcore.checks import INT32_MAX, count, positive, threads as _threads
-from flowcore._descend import METHODS, _descend
+from flowcore._descend import METHODS, _cluster_rows, _descend
 from flowcore import _kernels
 from flowcore._loss import Loss
 from flowcore.progress import Progress
@@ -277,8 +277,8 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     try:
         for i in range(0, N, chunk):
             sl = slice(i, min(N, i + chunk))
-            final[sl], status[sl], nsteps[sl], period[sl], interrupted = run(
-                np.ascontiguousarray(th[sl]), rates[sl], _threads(threads, -(-(sl.stop - sl.start) // 64)))
+            interrupted = run(np.ascontiguousarray(th[sl]), rates[sl], _threads(threads, -(-(sl.stop - sl.start) // 64)),
+                              (final[sl], status[sl], nsteps[sl], period[sl]))
             if interrupted:
                 raise Interrupted(Rest(final, period, status.astype(np.int8), nsteps, method),
                                   "fc.descend_to_rest")
@@ -289,28 +289,52 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     return Rest(final, period, status.astype(np.int8), nsteps, method, run.device)
 
 
+def cluster_points(points: ArrayLike, tol: float, average: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Group points that agree within a relative tolerance: (representatives [K, D], group [N]).
+
+    One pass in C: each row joins the first group (in order of creation) whose first member c
+    has max_k |row_k − c_k| ≤ tol (1 + max_k |c_k|), else it starts a new group. A group's
+    representative is the mean of its first ``average`` members (they agree within tol: a basin
+    of 10⁶ starts need not be averaged whole). Real or complex points (|·| the modulus). This is
+    how :func:`flowcore.analysis.basins` finds the attractors among the rest points of
+    :func:`descend_to_rest` and of the flows.
+    """
+    pts = np.asarray(points)
+    if pts.ndim != 2:
+        raise ValueError(f"points must have shape [N, D], got {pts.shape}")
+    dtype = np.complex128 if np.iscomplexobj(pts) else np.float64
+    pts = np.ascontiguousarray(pts, dtype=dtype)
+    if not np.all(np.isfinite(pts)):
+        raise ValueError("points must be finite (rest points only: drop escaped or non-finite ones first)")
+    _, group, sums, counts = _cluster_rows(pts, positive(tol, "tol"), count(average, "average", 1, INT32_MAX))
+    return sums / counts[:, None], group
+
+
 def _rest_runner(loss, method, max_period, device, beta, power, cap, radius, tol, steps, confirm):
-    """run(th0 [n, D], lr [n], threads) -> (final, status, nsteps, period, interrupted): the
-    loss's compiled kernel on the chosen target, or the generic loop (losses without an
-    expression: Python callables, C libraries)."""
+    """run(th0 [n, D], lr [n], threads, out) -> interrupted, writing (final, status, nsteps,
+    period) into the arrays ``out``: the loss's compiled kernel on the chosen target (on the
+    host, in place), or the generic loop (losses without an expression: Python callables, C
+    libraries)."""
     try:
         problem = _kernels.loss_problem(loss)
     except _kernels.NoKernel as why:
         if device == "gpu":
             raise ValueError(f"device='gpu': {loss.name!r} cannot run on the GPU: {why}") from None
 
-        def generic(th, lr, threads):
+        def generic(th, lr, threads, out):
             X, _, st, ns, per, intr = _descend(loss, th, steps, method, lr if method != "dal" else 0.0,
                                                beta, power, cap, radius, threads, max_period, tol, confirm)
-            return X, st, ns, per, intr
+            for dst, src in zip(out, (X, st, ns, per)):
+                dst[...] = src
+            return intr
         generic.device = "cpu"
         return generic
     gpu = _kernels.gpu_usable(device)
     kernel = (_kernels.gpu_rest if gpu else _kernels.host_rest)(problem, method, max_period)
     r, n = _kernels.pack_map_args(beta, power, cap, radius, tol, steps, confirm)
 
-    def compiled(th, lr, threads):
-        return (_kernels.run_rest_gpu if gpu else _kernels.run_rest_host)(kernel, r, n, lr, th, threads)
+    def compiled(th, lr, threads, out):
+        return (_kernels.run_rest_gpu if gpu else _kernels.run_rest_host)(kernel, r, n, lr, th, threads, out)
     compiled.device = "gpu" if gpu else "cpu"
     return compiled
 

@@ -205,19 +205,47 @@ def test_progress_bar_follows_the_expected_work(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [float, complex])
 def test_cluster_recovers_separated_groups(dtype):
-    """fa.basins' greedy clustering (buffers reused, the first pass in place) splits well-separated
-    groups exactly as generated, real and complex (the PF's rest points), and represents each by
-    a point within the tolerance of its centre."""
-    import sys
-    cluster = sys.modules["flowcore.analysis.basins"]._cluster
+    """fc.cluster_points (fa.basins' grouping of rest points) splits well-separated groups exactly
+    as generated, real and complex (the PF's rest points), and represents each by a point within
+    the tolerance of its centre."""
     rng = np.random.default_rng(7)
     centres = np.array([[1.0, 0.0, 2.0], [-1.0, 0.0, 2.0], [0.0, 3.0, -1.0], [1.0, 0.0, 2.5]])
     truth = rng.integers(0, 4, 5000)
     noise = 1e-9 * (rng.standard_normal((5000, 3)) + (1j * rng.standard_normal((5000, 3)) if dtype is complex else 0))
     pts = (centres[truth] + noise).astype(dtype)
-    reps, idx = cluster(pts, 1e-6)
-    assert len(reps) == 4
+    reps, idx = fc.cluster_points(pts, 1e-6)
+    assert len(reps) == 4 and reps.dtype == np.dtype(dtype)
     pairs = set(zip(truth.tolist(), idx.tolist()))
     assert len(pairs) == 4                       # a bijection between the generated and found groups
     for t, k in pairs:
         assert np.max(np.abs(reps[k] - centres[t])) < 1e-8
+
+
+def _greedy_sweeps(points, tol):
+    """The definition, written plainly: the first unassigned row is a centre; its group is every
+    unassigned row within tol(1 + ‖centre‖∞) of it; repeat."""
+    idx = np.full(len(points), -1)
+    k = 0
+    while (idx < 0).any():
+        c = points[np.flatnonzero(idx < 0)[0]]
+        near = (idx < 0) & (np.max(np.abs(points - c), axis=1) <= tol * (1 + np.max(np.abs(c))))
+        idx[near] = k
+        k += 1
+    return idx
+
+
+def test_cluster_points_matches_the_greedy_definition_on_chained_points():
+    """Points on a lattice of spacing ≈ tol, where which row is a centre decides the groups (no
+    clean separation): the one-pass C grouping equals the repeated sweeps exactly; a group's
+    representative is the mean of its first `average` members."""
+    rng = np.random.default_rng(3)
+    pts = rng.integers(0, 40, (3000, 2)) * 0.7e-3 + rng.uniform(-2e-4, 2e-4, (3000, 2))
+    reps, idx = fc.cluster_points(pts, 1e-3, average=5)
+    ref = _greedy_sweeps(pts, 1e-3)
+    assert np.array_equal(idx, ref) and len(reps) == ref.max() + 1 > 100
+    for k in (0, 17, len(reps) - 1):
+        np.testing.assert_allclose(reps[k], pts[ref == k][:5].mean(axis=0), rtol=1e-14)
+    with pytest.raises(ValueError, match="finite"):
+        fc.cluster_points([[0.0, np.nan]], 1e-3)
+    with pytest.raises(ValueError, match=r"shape \[N, D\]"):
+        fc.cluster_points([0.0, 1.0], 1e-3)

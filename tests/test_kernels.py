@@ -84,7 +84,8 @@ def test_polynomial_field_over_a_sparse_coupled_hessian(flow, coef):
     assert fc.integrate.compiled(fl)
     np.testing.assert_allclose(sol.y[:, -1], ref, rtol=1e-13, atol=1e-15)
     src = _kernels.solve_source(_kernels.problem(fl), TABLEAUX["rk4"], False)
-    assert "s[1] = H[3] * r[0];" in src and "H[4]" not in src.split("const double coef")[1]
+    body = src.split("const double coef")[1]
+    assert f"s[1] = ((coef[{len(coef) - 1}] * a->lr) * H[3]) * g[0];" in body and "H[4]" not in body
 
 
 def test_bad_starts_end_alone_and_leave_others_bit_identical():
@@ -100,6 +101,25 @@ def test_bad_starts_end_alone_and_leave_others_bit_identical():
     assert np.array_equal(mixed.y[[1, 3, 4]], alone.y)            # bitwise
     sing = fc.solve(fc.flows.pf(loss, 0.5), good, t_span=(0, 1))
     assert (sing.status == fc.Status.SINGULAR).all()
+
+
+def test_a_stage_going_non_finite_ends_its_trajectory_only():
+    """The compiled fields do not test each stage: a NaN met inside a step (here √x of a stage
+    below 0) must still end that trajectory as NONFINITE, fixed step or adaptive, and leave
+    the others bit-identical."""
+    field = fc.Field.from_expr(["-sqrt(x)"], vars=("x",))
+    good = np.array([[4.0], [9.0]])
+    for kw, rtol in ((dict(method="rk4", dt=0.1), 1e-6), (dict(method="euler", dt=0.1), 2e-2)):
+        alone = fc.solve(field, good, t_span=(0, 1), **kw)
+        mixed = fc.solve(field, np.array([[4.0], [1e-4], [9.0]]), t_span=(0, 1), **kw)
+        assert list(mixed.status) == [0, fc.Status.NONFINITE, 0], kw
+        assert np.array_equal(mixed.y[[0, 2]], alone.y)
+        np.testing.assert_allclose(alone.y[:, -1, 0], (np.sqrt(good[:, 0]) - 0.5) ** 2, rtol=rtol)
+    # adaptive: a NaN stage rejects the step (never a state); x reaches 0 at t = 0.02, where the
+    # steps shrink to nothing
+    sol = fc.solve(field, [[1e-4], [4.0]], t_span=(0, 1), method="dopri5")
+    assert list(sol.status) == [fc.Status.STEP_UNDERFLOW, 0] and sol.nreject[0] > 0
+    np.testing.assert_allclose(sol.y[1, -1, 0], 2.25, rtol=1e-8)
 
 
 def test_kernel_results_do_not_depend_on_threads_or_batch():

@@ -14,10 +14,12 @@
 #if FC_COMPLEX
 typedef fc_z fc_s;
 #define fc_abs(v) fc_cabs(v)
+#define fc_abs2(v) (fc_re(v) * fc_re(v) + fc_im(v) * fc_im(v))
 #define fc_finite(v) (isfinite(fc_re(v)) && isfinite(fc_im(v)))
 #else
 typedef double fc_s;
 #define fc_abs(v) fabs(v)
+#define fc_abs2(v) ((v) * (v))
 #define fc_finite(v) isfinite(v)
 #endif
 

@@ -1,7 +1,8 @@
 /* The GD-family maps run to rest (fc.descend_to_rest, the basins and orbit diagrams of maps),
  * for one trajectory, and their two entry points (host: OpenMP; CUDA: one thread each).
  *
- * Included after the loss, generated as fc_grad(x, g, H) (H may be NULL), with
+ * Included after the loss, generated as fc_grad(x, lr, g, H) (H may be NULL): g = lr ∇E (lr folded
+ * into ∇E's products, off the iteration's latency chain), or ∇E for DAL (lr unused), with
  *   FC_METHOD  FC_GD, FC_HEAVY_BALL, FC_NESTEROV or FC_DAL       FC_PMAX  the largest period
  *
  * A start is at rest once ‖θ_k − θ_{k−p}‖∞ ≤ tol (1 + ‖θ_k‖∞) has held with one p ≤ FC_PMAX at
@@ -96,63 +97,70 @@ FC_FN void fc_representative(double (*ring)[FC_D], fc_int64 n, int p, double *re
     for (int k = 0; k < FC_D; k++) rep[k] = ring[best % FC_KEEP][k];
 }
 
+/* θ ← the map's next iterate (vel: the momentum methods' velocity) */
+FC_FN void fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel)
+{
+    double g[FC_D];
+#if FC_METHOD == FC_DAL        /* DAL-p: h = 2 / ‖H ĝ‖^p, capped */
+    double H[FC_D * FC_D], gn = 0, hg = 0;
+    fc_grad(cur, 1.0, g, H);
+    for (int q = 0; q < FC_D; q++) {
+        double s = 0;
+        for (int r = 0; r < FC_D; r++) s += H[q * FC_D + r] * g[r];
+        gn += g[q] * g[q];
+        hg += s * s;
+    }
+    gn = sqrt(gn);
+    hg = sqrt(hg);
+    double h = gn > 0 ? 2.0 / pow(hg / gn, a->power) : (a->cap > 0 ? a->cap : 0.0);
+    if (a->cap > 0 && h > a->cap) h = a->cap;
+    for (int q = 0; q < FC_D; q++) cur[q] -= h * g[q];
+    (void)lr; (void)vel;
+#elif FC_METHOD == FC_GD       /* no velocity: β·v would cost a multiply a coordinate */
+    fc_grad(cur, lr, g, 0);
+    for (int q = 0; q < FC_D; q++) cur[q] -= g[q];
+    (void)a; (void)vel;
+#else
+#if FC_METHOD == FC_NESTEROV
+    double y[FC_D];
+    for (int q = 0; q < FC_D; q++) y[q] = cur[q] + a->beta * vel[q];
+    fc_grad(y, lr, g, 0);
+#else
+    fc_grad(cur, lr, g, 0);
+#endif
+    for (int q = 0; q < FC_D; q++) {
+        vel[q] = a->beta * vel[q] - g[q];
+        cur[q] += vel[q];
+    }
+#endif
+}
+
 /* One start: returns its status; *nsteps, *period and rep [D] are written. */
 FC_FN int fc_to_rest(const fc_map_args *args, double lr, const double *th0, double *rep,
-                     int *nsteps, int *period)
+                     int *nsteps, int *period_out)
 {
     const fc_map_args A = *args, *a = &A;   /* a local copy: stores to the iterates cannot alias it */
-    double ring[FC_KEEP][FC_D], cur[FC_D], vel[FC_D], y[FC_D], g[FC_D], H[FC_D * FC_D];
-    int status = FC_OK, candidate = 0, streak = 0, head = 0, countdown = 0;
+    double ring[FC_KEEP][FC_D], cur[FC_D], vel[FC_D];
+    const double r2 = a->radius * a->radius;
+    int status = FC_OK, candidate = 0, streak = 0, head = 0, countdown = 0, period = 0;
     double path0 = 0, scale;
     fc_int64 k, n = 0;
-    (void)y; (void)H;
-    *period = 0;
     for (int q = 0; q < FC_D; q++) {
         cur[q] = ring[0][q] = th0[q];
         vel[q] = 0;
         if (!isfinite(cur[q])) status = FC_NONFINITE;
     }
-    for (k = 0; k < a->steps && status == FC_OK && *period == 0; k++) {
-        if (a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
+    for (k = 0; k < a->steps && status == FC_OK && period == 0; k++) {
+        /* the Ctrl-C flag every 64 steps: a volatile load a step is measurable on a 10 ns map */
+        if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
+        fc_map_step(a, lr, cur, vel);
         double norm2 = 0;
-#if FC_METHOD == FC_DAL        /* DAL-p: h = 2 / ‖H ĝ‖^p, capped */
-        fc_grad(cur, g, H);
-        double gn = 0, hg = 0;
-        for (int q = 0; q < FC_D; q++) {
-            double s = 0;
-            for (int r = 0; r < FC_D; r++) s += H[q * FC_D + r] * g[r];
-            gn += g[q] * g[q];
-            hg += s * s;
-        }
-        gn = sqrt(gn);
-        hg = sqrt(hg);
-        double h = gn > 0 ? 2.0 / pow(hg / gn, a->power) : (a->cap > 0 ? a->cap : 0.0);
-        if (a->cap > 0 && h > a->cap) h = a->cap;
-        for (int q = 0; q < FC_D; q++) {
-            vel[q] = -h * g[q];
-            cur[q] += vel[q];
-            norm2 += cur[q] * cur[q];
-        }
-        (void)lr;
-#else
-#if FC_METHOD == FC_NESTEROV
-        for (int q = 0; q < FC_D; q++) y[q] = cur[q] + a->beta * vel[q];
-        fc_grad(y, g, 0);
-#else
-        fc_grad(cur, g, 0);
-#endif
-        for (int q = 0; q < FC_D; q++) {
-            vel[q] = a->beta * vel[q] - lr * g[q];
-            cur[q] += vel[q];
-            norm2 += cur[q] * cur[q];
-        }
-#endif
+        for (int q = 0; q < FC_D; q++) norm2 += cur[q] * cur[q];
         n = k + 1;
         head = head + 1 == FC_KEEP ? 0 : head + 1;           /* (k + 1) mod FC_KEEP */
         const int full_test = countdown == 0;                 /* k mod FC_PMAX == 0 */
         countdown = countdown + 1 == FC_PMAX ? 0 : countdown + 1;
-        if (!isfinite(norm2)) status = FC_NONFINITE;
-        else if (norm2 > a->radius * a->radius) status = FC_ESCAPED;
+        if (!(norm2 <= r2)) status = fc_stop_status(cur);    /* one compare: escaped or non-finite */
         else {
             const int p = fc_period(a->tol, ring, cur, head, k, full_test, candidate);
             streak = p > 0 && p == candidate ? streak + 1 : (p > 0);
@@ -163,13 +171,14 @@ FC_FN int fc_to_rest(const fc_map_args *args, double lr, const double *th0, doub
                 if (per > 1 && fc_path(ring, cur, head, p, &scale) < path0 - 2 * p * a->tol * (1 + scale))
                     streak = candidate = 0;           /* shrinking: damped, not yet at rest */
                 else
-                    *period = per;
+                    period = per;
             }
         }
         for (int q = 0; q < FC_D; q++) ring[head][q] = cur[q];
     }
     *nsteps = (int)n;
-    fc_representative(ring, n, *period > 1 ? *period : 1, rep);
+    *period_out = period;
+    fc_representative(ring, n, period > 1 ? period : 1, rep);
     return status;
 }
 

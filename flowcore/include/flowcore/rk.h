@@ -73,6 +73,7 @@ FC_FN int fc_integrate(const fc_args *args, const fc_s *y0, fc_s *Y, fc_int64 *n
     fc_branch b, bnew;
     const double tend = a->tout[a->nout - 1];
     double t = a->t0, h, h_try, errold = FC_ERR_OLD_START;
+    const double r2 = a->radius * a->radius;
     fc_int64 k_out = 0, resting = 0;
     int rejected = 0, fault;
     for (int k = 0; k < FC_D; k++) y[k] = y0[k];
@@ -80,6 +81,7 @@ FC_FN int fc_integrate(const fc_args *args, const fc_s *y0, fc_s *Y, fc_int64 *n
     if ((fault = fc_branch_init(y, &b, a)) != FC_OK) return fault;
     fault = fc_rhs(y, K[0], &b, 0, a);
     ++*nfev;
+    if (fault == FC_OK) fault = fc_check(K[0], FC_D);
     if (fault != FC_OK) return fault;
 #if FC_ADAPTIVE
     h = a->dt > 0 ? fmin(a->dt, tend - t) : fc_first_step(a, y, K, &b, tend - t, nfev);
@@ -88,14 +90,15 @@ FC_FN int fc_integrate(const fc_args *args, const fc_s *y0, fc_s *Y, fc_int64 *n
 #endif
     (void)errold; (void)rejected;
     for (;;) {
-        if (a->interrupt && *a->interrupt) return FC_INTERRUPTED;
+        /* the Ctrl-C flag every 64 accepted steps: a volatile load a step shows on a cheap field */
+        if ((*nsteps & 63) == 0 && a->interrupt && *a->interrupt) return FC_INTERRUPTED;
         /* land exactly on the next output (with dense output, on the end only); a remainder
            within rounding of a full step joins it */
         double tgt = FC_DENSE ? tend : a->tout[k_out];
         h_try = t + h * (1 + 1e-9) < tgt ? h : tgt - t;
         fault = fc_attempt(y, K, h_try, ynew, &b, &bnew, a, nfev);
-        if (fault == FC_OK) fault = fc_check(ynew, FC_D);
 #if FC_ADAPTIVE
+        if (fault == FC_OK) fault = fc_check(ynew, FC_D);
         const double err = fault == FC_OK ? fc_error(y, ynew, K, h_try, a) : 0.0;
         if (fault != FC_OK || !(err <= 1.0)) {
             ++*nreject;
@@ -112,6 +115,7 @@ FC_FN int fc_integrate(const fc_args *args, const fc_s *y0, fc_s *Y, fc_int64 *n
         rejected = 0;
         if (h_try == h || fac < 1) h = h_try * fac;   /* a step cut short for an output keeps its h */
 #else
+        if (fault == FC_OK && FC_DENSE) fault = fc_check(ynew, FC_D);   /* before interpolating */
         if (fault != FC_OK) return fault;
 #endif
 #if FC_DENSE
@@ -127,12 +131,14 @@ FC_FN int fc_integrate(const fc_args *args, const fc_s *y0, fc_s *Y, fc_int64 *n
         for (int k = 0; k < FC_D; k++) {
             y[k] = ynew[k];
             K[0][k] = K[FC_STAGES][k];
-            norm2 += fc_abs(y[k]) * fc_abs(y[k]);
-            fmax_ = fc_max(fmax_, fc_abs(K[0][k]));     /* finite: checked above */
+            norm2 += fc_abs2(y[k]);
+            fmax_ = fc_max(fmax_, fc_abs(K[0][k]));
             ymax = fc_max(ymax, fc_abs(y[k]));
         }
         b = bnew;
-        const int escaped = sqrt(norm2) > a->radius;
+        /* one compare a step: escaped, or (fixed steps) a non-finite state; no sqrt */
+        const int escaped = !(norm2 <= r2);
+        if (escaped && fc_check(y, FC_D) != FC_OK) return FC_NONFINITE;
         if (t == tgt) {
             for (int k = 0; k < FC_D; k++) Y[k_out * FC_D + k] = y[k];
             if (++k_out == a->nout && !escaped) return FC_OK;
@@ -142,6 +148,7 @@ FC_FN int fc_integrate(const fc_args *args, const fc_s *y0, fc_s *Y, fc_int64 *n
         if (a->rest_tol > 0) {
             resting = fmax_ <= a->rest_tol * (1 + ymax) ? resting + 1 : 0;
             if (resting >= a->rest_window) {
+                if (fc_check(K[0], FC_D) != FC_OK) return FC_NONFINITE;   /* a NaN drops out of fc_max */
                 for (; k_out < a->nout; k_out++)
                     for (int k = 0; k < FC_D; k++) Y[k_out * FC_D + k] = y[k];
                 return FC_OK;
