@@ -17,6 +17,10 @@ cdef class Field:
     # Branch state at points (init) or continued to accepted points (accept, in place).
     cdef int branch(self, int64_t n, const double complex *x, double complex *state,
                     bint init, int *status) noexcept nogil
+    # eval_z, and state_out [n, nstate] = state continued to x (what accepting x would give),
+    # from the one evaluation: an integrator's last stage carries its step's new branch state.
+    cdef int eval_advance(self, int64_t n, const double complex *x, const double complex *state,
+                          double complex *state_out, double complex *out, int *status) noexcept nogil
 
 cdef class SpectralFlow(Field):
     cdef readonly Loss loss
@@ -26,6 +30,8 @@ cdef class SpectralFlow(Field):
     cdef double[::1] coef             # poly: alpha(z) = sum_p coef[p] z^p
     cdef readonly double np_coef      # non-principal term: np_coef * T[g, g]
     cdef object alpha                 # user: callable alpha(z [n, D]) -> [n, D]
+    cdef int _pf_eval(self, int64_t n, const double complex *x, const double complex *state,
+                      double complex *state_out, double complex *out, int *status) noexcept nogil
     cdef int _pf_rows(self, int64_t n, const double complex *g, const double complex *H,
                       const double complex *state_in, double complex *state_out,
                       double complex *out, int *status) noexcept nogil

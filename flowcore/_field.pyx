@@ -104,6 +104,16 @@ cdef class Field:
                     bint init, int *status) noexcept nogil:
         return 0
 
+    cdef int eval_advance(self, int64_t n, const double complex *x, const double complex *state,
+                          double complex *state_out, double complex *out, int *status) noexcept nogil:
+        """The general rule: evaluate, then continue a copy of the state (two evaluations;
+        fields with branch state override it with one)."""
+        cdef int rc = self.eval_z(n, x, state, out, status)
+        if rc == 0 and self.nstate > 0:
+            memcpy(state_out, state, n * self.nstate * sizeof(double complex))
+            rc = self.branch(n, x, state_out, False, status)
+        return rc
+
     def __repr__(self):
         return f"<flowcore.{type(self).__name__} {self.name!r} dim={self.dim}>"
 
@@ -354,12 +364,24 @@ cdef class SpectralFlow(Field):
 
     cdef int eval_z(self, int64_t n, const double complex *x, const double complex *state,
                     double complex *out, int *status) noexcept nogil:
-        cdef int code = self.kcode, rc
+        cdef int code = self.kcode
         if code == 0:
             return _poly_block(self, n, x, out, status)
         if code == 2:
             return self._user_block(n, <void*>x, True, out, status)
-        cdef int D = self.dim
+        return self._pf_eval(n, x, state, NULL, out, status)
+
+    cdef int eval_advance(self, int64_t n, const double complex *x, const double complex *state,
+                          double complex *state_out, double complex *out, int *status) noexcept nogil:
+        if self.kcode != 1:
+            return Field.eval_advance(self, n, x, state, state_out, out, status)
+        return self._pf_eval(n, x, state, state_out, out, status)
+
+    cdef int _pf_eval(self, int64_t n, const double complex *x, const double complex *state,
+                      double complex *state_out, double complex *out, int *status) noexcept nogil:
+        """The PF (+ np_coef T[g, g]) at x, continuing state (NULL: principal); state_out (may be
+        NULL) receives the continued state."""
+        cdef int D = self.dim, rc
         cdef int64_t i
         cdef double complex *buf = <double complex*> malloc(n * D * (D + 2) * sizeof(double complex))
         if buf == NULL:
@@ -369,7 +391,7 @@ cdef class SpectralFlow(Field):
         cdef double complex *T = buf + n * D * (D + 1)
         rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, NULL, NULL, g, H, NULL)
         if rc == 0:
-            rc = self._pf_rows(n, g, H, state, NULL, out, status)
+            rc = self._pf_rows(n, g, H, state, state_out, out, status)
         if rc == 0 and self.np_coef != 0:
             rc = self.loss.c.eval_z(self.loss.c.ctx, n, x, g, NULL, NULL, NULL, T)
             for i in range(n * D):

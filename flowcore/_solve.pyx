@@ -50,12 +50,297 @@ cdef struct Stepper:              # a tableau with the controls of one integrati
     int order
 
 
-cdef int _feval(Field f, int64_t n, scalar *x, double complex *state, scalar *out,
-                int *status) noexcept nogil:
+cdef struct Block:     # one block's working arrays; the scalar ones (double or double complex) untyped
+    int64_t m
+    int D, NS, nout
+    void *y                        # [m, D]
+    void *K                        # [stages + 1, m, D]: the stages; K[s] = f(y⁺) (FSAL)
+    void *ynew                     # [m, D]: a stage's input, then the step's end
+    void *x_rows                   # [m, D] gathered rows for a field call
+    void *out_rows                 # [m, D]
+    double *t
+    double *h_next                 # the step to try next
+    double *h_try                  # the step being tried
+    double *errold
+    int *k_out
+    int *fault                     # the first non-OK field status of the step being tried
+    int *rejected
+    int *st                        # statuses of one field call's rows
+    double complex *state          # [m, NS] branch state at y
+    double complex *state_new      # [m, NS] at the step's end (adopted when it is accepted)
+    double complex *state_rows     # [m, NS] gathered
+    double complex *state_rows_new
+    int64_t *act                   # the running rows
+    int *status
+    int64_t *nfev
+    int64_t *nsteps
+    int64_t *nreject
+
+
+cdef int _alloc(Block *B, int stages, size_t zs) noexcept nogil:
+    cdef int64_t m = B.m, D = B.D, NS = B.NS
+    B.y, B.ynew, B.x_rows, B.out_rows = malloc(m * D * zs), malloc(m * D * zs), malloc(m * D * zs), malloc(m * D * zs)
+    B.K = malloc((stages + 1) * m * D * zs)
+    B.t, B.h_next = <double*> malloc(m * sizeof(double)), <double*> malloc(m * sizeof(double))
+    B.h_try, B.errold = <double*> malloc(m * sizeof(double)), <double*> malloc(m * sizeof(double))
+    B.k_out, B.fault = <int*> malloc(m * sizeof(int)), <int*> malloc(m * sizeof(int))
+    B.rejected, B.st = <int*> malloc(m * sizeof(int)), <int*> malloc(m * sizeof(int))
+    B.state = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
+    B.state_new = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
+    B.state_rows = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
+    B.state_rows_new = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
+    B.act = <int64_t*> malloc(m * sizeof(int64_t))
+    if (B.y == NULL or B.ynew == NULL or B.x_rows == NULL or B.out_rows == NULL or B.K == NULL
+            or B.t == NULL or B.h_next == NULL or B.h_try == NULL or B.errold == NULL or B.k_out == NULL
+            or B.fault == NULL or B.rejected == NULL or B.st == NULL or B.state == NULL
+            or B.state_new == NULL or B.state_rows == NULL or B.state_rows_new == NULL or B.act == NULL):
+        return -2
+    return 0
+
+
+cdef void _free(Block *B) noexcept nogil:
+    free(B.y); free(B.ynew); free(B.x_rows); free(B.out_rows); free(B.K); free(B.t); free(B.h_next)
+    free(B.h_try); free(B.errold); free(B.k_out); free(B.fault); free(B.rejected); free(B.st)
+    free(B.state); free(B.state_new); free(B.state_rows); free(B.state_rows_new); free(B.act)
+
+
+cdef int _feval(Field f, int64_t n, scalar *x, double complex *state, double complex *state_new,
+                scalar *out, int *status) noexcept nogil:
+    """f at n points; with state_new, also the state continued to the points (one evaluation)."""
     if scalar is double:
         return f.eval_d(n, x, out, status)
+    elif state_new != NULL:
+        return f.eval_advance(n, x, state, state_new, out, status)
     else:
         return f.eval_z(n, x, state, out, status)
+
+
+cdef int _eval_rows(Field f, Block *B, int64_t n, const scalar *x, scalar *Kout,
+                    bint advance) noexcept nogil:
+    """Kout[i] = f(x[i]) for the running rows i = act[0..n) with each row's branch state; with
+    advance, state_new[i] = that state continued to x[i]. fault[i] keeps a row's first non-OK
+    status; nfev counts."""
+    cdef int64_t r, i
+    cdef int rc, D = B.D, NS = B.NS
+    cdef const int64_t *act = B.act
+    cdef double complex *S = B.state if NS > 0 else NULL
+    cdef double complex *Snew = B.state_new if NS > 0 and advance else NULL
+    if n == 0:
+        return 0
+    if act[n - 1] == n - 1:       # rows 0..n-1 all running (sorted): no gather, no scatter
+        rc = _feval(f, n, <scalar*> x, S, Snew, Kout, B.st)
+    else:
+        for r in range(n):
+            memcpy(<scalar*> B.x_rows + r * D, x + act[r] * D, D * sizeof(scalar))
+            if NS > 0:
+                memcpy(B.state_rows + r * NS, B.state + act[r] * NS, NS * sizeof(double complex))
+        rc = _feval(f, n, <scalar*> B.x_rows, B.state_rows if S != NULL else NULL,
+                    B.state_rows_new if Snew != NULL else NULL, <scalar*> B.out_rows, B.st)
+        for r in range(n):
+            memcpy(Kout + act[r] * D, <scalar*> B.out_rows + r * D, D * sizeof(scalar))
+            if Snew != NULL:
+                memcpy(Snew + act[r] * NS, B.state_rows_new + r * NS, NS * sizeof(double complex))
+    for r in range(n):
+        i = act[r]
+        B.nfev[i] += 1
+        if B.st[r] != FC_OK and B.fault[i] == FC_OK:
+            B.fault[i] = B.st[r]
+    return rc
+
+
+cdef int64_t _start(Field f, const Stepper *M, Block *B, const scalar *y0, double t0, int *rc) noexcept nogil:
+    """Every row at t0: finite starts run; the branch state at y0 and K[0] = f(y0). Returns the
+    number of running rows (listed in act)."""
+    cdef int64_t i, n = 0, m = B.m
+    cdef int a, D = B.D
+    cdef scalar *y = <scalar*> B.y
+    memcpy(y, y0, m * D * sizeof(scalar))
+    for i in range(m):
+        B.t[i], B.k_out[i], B.errold[i], B.rejected[i], B.fault[i] = t0, 0, ERR_OLD_START, 0, FC_OK
+        B.nfev[i], B.nsteps[i], B.nreject[i] = 0, 0, 0
+        B.status[i] = RUNNING
+        for a in range(D):
+            if not _finite(y[i * D + a]):
+                B.status[i] = FC_NONFINITE
+        if B.status[i] == RUNNING:
+            B.act[n] = i
+            n += 1
+    if scalar is not double and B.NS > 0:      # the tracked PF: the principal branch at y0
+        for i in range(n):
+            memcpy(<scalar*> B.x_rows + i * D, y + B.act[i] * D, D * sizeof(scalar))
+        rc[0] = f.branch(n, <double complex*> B.x_rows, B.state_rows, True, B.st)
+        for i in range(n):
+            memcpy(B.state + B.act[i] * B.NS, B.state_rows + i * B.NS, B.NS * sizeof(double complex))
+            if B.st[i] != FC_OK:
+                B.status[B.act[i]] = B.st[i]
+    if rc[0] == 0:
+        rc[0] = _eval_rows(f, B, n, y, <scalar*> B.K, False)
+    for i in range(n):
+        if B.fault[B.act[i]] != FC_OK:
+            B.status[B.act[i]] = B.fault[B.act[i]]
+    return _compact(B.act, n, B.status)
+
+
+cdef int _first_steps(Field f, const Stepper *M, Block *B, int64_t n, const scalar *y, double span) noexcept nogil:
+    """h_next of the n running rows: the fixed dt, the user's first step, or Hairer's selection
+    (Solving ODEs I, II.4: one more evaluation at y0 + h0 f(y0))."""
+    cdef int64_t r, i, m = B.m
+    cdef int a, D = B.D, rc = 0
+    cdef double d0, d1, d2, sc
+    cdef const scalar *K = <scalar*> B.K
+    cdef scalar *K1 = <scalar*> B.K + M.stages * m * D
+    cdef scalar *x = <scalar*> B.ynew
+    cdef bint adaptive = M.e != NULL
+    for r in range(n):
+        i = B.act[r]
+        if not adaptive or M.dt > 0:
+            B.h_next[i] = M.dt if not adaptive else fmin(M.dt, span)
+            continue
+        d0, d1 = 0, 0
+        for a in range(D):
+            sc = M.atol + M.rtol * _abs(y[i * D + a])
+            d0 += (_abs(y[i * D + a]) / sc) ** 2
+            d1 += (_abs(K[i * D + a]) / sc) ** 2
+        d0, d1 = sqrt(d0 / D), sqrt(d1 / D)
+        B.h_next[i] = H0_FALLBACK if (d0 < H0_NEGLIGIBLE or d1 < H0_NEGLIGIBLE) else H0_FRACTION * d0 / d1
+        B.h_next[i] = fmin(B.h_next[i], span)
+        for a in range(D):
+            x[i * D + a] = y[i * D + a] + B.h_next[i] * K[i * D + a]
+    if not adaptive or M.dt > 0:
+        return 0
+    rc = _eval_rows(f, B, n, x, K1, False)
+    for r in range(n):
+        i = B.act[r]
+        d1, d2 = 0, 0
+        for a in range(D):
+            sc = M.atol + M.rtol * _abs(y[i * D + a])
+            d1 += (_abs(K[i * D + a]) / sc) ** 2
+            d2 += (_abs(K1[i * D + a] - K[i * D + a]) / sc) ** 2
+        d1, d2 = sqrt(d1 / D), sqrt(d2 / D) / B.h_next[i]
+        if d1 <= 1e-15 and d2 <= 1e-15:
+            B.h_next[i] = fmax(H0_FALLBACK, B.h_next[i] * 1e-3)
+        else:
+            B.h_next[i] = fmin(H0_GROWTH * B.h_next[i], pow(H0_FRACTION / fmax(d1, d2), 1.0 / (M.order + 1)))
+        if not isfinite(B.h_next[i]) or B.fault[i] != FC_OK:
+            B.h_next[i] = H0_FALLBACK * fmax(1.0, span)
+        B.fault[i] = FC_OK
+    return rc
+
+
+cdef int _attempt(Field f, const Stepper *M, Block *B, int64_t n, const scalar *y, const double *tout) noexcept nogil:
+    """One step of h_try (landing on the next output) for the n running rows: the stages, ynew
+    and K[s] = f(ynew), which also carries the branch state at ynew (state_new)."""
+    cdef int64_t r, i, m = B.m
+    cdef int s, j, a, D = B.D, stages = M.stages, rc = 0
+    cdef double tgt
+    cdef const double *w
+    cdef scalar acc
+    cdef scalar *K = <scalar*> B.K
+    cdef scalar *ynew = <scalar*> B.ynew
+    for r in range(n):
+        i = B.act[r]
+        # land exactly on the next output (or, with dense output, on the end only); a remainder
+        # within rounding of a full step joins it
+        tgt = tout[B.nout - 1] if M.P != NULL else tout[B.k_out[i]]
+        B.h_try[i] = B.h_next[i] if B.t[i] + B.h_next[i] * (1 + 1e-9) < tgt else tgt - B.t[i]
+        B.fault[i] = FC_OK
+    for s in range(1, stages + 1):           # stage s's input; s = stages: the step's end
+        w = M.A + s * stages if s < stages else M.b
+        for r in range(n):
+            i = B.act[r]
+            for a in range(D):
+                acc = 0
+                for j in range(s):
+                    if w[j] != 0 or s == stages:
+                        acc = acc + w[j] * K[j * m * D + i * D + a]
+                ynew[i * D + a] = y[i * D + a] + B.h_try[i] * acc
+        rc = _eval_rows(f, B, n, ynew, K + s * m * D, s == stages)
+        if rc != 0:
+            return rc
+    return 0
+
+
+cdef double _error_norm(const Stepper *M, int64_t m, int D, int64_t i, const scalar *y,
+                        const scalar *ynew, const scalar *K, double h) noexcept nogil:
+    """The scaled error of row i's step (Hairer's norm; DOP853's combined 5th/3rd-order form)."""
+    cdef double sq5 = 0, sq3 = 0, sc
+    cdef scalar acc
+    cdef int a, j
+    for a in range(D):
+        sc = M.atol + M.rtol * fmax(_abs(y[i * D + a]), _abs(ynew[i * D + a]))
+        acc = 0
+        for j in range(M.stages + 1):
+            if M.e[j] != 0:
+                acc = acc + M.e[j] * K[j * m * D + i * D + a]
+        sq5 += (_abs(acc) / sc) ** 2
+        if M.e3 != NULL:
+            acc = 0
+            for j in range(M.stages + 1):
+                if M.e3[j] != 0:
+                    acc = acc + M.e3[j] * K[j * m * D + i * D + a]
+            sq3 += (_abs(acc) / sc) ** 2
+    if M.e3 != NULL:      # DOP853: |h| e5² / sqrt((e5² + e3²/100) D)
+        return 0 if sq5 == 0 and sq3 == 0 else h * sq5 / sqrt((sq5 + ERR3_WEIGHT * sq3) * D)
+    return h * sqrt(sq5 / D)
+
+
+cdef bint _control(const Stepper *M, Block *B, int64_t i, double err) noexcept nogil:
+    """The PI controller's verdict on row i's step (Hairer, Nørsett & Wanner I, II.4): True to
+    accept; h_next for the next try either way; a fixed-step fault ends the row."""
+    cdef double fac, h = B.h_try[i]
+    cdef int fault = B.fault[i]
+    if M.e == NULL:                         # fixed step: no retry
+        if fault != FC_OK:
+            B.status[i] = fault
+        return fault == FC_OK
+    if fault != FC_OK or not (err <= 1.0):
+        B.nreject[i] += 1
+        B.h_next[i] = SHRINK_ON_FAULT * h if fault != FC_OK or not isfinite(err) \
+            else h * fmax(FACMIN, SAFETY * pow(err, -M.alpha))
+        B.rejected[i] = 1
+        if B.h_next[i] < 10 * EPS * fmax(fabs(B.t[i]), 1.0):
+            B.status[i] = fault if fault == FC_SINGULAR else FC_STEP_UNDERFLOW
+        return False
+    fac = FACMAX if err == 0 else SAFETY * pow(err, -M.alpha) * pow(B.errold[i], M.beta)
+    fac = fmin(1.0 if B.rejected[i] else FACMAX, fmax(FACMIN, fac))
+    B.errold[i] = fmax(err, ERR_OLD_START)
+    B.rejected[i] = 0
+    if h == B.h_next[i] or fac < 1:      # a step cut short for an output keeps its h
+        B.h_next[i] = h * fac
+    return True
+
+
+cdef void _advance(const Stepper *M, Block *B, int64_t i, scalar *y, const double *tout, scalar *Y) noexcept nogil:
+    """Row i takes its accepted step: outputs inside it (dense) or at its end, y, K[0] and the
+    branch state move on; ESCAPED, OK (last output) or MAX_STEPS end the row."""
+    cdef int a, D = B.D, NS = B.NS
+    cdef int64_t m = B.m
+    cdef double d0 = 0, tgt
+    cdef scalar *K = <scalar*> B.K
+    cdef const scalar *ynew = <scalar*> B.ynew
+    if M.P != NULL:           # outputs inside (t, t + h_try] from the continuous extension
+        while B.k_out[i] < B.nout - 1 and tout[B.k_out[i]] <= B.t[i] + B.h_try[i]:
+            _dense(M, m, D, i, (tout[B.k_out[i]] - B.t[i]) / B.h_try[i], B.h_try[i], y, K,
+                   Y + (i * B.nout + B.k_out[i]) * D)
+            B.k_out[i] += 1
+    tgt = tout[B.nout - 1] if M.P != NULL else tout[B.k_out[i]]
+    B.t[i] = tgt if B.h_try[i] == tgt - B.t[i] else B.t[i] + B.h_try[i]
+    B.nsteps[i] += 1
+    for a in range(D):
+        y[i * D + a] = ynew[i * D + a]
+        K[i * D + a] = K[M.stages * m * D + i * D + a]
+        d0 += _abs(ynew[i * D + a]) ** 2
+    if NS > 0:
+        memcpy(B.state + i * NS, B.state_new + i * NS, NS * sizeof(double complex))
+    if sqrt(d0) > M.radius:
+        B.status[i] = FC_ESCAPED
+    if B.t[i] == tgt:
+        memcpy(Y + (i * B.nout + B.k_out[i]) * D, y + i * D, D * sizeof(scalar))
+        B.k_out[i] += 1
+        if B.k_out[i] == B.nout and B.status[i] == RUNNING:
+            B.status[i] = FC_OK
+    if B.status[i] == RUNNING and B.nsteps[i] >= M.max_steps:
+        B.status[i] = FC_MAX_STEPS
 
 
 cdef int _run_block(Field f, const Stepper *M, int64_t m, int D, const scalar *y0, double t0,
@@ -63,213 +348,47 @@ cdef int _run_block(Field f, const Stepper *M, int64_t m, int D, const scalar *y
                     int64_t *nsteps, int64_t *nreject) noexcept nogil:
     """Integrate m trajectories from y0 [m, D] at t0 through the output times tout[nout];
     Y [m, nout, D] receives y at each output time (left untouched after a stop)."""
-    cdef int stages = M.stages, NS = f.nstate, s, j, a, rc = 0
-    cdef bint adaptive = M.e != NULL, tracked = NS > 0 and scalar is not double
-    cdef int64_t i, r, nact, nacc
-    cdef size_t zs = sizeof(scalar)
-    # per-trajectory arrays
-    cdef scalar *y = <scalar*> malloc(m * D * zs)
-    cdef scalar *K = <scalar*> malloc((stages + 1) * m * D * zs)      # stages; K[s] = f(y⁺) (FSAL)
-    cdef scalar *ynew = <scalar*> malloc(m * D * zs)
-    cdef double *t = <double*> malloc(m * sizeof(double))
-    cdef double *h_next = <double*> malloc(m * sizeof(double))        # step to try next
-    cdef double *h_try = <double*> malloc(m * sizeof(double))       # step being tried
-    cdef double *errold = <double*> malloc(m * sizeof(double))
-    cdef int *k_out = <int*> malloc(m * sizeof(int))
-    cdef int *fault = <int*> malloc(m * sizeof(int))
-    cdef int *rejected = <int*> malloc(m * sizeof(int))
-    cdef double complex *state = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
-    # gathered (contiguous) rows for the field
-    cdef int64_t *act = <int64_t*> malloc(m * sizeof(int64_t))
-    cdef scalar *x_rows = <scalar*> malloc(m * D * zs)
-    cdef scalar *out_rows = <scalar*> malloc(m * D * zs)
-    cdef double complex *state_rows = <double complex*> malloc((m * NS + 1) * sizeof(double complex))
-    cdef int *st = <int*> malloc(m * sizeof(int))
-    if (y == NULL or K == NULL or ynew == NULL or t == NULL or h_next == NULL or h_try == NULL
-            or errold == NULL or k_out == NULL or fault == NULL or rejected == NULL or state == NULL
-            or act == NULL or x_rows == NULL or out_rows == NULL or state_rows == NULL or st == NULL):
-        rc = -2
-    cdef double d0, d1, d2, sc, err, err5_sq, err3_sq, fac, tt, tgt
-    cdef scalar acc, v
-    cdef double complex *sp = NULL
+    cdef Block B
+    cdef int rc = 0, a
+    cdef int64_t r, i, n = 0
+    cdef double err
+    B.m, B.D, B.NS, B.nout = m, D, f.nstate if scalar is not double else 0, nout
+    B.status, B.nfev, B.nsteps, B.nreject = status, nfev, nsteps, nreject
+    rc = _alloc(&B, M.stages, sizeof(scalar))
     if rc == 0:
-        memcpy(y, y0, m * D * zs)
-        nact = 0
-        for i in range(m):
-            t[i], k_out[i], errold[i], rejected[i], fault[i] = t0, 0, ERR_OLD_START, 0, FC_OK
-            nfev[i], nsteps[i], nreject[i] = 0, 0, 0
-            status[i] = RUNNING
-            for a in range(D):
-                if not _finite(y[i * D + a]):
-                    status[i] = FC_NONFINITE
-            if status[i] == RUNNING:
-                act[nact] = i
-                nact += 1
-        # initial branch state, then f(y0) for the active rows
-        rc = _gather(f, act, nact, D, NS, y, state, x_rows, state_rows)
-        if rc == 0 and tracked:
-            rc = f.branch(nact, <double complex*> x_rows, state_rows, True, st)
-            _scatter_state(act, nact, NS, state_rows, state, st, status)
-        if rc == 0:
-            rc = _eval_rows(f, act, nact, D, NS, y, state, x_rows, out_rows, state_rows, st, K, nfev, fault)
-            for r in range(nact):
-                i = act[r]
-                if fault[i] != FC_OK:
-                    status[i] = fault[i]
-        # initial step: fixed dt, or Hairer's selection (Solving ODEs I, II.4)
-        nact = _compact(act, nact, status)
-        for r in range(nact):
-            i = act[r]
-            tgt = tout[nout - 1] - t0
-            if not adaptive or M.dt > 0:       # fixed step, or the user's first step
-                h_next[i] = M.dt if not adaptive else fmin(M.dt, tgt)
-                continue
-            d0, d1 = 0, 0
-            for a in range(D):
-                sc = M.atol + M.rtol * _abs(y[i * D + a])
-                d0 += (_abs(y[i * D + a]) / sc) ** 2
-                d1 += (_abs(K[i * D + a]) / sc) ** 2
-            d0, d1 = sqrt(d0 / D), sqrt(d1 / D)
-            h_next[i] = H0_FALLBACK if (d0 < H0_NEGLIGIBLE or d1 < H0_NEGLIGIBLE) else H0_FRACTION * d0 / d1
-            h_next[i] = fmin(h_next[i], tgt)
-            for a in range(D):
-                ynew[i * D + a] = y[i * D + a] + h_next[i] * K[i * D + a]
-        if rc == 0 and adaptive and M.dt == 0:
-            rc = _eval_rows(f, act, nact, D, NS, ynew, state, x_rows, out_rows, state_rows, st, K + stages * m * D, nfev, fault)
-            for r in range(nact):
-                i = act[r]
-                d1, d2 = 0, 0
-                for a in range(D):
-                    sc = M.atol + M.rtol * _abs(y[i * D + a])
-                    d1 += (_abs(K[i * D + a]) / sc) ** 2
-                    d2 += (_abs(K[stages * m * D + i * D + a] - K[i * D + a]) / sc) ** 2
-                d1, d2 = sqrt(d1 / D), sqrt(d2 / D) / h_next[i]
-                if d1 <= 1e-15 and d2 <= 1e-15:
-                    h_next[i] = fmax(H0_FALLBACK, h_next[i] * 1e-3)
-                else:
-                    h_next[i] = fmin(H0_GROWTH * h_next[i], pow(H0_FRACTION / fmax(d1, d2), 1.0 / (M.order + 1)))
-                if not isfinite(h_next[i]) or fault[i] != FC_OK:
-                    h_next[i] = H0_FALLBACK * fmax(1.0, tout[nout - 1] - t0)
-    # ------------------------------------------------------------------ main loop
-    while rc == 0 and nact > 0:
+        n = _start(f, M, &B, y0, t0, &rc)
+    if rc == 0:
+        rc = _first_steps(f, M, &B, n, <scalar*> B.y, tout[nout - 1] - t0)
+    while rc == 0 and n > 0:
         if fc_interrupt_pending():
-            for r in range(nact):
-                status[act[r]] = FC_INTERRUPTED
+            for r in range(n):
+                status[B.act[r]] = FC_INTERRUPTED
             break
-        for r in range(nact):
-            i = act[r]
-            # land exactly on the next output (or, with dense output, on the end only);
-            # a remainder within rounding of a full step joins it
-            tgt = tout[nout - 1] if M.P != NULL else tout[k_out[i]]
-            h_try[i] = h_next[i] if t[i] + h_next[i] * (1 + 1e-9) < tgt else tgt - t[i]
-            fault[i] = FC_OK
-        for s in range(1, stages):
-            for r in range(nact):
-                i = act[r]
-                for a in range(D):
-                    acc = 0
-                    for j in range(s):
-                        if M.A[s * stages + j] != 0:
-                            acc = acc + M.A[s * stages + j] * K[j * m * D + i * D + a]
-                    ynew[i * D + a] = y[i * D + a] + h_try[i] * acc
-            rc = _eval_rows(f, act, nact, D, NS, ynew, state, x_rows, out_rows, state_rows, st, K + s * m * D, nfev, fault)
-            if rc != 0:
-                break
+        rc = _attempt(f, M, &B, n, <scalar*> B.y, tout)
         if rc != 0:
             break
-        for r in range(nact):
-            i = act[r]
+        for r in range(n):
+            i = B.act[r]
             for a in range(D):
-                acc = 0
-                for j in range(stages):
-                    acc = acc + M.b[j] * K[j * m * D + i * D + a]
-                ynew[i * D + a] = y[i * D + a] + h_try[i] * acc
-        rc = _eval_rows(f, act, nact, D, NS, ynew, state, x_rows, out_rows, state_rows, st, K + stages * m * D, nfev, fault)
-        if rc != 0:
-            break
-        # accept / reject, per trajectory
-        nacc = 0
-        for r in range(nact):
-            i = act[r]
-            err = 0
-            for a in range(D):
-                if not _finite(ynew[i * D + a]):
-                    fault[i] = FC_NONFINITE if fault[i] == FC_OK else fault[i]
-            if adaptive and fault[i] == FC_OK:
-                err5_sq, err3_sq = 0, 0
-                for a in range(D):
-                    sc = M.atol + M.rtol * fmax(_abs(y[i * D + a]), _abs(ynew[i * D + a]))
-                    acc = 0
-                    for j in range(stages + 1):
-                        if M.e[j] != 0:
-                            acc = acc + M.e[j] * K[j * m * D + i * D + a]
-                    err5_sq += (_abs(acc) / sc) ** 2
-                    if M.e3 != NULL:
-                        acc = 0
-                        for j in range(stages + 1):
-                            if M.e3[j] != 0:
-                                acc = acc + M.e3[j] * K[j * m * D + i * D + a]
-                        err3_sq += (_abs(acc) / sc) ** 2
-                if M.e3 != NULL:      # DOP853: |h| e5² / sqrt((e5² + e3²/100) D)
-                    err = 0 if err5_sq == 0 and err3_sq == 0 else h_try[i] * err5_sq / sqrt((err5_sq + ERR3_WEIGHT * err3_sq) * D)
-                else:
-                    err = h_try[i] * sqrt(err5_sq / D)
-            if adaptive and (fault[i] != FC_OK or not (err <= 1.0)):
-                nreject[i] += 1
-                if fault[i] != FC_OK or not isfinite(err):
-                    h_next[i] = SHRINK_ON_FAULT * h_try[i]
-                else:
-                    h_next[i] = h_try[i] * fmax(FACMIN, SAFETY * pow(err, -M.alpha))
-                rejected[i] = 1
-                if h_next[i] < 10 * EPS * fmax(fabs(t[i]), 1.0):
-                    status[i] = fault[i] if fault[i] == FC_SINGULAR else FC_STEP_UNDERFLOW
-                continue
-            if fault[i] != FC_OK:               # fixed step: no retry
-                status[i] = fault[i]
-                continue
-            # accepted
-            if adaptive:
-                fac = FACMAX if err == 0 else SAFETY * pow(err, -M.alpha) * pow(errold[i], M.beta)
-                fac = fmin(1.0 if rejected[i] else FACMAX, fmax(FACMIN, fac))
-                errold[i] = fmax(err, ERR_OLD_START)
-                rejected[i] = 0
-                if h_try[i] == h_next[i] or fac < 1:      # a step cut short for an output keeps its h
-                    h_next[i] = h_try[i] * fac
-            if M.P != NULL:           # outputs inside (t, t + h_try] from the continuous extension
-                while k_out[i] < nout - 1 and tout[k_out[i]] <= t[i] + h_try[i]:
-                    _dense(M, m, D, i, (tout[k_out[i]] - t[i]) / h_try[i], h_try[i], y, K,
-                           Y + (i * nout + k_out[i]) * D)
-                    k_out[i] += 1
-            tgt = tout[nout - 1] if M.P != NULL else tout[k_out[i]]
-            t[i] = tgt if h_try[i] == tgt - t[i] else t[i] + h_try[i]
-            nsteps[i] += 1
-            d0 = 0
-            for a in range(D):
-                v = ynew[i * D + a]
-                y[i * D + a] = v
-                K[i * D + a] = K[stages * m * D + i * D + a]
-                d0 += _abs(v) ** 2
-            if sqrt(d0) > M.radius:
-                status[i] = FC_ESCAPED
-            if t[i] == tgt:
-                memcpy(Y + (i * nout + k_out[i]) * D, y + i * D, D * zs)
-                k_out[i] += 1
-                if k_out[i] == nout and status[i] == RUNNING:
-                    status[i] = FC_OK
-            if status[i] == RUNNING and nsteps[i] >= M.max_steps:
-                status[i] = FC_MAX_STEPS
-            if tracked and status[i] == RUNNING:
-                act[nacc] = i        # reuse the front of act for the accepted rows (r >= nacc)
-                nacc += 1
-        if tracked and nacc > 0:     # advance branch states on accepted steps only
-            rc = _gather(f, act, nacc, D, NS, y, state, x_rows, state_rows)
-            if rc == 0:
-                rc = f.branch(nacc, <double complex*> x_rows, state_rows, False, st)
-                _scatter_state(act, nacc, NS, state_rows, state, st, status)
-        nact = _compact_all(act, m, status)
-    free(y); free(K); free(ynew); free(t); free(h_next); free(h_try); free(errold); free(k_out)
-    free(fault); free(rejected); free(state); free(act); free(x_rows); free(out_rows); free(state_rows); free(st)
+                if not _finite((<scalar*> B.ynew)[i * D + a]) and B.fault[i] == FC_OK:
+                    B.fault[i] = FC_NONFINITE
+            err = _error_norm(M, m, D, i, <scalar*> B.y, <scalar*> B.ynew, <scalar*> B.K, B.h_try[i]) \
+                if M.e != NULL and B.fault[i] == FC_OK else 0.0
+            if _control(M, &B, i, err):
+                _advance(M, &B, i, <scalar*> B.y, tout, Y)
+        n = _compact(B.act, n, status)
+    _free(&B)
     return rc
+
+
+cdef int64_t _compact(int64_t *act, int64_t n, const int *status) noexcept nogil:
+    """Keep the running rows of act[0..n), in order; returns their number."""
+    cdef int64_t r, k = 0
+    for r in range(n):
+        if status[act[r]] == RUNNING:
+            act[k] = act[r]
+            k += 1
+    return k
 
 
 cdef void _dense(const Stepper *M, int64_t m, int D, int64_t i, double x, double h_try,
@@ -288,65 +407,6 @@ cdef void _dense(const Stepper *M, int64_t m, int D, int64_t i, double x, double
         if w != 0:
             for a in range(D):
                 out[a] = out[a] + h_try * w * K[j * m * D + i * D + a]
-
-
-cdef int64_t _compact(int64_t *act, int64_t n, const int *status) noexcept nogil:
-    cdef int64_t r, k = 0
-    for r in range(n):
-        if status[act[r]] == RUNNING:
-            act[k] = act[r]
-            k += 1
-    return k
-
-
-cdef int64_t _compact_all(int64_t *act, int64_t m, const int *status) noexcept nogil:
-    cdef int64_t i, k = 0
-    for i in range(m):
-        if status[i] == RUNNING:
-            act[k] = i
-            k += 1
-    return k
-
-
-cdef int _gather(Field f, const int64_t *act, int64_t n, int D, int NS, const scalar *y,
-                 const double complex *state, scalar *X, double complex *SG) noexcept nogil:
-    cdef int64_t r
-    for r in range(n):
-        memcpy(X + r * D, y + act[r] * D, D * sizeof(scalar))
-        if NS > 0:
-            memcpy(SG + r * NS, state + act[r] * NS, NS * sizeof(double complex))
-    return 0
-
-
-cdef void _scatter_state(const int64_t *act, int64_t n, int NS, const double complex *SG,
-                         double complex *state, const int *st, int *status) noexcept nogil:
-    cdef int64_t r
-    for r in range(n):
-        memcpy(state + act[r] * NS, SG + r * NS, NS * sizeof(double complex))
-        if st[r] != FC_OK:
-            status[act[r]] = st[r]
-
-
-cdef int _eval_rows(Field f, const int64_t *act, int64_t n, int D, int NS, const scalar *y,
-                    const double complex *state, scalar *X, scalar *O, double complex *SG,
-                    int *st, scalar *Kout, int64_t *nfev, int *bad) noexcept nogil:
-    """Kout[act[r]] = f(y[act[r]]) with each row's branch state; bad[] gets non-OK statuses."""
-    cdef int64_t r
-    cdef int rc
-    if n == 0:
-        return 0
-    if act[n - 1] == n - 1:       # rows 0..n-1 all active (sorted): no gather, no scatter
-        rc = _feval(f, n, <scalar*> y, <double complex*> state if NS > 0 else NULL, Kout, st)
-    else:
-        _gather(f, act, n, D, NS, y, state, X, SG)
-        rc = _feval(f, n, X, SG if NS > 0 else NULL, O, st)
-        for r in range(n):
-            memcpy(Kout + act[r] * D, O + r * D, D * sizeof(scalar))
-    for r in range(n):
-        nfev[act[r]] += 1
-        if st[r] != FC_OK and bad[act[r]] == FC_OK:
-            bad[act[r]] = st[r]
-    return rc
 
 
 def _solve(Field field, y0, double t0, double[::1] tout, double[:, ::1] A, double[::1] b,

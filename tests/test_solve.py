@@ -241,3 +241,31 @@ def test_t_eval_without_t_span_starts_at_zero():
         fc.solve(rot, [[1.0]], t_eval=[-1.0, 2.0])
     with pytest.raises(ValueError, match="1-D"):
         fc.solve(rot, [[1.0]], t_eval=[[0.0, 1.0]])
+
+
+def test_tracked_pf_of_a_callable_loss_evaluates_once_per_counted_stage():
+    """The generic path (a Python loss) carries the branch state of a step's end from its last
+    stage (FSAL), not from another loss evaluation after the step is accepted: every row the
+    loss sees is a counted field evaluation, plus one per start for the initial branch."""
+    rows = [0]
+
+    def grad(t):
+        rows[0] += len(t)
+        return np.stack([4 * t[:, 0] * (t[:, 0] ** 2 - 1) + 0.3 * t[:, 1], 2 * t[:, 1] + 0.3 * t[:, 0]], -1)
+
+    def hess(t):
+        H = np.zeros((len(t), 2, 2), dtype=t.dtype)
+        H[:, 0, 0], H[:, 0, 1], H[:, 1, 0], H[:, 1, 1] = 12 * t[:, 0] ** 2 - 4, 0.3, 0.3, 2
+        return H
+    value = lambda t: (t[:, 0] ** 2 - 1) ** 2 + t[:, 1] ** 2 + 0.3 * t[:, 0] * t[:, 1]   # noqa: E731
+    loss = fc.Loss.from_callable(value, grad, hess, dim=2, vectorized=True)
+    th0 = RNG.uniform(-1.3, 1.3, (40, 2))
+    sol = fc.solve(fc.flows.pf(loss, 0.4), th0, t_span=(0, 2), escape_radius=1e3)
+    assert not fc.integrate.compiled(fc.flows.pf(loss, 0.4))
+    assert rows[0] == sol.nfev.sum() + len(th0)
+    # the same trajectories as the compiled kernel of the same loss from its formula
+    ref = fc.solve(fc.flows.pf(fc.Loss.from_expr("(x**2 - 1)**2 + y**2 + 0.3*x*y"), 0.4), th0, t_span=(0, 2),
+                   escape_radius=1e3)
+    ok = (sol.status == 0) & (ref.status == 0)
+    assert ok.sum() > 10 and np.array_equal(sol.status, ref.status)
+    np.testing.assert_allclose(sol.y[ok, -1], ref.y[ok, -1], rtol=1e-7, atol=1e-10)   # rounding moves the steps
