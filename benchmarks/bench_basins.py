@@ -17,7 +17,8 @@ fixed-step RK4 (flowcore: ``method="rk4"``); flowcore and C stop a start once �
 use that H is diagonal on this loss, flowcore runs its general 2×2 kernel (eigenvalues, divided
 differences, eigenvector matching).
 Reports medians of repeats (numpy's IGR and PF loops take minutes: one run each), the label
-agreement with flowcore, and the 2-thread speed-up; flowcore's 1-thread time against C as the
+agreement with flowcore, and the 2-thread speed-ups of flowcore and of the C loop (OpenMP, the
+same dynamic schedule; median of interleaved 1- and 2-thread runs by wall time); flowcore's 1-thread time against C as the
 median ratio of interleaved pairs (--pairs) timed by CPU time, which a shared machine's slow
 spells and preemptions move least.
 
@@ -25,6 +26,7 @@ spells and preemptions move least.
 """
 import argparse
 import ctypes
+import time
 
 import numpy as np
 
@@ -89,7 +91,8 @@ static double last_steps(double (*ring)[2], int head, const double *cur, int p) 
     return len;
 }
 void gd_periods(int64_t n, const double *th, double h, int steps, int confirm, double tol, double R,
-                int *lab) {
+                int *lab, int threads) {
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1)
     for (int64_t i = 0; i < n; i++) {
         double ring[KEEP][2], cur[2] = {th[2*i], th[2*i+1]}, len0 = 0;
         int head = 0, cand = 0, streak = 0, period = 0, l = UNRES;
@@ -127,7 +130,8 @@ static void igr(double h, double x, double y, double *fx, double *fy) {
     *fx = -gx - 0.5*h*(12*x*x - 4)*gx; *fy = -gy - 0.5*h*2*gy;
 }
 void igr_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double R, double tol,
-             double rest_tol, int *lab) {
+             double rest_tol, int *lab, int threads) {
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1)
     for (int64_t p = 0; p < n; p++) {
         double x = th[2*p], y = th[2*p+1], k1x, k1y, k2x, k2y, k3x, k3y, k4x, k4y;
         int l = 0, streak = 0;
@@ -170,7 +174,8 @@ static void pf(double h, double complex x, double complex y, double complex prev
     *fy = (log(1 - 2*h) / (2*h)) * 2*y;
 }
 void pf_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double R, double tol,
-            double rest_tol, double imag_tol, int *lab) {
+            double rest_tol, double imag_tol, int *lab, int threads) {
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1)
     for (int64_t p = 0; p < n; p++) {
         double complex x = th[2*p], y = th[2*p+1], k1x, k1y, k2x, k2y, k3x, k3y, k4x, k4y, L, Ls;
         double complex prev = cimag(1 - h*(12*x*x - 4)) == 0 && creal(h*(12*x*x - 4)) > 1 ? I*M_PI : 0;
@@ -201,14 +206,14 @@ void pf_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double
 
 
 def plain_c():
-    lib = compile_c(PLAIN_C, "basins")
+    lib = compile_c(PLAIN_C, "basins", openmp=True)
     D, I, L = ctypes.c_double, ctypes.c_int, ctypes.c_int64
     P = np.ctypeslib.ndpointer(np.float64, flags="C")
     Q = np.ctypeslib.ndpointer(np.intc, flags="C")
     lib.gd.argtypes = [L, P, D, I, I, D, D, Q]
-    lib.gd_periods.argtypes = [L, P, D, I, I, D, D, Q]
-    lib.igr_rk4.argtypes = [L, P, D, D, I, D, D, D, Q]
-    lib.pf_rk4.argtypes = [L, P, D, D, I, D, D, D, D, Q]
+    lib.gd_periods.argtypes = [L, P, D, I, I, D, D, Q, I]
+    lib.igr_rk4.argtypes = [L, P, D, D, I, D, D, D, Q, I]
+    lib.pf_rk4.argtypes = [L, P, D, D, I, D, D, D, D, Q, I]
     return lib
 
 
@@ -324,13 +329,14 @@ def main(argv=None):
     problems = [  # label, n per side, model, lr, fa.basins options, numpy, C
         ("(a) GD basins, h = 0.1", 1000, "gd", 0.1, dict(steps=1000),
          lambda th: numpy_gd(th, 0.1, 1000),
-         lambda th, lab: lib.gd_periods(len(th), th, 0.1, 1000, 50, 1e-10, RADIUS, lab)),
+         lambda th, lab, thr: lib.gd_periods(len(th), th, 0.1, 1000, 50, 1e-10, RADIUS, lab, thr)),
         ("(b) IGR basins, h = 0.1", 500, "igr", 0.1, dict(method="rk4", dt=0.05, t_max=T, tol=1e-5),
          lambda th: numpy_flow(igr_field(0.1), th, 0.05, int(T / 0.05), 1e-5),
-         lambda th, lab: lib.igr_rk4(len(th), th, 0.1, 0.05, int(T / 0.05), RADIUS, 1e-5, REST * 1e-5, lab)),
+         lambda th, lab, thr: lib.igr_rk4(len(th), th, 0.1, 0.05, int(T / 0.05), RADIUS, 1e-5, REST * 1e-5, lab, thr)),
         ("(c) PF basins, h = 0.2", 300, "pf", 0.2, dict(method="rk4", dt=0.02, t_max=T, tol=1e-5),
          lambda th: numpy_pf(th, 0.2, 0.02, int(T / 0.02), 1e-5, 1e-6),
-         lambda th, lab: lib.pf_rk4(len(th), th, 0.2, 0.02, int(T / 0.02), RADIUS, 1e-5, REST * 1e-5, 1e-6, lab)),
+         lambda th, lab, thr: lib.pf_rk4(len(th), th, 0.2, 0.02, int(T / 0.02), RADIUS, 1e-5, REST * 1e-5, 1e-6, lab,
+                                         thr)),
     ]
     rows = []
     for label, n, model, lr, kw, np_run, c_run in problems:
@@ -342,12 +348,17 @@ def main(argv=None):
             return fa.basins(loss, model, lr, grid, critical=crit, escape_radius=RADIUS, threads=threads,
                              progress=False, **kw)
 
-        def run_c():
+        def run_c(threads=1):
             lab = np.empty(len(th), np.intc)
-            c_run(th, lab)
+            c_run(th, lab, threads)
             return lab
+        pairs = 1 if args.quick else args.pairs
         t2 = median_time(lambda: run_fc(2), repeats=repeats, min_time=0)
-        t1, tc, ratio = paired_times(lambda: run_fc(1), run_c, 1 if args.quick else args.pairs)
+        t1, tc, ratio = paired_times(lambda: run_fc(1), run_c, pairs)
+        # thread scaling, flowcore's and the C loop's (OpenMP, the same schedule), by wall time
+        wall = time.perf_counter
+        scaling = [paired_times(one, two, max(1, pairs // 2), clock=wall)[2]
+                   for one, two in ((lambda: run_fc(1), lambda: run_fc(2)), (run_c, lambda: run_c(2)))]
         slow = not args.quick and model != "gd"     # numpy takes minutes there: one cold run
         tn = median_time(lambda: np_run(th), repeats=1 if slow else repeats, min_time=0, warmup=not slow)
         fixed_only = {}
@@ -358,14 +369,15 @@ def main(argv=None):
                 return lab
             fixed_only = {"plain C, p = 1 only [s]": median_time(run_c1, repeats=repeats, min_time=0)}
         ref = fc_labels(run_fc(2))
-        rows.append({"problem": label, "starts": n * n, "flowcore 2 thr [s]": t2, "2-thread speed-up": t1 / t2,
+        rows.append({"problem": label, "starts": n * n, "flowcore 2 thr [s]": t2, "2-thread speed-up": scaling[0],
+                     "C 2-thread speed-up": scaling[1],
                      "numpy [s]": tn, "numpy runs": 1 if slow else repeats, "× numpy (2 thr)": tn / t2, "plain C 1 thr [s]": tc,
                      "flowcore 1 thr [s]": t1, "flowcore 1 thr / C": ratio,
                      "agree numpy": float(np.mean(np_run(th) == ref)), "agree C": float(np.mean(run_c() == ref)),
                      "labels": ", ".join(f"{v}: {c}" for v, c in zip(*np.unique(ref, return_counts=True))),
                      **fixed_only})
         print(f"{label}: done", flush=True)
-    cols = ["problem", "starts", "flowcore 2 thr [s]", "2-thread speed-up", "numpy [s]", "numpy runs", "× numpy (2 thr)",
+    cols = ["problem", "starts", "flowcore 2 thr [s]", "2-thread speed-up", "C 2-thread speed-up", "numpy [s]", "numpy runs", "× numpy (2 thr)",
             "flowcore 1 thr [s]", "plain C 1 thr [s]", "flowcore 1 thr / C", "plain C, p = 1 only [s]", "agree numpy", "agree C", "labels"]
     print(table(rows, cols))
     print("JSON:", write_json("basins", rows, repeats=repeats, quick=args.quick))
