@@ -351,14 +351,14 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
                   imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings, list(critical))
 
 
+_SPECIAL_OF_STATUS = np.array([_SPECIAL.get(st, UNRESOLVED) for st in fc.Status], np.int64)   # by status value
+
+
 def _special_labels(status, rest):
     """The label of every start: its special outcome's (ESCAPED, UNRESOLVED, …) where it is not at
-    rest (a start at rest is labelled later), by a table on the status values."""
-    table = np.full(max(int(s) for s in fc.Status) + 1, UNRESOLVED, np.int64)
-    for st, code in _SPECIAL.items():
-        table[int(st)] = code
+    rest (a start at rest is labelled later)."""
     labels = np.full(len(status), UNRESOLVED, np.int64)
-    labels[~rest] = table[status[~rest]]
+    labels[~rest] = _SPECIAL_OF_STATUS[status[~rest]]
     return labels
 
 

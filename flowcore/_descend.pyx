@@ -344,9 +344,8 @@ def _cluster_rows(point_t[:, ::1] points, double tol, int64_t average=1024):
     """Greedy grouping in one pass: each row joins the first centre (in order of creation) with
     max_k |row_k − centre_k| ≤ tol (1 + max_k |centre_k|), else becomes a centre. The same
     groups as repeated sweeps "the first unassigned row is a centre, its group all unassigned
-    rows near it" (a row near no earlier centre is the next centre). Returns (the number of
-    groups, the group of each row, the sum of each group's first ``average`` members, their
-    count)."""
+    rows near it" (a row near no earlier centre is the next centre). Returns (the group of each
+    row, the sum of each group's first ``average`` members, their count)."""
     cdef int64_t n = points.shape[0], D = points.shape[1], i, c, k, nc = 0, cap = 16
     cdef double d, scale
     idx = np.empty(n, dtype=np.int64)
@@ -386,4 +385,4 @@ def _cluster_rows(point_t[:, ::1] points, double tol, int64_t average=1024):
             m[c] += 1
             for k in range(D):
                 S[c, k] = S[c, k] + points[i, k]
-    return nc, idx, sums, counts
+    return idx, sums, counts

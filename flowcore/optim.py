@@ -306,7 +306,7 @@ def cluster_points(points: ArrayLike, tol: float, average: int = 1024) -> tuple[
     pts = np.ascontiguousarray(pts, dtype=dtype)
     if not np.all(np.isfinite(pts)):
         raise ValueError("points must be finite (rest points only: drop escaped or non-finite ones first)")
-    _, group, sums, counts = _cluster_rows(pts, positive(tol, "tol"), count(average, "average", 1, INT32_MAX))
+    group, sums, counts = _cluster_rows(pts, positive(tol, "tol"), count(average, "average", 1, INT32_MAX))
     return sums / counts[:, None], group
 
 
