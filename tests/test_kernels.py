@@ -161,26 +161,35 @@ def test_device_argument():
         fc.solve(py, [[1.0]], t_span=(0, 1), device="gpu")
 
 
-needs_gpu = pytest.mark.skipif(not _kernels.gpu_usable(None), reason="no CUDA GPU with CuPy")
-
-
-@pytest.mark.gpu
-@needs_gpu
 @pytest.mark.parametrize("case", range(6))
-def test_gpu_matches_cpu(case):
+def test_gpu_matches_cpu(case, gpu):
+    """The same statuses, and the same values up to rounding: 1e-12 relative for a fixed step
+    (the tolerance for adaptive ones), widened per trajectory by how much the CPU's own result
+    moves when the start moves by 8 ulps. A GPU's exp, log and complex sqrt differ from the
+    host's in the last bit, and the PF near a branch point (1 − hλ → 0) amplifies that ~10⁷×."""
     flow, method, cplx = _cases()[case]
     rng = np.random.default_rng(case)
-    th = rng.uniform(-1.3, 1.3, (2000, flow.dim)) + (0.1j if cplx else 0)
-    kw = dict(t_span=(0, 1.0), method=method, escape_radius=1e3)
+    # Boxes with well-posed paths: the principal PF's field jumps where Im x changes sign past
+    # 1 − hλ = 0 (a real path crossing it takes a side by rounding, on any target), so its
+    # starts lie beyond the crossing (half grind to max_steps on the jump: the same on both);
+    # the complex third-order flow is kept short of sin(x)**1.5's branch point at x = 0.
+    low, high, t_end = {3: (0.8, 1.3, 0.2), 4: (0.5, 1.3, 0.2)}.get(case, (-1.3, 1.3, 1.0))
+    th = rng.uniform(low, high, (2000, flow.dim)) + (0.1j if cplx else 0)
+    kw = dict(t_span=(0, t_end), method=method, escape_radius=1e3, max_steps=2000)
     if method == "rk4":
         kw["dt"] = 0.01
     cpu = fc.solve(flow, th, device="cpu", **kw)
-    gpu = fc.solve(flow, th, device="gpu", **kw)
-    assert gpu.device == "gpu"
-    np.testing.assert_array_equal(cpu.status, gpu.status)
-    ok = cpu.status == 0
+    nudged = fc.solve(flow, th * (1 + 8 * np.finfo(float).eps), device="cpu", **kw)
+    dev = fc.solve(flow, th, device="gpu", **kw)
+    assert dev.device == "gpu"
+    np.testing.assert_array_equal(cpu.status, dev.status)
+    ok = (cpu.status == 0) & (nudged.status == 0)
     tol = 1e-12 if method == "rk4" else 1e-6
-    np.testing.assert_allclose(gpu.y[ok], cpu.y[ok], rtol=tol, atol=tol)
+    err = np.abs(dev.y[ok] - cpu.y[ok]).max(axis=(1, 2))
+    slack = np.abs(nudged.y[ok] - cpu.y[ok]).max(axis=(1, 2))
+    allowed = tol * (1 + np.abs(cpu.y[ok]).max(axis=(1, 2))) + 100 * slack
+    assert np.all(err <= allowed), (err / allowed).max()
+    assert np.median(slack) < 1e-7              # the widening is the exception, not the rule
 
 
 def test_rest_kernel_matches_generic_loop_and_closed_form():
@@ -207,19 +216,17 @@ def test_rest_kernel_matches_generic_loop_and_closed_form():
     assert cyc.size > 0 and all(np.min(np.abs(real - w)) < 1e-8 for w in cyc)
 
 
-@pytest.mark.gpu
-@needs_gpu
-def test_gpu_rest_matches_cpu():
+def test_gpu_rest_matches_cpu(gpu):
     loss = fc.losses.double_well()
     g = np.linspace(-2, 2, 200)
     th = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
     for method, lr in (("gd", 0.1), ("dal", None), ("nesterov", 0.05)):
         cpu = fc.descend_to_rest(loss, th, lr, steps=2000, method=method, device="cpu")
-        gpu = fc.descend_to_rest(loss, th, lr, steps=2000, method=method, device="gpu")
-        assert gpu.device == "gpu"
-        np.testing.assert_array_equal(cpu.status, gpu.status)
-        np.testing.assert_array_equal(cpu.period, gpu.period)
-        np.testing.assert_allclose(gpu.final, cpu.final, atol=1e-8)
+        dev = fc.descend_to_rest(loss, th, lr, steps=2000, method=method, device="gpu")
+        assert dev.device == "gpu"
+        np.testing.assert_array_equal(cpu.status, dev.status)
+        np.testing.assert_array_equal(cpu.period, dev.period)
+        np.testing.assert_allclose(dev.final, cpu.final, atol=1e-8)
 
 
 def test_compiled_says_which_fields_have_a_kernel():
@@ -273,3 +280,32 @@ def test_complex_kernels_call_the_complex_functions():
     sol = fc.solve(rot, w0, t_eval=[0, 1.0], rtol=1e-11, atol=1e-13)
     exact = 2 * np.arctan(np.e * np.tan(w0[:, 0] / 2))
     np.testing.assert_allclose(sol.y[:, 1, 0], exact, rtol=1e-8)
+
+
+def test_gpu_path_end_to_end(gpu, capsys):
+    """device=None picks the GPU for a large batch and says so when a problem cannot go there;
+    bad starts end alone on the GPU too; fa.basins gives the CPU's labels, maps and flows."""
+    import flowcore.analysis as fa
+    dw = fc.losses.double_well()
+    th = np.random.default_rng(0).uniform(-1.5, 1.5, (_kernels.GPU_MIN_STARTS, 2))
+    assert fc.solve(fc.flows.igr(dw, 0.1), th, t_span=(0, 0.2)).device == "gpu"
+    assert fc.solve(fc.flows.igr(dw, 0.1), th[:10], t_span=(0, 0.2)).device == "cpu"
+    py = fc.Field.from_callable(lambda y: -y, dim=2)
+    assert fc.solve(py, th, t_span=(0, 0.2)).device == "cpu"
+    assert "runs on the CPU" in capsys.readouterr().err
+
+    loss = fc.Loss.from_expr("x**2")
+    good = np.array([[0.3], [-0.7], [1.1]])
+    flow = fc.flows.pf(loss, 0.3)
+    alone = fc.solve(flow, good, t_span=(0, 2), escape_radius=50, device="gpu")
+    mixed = fc.solve(flow, [[np.nan], [0.3], [1e3], [-0.7], [1.1]], t_span=(0, 2), escape_radius=50,
+                     device="gpu")
+    assert list(mixed.status) == [fc.Status.NONFINITE, 0, fc.Status.ESCAPED, 0, 0]
+    assert np.array_equal(mixed.y[[1, 3, 4]], alone.y)
+    sing = fc.solve(fc.flows.pf(loss, 0.5), good, t_span=(0, 1), device="gpu")
+    assert (sing.status == fc.Status.SINGULAR).all()
+
+    for model, lr in (("gd", 0.1), ("igr", 0.1)):
+        kw = dict(grid=((-1.5, 1.5, 41), (-1.5, 1.5, 41)), steps=400, progress=False)
+        cpu, dev = (fa.basins(dw, model, lr, device=d, **kw) for d in ("cpu", "gpu"))
+        assert np.array_equal(cpu.labels, dev.labels), model

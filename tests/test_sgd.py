@@ -289,11 +289,6 @@ def test_data_loss_mean_from_moments_equals_the_sum():
 
 
 # ------------------------------------------------------------------------------ GPU
-def _kernels_gpu():
-    from flowcore import _kernels
-    return _kernels.gpu_usable(None)
-
-
 def _stochastic_problems():
     data, _, _ = _quadratic_data(n=8)
     return [data._noise_problem("sgd"),
@@ -311,20 +306,18 @@ def test_stochastic_kernels_compile_for_cuda():
     assert all(f".entry fc_{p.kind}_gpu" in x for p, x in zip(problems, ptx))
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not _kernels_gpu(), reason="no CUDA GPU (CuPy) here")
-def test_stochastic_gpu_matches_cpu():
+def test_stochastic_gpu_matches_cpu(gpu):
     """The same keyed numbers on both devices: paths agree to rounding (fused multiply-adds)."""
     data, _, _ = _quadratic_data(n=8)
     th = np.random.default_rng(5).normal(size=(64, 2))
     runs = [fc.descend(data, th, 0.1, 20, method="sgd", batch=3, replace=r, seed=8, device=d)
             for r in (True, False) for d in ("cpu", "gpu")]
-    for cpu, gpu in zip(runs[::2], runs[1::2]):
-        np.testing.assert_allclose(gpu.iterates, cpu.iterates, rtol=1e-12, atol=1e-13)
+    for cpu, dev in zip(runs[::2], runs[1::2]):
+        np.testing.assert_allclose(dev.iterates, cpu.iterates, rtol=1e-12, atol=1e-13)
     for sde, m in [(fc.SDE(data, fc.data_noise(data, 0.1, 2)), "euler_maruyama"),
                    (fc.SDE(["x/2 - y", "sin(x)"], [["x/2", "0.1"], ["1", "y"]]), "weak2")]:
-        cpu, gpu = (fc.sde_solve(sde, th, (0, 1), 0.1, method=m, seed=3, device=d) for d in ("cpu", "gpu"))
-        np.testing.assert_allclose(gpu.y, cpu.y, rtol=1e-10, atol=1e-12)
+        cpu, dev = (fc.sde_solve(sde, th, (0, 1), 0.1, method=m, seed=3, device=d) for d in ("cpu", "gpu"))
+        np.testing.assert_allclose(dev.y, cpu.y, rtol=1e-10, atol=1e-12)
 
 
 def test_zoo_regressions_match_numpy():
