@@ -338,6 +338,155 @@ cdef void _match(int D, const double complex *prevU, const double complex *V, in
         used[best] = 1
 
 
+# ---------------------------------------------------------------- the PF at one point, in parts
+cdef struct PfWork:
+    # the point's eigen-decomposition and branch, and LAPACK's workspaces
+    bint need_vec, real
+    int lwork, liwork, ldw
+    double complex *lam     # eigenvalues [D]
+    double complex *L       # their logs log(1 - h lam) on the chosen branch [D]
+    double complex *phi     # phi(h lam) [D]
+    double complex *y       # V^{-1} g [D]
+    double complex *A       # scratch matrix [D, D]
+    double complex *V       # eigenvectors, row k the k-th [D, D]
+    double complex *work
+    double *rwork
+    double *wd
+    double *Ad
+    double *workd
+    int *perm               # perm[j]: today's eigenpair continuing yesterday's j-th
+    int *used
+    int *ipiv
+    int *iwork
+
+
+cdef int _pf_alloc(int D, bint need_vec, PfWork *w) noexcept nogil:
+    w.need_vec, w.lwork, w.liwork, w.ldw = need_vec, 4 * D, 3 + 5 * D, 1 + 6 * D + 2 * D * D
+    w.lam = <double complex*> malloc((5 * D + 2 * D * D + w.lwork) * sizeof(double complex))
+    w.rwork = <double*> malloc((3 * D + w.ldw + D * D) * sizeof(double))
+    w.perm = <int*> malloc((3 * D + w.liwork) * sizeof(int))
+    if w.lam == NULL or w.rwork == NULL or w.perm == NULL:
+        _pf_free(w)
+        return -2
+    w.L, w.phi, w.y = w.lam + D, w.lam + 2 * D, w.lam + 3 * D
+    w.A = w.lam + 5 * D
+    w.V = w.A + D * D
+    w.work = w.V + D * D
+    w.wd = w.rwork + 2 * D
+    w.Ad = w.wd + D
+    w.workd = w.Ad + D * D
+    w.used, w.ipiv, w.iwork = w.perm + D, w.perm + 2 * D, w.perm + 3 * D
+    return 0
+
+
+cdef void _pf_free(PfWork *w) noexcept nogil:
+    free(w.lam); free(w.rwork); free(w.perm)
+    w.lam = NULL; w.rwork = NULL; w.perm = NULL
+
+
+cdef int _pf_eig(int D, const double complex *g, const double complex *H, PfWork *w) noexcept nogil:
+    """Eigenvalues of H into w.lam (eigenvectors into w.V when w.need_vec): closed forms for
+    D <= 2, LAPACK's dsyevd for a real H, zgeev for a complex one."""
+    cdef int k, info = 0, one = 1
+    cdef char jobv = b'V' if w.need_vec else b'N'
+    cdef char jobn = b'N', uplo = b'U'
+    if not (_rows_finite(g, D) and _rows_finite(H, D * D)):
+        return FC_NONFINITE
+    w.real = True
+    for k in range(D * D):
+        if cimag(H[k]) != 0:
+            w.real = False
+    if D == 1:
+        w.lam[0] = H[0]
+    elif D == 2:
+        fc_eig2(H[0], H[1], H[3], &w.lam[0], &w.lam[1])
+        if w.need_vec:
+            for k in range(2):
+                fc_eigvec2(H[0], H[1], H[3], w.lam[k], k, w.V + 2 * k)
+    elif w.real:
+        for k in range(D * D):
+            w.Ad[k] = creal(H[k])
+        dsyevd(&jobv, &uplo, &D, w.Ad, &D, w.wd, w.workd, &w.ldw, w.iwork, &w.liwork, &info)
+        for k in range(D):
+            w.lam[k] = w.wd[k]
+        if w.need_vec:
+            for k in range(D * D):
+                w.V[k] = w.Ad[k]
+    else:
+        memcpy(w.A, H, D * D * sizeof(double complex))
+        zgeev(&jobn, &jobv, &D, w.A, &D, w.lam, NULL, &one, w.V, &D, w.work, &w.lwork, w.rwork, &info)
+    return FC_OK if info == 0 else FC_NONFINITE
+
+
+cdef int _pf_logs(int D, double h, const double complex *state, PfWork *w) noexcept nogil:
+    """The branch of each log(1 - h lam): continued from the previous point's (state: its
+    eigenvalues, logs and eigenvectors, matched by eigenvector overlap) or principal (NULL);
+    FC_SINGULAR where |1 - h lam| < FC_SINGULAR_TOL."""
+    cdef int j, k
+    if state != NULL:
+        _match(D, state + 2 * D, w.V, w.perm, w.used)
+        for j in range(D):
+            k = w.perm[j]
+            w.L[k] = fc_log1m_near(h * w.lam[k], state[D + j])
+    else:
+        for k in range(D):
+            w.perm[k] = k
+            w.L[k] = fc_log1m(h * w.lam[k])
+    for k in range(D):
+        if cabs(1 - h * w.lam[k]) < FC_SINGULAR_TOL:
+            return FC_SINGULAR
+    return FC_OK
+
+
+cdef void _pf_store(int D, double complex *state, PfWork *w) noexcept nogil:
+    """The point's eigenvalues, logs and eigenvectors, in the previous point's order."""
+    cdef int j, a
+    for j in range(D):
+        state[j] = w.lam[w.perm[j]]
+        state[D + j] = w.L[w.perm[j]]
+        for a in range(D):
+            state[2 * D + j * D + a] = w.V[w.perm[j] * D + a] if D > 1 else 1.0
+
+
+cdef int _pf_apply(int D, double h, const double complex *g, const double complex *H, PfWork *w,
+                   double complex *out) noexcept nogil:
+    """out = phi(hH) g: phi(h lam) g in 1-D; in 2-D by divided differences,
+    phi(z1) g + h phi[z1, z2] (H - lam1 I) g; else V diag(phi) V^{-1} g."""
+    cdef int k, a, info = 0, one = 1
+    cdef double complex z1, z2, p1, p12, s
+    if D == 1:
+        out[0] = fc_phi(h * w.lam[0], w.L[0]) * g[0]
+        return FC_OK
+    if D == 2:
+        z1, z2 = h * w.lam[0], h * w.lam[1]
+        p1 = fc_phi(z1, w.L[0])
+        p12 = h * fc_phi_divdiff(z1, w.L[0], z2, w.L[1])
+        for a in range(2):
+            s = H[a * 2] * g[0] + H[a * 2 + 1] * g[1] - w.lam[0] * g[a]
+            out[a] = p1 * g[a] + p12 * s
+        return FC_OK
+    for k in range(D):
+        w.phi[k] = fc_phi(h * w.lam[k], w.L[k])
+    if w.real:      # orthonormal V: V^{-1} g = V^T g
+        for k in range(D):
+            s = 0
+            for a in range(D):
+                s = s + w.V[k * D + a] * g[a]
+            w.y[k] = s
+    else:
+        memcpy(w.A, w.V, D * D * sizeof(double complex))
+        memcpy(w.y, g, D * sizeof(double complex))
+        zgesv(&D, &one, w.A, &D, w.ipiv, w.y, &D, &info)
+        if info != 0:
+            return FC_NONFINITE
+    for a in range(D):
+        s = 0
+        for k in range(D):
+            s = s + w.V[k * D + a] * w.phi[k] * w.y[k]
+        out[a] = s
+    return FC_OK
+
+
 cdef class SpectralFlow(Field):
     """θ' = α(hH) g + c·T[g, g]: the spectral flows of Rosca et al. (2023), Table 1.
 
@@ -417,133 +566,25 @@ cdef class SpectralFlow(Field):
         """PF at n points from their g and H. With state_in, eigenvalues are matched to the
         previous ones and each log continued from its previous value; state_out (may
         alias state_in) receives the new eigenvalues and logs; out (may be NULL) the field."""
-        cdef int D = self.dim, j, k, a, b, info = 0, one = 1, lwork = 4 * D, liwork = 3 + 5 * D
-        cdef int ldw = 1 + 6 * D + 2 * D * D
-        cdef double h = self.lr
-        cdef int64_t i
+        cdef int D = self.dim
         cdef int S = 2 * D + D * D        # state per trajectory: eigenvalues, logs, eigenvectors
         cdef bint tracked = state_in != NULL or state_out != NULL
-        cdef bint need_vec = (out != NULL and D > 2) or (tracked and D > 1), real
-        cdef double complex l1, l2, z1, z2, p1, p12, s
-        cdef char jobv = b'V' if need_vec else b'N'
-        cdef char jobn = b'N', uplo = b'U'
-        # workspace: lam, L, Lprev-matched, phi, y | A, V | work | rwork, wd, workd | perm, used, ipiv, iwork
-        cdef double complex *zw = <double complex*> malloc((5 * D + 2 * D * D + lwork) * sizeof(double complex))
-        cdef double *dw = <double*> malloc((2 * D + D + ldw + D * D) * sizeof(double))
-        cdef int *iw = <int*> malloc((3 * D + liwork) * sizeof(int))
-        if zw == NULL or dw == NULL or iw == NULL:
-            free(zw); free(dw); free(iw)
+        cdef PfWork w
+        cdef int64_t i, a
+        if _pf_alloc(D, (out != NULL and D > 2) or (tracked and D > 1), &w) != 0:
             return -2
-        cdef double complex *lam = zw
-        cdef double complex *L = zw + D
-        cdef double complex *phi = zw + 2 * D
-        cdef double complex *y = zw + 3 * D
-        cdef double complex *tmp = zw + 4 * D
-        cdef double complex *A = zw + 5 * D
-        cdef double complex *V = A + D * D
-        cdef double complex *work = V + D * D
-        cdef double *rwork = dw
-        cdef double *wd = dw + 2 * D
-        cdef double *Ad = dw + 3 * D
-        cdef double *workd = Ad + D * D
-        cdef int *perm = iw
-        cdef int *used = iw + D
-        cdef int *ipiv = iw + 2 * D
-        cdef int *iwork = iw + 3 * D
-        cdef const double complex *gi
-        cdef const double complex *Hi
         for i in range(n):
-            gi, Hi = g + i * D, H + i * D * D
-            status[i] = FC_OK
-            if not (_rows_finite(gi, D) and _rows_finite(Hi, D * D)):
-                status[i] = FC_NONFINITE
-            else:
-                # eigenvalues (and, for D > 2 with a field to build, eigenvectors in V)
-                real = True
-                for k in range(D * D):
-                    if cimag(Hi[k]) != 0:
-                        real = False
-                if D == 1:
-                    lam[0] = Hi[0]
-                elif D == 2:
-                    fc_eig2(Hi[0], Hi[1], Hi[3], &lam[0], &lam[1])
-                    if need_vec:
-                        for k in range(2):
-                            fc_eigvec2(Hi[0], Hi[1], Hi[3], lam[k], k, V + 2 * k)
-                elif real:
-                    for k in range(D * D):
-                        Ad[k] = creal(Hi[k])
-                    dsyevd(&jobv, &uplo, &D, Ad, &D, wd, workd, &ldw, iwork, &liwork, &info)
-                    for k in range(D):
-                        lam[k] = wd[k]
-                    if need_vec:
-                        for k in range(D * D):
-                            V[k] = Ad[k]
-                else:
-                    memcpy(A, Hi, D * D * sizeof(double complex))
-                    zgeev(&jobn, &jobv, &D, A, &D, lam, NULL, &one, V, &D, work, &lwork, rwork, &info)
-                if info != 0:
-                    status[i] = FC_NONFINITE
-                    info = 0
+            status[i] = _pf_eig(D, g + i * D, H + i * D * D, &w)
             if status[i] == FC_OK:
-                # the branch of each log(1 - h lambda)
-                if state_in != NULL:
-                    _match(D, state_in + i * S + 2 * D, V, perm, used)
-                    for j in range(D):
-                        k = perm[j]
-                        L[k] = fc_log1m_near(h * lam[k], state_in[i * S + D + j])
-                else:
-                    for k in range(D):
-                        perm[k] = k
-                        L[k] = fc_log1m(h * lam[k])
-                for k in range(D):
-                    if cabs(1 - h * lam[k]) < FC_SINGULAR_TOL:
-                        status[i] = FC_SINGULAR
-            if status[i] != FC_OK:
-                if out != NULL:
-                    for a in range(D):
-                        out[i * D + a] = CNAN
-                continue
-            if state_out != NULL:
-                for j in range(D):
-                    state_out[i * S + j] = lam[perm[j]]
-                    state_out[i * S + D + j] = L[perm[j]]
-                    for a in range(D):
-                        state_out[i * S + 2 * D + j * D + a] = V[perm[j] * D + a] if D > 1 else 1.0
-            if out == NULL:
-                continue
-            if D == 1:
-                out[i] = fc_phi(h * lam[0], L[0]) * gi[0]
-            elif D == 2:
-                # phi(hH) g = phi(z1) g + h phi[z1, z2] (H - l1 I) g  (divided differences)
-                z1, z2 = h * lam[0], h * lam[1]
-                p1 = fc_phi(z1, L[0])
-                p12 = h * fc_phi_divdiff(z1, L[0], z2, L[1])
-                for a in range(2):
-                    s = Hi[a * 2] * gi[0] + Hi[a * 2 + 1] * gi[1] - lam[0] * gi[a]
-                    out[i * 2 + a] = p1 * gi[a] + p12 * s
-            else:
-                for k in range(D):
-                    phi[k] = fc_phi(h * lam[k], L[k])
-                if real:      # orthonormal V: V^{-1} g = V^T g
-                    for k in range(D):
-                        s = 0
-                        for a in range(D):
-                            s = s + V[k * D + a] * gi[a]
-                        y[k] = s
-                else:
-                    memcpy(A, V, D * D * sizeof(double complex))
-                    memcpy(y, gi, D * sizeof(double complex))
-                    zgesv(&D, &one, A, &D, ipiv, y, &D, &info)
-                    if info != 0:
-                        info = 0
-                        status[i] = FC_NONFINITE
+                status[i] = _pf_logs(D, self.lr, state_in + i * S if state_in != NULL else NULL, &w)
+            if status[i] == FC_OK and state_out != NULL:
+                _pf_store(D, state_out + i * S, &w)
+            if status[i] == FC_OK and out != NULL:
+                status[i] = _pf_apply(D, self.lr, g + i * D, H + i * D * D, &w, out + i * D)
+            if status[i] != FC_OK and out != NULL:
                 for a in range(D):
-                    s = 0
-                    for k in range(D):
-                        s = s + V[k * D + a] * phi[k] * y[k]
-                    out[i * D + a] = s if status[i] == FC_OK else CNAN
-        free(zw); free(dw); free(iw)
+                    out[i * D + a] = CNAN
+        _pf_free(&w)
         return 0
 
     cdef int _user_block(self, int64_t n, void *x, bint cplx, void *out, int *status) noexcept nogil:
