@@ -4,7 +4,7 @@ import numpy as np
 import flowcore as fc
 
 
-def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6):
+def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6, device=None):
     """Late GD iterates against the learning rate, with the largest Lyapunov exponent.
 
     For each h in ``lrs``, GD runs from ``theta0`` for ``transient + keep`` steps; the last
@@ -13,8 +13,10 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6)
     so it equals log|1 − hλ| at a stable fixed point in 1-D). Escaped or non-finite runs give
     NaN orbits and exponents, with their status.
 
-    Returns a dict: lrs [L], orbits [L, keep, D], lyapunov [L], status [L], and period [L]
-    (:func:`orbit_period`: 1 fixed point, p a p-cycle, 0 no period ≤ keep/2, None escaped).
+    Returns a dict: lrs [L], orbits [L, keep, D], lyapunov [L], status [L], period [L]
+    (:func:`orbit_period`: 1 fixed point, p a p-cycle, 0 no period ≤ keep/2, None escaped) and
+    device. ``device``: where the GD runs ('cpu', 'gpu', or None: the GPU for ≥ 10⁴ rates when
+    usable), as in :func:`flowcore.descend`; the exponents are computed on the CPU.
     """
     lrs = np.asarray(lrs, dtype=float).reshape(-1)
     if lrs.size == 0 or np.any(~np.isfinite(lrs)) or np.any(lrs <= 0):
@@ -27,7 +29,8 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6)
     keep = count(keep, "keep (iterations kept per learning rate)", 1, 10**6)
     D = loss.dim
     # one batched run: every learning rate is its own trajectory from the same start
-    run = fc.descend(loss, np.repeat(th0, len(lrs), axis=0), lrs, transient + keep, escape_radius=escape_radius)
+    run = fc.descend(loss, np.repeat(th0, len(lrs), axis=0), lrs, transient + keep, escape_radius=escape_radius,
+                     device=device)
     status = run.status.copy()
     ok = status == fc.Status.OK
     orbits = np.full((len(lrs), keep, D), np.nan)
@@ -45,7 +48,7 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6)
                 total += np.log(np.abs(R[:, 0, 0]))               # the leading direction
         lyap[ok] = total / keep
     return {"lrs": lrs, "orbits": orbits, "lyapunov": lyap, "status": status,
-            "period": [orbit_period(o) for o in orbits]}
+            "period": [orbit_period(o) for o in orbits], "device": run.device}
 
 
 def orbit_period(orbit, tol=1e-6):

@@ -409,13 +409,13 @@ def loss_problem(loss) -> Problem:
     return Problem("loss", loss.dim, (loss.expr,), tuple(loss.vars))
 
 
-def rest_source(p: Problem, method, pmax) -> str:
-    """The translation unit of one descend-to-rest kernel (gcc and NVRTC)."""
+def map_source(p: Problem, method, pmax) -> str:
+    """The translation unit of one map's kernels, to rest and recorded (gcc and NVRTC)."""
     dal = method == "dal"      # DAL's rate comes from ∇E and H; the others step by lr·∇E
     body = _loads(p.dim) + _loss_parts(p, dal, False, g_scale=None if dal else "lr")
     body += ["(void)lr;", f"for (int k = 0; k < {p.dim}; k++) gout[k] = g[k];",
              f"if (Hout) for (int k = 0; k < {p.dim * p.dim}; k++) Hout[k] = H[k];"]
-    lines = [f"/* flowcore descend-to-rest kernel: {method}, D = {p.dim}, periods <= {pmax} */",
+    lines = [f"/* flowcore map kernels: {method}, D = {p.dim}, periods <= {pmax} */",
              f"#define FC_D {p.dim}", "#define FC_COMPLEX 0", '#include "flowcore/kernel.h"',
              f"#define FC_PMAX {pmax}", f"#define FC_METHOD {MAP_METHODS[method]}"]
     lines += _function("FC_FN void fc_grad(const double *x, double lr, double *gout, double *Hout)", body)
@@ -428,7 +428,7 @@ _REST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 5 + 
 @functools.lru_cache(maxsize=256)      # a sweep calls the same kernel per chunk: key it once
 def host_rest(p: Problem, method, pmax):
     return _host_function(["rest-kernel", *p.key(), method, str(pmax)],
-                          lambda: rest_source(p, method, pmax), "fc_rest_host", _REST_ARGS)
+                          lambda: map_source(p, method, pmax), "fc_rest_host", _REST_ARGS)
 
 
 def pack_map_args(beta, power, cap, radius, tol, steps, confirm):
@@ -617,8 +617,31 @@ def run_gpu(fn, r, n, targets, y0, threads, block=128):
 
 
 def gpu_rest(p: Problem, method, pmax):
-    return _gpu_function(["rest", *p.key(), method, str(pmax)], lambda: rest_source(p, method, pmax),
+    return _gpu_function(["rest", *p.key(), method, str(pmax)], lambda: map_source(p, method, pmax),
                          "fc_rest_gpu")
+
+
+def gpu_record(p: Problem, method):
+    """fc_record_gpu, from the module of the map's rest kernel with periods ≤ 1."""
+    return _gpu_function(["rest", *p.key(), method, "1"], lambda: map_source(p, method, 1), "fc_record_gpu")
+
+
+def run_record_gpu(fn, r, n, lr, th0, want_rates, block=128):
+    """Record a map from th0 [N, D] on the GPU: (X [N, steps+1, D], NaN after a stop; rates
+    [N, steps] or None; status; nsteps). The kernel stores step-major (coalesced); the
+    transpose to trajectory-major runs on the GPU before the copy."""
+    import cupy
+    N, D = th0.shape
+    steps = int(n[0])
+    X = cupy.full((steps + 1, N, D), np.nan)
+    rates = cupy.full((steps, N), np.nan) if want_rates else None
+    status, nsteps = (cupy.zeros(N, dtype=cupy.int32) for _ in range(2))
+    fn(((N + block - 1) // block,), (block,),
+       (cupy.asarray(r), cupy.asarray(n), cupy.asarray(lr), np.int64(N), cupy.asarray(th0), X,
+        np.uint64(0) if rates is None else rates, status, nsteps))
+    X = cupy.ascontiguousarray(X.transpose(1, 0, 2)).get()
+    rates = None if rates is None else cupy.ascontiguousarray(rates.T).get()
+    return X, rates, status.get().astype(np.intc), nsteps.get().astype(np.intc)
 
 
 def run_rest_gpu(fn, r, n, lr, th0, threads, out, block=128):

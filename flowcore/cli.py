@@ -166,7 +166,7 @@ def cmd_orbit(args):
         raise ValueError(f"--lrs: need 0 < lo < hi, got {args.lrs!r}")
     lrs = np.linspace(lo, hi, args.n)
     theta0 = [float(v) for v in args.theta0.split(",")]
-    r = fa.orbit_diagram(loss, lrs, theta0, transient=args.transient, keep=args.keep)
+    r = fa.orbit_diagram(loss, lrs, theta0, transient=args.transient, keep=args.keep, device=args.device)
     periods = r["period"]
     if out:
         fa.plot.orbit_diagram(r, title=f"GD orbit diagram: {fa.plot.tex(loss)}").savefig(out, dpi=120)
@@ -174,7 +174,7 @@ def cmd_orbit(args):
         print(json.dumps({"loss": loss.name, "theta0": theta0, "transient": args.transient,
                           "lrs": r["lrs"].tolist(), "orbits": np.where(np.isfinite(r["orbits"]), r["orbits"], None).tolist(),
                           "lyapunov": [None if not np.isfinite(v) else float(v) for v in r["lyapunov"]],
-                          "status": [int(s) for s in r["status"]], "period": periods}))
+                          "status": [int(s) for s in r["status"]], "period": periods, "device": r["device"]}))
         return
     # one line per run of learning rates with the same period (a table of 200 rows helps nobody)
     print(f"GD on {loss.name} from {theta0}: {args.n} learning rates in [{lo:g}, {hi:g}], "
@@ -626,6 +626,8 @@ def build_parser():
                    help="GD iterations discarded before the orbit is recorded (default 1000)")
     o.add_argument("--keep", type=int, default=100,
                    help="iterations recorded per learning rate: the orbit, and the Lyapunov average (default 100)")
+    o.add_argument("--device", choices=("cpu", "gpu"), help="where GD runs (default: the GPU for 10⁴ "
+                   "rates or more when CuPy sees one, else the CPU)")
     o.add_argument("-o", "--output", help="write the figure to this PNG")
     o.add_argument("--json", action="store_true", help="machine-readable output")
     o.set_defaults(func=cmd_orbit)

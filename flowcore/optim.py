@@ -1,6 +1,7 @@
 """Discrete optimizers (``fc.descend``) and diagnostics along their runs."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ class Run:
     saved: np.ndarray | None = None     # sgd with every > 1: the step of each stored iterate
     seed: int | None = None             # sgd: the seed (replay with seed=, ids=)
     last: np.ndarray | None = None      # sgd: the last iterate of each trajectory
+    device: str = "cpu"                 # where it ran: 'cpu' or 'gpu'
 
     @property
     def final(self):
@@ -94,10 +96,15 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
       Philox keyed by (``seed``, trajectory id): trajectory i uses id ``ids[i]``
       (default i), so a run is the same alone, in any batch and on any number of threads, and
       ``seed=run.seed, ids=[i]`` replays trajectory i. ``every``: keep every k-th iterate
-      (and the last; ``run.saved`` lists their steps); ``device``: 'cpu', 'gpu' or None.
+      (and the last; ``run.saved`` lists their steps).
 
     A :class:`flowcore.DataLoss` or network given to the other methods runs them on its
     full-batch loss. ``beta`` defaults to 0.9 for the momentum methods.
+
+    ``device``: 'cpu', 'gpu' or None (the GPU when usable and there are at least 10⁴ starts).
+    On the GPU a map runs as one compiled kernel with the loss inlined (gd, heavy_ball,
+    nesterov, dal and sgd, for a loss with a sympy expression: Loss.from_expr, the zoo); on the
+    CPU, through the loss's batched derivatives (no compile).
 
     A trajectory stops with Status.ESCAPED when ‖θ‖ > escape_radius and
     Status.NONFINITE on a non-finite value; the others go on. Ctrl-C stops within a step and
@@ -122,8 +129,9 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted([*METHODS, 'sgd'])}, got {method!r}")
-    if every != 1 or device not in (None, "cpu"):
-        raise ValueError(f"every= and device= apply to method='sgd' only (got method={method!r})")
+    if every != 1:
+        raise ValueError(f"every= applies to method='sgd' only (got method={method!r}); "
+                         "slice run.iterates[:, ::k] instead")
     th = np.asarray(theta0)
     if np.iscomplexobj(th):
         raise TypeError("descend runs real iterates; theta0 must be real")
@@ -147,6 +155,16 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
     radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
     b = beta if method in ("heavy_ball", "nesterov", "dal_momentum") else 0.0
     nthreads = _threads(threads, -(-th.shape[0] // 64))
+    kernel = _gpu_recorder(loss, method, _kernels.choose_device(device, th.shape[0]))
+    if kernel is not None and th.shape[0] > 0:
+        N = th.shape[0]
+        r, n = _kernels.pack_map_args(b, float(power), float(lr_cap or 0.0), radius, 0.0, steps, 1)
+        lrs = np.ascontiguousarray(np.broadcast_to(lr if uses_lr else 0.0, (N,)), dtype=np.float64)
+        X, rates, status, nsteps = _kernels.run_record_gpu(kernel, r, n, lrs, np.ascontiguousarray(th),
+                                                           not uses_lr)
+        if uses_lr:
+            rates = np.repeat(lrs[:, None], steps, axis=1)
+        return Run(X, status.astype(np.int8), nsteps, rates, method, device="gpu")
     X, rates, status, nsteps, _, interrupted = _descend(
         loss, np.ascontiguousarray(th), steps, method, lr if uses_lr else 0.0, b, float(power),
         float(lr_cap or 0.0), radius, nthreads)
@@ -154,6 +172,25 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
     if interrupted:
         raise Interrupted(run, "fc.descend")
     return run
+
+
+def _gpu_recorder(loss, method, device):
+    """The map's recording kernel on the GPU, or None to run on the CPU: device='gpu' raises
+    when the problem cannot go there, None falls back with one line of notice."""
+    if device == "cpu":
+        return None
+    try:
+        if method not in _kernels.MAP_METHODS:
+            raise _kernels.NoKernel(f"method {method!r} has no compiled kernel "
+                                    f"({', '.join(_kernels.MAP_METHODS)} and sgd have)")
+        problem = _kernels.loss_problem(loss)
+    except _kernels.NoKernel as why:
+        if device == "gpu":
+            raise ValueError(f"device='gpu': {method} on {loss.name!r} cannot run on the GPU: {why}") from None
+        if _kernels.gpu_usable(None):
+            print(f"flowcore: {method} on {loss.name!r} runs on the CPU: {why}", file=sys.stderr)
+        return None
+    return _kernels.gpu_record(problem, method) if _kernels.gpu_usable(device) else None
 
 
 @dataclass(repr=False)
@@ -218,11 +255,12 @@ def _sgd(data, theta0, lr, steps, beta, batch, replace, seed, ids, every, escape
     N = a.th.shape[0]
     r = np.array([beta, a.radius], dtype=np.float64)
     n = np.array([a.steps, data.n, a.batch, int(bool(replace)), len(a.save), *a.key], dtype=np.int64)
+    device = S.pick_device(device, N)
     out, last, status, nsteps, interrupted = S.run(
-        data._noise_problem("sgd"), S.pick_device(device, N), r, n, a.save, data.data, a.ids, a.rates, a.th,
+        data._noise_problem("sgd"), device, r, n, a.save, data.data, a.ids, a.rates, a.th,
         threads=_threads(threads, -(-N // 64)))
     run = Run(out, status, nsteps, np.broadcast_to(a.rates[:, None], (N, a.steps)), "sgd",
-              None if a.every == 1 else a.save, a.seed, last)
+              None if a.every == 1 else a.save, a.seed, last, device)
     if interrupted:
         raise Interrupted(run, "fc.descend")
     return run

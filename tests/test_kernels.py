@@ -32,9 +32,12 @@ def _cases():
 def test_every_kind_of_kernel_compiles_for_cuda():
     """CI has no GPU: NVRTC compiles the very sources the CPU runs, so CUDA breakage fails here."""
     sources = [_kernels.solve_source(_kernels.problem(f, c), TABLEAUX[m], True) for f, m, c in _cases()]
+    dw = _kernels.loss_problem(fc.losses.double_well())
+    maps = [_kernels.map_source(dw, method, 16) for method in ("gd", "nesterov", "dal")]  # heavy ball ⊂ Nesterov
     with ThreadPoolExecutor(2) as pool:
-        ptx = list(pool.map(_kernels.nvrtc_compile, sources))
-    assert all(".entry fc_solve_gpu" in p for p in ptx)
+        ptx = list(pool.map(_kernels.nvrtc_compile, sources + maps))
+    assert all(".entry fc_solve_gpu" in p for p in ptx[:len(sources)])
+    assert all(".entry fc_rest_gpu" in p and ".entry fc_record_gpu" in p for p in ptx[len(sources):])
 
 
 def test_kernel_equals_closed_form_and_generic_loop():
@@ -227,6 +230,51 @@ def test_gpu_rest_matches_cpu(gpu):
         np.testing.assert_array_equal(cpu.status, dev.status)
         np.testing.assert_array_equal(cpu.period, dev.period)
         np.testing.assert_allclose(dev.final, cpu.final, atol=1e-8)
+
+
+def test_gpu_descend_matches_cpu(gpu, capsys):
+    """fc.descend's recording kernel (GPU) against the CPU's generic loop, a separate
+    implementation: the same statuses and step counts, iterates and DAL rates equal up to
+    rounding (contracting maps here, so last-bit differences stay small), a NaN start and an
+    escaping one ending alone; fa.orbit_diagram's periods and orbits the same on both."""
+    import flowcore.analysis as fa
+    loss = fc.losses.double_well()
+    th = np.random.default_rng(1).uniform(-1.5, 1.5, (300, 2))
+    bad = np.vstack([[np.nan, 0.0], [40.0, 40.0], th])
+    for method, lr in (("gd", 0.1), ("heavy_ball", 0.05), ("nesterov", 0.05), ("dal", None)):
+        kw = dict(steps=80, method=method, escape_radius=1e3, lr_cap=1.0)
+        cpu = fc.descend(loss, bad, lr, device="cpu", **kw)
+        dev = fc.descend(loss, bad, lr, device="gpu", **kw)
+        assert (cpu.device, dev.device) == ("cpu", "gpu")
+        far = fc.Status.OK if method == "dal" else fc.Status.ESCAPED     # DAL's rate shrinks there
+        assert list(dev.status[:2]) == [fc.Status.NONFINITE, far], method
+        np.testing.assert_array_equal(cpu.status, dev.status)
+        np.testing.assert_array_equal(cpu.nsteps, dev.nsteps)
+        np.testing.assert_array_equal(np.isnan(cpu.iterates), np.isnan(dev.iterates))
+        np.testing.assert_allclose(dev.iterates, cpu.iterates, rtol=1e-12, atol=1e-12, err_msg=method)
+        np.testing.assert_allclose(dev.lr, cpu.lr, rtol=1e-12, err_msg=method)
+        alone = fc.descend(loss, th, lr, device="gpu", **kw)
+        assert np.array_equal(alone.iterates, dev.iterates[2:]), method
+
+    quartic = fc.Loss.from_expr("(x**2 - 1)**2")       # w⁺ = w − 4hw(w² − 1): doubling at h = 1/4
+    lrs = np.arange(0.1025, 0.32, 0.005)                # periods 1, 2, 4; not h = 1/4 itself
+    cpu, dev = (fa.orbit_diagram(quartic, lrs, [0.5], transient=400, keep=32, device=d) for d in ("cpu", "gpu"))
+    assert dev["device"] == "gpu" and {1, 2, 4} <= set(dev["period"])
+    assert cpu["period"] == dev["period"]
+    np.testing.assert_allclose(dev["orbits"], cpu["orbits"], rtol=1e-9)
+
+    with pytest.raises(ValueError, match="cannot run on the GPU: method 'dal_per_param'"):
+        fc.descend(loss, th, steps=5, method="dal_per_param", device="gpu")
+    py = fc.Loss.from_callable(lambda w: (w[..., 0] ** 2 - 1) ** 2, lambda w: 4 * w * (w ** 2 - 1), dim=1,
+                               vectorized=True)
+    with pytest.raises(ValueError, match="cannot run on the GPU: .*no symbolic expression"):
+        fc.descend(py, [[0.5]], 0.1, steps=5, device="gpu")
+    many = np.full((_kernels.GPU_MIN_STARTS, 1), 0.5)
+    assert fc.descend(py, many, 0.1, steps=3).device == "cpu"
+    assert "runs on the CPU" in capsys.readouterr().err
+    assert fc.descend(quartic, many, 0.1, steps=3).device == "gpu"
+    with pytest.raises(ValueError, match="every= applies to method='sgd' only"):
+        fc.descend(loss, th, 0.1, steps=4, every=2)
 
 
 def test_compiled_says_which_fields_have_a_kernel():

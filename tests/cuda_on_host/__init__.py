@@ -8,7 +8,8 @@ C++ compiler in CUDA mode (``-D__CUDACC_RTC__`` and ``cuda_on_host.h``), and a l
 every (block, thread) of the grid once, blocks in a shuffled order and threads backwards, so a
 result that depends on the order threads run in shows up as a mismatch with the CPU kernels.
 
-Device arrays are deliberately strict: they only know ``.get()``, shape, dtype and size, and
+Device arrays are deliberately strict: they only know ``.get()``, shape, dtype, size and
+transposed views (which no kernel may take, as a CuPy kernel would misread one), and
 refuse to turn into numpy arrays implicitly (as CuPy does), so a host array passed where a
 device one belongs, or a device array used as a host one, fails here as it would on a GPU.
 """
@@ -30,12 +31,17 @@ CACHE = Path(tempfile.gettempdir()) / f"flowcore-cuda-on-host-{os.getuid()}"
 class DeviceArray:
     """A 'GPU' buffer: numpy memory behind CuPy's rules (no implicit conversion to host)."""
 
-    def __init__(self, host):
-        self._host = np.ascontiguousarray(host)
+    def __init__(self, host, view=False):
+        self._host = host if view else np.ascontiguousarray(host)
 
     shape = property(lambda self: self._host.shape)
     dtype = property(lambda self: self._host.dtype)
     size = property(lambda self: self._host.size)
+    T = property(lambda self: self.transpose())
+
+    def transpose(self, *axes):
+        """A strided view, as CuPy's: a kernel cannot take it (see _c_arg)."""
+        return DeviceArray(self._host.transpose(*axes), view=True)
 
     def get(self):
         return self._host.copy()
@@ -47,6 +53,8 @@ class DeviceArray:
 
 def _c_arg(a):
     if isinstance(a, DeviceArray):
+        if not a._host.flags.c_contiguous:      # a kernel would read it as if it were contiguous
+            raise ValueError("a strided device array passed to a kernel")
         return ctypes.c_void_p(a._host.ctypes.data)
     if isinstance(a, (np.int64, np.uint64)):
         return ctypes.c_int64(int(a))
@@ -102,6 +110,7 @@ def module():
     cp.__spec__ = importlib.machinery.ModuleSpec("cupy", None)     # found, ships no headers
     cp.int32, cp.int64, cp.float64, cp.complex128 = np.int32, np.int64, np.float64, np.complex128
     cp.asarray = lambda a, dtype=None: a if isinstance(a, DeviceArray) else DeviceArray(np.array(a, dtype=dtype))
+    cp.ascontiguousarray = lambda a: DeviceArray(np.ascontiguousarray(a._host))
     cp.full = lambda shape, fill, dtype=None: DeviceArray(np.full(shape, fill, dtype=dtype))
     cp.zeros = lambda shape, dtype=np.float64: DeviceArray(np.zeros(shape, dtype=dtype))
     cp.empty = lambda shape, dtype=np.float64: DeviceArray(np.full(shape, np.nan, dtype=dtype))

@@ -1,5 +1,6 @@
-/* The GD-family maps run to rest (fc.descend_to_rest, the basins and orbit diagrams of maps),
- * for one trajectory, and their two entry points (host: OpenMP; CUDA: one thread each).
+/* The GD-family maps for one trajectory: run to rest (fc.descend_to_rest, the basins of maps;
+ * entry points for the host, OpenMP, and CUDA, one thread each) and recorded step by step
+ * (fc.descend and fa.orbit_diagram on the GPU; on the host the generic loop of _descend.pyx).
  *
  * Included after the loss, generated as fc_grad(x, lr, g, H) (H may be NULL): g = lr ∇E (lr folded
  * into ∇E's products, off the iteration's latency chain), or ∇E for DAL (lr unused), with
@@ -97,8 +98,8 @@ FC_FN void fc_representative(double (*ring)[FC_D], fc_int64 n, int p, double *re
     for (int k = 0; k < FC_D; k++) rep[k] = ring[best % FC_KEEP][k];
 }
 
-/* θ ← the map's next iterate (vel: the momentum methods' velocity) */
-FC_FN void fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel)
+/* θ ← the map's next iterate (vel: the momentum methods' velocity); returns the step's rate */
+FC_FN double fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel)
 {
     double g[FC_D];
 #if FC_METHOD == FC_DAL        /* DAL-p: h = 2 / ‖H ĝ‖^p, capped */
@@ -116,10 +117,12 @@ FC_FN void fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel
     if (a->cap > 0 && h > a->cap) h = a->cap;
     for (int q = 0; q < FC_D; q++) cur[q] -= h * g[q];
     (void)lr; (void)vel;
+    return h;
 #elif FC_METHOD == FC_GD       /* no velocity: β·v would cost a multiply a coordinate */
     fc_grad(cur, lr, g, 0);
     for (int q = 0; q < FC_D; q++) cur[q] -= g[q];
     (void)a; (void)vel;
+    return lr;
 #else
 #if FC_METHOD == FC_NESTEROV
     double y[FC_D];
@@ -132,6 +135,7 @@ FC_FN void fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel
         vel[q] = a->beta * vel[q] - g[q];
         cur[q] += vel[q];
     }
+    return lr;
 #endif
 }
 
@@ -182,6 +186,36 @@ FC_FN int fc_to_rest(const fc_map_args *args, double lr, const double *th0, doub
     return status;
 }
 
+/* One start, every iterate kept: X[k·xstep + q] = θ_k for k = 0..*nsteps (the caller fills the
+   rest with NaN) and, when rates is not NULL, rates[k·rstep] = the rate of step k. A trajectory
+   stops with its status on leaving the radius or on a non-finite value; else it runs all steps. */
+FC_FN int fc_map_record(const fc_map_args *args, double lr, const double *th0, double *X, fc_int64 xstep,
+                        double *rates, fc_int64 rstep, int *nsteps)
+{
+    const fc_map_args A = *args, *a = &A;
+    double cur[FC_D], vel[FC_D];
+    const double r2 = a->radius * a->radius;
+    int status = FC_OK;
+    fc_int64 k;
+    for (int q = 0; q < FC_D; q++) {
+        cur[q] = X[q] = th0[q];
+        vel[q] = 0;
+        if (!isfinite(cur[q])) status = FC_NONFINITE;
+    }
+    for (k = 0; k < a->steps && status == FC_OK; k++) {
+        const double h = fc_map_step(a, lr, cur, vel);
+        if (rates) rates[k * rstep] = h;
+        double norm2 = 0;
+        for (int q = 0; q < FC_D; q++) {
+            norm2 += cur[q] * cur[q];
+            X[(k + 1) * xstep + q] = cur[q];
+        }
+        if (!(norm2 <= r2)) status = fc_stop_status(cur);
+    }
+    *nsteps = (int)k;
+    return status;
+}
+
 FC_FN fc_map_args fc_map_unpack(const double *r, const fc_int64 *n, const volatile int *interrupt)
 {
     fc_map_args a;
@@ -200,6 +234,19 @@ extern "C" __global__ void fc_rest_gpu(const double *r, const fc_int64 *n_args, 
     if (i >= n) return;
     const fc_map_args a = fc_map_unpack(r, n_args, 0);
     status[i] = fc_to_rest(&a, lr[i], th0 + i * FC_D, rep + i * FC_D, nsteps + i, period + i);
+}
+
+/* Iterates step-major, X [steps + 1, n, D] and rates [steps, n] (NULL: none kept), so that the
+   threads of a warp store to neighbouring addresses. */
+extern "C" __global__ void fc_record_gpu(const double *r, const fc_int64 *n_args, const double *lr,
+                                         fc_int64 n, const double *th0, double *X, double *rates,
+                                         int *status, int *nsteps)
+{
+    const fc_int64 i = (fc_int64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const fc_map_args a = fc_map_unpack(r, n_args, 0);
+    status[i] = fc_map_record(&a, lr[i], th0 + i * FC_D, X + i * FC_D, n * FC_D, rates ? rates + i : 0,
+                              n, nsteps + i);
 }
 #else
 int fc_rest_host(const double *r, const fc_int64 *n_args, const double *lr,
