@@ -119,159 +119,225 @@ cdef void _representative(const Params *P, const double *ring, int n, int p, dou
         rep[a] = ring[(best % P.keep) * P.D + a]
 
 
+cdef struct Work:
+    double *cur         # [m, D] θ_n
+    double *vel         # [m, D] θ_n − θ_{n−1}
+    double *y           # [m, D] where the gradient is taken
+    double *g           # [m, D]
+    double *H           # [m, D, D] (the DAL methods)
+    double *live        # [m, D] 1 while the row runs, 0 once it stopped
+    double *lr_elem     # [m, D] each row's learning rate, per coordinate
+    double *Hg          # [D] one row's H g
+    double *path0       # [m] a cycle's step length when first seen
+    double *ring        # [m, keep, D] the iterates kept: X itself (pmax = 0) or the last pmax + 1
+    int *streak         # [m] steps the candidate period has held
+    int *candidate      # [m]
+    int *slot           # [pmax + 1] slot[p]: where θ_{k+1−p} sits in the ring
+
+
+cdef int _work_alloc(const Params *P, int64_t m, double *X, Work *W) noexcept nogil:
+    """One block's buffers (two allocations); with pmax > 0 the ring starts as X's starts."""
+    cdef int64_t D = P.D, i, a, ring = 0 if P.pmax == 0 else m * P.keep * D
+    W.cur = <double*> malloc((m * D * (6 + D) + D + m + ring) * sizeof(double))
+    W.streak = <int*> malloc((2 * m + P.pmax + 1) * sizeof(int))
+    if W.cur == NULL or W.streak == NULL:
+        free(W.cur)
+        free(W.streak)
+        return -2
+    W.vel, W.y, W.g, W.H = W.cur + m * D, W.cur + 2 * m * D, W.cur + 3 * m * D, W.cur + 4 * m * D
+    W.live = W.H + m * D * D
+    W.lr_elem = W.live + m * D
+    W.Hg = W.lr_elem + m * D
+    W.path0 = W.Hg + D
+    W.ring = X if P.pmax == 0 else W.path0 + m
+    W.candidate, W.slot = W.streak + m, W.streak + 2 * m
+    if P.pmax > 0:
+        for i in range(m):
+            for a in range(D):
+                W.ring[i * P.keep * D + a] = X[i * D + a]
+    return 0
+
+
+cdef void _work_free(Work *W) noexcept nogil:
+    free(W.cur)
+    free(W.streak)
+
+
+cdef void _start_rows(const Params *P, Work *W, int64_t m, const double *lr_rows, int *status,
+                      int *nsteps, int *period) noexcept nogil:
+    cdef int64_t i
+    cdef int a, D = P.D
+    for i in range(m):
+        status[i], nsteps[i], period[i], W.streak[i], W.candidate[i], W.path0[i] = FC_OK, 0, 0, 0, 0, 0
+        for a in range(D):
+            W.cur[i * D + a] = W.ring[i * P.keep * D + a]
+            W.vel[i * D + a] = 0
+            if not isfinite(W.cur[i * D + a]):
+                status[i] = FC_NONFINITE
+        for a in range(D):
+            W.live[i * D + a] = status[i] == FC_OK
+            W.lr_elem[i * D + a] = lr_rows[i]
+
+
+cdef inline bint _running(int status, int period) noexcept nogil:
+    return status == FC_OK and period == 0
+
+
+cdef void _plain_update(const Params *P, Work *W, int64_t m) noexcept nogil:
+    """gd, heavy ball, Nesterov on the whole block, branch-free (stopped rows: live = 0)."""
+    cdef int64_t i
+    cdef double r
+    cdef double *cur = W.cur        # locals, not W's fields: see _hessian_update
+    cdef double *vel = W.vel
+    cdef const double *live = W.live
+    cdef const double *lr = W.lr_elem
+    cdef const double *g = W.g
+    for i in range(m * P.D):
+        r = live[i] * (P.beta * vel[i] - lr[i] * g[i])
+        vel[i] = r
+        cur[i] += r
+
+
+cdef void _lookahead(const Params *P, Work *W, int64_t m) noexcept nogil:
+    """Nesterov's y = θ + β v, where its gradient is taken."""
+    cdef int64_t i
+    cdef double *y = W.y
+    cdef const double *cur = W.cur
+    cdef const double *vel = W.vel
+    for i in range(m * P.D):
+        y[i] = cur[i] + P.beta * vel[i]
+
+
+cdef inline double _hessian_update(const Params *P, Work *W, int64_t i, double *rates) noexcept nogil:
+    """One row of the DAL methods: h = DAL-p's rate from ‖H ĝ‖ (one rate) or |(H ĝ)_a| (one a
+    coordinate, dal_per_param), θ⁺ = θ − h g (+ β v with momentum); stores the rates used
+    (rates: this row's step, NULL for none). Returns ‖θ⁺‖²."""
+    cdef int a, b, D = P.D
+    cdef bint per_param = P.method == DAL_PER_PARAM, momentum = P.method == DAL_MOMENTUM
+    # the row's pointers in locals: Python builds with -fno-strict-aliasing, so a store through
+    # a double* would reload every W field read in the loop
+    cdef const double *g = W.g + i * D
+    cdef const double *H = W.H + i * D * D
+    cdef double *Hg = W.Hg
+    cdef double *vel = W.vel + i * D
+    cdef double *cur = W.cur + i * D
+    cdef double gn = 0, hg = 0, s, h = 0, r, norm2 = 0
+    for a in range(D):
+        gn += g[a] * g[a]
+        s = 0
+        for b in range(D):
+            s += H[a * D + b] * g[b]
+        Hg[a] = s
+        hg += s * s
+    gn = sqrt(gn)
+    if not per_param:
+        h = _dal_rate(P, sqrt(hg), gn)
+        if rates != NULL:
+            rates[0] = h
+    for a in range(D):
+        if per_param:
+            h = _dal_rate(P, fabs(Hg[a]), gn)
+            if rates != NULL:
+                rates[a] = h
+        r = -h * g[a]
+        if momentum:
+            r = r + P.beta * vel[a]
+        vel[a] = r
+        cur[a] += r
+        norm2 += cur[a] * cur[a]
+    return norm2
+
+
+cdef int _settled(const Params *P, Work *W, int64_t i, int k) noexcept nogil:
+    """Row i's recurrence bookkeeping after step k: its period once a recurrence has held
+    `confirm` steps (and a cycle has not shrunk meanwhile: a damped oscillation), else 0."""
+    cdef const double *ring = W.ring + i * P.keep * P.D
+    cdef const double *cur = W.cur + i * P.D
+    cdef double scale
+    cdef int p = _period(P, ring, W.slot, cur, k, W.candidate[i]), d
+    W.streak[i] = W.streak[i] + 1 if p > 0 and p == W.candidate[i] else (p > 0)
+    W.candidate[i] = p
+    if W.streak[i] == 1 and p > 1:
+        W.path0[i] = _path(P, ring, W.slot, cur, p, &scale)
+    if W.streak[i] < P.confirm:
+        return 0
+    d = _smallest_period(P, ring, W.slot, cur, p)
+    if d > 1 and _path(P, ring, W.slot, cur, p, &scale) < W.path0[i] - 2 * p * P.tol * (1 + scale):
+        W.streak[i], W.candidate[i] = 0, 0
+        return 0
+    return d
+
+
+cdef inline void _advance_row(const Params *P, Work *W, int64_t i, int k, double *rates, int *status,
+                              int *nsteps, int *period) noexcept nogil:
+    """Row i after step k's update: the DAL methods' own update, the stop tests, the rest test,
+    the iterate stored; a stopped row's live flags cleared."""
+    cdef int a, D = P.D
+    cdef double *cur = W.cur + i * D       # locals, not W's fields: see _hessian_update
+    cdef double *live = W.live + i * D
+    cdef double *keep = W.ring + (i * P.keep + W.slot[0]) * D
+    cdef double norm2 = 0
+    if P.method >= DAL:
+        norm2 = _hessian_update(P, W, i, rates)
+    else:
+        for a in range(D):
+            norm2 += cur[a] * cur[a]
+    nsteps[0] = k + 1
+    if not isfinite(norm2):
+        status[0] = FC_NONFINITE
+    elif norm2 > P.radius * P.radius:
+        status[0] = FC_ESCAPED
+    elif P.pmax > 0:
+        period[0] = _settled(P, W, i, k)
+    for a in range(D):
+        keep[a] = cur[a]
+    if not _running(status[0], period[0]):
+        for a in range(D):
+            live[a] = 0
+
+
 cdef int _block(Loss loss, const Params *P, int64_t m, const double *lr_rows, double *X, double *rates,
                 int *status, int *nsteps, int *period) noexcept nogil:
     """Run m trajectories. pmax = 0: X [m, steps+1, D] holds θ0 at slot 0 on entry and every
     iterate on exit. pmax > 0: X [m, D] holds θ0 on entry and, on exit, the final iterate, or
-    for a trajectory that recurred with period p, the representative of its p-cycle; the ring
-    of the last pmax+1 iterates is scratch. rates may be NULL."""
-    cdef int D = P.D, steps = P.steps, keep = P.keep, k, a, b, p, rc = 0, active
-    cdef int64_t i
-    cdef double *out = X
-    if P.pmax > 0:
-        X = <double*> malloc(m * keep * D * sizeof(double))
-        if X == NULL:
-            return -2
+    for a trajectory that recurred with period p, the representative of its p-cycle. rates
+    may be NULL."""
+    cdef Work W
+    cdef int D = P.D, k, a, p, rc = 0
+    cdef int64_t i, rate_size = D if P.method == DAL_PER_PARAM else 1     # rates a step
+    cdef bint need_H = P.method >= DAL
+    if _work_alloc(P, m, X, &W) != 0:
+        return -2
+    _start_rows(P, &W, m, lr_rows, status, nsteps, period)
+    for k in range(P.steps):
+        a = 0
         for i in range(m):
-            for a in range(D):
-                X[i * keep * D + a] = out[i * D + a]
-    cdef bint need_H = P.method >= DAL, per_param = P.method == DAL_PER_PARAM
-    cdef bint momentum = P.method == HEAVY_BALL or P.method == NESTEROV or P.method == DAL_MOMENTUM
-    cdef double *buf = <double*> malloc(m * D * (6 + D) * sizeof(double))
-    if buf == NULL:
-        if out != X:
-            free(X)
-        return -2
-    cdef double *cur = buf                      # θ_n
-    cdef double *vel = buf + m * D              # θ_n − θ_{n−1}
-    cdef double *y = buf + 2 * m * D            # where the gradient is taken
-    cdef double *g = buf + 3 * m * D
-    cdef double *H = buf + 4 * m * D
-    cdef double *live = buf + (4 + D) * m * D   # 1 while the row runs, 0 once it stopped
-    cdef double *lr_elem = buf + (5 + D) * m * D  # each row's learning rate, per coordinate
-    cdef int *streak = <int*> malloc((2 * m + P.pmax + 1) * sizeof(int))
-    if streak == NULL:
-        free(buf)
-        if out != X:
-            free(X)
-        return -2
-    cdef int *candidate = streak + m
-    cdef int *slot = streak + 2 * m             # slot[p]: where θ_{k+1−p} sits in the ring
-    cdef double *path0 = <double*> calloc(m, sizeof(double))   # a cycle's step length when first seen
-    cdef double scale
-    if path0 == NULL:
-        free(buf)
-        free(streak)
-        if out != X:
-            free(X)
-        return -2
-    cdef double radius2 = P.radius * P.radius
-    cdef double hg, gn, r, h, s, norm2
-    for i in range(m):
-        status[i], nsteps[i], period[i], streak[i], candidate[i] = FC_OK, 0, 0, 0, 0
-        for a in range(D):
-            cur[i * D + a] = X[i * keep * D + a]
-            vel[i * D + a] = 0
-            if not isfinite(cur[i * D + a]):
-                status[i] = FC_NONFINITE
-        for a in range(D):
-            live[i * D + a] = status[i] == FC_OK
-            lr_elem[i * D + a] = lr_rows[i]
-    for k in range(steps):
-        active = 0
-        for i in range(m):
-            active += status[i] == FC_OK and period[i] == 0
-        if active == 0:
+            a += _running(status[i], period[i])
+        if a == 0:
             break
         if fc_interrupt_pending():
             for i in range(m):
-                if status[i] == FC_OK and period[i] == 0:
+                if _running(status[i], period[i]):
                     status[i] = FC_INTERRUPTED
             break
         for p in range(min(P.pmax, k + 1) + 1):
-            slot[p] = (k + 1 - p) % keep
+            W.slot[p] = (k + 1 - p) % P.keep
         if P.method == NESTEROV:
-            for i in range(m * D):
-                y[i] = cur[i] + P.beta * vel[i]
-        rc = loss.c.eval_d(loss.c.ctx, m, y if P.method == NESTEROV else cur, NULL, NULL, g,
-                           H if need_H else NULL, NULL)
+            _lookahead(P, &W, m)
+        rc = loss.c.eval_d(loss.c.ctx, m, W.y if P.method == NESTEROV else W.cur, NULL, NULL, W.g,
+                           W.H if need_H else NULL, NULL)
         if rc != 0:
             break
-        if not need_H:                         # gd, heavy ball, Nesterov: a branch-free update
-            for i in range(m * D):
-                r = live[i] * (P.beta * vel[i] - lr_elem[i] * g[i])
-                vel[i] = r
-                cur[i] += r
+        if not need_H:
+            _plain_update(P, &W, m)
         for i in range(m):
-            if status[i] != FC_OK or period[i] != 0:
-                continue
-            h = lr_rows[i]
-            if not need_H:
-                norm2 = 0
-                for a in range(D):
-                    norm2 += cur[i * D + a] * cur[i * D + a]
-            elif not per_param:                # DAL-p: h = 2 / ‖H ĝ‖^p
-                gn, hg = 0, 0
-                for a in range(D):
-                    gn += g[i * D + a] * g[i * D + a]
-                    s = 0
-                    for b in range(D):
-                        s += H[(i * D + a) * D + b] * g[i * D + b]
-                    hg += s * s
-                gn, hg = sqrt(gn), sqrt(hg)
-                h = _dal_rate(P, hg, gn)
-                if rates != NULL:
-                    rates[i * steps + k] = h
-            if need_H:
-                norm2 = 0
-                if per_param:
-                    gn = 0
-                    for b in range(D):
-                        gn += g[i * D + b] * g[i * D + b]
-            for a in range(D if need_H else 0):
-                if per_param:                  # h_a = 2 / |(H ĝ)_a|^p
-                    s = 0
-                    for b in range(D):
-                        s += H[(i * D + a) * D + b] * g[i * D + b]
-                    h = _dal_rate(P, fabs(s), sqrt(gn))
-                    if rates != NULL:
-                        rates[(i * steps + k) * D + a] = h
-                r = -h * g[i * D + a]
-                if momentum:
-                    r = r + P.beta * vel[i * D + a]
-                vel[i * D + a] = r
-                cur[i * D + a] += r
-                norm2 += cur[i * D + a] * cur[i * D + a]
-            nsteps[i] = k + 1
-            if not isfinite(norm2):
-                status[i] = FC_NONFINITE
-            elif norm2 > radius2:
-                status[i] = FC_ESCAPED
-            elif P.pmax > 0:
-                p = _period(P, X + i * keep * D, slot, cur + i * D, k, candidate[i])
-                streak[i] = streak[i] + 1 if p > 0 and p == candidate[i] else (p > 0)
-                candidate[i] = p
-                if streak[i] == 1 and p > 1:
-                    path0[i] = _path(P, X + i * keep * D, slot, cur + i * D, p, &scale)
-                if streak[i] >= P.confirm:
-                    b = _smallest_period(P, X + i * keep * D, slot, cur + i * D, p)
-                    # a cycle that shrank over the confirmation is a damped oscillation (maps.h)
-                    if b > 1 and (_path(P, X + i * keep * D, slot, cur + i * D, p, &scale)
-                                  < path0[i] - 2 * p * P.tol * (1 + scale)):
-                        streak[i], candidate[i] = 0, 0
-                    else:
-                        period[i] = b
-            for a in range(D):
-                X[(i * keep + slot[0]) * D + a] = cur[i * D + a]
-                if status[i] != FC_OK or period[i] != 0:
-                    live[i * D + a] = 0
-    if out != X:
+            if _running(status[i], period[i]):
+                _advance_row(P, &W, i, k, NULL if rates == NULL else rates + (i * P.steps + k) * rate_size,
+                             &status[i], &nsteps[i], &period[i])
+    if P.pmax > 0:
         for i in range(m):
-            _representative(P, X + i * keep * D, nsteps[i], max(period[i], 1), out + i * D)
-        free(X)
-    free(buf)
-    free(streak)
-    free(path0)
+            _representative(P, W.ring + i * P.keep * D, nsteps[i], max(period[i], 1), X + i * D)
+    _work_free(&W)
     return rc
 
 
