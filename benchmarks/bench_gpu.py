@@ -5,6 +5,8 @@ Problems (float64 throughout):
   (b) Lorenz via Field.from_expr, dopri5, rtol 1e-8, atol 1e-10, t in [0, 1], 10^6 starts
   (c) GD basins of the double well, h = 0.1, 1000², rest test as fa.basins (recurrence held 50 steps)
   (d) PF basins of the double well, h = 0.2, 1000², rk4 dt = 0.02 to T = 20, rest test 1e-8 × 8 steps
+  (e) GD recorded (fc.descend: every iterate kept), double well, h = 0.1, 10^5 starts × 1000 steps,
+      the iterates copied to the host (1.6 GB) — the path of fa.orbit_diagram
 
 Contenders: flowcore with device='gpu' (kernel compile reported apart), a hand CUDA kernel written
 here (one thread per trajectory: the same controller / rest test / branch rule, the PF using that H
@@ -90,6 +92,19 @@ extern "C" __global__ void gd(long long n, const double *th, double h, int steps
         if (streak >= confirm) break;
     }
     out[2*p] = x; out[2*p+1] = y;
+}
+/* (e) GD with every iterate stored step-major, X [steps + 1, n, 2] (filled with NaN beforehand) */
+extern "C" __global__ void gd_record(long long n, const double *th, double h, int steps, double R,
+                                     double *X) {
+    long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (p >= n) return;
+    double x = th[2*p], y = th[2*p+1];
+    X[2*p] = x; X[2*p+1] = y;
+    for (long long k = 1; k <= steps; k++) {
+        x -= h * 4 * x * (x*x - 1); y -= h * 2 * y;
+        X[2*(k*n + p)] = x; X[2*(k*n + p) + 1] = y;
+        if (!(x*x + y*y <= R*R)) break;
+    }
 }
 /* (d) PF with H diagonal: the x-direction's log continued along the path */
 __device__ zc log1m_near(zc z, zc prev) {
@@ -268,6 +283,27 @@ def main(argv=None):
     ok = sol.status == 0
     row(f"(d) PF basins {side}², rk4", N, first, t_gpu, t_hand, None, None,
         float(np.max(np.abs(sol.y[ok, -1] - d_z.get()[ok]))))
+
+    # (e) GD recorded: both sides fill, run, transpose to [n, steps + 1, 2] on the GPU and copy back
+    ne, steps = n // 10, 1000
+    th_e = np.ascontiguousarray(th[:ne] if ne <= len(th) else rng.uniform(-2, 2, (ne, 2)))
+    t0 = time.perf_counter()
+    fc.descend(dw, th_e[:10], 0.1, steps, device="gpu")
+    first = time.perf_counter() - t0
+    t_gpu = median_time(lambda: fc.descend(dw, th_e, 0.1, steps, device="gpu"), repeats=repeats, min_time=0)
+    rec = hand.get_function("gd_record")
+    d_th = cupy.asarray(th_e)
+
+    def hand_record():
+        X = cupy.full((steps + 1, ne, 2), np.nan)
+        rec(((ne + 127) // 128,), (128,), (np.int64(ne), d_th, np.float64(0.1), np.int32(steps),
+                                           np.float64(1e12), X))
+        return cupy.ascontiguousarray(X.transpose(1, 0, 2)).get()
+    t_hand = median_time(hand_record, repeats=repeats, min_time=0)
+    t_cpu = median_time(lambda: fc.descend(dw, th_e, 0.1, steps, device="cpu"), repeats=1, min_time=0)
+    run = fc.descend(dw, th_e, 0.1, steps, device="gpu")
+    row(f"(e) GD recorded, {steps} steps", ne, first, t_gpu, t_hand, None, t_cpu,
+        float(np.nanmax(np.abs(run.iterates - hand_record()))))
 
     cols = list(rows[0])
     print(table(rows, cols))
