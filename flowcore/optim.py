@@ -154,20 +154,12 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
         raise ValueError(f"lr_cap must be > 0 or None, got {lr_cap}")
     radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
     b = beta if method in ("heavy_ball", "nesterov", "dal_momentum") else 0.0
-    nthreads = _threads(threads, -(-th.shape[0] // 64))
     kernel = _gpu_recorder(loss, method, _kernels.choose_device(device, th.shape[0]))
-    if kernel is not None and th.shape[0] > 0:
-        N = th.shape[0]
-        r, n = _kernels.pack_map_args(b, float(power), float(lr_cap or 0.0), radius, 0.0, steps, 1)
-        lrs = np.ascontiguousarray(np.broadcast_to(lr if uses_lr else 0.0, (N,)), dtype=np.float64)
-        X, rates, status, nsteps = _kernels.run_record_gpu(kernel, r, n, lrs, np.ascontiguousarray(th),
-                                                           not uses_lr)
-        if uses_lr:
-            rates = np.repeat(lrs[:, None], steps, axis=1)
-        return Run(X, status.astype(np.int8), nsteps, rates, method, device="gpu")
+    if kernel is not None and len(th):
+        return _descend_gpu(kernel, th, steps, method, lr if uses_lr else None, b, power, lr_cap, radius)
     X, rates, status, nsteps, _, interrupted = _descend(
         loss, np.ascontiguousarray(th), steps, method, lr if uses_lr else 0.0, b, float(power),
-        float(lr_cap or 0.0), radius, nthreads)
+        float(lr_cap or 0.0), radius, _threads(threads, -(-th.shape[0] // 64)))
     run = Run(X, status.astype(np.int8), nsteps, rates, method)
     if interrupted:
         raise Interrupted(run, "fc.descend")
@@ -191,6 +183,17 @@ def _gpu_recorder(loss, method, device):
             print(f"flowcore: {method} on {loss.name!r} runs on the CPU: {why}", file=sys.stderr)
         return None
     return _kernels.gpu_record(problem, method) if _kernels.gpu_usable(device) else None
+
+
+def _descend_gpu(kernel, th, steps, method, lr, beta, power, lr_cap, radius):
+    """fc.descend on the GPU (lr None: a DAL method, whose rates the kernel returns)."""
+    N = len(th)
+    r, n = _kernels.pack_map_args(beta, float(power), float(lr_cap or 0.0), radius, 0.0, steps, 1)
+    lrs = np.ascontiguousarray(np.broadcast_to(0.0 if lr is None else lr, (N,)), dtype=np.float64)
+    X, rates, status, nsteps = _kernels.run_record_gpu(kernel, r, n, lrs, np.ascontiguousarray(th), lr is None)
+    if lr is not None:
+        rates = np.repeat(lrs[:, None], steps, axis=1)
+    return Run(X, status.astype(np.int8), nsteps, rates, method, device="gpu")
 
 
 @dataclass(repr=False)
