@@ -38,8 +38,13 @@ cdef struct Params:
 
 cdef inline double _dal_rate(const Params *P, double hg, double gn) noexcept nogil:
     """DAL-p's rate 2 / (‖H g‖/‖g‖)^p (per coordinate: |(H g)_a|/‖g‖), capped at P.cap when
-    P.cap > 0; at g = 0 the cap (or 0)."""
-    cdef double h = 2.0 / pow(hg / gn, P.power) if gn > 0 else (P.cap if P.cap > 0 else 0.0)
+    P.cap > 0; at g = 0 the cap (or 0). p = 1 and 2 without pow (as maps.h)."""
+    cdef double r, h
+    if gn > 0:
+        r = hg / gn
+        h = 2.0 / (r if P.power == 1 else r * r if P.power == 2 else pow(r, P.power))
+    else:
+        h = P.cap if P.cap > 0 else 0.0
     return P.cap if P.cap > 0 and h > P.cap else h
 
 

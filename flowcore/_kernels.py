@@ -398,7 +398,8 @@ def _method_key(tab, dense):
 
 
 # ------------------------------------------------------------------------------ maps
-MAP_METHODS = {"gd": "FC_GD", "heavy_ball": "FC_HEAVY_BALL", "nesterov": "FC_NESTEROV", "dal": "FC_DAL"}
+MAP_METHODS = {"gd": "FC_GD", "heavy_ball": "FC_HEAVY_BALL", "nesterov": "FC_NESTEROV", "dal": "FC_DAL",
+               "dal_momentum": "FC_DAL_MOMENTUM", "dal_per_param": "FC_DAL_PER_PARAM"}
 
 
 def loss_problem(loss) -> Problem:
@@ -411,7 +412,7 @@ def loss_problem(loss) -> Problem:
 
 def map_source(p: Problem, method, pmax) -> str:
     """The translation unit of one map's kernels, to rest and recorded (gcc and NVRTC)."""
-    dal = method == "dal"      # DAL's rate comes from ∇E and H; the others step by lr·∇E
+    dal = method.startswith("dal")     # DAL's rates come from ∇E and H; the others step by lr·∇E
     body = _loads(p.dim) + _loss_parts(p, dal, False, g_scale=None if dal else "lr")
     body += ["(void)lr;", f"for (int k = 0; k < {p.dim}; k++) gout[k] = g[k];",
              f"if (Hout) for (int k = 0; k < {p.dim * p.dim}; k++) Hout[k] = H[k];"]
@@ -431,6 +432,13 @@ def host_rest(p: Problem, method, pmax):
                           lambda: map_source(p, method, pmax), "fc_rest_host", _REST_ARGS)
 
 
+@functools.lru_cache(maxsize=256)
+def host_record(p: Problem, method):
+    """fc_record_host, from the library of the map's rest kernel with periods ≤ 1."""
+    return _host_function(["rest-kernel", *p.key(), method, "1"], lambda: map_source(p, method, 1),
+                          "fc_record_host", _REST_ARGS)
+
+
 def pack_map_args(beta, power, cap, radius, tol, steps, confirm):
     return (np.array([beta, power, cap, radius, tol], dtype=np.float64),
             np.array([steps, confirm], dtype=np.int64))
@@ -444,6 +452,20 @@ def run_rest_host(fn, r, n, lr, th0, threads, out):
     ptr = lambda arr: arr.ctypes.data        # noqa: E731
     return _call_host(fn, ptr(r), ptr(n), ptr(lr), len(th0), ptr(th0), ptr(final), ptr(status),
                       ptr(nsteps), ptr(period), threads)
+
+
+def run_record_host(fn, r, n, lr, th0, nrate, threads):
+    """Record a map from th0 [N, D]: (X [N, steps+1, D], NaN after a stop; rates [N, steps,
+    nrate] or None when nrate = 0; status; nsteps; whether Ctrl-C arrived)."""
+    N, D = th0.shape
+    steps = int(n[0])
+    X = np.full((N, steps + 1, D), np.nan)
+    rates = np.full((N, steps, nrate), np.nan) if nrate else None
+    status, nsteps = np.zeros(N, np.intc), np.zeros(N, np.intc)
+    ptr = lambda arr: arr.ctypes.data        # noqa: E731
+    interrupted = _call_host(fn, ptr(r), ptr(n), ptr(lr), N, ptr(th0), ptr(X),
+                             None if rates is None else ptr(rates), ptr(status), ptr(nsteps), threads)
+    return X, rates, status, nsteps, interrupted
 
 
 # ----------------------------------------------------------------------------- host
@@ -626,22 +648,22 @@ def gpu_record(p: Problem, method):
     return _gpu_function(["rest", *p.key(), method, "1"], lambda: map_source(p, method, 1), "fc_record_gpu")
 
 
-def run_record_gpu(fn, r, n, lr, th0, want_rates, block=128):
-    """Record a map from th0 [N, D] on the GPU: (X [N, steps+1, D], NaN after a stop; rates
-    [N, steps] or None; status; nsteps). The kernel stores step-major (coalesced); the
-    transpose to trajectory-major runs on the GPU before the copy."""
+def run_record_gpu(fn, r, n, lr, th0, nrate, threads, block=128):
+    """As run_record_host, one thread a start on the GPU. The kernel stores step-major
+    (coalesced); the transpose to trajectory-major runs on the GPU before the copy."""
     import cupy
     N, D = th0.shape
     steps = int(n[0])
     X = cupy.full((steps + 1, N, D), np.nan)
-    rates = cupy.full((steps, N), np.nan) if want_rates else None
+    rates = cupy.full((steps, N, nrate), np.nan) if nrate else None
     status, nsteps = (cupy.zeros(N, dtype=cupy.int32) for _ in range(2))
     fn(((N + block - 1) // block,), (block,),
        (cupy.asarray(r), cupy.asarray(n), cupy.asarray(lr), np.int64(N), cupy.asarray(th0), X,
         np.uint64(0) if rates is None else rates, status, nsteps))
     X = cupy.ascontiguousarray(X.transpose(1, 0, 2)).get()
-    rates = None if rates is None else cupy.ascontiguousarray(rates.T).get()
-    return X, rates, status.get().astype(np.intc), nsteps.get().astype(np.intc)
+    if rates is not None:
+        rates = cupy.ascontiguousarray(rates.transpose(1, 0, 2)).get()
+    return X, rates, status.get().astype(np.intc), nsteps.get().astype(np.intc), False
 
 
 def run_rest_gpu(fn, r, n, lr, th0, threads, out, block=128):

@@ -102,9 +102,9 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
     full-batch loss. ``beta`` defaults to 0.9 for the momentum methods.
 
     ``device``: 'cpu', 'gpu' or None (the GPU when usable and there are at least 10⁴ starts).
-    On the GPU a map runs as one compiled kernel with the loss inlined (gd, heavy_ball,
-    nesterov, dal and sgd, for a loss with a sympy expression: Loss.from_expr, the zoo); on the
-    CPU, through the loss's batched derivatives (no compile).
+    A loss with a sympy expression (Loss.from_expr, the zoo) runs as one compiled kernel with the
+    loss inlined (compiled on first use, cached on disk), on either target; other losses run the
+    generic loop on the CPU.
 
     A trajectory stops with Status.ESCAPED when ‖θ‖ > escape_radius and
     Status.NONFINITE on a non-finite value; the others go on. Ctrl-C stops within a step and
@@ -154,46 +154,56 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
         raise ValueError(f"lr_cap must be > 0 or None, got {lr_cap}")
     radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
     b = beta if method in ("heavy_ball", "nesterov", "dal_momentum") else 0.0
-    kernel = _gpu_recorder(loss, method, _kernels.choose_device(device, th.shape[0]))
-    if kernel is not None and len(th):
-        return _descend_gpu(kernel, th, steps, method, lr if uses_lr else None, b, power, lr_cap, radius)
-    X, rates, status, nsteps, _, interrupted = _descend(
-        loss, np.ascontiguousarray(th), steps, method, lr if uses_lr else 0.0, b, float(power),
-        float(lr_cap or 0.0), radius, _threads(threads, -(-th.shape[0] // 64)))
-    run = Run(X, status.astype(np.int8), nsteps, rates, method)
+    N = th.shape[0]
+    nthreads = _threads(threads, -(-N // 64))
+    record = _recorder(loss, method, _kernels.choose_device(device, N))
+    if record is not None and N:
+        run, interrupted = _descend_compiled(record, th, steps, method, lr if uses_lr else None, b, power,
+                                             lr_cap, radius, nthreads)
+    else:
+        X, rates, status, nsteps, _, interrupted = _descend(
+            loss, np.ascontiguousarray(th), steps, method, lr if uses_lr else 0.0, b, float(power),
+            float(lr_cap or 0.0), radius, nthreads)
+        run = Run(X, status.astype(np.int8), nsteps, rates, method)
     if interrupted:
         raise Interrupted(run, "fc.descend")
     return run
 
 
-def _gpu_recorder(loss, method, device):
-    """The map's recording kernel on the GPU, or None to run on the CPU: device='gpu' raises
-    when the problem cannot go there, None falls back with one line of notice."""
-    if device == "cpu":
-        return None
+def _recorder(loss, method, device):
+    """The map's recording kernel on the chosen target (``.device`` says which), or None for the
+    generic loop (a loss without an expression): device='gpu' then raises, and None, when a GPU
+    was usable, says so in one line."""
     try:
-        if method not in _kernels.MAP_METHODS:
-            raise _kernels.NoKernel(f"method {method!r} has no compiled kernel "
-                                    f"({', '.join(_kernels.MAP_METHODS)} and sgd have)")
         problem = _kernels.loss_problem(loss)
     except _kernels.NoKernel as why:
         if device == "gpu":
             raise ValueError(f"device='gpu': {method} on {loss.name!r} cannot run on the GPU: {why}") from None
-        if _kernels.gpu_usable(None):
+        if device is None and _kernels.gpu_usable(None):
             print(f"flowcore: {method} on {loss.name!r} runs on the CPU: {why}", file=sys.stderr)
         return None
-    return _kernels.gpu_record(problem, method) if _kernels.gpu_usable(device) else None
+    gpu = _kernels.gpu_usable(device)
+    kernel = (_kernels.gpu_record if gpu else _kernels.host_record)(problem, method)
+
+    def record(*args):
+        return (_kernels.run_record_gpu if gpu else _kernels.run_record_host)(kernel, *args)
+    record.device = "gpu" if gpu else "cpu"
+    return record
 
 
-def _descend_gpu(kernel, th, steps, method, lr, beta, power, lr_cap, radius):
-    """fc.descend on the GPU (lr None: a DAL method, whose rates the kernel returns)."""
+def _descend_compiled(record, th, steps, method, lr, beta, power, lr_cap, radius, threads):
+    """fc.descend through a recording kernel (lr None: a DAL method, whose rates the kernel
+    returns); (Run, whether Ctrl-C arrived)."""
     N = len(th)
     r, n = _kernels.pack_map_args(beta, float(power), float(lr_cap or 0.0), radius, 0.0, steps, 1)
     lrs = np.ascontiguousarray(np.broadcast_to(0.0 if lr is None else lr, (N,)), dtype=np.float64)
-    X, rates, status, nsteps = _kernels.run_record_gpu(kernel, r, n, lrs, np.ascontiguousarray(th), lr is None)
+    nrate = 0 if lr is not None else th.shape[1] if method == "dal_per_param" else 1
+    X, rates, status, nsteps, interrupted = record(r, n, lrs, np.ascontiguousarray(th), nrate, threads)
     if lr is not None:
         rates = np.repeat(lrs[:, None], steps, axis=1)
-    return Run(X, status.astype(np.int8), nsteps, rates, method, device="gpu")
+    elif method != "dal_per_param":
+        rates = rates[..., 0]
+    return Run(X, status.astype(np.int8), nsteps, rates, method, device=record.device), interrupted
 
 
 @dataclass(repr=False)

@@ -33,7 +33,8 @@ def test_every_kind_of_kernel_compiles_for_cuda():
     """CI has no GPU: NVRTC compiles the very sources the CPU runs, so CUDA breakage fails here."""
     sources = [_kernels.solve_source(_kernels.problem(f, c), TABLEAUX[m], True) for f, m, c in _cases()]
     dw = _kernels.loss_problem(fc.losses.double_well())
-    maps = [_kernels.map_source(dw, method, 16) for method in ("gd", "nesterov", "dal")]  # heavy ball ⊂ Nesterov
+    # heavy ball's branch is a part of Nesterov's, DAL momentum's of DAL per parameter's and DAL's
+    maps = [_kernels.map_source(dw, method, 16) for method in ("gd", "nesterov", "dal", "dal_per_param")]
     with ThreadPoolExecutor(2) as pool:
         ptx = list(pool.map(_kernels.nvrtc_compile, sources + maps))
     assert all(".entry fc_solve_gpu" in p for p in ptx[:len(sources)])
@@ -234,21 +235,65 @@ def test_gpu_rest_matches_cpu(gpu):
         np.testing.assert_allclose(dev.final, cpu.final, atol=1e-8)
 
 
+DESCEND_METHODS = (("gd", 0.1), ("heavy_ball", 0.05), ("nesterov", 0.05), ("dal", None),
+                   ("dal_momentum", None), ("dal_per_param", None))
+
+
+def _double_well_callable():
+    """The zoo's double well (x² − 1)² + y² as a Python callable: the generic loop's input."""
+    def grad(w):
+        return np.stack([4 * w[..., 0] * (w[..., 0] ** 2 - 1), 2 * w[..., 1]], -1)
+
+    def hess(w):
+        H = np.zeros(w.shape + (2,))
+        H[..., 0, 0], H[..., 1, 1] = 12 * w[..., 0] ** 2 - 4, 2.0
+        return H
+    return fc.Loss.from_callable(lambda w: (w[..., 0] ** 2 - 1) ** 2 + w[..., 1] ** 2, grad, hess, dim=2,
+                                 vectorized=True)
+
+
+def test_descend_kernel_matches_generic_loop_and_closed_form():
+    """fc.descend's compiled recording kernel (an expression loss) against the generic loop (the
+    same loss as a Python callable, a separate implementation): statuses, step counts, iterates
+    and rates for all six methods; NaN and escaping starts end alone; GD on a quadratic is
+    (1 − hλ)^k θ0; results do not depend on the thread count."""
+    loss, slow = fc.losses.double_well(), _double_well_callable()
+    th = np.random.default_rng(2).uniform(-1.5, 1.5, (200, 2))
+    bad = np.vstack([[np.nan, 0.0], [40.0, 40.0], th])
+    for method, lr in DESCEND_METHODS:
+        kw = dict(steps=80, method=method, escape_radius=1e3, lr_cap=1.0, beta=0.5)
+        fast, ref = fc.descend(loss, bad, lr, **kw), fc.descend(slow, bad, lr, **kw)
+        np.testing.assert_array_equal(fast.status, ref.status)
+        np.testing.assert_array_equal(fast.nsteps, ref.nsteps)
+        np.testing.assert_array_equal(np.isnan(fast.iterates), np.isnan(ref.iterates))
+        np.testing.assert_allclose(fast.iterates, ref.iterates, rtol=1e-12, atol=1e-12, err_msg=method)
+        assert fast.lr.shape == ref.lr.shape, method
+        np.testing.assert_allclose(fast.lr, ref.lr, rtol=1e-12, err_msg=method)
+        assert fast.status[0] == fc.Status.NONFINITE
+        assert np.array_equal(fc.descend(loss, th, lr, **kw).iterates, fast.iterates[2:])
+        assert np.array_equal(fc.descend(loss, bad, lr, threads=1, **kw).iterates, fast.iterates, equal_nan=True)
+    quad = fc.Loss.from_expr("3*x**2/2 + y**2/4")                  # λ = 3, 1/2
+    h, k = 0.3, np.arange(41)
+    run = fc.descend(quad, [[1.0, -2.0]], h, 40)
+    exact = np.stack([(1 - 3 * h) ** k, -2 * (1 - h / 2) ** k], -1)
+    np.testing.assert_allclose(run.iterates[0], exact, rtol=1e-13, atol=1e-300)
+
+
 def test_gpu_descend_matches_cpu(gpu, capsys):
-    """fc.descend's recording kernel (GPU) against the CPU's generic loop, a separate
-    implementation: the same statuses and step counts, iterates and DAL rates equal up to
-    rounding (contracting maps here, so last-bit differences stay small), a NaN start and an
-    escaping one ending alone; fa.orbit_diagram's periods and orbits the same on both."""
+    """fc.descend's recording kernel on the GPU against the CPU's: the same statuses and step
+    counts, iterates and DAL rates equal up to rounding (contracting maps here, so last-bit
+    differences stay small), a NaN start and an escaping one ending alone; fa.orbit_diagram's
+    periods and orbits the same on both."""
     import flowcore.analysis as fa
     loss = fc.losses.double_well()
     th = np.random.default_rng(1).uniform(-1.5, 1.5, (300, 2))
     bad = np.vstack([[np.nan, 0.0], [40.0, 40.0], th])
-    for method, lr in (("gd", 0.1), ("heavy_ball", 0.05), ("nesterov", 0.05), ("dal", None)):
-        kw = dict(steps=80, method=method, escape_radius=1e3, lr_cap=1.0)
+    for method, lr in DESCEND_METHODS:
+        kw = dict(steps=80, method=method, escape_radius=1e3, lr_cap=1.0, beta=0.5)
         cpu = fc.descend(loss, bad, lr, device="cpu", **kw)
         dev = fc.descend(loss, bad, lr, device="gpu", **kw)
         assert (cpu.device, dev.device) == ("cpu", "gpu")
-        far = fc.Status.OK if method == "dal" else fc.Status.ESCAPED     # DAL's rate shrinks there
+        far = fc.Status.OK if method.startswith("dal") else fc.Status.ESCAPED     # DAL's rate shrinks there
         assert list(dev.status[:2]) == [fc.Status.NONFINITE, far], method
         np.testing.assert_array_equal(cpu.status, dev.status)
         np.testing.assert_array_equal(cpu.nsteps, dev.nsteps)
@@ -265,16 +310,13 @@ def test_gpu_descend_matches_cpu(gpu, capsys):
     assert cpu["period"] == dev["period"]
     np.testing.assert_allclose(dev["orbits"], cpu["orbits"], rtol=1e-9)
 
-    with pytest.raises(ValueError, match="cannot run on the GPU: method 'dal_per_param'"):
-        fc.descend(loss, th, steps=5, method="dal_per_param", device="gpu")
-    py = fc.Loss.from_callable(lambda w: (w[..., 0] ** 2 - 1) ** 2, lambda w: 4 * w * (w ** 2 - 1), dim=1,
-                               vectorized=True)
+    py = _double_well_callable()
     with pytest.raises(ValueError, match="cannot run on the GPU: .*no symbolic expression"):
-        fc.descend(py, [[0.5]], 0.1, steps=5, device="gpu")
-    many = np.full((_kernels.GPU_MIN_STARTS, 1), 0.5)
+        fc.descend(py, th, 0.1, steps=5, device="gpu")
+    many = np.full((_kernels.GPU_MIN_STARTS, 2), 0.5)
     assert fc.descend(py, many, 0.1, steps=3).device == "cpu"
     assert "runs on the CPU" in capsys.readouterr().err
-    assert fc.descend(quartic, many, 0.1, steps=3).device == "gpu"
+    assert fc.descend(loss, many, 0.1, steps=3).device == "gpu"
     with pytest.raises(ValueError, match="every= applies to method='sgd' only"):
         fc.descend(loss, th, 0.1, steps=4, every=2)
 

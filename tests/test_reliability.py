@@ -52,6 +52,29 @@ def test_ctrl_c_inside_descend_and_basins():
     assert time.perf_counter() - t0 < 5.0
 
 
+def test_ctrl_c_inside_a_recording_kernel(monkeypatch):
+    """fc.descend's compiled kernel reads the Ctrl-C flag: pressed as the kernel starts (set
+    here, since a recorded run long enough for a timer would need gigabytes of iterates), every
+    trajectory stops at once with INTERRUPTED and the partial run comes back."""
+    import ctypes
+    from flowcore import _kernels
+    real = _kernels.host_record
+
+    def pressed_at_start(p, method):
+        fn = real(p, method)
+
+        def call(*args):                      # args[3]: the kernels' Ctrl-C flag (see _call_host)
+            ctypes.c_int.from_address(args[3]).value = 1
+            return fn(*args)
+        return call
+    monkeypatch.setattr(_kernels, "host_record", pressed_at_start)
+    with pytest.raises(fc.Interrupted) as info:
+        fc.descend(fc.losses.double_well(), np.ones((300, 2)), 0.1, 1000, device="cpu")
+    run = info.value.partial
+    assert (run.status == fc.Status.INTERRUPTED).all() and (run.nsteps == 0).all()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_cli_exits_non_zero_on_ctrl_c(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "flowcore.cli", "basins", "--loss", "double_well",
                              "--model", "pf", "--lr", "0.2", "--grid=-2,2,301,-2,2,301", "--steps", "2000",

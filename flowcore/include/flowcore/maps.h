@@ -1,10 +1,11 @@
 /* The GD-family maps for one trajectory: run to rest (fc.descend_to_rest, the basins of maps;
  * entry points for the host, OpenMP, and CUDA, one thread each) and recorded step by step
- * (fc.descend and fa.orbit_diagram on the GPU; on the host the generic loop of _descend.pyx).
+ * (fc.descend and fa.orbit_diagram; entry points for both targets too).
  *
  * Included after the loss, generated as fc_grad(x, lr, g, H) (H may be NULL): g = lr ∇E (lr folded
- * into ∇E's products, off the iteration's latency chain), or ∇E for DAL (lr unused), with
- *   FC_METHOD  FC_GD, FC_HEAVY_BALL, FC_NESTEROV or FC_DAL       FC_PMAX  the largest period
+ * into ∇E's products, off the iteration's latency chain), or ∇E for the DAL family (lr unused), with
+ *   FC_METHOD  FC_GD, FC_HEAVY_BALL, FC_NESTEROV, FC_DAL, FC_DAL_MOMENTUM or FC_DAL_PER_PARAM
+ *   FC_PMAX    the largest period of the rest test
  *
  * A start is at rest once ‖θ_k − θ_{k−p}‖∞ ≤ tol (1 + ‖θ_k‖∞) has held with one p ≤ FC_PMAX at
  * `confirm` consecutive steps; p is then reduced to its smallest divisor that also recurs (a
@@ -21,7 +22,14 @@
 #define FC_GD 0            /* macros, not an enum: the preprocessor selects the method */
 #define FC_HEAVY_BALL 1
 #define FC_NESTEROV 2
-#define FC_DAL 3
+#define FC_DAL 3           /* the DAL family (rates from H ĝ) from here on */
+#define FC_DAL_MOMENTUM 4
+#define FC_DAL_PER_PARAM 5
+#if FC_METHOD == FC_DAL_PER_PARAM
+#define FC_NRATE FC_D      /* rates a step: one a coordinate */
+#else
+#define FC_NRATE 1
+#endif
 enum { FC_M_BETA, FC_M_POWER, FC_M_CAP, FC_M_RADIUS, FC_M_TOL, FC_NMR };
 enum { FC_M_STEPS, FC_M_CONFIRM, FC_NMI };
 #define FC_KEEP (FC_PMAX + 1)
@@ -98,31 +106,50 @@ FC_FN void fc_representative(double (*ring)[FC_D], fc_int64 n, int p, double *re
     for (int k = 0; k < FC_D; k++) rep[k] = ring[best % FC_KEEP][k];
 }
 
-/* θ ← the map's next iterate (vel: the momentum methods' velocity); returns the step's rate */
-FC_FN double fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel)
+/* DAL-p's rate 2 / (hg / gn)^p, capped at cap when cap > 0; at g = 0 the cap (or 0). p = 1 and
+   2 without pow: its ~20 ns of latency sit on the iteration's chain (as in _descend.pyx). */
+FC_FN double fc_dal_rate(const fc_map_args *a, double hg, double gn)
+{
+    const double r = hg / gn, p = a->power;
+    const double h = gn > 0 ? 2.0 / (p == 1 ? r : p == 2 ? r * r : pow(r, p)) : (a->cap > 0 ? a->cap : 0.0);
+    return a->cap > 0 && h > a->cap ? a->cap : h;
+}
+
+/* θ ← the map's next iterate (vel: the momentum methods' velocity); rate [FC_NRATE] ← the
+   step's rate(s) */
+FC_FN void fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel, double *rate)
 {
     double g[FC_D];
-#if FC_METHOD == FC_DAL        /* DAL-p: h = 2 / ‖H ĝ‖^p, capped */
-    double H[FC_D * FC_D], gn = 0, hg = 0;
+#if FC_METHOD >= FC_DAL        /* h = 2 / ‖H ĝ‖^p, or per coordinate 2 / |(H ĝ)_q|^p */
+    double H[FC_D * FC_D], Hg[FC_D], gn = 0, hg = 0;
     fc_grad(cur, 1.0, g, H);
     for (int q = 0; q < FC_D; q++) {
         double s = 0;
         for (int r = 0; r < FC_D; r++) s += H[q * FC_D + r] * g[r];
+        Hg[q] = s;
         gn += g[q] * g[q];
         hg += s * s;
     }
     gn = sqrt(gn);
-    hg = sqrt(hg);
-    double h = gn > 0 ? 2.0 / pow(hg / gn, a->power) : (a->cap > 0 ? a->cap : 0.0);
-    if (a->cap > 0 && h > a->cap) h = a->cap;
-    for (int q = 0; q < FC_D; q++) cur[q] -= h * g[q];
+#if FC_METHOD == FC_DAL_PER_PARAM
+    for (int q = 0; q < FC_D; q++) rate[q] = fc_dal_rate(a, fabs(Hg[q]), gn);
+#else
+    rate[0] = fc_dal_rate(a, sqrt(hg), gn);
+#endif
+    for (int q = 0; q < FC_D; q++) {
+        double step = -rate[FC_NRATE == 1 ? 0 : q] * g[q];
+#if FC_METHOD == FC_DAL_MOMENTUM
+        step += a->beta * vel[q];
+        vel[q] = step;
+#endif
+        cur[q] += step;
+    }
     (void)lr; (void)vel;
-    return h;
 #elif FC_METHOD == FC_GD       /* no velocity: β·v would cost a multiply a coordinate */
     fc_grad(cur, lr, g, 0);
     for (int q = 0; q < FC_D; q++) cur[q] -= g[q];
+    rate[0] = lr;
     (void)a; (void)vel;
-    return lr;
 #else
 #if FC_METHOD == FC_NESTEROV
     double y[FC_D];
@@ -135,7 +162,7 @@ FC_FN double fc_map_step(const fc_map_args *a, double lr, double *cur, double *v
         vel[q] = a->beta * vel[q] - g[q];
         cur[q] += vel[q];
     }
-    return lr;
+    rate[0] = lr;
 #endif
 }
 
@@ -157,7 +184,8 @@ FC_FN int fc_to_rest(const fc_map_args *args, double lr, const double *th0, doub
     for (k = 0; k < a->steps && status == FC_OK && period == 0; k++) {
         /* the Ctrl-C flag every 64 steps: a volatile load a step is measurable on a 10 ns map */
         if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
-        fc_map_step(a, lr, cur, vel);
+        double rate[FC_NRATE];
+        fc_map_step(a, lr, cur, vel, rate);
         double norm2 = 0;
         for (int q = 0; q < FC_D; q++) norm2 += cur[q] * cur[q];
         n = k + 1;
@@ -187,8 +215,9 @@ FC_FN int fc_to_rest(const fc_map_args *args, double lr, const double *th0, doub
 }
 
 /* One start, every iterate kept: X[k·xstep + q] = θ_k for k = 0..*nsteps (the caller fills the
-   rest with NaN) and, when rates is not NULL, rates[k·rstep] = the rate of step k. A trajectory
-   stops with its status on leaving the radius or on a non-finite value; else it runs all steps. */
+   rest with NaN) and, when rates is not NULL, rates[k·rstep + j] = step k's rate(s), j < FC_NRATE.
+   A trajectory stops with its status on leaving the radius or on a non-finite value; else it
+   runs all steps. */
 FC_FN int fc_map_record(const fc_map_args *args, double lr, const double *th0, double *X, fc_int64 xstep,
                         double *rates, fc_int64 rstep, int *nsteps)
 {
@@ -203,8 +232,11 @@ FC_FN int fc_map_record(const fc_map_args *args, double lr, const double *th0, d
         if (!isfinite(cur[q])) status = FC_NONFINITE;
     }
     for (k = 0; k < a->steps && status == FC_OK; k++) {
-        const double h = fc_map_step(a, lr, cur, vel);
-        if (rates) rates[k * rstep] = h;
+        if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
+        double rate[FC_NRATE];
+        fc_map_step(a, lr, cur, vel, rate);
+        if (rates)
+            for (int j = 0; j < FC_NRATE; j++) rates[k * rstep + j] = rate[j];
         double norm2 = 0;
         for (int q = 0; q < FC_D; q++) {
             norm2 += cur[q] * cur[q];
@@ -236,8 +268,8 @@ extern "C" __global__ void fc_rest_gpu(const double *r, const fc_int64 *n_args, 
     status[i] = fc_to_rest(&a, lr[i], th0 + i * FC_D, rep + i * FC_D, nsteps + i, period + i);
 }
 
-/* Iterates step-major, X [steps + 1, n, D] and rates [steps, n] (NULL: none kept), so that the
-   threads of a warp store to neighbouring addresses. */
+/* Iterates step-major, X [steps + 1, n, D] and rates [steps, n, FC_NRATE] (NULL: none kept), so
+   that the threads of a warp store to neighbouring addresses. */
 extern "C" __global__ void fc_record_gpu(const double *r, const fc_int64 *n_args, const double *lr,
                                          fc_int64 n, const double *th0, double *X, double *rates,
                                          int *status, int *nsteps)
@@ -245,8 +277,8 @@ extern "C" __global__ void fc_record_gpu(const double *r, const fc_int64 *n_args
     const fc_int64 i = (fc_int64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const fc_map_args a = fc_map_unpack(r, n_args, 0);
-    status[i] = fc_map_record(&a, lr[i], th0 + i * FC_D, X + i * FC_D, n * FC_D, rates ? rates + i : 0,
-                              n, nsteps + i);
+    status[i] = fc_map_record(&a, lr[i], th0 + i * FC_D, X + i * FC_D, n * FC_D,
+                              rates ? rates + i * FC_NRATE : 0, n * FC_NRATE, nsteps + i);
 }
 #else
 int fc_rest_host(const double *r, const fc_int64 *n_args, const double *lr,
@@ -258,6 +290,21 @@ int fc_rest_host(const double *r, const fc_int64 *n_args, const double *lr,
 #pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1)
     for (fc_int64 i = 0; i < n; i++)
         status[i] = fc_to_rest(&a, lr[i], th0 + i * FC_D, rep + i * FC_D, nsteps + i, period + i);
+    return 0;
+}
+
+/* Iterates trajectory-major, X [n, steps + 1, D] and rates [n, steps, FC_NRATE] (NULL: none kept) */
+int fc_record_host(const double *r, const fc_int64 *n_args, const double *lr,
+                   const volatile int *interrupt, fc_int64 n, const double *th0, double *X,
+                   double *rates, int *status, int *nsteps, int threads)
+{
+    const fc_map_args a = fc_map_unpack(r, n_args, interrupt);
+    const fc_int64 steps = a.steps;
+    (void)threads;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(threads) if (threads > 1)
+    for (fc_int64 i = 0; i < n; i++)
+        status[i] = fc_map_record(&a, lr[i], th0 + i * FC_D, X + i * (steps + 1) * FC_D, FC_D,
+                                  rates ? rates + i * steps * FC_NRATE : 0, FC_NRATE, nsteps + i);
     return 0;
 }
 #endif
