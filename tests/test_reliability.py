@@ -23,6 +23,7 @@ def _sigint_after(seconds):
 def test_ctrl_c_inside_a_solve_chunk_is_prompt_and_keeps_finished_rows():
     flow = fc.flows.pf(fc.losses.double_well(), 0.2)
     starts = np.random.default_rng(0).uniform(-2, 2, (6000, 2))
+    before = signal.getsignal(signal.SIGINT)     # SIG_IGN when pytest runs as a background job
     timer = _sigint_after(0.7)
     t0 = time.perf_counter()
     with pytest.raises(fc.Interrupted) as info:
@@ -38,7 +39,7 @@ def test_ctrl_c_inside_a_solve_chunk_is_prompt_and_keeps_finished_rows():
     again = fc.solve(flow, starts[done][:5], t_span=(0, 200.0))   # ... and are the real results
     np.testing.assert_array_equal(again.y[:, -1], sol.y[done][:5, -1])
     # Python's own SIGINT handling is back after the kernel
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_ctrl_c_inside_descend_and_basins():
@@ -68,11 +69,12 @@ def test_ctrl_c_inside_a_recording_kernel(monkeypatch):
             return fn(*args)
         return call
     monkeypatch.setattr(_kernels, "host_record", pressed_at_start)
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(fc.Interrupted) as info:
         fc.descend(fc.losses.double_well(), np.ones((300, 2)), 0.1, 1000, device="cpu")
     run = info.value.partial
     assert (run.status == fc.Status.INTERRUPTED).all() and (run.nsteps == 0).all()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_cli_exits_non_zero_on_ctrl_c(tmp_path):
