@@ -3,7 +3,7 @@
 Problems (float64 throughout):
   (a) IGR on the double well, dopri5, rtol 1e-8, atol 1e-10, t in [0, 2], 10^6 starts
   (b) Lorenz via Field.from_expr, dopri5, rtol 1e-8, atol 1e-10, t in [0, 1], 10^6 starts
-  (c) GD basins of the double well, h = 0.1, 1000², rest test as fa.basins (recurrence held 50 steps)
+  (c) GD basins of the double well, h = 0.1, 1000², fa.basins' rest test (periods ≤ 16 held 50 steps)
   (d) PF basins of the double well, h = 0.2, 1000², rk4 dt = 0.02 to T = 20, rest test 1e-8 × 8 steps
   (e) GD recorded (fc.descend: every iterate kept), double well, h = 0.1, 10^5 starts × 1000 steps,
       the iterates copied to the host (1.6 GB) — the path of fa.orbit_diagram
@@ -76,22 +76,60 @@ extern "C" __global__ void igr(long long n, const double *y0, double T, double l
     }
     out[2*p] = y[0]; out[2*p+1] = y[1];
 }
-/* (c) GD to rest: ||x_k - x_{k-1}|| <= tol(1 + ||x_k||) held `confirm` steps */
+/* (c) GD with fa.basins' whole rest test (as bench_basins.py's plain C): periods p <= 16 (p = 1
+   every step, all p every 16th step while no candidate holds), held `confirm` steps, reduced to
+   the smallest recurring divisor, a cycle refused while its last p steps keep shrinking; out:
+   the last iterate (no cycles at h = 0.1 on this loss, so flowcore's cycle representative and
+   the last iterate are the same point) */
+#define PMAX 16
+#define KEEP (PMAX + 1)
+#define SLOT(head, j) ((head) >= (j) ? (head) - (j) : (head) - (j) + KEEP)
+__device__ int recur2(const double *old, const double *cur, double tol) {
+    double d = fmax(fabs(cur[0] - old[0]), fabs(cur[1] - old[1])), s = fmax(fabs(cur[0]), fabs(cur[1]));
+    return d <= tol * (1 + s);
+}
+__device__ double last_steps(double (*ring)[2], int head, const double *cur, int p) {
+    double len = 0;
+    const double *u = cur;
+    for (int j = 1; j <= p; j++) {
+        const double *v = ring[SLOT(head, j)];
+        len += fmax(fabs(u[0] - v[0]), fabs(u[1] - v[1]));
+        u = v;
+    }
+    return len;
+}
 extern "C" __global__ void gd(long long n, const double *th, double h, int steps, int confirm,
                               double tol, double R, double *out) {
-    long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (p >= n) return;
-    double x = th[2*p], y = th[2*p+1];
-    int streak = 0;
-    for (int k = 0; k < steps; k++) {
-        double nx = x - h * 4 * x * (x*x - 1), ny = y - h * 2 * y;
-        double d = fmax(fabs(nx - x), fabs(ny - y)), s = fmax(fabs(nx), fabs(ny));
-        x = nx; y = ny;
-        if (!(sqrt(x*x + y*y) <= R)) break;
-        streak = d <= tol * (1 + s) ? streak + 1 : 0;
-        if (streak >= confirm) break;
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    double ring[KEEP][2], cur[2] = {th[2*i], th[2*i+1]}, len0 = 0;
+    int head = 0, cand = 0, streak = 0, period = 0;
+    ring[0][0] = cur[0]; ring[0][1] = cur[1];
+    for (int k = 0; k < steps && !period; k++) {
+        const double x = cur[0], y = cur[1];
+        cur[0] = x - h * 4 * x * (x*x - 1); cur[1] = y - h * 2 * y;
+        if (!(cur[0]*cur[0] + cur[1]*cur[1] <= R*R)) break;
+        head = head + 1 == KEEP ? 0 : head + 1;
+        int p = 0;
+        if (cand) p = recur2(ring[SLOT(head, cand)], cur, tol) ? cand : 0;
+        else {
+            const int top = k & (PMAX - 1) ? 1 : (k + 1 < PMAX ? k + 1 : PMAX);
+            for (int q = 1; q <= top && !p; q++)
+                if (recur2(ring[SLOT(head, q)], cur, tol)) p = q;
+        }
+        streak = p && p == cand ? streak + 1 : p > 0;
+        cand = p;
+        if (streak == 1 && p > 1) len0 = last_steps(ring, head, cur, p);
+        if (streak >= confirm) {
+            int d = 1;
+            while (d < p && !(p % d == 0 && recur2(ring[SLOT(head, d)], cur, tol))) d++;
+            const double scale = fmax(fabs(cur[0]), fabs(cur[1]));
+            if (d > 1 && last_steps(ring, head, cur, p) < len0 - 2 * p * tol * (1 + scale)) streak = cand = 0;
+            else period = d;
+        }
+        ring[head][0] = cur[0]; ring[head][1] = cur[1];
     }
-    out[2*p] = x; out[2*p+1] = y;
+    out[2*i] = cur[0]; out[2*i+1] = cur[1];
 }
 /* (e) GD with every iterate stored step-major, X [steps + 1, n, 2] (filled with NaN beforehand) */
 extern "C" __global__ void gd_record(long long n, const double *th, double h, int steps, double R,
