@@ -648,22 +648,34 @@ def gpu_record(p: Problem, method):
     return _gpu_function(["rest", *p.key(), method, "1"], lambda: map_source(p, method, 1), "fc_record_gpu")
 
 
+GPU_RECORD_BYTES = 1 << 30   # iterates one recording launch keeps (the device holds them twice)
+
+
 def run_record_gpu(fn, r, n, lr, th0, nrate, threads, block=128):
-    """As run_record_host, one thread a start on the GPU. The kernel stores step-major
-    (coalesced); the transpose to trajectory-major runs on the GPU before the copy."""
+    """As run_record_host, one thread a start on the GPU, in launches of at most
+    GPU_RECORD_BYTES of iterates: the kernel stores step-major (coalesced), and the transpose to
+    trajectory-major runs on the GPU before each copy back."""
     import cupy
     N, D = th0.shape
     steps = int(n[0])
-    X = cupy.full((steps + 1, N, D), np.nan)
-    rates = cupy.full((steps, N, nrate), np.nan) if nrate else None
-    status, nsteps = (cupy.zeros(N, dtype=cupy.int32) for _ in range(2))
-    fn(((N + block - 1) // block,), (block,),
-       (cupy.asarray(r), cupy.asarray(n), cupy.asarray(lr), np.int64(N), cupy.asarray(th0), X,
-        np.uint64(0) if rates is None else rates, status, nsteps))
-    X = cupy.ascontiguousarray(X.transpose(1, 0, 2)).get()
-    if rates is not None:
-        rates = cupy.ascontiguousarray(rates.transpose(1, 0, 2)).get()
-    return X, rates, status.get().astype(np.intc), nsteps.get().astype(np.intc), False
+    X = np.empty((N, steps + 1, D))
+    rates = np.empty((N, steps, nrate)) if nrate else None
+    status, nsteps = np.empty(N, np.intc), np.empty(N, np.intc)
+    rows = max(1, GPU_RECORD_BYTES // (8 * (steps + 1) * D))
+    r, n = cupy.asarray(r), cupy.asarray(n)
+    for i in range(0, N, rows):
+        m = min(rows, N - i)
+        x = cupy.full((steps + 1, m, D), np.nan)
+        rt = cupy.full((steps, m, nrate), np.nan) if nrate else None
+        st, ns = cupy.zeros(m, dtype=cupy.int32), cupy.zeros(m, dtype=cupy.int32)
+        fn(((m + block - 1) // block,), (block,),
+           (r, n, cupy.asarray(lr[i:i + m]), np.int64(m), cupy.asarray(th0[i:i + m]), x,
+            np.uint64(0) if rt is None else rt, st, ns))
+        X[i:i + m] = cupy.ascontiguousarray(x.transpose(1, 0, 2)).get()
+        if rt is not None:
+            rates[i:i + m] = cupy.ascontiguousarray(rt.transpose(1, 0, 2)).get()
+        status[i:i + m], nsteps[i:i + m] = st.get(), ns.get()
+    return X, rates, status, nsteps, False
 
 
 def run_rest_gpu(fn, r, n, lr, th0, threads, out, block=128):

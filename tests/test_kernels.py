@@ -279,11 +279,11 @@ def test_descend_kernel_matches_generic_loop_and_closed_form():
     np.testing.assert_allclose(run.iterates[0], exact, rtol=1e-13, atol=1e-300)
 
 
-def test_gpu_descend_matches_cpu(gpu, capsys):
+def test_gpu_descend_matches_cpu(gpu, capsys, monkeypatch):
     """fc.descend's recording kernel on the GPU against the CPU's: the same statuses and step
     counts, iterates and DAL rates equal up to rounding (contracting maps here, so last-bit
-    differences stay small), a NaN start and an escaping one ending alone; fa.orbit_diagram's
-    periods and orbits the same on both."""
+    differences stay small), a NaN start and an escaping one ending alone, the same in launches
+    of a few starts; fa.orbit_diagram's periods and orbits the same on both."""
     import flowcore.analysis as fa
     loss = fc.losses.double_well()
     th = np.random.default_rng(1).uniform(-1.5, 1.5, (300, 2))
@@ -302,6 +302,11 @@ def test_gpu_descend_matches_cpu(gpu, capsys):
         np.testing.assert_allclose(dev.lr, cpu.lr, rtol=1e-12, err_msg=method)
         alone = fc.descend(loss, th, lr, device="gpu", **kw)
         assert np.array_equal(alone.iterates, dev.iterates[2:]), method
+    with monkeypatch.context() as m:                                     # launches of 7 starts
+        m.setattr(_kernels, "GPU_RECORD_BYTES", 7 * 81 * 2 * 8)
+        chunked = fc.descend(loss, bad, None, device="gpu", **kw)         # (the last method: rates [N, steps, D])
+    for field in ("iterates", "lr", "status", "nsteps"):
+        assert np.array_equal(getattr(chunked, field), getattr(dev, field), equal_nan=True), field
 
     quartic = fc.Loss.from_expr("(x**2 - 1)**2")       # w⁺ = w − 4hw(w² − 1): doubling at h = 1/4
     lrs = np.arange(0.1025, 0.32, 0.005)                # periods 1, 2, 4; not h = 1/4 itself
