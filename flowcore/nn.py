@@ -405,7 +405,7 @@ def sgd(net, theta0, lr, steps, batch=1, replace=True, beta=0.0, seed=None, ids=
     for i in np.nonzero(stopped)[0]:                 # NaN after a run stopped (as the kernels)
         out[i, save > nsteps[i]] = np.nan
     return Run(out, status.astype(np.int8), nsteps, np.broadcast_to(rates[:, None], (N, steps)), "sgd",
-               None if a.every == 1 else save, a.seed, x)
+               None if a.every == 1 else save, a.seed, x, "cpu" if jax.default_backend() == "cpu" else "gpu")
 
 
 def mlp(X, Y, widths=(10,), activation="tanh", loss="mse", seed=0, name=None):
