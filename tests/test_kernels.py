@@ -252,7 +252,7 @@ def _double_well_callable():
                                  vectorized=True)
 
 
-def test_descend_kernel_matches_generic_loop_and_closed_form():
+def test_descend_kernel_matches_generic_loop_and_closed_form(monkeypatch):
     """fc.descend's compiled recording kernel (an expression loss) against the generic loop (the
     same loss as a Python callable, a separate implementation): statuses, step counts, iterates
     and rates for all six methods; NaN and escaping starts end alone; GD on a quadratic is
@@ -260,9 +260,16 @@ def test_descend_kernel_matches_generic_loop_and_closed_form():
     loss, slow = fc.losses.double_well(), _double_well_callable()
     th = np.random.default_rng(2).uniform(-1.5, 1.5, (200, 2))
     bad = np.vstack([[np.nan, 0.0], [40.0, 40.0], th])
+    kernel_runs = []
+    real = _kernels.run_record_host
+    monkeypatch.setattr(_kernels, "run_record_host", lambda *a: kernel_runs.append(1) or real(*a))
     for method, lr in DESCEND_METHODS:
         kw = dict(steps=80, method=method, escape_radius=1e3, lr_cap=1.0, beta=0.5)
-        fast, ref = fc.descend(loss, bad, lr, **kw), fc.descend(slow, bad, lr, **kw)
+        fast = fc.descend(loss, bad, lr, **kw)
+        assert len(kernel_runs) == 1, method                    # the kernel ran; the callable ...
+        ref = fc.descend(slow, bad, lr, **kw)
+        assert len(kernel_runs) == 1, method                    # ... took the generic loop
+        kernel_runs.clear()
         np.testing.assert_array_equal(fast.status, ref.status)
         np.testing.assert_array_equal(fast.nsteps, ref.nsteps)
         np.testing.assert_array_equal(np.isnan(fast.iterates), np.isnan(ref.iterates))
@@ -272,6 +279,7 @@ def test_descend_kernel_matches_generic_loop_and_closed_form():
         assert fast.status[0] == fc.Status.NONFINITE
         assert np.array_equal(fc.descend(loss, th, lr, **kw).iterates, fast.iterates[2:])
         assert np.array_equal(fc.descend(loss, bad, lr, threads=1, **kw).iterates, fast.iterates, equal_nan=True)
+        kernel_runs.clear()
     quad = fc.Loss.from_expr("3*x**2/2 + y**2/4")                  # λ = 3, 1/2
     h, k = 0.3, np.arange(41)
     run = fc.descend(quad, [[1.0, -2.0]], h, 40)
