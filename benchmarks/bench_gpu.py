@@ -13,7 +13,7 @@ here (one thread per trajectory: the same controller / rest test / branch rule, 
 is diagonal on this loss), diffrax + jax.vmap on the same GPU when installed (jit, compile
 excluded; (a), (b)), and flowcore on the CPU with all cores. Medians of repeats.
 
-    python benchmarks/bench_gpu.py [--quick]      (or: flowcore bench --device gpu)
+    python benchmarks/bench_gpu.py [--quick] [--starts N]      (or: flowcore bench --device gpu)
 
 Without a usable GPU (CuPy and a CUDA device) it says so and exits 0.
 """
@@ -217,6 +217,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10^5 starts, 300², one repeat")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--starts", type=int, help="starts of (a), (b) (the basins: the nearest square; "
+                    "(e): a tenth), e.g. a few hundred for a dry run of the script")
     args = ap.parse_args(argv)
     try:
         _kernels.gpu_usable("gpu")
@@ -225,8 +227,8 @@ def main(argv=None):
         return 0
     import cupy
     repeats = 1 if args.quick else args.repeats
-    n = 100_000 if args.quick else 1_000_000
-    side = 300 if args.quick else 1000
+    n = args.starts or (100_000 if args.quick else 1_000_000)
+    side = int(round(np.sqrt(args.starts))) if args.starts else 300 if args.quick else 1000
     rng = np.random.default_rng(0)
     hand = cupy.RawModule(code=HAND, options=tuple(_kernels.cuda_options()))
     dw = fc.losses.double_well()

@@ -115,5 +115,8 @@ def module():
     cp.zeros = lambda shape, dtype=np.float64: DeviceArray(np.zeros(shape, dtype=dtype))
     cp.empty = lambda shape, dtype=np.float64: DeviceArray(np.full(shape, np.nan, dtype=dtype))
     cp.RawModule = RawModule
-    cp.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    cp.cuda = types.SimpleNamespace(   # what flowcore and benchmarks/bench_gpu.py ask of the device
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1,
+                                      getDeviceProperties=lambda i: {"name": b"cuda_on_host"}),
+        Device=lambda i=0: types.SimpleNamespace(synchronize=lambda: None))
     return cp
