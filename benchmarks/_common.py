@@ -12,6 +12,68 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
+# GD on the double well (x² − 1)² + y² with fa.basins' whole rest test, written once for the plain
+# C loop (bench_basins.py) and the hand CUDA kernel (bench_gpu.py): prefix it with FN defined as
+# `static inline` or `__device__`. Periods p <= 16 (p = 1 every step, all p every 16th step while
+# no candidate holds), held `confirm` steps, reduced to the smallest recurring divisor, a cycle
+# refused while its last p steps keep shrinking.
+GD_REST = r"""
+#ifndef MAX
+#define MAX(a, b) ((a) > (b) ? (a) : (b))   /* finite arguments: a compare, not fmax's library call */
+#endif
+#define PMAX 16
+#define KEEP (PMAX + 1)
+#define SLOT(head, j) ((head) >= (j) ? (head) - (j) : (head) - (j) + KEEP)   /* (head - j) mod KEEP */
+FN int recur2(const double *old, const double *cur, double tol) {
+    double d = MAX(fabs(cur[0] - old[0]), fabs(cur[1] - old[1])), s = MAX(fabs(cur[0]), fabs(cur[1]));
+    return d <= tol * (1 + s);
+}
+/* the length of the last p steps ending at cur (ring[(head - j) mod KEEP] = theta_{k+1-j}) */
+FN double last_steps(double (*ring)[2], int head, const double *cur, int p) {
+    double len = 0;
+    const double *u = cur;
+    for (int j = 1; j <= p; j++) {
+        const double *v = ring[SLOT(head, j)];
+        len += MAX(fabs(u[0] - v[0]), fabs(u[1] - v[1]));
+        u = v;
+    }
+    return len;
+}
+/* one start: cur [2] in, the last iterate out; returns the period (1: a fixed point), 0 when it
+   did not come to rest, -1 when it escaped */
+FN int gd_rest(double *cur, double h, int steps, int confirm, double tol, double R) {
+    double ring[KEEP][2], len0 = 0;
+    int head = 0, cand = 0, streak = 0, period = 0;
+    ring[0][0] = cur[0]; ring[0][1] = cur[1];
+    for (int k = 0; k < steps && !period; k++) {
+        const double x = cur[0], y = cur[1];
+        cur[0] = x - h * 4 * x * (x*x - 1); cur[1] = y - h * 2 * y;
+        if (!(cur[0]*cur[0] + cur[1]*cur[1] <= R*R)) return -1;
+        head = head + 1 == KEEP ? 0 : head + 1;
+        int p = 0;
+        if (cand) p = recur2(ring[SLOT(head, cand)], cur, tol) ? cand : 0;
+        else {
+            const int top = k & (PMAX - 1) ? 1 : (k + 1 < PMAX ? k + 1 : PMAX);
+            for (int q = 1; q <= top && !p; q++)
+                if (recur2(ring[SLOT(head, q)], cur, tol)) p = q;
+        }
+        streak = p && p == cand ? streak + 1 : p > 0;
+        cand = p;
+        if (streak == 1 && p > 1) len0 = last_steps(ring, head, cur, p);
+        if (streak >= confirm) {
+            int d = 1;
+            while (d < p && !(p % d == 0 && recur2(ring[SLOT(head, d)], cur, tol))) d++;
+            const double scale = MAX(fabs(cur[0]), fabs(cur[1]));
+            if (d > 1 && last_steps(ring, head, cur, p) < len0 - 2 * p * tol * (1 + scale)) streak = cand = 0;
+            else period = d;
+        }
+        ring[head][0] = cur[0]; ring[head][1] = cur[1];
+    }
+    return period;
+}
+"""
+
+
 def median_time(fn, repeats=7, min_time=0.05, warmup=True):
     """Median wall time of fn() over `repeats` runs; each run loops until min_time."""
     if warmup:

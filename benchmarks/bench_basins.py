@@ -32,7 +32,7 @@ import numpy as np
 
 import flowcore as fc
 from flowcore import analysis as fa
-from _common import compile_c, median_time, paired_times, table, write_json
+from _common import GD_REST, compile_c, median_time, paired_times, table, write_json
 
 RADIUS = 1e6
 from flowcore.analysis.basins import REST_FRACTION as REST     # the flows' rest test, as fa.basins
@@ -68,60 +68,17 @@ void gd(int64_t n, const double *th, double h, int steps, int confirm, double to
         lab[p] = l;
     }
 }
-/* (a) GD with fa.basins' whole rest test: periods p <= 16 (p = 1 every step, all p every 16th
-   step while no candidate holds), held `confirm` steps, reduced to the smallest recurring divisor,
-   a cycle refused while its last p steps keep shrinking; cycles get the label CYCLE */
-#define PMAX 16
-#define KEEP (PMAX + 1)
+#define FN static inline
+""" + GD_REST + r"""
+/* (a) GD with fa.basins' whole rest test (_common.GD_REST); cycles get the label CYCLE */
 #define CYCLE (-3)
-#define SLOT(head, j) ((head) >= (j) ? (head) - (j) : (head) - (j) + KEEP)   /* (head - j) mod KEEP */
-static int recur2(const double *old, const double *cur, double tol) {
-    double d = MAX(fabs(cur[0] - old[0]), fabs(cur[1] - old[1])), s = MAX(fabs(cur[0]), fabs(cur[1]));
-    return d <= tol * (1 + s);
-}
-/* the length of the last p steps ending at cur (ring[(head - j) mod KEEP] = theta_{k+1-j}) */
-static double last_steps(double (*ring)[2], int head, const double *cur, int p) {
-    double len = 0;
-    const double *u = cur;
-    for (int j = 1; j <= p; j++) {
-        const double *v = ring[SLOT(head, j)];
-        len += MAX(fabs(u[0] - v[0]), fabs(u[1] - v[1]));
-        u = v;
-    }
-    return len;
-}
 void gd_periods(int64_t n, const double *th, double h, int steps, int confirm, double tol, double R,
                 int *lab, int threads) {
 #pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1)
     for (int64_t i = 0; i < n; i++) {
-        double ring[KEEP][2], cur[2] = {th[2*i], th[2*i+1]}, len0 = 0;
-        int head = 0, cand = 0, streak = 0, period = 0, l = UNRES;
-        ring[0][0] = cur[0]; ring[0][1] = cur[1];
-        for (int k = 0; k < steps && !period; k++) {
-            const double x = cur[0], y = cur[1];
-            cur[0] = x - h * 4 * x * (x*x - 1); cur[1] = y - h * 2 * y;
-            if (!(cur[0]*cur[0] + cur[1]*cur[1] <= R*R)) { l = ESC; break; }
-            head = head + 1 == KEEP ? 0 : head + 1;
-            int p = 0;
-            if (cand) p = recur2(ring[SLOT(head, cand)], cur, tol) ? cand : 0;
-            else {
-                const int top = k & (PMAX - 1) ? 1 : (k + 1 < PMAX ? k + 1 : PMAX);
-                for (int q = 1; q <= top && !p; q++)
-                    if (recur2(ring[SLOT(head, q)], cur, tol)) p = q;
-            }
-            streak = p && p == cand ? streak + 1 : p > 0;
-            cand = p;
-            if (streak == 1 && p > 1) len0 = last_steps(ring, head, cur, p);
-            if (streak >= confirm) {
-                int d = 1;
-                while (d < p && !(p % d == 0 && recur2(ring[SLOT(head, d)], cur, tol))) d++;
-                const double scale = MAX(fabs(cur[0]), fabs(cur[1]));
-                if (d > 1 && last_steps(ring, head, cur, p) < len0 - 2 * p * tol * (1 + scale)) streak = cand = 0;
-                else period = d;
-            }
-            ring[head][0] = cur[0]; ring[head][1] = cur[1];
-        }
-        lab[i] = period == 1 ? label_of(cur[0], cur[1]) : period > 1 ? CYCLE : l;
+        double cur[2] = {th[2*i], th[2*i+1]};
+        const int period = gd_rest(cur, h, steps, confirm, tol, R);
+        lab[i] = period == 1 ? label_of(cur[0], cur[1]) : period > 1 ? CYCLE : period < 0 ? ESC : UNRES;
     }
 }
 /* (b) IGR: f = -(I + (h/2) H) g, fixed-step RK4 */

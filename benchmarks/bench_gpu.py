@@ -24,7 +24,7 @@ import numpy as np
 
 import flowcore as fc
 from flowcore import _kernels
-from _common import median_time, table, write_json
+from _common import GD_REST, median_time, table, write_json
 
 RTOL, ATOL = 1e-8, 1e-10
 
@@ -76,59 +76,17 @@ extern "C" __global__ void igr(long long n, const double *y0, double T, double l
     }
     out[2*p] = y[0]; out[2*p+1] = y[1];
 }
-/* (c) GD with fa.basins' whole rest test (as bench_basins.py's plain C): periods p <= 16 (p = 1
-   every step, all p every 16th step while no candidate holds), held `confirm` steps, reduced to
-   the smallest recurring divisor, a cycle refused while its last p steps keep shrinking; out:
-   the last iterate (no cycles at h = 0.1 on this loss, so flowcore's cycle representative and
-   the last iterate are the same point) */
-#define PMAX 16
-#define KEEP (PMAX + 1)
-#define SLOT(head, j) ((head) >= (j) ? (head) - (j) : (head) - (j) + KEEP)
-__device__ int recur2(const double *old, const double *cur, double tol) {
-    double d = fmax(fabs(cur[0] - old[0]), fabs(cur[1] - old[1])), s = fmax(fabs(cur[0]), fabs(cur[1]));
-    return d <= tol * (1 + s);
-}
-__device__ double last_steps(double (*ring)[2], int head, const double *cur, int p) {
-    double len = 0;
-    const double *u = cur;
-    for (int j = 1; j <= p; j++) {
-        const double *v = ring[SLOT(head, j)];
-        len += fmax(fabs(u[0] - v[0]), fabs(u[1] - v[1]));
-        u = v;
-    }
-    return len;
-}
+#define FN __device__
+""" + GD_REST + r"""
+/* (c) GD with fa.basins' whole rest test (_common.GD_REST, bench_basins.py's plain C); out: the
+   last iterate (no cycles at h = 0.1 on this loss, so flowcore's cycle representative and the
+   last iterate are the same point) */
 extern "C" __global__ void gd(long long n, const double *th, double h, int steps, int confirm,
                               double tol, double R, double *out) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= n) return;
-    double ring[KEEP][2], cur[2] = {th[2*i], th[2*i+1]}, len0 = 0;
-    int head = 0, cand = 0, streak = 0, period = 0;
-    ring[0][0] = cur[0]; ring[0][1] = cur[1];
-    for (int k = 0; k < steps && !period; k++) {
-        const double x = cur[0], y = cur[1];
-        cur[0] = x - h * 4 * x * (x*x - 1); cur[1] = y - h * 2 * y;
-        if (!(cur[0]*cur[0] + cur[1]*cur[1] <= R*R)) break;
-        head = head + 1 == KEEP ? 0 : head + 1;
-        int p = 0;
-        if (cand) p = recur2(ring[SLOT(head, cand)], cur, tol) ? cand : 0;
-        else {
-            const int top = k & (PMAX - 1) ? 1 : (k + 1 < PMAX ? k + 1 : PMAX);
-            for (int q = 1; q <= top && !p; q++)
-                if (recur2(ring[SLOT(head, q)], cur, tol)) p = q;
-        }
-        streak = p && p == cand ? streak + 1 : p > 0;
-        cand = p;
-        if (streak == 1 && p > 1) len0 = last_steps(ring, head, cur, p);
-        if (streak >= confirm) {
-            int d = 1;
-            while (d < p && !(p % d == 0 && recur2(ring[SLOT(head, d)], cur, tol))) d++;
-            const double scale = fmax(fabs(cur[0]), fabs(cur[1]));
-            if (d > 1 && last_steps(ring, head, cur, p) < len0 - 2 * p * tol * (1 + scale)) streak = cand = 0;
-            else period = d;
-        }
-        ring[head][0] = cur[0]; ring[head][1] = cur[1];
-    }
+    double cur[2] = {th[2*i], th[2*i+1]};
+    gd_rest(cur, h, steps, confirm, tol, R);
     out[2*i] = cur[0]; out[2*i+1] = cur[1];
 }
 /* (e) GD with every iterate stored step-major, X [steps + 1, n, 2] (filled with NaN beforehand) */
