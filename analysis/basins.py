@@ -259,8 +259,8 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
     if model not in MAPS + FLOWS:
         raise ValueError(f"model must be one of {MAPS + FLOWS}, got {model!r}")
-    if model != "dal" and not (lr is not None and np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    if model != "dal":
+        lr = positive(lr, "lr (one rate; fa.sweep runs a grid of rates)")
     steps = count(steps, "steps", 1, INT32_MAX - 1)
     max_period = count(max_period, "max_period", 1, 1024)
     confirm = count(confirm, "confirm (iterations a recurrence must hold)", 1, INT32_MAX)

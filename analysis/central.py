@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import flowcore as fc
+from flowcore.checks import positive
 
 
 # ----------------------------------------------------------------------------- the cone problem
@@ -202,8 +203,7 @@ def checked_start(loss, lr, theta0):
     """θ₀ as a flat float array, after checking the loss, the learning rate and θ₀'s length."""
     if not isinstance(loss, fc.Loss):
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    positive(lr, "lr")
     th = np.asarray(theta0, float).reshape(-1)
     if th.shape != (loss.dim,):
         raise ValueError(f"theta0 must have {loss.dim} coordinates, got {np.shape(theta0)}")

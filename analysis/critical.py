@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from flowcore.checks import positive
 from flowcore.models import MODELS as _REGISTRY, model as _model
 
 # the models with a fixed-rate linear stability (DAL's rate depends on θ; BEA needs an order)
@@ -357,8 +358,8 @@ def stability(point, lr, models: tuple = MODELS, beta: float = 0.9) -> dict:
         if H.ndim != 2 or H.shape[0] != H.shape[1]:
             raise ValueError(f"point must be a CriticalPoint or a square Hessian, got shape {H.shape}")
         lams = list(np.linalg.eigvalsh(H))
-    if not isinstance(lr, sp.Basic) and not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not isinstance(lr, sp.Basic):
+        lr = positive(lr, "lr")
     out = {}
     for model in models:
         vals, verdicts = [], []

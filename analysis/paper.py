@@ -6,6 +6,7 @@ compared with GD at the times t = n·h at which the flow models GD's iterate n.
 import numpy as np
 
 import flowcore as fc
+from flowcore.checks import positive
 
 TRACK_FLOWS = ("ngf", "igr", "third_order", "pf")
 
@@ -45,6 +46,7 @@ def tracking_error(loss, lr, theta0, steps, flows=TRACK_FLOWS, rtol=1e-11):
     theta0 is one start [D]. Returns t, gd [steps+1, D], and per flow: global [steps+1],
     local [steps], trajectory [steps+1, D] (complex for the PF).
     """
+    lr = positive(lr, "lr")
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
     if th.shape[1] != loss.dim:
         raise ValueError(f"theta0 must have {loss.dim} coordinates, got {th.shape[1]}")

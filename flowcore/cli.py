@@ -2,6 +2,7 @@
 import argparse
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -196,8 +197,7 @@ def _ranges(text, flag, n_items, n_axes=None):
     """'a,b[,n];a,b[,n]' or, with no ';' (which a shell splits), 'a,b[,n],a,b[,n]' → a list of
     tuples (n an int)."""
     form = ",".join(["lo", "hi", "n"][:n_items])
-    how = (f"write {flag}={form},{form} (or quote it: {flag} '{form};{form}'); '=' keeps a leading "
-           "minus from being read as an option")
+    how = f"write {flag} {form},{form} (or quote it: {flag} '{form};{form}')"
     try:
         nums = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
         groups = [p.split(",") for p in text.split(";")] if ";" in text else None
@@ -621,7 +621,7 @@ def build_parser():
     _add_loss(o)
     o.add_argument("--lrs", required=True, help="learning-rate range 'lo,hi'")
     o.add_argument("--n", type=int, default=200, help="number of learning rates (default 200)")
-    o.add_argument("--theta0", required=True, help="start 'x,y,...' (write --theta0=-1 for a leading minus)")
+    o.add_argument("--theta0", required=True, help="start 'x,y,...'")
     o.add_argument("--transient", type=int, default=1000,
                    help="GD iterations discarded before the orbit is recorded (default 1000)")
     o.add_argument("--keep", type=int, default=100,
@@ -637,7 +637,7 @@ def build_parser():
                     "third_order, pf, pf_np3); see flowcore.models")
     bs.add_argument("--lr", type=float, required=True, help="learning rate h")
     bs.add_argument("--grid", required=True, help="--grid=lo,hi,nx,lo,hi,ny (or quoted 'lo,hi,nx;lo,hi,ny'; "
-                    "one axis for a 1-D loss; '=' keeps a leading minus from being read as an option)")
+                    "one axis for a 1-D loss)")
     bs.add_argument("--origin", help="for D > 2: the plane's origin 'a,b,c,...'")
     bs.add_argument("--directions", help="for D > 2: two directions 'u1,u2,...;v1,v2,...'")
     bs.add_argument("--steps", type=int, default=1000, help="iteration budget (flows: t_max = steps·lr)")
@@ -653,7 +653,7 @@ def build_parser():
     pt.add_argument("--lr", type=float, required=True, help="learning rate h of the flow")
     pt.add_argument("--flow", default="ngf", help="ngf, pgf (positive gradient flow θ' = +g), igr, third_order, "
                     "pf, pf_np3 (default ngf)")
-    pt.add_argument("--box", required=True, help="--box=lo,hi,lo,hi (or quoted 'lo,hi;lo,hi'; '=' before a leading minus)")
+    pt.add_argument("--box", required=True, help="lo,hi,lo,hi (or quoted 'lo,hi;lo,hi')")
     pt.add_argument("--starts", help="starts 'x,y;x,y'")
     pt.add_argument("--gd-lrs", help="GD learning rates 'a,b' (default: --lr)")
     pt.add_argument("--steps", type=int, default=30, help="GD steps (default 30)")
@@ -663,7 +663,7 @@ def build_parser():
     tr = sub.add_parser("track", help="tracking error of NGF/IGR/third-order/PF against GD")
     _add_loss(tr)
     tr.add_argument("--lr", type=float, required=True, help="learning rate h")
-    tr.add_argument("--theta0", required=True, help="start 'x,y,...' (write --theta0=-1,2 for a leading minus)")
+    tr.add_argument("--theta0", required=True, help="start 'x,y,...'")
     tr.add_argument("--steps", type=int, default=20, help="GD steps (default 20)")
     tr.add_argument("--flows", default="ngf,igr,third_order,pf", help="comma-separated flows (default ngf,igr,third_order,pf)")
     tr.add_argument("-o", "--output", help="write the figure to this PNG")
@@ -678,7 +678,7 @@ def build_parser():
                     "--widths 4 --objective mse --lr 1 --steps 100 --every 3")
     _add_network(cp, widths="4", objective="mse")
     cp.add_argument("--lr", type=float, required=True, help="learning rate h")
-    cp.add_argument("--theta0", help="start 'x,y,...' for --loss (write --theta0=-1,2 for a leading minus)")
+    cp.add_argument("--theta0", help="start 'x,y,...' for --loss")
     cp.add_argument("--steps", type=int, default=200, help="GD steps (default 200)")
     cp.add_argument("--horizon", type=int, default=10, help="the n-step prediction's n (default 10)")
     cp.add_argument("--window", type=int, default=2, help="GD's time average: the mean of this many iterates "
@@ -702,7 +702,7 @@ def build_parser():
     sg.add_argument("--without-replacement", action="store_true", help="reshuffle every epoch instead of "
                     "drawing each batch with replacement")
     sg.add_argument("--momentum", type=float, default=0.0, help="heavy-ball β (default 0)")
-    sg.add_argument("--theta0", required=True, help="start 'w1,w2,...' (write --theta0=-1,2 for a leading minus)")
+    sg.add_argument("--theta0", required=True, help="start 'w1,w2,...'")
     sg.add_argument("--steps", type=int, default=100, help="SGD steps (default 100)")
     sg.add_argument("--runs", type=int, default=1000, help="seeds, i.e. independent runs (default 1000)")
     sg.add_argument("--seed", type=int, default=0, help="the Philox seed (default 0)")
@@ -760,10 +760,25 @@ def build_parser():
     return p
 
 
+_NEGATIVE_VALUE = re.compile(r"-\.?\d")     # '-2,2,201', '-0.5', '-.5,1'
+
+
+def _attach_negative_values(argv):
+    """``--grid -2,2,201,...`` read as ``--grid=-2,2,201,...``: argparse takes a token with a leading
+    minus that is not a plain number for an option, and no flowcore option's value is one."""
+    out = []
+    for tok in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NEGATIVE_VALUE.match(tok):
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv=None):
     from flowcore._errors import DeviceUnavailable
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if args.command is None:
         parser.print_help()
         return 0

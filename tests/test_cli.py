@@ -89,7 +89,19 @@ def test_grids_without_semicolons_and_clear_grid_errors(capsys):
     assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-2,2,5;-2,2,5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["label_of_start"] == out["label_of_start"]
     assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-2,2,5"]) == 2
-    assert "--grid=lo,hi,n,lo,hi,n" in capsys.readouterr().err
+    assert "--grid lo,hi,n,lo,hi,n" in capsys.readouterr().err
+
+
+def test_a_leading_minus_needs_no_equals_sign(capsys):
+    # argparse alone reads '-2,2,5,...' after --grid as an unknown option
+    assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid", "-2,2,5,-2,2,5", "--json"]) == 0
+    spaced = json.loads(capsys.readouterr().out)
+    assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-2,2,5,-2,2,5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["label_of_start"] == spaced["label_of_start"]
+    assert spaced["axes"][0][0] == -2.0
+    assert main(["track", "--loss", "(x*y-1)**2/2", "--lr", "0.1", "--theta0", "-.5,0.2", "--steps", "2",
+                 "--flows", "ngf", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["theta0"] == [-0.5, 0.2]
 
 
 def test_output_folder_is_created_before_the_work(tmp_path, capsys):
