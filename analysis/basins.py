@@ -24,6 +24,7 @@ from flowcore.analysis.dynamics import basin_entropy
 from flowcore.checks import INT32_MAX, count, positive, threads as _threads
 
 MAPS = fc.models.MAPS
+MOMENTUM = ("heavy_ball", "nesterov")
 FLOWS = tuple(k for k in fc.models.FLOWS if k != "bea")      # bea needs an order: fc.flows.bea
 ESCAPED, UNRESOLVED, SINGULAR, NONFINITE = -1, -2, -3, -4
 _SPECIAL = {fc.Status.ESCAPED: ESCAPED, fc.Status.MAX_STEPS: UNRESOLVED, fc.Status.SINGULAR: SINGULAR,
@@ -131,6 +132,9 @@ class Basins:
 
 
 def _axis(spec, name):
+    if isinstance(spec, (list, tuple)) and len(spec) == 2:      # (lo, hi) with n forgotten, not 2 points
+        raise ValueError(f"grid axis {name} = {spec!r} has no number of points: give (lo, hi, n), or the "
+                         "coordinates as an array (np.array([a, b]))")
     if isinstance(spec, np.ndarray) or (isinstance(spec, (list, tuple)) and len(spec) != 3):
         ax = np.asarray(spec)
         if ax.ndim != 1 or not (np.issubdtype(ax.dtype, np.integer) or np.issubdtype(ax.dtype, np.floating)):
@@ -188,8 +192,9 @@ def grid_points(dim, grid, origin=None, directions=None):
 def _cycle_points(loss, model, lr, start, nsteps, p, beta, power, lr_cap):
     """The p points of the cycle one start ended on: rerun it (every iterate kept) and rotate the
     last p iterates to begin at the lexicographically smallest, as the kernel's representative."""
-    kw = dict(method=model, beta=beta, power=power, lr_cap=lr_cap, escape_radius=np.inf)
-    cyc = fc.descend(loss, start[None], lr if model != "dal" else None, int(nsteps), **kw).iterates[0, -p:]
+    kw = (dict(power=power, lr_cap=lr_cap) if model == "dal" else dict(lr=lr, beta=beta) if model in MOMENTUM
+          else dict(lr=lr))
+    cyc = fc.descend(loss, start[None], steps=int(nsteps), method=model, escape_radius=np.inf, **kw).iterates[0, -p:]
     k = min(range(p), key=lambda j: tuple(cyc[j]))
     return np.roll(cyc, -k, axis=0)
 

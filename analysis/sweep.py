@@ -568,6 +568,11 @@ def _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical, 
     else:
         model = _check_model(model)
     models = list(coords["model"]) if "model" in coords else [model]
+    if isinstance(loss, fc.Loss) and params:      # before the lr check: a misspelt 'lr' lands here
+        close = {p: difflib.get_close_matches(p, ("lr", "model") + START_AXES, n=1) for p in params}
+        hint = "".join(f" ({p!r}: did you mean {c[0]!r}?)" for p, c in close.items() if c)
+        raise ValueError(f"axes {list(params)} are not lr, x, y or model{hint}; a loss parameter needs loss= a "
+                         "function of it, e.g. loss=lambda b: fc.losses.rosenbrock(b=b)")
     if "lr" in coords:
         if lr is not None:
             raise ValueError("give the learning rate either as lr= or as an axis 'lr', not both")
@@ -580,9 +585,6 @@ def _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical, 
 
     # the losses, one per point of the parameter grid
     if isinstance(loss, fc.Loss):
-        if params:
-            raise ValueError(f"axes {list(params)} are not lr, x, y or model; a loss parameter needs loss= a "
-                             "function of it, e.g. loss=lambda b: fc.losses.rosenbrock(b=b)")
         losses = [loss]
     elif callable(loss):
         grid = list(itertools.product(*[coords[p] for p in params]))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,29 @@ def _rates(lr, n, method):
     return a
 
 
+_DEFAULTS = {"lr": None, "beta": None, "power": 1.0, "lr_cap": None, "batch": 1, "replace": True, "seed": None,
+             "ids": None, "every": 1}
+_USED_BY = {"beta": ("heavy_ball", "nesterov", "dal_momentum", "sgd"), "lr": ("gd", "heavy_ball", "nesterov", "sgd"),
+            **dict.fromkeys(("power", "lr_cap"), ("dal", "dal_momentum", "dal_per_param")),
+            **dict.fromkeys(("batch", "replace", "seed", "ids", "every"), ("sgd",))}
+
+
+def _check_unused(method, **given):
+    """An argument the method does not read, given anyway: an error for SGD's (batch=4 without
+    method='sgd' is a full-batch run the caller did not ask for), a warning for a method's own
+    parameters (beta=0.9 without method='heavy_ball' runs plain GD; a loop over methods with one
+    set of keywords stays possible, as with scipy.optimize.minimize's ``jac``)."""
+    for name, value in given.items():
+        default = _DEFAULTS[name]
+        if method in _USED_BY[name] or value is default or (default is not None and value == default):
+            continue
+        msg = (f"{name}= is not used by method={method!r} (only by "
+               f"{', '.join(repr(m) for m in _USED_BY[name])})")
+        if _USED_BY[name] == ("sgd",):
+            raise ValueError(msg + ("; slice run.iterates[:, ::k] instead" if name == "every" else ""))
+        warnings.warn(msg + "; it is ignored", UserWarning, stacklevel=3)
+
+
 def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, steps: int = 100, method: str = "gd",
             beta: float | None = None, power: float = 1.0, lr_cap: float | None = None, escape_radius: float = 1e12,
             threads: int | None = None, *, batch: int = 1, replace: bool = True, seed: int | None = None,
@@ -99,7 +123,10 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
       (and the last; ``run.saved`` lists their steps).
 
     A :class:`flowcore.DataLoss` or network given to the other methods runs them on its
-    full-batch loss. ``beta`` defaults to 0.9 for the momentum methods.
+    full-batch loss. ``beta`` defaults to 0.9 for the momentum methods. A method's parameter
+    given to a method that does not read it (``beta`` to 'gd', ``lr`` to 'dal') is ignored with a
+    warning; SGD's (``batch``, ``replace``, ``seed``, ``ids``, ``every``) without
+    ``method='sgd'`` are refused.
 
     ``device``: 'cpu', 'gpu' or None (the GPU when usable and there are at least 10⁴ starts).
     A loss with a sympy expression (Loss.from_expr, the zoo) runs as one compiled kernel with the
@@ -112,6 +139,10 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
     """
     from flowcore.data import DataLoss
     from flowcore.nn import Network
+    if method not in (*METHODS, "sgd"):
+        raise ValueError(f"method must be one of {sorted([*METHODS, 'sgd'])}, got {method!r}")
+    _check_unused(method, lr=lr, beta=beta, power=power, lr_cap=lr_cap, batch=batch, replace=replace,
+                   seed=seed, ids=ids, every=every)
     if method == "sgd" and isinstance(loss, Network):
         from flowcore.nn import sgd
         return sgd(loss, theta0, lr, steps, batch, replace, 0.0 if beta is None else beta, seed, ids, every,
@@ -127,11 +158,6 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
         loss = loss.loss
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted([*METHODS, 'sgd'])}, got {method!r}")
-    if every != 1:
-        raise ValueError(f"every= applies to method='sgd' only (got method={method!r}); "
-                         "slice run.iterates[:, ::k] instead")
     th = np.asarray(theta0)
     if np.iscomplexobj(th):
         raise TypeError("descend runs real iterates; theta0 must be real")

@@ -239,6 +239,12 @@ DESCEND_METHODS = (("gd", 0.1), ("heavy_ball", 0.05), ("nesterov", 0.05), ("dal"
                    ("dal_momentum", None), ("dal_per_param", None))
 
 
+def _method_params(method):
+    """DAL's rate cap, momentum's β: what each method reads (another method warns of it)."""
+    return {**({"lr_cap": 1.0} if method.startswith("dal") else {}),
+            **({"beta": 0.5} if method in ("heavy_ball", "nesterov", "dal_momentum") else {})}
+
+
 def _double_well_callable():
     """The zoo's double well (x² − 1)² + y² as a Python callable: the generic loop's input."""
     def grad(w):
@@ -264,7 +270,7 @@ def test_descend_kernel_matches_generic_loop_and_closed_form(monkeypatch):
     real = _kernels.run_record_host
     monkeypatch.setattr(_kernels, "run_record_host", lambda *a: kernel_runs.append(1) or real(*a))
     for method, lr in DESCEND_METHODS:
-        kw = dict(steps=80, method=method, escape_radius=1e3, lr_cap=1.0, beta=0.5)
+        kw = dict(steps=80, method=method, escape_radius=1e3, **_method_params(method))
         fast = fc.descend(loss, bad, lr, **kw)
         assert len(kernel_runs) == 1, method                    # the kernel ran; the callable ...
         ref = fc.descend(slow, bad, lr, **kw)
@@ -297,7 +303,7 @@ def test_gpu_descend_matches_cpu(gpu, capsys, monkeypatch):
     th = np.random.default_rng(1).uniform(-1.5, 1.5, (300, 2))
     bad = np.vstack([[np.nan, 0.0], [40.0, 40.0], th])
     for method, lr in DESCEND_METHODS:
-        kw = dict(steps=80, method=method, escape_radius=1e3, lr_cap=1.0, beta=0.5)
+        kw = dict(steps=80, method=method, escape_radius=1e3, **_method_params(method))
         cpu = fc.descend(loss, bad, lr, device="cpu", **kw)
         dev = fc.descend(loss, bad, lr, device="gpu", **kw)
         assert (cpu.device, dev.device) == ("cpu", "gpu")
@@ -330,7 +336,7 @@ def test_gpu_descend_matches_cpu(gpu, capsys, monkeypatch):
     assert fc.descend(py, many, 0.1, steps=3).device == "cpu"
     assert "runs on the CPU" in capsys.readouterr().err
     assert fc.descend(loss, many, 0.1, steps=3).device == "gpu"
-    with pytest.raises(ValueError, match="every= applies to method='sgd' only"):
+    with pytest.raises(ValueError, match=r"every= is not used by method='gd' \(only by 'sgd'\); slice"):
         fc.descend(loss, th, 0.1, steps=4, every=2)
 
 

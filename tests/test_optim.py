@@ -1,4 +1,6 @@
 """Discrete optimizers against closed forms and plain numpy loops; diagnostics against numpy."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -51,7 +53,9 @@ def test_optimizers_match_numpy_loops(method):
     loss = fc.losses.rosenbrock(b=5)
     th0 = np.array([[-0.7, 0.4], [1.3, 0.2]])
     kw = dict(lr=0.01) if method in ("heavy_ball", "nesterov") else dict(power=1.5, lr_cap=0.05)
-    run = fc.descend(loss, th0, steps=30, method=method, beta=0.8, **kw)
+    if method in ("heavy_ball", "nesterov", "dal_momentum"):
+        kw["beta"] = 0.8
+    run = fc.descend(loss, th0, steps=30, method=method, **kw)
     for i in range(2):
         ref, rates = numpy_loop(lambda t: loss.grad(t), lambda t: loss.hess(t), th0[i],
                                 kw.get("lr"), 30, method, beta=0.8, p=1.5, cap=0.05)
@@ -106,6 +110,30 @@ def test_descend_argument_errors():
         fc.descend(loss, [0, 0], 0.1, -1)
     with pytest.raises(ValueError, match="threads"):
         fc.descend(loss, [0, 0], 0.1, 5, threads=0)
+
+
+@pytest.mark.parametrize("method, given", [("gd", dict(lr=0.1, beta=0.9)), ("nesterov", dict(lr=0.1, power=2.0)),
+                                           ("dal", dict(lr=0.1)), ("dal_per_param", dict(beta=0.5)),
+                                           ("gd", dict(lr=0.1, lr_cap=1.0))])
+def test_a_parameter_the_method_does_not_read_warns(method, given):
+    # beta=0.9 without method='heavy_ball' runs plain GD: say so (a warning, as scipy.optimize.minimize
+    # does for jac with Nelder-Mead, so that one loop over methods with one set of keywords still runs)
+    name = next(k for k in given if k != "lr" or method.startswith("dal"))
+    loss = fc.losses.double_well()
+    with pytest.warns(UserWarning, match=f"{name}= is not used by method='{method}'.*ignored"):
+        run = fc.descend(loss, [[0.5, 1.0]], steps=3, method=method, **given)
+    plain = fc.descend(loss, [[0.5, 1.0]], steps=3, method=method, **{k: v for k, v in given.items() if k != name})
+    np.testing.assert_array_equal(run.iterates, plain.iterates)
+
+
+@pytest.mark.parametrize("given", [dict(batch=4), dict(seed=3), dict(ids=[0]), dict(replace=False)])
+def test_sgd_arguments_without_sgd_are_refused(given):
+    loss = fc.losses.double_well()
+    with pytest.raises(ValueError, match=f"{next(iter(given))}= is not used by method='gd' \\(only by 'sgd'\\)"):
+        fc.descend(loss, [[0.5, 1.0]], 0.1, 3, **given)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # the defaults written out are not "given"
+        fc.descend(loss, [[0.5, 1.0]], 0.1, 3, power=1.0, batch=1, replace=True, every=1)
 
 
 def test_diagnostics_against_numpy():
