@@ -501,6 +501,10 @@ cdef class SpectralFlow(Field):
     def __repr__(self):
         return f"<flowcore.SpectralFlow {self.name!r} lr={self.lr:g} dim={self.dim}>"
 
+    def _repr_latex_(self):
+        from flowcore.expressions import latex_spectral_flow
+        return latex_spectral_flow(self.kind, self.coefficients, self.lr, self.np_coef, self.loss, self.nstate > 0)
+
     @property
     def coefficients(self):
         """Polynomial coefficients of α (poly flows), low order first."""
@@ -634,6 +638,10 @@ def _spectral(Loss loss, double lr, str kind, coef=(), double np_coef=0.0, alpha
 
 cdef class ExprField(Field):
     """A vector field compiled from sympy expressions (Field.from_expr)."""
+
+    def _repr_latex_(self):
+        from flowcore.expressions import latex_field
+        return latex_field(self.exprs, self.vars)
 
     cdef int eval_d(self, int64_t n, const double *x, double *out, int *status) noexcept nogil:
         cdef int rc = self.fd(NULL, n, x, out)

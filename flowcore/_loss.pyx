@@ -85,6 +85,10 @@ cdef class Loss:
     def __repr__(self):
         return f"<flowcore.Loss {self.name!r} dim={self.c.dim} ({self.kind})>"
 
+    def _repr_latex_(self):
+        from flowcore.expressions import latex_loss
+        return latex_loss(self.expr, self.vars)
+
     def __reduce__(self):
         """Pickling (to send a loss to Dask workers): rebuilt from what defines it, never from
         pointers: the zoo from its kind and parameters, a compiled loss from its expression (the

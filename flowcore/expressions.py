@@ -179,3 +179,35 @@ def resolve_vars(exprs, vars, what="expression"):
     syms = tuple(sp.Symbol(n) for n in names)
     exprs = [e.xreplace({by_name[n]: s for n, s in zip(names, syms) if n in by_name}) for e in exprs]
     return syms, exprs
+
+
+# ----------------------------------------------------------------------------- LaTeX for notebooks
+def latex_loss(expr, vars):
+    """``$E(x, y) = …$`` (None when the loss has no expression: the notebook shows the repr)."""
+    if expr is None:
+        return None
+    return rf"$E({', '.join(sp.latex(v) for v in vars)}) = {sp.latex(expr)}$"
+
+
+def latex_field(exprs, vars):
+    """``$\\frac{d}{dt}(x, y)ᵀ = (f_x, f_y)ᵀ$`` of a field written as expressions."""
+    return rf"$\frac{{d}}{{dt}}{sp.latex(sp.Matrix(vars))} = {sp.latex(sp.Matrix(list(exprs)))}$"
+
+
+def latex_spectral_flow(kind, coef, lr, np_coef, loss, tracked):
+    """θ' = α(hH)∇E (+ c h² ∇³E[∇E, ∇E]), α, h and E, one line each (DESIGN §1)."""
+    z = sp.Symbol("z")
+    if kind == "pf":
+        alpha = r"\frac{\log(1 - z)}{z}\quad\text{(%s)}" % (
+            "the log's branch continued along the path" if tracked else "the principal branch")
+    elif kind == "poly":
+        alpha = sp.latex(sum(sp.nsimplify(c) * z**p for p, c in enumerate(coef)), order="rev-lex")
+    else:
+        alpha = r"\text{a Python function of } z = h\lambda"
+    rhs = r"\alpha(hH)\,\nabla E"
+    if np_coef:
+        rhs += rf" {'+' if np_coef > 0 else '-'} {sp.latex(sp.nsimplify(abs(np_coef) / lr**2))}\,h^2\,\nabla^3E[\nabla E, \nabla E]"
+    lines = [rf"\dot\theta &= {rhs}", rf"\alpha(z) &= {alpha},\quad h = {lr:g}"]
+    if loss.expr is not None:
+        lines.append(latex_loss(loss.expr, loss.vars).strip("$").replace(" = ", " &= ", 1))
+    return r"$$\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}$$"

@@ -287,3 +287,24 @@ def test_pf_2x2_complex_symmetric_against_mpmath(gap):
         ref = mp.logm(mp.eye(2) - M) * mp.inverse(M) * mp.matrix(g.tolist())
         ref = np.array([complex(ref[0]), complex(ref[1])])
         assert np.linalg.norm(got - ref) <= 1e-10 * np.linalg.norm(ref), (lam, gap)
+
+
+def test_latex_in_notebooks_states_the_paper_formulas():
+    """Loss, flows and fields show their mathematics in a notebook: α of IGR and of the third-order
+    flow as in the paper (−1 − z/2, −1 − z/2 − z²/3, with −h²/12 ∇³E[g, g]), the PF's log."""
+    loss = fc.losses.double_well()
+    assert loss._repr_latex_() == r"$E(x, y) = y^{2} + \left(x^{2} - 1\right)^{2}$"
+    assert fc.Loss.from_callable(lambda t: t @ t, lambda t: 2 * t, dim=2)._repr_latex_() is None
+    igr = fc.flows.igr(loss, 0.1)._repr_latex_()
+    assert r"\alpha(z) &= -1 - \frac{z}{2},\quad h = 0.1" in igr and "nabla^3" not in igr
+    third = fc.flows.third_order(loss, 0.25)._repr_latex_()
+    assert r"\alpha(z) &= -1 - \frac{z}{2} - \frac{z^{2}}{3},\quad h = 0.25" in third
+    assert r"\alpha(hH)\,\nabla E - \frac{1}{12}\,h^2\,\nabla^3E[\nabla E, \nabla E]" in third
+    pf = fc.flows.pf(loss, 0.2)._repr_latex_()
+    assert r"\frac{\log(1 - z)}{z}" in pf and "continued" in pf and "E(x, y) &= y^{2}" in pf
+    assert "principal branch" in fc.flows.pf(loss, 0.2, branch="principal")._repr_latex_()
+    for text in (igr, third, pf):
+        assert text.startswith("$$") and text.count("{") == text.count("}")
+    rot = fc.Field.from_expr(["y", "-x"], vars=("x", "y"))
+    assert rot._repr_latex_() == (r"$\frac{d}{dt}\left[\begin{matrix}x\\y\end{matrix}\right] = "
+                                  r"\left[\begin{matrix}y\\- x\end{matrix}\right]$")
