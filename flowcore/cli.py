@@ -522,15 +522,17 @@ def _network(args, name, flag="--network"):
     except ValueError:
         raise ValueError(f"--widths {args.widths!r}: write hidden widths as integers 'a,b,...'") from None
     X, Y = data[name]()
-    return fc_nn().mlp(X, Y, widths=widths, activation=args.activation, loss=args.objective, seed=args.seed)
+    objective = args.objective or ("mse" if name == "regression" else "cross_entropy")
+    return fc_nn().mlp(X, Y, widths=widths, activation=args.activation, loss=objective, seed=args.seed)
 
 
-def _add_network(parser, widths="10,10", objective="cross_entropy"):
+def _add_network(parser, widths="10,10", objective=None):
     """The options that build an fc.nn.mlp (shared by eos and compare)."""
     parser.add_argument("--samples", type=int, help="digits/regression: how many samples")
     parser.add_argument("--widths", default=widths, help=f"hidden widths 'a,b,...' (default {widths}; '' for none)")
     parser.add_argument("--activation", default="tanh", help="tanh (default), sin, softplus, gelu_tanh, linear")
-    parser.add_argument("--objective", default=objective, help=f"cross_entropy or mse (default {objective})")
+    parser.add_argument("--objective", default=objective, help="cross_entropy or mse (default " + (
+        objective or "mse for regression, cross_entropy for the classes of iris and digits") + ")")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
 
 

@@ -414,23 +414,24 @@ def mlp(X, Y, widths=(10,), activation="tanh", loss="mse", seed=0, name=None):
 
     - ``loss="mse"``: E = (1/2n) Σ_i ‖f(x_i) − y_i‖²;
     - ``loss="cross_entropy"``: E = (1/n) Σ_i [log Σ_c exp f_c(x_i) − Σ_c y_ic f_c(x_i)] with
-      one-hot (or probability) rows y_i; the log-sum-exp is not max-shifted, so that it is
-      holomorphic (logits beyond ~700 overflow; GD has escaped long before).
+      one-hot (or probability) rows y_i, or Y [n] of integer class labels 0 … k−1 (made
+      one-hot); the log-sum-exp is not max-shifted, so that it is holomorphic (logits beyond
+      ~700 overflow; GD has escaped long before).
 
-    ``activation``: tanh, sin, softplus, gelu_tanh, linear (holomorphic: every model, the PF
-    included) or relu (real models only). Initialisation: W ~ N(0, 1/fan_in), b = 0, from
-    ``np.random.default_rng(seed)``."""
+    ``widths``: the hidden layers' sizes (an int for one layer). ``activation``: tanh, sin,
+    softplus, gelu_tanh, linear (holomorphic: every model, the PF included) or relu (real models
+    only). Initialisation: W ~ N(0, 1/fan_in), b = 0, from ``np.random.default_rng(seed)``."""
     jax = _jax()
     X, Y = np.asarray(X, float), np.asarray(Y, float)
     if X.ndim != 2 or Y.ndim not in (1, 2) or len(X) != len(Y) or len(X) == 0:
         raise ValueError(f"X must be [n, d_in] and Y [n, d_out] (or [n]) with the same n >= 1, got {X.shape} and "
                          f"{Y.shape}")
-    Y = Y.reshape(len(Y), -1)
     if loss not in ("mse", "cross_entropy"):
         raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
-    widths = tuple(int(w) for w in widths)
-    if any(w < 1 for w in widths):
-        raise ValueError(f"widths must be positive integers, got {widths}")
+    Y = _class_targets(Y) if loss == "cross_entropy" else Y.reshape(len(Y), -1)
+    widths = (widths,) if isinstance(widths, (int, np.integer)) else tuple(widths)
+    if not all(isinstance(w, (int, np.integer)) and w >= 1 for w in widths):
+        raise ValueError(f"widths must be positive integers (the hidden layers' sizes), got {widths}")
     _activation(activation)
     sizes = (X.shape[1],) + widths + (Y.shape[1],)
     shapes = list(zip(sizes[:-1], sizes[1:]))
@@ -440,6 +441,25 @@ def mlp(X, Y, widths=(10,), activation="tanh", loss="mse", seed=0, name=None):
     arch = "-".join(str(s) for s in sizes)
     lo = loss_from_jax(objective, len(theta0), name=name or f"mlp[{arch}, {activation}, {loss}]")
     return Network(lo, theta0, shapes, activation, loss, len(X), jax.jit(objective.forward), objective)
+
+
+def _class_targets(Y):
+    """Cross-entropy targets: integer labels [n] → one-hot [n, k]; rows [n, k] must be
+    probabilities (a softmax of one output is 1, whatever the data: k ≥ 2)."""
+    if Y.ndim == 1:
+        if np.any(Y != np.round(Y)) or Y.min() < 0:
+            raise ValueError("for loss='cross_entropy', Y [n] must be integer class labels 0, 1, …, k−1; "
+                             "for regression targets use loss='mse'")
+        k = int(Y.max()) + 1
+        if k < 2:
+            raise ValueError("for loss='cross_entropy', Y must have at least two classes")
+        return _one_hot(Y, k)
+    if Y.shape[1] < 2 or np.any(Y < 0) or not np.allclose(Y.sum(axis=1), 1.0, rtol=0, atol=1e-9):
+        raise ValueError(f"for loss='cross_entropy', Y [n, k] must hold one-hot or probability rows (k ≥ 2, "
+                         f"entries ≥ 0, each row summing to 1), got shape {Y.shape}"
+                         + ("" if Y.shape[1] < 2 else f" with row sums in [{Y.sum(1).min():.3g}, {Y.sum(1).max():.3g}]")
+                         + "; class labels go as Y [n] of integers; for regression use loss='mse'")
+    return Y
 
 
 # ----------------------------------------------------------------------------- data

@@ -119,6 +119,23 @@ def test_mlp_bad_arguments(kw, msg):
         fc.nn.mlp(**{**args, **kw})
 
 
+def test_cross_entropy_targets_are_classes():
+    """Labels [n] are one-hot encoded; rows that are not probabilities, or one output (a softmax
+    of one logit is 1: a constant loss), are refused instead of trained on."""
+    X, Y = fc.nn.iris()
+    labels = Y.argmax(1)
+    by_label = fc.nn.mlp(X, labels, widths=4, loss="cross_entropy", seed=1)
+    one_hot = fc.nn.mlp(X, Y, widths=(4,), loss="cross_entropy", seed=1)
+    th = one_hot.theta0[None]
+    assert by_label.loss.value(th) == one_hot.loss.value(th)
+    f = one_hot.predict(one_hot.theta0, X)           # by hand: the mean of logsumexp(f) − f[label]
+    ref = np.mean(np.log(np.exp(f).sum(1)) - f[np.arange(150), labels])
+    assert one_hot.loss.value(th)[0] == pytest.approx(ref, rel=1e-12)
+    for bad in (labels + 0.5, Y + 0.5, Y[:, :1], np.zeros(150)):
+        with pytest.raises(ValueError, match="cross_entropy"):
+            fc.nn.mlp(X, bad, widths=4, loss="cross_entropy")
+
+
 def test_network_edge_of_stability_against_independent_computations():
     """Sharpness (Lanczos) against the full eigendecomposition, the counts of loss rises recounted,
     and the NGF's one-step prediction against scipy's solve_ivp on −∇E."""
