@@ -44,7 +44,10 @@ def tracking_error(loss, lr, theta0, steps, flows=TRACK_FLOWS, rtol=1e-11):
     ‖θ_{n+1} − φ_h(θ_n)‖ of each flow restarted at every GD iterate (local error). Fig 7.
 
     theta0 is one start [D]. Returns t, gd [steps+1, D], and per flow: global [steps+1],
-    local [steps], trajectory [steps+1, D] (complex for the PF).
+    local [steps], trajectory [steps+1, D] (complex for the PF), and where the flow from θ_0
+    stopped: ``status`` (a :class:`flowcore.Status` name; 'OK' when it reached t = steps·h) and
+    ``reached``, the last n it reached (NaN after it: e.g. the PF at a minimum with hλ = 1, where
+    α = log(1 − hλ)/(hλ) is infinite, stops for MAX_STEPS or SINGULAR).
     """
     lr = positive(lr, "lr")
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
@@ -59,9 +62,12 @@ def tracking_error(loss, lr, theta0, steps, flows=TRACK_FLOWS, rtol=1e-11):
         field = fc.models.model(name).build(loss, lr)
         glob = fc.solve(field, th, t_eval=t, method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
         loc = fc.solve(field, gd[:-1], t_span=(0.0, lr), method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
+        finite = np.all(np.isfinite(glob.y[0]), axis=-1)
         out["flows"][name] = {"trajectory": glob.y[0],
                               "global": np.linalg.norm(glob.y[0] - gd, axis=-1),
-                              "local": np.linalg.norm(loc.y[:, -1] - gd[1:], axis=-1)}
+                              "local": np.linalg.norm(loc.y[:, -1] - gd[1:], axis=-1),
+                              "status": fc.Status(glob.status[0]).name,
+                              "reached": int(steps if finite.all() else np.argmin(finite) - 1)}
     return out
 
 

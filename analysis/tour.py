@@ -544,8 +544,11 @@ def track_figure(loss, lr, theta0, steps, flows=paper.TRACK_FLOWS):
     # errors at rounding level (exactly 0 included) are drawn on a floor, so that no line breaks
     floor = 1e-16 * max(1.0, float(np.max(np.abs(r["gd"]))))
     for j, (k, v) in enumerate(r["flows"].items()):
-        ax.semilogy(n[1:], np.maximum(v["global"][1:], floor), "-", color=f"C{j}", label=k)
-        ax2.semilogy(n[:-1], np.maximum(v["local"], floor), "-", color=f"C{j}", label=k)
+        stop = "" if v["status"] == "OK" else f" (stopped after n = {v['reached']}: {v['status']})"
+        ax.semilogy(n[1:], np.maximum(v["global"][1:], floor), "-", color=f"C{j}", label=k + stop)
+        lost = np.flatnonzero(~np.isfinite(v["local"]))
+        ax2.semilogy(n[:-1], np.maximum(v["local"], floor), "-", color=f"C{j}",
+                     label=k + (f" (stopped from {len(lost)} iterates, first n = {lost[0]})" if len(lost) else ""))
     flows_ = r["flows"].values()
     for a, key in ((ax, "global"), (ax2, "local")):
         if not any(np.any(v[key][1 if key == "global" else 0:] <= floor) for v in flows_):
@@ -564,7 +567,8 @@ def track_figure(loss, lr, theta0, steps, flows=paper.TRACK_FLOWS):
     fig.tight_layout()
     data = {"loss": loss.name, "lr": lr, "theta0": list(theta0), "steps": steps, "t": r["t"], "gd": r["gd"],
             **{k: {"first_step_error": float(v["local"][0]), "global": v["global"], "local": v["local"],
-                   "trajectory": v["trajectory"]} for k, v in r["flows"].items()}}
+                   "trajectory": v["trajectory"], "status": v["status"], "reached": v["reached"]}
+               for k, v in r["flows"].items()}}
     order = sorted(r["flows"], key=lambda k: -r["flows"][k]["local"][0])
     first = ", ".join(f"{k} {r['flows'][k]['local'][0]:.1e}" for k in order)
     return fig, data, f"On {loss.name} at lr {lr:g}, from θ₀ = {list(theta0)}, the first step's error is: {first}."

@@ -387,9 +387,10 @@ def cmd_track(args):
     else:
         print(sentence)
         for k in flows:
-            g = data[k]["global"]
-            print(f"  {k:12s} first step {data[k]['first_step_error']:.3e}   at n = {args.steps}: {g[-1]:.3e}"
-                  f"   max over n: {np.nanmax(g):.3e}")
+            g, n = data[k]["global"], data[k]["reached"]
+            stop = "" if data[k]["status"] == "OK" else f"   (the flow stopped after n = {n}: {data[k]['status']})"
+            print(f"  {k:12s} first step {data[k]['first_step_error']:.3e}   at n = {n}: {g[n]:.3e}"
+                  f"   max over n: {np.nanmax(g):.3e}{stop}")
 
 
 def cmd_compare(args):

@@ -50,3 +50,24 @@ def test_stability_run_one_step_flows_closed_form(quadratic):
         np.testing.assert_allclose(r["predicted_delta_loss"][name], E(end) - E(it[:-1]), rtol=1e-8, atol=1e-12)
     assert np.all(r["predicted_delta_loss"]["pgf"] > 0) and np.all(r["predicted_delta_loss"]["ngf"] < 0)
     assert "pf" not in r["one_step_error"]
+
+
+def test_tracking_error_on_a_quadratic_and_where_a_flow_stops(quadratic):
+    """On ½θᵀAθ the flows are linear: the PF passes through GD's iterates (global error at
+    rounding), the NGF's is ‖(I − hA)ⁿθ₀ − e^{−nhA}θ₀‖. On x⁴/4 − x²/2 at h = 0.5 the minimum
+    x = 1 has hE'' = 1: α_PF = log(1 − hλ)/(hλ) is infinite there, so the PF from θ₀ stops on
+    the way (said, not drawn as a number) while the polynomial flows reach the end."""
+    th0, h, n = np.array([1.0, -0.5, 0.3]), 0.2, 6
+    r = paper.tracking_error(quadratic, h, th0, n, flows=("ngf", "pf"))
+    gd = np.array([np.linalg.matrix_power(np.eye(3) - h * A, k) @ th0 for k in range(n + 1)])
+    ngf = np.array([expm(-k * h * A) @ th0 for k in range(n + 1)])
+    np.testing.assert_allclose(r["gd"], gd, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(r["flows"]["ngf"]["global"], np.linalg.norm(gd - ngf, axis=1), rtol=1e-8, atol=1e-13)
+    assert r["flows"]["pf"]["global"].max() < 1e-9
+    assert all(v["status"] == "OK" and v["reached"] == n for v in r["flows"].values())
+
+    r = paper.tracking_error(fc.Loss.from_expr("x**4/4 - x**2/2"), 0.5, [0.3], 20, flows=("igr", "pf"))
+    pf, igr = r["flows"]["pf"], r["flows"]["igr"]
+    assert (igr["status"], igr["reached"]) == ("OK", 20)
+    assert pf["status"] != "OK" and 5 < pf["reached"] < 20
+    assert np.all(np.isfinite(pf["global"][:pf["reached"] + 1])) and np.all(np.isnan(pf["global"][pf["reached"] + 1:]))
