@@ -128,9 +128,9 @@ def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, reso
     mesh = np.stack(np.meshgrid(*axes), -1)                  # [ny, nx, 2] or [n, 1]
     out = {"loss": loss.name, "dim": D, "box": b, "lr": float(lr), "flow": flow, "axes": axes,
            "E": loss.value(mesh), "steps": int(steps)}
-    if D == 2 and not field.is_complex:
+    if not field.is_complex:
         out["field"] = field(mesh)
-    elif D == 2:                                              # the PF: its real part, at real points
+    else:                                                     # the PF: its real part, at real points
         out["field"] = np.real(field(mesh.astype(complex)))
     cps = critical_points(loss, box=b.tolist()) if critical is None else critical
     out["critical"] = [c.as_dict() for c in cps]

@@ -32,11 +32,39 @@ def orbit_diagram(result, coordinate=0, title=None):
     ax.set_title(title or "GD orbit diagram")
     axl.plot(lrs, result["lyapunov"], color="C3", lw=1, label="largest Lyapunov exponent")
     axl.axhline(0, color="0.5", lw=0.8)
+    _shade_stopped(ax, axl, lrs, np.asarray(result["status"]))
     axl.set_xlabel("learning rate h")
     axl.set_ylabel(r"$\lambda_{max}$ (Lyapunov)")
     axl.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _shade_stopped(ax, axl, lrs, status):
+    """Learning rates whose run escaped (or went non-finite) have no orbit: shade them, labelled,
+    so that the axis still spans every rate asked for."""
+    from flowcore import Status
+    bad = status != int(Status.OK)
+    mids = (lrs[1:] + lrs[:-1]) / 2
+    half = (lrs[-1] - lrs[0]) / max(len(lrs) - 1, 1) / 2 or 0.01 * abs(lrs[0])
+    edges = np.concatenate([[lrs[0] - half], mids, [lrs[-1] + half]])
+    labelled = set()
+    i = 0
+    while i < len(lrs):
+        if not bad[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(lrs) and bad[j + 1]:
+            j += 1
+        what = "escaped" if np.all(status[i:j + 1] == int(Status.ESCAPED)) else "stopped (escaped or non-finite)"
+        for a in (ax, axl):
+            a.axvspan(edges[i], edges[j + 1], color="0.85", zorder=0,
+                      label=f"{what}: no orbit" if a is ax and what not in labelled else None)
+        labelled.add(what)
+        i = j + 1
+    if labelled:
+        ax.legend(loc="upper left", fontsize=8)
 
 
 _KIND_STYLE = {"min": ("o", "tab:green"), "max": ("^", "tab:red"), "saddle": ("X", "tab:orange"),
@@ -271,16 +299,32 @@ def portrait(data, title=None):
             for n, path in enumerate(it):
                 ax.plot(path[:, 0], E_of(path[:, 0]), "o-", color=f"C{(j + 1) % 10}", ms=3, lw=0.6,
                         label=f"GD, lr = {h:g}" if n == 0 else None)
-        for n, tr in enumerate(data["trajectories"]):
+        if "field" in data:
+            _direction_arrows(ax, w, np.real(np.asarray(data["field"])).reshape(-1), E_of, flow)
+        for n, tr in enumerate(data.get("dense_trajectories", data["trajectories"])):
             re = np.real(tr[:, 0])
             ax.plot(re, E_of(re), "-", color="C0", lw=2, alpha=0.7, label=flow if n == 0 else None)
         ax.set_xlim(*data["box"][0])
         ax.set_xlabel("θ")
         ax.set_ylabel("E(θ)")
-    ax.set_title(title or f"{data['loss']}: {flow} and GD (lr = {data['lr']:g})")
+    shown = f"{flow} and GD" if len(data["starts"]) else flow           # GD is drawn from the starts only
+    ax.set_title(title or f"{data['loss']}: {shown} (lr = {data['lr']:g})")
     ax.legend(loc="upper left", bbox_to_anchor=(1.25 if data["dim"] == 2 else 1.01, 1), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _direction_arrows(ax, w, F, E_of, flow, n=24):
+    """A 1-D flow's direction θ' drawn as arrows along the curve E(θ) (what streamlines show in 2-D)."""
+    step = 0.02 * (w[-1] - w[0])
+    tiny = 1e-9 * max(1.0, float(np.nanmax(np.abs(F))))
+    for i in np.linspace(0, len(w) - 1, n + 2).astype(int)[1:-1]:
+        if not abs(F[i]) > tiny:                      # at rest (or not finite): no direction
+            continue
+        a, b = w[i], w[i] + np.sign(F[i]) * step
+        ax.annotate("", xy=(b, E_of(b)), xytext=(a, E_of(a)),
+                    arrowprops=dict(arrowstyle="-|>", color="0.55", lw=0.8, mutation_scale=9))
+    ax.plot([], [], marker=">", ls="", color="0.55", ms=5, label=f"direction of {flow}" + (" (Re)" if flow.startswith("pf") else ""))
 
 
 def _until_escape(tr, bound):

@@ -60,15 +60,22 @@ def _add_loss(parser, help="zoo name or expression"):
     parser.add_argument("--vars", help="comma-separated variable order (default: sorted names)")
 
 
-def _points(text, dim):
+def _points(text, dim, flag):
+    """'x,y;x,y' or, with no ';' (which a shell splits), 'x,y,x,y' → points [n, dim] (complex as
+    1+2j); for a 1-D loss 'a,b,c' is three points."""
+    form = "a,b,c (one coordinate each)" if dim == 1 else "'x,y;x,y' or x,y,x,y"
     try:
-        pts = np.array([[complex(c) if "j" in c else float(c) for c in p.split(",")]
-                        for p in text.split(";")])
+        if ";" in text:
+            rows = [[complex(c) if "j" in c else float(c) for c in p.split(",")] for p in text.split(";")]
+        else:
+            flat = [complex(c) if "j" in c else float(c) for c in text.split(",")]
+            rows = [flat[i:i + dim] for i in range(0, len(flat), dim)]
     except ValueError:
-        raise SystemExit(f"--at: cannot read {text!r}; write points as 'x,y;x,y' (complex as 1+2j)")
-    if pts.shape[1] != dim:
-        raise SystemExit(f"--at: each point needs {dim} coordinates, got {pts.shape[1]}")
-    return pts
+        raise ValueError(f"{flag}: cannot read {text!r}; write points as {form}, complex as 1+2j") from None
+    if any(len(r) != dim for r in rows):
+        raise ValueError(f"{flag}: each point needs {dim} coordinate{'s' * (dim > 1)}, got "
+                         f"{sorted({len(r) for r in rows})} in {text!r}; write points as {form}")
+    return np.array(rows)
 
 
 def _jsonable(a):
@@ -81,8 +88,8 @@ def _jsonable(a):
 def cmd_eval(args):
     """Evaluate E, ∇E, ∇²E (and T[v,v] with --v) of a loss at points."""
     loss = _loss_of(args)
-    th = _points(args.at, loss.dim)
-    v = _points(args.v, loss.dim) if args.v else None
+    th = _points(args.at, loss.dim, "--at")
+    v = _points(args.v, loss.dim, "--v") if args.v else None
     E, g, H, T = loss.evaluate(th, v, hess=True)
     out = {"loss": loss.name, "vars": [str(s) for s in loss.vars or ()], "points": _jsonable(th),
            "value": _jsonable(E), "grad": _jsonable(g), "hess": _jsonable(H)}
@@ -336,7 +343,7 @@ def cmd_portrait(args):
     loss = _loss_of(args)
     out = _output(args.output)
     box = _ranges(args.box, "--box", 2, loss.dim)
-    starts = _points(args.starts, loss.dim).real if args.starts else None
+    starts = _points(args.starts, loss.dim, "--starts").real if args.starts else None
     gd_lrs = [float(v) for v in args.gd_lrs.split(",")] if args.gd_lrs else None
     d = fa.portrait(loss, box, args.lr, flow=args.flow, starts=starts, gd_lrs=gd_lrs, steps=args.steps)
     if out:

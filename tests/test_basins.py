@@ -139,6 +139,29 @@ def test_portrait_trajectories_match_closed_form_and_figure():
     assert np.max(np.abs(pf["trajectories"][0, :, 0].imag)) > 1e-3        # it does leave ℝ
 
 
+def test_one_dimensional_portrait_draws_the_flow_direction():
+    """1-D: θ' of the NGF is −E'(θ) = −(4w³ − 4w) on the grid, drawn as arrows along E; the
+    trajectories are the dense ones (no chords across the curve); no GD in the title without starts."""
+    loss = fc.losses.quartic_1d()
+    d = fa.portrait(loss, [(-2, 2)], 0.2, flow="ngf", starts=[[-1.5], [0.3]], steps=6)
+    (w,) = d["axes"]
+    np.testing.assert_allclose(d["field"].reshape(-1), -(4 * w**3 - 4 * w), rtol=1e-13, atol=1e-13)
+    fig = fa.plot.portrait(d)
+    ax = fig.axes[0]
+    arrows = [a for a in ax.texts if a.arrow_patch is not None]
+    assert len(arrows) >= 20
+    # every arrow points downhill, as −E' does (away from the max at 0, towards the minima ±1)
+    for a in arrows:
+        x0, x1 = a.xyann[0], a.xy[0]
+        assert np.sign(x1 - x0) == -np.sign(4 * x0**3 - 4 * x0)
+    lines = [ln for ln in ax.get_lines() if ln.get_label() == "ngf"]
+    assert len(lines) == 1 and len(lines[0].get_xdata()) == len(d["dense_t"])
+    assert "GD" in ax.get_title()
+    bare = fa.plot.portrait(fa.portrait(loss, [(-2, 2)], 0.2, flow="pf"))
+    assert "GD" not in bare.axes[0].get_title() and "direction of pf (Re)" in [
+        t.get_text() for t in bare.axes[0].get_legend().get_texts()]
+
+
 def test_cli_basins_and_portrait(tmp_path):
     import json
     import subprocess

@@ -145,6 +145,18 @@ def test_critical_cli_says_how_complete(capsys):
     assert "not proven complete" in capsys.readouterr().out
 
 
+def test_points_one_coordinate_each_on_a_line_and_errors_name_the_flag(capsys):
+    assert main(["portrait", "--loss", "quartic_1d", "--lr", "0.2", "--box", "-2,2", "--starts", "-1.5,0.3",
+                 "--steps", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["starts"] == [[-1.5], [0.3]]          # two starts on a line
+    assert main(["eval", "--loss", "double_well", "--at", "0.5,1,2,0", "--json"]) == 0  # two points, no ';'
+    assert json.loads(capsys.readouterr().out)["value"] == [1.5625, 9.0]                # (x² − 1)² + y²
+    assert main(["portrait", "--loss", "double_well", "--lr", "0.2", "--box=-2,2,-1,1", "--starts", "1,2,3"]) == 2
+    assert "--starts: each point needs 2 coordinates" in capsys.readouterr().err
+    assert main(["eval", "--loss", "double_well", "--at", "0.5,oops"]) == 2
+    assert "--at: cannot read" in capsys.readouterr().err
+
+
 def test_portrait_prints_readable_points_and_vars_errors_name_the_flag(capsys):
     assert main(["portrait", "--loss", "double_well", "--lr", "0.2", "--flow", "pf", "--box=-2,2,-1.5,1.5",
                  "--starts=0.5,1.2", "--steps", "5"]) == 0
