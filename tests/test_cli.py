@@ -71,6 +71,13 @@ def test_orbit_figure_structure():
     top, bottom = fig.axes
     assert top.get_ylabel() and bottom.get_xlabel() == "learning rate h" and top.get_title()
     assert bottom.get_legend() is not None
+    # GD on (w² − 1)²/4 from 0.5 escapes for large h: those rates stay on the axis, shaded and named
+    r = fa.orbit_diagram(fc.Loss.from_expr("(w**2 - 1)**2/4"), np.linspace(1.0, 3.0, 21), [0.5], transient=100, keep=10)
+    escaped = r["lrs"][np.asarray(r["status"]) == fc.Status.ESCAPED]
+    assert len(escaped) and escaped.max() == 3.0
+    top = fa.plot.orbit_diagram(r).axes[0]
+    assert "escaped: no orbit" in [t.get_text() for t in top.get_legend().get_texts()]
+    assert top.get_xlim()[0] <= 1.0 and top.get_xlim()[1] >= 3.0
 
 
 def test_typo_in_a_zoo_name_is_refused_with_a_suggestion(capsys):
