@@ -115,7 +115,11 @@ def cmd_critical(args):
     box = [list(b) for b in _ranges(args.box, "--box", 2, loss.dim)] if args.box else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)      # the notes are printed below
-        cps = fa.critical_points(loss, box=box, exact=not args.newton)
+        try:
+            cps = fa.critical_points(loss, box=box, exact=not args.newton)
+        except ValueError as exc:                            # the Python argument, as the flag
+            lo_hi = ",".join(["lo,hi"] * loss.dim)
+            raise ValueError(str(exc).replace("box=[[lo, hi], ...]", f"--box={lo_hi}")) from None
     rows = []
     for c in cps:
         row = c.as_dict()
@@ -614,7 +618,7 @@ def build_parser():
     _add_loss(c)
     c.add_argument("--lr", type=float, help="learning rate for the per-model verdicts")
     c.add_argument("--beta", type=float, default=0.9, help="heavy-ball momentum (default 0.9)")
-    c.add_argument("--box", help="search box --box=lo,hi,lo,hi (needed when the loss is not a polynomial)")
+    c.add_argument("--box", help="search box lo,hi,lo,hi (needed when the loss is not a polynomial)")
     c.add_argument("--newton", action="store_true", help="skip sympy; Newton from a grid in --box")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(func=cmd_critical)

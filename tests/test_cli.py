@@ -41,7 +41,7 @@ def test_critical_json(capsys):
     assert mn["models"]["gd"] == "repelling" and mn["models"]["ngf"] == "attractive"   # hλ = 2.4
     assert mn["stable_lr"]["gd"] == [[0.0, 0.25]]
     assert main(["critical", "--loss", "exp(x) - x", "--json"]) == 2      # needs --box
-    assert "box" in capsys.readouterr().err
+    assert "pass --box=lo,hi for a Newton search" in capsys.readouterr().err
 
 
 def test_bea_json(capsys):
