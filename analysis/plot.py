@@ -626,12 +626,15 @@ def sgd_ensemble(t, summary, finals, data, title=None):
         ax.set_ylabel(f"{data.vars[d]} (mean ± std over seeds)")
         ax.legend(fontsize=8)
     ax = axs[-1]
-    for name, y in finals.items():
+    finite = {k: np.asarray(y)[np.all(np.isfinite(y), axis=1)] for k, y in finals.items()}
+    if data.dim == 1:         # one set of bins for all (comparable), ~√n of them (not noise)
+        n = min(len(y) for y in finite.values())
+        edges = np.histogram_bin_edges(np.concatenate([y[:, 0] for y in finite.values()]),
+                                       bins=int(np.clip(np.sqrt(n), 10, 50)))
+    for name, y in finite.items():
         c, ls = styles.get(name, ("k", "-"))
-        y = np.asarray(y)
-        y = y[np.all(np.isfinite(y), axis=1)]
         if data.dim == 1:
-            ax.hist(y[:, 0], bins=50, density=True, histtype="step", color=c, ls=ls, lw=1.5, label=name)
+            ax.hist(y[:, 0], bins=edges, density=True, histtype="step", color=c, ls=ls, lw=1.5, label=name)
             ax.set_xlabel(str(data.vars[0]))
             ax.set_ylabel("density at the last step")
         else:
