@@ -14,6 +14,7 @@ of budget, and gets one label:
 PF trajectories are complex: one that comes to rest with max|Im θ| ≤ ``imag_tol`` is labelled by the
 real point it converges to, and the residual max|Im θ| is reported per label and per start.
 """
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -266,6 +267,10 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
         raise ValueError(f"model must be one of {MAPS + FLOWS}, got {model!r}")
     if model != "dal":
         lr = positive(lr, "lr (one rate; fa.sweep runs a grid of rates)")
+    elif lr is not None:
+        warnings.warn("lr is not used by the 'dal' map (its rate is 2/‖Hĝ‖^p); it is ignored", UserWarning,
+                      stacklevel=2)
+        lr = None
     steps = count(steps, "steps", 1, INT32_MAX - 1)
     max_period = count(max_period, "max_period", 1, 1024)
     confirm = count(confirm, "confirm (iterations a recurrence must hold)", 1, INT32_MAX)

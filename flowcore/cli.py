@@ -228,6 +228,9 @@ def _ranges(text, flag, n_items, n_axes=None):
 def cmd_basins(args):
     """Basins of attraction of a map or flow on a grid of starts."""
     from flowcore import analysis as fa
+    if (args.lr is None) != (args.model == "dal"):
+        raise ValueError("--lr is not used by --model dal (its rate is 2/‖Hĝ‖)" if args.model == "dal" else
+                         f"--model {args.model} needs --lr, the learning rate")
     loss = _loss_of(args)
     out = _output(args.output)
     grid = _ranges(args.grid, "--grid", 3, 1 if loss.dim == 1 else 2)
@@ -241,7 +244,8 @@ def cmd_basins(args):
                   progress=None if not args.json else False, device=args.device, **kw)
     Sb, Sbb, nb = b.entropy(box=args.box) if min(b.labels.shape) >= args.box and b.labels.ndim == 2 else (None,) * 3
     if out:
-        fa.plot.basins(b, title=f"{fa.plot.tex(loss)}: basins of {args.model}, lr = {args.lr:g}").savefig(out, dpi=120)
+        rate = "" if args.lr is None else f", lr = {args.lr:g}"
+        fa.plot.basins(b, title=f"{fa.plot.tex(loss)}: basins of {args.model}{rate}").savefig(out, dpi=120)
     if args.json:
         d = b.as_dict(per_start=True)
         d.update(loss=loss.name, Sb=Sb, Sbb=None if Sbb is None or not np.isfinite(Sbb) else Sbb, boundary_boxes=nb)
@@ -649,7 +653,7 @@ def build_parser():
     _add_loss(bs)
     bs.add_argument("--model", default="gd", help="a map (gd, heavy_ball, nesterov, dal) or a flow (ngf, pgf, igr, "
                     "third_order, pf, pf_np3); see flowcore.models")
-    bs.add_argument("--lr", type=float, required=True, help="learning rate h")
+    bs.add_argument("--lr", type=float, help="learning rate h (every model but dal, whose rate is 2/‖Hĝ‖)")
     bs.add_argument("--grid", required=True, help="--grid=lo,hi,nx,lo,hi,ny (or quoted 'lo,hi,nx;lo,hi,ny'; "
                     "one axis for a 1-D loss)")
     bs.add_argument("--origin", help="for D > 2: the plane's origin 'a,b,c,...'")

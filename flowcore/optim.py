@@ -327,6 +327,7 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
     if method not in ("gd", "heavy_ball", "nesterov", "dal"):
         raise ValueError(f"method must be gd, heavy_ball, nesterov or dal for rest tests, got {method!r}")
+    _check_unused(method, lr=lr, power=power, lr_cap=lr_cap)      # (beta has a default: not checkable)
     th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
     if th.ndim != 2 or th.shape[1] != loss.dim:
         raise ValueError(f"theta0 must have shape [N, {loss.dim}] (or [{loss.dim}]), got {np.shape(theta0)}")

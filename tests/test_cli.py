@@ -152,6 +152,15 @@ def test_critical_cli_says_how_complete(capsys):
     assert "not proven complete" in capsys.readouterr().out
 
 
+def test_basins_lr_is_required_except_for_dal(capsys):
+    assert main(["basins", "--loss", "double_well", "--grid=-2,2,5,-2,2,5"]) == 2
+    assert "--model gd needs --lr" in capsys.readouterr().err
+    assert main(["basins", "--loss", "double_well", "--model", "dal", "--lr", "0.1", "--grid=-2,2,5,-2,2,5"]) == 2
+    assert "--lr is not used by --model dal" in capsys.readouterr().err
+    assert main(["basins", "--loss", "double_well", "--model", "dal", "--grid=-2,2,5,-2,2,5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "dal"
+
+
 def test_points_one_coordinate_each_on_a_line_and_errors_name_the_flag(capsys):
     assert main(["portrait", "--loss", "quartic_1d", "--lr", "0.2", "--box", "-2,2", "--starts", "-1.5,0.3",
                  "--steps", "4", "--json"]) == 0

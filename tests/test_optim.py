@@ -205,6 +205,18 @@ def test_descend_to_rest_against_closed_forms():
     assert short.period[0] == 0 and short.status[0] == fc.Status.MAX_STEPS
 
 
+def test_rest_runs_and_basins_warn_of_a_rate_dal_does_not_read():
+    from flowcore import analysis as fa
+    loss = fc.losses.double_well()
+    with pytest.warns(UserWarning, match="lr= is not used by method='dal'"):
+        a = fc.descend_to_rest(loss, [[0.5, 0.5]], 0.1, 50, method="dal")
+    np.testing.assert_array_equal(a.final, fc.descend_to_rest(loss, [[0.5, 0.5]], None, 50, method="dal").final)
+    with pytest.warns(UserWarning, match="lr_cap= is not used by method='gd'"):
+        fc.descend_to_rest(loss, [[0.5, 0.5]], 0.1, 50, lr_cap=1.0)
+    with pytest.warns(UserWarning, match="lr is not used by the 'dal' map"):
+        fa.basins(loss, "dal", 0.1, ((-1, 1, 3), (-1, 1, 3)), steps=20)
+
+
 def test_per_start_learning_rates_equal_separate_runs():
     """lr as an array: each start runs at its own rate, bit for bit as alone (GD, heavy ball), and
     x_n = (1 − η)^n on x²/2 for every η at once."""
