@@ -113,7 +113,7 @@ class Basins:
 
     def entropy(self, box=5):
         """(Sb, Sbb, boundary boxes) of Daza et al. 2016; see :func:`basin_entropy`."""
-        return basin_entropy(np.atleast_2d(self.labels), box)
+        return basin_entropy(self.labels, box)
 
     def as_dict(self, per_start=False):
         """The summary; with ``per_start`` also the grid's axes, the label of every start, its

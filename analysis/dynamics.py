@@ -76,18 +76,21 @@ def orbit_period(orbit, tol=1e-6):
 def basin_entropy(labels, box=5):
     """Basin entropy Sb and boundary basin entropy Sbb (Daza et al. 2016, natural log).
 
-    The label image [ny, nx] is cut into box × box cells (incomplete edge boxes dropped); in
-    box i with label fractions p_ij, S_i = −Σ_j p_ij ln p_ij. Sb is the mean of S_i over all
-    boxes, Sbb the mean over the boxes that hold more than one label (NaN when there are none).
-    Returns (Sb, Sbb, n_boundary_boxes).
+    The label image [ny, nx] is cut into box × box cells, a line of labels [n] into segments of
+    ``box`` points (incomplete edge boxes dropped); in box i with label fractions p_ij,
+    S_i = −Σ_j p_ij ln p_ij. Sb is the mean of S_i over all boxes, Sbb the mean over the boxes
+    that hold more than one label (NaN when there are none). Returns (Sb, Sbb, n_boundary_boxes).
     """
     L = np.asarray(labels)
-    if L.ndim != 2:
-        raise ValueError(f"labels must be a 2-D array [ny, nx], got shape {L.shape}")
+    if L.ndim not in (1, 2):
+        raise ValueError(f"labels must be a line [n] or an image [ny, nx], got shape {L.shape}")
     if not isinstance(box, (int, np.integer)) or box < 1 or box > min(L.shape):
         raise ValueError(f"box must be an integer in [1, {min(L.shape)}], got {box!r}")
-    ny, nx = (L.shape[0] // box) * box, (L.shape[1] // box) * box
-    blocks = L[:ny, :nx].reshape(ny // box, box, nx // box, box).swapaxes(1, 2).reshape(-1, box * box)
+    if L.ndim == 1:
+        blocks = L[:(len(L) // box) * box].reshape(-1, box)
+    else:
+        ny, nx = (L.shape[0] // box) * box, (L.shape[1] // box) * box
+        blocks = L[:ny, :nx].reshape(ny // box, box, nx // box, box).swapaxes(1, 2).reshape(-1, box * box)
     S = np.zeros(len(blocks))
     for i, blk in enumerate(blocks):
         _, counts = np.unique(blk, return_counts=True)

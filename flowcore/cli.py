@@ -242,7 +242,7 @@ def cmd_basins(args):
         kw["directions"] = [[float(v) for v in d.split(",")] for d in args.directions.split(";")]
     b = fa.basins(loss, args.model, args.lr, grid, steps=args.steps, t_max=args.t_max,
                   progress=None if not args.json else False, device=args.device, **kw)
-    Sb, Sbb, nb = b.entropy(box=args.box) if min(b.labels.shape) >= args.box and b.labels.ndim == 2 else (None,) * 3
+    Sb, Sbb, nb = b.entropy(box=args.box) if min(b.labels.shape) >= args.box else (None,) * 3
     if out:
         rate = "" if args.lr is None else f", lr = {args.lr:g}"
         fa.plot.basins(b, title=f"{fa.plot.tex(loss)}: basins of {args.model}{rate}").savefig(out, dpi=120)
@@ -255,7 +255,8 @@ def cmd_basins(args):
         for e in b.entries:
             print(f"{e.label:5d}  {e.name:45s} {e.count:9d}  {100 * e.fraction:6.2f}%")
         if Sb is not None:
-            print(f"basin entropy Sb = {Sb:.4f}, boundary basin entropy Sbb = {Sbb:.4f} ({nb} boxes of {args.box}x{args.box})")
+            size = f"{args.box}x{args.box}" if b.labels.ndim == 2 else f"{args.box} points"
+            print(f"basin entropy Sb = {Sb:.4f}, boundary basin entropy Sbb = {Sbb:.4f} ({nb} boxes of {size})")
 
 
 def _sweep_axis(text):

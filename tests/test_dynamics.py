@@ -55,6 +55,11 @@ def test_basin_entropy_closed_forms():
     assert np.isnan(fa.basin_entropy(np.zeros((10, 10)), box=5)[1])
     with pytest.raises(ValueError, match="box"):
         fa.basin_entropy(L, box=0)
+    # a line of labels: segments of `box` points; 0 0 0 1 | 1 1 1 1 | 2 2 0 0 (| 2 dropped)
+    line = np.array([0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 0, 0, 2])
+    Sb, Sbb, nb = fa.basin_entropy(line, box=4)
+    s1 = -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))
+    assert nb == 2 and Sbb == pytest.approx((s1 + np.log(2)) / 2) and Sb == pytest.approx((s1 + np.log(2)) / 3)
 
 
 def test_orbit_period_closed_forms():
