@@ -128,7 +128,8 @@ class SDE:
 
     def __repr__(self):
         g = repr(self.noise) if self.noise is not None else f"G {self.diffusion.shape[0]}×{self.diffusion.shape[1]}"
-        return f"SDE({self.name}: D={self.dim}, drift {list(self.drift)}, {g})"
+        name = "" if self.name == "SDE" else f"{self.name}: "
+        return f"SDE({name}D={self.dim}, drift {list(self.drift)}, {g})"
 
     def _repr_latex_(self):
         import sympy as sp
