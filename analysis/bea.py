@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
+import flowcore as fc
 from flowcore.analysis.bseries import exact
 
 H_SYMBOL = sp.Symbol("h", positive=True)
@@ -179,7 +180,8 @@ class ModifiedEquation:
 def modified_equation(expr=None, order=2, method="gd", vars=None, step=None, beta=None):
     """The modified equation of a one-step map, terms f₀ … f_order.
 
-    ``method='gd'``: Φ_h(θ) = θ − h∇E(θ) for the loss ``expr`` (sympy or string). Or pass
+    ``method='gd'``: Φ_h(θ) = θ − h∇E(θ) for the loss ``expr`` (sympy, a string, or a
+    :class:`flowcore.Loss` that carries its expression: the zoo, ``Loss.from_expr``). Or pass
     ``step(theta, h)`` — any explicit one-step map as a sympy function of the coordinate
     vector θ (a Matrix) and h — with ``vars`` naming the coordinates (``expr`` may then be None).
 
@@ -198,6 +200,12 @@ def modified_equation(expr=None, order=2, method="gd", vars=None, step=None, bet
                          "further order several times longer)")
     h = H_SYMBOL
     E = None
+    if isinstance(expr, fc.Loss):
+        if expr.expr is None:
+            raise ValueError(f"the loss {expr.name!r} has no symbolic expression (a Python or C callable): the "
+                             "modified equation is symbolic; write it with Loss.from_expr or give the expression")
+        vars = expr.vars if vars is None else vars
+        expr = expr.expr
     if expr is not None:
         E = parse(expr, "loss")
         syms, (E,) = resolve_vars([E], vars, "loss")
@@ -312,7 +320,6 @@ def verify_order(me, theta, hs, step=None):
     """Fitted slope of ‖Φ_h(θ) − φ̃_h(θ)‖ against h (expected order + 2), where φ̃_h is the
     time-h flow of the truncated modified field, integrated by fc.solve (dop853, rtol 1e-13).
     Φ defaults to GD on the equation's loss."""
-    import flowcore as fc
     theta = np.asarray(theta, dtype=float).reshape(1, -1)
     if step is None:
         grad = sp.lambdify(me.vars, [sp.diff(me.loss, v) for v in me.vars], "numpy")

@@ -224,6 +224,7 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
     """
     from scipy.integrate import solve_ivp
     th = checked_start(loss, lr, theta0)
+    t_max = positive(t_max, "t_max")
     edge = 2.0 / lr
     lam0 = np.linalg.eigvalsh(loss.hess(th))[::-1]
     if lam0[0] > edge * (1 + 1e-9):

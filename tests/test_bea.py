@@ -74,6 +74,17 @@ def test_latex_and_errors():
         bea.modified_equation(order=1)
 
 
+def test_a_loss_object_gives_its_expression():
+    import flowcore as fc
+    x, y = sp.symbols("x y")
+    me = bea.modified_equation(fc.losses.double_well(), order=1)
+    # f₀ = −∇E, f₁ = −½H∇E for E = (x² − 1)² + y² (by hand)
+    assert sp.simplify(me.terms[0] - sp.Matrix([-4 * x**3 + 4 * x, -2 * y])) == sp.zeros(2, 1)
+    assert sp.simplify(me.terms[1] - sp.Matrix([-(12 * x**2 - 4) * (4 * x**3 - 4 * x) / 2, -2 * y])) == sp.zeros(2, 1)
+    with pytest.raises(ValueError, match="no symbolic expression"):
+        bea.modified_equation(fc.Loss.from_callable(lambda t: t @ t, lambda t: 2 * t, dim=2), order=1)
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 4])
 def test_local_error_slope_is_order_plus_two(n):
     """‖GD step − flow of the truncated modified field over time h‖ = O(h^{n+2})."""

@@ -141,3 +141,6 @@ def test_two_critical_directions_complementarity_at_every_evaluation():
 def test_a_start_past_the_edge_is_refused():
     with pytest.raises(ValueError, match="starts at or below the edge"):
         fa.central_flow(EOS, LR, [3.0, 0.0], 10.0)
+    for t_max in (-1.0, 0.0, np.nan):        # no time to integrate: said, not an IndexError
+        with pytest.raises(ValueError, match="t_max must be finite and > 0"):
+            fa.central_flow(EOS, LR, [2.8, 0.0], t_max)
