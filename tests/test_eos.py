@@ -90,7 +90,9 @@ def test_self_stabilization_follows_the_central_flow_to_first_order():
 @pytest.mark.parametrize("kw, msg", [(dict(steps=1), "steps"), (dict(horizon=0), "horizon"),
                                      (dict(horizon=50), "smaller than steps"), (dict(models=("gd",)), "unknown model"),
                                      (dict(theta0=[1.0]), "coordinates"), (dict(lr=-1.0), "lr"),
-                                     (dict(window=True), "window"), (dict(every=0), "every")])
+                                     (dict(window=True), "window"), (dict(every=0), "every"),
+                                     (dict(models=()), "models is empty"),
+                                     (dict(models="pff"), r"unknown model\(s\) \['pff'\]")])
 def test_bad_arguments(kw, msg):
     args = dict(loss=fc.Loss.from_expr("x**2 + y**2"), lr=0.1, theta0=[1.0, 1.0], steps=20)
     with pytest.raises(ValueError, match=msg):
