@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from flowcore.checks import positive
+from flowcore.checks import names, positive
 from flowcore.models import MODELS as _REGISTRY, model as _model
 
 # the models with a fixed-rate linear stability (DAL's rate depends on θ; BEA needs an order)
@@ -347,6 +347,7 @@ def stability(point, lr, models: tuple = MODELS, beta: float = 0.9) -> dict:
     eigenvalues (then everything is symbolic); ``lr`` a number or a sympy symbol.
     Returns {model: {'eigenvalues': [...], 'verdicts': [...], 'verdict': overall}}.
     """
+    models = names(models, "models")
     if isinstance(point, CriticalPoint):
         lams = list(point.eigenvalues)
     elif isinstance(point, sp.MatrixBase):

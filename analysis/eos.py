@@ -26,6 +26,7 @@ flow (both are −h∇E projected on the edge, one in discrete steps), a check o
 import numpy as np
 
 import flowcore as fc
+from flowcore.checks import names
 from flowcore.analysis.central import central_flow, checked_start
 
 COMPARE_MODELS = ("ngf", "igr", "third_order", "pf", "pf_np3", "central")
@@ -118,9 +119,7 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
     ``best[mode][quantity]`` names the model with the smallest mean (for 'global', among the runs
     from θ₀ that finished).
     """
-    models = (models,) if isinstance(models, str) else tuple(models)
-    if not models:
-        raise ValueError(f"models is empty: name at least one of {', '.join(COMPARE_MODELS)}")
+    models = names(models, "models", COMPARE_MODELS)
     th = _check(loss, lr, theta0, steps, horizon, window, models)
     if not isinstance(every, (int, np.integer)) or isinstance(every, bool) or not 1 <= every < steps:
         raise ValueError(f"every must be an integer in [1, steps), got {every!r}")

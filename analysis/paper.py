@@ -6,7 +6,7 @@ compared with GD at the times t = n·h at which the flow models GD's iterate n.
 import numpy as np
 
 import flowcore as fc
-from flowcore.checks import positive
+from flowcore.checks import names, positive
 
 TRACK_FLOWS = ("ngf", "igr", "third_order", "pf")
 
@@ -49,6 +49,7 @@ def tracking_error(loss, lr, theta0, steps, flows=TRACK_FLOWS, rtol=1e-11):
     ``reached``, the last n it reached (NaN after it: e.g. the PF at a minimum with hλ = 1, where
     α = log(1 − hλ)/(hλ) is infinite, stops for MAX_STEPS or SINGULAR).
     """
+    flows = names(flows, "flows")
     lr = positive(lr, "lr")
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
     if th.shape[1] != loss.dim:
@@ -83,6 +84,7 @@ def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf"), rtol=1e-11):
     corr(max_i |Re sc_i| over hλ_i > 2 directions, ΔE) — over all iterations (those without an
     unstable direction count as 0) and over the ``unstable_iterations`` that have one.
     """
+    flows = names(flows, "flows")
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
     run = fc.descend(loss, th, lr, steps)
     it = run.iterates[0]
@@ -129,6 +131,7 @@ def projection_predictions(loss, lr, iterates, flows=TRACK_FLOWS):
     Returns ``sharpness`` λ₀ [N−1], ``projection`` x_n, ``gd`` the next projection, and per flow
     the prediction ``predicted[name]`` (real part) and its ``factor`` exp(ch) (complex).
     """
+    flows = names(flows, "flows")
     it = np.atleast_2d(np.asarray(iterates, float))
     if it.shape[0] < 2 or it.shape[1] != loss.dim or not np.all(np.isfinite(it)):
         raise ValueError(f"iterates must be a finite GD run [N >= 2, {loss.dim}], got shape {it.shape}")
@@ -193,6 +196,7 @@ def network_edge_of_stability(loss, lr, theta0, steps, restarts=6, flows=("ngf",
     flow: one_step_error ‖φ_h(θ_n) − θ_{n+1}‖ and predicted_delta_loss E(φ_h(θ_n)) − E(θ_n) at
     the restarts (the PF's real part).
     """
+    flows = names(flows, "flows")
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
     if th.shape[1] != loss.dim:
         raise ValueError(f"theta0 must have {loss.dim} coordinates, got {th.shape[1]}")

@@ -40,3 +40,11 @@ def threads(value, work=None):
     if work is not None:
         n = min(n, max(1, int(work)))
     return n
+
+
+def names(value, label, choices=None):
+    """One name or several as a tuple: ``'pf'`` is one model, not the letters p, f."""
+    out = (value,) if isinstance(value, str) else tuple(value)
+    if not out:
+        raise ValueError(f"{label} is empty: name at least one" + (f" of {', '.join(choices)}" if choices else ""))
+    return out

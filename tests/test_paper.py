@@ -71,3 +71,11 @@ def test_tracking_error_on_a_quadratic_and_where_a_flow_stops(quadratic):
     assert (igr["status"], igr["reached"]) == ("OK", 20)
     assert pf["status"] != "OK" and 5 < pf["reached"] < 20
     assert np.all(np.isfinite(pf["global"][:pf["reached"] + 1])) and np.all(np.isnan(pf["global"][pf["reached"] + 1:]))
+
+
+def test_one_flow_named_as_a_string(quadratic):
+    """flows='pf' is the PF, not the flows 'p' and 'f'; an empty list is refused."""
+    r = paper.tracking_error(quadratic, 0.2, [1.0, -0.5, 0.3], 3, flows="pf")
+    assert list(r["flows"]) == ["pf"]
+    with pytest.raises(ValueError, match="flows is empty"):
+        paper.tracking_error(quadratic, 0.2, [1.0, -0.5, 0.3], 3, flows=())
