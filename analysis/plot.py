@@ -44,25 +44,16 @@ def _shade_stopped(ax, axl, lrs, status):
     """Learning rates whose run escaped (or went non-finite) have no orbit: shade them, labelled,
     so that the axis still spans every rate asked for."""
     from flowcore import Status
-    bad = status != int(Status.OK)
-    mids = (lrs[1:] + lrs[:-1]) / 2
     half = (lrs[-1] - lrs[0]) / max(len(lrs) - 1, 1) / 2 or 0.01 * abs(lrs[0])
-    edges = np.concatenate([[lrs[0] - half], mids, [lrs[-1] + half]])
+    edges = np.concatenate([[lrs[0] - half], (lrs[1:] + lrs[:-1]) / 2, [lrs[-1] + half]])
+    flip = np.diff(np.concatenate([[0], (status != int(Status.OK)).astype(int), [0]]))
     labelled = set()
-    i = 0
-    while i < len(lrs):
-        if not bad[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < len(lrs) and bad[j + 1]:
-            j += 1
-        what = "escaped" if np.all(status[i:j + 1] == int(Status.ESCAPED)) else "stopped (escaped or non-finite)"
+    for i, j in zip(np.flatnonzero(flip == 1), np.flatnonzero(flip == -1)):       # runs of rates [i, j)
+        what = "escaped" if np.all(status[i:j] == int(Status.ESCAPED)) else "stopped (escaped or non-finite)"
         for a in (ax, axl):
-            a.axvspan(edges[i], edges[j + 1], color="0.85", zorder=0,
+            a.axvspan(edges[i], edges[j], color="0.85", zorder=0,
                       label=f"{what}: no orbit" if a is ax and what not in labelled else None)
         labelled.add(what)
-        i = j + 1
     if labelled:
         ax.legend(loc="upper left", fontsize=8)
 
