@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 INCLUDE = Path(__file__).parent / "include"
-HEADERS = ("target.h", "kernel.h", "spectral.h", "rk.h", "maps.h", "random.h", "sgd.h", "sde.h")
+HEADERS = ("target.h", "kernel.h", "spectral.h", "rk.h", "maps.h", "random.h", "normal.h", "batches.h", "sgd.h",
+           "sde.h")
 REST_WINDOW = 8       # accepted steps the rest test must hold for
 
 

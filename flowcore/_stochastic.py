@@ -1,5 +1,6 @@
-"""Per-problem compiled kernels for the stochastic side: minibatch SGD (include/flowcore/sgd.h)
-and fixed-step SDE schemes (include/flowcore/sde.h), with random numbers from random.h.
+"""Per-problem compiled kernels for the stochastic side: minibatch SGD (include/flowcore/sgd.h,
+its batches from batches.h) and fixed-step SDE schemes (include/flowcore/sde.h, normals from
+normal.h), with random numbers from random.h.
 
 As for the deterministic kernels (``_kernels``), the problem — the per-example gradient, the
 drift, the diffusion and the scheme's update — is written by sympy into C with everything inlined,
@@ -25,7 +26,6 @@ import numpy as np
 from flowcore import _kernels as K
 
 SCHEMES = ("euler_maruyama", "weak2")
-FC_RNG_INDEX, FC_RNG_EPOCH = 1, 2       # random.h's purposes (its FC_RNG_* enum)
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,7 @@ def _example_grad_fn(p):
 
 def _prelude(p, what):
     return [f"/* flowcore {what} kernel, D = {p.dim} */", f"#define FC_D {p.dim}",
-            f"#define FC_P {max(p.nparam, 1)}", "#define FC_COMPLEX 0", '#include "flowcore/kernel.h"',
-            *_tables(), '#include "flowcore/random.h"']
+            f"#define FC_P {max(p.nparam, 1)}", "#define FC_COMPLEX 0", '#include "flowcore/kernel.h"']
 
 
 def sgd_source(p: NoiseProblem) -> str:
@@ -173,13 +172,13 @@ def _sde_step_fn(p):
 
 def sde_source(p: NoiseProblem) -> str:
     """sde.h declares fc_sde_step and runs the loop; the generated step follows it."""
-    lines = _prelude(p, f"SDE ({p.scheme})")
+    lines = _prelude(p, f"SDE ({p.scheme})") + _tables() + ['#include "flowcore/normal.h"']
     if p.example_grad:
         lines += _example_grad_fn(p)
     return "\n".join(lines + ['#include "flowcore/sde.h"'] + _sde_step_fn(p) + [""])
 
 
-_SGD_ARGS = [K.ctypes.c_void_p] * 5 + [K.ctypes.c_int64] + [K.ctypes.c_void_p] * 7 + [K.ctypes.c_int]
+_SGD_ARGS = [K.ctypes.c_void_p] * 5 + [K.ctypes.c_int64] + [K.ctypes.c_void_p] * 8 + [K.ctypes.c_int]
 _SDE_ARGS = [K.ctypes.c_void_p] * 5 + [K.ctypes.c_int64] + [K.ctypes.c_void_p] * 6 + [K.ctypes.c_int]
 
 
@@ -240,110 +239,85 @@ def pick_device(device, N):
     return "gpu" if d != "cpu" and K.gpu_usable(d) else "cpu"
 
 
+GPU_SCRATCH_BYTES = 1 << 30     # SGD without replacement: permutation scratch one GPU launch holds
+
+
 def run(p: NoiseProblem, device, r, n, save, data, ids, *per_start, threads):
     """Run the kernel on N trajectories; (out [N, nsave, D], last [N, D], status, nsteps,
-    interrupted). per_start: (lr, th0) for SGD, (x0,) for an SDE."""
+    interrupted). per_start: (lr, th0) for SGD, (x0,) for an SDE. SGD without replacement gets
+    n indices of scratch per thread (host) or per trajectory (GPU, in launches of at most
+    GPU_SCRATCH_BYTES of it) for its shuffles."""
     x0 = per_start[-1]
     N, D = x0.shape
     nsave = len(save)
+    shuffles = p.kind == "sgd" and not n[3]          # n: sgd.h's FC_SG_* integers (REPLACE = 3)
+    width = int(n[1]) if shuffles else 1             # the scratch row: n indices, or a dummy
     if device == "gpu":
         import cupy
-        out = cupy.full((N, nsave, D), np.nan)
-        last = cupy.empty((N, D))
-        status = cupy.zeros(N, dtype=cupy.int32)
-        nsteps = cupy.zeros(N, dtype=cupy.int64)
-        args = (cupy.asarray(r), cupy.asarray(n), cupy.asarray(save), cupy.asarray(data), np.int64(N),
-                cupy.asarray(ids), *map(cupy.asarray, per_start), out, last, status, nsteps)
+        out, last = np.full((N, nsave, D), np.nan), np.empty((N, D))
+        status, nsteps = np.zeros(N, np.int8), np.zeros(N, np.int64)
+        rows = max(1, GPU_SCRATCH_BYTES // (4 * width)) if shuffles else max(N, 1)
+        args = [cupy.asarray(r), cupy.asarray(n), cupy.asarray(save), cupy.asarray(data)]
         block = 128
-        gpu_function(p)(((N + block - 1) // block,), (block,), args)
-        return out.get(), last.get(), status.get().astype(np.int8), nsteps.get(), False
+        for i in range(0, N, rows):
+            sl = slice(i, min(N, i + rows))
+            m = sl.stop - sl.start
+            o, l_, st, ns = (cupy.full((m, nsave, D), np.nan), cupy.empty((m, D)), cupy.zeros(m, dtype=cupy.int32),
+                             cupy.zeros(m, dtype=cupy.int64))
+            extra = [cupy.zeros((m if shuffles else 1, width), dtype=np.uint32)] if p.kind == "sgd" else []
+            gpu_function(p)(((m + block - 1) // block,), (block,),
+                            (*args, np.int64(m), cupy.asarray(ids[sl]), *(cupy.asarray(a[sl]) for a in per_start),
+                             o, l_, st, ns, *extra))
+            out[sl], last[sl], status[sl], nsteps[sl] = o.get(), l_.get(), st.get(), ns.get()
+        return out, last, status, nsteps, False
     out = np.full((N, nsave, D), np.nan)
     last = np.empty((N, D))
     status = np.zeros(N, dtype=np.intc)
     nsteps = np.zeros(N, dtype=np.int64)
     ptr = lambda a: a.ctypes.data        # noqa: E731
+    extra = [ptr(np.zeros((threads if shuffles else 1, width), dtype=np.uint32))] if p.kind == "sgd" else []
     interrupted = K._call_host(host_function(p), ptr(r), ptr(n), ptr(save), ptr(data), N, ptr(ids),
-                               *map(ptr, per_start), ptr(out), ptr(last), ptr(status), ptr(nsteps),
+                               *map(ptr, per_start), ptr(out), ptr(last), ptr(status), ptr(nsteps), *extra,
                                threads)
     return out, last, status.astype(np.int8), nsteps, interrupted
 
 
-# ------------------------------------------------------- the same streams in numpy (for JAX losses)
-_M0, _M1 = np.uint64(0xD2E7470EE14C6C93), np.uint64(0xCA5A826395121157)
-_W0, _W1 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBB67AE8584CAA73B)
-_LO = np.uint64(0xFFFFFFFF)
+_BATCHES_SOURCE = "/* flowcore SGD batches (for SGD outside the kernels) */\n#include \"flowcore/batches.h\"\n"
 
 
-def _mulhi(a, b):
-    """The high word of a·b for uint64 arrays (by 32-bit halves; numpy has no 128-bit product)."""
-    s32 = np.uint64(32)
-    a_hi, a_lo, b_hi, b_lo = a >> s32, a & _LO, b >> s32, b & _LO
-    lo_lo, hi_lo, lo_hi, hi_hi = a_lo * b_lo, a_hi * b_lo, a_lo * b_hi, a_hi * b_hi
-    mid = (lo_lo >> s32) + (hi_lo & _LO) + (lo_hi & _LO)
-    return hi_hi + (hi_lo >> s32) + (lo_hi >> s32) + (mid >> s32)
+@functools.lru_cache(maxsize=1)
+def _batches_functions():
+    """fc_batches_size, fc_batches_start and fc_batches_host of batches.h (compiled once, cached)."""
+    from flowcore import _codegen
+    lib = _codegen.build([K._headers_digest(), "sgd-batches"], lambda: _BATCHES_SOURCE, "the SGD batches",
+                         extra=["-I", str(K.INCLUDE)])
+    c = K.ctypes
+    lib.fc_batches_size.argtypes, lib.fc_batches_size.restype = [], c.c_int64
+    lib.fc_batches_start.argtypes = [c.c_void_p, c.c_int64, c.c_void_p, c.c_int64, c.c_int64, c.c_int, c.c_void_p]
+    lib.fc_batches_host.argtypes = [c.c_int64, c.c_int64, c.c_int64, c.c_void_p, c.c_void_p, c.c_void_p]
+    return lib
 
 
-def philox_numpy(c0, c1, c2, c3, key):
-    """Philox4x64-10 of random.h, vectorised over broadcast counter words (uint64 arrays)."""
-    c = [np.asarray(v, dtype=np.uint64) for v in np.broadcast_arrays(c0, c1, c2, c3)]
-    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
-    with np.errstate(over="ignore"):
-        for _ in range(10):
-            a, ah = _M0 * c[0], _mulhi(_M0, c[0])
-            b, bh = _M1 * c[2], _mulhi(_M1, c[2])
-            c = [bh ^ c[1] ^ k0, b, ah ^ c[3] ^ k1, a]
-            k0, k1 = k0 + _W0, k1 + _W1
-    return c
+class Batches:
+    """The examples of SGD's steps for runs ``ids`` — the very ones the compiled SGD kernel draws
+    for (seed, run id) — for SGD that runs outside the kernels (networks, in JAX). Steps are read
+    in order, a chunk at a time: ``next(k_end)`` returns [steps, N, B] for the next steps up to
+    k_end."""
 
+    def __init__(self, key, ids, n, batch, replace):
+        self._lib = _batches_functions()
+        self.ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self.n, self.batch, self.k = int(n), int(batch), 0
+        N = len(self.ids)
+        self._state = np.zeros(N * self._lib.fc_batches_size(), dtype=np.uint8)
+        self._perm = np.zeros((N, 1 if replace else self.n), dtype=np.uint32)
+        key = np.ascontiguousarray(key, dtype=np.int64)
+        self._lib.fc_batches_start(key.ctypes.data, N, self.ids.ctypes.data, self.n, self.batch, int(bool(replace)),
+                                   self._state.ctypes.data)
 
-def _mix(z):
-    with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def _permute(k0, k1, n, i):
-    """random.h's fc_permute, vectorised: keys k0, k1 [N], positions i [N, B]."""
-    half = 1
-    while (1 << (2 * half)) < n:
-        half += 1
-    h, mask = np.uint64(half), np.uint64((1 << half) - 1)
-    i = i.astype(np.uint64)
-    todo = np.ones(i.shape, dtype=bool)
-    with np.errstate(over="ignore"):
-        while todo.any():
-            x = i[todo]
-            kk0, kk1 = np.broadcast_to(k0[:, None], i.shape)[todo], np.broadcast_to(k1[:, None], i.shape)[todo]
-            L, R = x >> h, x & mask
-            for r in range(6):
-                L, R = R, L ^ (_mix(R ^ (kk0 + np.uint64(r) * kk1)) & mask)
-            i[todo] = (L << h) | R
-            todo = i >= np.uint64(n)
-    return i.astype(np.int64)
-
-
-def batch_indices(key, ids, k_first, k_last, n, B, replace):
-    """The examples of steps k_first … k_last − 1 of sgd.h's runs ids: [steps, N, B] — the same
-    numbers the compiled kernel draws (with replacement the index stream holds B words a step)."""
-    ids = np.asarray(ids, dtype=np.uint64)
-    key = np.asarray(key).view(np.uint64)
-    steps = np.arange(k_first, k_last, dtype=np.uint64)
-    if replace:
-        words = steps[:, None, None] * np.uint64(B) + np.arange(B, dtype=np.uint64)[None, None, :]   # [S, 1, B]
-        blocks, lanes = words // np.uint64(4), (words % np.uint64(4)).astype(np.int64)
-        out = philox_numpy(blocks, ids[None, :, None], np.uint64(FC_RNG_INDEX), np.uint64(0), key)
-        u = np.choose(np.broadcast_to(lanes, out[0].shape), out)
-        return _mulhi(u, np.uint64(n)).astype(np.int64)
-    m = n // B
-    res = np.empty((len(steps), len(ids), B), dtype=np.int64)
-    for e in np.unique(steps // np.uint64(m)):
-        r = philox_numpy(e, ids, np.uint64(FC_RNG_EPOCH), np.uint64(0), key)
-        k0, k1 = r[0], r[1] | np.uint64(1)
-        sel = np.nonzero(steps // np.uint64(m) == e)[0]
-        pos = ((steps[sel] % np.uint64(m)) * np.uint64(B)).astype(np.int64)
-        positions = pos[:, None, None] + np.arange(B)[None, None, :]          # [s, 1, B]
-        for j, s in enumerate(sel):
-            res[s] = _permute(k0, k1, n, np.broadcast_to(positions[j], (len(ids), B)).copy())
-    return res
-
+    def next(self, k_end):
+        N = len(self.ids)
+        out = np.empty((N, k_end - self.k, self.batch), dtype=np.int64)
+        self._lib.fc_batches_host(N, self.k, k_end, self._state.ctypes.data, self._perm.ctypes.data, out.ctypes.data)
+        self.k = k_end
+        return out.transpose(1, 0, 2)

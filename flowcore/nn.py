@@ -351,7 +351,7 @@ def sgd(net, theta0, lr, steps, batch=1, replace=True, beta=0.0, seed=None, ids=
         escape_radius=1e12):
     """Minibatch SGD (heavy-ball β) on a network's data, many runs at once (JAX: the batch gradient
     vmapped over runs, the steps a jitted scan). The batches are the very ones the compiled SGD
-    kernel draws for (seed, run id) — the Philox streams of random.h, computed in numpy — so a
+    kernel draws for (seed, run id) — batches.h's, through ``_stochastic.Batches`` — so a
     network run and a DataLoss run of the same model see the same examples. Returns a
     :class:`flowcore.Run` (``fc.descend(net, ..., method="sgd")`` calls this)."""
     from flowcore import _stochastic as S
@@ -390,10 +390,10 @@ def sgd(net, theta0, lr, steps, batch=1, replace=True, beta=0.0, seed=None, ids=
     out = np.full((N, len(save), net.dim), np.nan)
     out[:, 0] = th
     o, k = 1, 0
+    batches = S.Batches(key, ids, n, batch, replace)
     while k < steps:
         k_end = min(steps, k + max(1, 4096 // max(1, batch)))
-        idx = S.batch_indices(key, ids, k, k_end, n, batch, replace)
-        carry, xs = chunk(carry, jnp.asarray(idx))
+        carry, xs = chunk(carry, jnp.asarray(batches.next(k_end)))
         xs = np.asarray(xs)                          # [S, N, D]: the iterate after steps k+1 … k_end
         while o < len(save) and save[o] <= k_end:
             out[:, o] = xs[save[o] - k - 1]

@@ -8,7 +8,7 @@
  */
 #ifndef FLOWCORE_SDE_H
 #define FLOWCORE_SDE_H
-#include "random.h"
+#include "normal.h"
 
 enum { FC_SD_DT, FC_SD_RADIUS, FC_SD_SCALE, FC_NSDR };
 enum { FC_SD_STEPS, FC_SD_NSAVE, FC_SD_K0, FC_SD_K1, FC_SD_N, FC_NSDI };
@@ -47,7 +47,7 @@ FC_FN int fc_sde_run(const fc_sde_args *a, fc_u64 id, const double *x0, double *
     fc_int64 o = 0, next = a->nsave > 0 ? a->save[0] : -1, k = 0;
     int status = FC_OK;
     fc_normals z = fc_normals_at(a->k0, a->k1, id);
-    fc_stream signs = fc_stream_at(a->k0, a->k1, id, FC_RNG_SIGN);
+    fc_stream signs = fc_stream_at(a->k0, a->k1, id, FC_RNG_SIGN, 0);
     fc_record(0, x, out, &o, &next, a->nsave, a->save);
     while (k < a->steps) {
         if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }

@@ -6,15 +6,13 @@
  *
  *     v⁺ = β v − η ĝ(θ),   θ⁺ = θ + v⁺            (β = 0: plain SGD)
  *
- * Batches: with replacement, B indices drawn uniformly at every step; without, epoch e (of
- * m = ⌊n/B⌋ steps) walks the permutation π_e of trajectory and epoch: step k uses π_e(jB + b),
- * j = k mod m, b < B (the n − mB examples left over differ from epoch to epoch).
- * The batches come from the trajectory's own Philox stream (random.h): independent of threads
- * and batching; epoch e's permutation is keyed by (seed, trajectory id, e).
+ * The batches are batches.h's: with replacement B uniform indices a step, without a uniformly
+ * random permutation per epoch (Fisher–Yates, n indices of scratch per trajectory). They come
+ * from the trajectory's own Philox streams (random.h): independent of threads and batching.
  */
 #ifndef FLOWCORE_SGD_H
 #define FLOWCORE_SGD_H
-#include "random.h"
+#include "batches.h"
 
 enum { FC_SG_BETA, FC_SG_RADIUS, FC_NSGR };
 enum { FC_SG_STEPS, FC_SG_N, FC_SG_BATCH, FC_SG_REPLACE, FC_SG_NSAVE, FC_SG_K0, FC_SG_K1, FC_NSGI };
@@ -40,43 +38,33 @@ FC_FN fc_sgd_args fc_sgd_unpack(const double *r, const fc_int64 *n, const fc_int
     return a;
 }
 
-/* the mean gradient over step k's batch (s: the trajectory's index stream; p: its permutation of
-   the current epoch, renewed here at each epoch's first step) */
-FC_FN void fc_batch_grad(const fc_sgd_args *a, fc_u64 id, fc_int64 k, const double *x, double *g,
-                         fc_stream *s, fc_perm *p)
+/* the mean gradient over step k's batch */
+FC_FN void fc_batch_grad(const fc_sgd_args *a, fc_batches *b, fc_int64 k, const double *x, double *g)
 {
     double gk[FC_D];
     for (int q = 0; q < FC_D; q++) g[q] = 0.0;
-    const fc_u64 n = (fc_u64)a->n, B = (fc_u64)a->batch;
-    fc_u64 first = 0;
-    if (!a->replace) {
-        const fc_u64 m = n / B;
-        if ((fc_u64)k % m == 0) *p = fc_perm_at(a->k0, a->k1, id, (fc_u64)k / m, n);
-        first = ((fc_u64)k % m) * B;
-    }
-    for (fc_u64 b = 0; b < B; b++) {
-        const fc_u64 idx = a->replace ? fc_below(s, n) : fc_permute(p, first + b);
-        fc_example_grad(x, a->data + idx * FC_P, gk);
+    for (fc_u64 j = 0; j < (fc_u64)a->batch; j++) {
+        fc_example_grad(x, a->data + fc_example(b, (fc_u64)k, j) * FC_P, gk);
         for (int q = 0; q < FC_D; q++) g[q] += gk[q];
     }
-    for (int q = 0; q < FC_D; q++) g[q] /= (double)B;
+    for (int q = 0; q < FC_D; q++) g[q] /= (double)a->batch;
 }
 
-/* one trajectory: out [nsave, D] (left as given after a stop), last [D]; returns its status */
+/* one trajectory: out [nsave, D] (left as given after a stop), last [D]; returns its status.
+   perm: n indices of scratch (without replacement; unused with) */
 FC_FN int fc_sgd_run(const fc_sgd_args *a, fc_u64 id, double lr, const double *th0, double *out,
-                     double *last, fc_int64 *nsteps)
+                     double *last, fc_int64 *nsteps, unsigned int *perm)
 {
     double x[FC_D], v[FC_D], g[FC_D];
     for (int q = 0; q < FC_D; q++) { x[q] = th0[q]; v[q] = 0.0; }
     const double beta = a->beta, r2 = a->radius * a->radius;
     fc_int64 o = 0, next = a->nsave > 0 ? a->save[0] : -1, k = 0;
     int status = FC_OK;
-    fc_stream s = fc_stream_at(a->k0, a->k1, id, FC_RNG_INDEX);
-    fc_perm p = fc_perm_at(a->k0, a->k1, id, 0, (fc_u64)a->n);
+    fc_batches b = fc_batches_at(a->k0, a->k1, id, (fc_u64)a->n, (fc_u64)a->batch, (int)a->replace, perm);
     fc_record(0, x, out, &o, &next, a->nsave, a->save);
     while (k < a->steps) {
         if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
-        fc_batch_grad(a, id, k, x, g, &s, &p);
+        fc_batch_grad(a, &b, k, x, g);
         double norm2 = 0.0;
         for (int q = 0; q < FC_D; q++) {
             v[q] = beta * v[q] - lr * g[q];
@@ -95,26 +83,36 @@ FC_FN int fc_sgd_run(const fc_sgd_args *a, fc_u64 id, double lr, const double *t
 extern "C" __global__ void fc_sgd_gpu(const double *r, const fc_int64 *n_args, const fc_int64 *save,
                                       const double *data, fc_int64 N, const fc_int64 *ids,
                                       const double *lr, const double *th0, double *out, double *last,
-                                      int *status, fc_int64 *nsteps)
+                                      int *status, fc_int64 *nsteps, unsigned int *perm)
 {
     const fc_int64 i = (fc_int64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= N) return;
     const fc_sgd_args a = fc_sgd_unpack(r, n_args, save, data, 0);
     status[i] = fc_sgd_run(&a, (fc_u64)ids[i], lr[i], th0 + i * FC_D, out + i * a.nsave * FC_D,
-                           last + i * FC_D, nsteps + i);
+                           last + i * FC_D, nsteps + i, a.replace ? 0 : perm + i * a.n);
 }
 #else
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+/* perm: [threads, n] scratch, a row per thread (without replacement; unused with) */
 int fc_sgd_host(const double *r, const fc_int64 *n_args, const fc_int64 *save,
                 const volatile int *interrupt, const double *data, fc_int64 N, const fc_int64 *ids,
                 const double *lr, const double *th0, double *out, double *last, int *status,
-                fc_int64 *nsteps, int threads)
+                fc_int64 *nsteps, unsigned int *perm, int threads)
 {
     const fc_sgd_args a = fc_sgd_unpack(r, n_args, save, data, interrupt);
     (void)threads;
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads) if (threads > 1)
-    for (fc_int64 i = 0; i < N; i++)
+    for (fc_int64 i = 0; i < N; i++) {
+#ifdef _OPENMP
+        unsigned int *mine = a.replace ? 0 : perm + (fc_int64)omp_get_thread_num() * a.n;
+#else
+        unsigned int *mine = a.replace ? 0 : perm;
+#endif
         status[i] = fc_sgd_run(&a, (fc_u64)ids[i], lr[i], th0 + i * FC_D, out + i * a.nsave * FC_D,
-                               last + i * FC_D, nsteps + i);
+                               last + i * FC_D, nsteps + i, mine);
+    }
     return 0;
 }
 #endif
