@@ -344,8 +344,10 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, step
     _threads(threads)
     b = beta if method in ("heavy_ball", "nesterov") else 0.0
     N, D = th.shape
-    final = np.empty((N, D))
-    status, nsteps, period = (np.empty(N, np.intc) for _ in range(3))
+    # what a start that never runs (Ctrl-C in an earlier chunk) reports: INTERRUPTED, no result
+    final = np.full((N, D), np.nan)
+    status = np.full(N, Status.INTERRUPTED, np.intc)
+    nsteps, period = np.zeros(N, np.intc), np.zeros(N, np.intc)
     run = _rest_runner(loss, method, max_period, _kernels.choose_device(device, N), b, float(power), float(lr_cap or 0.0),
                        radius, tol, steps, confirm)
     if run.device == "gpu":

@@ -77,6 +77,44 @@ def test_ctrl_c_inside_a_recording_kernel(monkeypatch):
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_ctrl_c_between_chunks_leaves_the_rest_interrupted(monkeypatch):
+    """descend_to_rest (and fa.basins through it) runs in chunks: Ctrl-C pressed as the second
+    chunk starts stops it there; the first chunk's starts keep their results, every other start
+    is INTERRUPTED with no result (NaN, period 0) — not uninitialised memory read as statuses."""
+    import ctypes
+    from flowcore import _kernels
+    real, calls = _kernels.host_rest, []
+
+    def pressed_on_second(p, method, pmax):
+        fn = real(p, method, pmax)
+
+        def call(*args):                      # args[3]: the kernels' Ctrl-C flag (see _call_host)
+            calls.append(args[4])
+            if len(calls) == 2:
+                ctypes.c_int.from_address(args[3]).value = 1
+            return fn(*args)
+        return call
+    monkeypatch.setattr(_kernels, "host_rest", pressed_on_second)
+    loss = fc.losses.double_well()
+    starts = np.random.default_rng(0).uniform(-1.5, 1.5, (4000, 2))
+    with pytest.raises(fc.Interrupted) as info:
+        fc.descend_to_rest(loss, starts, 0.1, chunk=1000, device="cpu")
+    rest = info.value.partial
+    assert calls == [1000, 1000]
+    first, others = slice(0, 1000), slice(1000, None)
+    assert (rest.status[first] == fc.Status.OK).all() and (rest.period[first] == 1).all()
+    assert (rest.status[others] == fc.Status.INTERRUPTED).all()
+    assert (rest.period[others] == 0).all() and (rest.nsteps[others] == 0).all()
+    assert np.isnan(rest.final[2000:]).all()          # the chunks that never ran: no point at all
+    assert "INTERRUPTED: 3000" in repr(rest)
+    calls.clear()
+    with pytest.raises(fc.Interrupted) as info:
+        fa.basins(loss, "gd", 0.1, ((-1.5, 1.5, 300), (-1.5, 1.5, 200)), progress=False)    # chunks of 2^14
+    st = info.value.partial.status
+    assert set(np.unique(st)) <= {fc.Status.OK, fc.Status.INTERRUPTED}
+    assert (st == fc.Status.INTERRUPTED).sum() == 60_000 - 2**14
+
+
 def test_cli_exits_non_zero_on_ctrl_c(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "flowcore.cli", "basins", "--loss", "double_well",
                              "--model", "pf", "--lr", "0.2", "--grid=-2,2,301,-2,2,301", "--steps", "2000",
