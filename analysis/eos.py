@@ -17,7 +17,11 @@ steps of GD with learning rate h; the central flow counts in GD steps.
 
 The central flow is defined only at or below the edge (λ_max ≤ 2/h): a restart from an iterate
 above it is not made (NaN), and the result says at how many iterates it was; its global run starts
-at θ₀, or at the first iterate at or below the edge when θ₀ is above it.
+at θ₀, or at the first iterate at or below the edge when θ₀ is above it. It models GD *while GD
+stays at the edge*: once GD has left it — a catapult or a decaying oscillation that leaves λ_max
+below 2/h for the rest of the run (:func:`left_edge`) — the flow, still pinned at 2/h, describes a
+regime GD is no longer in, and its global predictions from there on are not made (NaN); the
+result says where (``left_edge_at``).
 
 :func:`self_stabilization` is the constrained trajectory of Damian, Nichani and Lee (ICLR 2023):
 projected GD on M = {λ_max ≤ 2/h, ∇E·u = 0}. With one critical direction it follows the central
@@ -52,6 +56,22 @@ def _check(loss, lr, theta0, steps, horizon, window, models):
     return th
 
 
+def left_edge(sharpness, edge, settle=20):
+    """The step at which GD left the edge of stability for the rest of the run, or None.
+
+    GD has left at step m when it had reached the edge (λ_max ≥ 2/h at some iterate), m − 1 is
+    its last iterate there, and the run stays below the edge from m to its end for at least
+    max(``settle``, 2 × the longest stretch below the edge between its visits) steps: a shorter
+    final stretch may be the calm phase of a catapult cycle, after which GD comes back (the
+    valley of docs/eos.md catapults with a period of about 90 steps and is never said to leave)."""
+    above = np.flatnonzero(np.asarray(sharpness) >= edge)
+    if not len(above):
+        return None
+    below_after = len(sharpness) - 1 - above[-1]
+    gaps = np.diff(above) - 1
+    return int(above[-1] + 1) if below_after >= max(settle, 2 * int(gaps.max(initial=0))) else None
+
+
 def _flow_predictions(loss, lr, gd, name, horizon, rtol, starts, max_steps):
     """A flow from θ₀ over the run [N+1, D] and restarted at the iterates ``starts`` [N, horizon+1, D]
     (NaN at the others), real parts; and how many of these integrations stopped early (a PF
@@ -73,17 +93,19 @@ def _flow_predictions(loss, lr, gd, name, horizon, rtol, starts, max_steps):
     return glob, value(glob), rest, value(rest), unfinished
 
 
-def _central_predictions(loss, lr, gd, sharp, horizon, rtol, starts):
+def _central_predictions(loss, lr, gd, sharp, horizon, rtol, starts, left):
     """The central flow from θ₀ and from the iterates ``starts`` at or below the edge (NaN elsewhere;
-    ``sharp``: GD's λ_max per iterate); its loss prediction is E, its time-averaged one E + ½⟨Σ, H⟩."""
+    ``sharp``: GD's λ_max per iterate); its loss prediction is E, its time-averaged one E + ½⟨Σ, H⟩.
+    The run from θ₀ is not scored from step ``left`` on (GD has left the edge there; None: never)."""
     steps, D = len(gd) - 1, gd.shape[1]
     nan = lambda *s: np.full(s, np.nan)                   # noqa: E731
     glob, gavg = nan(steps + 1, D), nan(steps + 1)
     rest, ravg = nan(steps, horizon + 1, D), nan(steps, horizon + 1)
     below = np.flatnonzero(sharp <= 2 / lr)
-    if len(below) and below[0] < steps:        # from θ₀, or from the first iterate at or below the edge
+    end = steps + 1 if left is None else left
+    if len(below) and below[0] < min(steps, end - 1):   # from θ₀, or the first iterate at or below the edge
         n0 = below[0]
-        cf = central_flow(loss, lr, gd[n0], steps - n0, t_eval=np.arange(steps - n0 + 1.0), rtol=rtol)
+        cf = central_flow(loss, lr, gd[n0], end - 1 - n0, t_eval=np.arange(end - n0 + 0.0), rtol=rtol)
         glob[n0:n0 + len(cf.t)], gavg[n0:n0 + len(cf.t)] = cf.theta, cf.time_averaged_loss
     defined = starts[sharp[starts] <= 2 / lr]
     for n in defined:
@@ -112,10 +134,13 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
     the mean over the iterates where a prediction was made (restarts: where every flow made one,
     ``scored[mode]["scored"]`` of them; see :func:`_score`), ``median[mode][quantity]`` the median
     over the same iterates (a catapult's few large errors dominate a mean), and ``defined`` the number of
-    iterates a model was restarted from. ``mean_from``: the first n at which GD has reached the
-    edge (λ_max ≥ 2/h) and the central flow has started (None if never); ``gd_loss_mean`` [from
-    mean_from on]: GD's loss averaged from there to each n (over whole catapult cycles), and
-    ``central_loss_mean`` the same average of the central flow's prediction.
+    iterates a model was restarted from. ``edge_reached_at``: GD's first iterate at or above the
+    edge (None: never); ``left_edge_at``: where GD left it for the rest of the run (see
+    :func:`left_edge`; None: it did not), from which the central flow's run from θ₀ is not scored;
+    ``mean_from``: the first n at which GD has reached the edge and the central flow has started
+    (None if never); ``gd_loss_mean`` [from mean_from to left_edge_at]: GD's loss averaged from
+    there to each n (over whole catapult cycles), and ``central_loss_mean`` the same average of the
+    central flow's prediction — compared only while GD is at the edge.
     ``best[mode][quantity]`` names the model with the smallest mean (for 'global', among the runs
     from θ₀ that finished).
     """
@@ -133,10 +158,13 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
            "every": int(every),
            "theta0": th, "gd": gd, "gd_loss": E, "gd_loss_avg": targets["loss_avg"],
            "gd_theta_avg": targets["theta_avg"], "sharpness": np.linalg.eigvalsh(loss.hess(gd))[:, -1], "models": {}}
+    reached = np.flatnonzero(out["sharpness"] >= out["edge"])
+    out["edge_reached_at"] = int(reached[0]) if len(reached) else None
+    out["left_edge_at"] = left_edge(out["sharpness"], out["edge"])
     for name in models:
         if name == "central":
             glob, gavg, rest, ravg, defined = _central_predictions(loss, lr, gd, out["sharpness"], horizon, rtol,
-                                                                        starts)
+                                                                   starts, out["left_edge_at"])
             gloss, rloss = loss.value(glob), loss.value(rest)
             unfinished = {"global": 0, "restarts": 0, "global_reached": steps}
         else:
@@ -186,20 +214,20 @@ def _score(models):
 def _long_average(out):
     """GD's loss averaged from ``mean_from`` to each n (over whole catapult cycles, not only the
     2-cycle), and the same average of the central flow's prediction: from the first step at which GD
-    has reached the edge and the central flow has started (GD's own from the edge without it)."""
-    hit = np.flatnonzero(out["sharpness"] >= out["edge"])
+    has reached the edge and the central flow has started (GD's own from the edge without it), to
+    ``left_edge_at`` (while GD is at the edge: the regime the central flow models)."""
     none = {"mean_from": None, "gd_loss_mean": None, "central_loss_mean": None}
-    if not len(hit):
+    if out["edge_reached_at"] is None:
         return none
-    n0, P = int(hit[0]), None
+    n0, end, P = out["edge_reached_at"], out["left_edge_at"] or len(out["gd_loss"]), None
     if "central" in out["models"]:
-        ok = np.flatnonzero(np.isfinite(out["models"]["central"]["loss_avg"][n0:]))
+        ok = np.flatnonzero(np.isfinite(out["models"]["central"]["loss_avg"][n0:end]))
         if not len(ok):
             return none
         n0 += int(ok[0])
-        P = out["models"]["central"]["loss_avg"][n0:]
+        P = out["models"]["central"]["loss_avg"][n0:end]
     mean = lambda a: np.cumsum(a) / np.arange(1, len(a) + 1)          # noqa: E731
-    return {"mean_from": n0, "gd_loss_mean": mean(out["gd_loss"][n0:]),
+    return {"mean_from": n0, "gd_loss_mean": mean(out["gd_loss"][n0:end]),
             "central_loss_mean": None if P is None else mean(P)}
 
 
@@ -293,11 +321,22 @@ def comparison_lines(result):
     return lines
 
 
+def regime_lines(result):
+    """Where GD was at the edge, and so where the central flow's run from θ₀ applies."""
+    at, left = result.get("edge_reached_at"), result.get("left_edge_at")
+    if at is None:
+        return ["GD never reached the edge (λ_max < 2/h throughout): the central flow is the gradient flow here"]
+    if left is None:
+        return [f"GD reached the edge at n = {at} and did not leave it for good"]
+    return [f"GD reached the edge at n = {at} and left it at n = {left} (λ_max < 2/h to the end): the central "
+            "flow's run from θ₀, pinned at 2/h, is not scored from there"]
+
+
 def figure_data(result):
     """The numbers a comparison figure is drawn from (for JSON): everything but the per-iterate errors
     and trajectories."""
     keep = ("lr", "edge", "steps", "horizon", "window", "every", "theta0", "gd_loss", "gd_loss_avg", "sharpness", "best",
-            "scored", "mean_from", "gd_loss_mean", "central_loss_mean")
+            "scored", "edge_reached_at", "left_edge_at", "mean_from", "gd_loss_mean", "central_loss_mean")
     out = {k: result[k] for k in keep}
     out["models"] = {k: {f: m[f] for f in ("loss_avg", "sharpness", "table", "median", "defined", "unfinished")}
                      for k, m in result["models"].items()}

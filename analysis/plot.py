@@ -380,8 +380,10 @@ def compare_models(result, title=None, axs=None):
     ax.semilogy(n, r["gd_loss"], color="0.75", lw=0.8, label="GD: E(θ_n)")
     ax.semilogy(n[:len(r["gd_loss_avg"])], r["gd_loss_avg"], "k-", lw=1.4, label=f"GD: Ē (mean of {r['window']})")
     if r.get("mean_from") is not None:
-        ax.semilogy(n[r["mean_from"]:], r["gd_loss_mean"], "k:", lw=1.6,
-                    label=f"GD: mean of E from n = {r['mean_from']}")
+        n0 = r["mean_from"]
+        ax.semilogy(n[n0:n0 + len(r["gd_loss_mean"])], r["gd_loss_mean"], "k:", lw=1.6,
+                    label=f"GD: mean of E from n = {n0}")
+    _shade_left_edge(ax, r)
     lo, hi = np.nanmin(r["gd_loss"][r["gd_loss"] > 0]), np.nanmax(r["gd_loss"])
     for name, m in r["models"].items():
         ax.semilogy(n, np.where(np.isfinite(m["loss_avg"]), m["loss_avg"], np.nan), color=_MODEL_STYLE.get(name),
@@ -397,6 +399,7 @@ def compare_models(result, title=None, axs=None):
     if "central" in r["models"]:
         ax.plot(n, r["models"]["central"]["sharpness"], color=_MODEL_STYLE["central"], lw=2, label="central flow")
     ax.axhline(r["edge"], color="k", ls=":", label=f"2/h = {r['edge']:g}")
+    _shade_left_edge(ax, r)
     ax.set_xlabel("GD step n")
     ax.set_ylabel("sharpness")
     ax.set_title("sharpness of GD's iterates and of the central flow (held at 2/h)", fontsize=10)
@@ -407,6 +410,15 @@ def compare_models(result, title=None, axs=None):
             fig.suptitle(title)
         fig.tight_layout()
     return fig if fig is not None else axs[0].figure
+
+
+def _shade_left_edge(ax, r):
+    """Grey from where GD left the edge for good (fa.eos.left_edge): the central flow's run from θ₀
+    is not scored there."""
+    left = r.get("left_edge_at")
+    if left is not None and "central" in r["models"]:
+        ax.axvspan(left, len(r["gd_loss"]) - 1, color="0.9", zorder=0,
+                   label=f"GD left the edge (n ≥ {left}):\ncentral flow not scored")
 
 
 def _error_table(ax, r):

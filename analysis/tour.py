@@ -764,8 +764,12 @@ def eos_models(quick):
         axs[row, 0].set_title(f"{title}: time-averaged loss", fontsize=10)
         data[key] = figure_data(r)
         t, b = {k: m["table"] for k, m in r["models"].items()}, r["best"]
-        avg = (f"; GD's loss averaged from step {r['mean_from']} is {r['gd_loss_mean'][-1]:.3g}, the central flow's "
-               f"prediction {r['central_loss_mean'][-1]:.3g}" if r["mean_from"] is not None else "")
+        avg = (f"; GD's loss averaged over steps {r['mean_from']}–{r['mean_from'] + len(r['gd_loss_mean']) - 1}, "
+               f"while it is at the edge, is {r['gd_loss_mean'][-1]:.3g}, the central flow's prediction "
+               f"{r['central_loss_mean'][-1]:.3g}" if r["central_loss_mean"] is not None else "")
+        if r["left_edge_at"] is not None:
+            avg += (f"; GD left the edge for good at step {r['left_edge_at']} (λ_max < 2/h to the end), where the "
+                    "central flow, pinned at 2/h, no longer applies and is not scored")
         said.append(f"on {key} the next iterate is predicted best by {b['one_step']['theta']} "
                     f"({t[b['one_step']['theta']]['one_step']['theta']:.1e}; NGF {t['ngf']['one_step']['theta']:.1e}), "
                     f"the loss averaged over the 2-cycle {r['horizon']} steps ahead by {b['horizon']['loss_avg']} "

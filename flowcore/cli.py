@@ -412,7 +412,7 @@ def cmd_track(args):
 def cmd_compare(args):
     """Every continuous model of GD predicting one GD run (at the edge of stability): which predicts what."""
     from flowcore import analysis as fa
-    from flowcore.analysis.eos import COMPARE_MODELS, comparison_lines, figure_data
+    from flowcore.analysis.eos import COMPARE_MODELS, comparison_lines, figure_data, regime_lines
     if (args.loss is None) == (args.network is None):
         raise ValueError("give --loss (with --theta0) or --network (an MLP; its start is its initialisation), not "
                          "both" if args.loss else "give --loss (with --theta0) or --network (e.g. --network regression "
@@ -436,7 +436,7 @@ def cmd_compare(args):
     if args.json:
         print(json.dumps(fa.as_json({"loss": loss.name, **figure_data(r), "gd": r["gd"],
                                      "trajectories": {k: m["trajectory"] for k, m in r["models"].items()},
-                                     "summary": comparison_lines(r)})))
+                                     "summary": comparison_lines(r), "regime": regime_lines(r)})))
         return
     print(f"GD with lr = {args.lr:g} (2/lr = {r['edge']:g}) from {what if args.network else _fmt(np.array(theta0))}, "
           f"{args.steps} steps; "
@@ -444,8 +444,11 @@ def cmd_compare(args):
     if "central" in r["models"]:
         print(f"central flow restarted at {r['models']['central']['defined']} of {len(range(0, args.steps, args.every))} "
               "iterates (those at or below the edge)")
+    if "central" in r["models"]:
+        print(regime_lines(r)[0])
     if r["central_loss_mean"] is not None:
-        print(f"GD's loss averaged from n = {r['mean_from']} (at the edge, central flow started): "
+        end = r["mean_from"] + len(r["gd_loss_mean"]) - 1
+        print(f"GD's loss averaged over n = {r['mean_from']}..{end} (at the edge, central flow started): "
               f"{r['gd_loss_mean'][-1]:.6g}; the central flow's prediction averaged alike: {r['central_loss_mean'][-1]:.6g}")
     for name, m in r["models"].items():
         u = m["unfinished"]

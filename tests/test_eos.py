@@ -71,6 +71,41 @@ def test_central_flow_predicts_the_time_averaged_loss_at_the_edge():
     assert r["best"]["horizon"]["loss"] == "central" and r["models"]["ngf"]["defined"] == 30
 
 
+    assert r["left_edge_at"] is None            # catapults that come back are not "leaving"
+
+
+def test_left_edge_by_hand():
+    from flowcore.analysis.eos import left_edge
+    e = 2.0
+    assert left_edge([1.0] * 50, e) is None                               # never at the edge
+    assert left_edge([1.9, 2.1] * 25, e) is None                          # at it to the end
+    assert left_edge([2.1] * 5 + [1.9] * 30, e) == 5                       # then below for 30 ≥ 20 steps
+    assert left_edge([2.1] * 5 + [1.9] * 10, e) is None                    # 10 < 20: may come back
+    # catapults 25 steps apart: a final stretch below of 40 < 2·24 steps is a calm phase, not leaving
+    catapults = ([2.1] + [1.5] * 24) * 4
+    assert left_edge(catapults + [1.5] * 15, e) is None
+    assert left_edge(catapults + [1.5] * 30, e) == 76
+
+
+def test_the_central_flow_is_not_scored_after_gd_leaves_the_edge():
+    """½(xy − 1)² at h = 0.25 from (2.8, 0.3): GD catapults at step 1 and is below the edge from step
+    10 to the end (λ_max → 7.78 < 8) while the central flow stays pinned at 8: its run from θ₀ is not
+    scored from step 10 on, nor averaged past it. At h = 1.05 every minimum (λ = x² + y² ≥ 2) is
+    above the edge 2/h = 1.90: GD sits at the edge for good, and the central flow's averaged loss
+    is within 15 % of GD's (0.0207 against 0.0231 over 300 steps from (0.9, 0.9))."""
+    loss = fc.Loss.from_expr("(x*y - 1)**2/2")
+    r = fa.compare_models(loss, 0.25, [2.8, 0.3], 200, horizon=5, models=("igr", "central"), every=10)
+    sharp = r["sharpness"]
+    assert r["edge_reached_at"] == 1 and r["left_edge_at"] == 10
+    assert np.all(sharp[10:] < 8) and sharp[9] >= 8
+    central = r["models"]["central"]
+    assert np.isnan(central["loss_avg"][10:]).all() and np.isfinite(central["loss_avg"][1:10]).all()
+    assert len(r["gd_loss_mean"]) == len(r["central_loss_mean"]) == 10 - r["mean_from"]
+    r = fa.compare_models(loss, 1.05, [0.9, 0.9], 300, horizon=5, models=("central",), every=50)
+    assert r["left_edge_at"] is None and len(r["gd_loss_mean"]) == 300 - r["mean_from"] + 1
+    assert abs(r["central_loss_mean"][-1] / r["gd_loss_mean"][-1] - 1) < 0.15
+
+
 def test_self_stabilization_follows_the_central_flow_to_first_order():
     """Damian–Nichani–Lee's projected GD and the one-direction central flow are two discretisations of
     one constrained flow: slowing the drift by ε (E → ε·f + ½ s y², so GD takes 1/ε times more steps
