@@ -183,27 +183,43 @@ def sharpness(loss, iterates, k=1):
     return np.linalg.eigvalsh(loss.hess(it))[:, ::-1][:, :k]
 
 
-def network_edge_of_stability(loss, lr, theta0, steps, restarts=6, flows=("ngf", "igr", "pf"), rtol=1e-7):
+CATAPULT = 0.2     # an iterate with λ₀ > (1 + CATAPULT)·2/h is in a catapult, not hovering at the edge
+
+
+def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "igr", "pf"), rtol=1e-7,
+                              max_steps=20_000, progress=None):
     """The edge of stability of a GD run (the paper's Figs 9/10, for networks): the sharpness λ₀ per
-    iterate against 2/h, GD's loss increases where λ₀ > 2/h, and each flow's one-step prediction
-    (parameters and loss change) from ``restarts`` iterates spread over those above the edge (over
-    the whole run when none is). Sharpness by Lanczos; the flows by DOP853 at ``rtol``.
+    iterate against 2/h, GD's loss rises where λ₀ > 2/h, and each flow's one-step prediction
+    (parameters and loss change) from every ``every``-th iterate past the edge (from the first n with
+    λ₀ ≥ 2/h; the whole run when it never gets there; odd by default, so that both phases of GD's
+    2-cycle are scored). Sharpness by Lanczos; the flows by DOP853 at
+    ``rtol``, each integration capped at ``max_steps`` steps (the PF's complex path can run into a
+    pole of tanh: such a restart stops, is counted, and predicts nothing).
+
+    A flow's prediction φ_h(θ_n) is its real part (the PF is complex past hλ = 1): the one-step
+    error is ‖Re φ_h(θ_n) − θ_{n+1}‖ and the predicted loss change E(Re φ_h(θ_n)) − E(θ_n).
+    Restarts are split into those **at the edge** (λ₀ ≤ (1 + CATAPULT)·2/h: GD hovers about it) and
+    those **in a catapult** (λ₀ above that: the quadratic picture behind every flow fails), each
+    summarised apart in ``summary[group][flow]``: the median one-step error over the restarts every
+    flow resolved, at how many of those the flow was the best, and of the restarts at which GD's loss
+    rose, at how many the flow predicted a rise.
 
     Returns: iterates, loss, delta_loss, sharpness [steps+1], edge = 2/h, edge_step (first n with
     λ₀ ≥ 2/h, None if never), hover_fraction (of the iterates after edge_step, the share with λ₀
-    within 20 % of 2/h), increases_above / increases_below (loss increases at iterates with λ₀
-    above / at or below 2/h) and the iterates above / below, restarts (the iterates n), and per
-    flow: one_step_error ‖φ_h(θ_n) − θ_{n+1}‖ and predicted_delta_loss E(φ_h(θ_n)) − E(θ_n) at
-    the restarts (the PF's real part).
+    within 20 % of 2/h), increases_above / increases_below (loss rises at iterates with λ₀ above /
+    at or below 2/h) and the iterates above / below, restarts (the iterates n), catapult [R] (which
+    restarts are in a catapult), per flow: one_step_error and predicted_delta_loss [R] (NaN where
+    the integration stopped) and status [R] (fc.Status names); and summary.
     """
     flows = names(flows, "flows")
+    lr = positive(lr, "lr")
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
     if th.shape[1] != loss.dim:
         raise ValueError(f"theta0 must have {loss.dim} coordinates, got {th.shape[1]}")
     if not (isinstance(steps, (int, np.integer)) and steps >= 2):
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
-    if not (isinstance(restarts, (int, np.integer)) and restarts >= 1):
-        raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
+    if not (isinstance(every, (int, np.integer)) and every >= 1):
+        raise ValueError(f"every must be an integer >= 1 (restart the flows at every k-th iterate), got {every!r}")
     it = fc.descend(loss, th, lr, steps).iterates[0]
     if not np.all(np.isfinite(it)):
         raise ValueError(f"GD diverged at lr = {lr}; choose a smaller lr")
@@ -214,18 +230,58 @@ def network_edge_of_stability(loss, lr, theta0, steps, restarts=6, flows=("ngf",
     above = S[:-1] > edge
     hit = np.flatnonzero(S >= edge)
     edge_step = int(hit[0]) if hit.size else None
-    pool = np.flatnonzero(above) if above.any() else np.arange(steps)
-    pick = np.unique(pool[np.linspace(0, len(pool) - 1, min(restarts, len(pool))).round().astype(int)])
+    pick = np.arange(edge_step if edge_step is not None and edge_step < steps else 0, steps, every)
+    catapult = S[pick] > (1 + CATAPULT) * edge
     out = {"lr": float(lr), "edge": edge, "iterates": it, "loss": E, "delta_loss": dE, "sharpness": S,
            "edge_step": edge_step,
            "hover_fraction": float(np.mean(np.abs(S[edge_step:] / edge - 1) < 0.2)) if edge_step is not None else 0.0,
            "increases_above": int(np.sum((dE > 0) & above)), "iterates_above": int(above.sum()),
            "increases_below": int(np.sum((dE > 0) & ~above)), "iterates_below": int((~above).sum()),
-           "restarts": pick, "flows": {}}
+           "restarts": pick, "catapult": catapult, "flows": {}}
     for name in flows:
         sol = fc.solve(fc.models.model(name).build(loss, lr), it[pick], t_span=(0.0, lr), method="dop853",
-                       rtol=rtol, atol=1e-10)
-        end = sol.y[:, -1]
+                       rtol=rtol, atol=1e-10, max_steps=max_steps, progress=progress)
+        end = np.where((sol.status == fc.Status.OK)[:, None], sol.y[:, -1].real, np.nan)
         out["flows"][name] = {"one_step_error": np.linalg.norm(end - it[pick + 1], axis=-1),
-                              "predicted_delta_loss": np.real(loss.value(end)) - E[pick]}
+                              "predicted_delta_loss": loss.value(end) - E[pick],
+                              "status": [fc.Status(int(c)).name for c in sol.status]}
+    out["summary"] = {group: _eos_summary(out, sel) for group, sel in (("edge", ~catapult), ("catapult", catapult))}
     return out
+
+
+def _eos_summary(r, sel):
+    """Per flow, over the restarts ``sel``: how many there are, how many every flow resolved, the
+    flow's median one-step error there, at how many of them it is the best, and how many of GD's
+    loss rises among them it predicted."""
+    flows = r["flows"]
+    err = np.array([f["one_step_error"] for f in flows.values()])            # [flows, R]
+    resolved = sel & np.all(np.isfinite(err), axis=0)
+    best = np.argmin(np.where(np.isfinite(err), err, np.inf), axis=0)
+    rises = sel & (r["delta_loss"][r["restarts"]] > 0)
+    out = {"restarts": int(sel.sum()), "resolved": int(resolved.sum()), "gd_rises": int(rises.sum())}
+    for j, (name, f) in enumerate(flows.items()):
+        e = f["one_step_error"][resolved]
+        out[name] = {"median_error": float(np.median(e)) if e.size else float("nan"),
+                     "best": int(np.sum(resolved & (best == j))),
+                     "rises_predicted": int(np.sum(rises & (f["predicted_delta_loss"] > 0))),
+                     "stopped": int(np.sum(sel & ~np.isfinite(f["one_step_error"])))}
+    return out
+
+
+def eos_summary_lines(r):
+    """The summary of :func:`network_edge_of_stability` in words, a line per group of restarts."""
+    lines = []
+    for group, what in (("edge", f"at the edge (λ₀ ≤ {1 + CATAPULT:g}·2/h)"),
+                        ("catapult", f"in catapults (λ₀ > {1 + CATAPULT:g}·2/h)")):
+        g = r["summary"][group]
+        if not g["restarts"]:
+            continue
+        flows = [k for k in r["flows"]]
+        med = ", ".join(f"{k} {g[k]['median_error']:.1e}" for k in flows)
+        best = ", ".join(f"{k} {g[k]['best']}" for k in flows)
+        rises = ", ".join(f"{k} {g[k]['rises_predicted']}" for k in flows)
+        stopped = [f"{k} {g[k]['stopped']}" for k in flows if g[k]["stopped"]]
+        lines.append(f"{what}: {g['restarts']} restarts, {g['resolved']} resolved by every flow; median one-step "
+                     f"error {med}; best at {best} of them; of GD's {g['gd_rises']} loss rises predicted by {rises}"
+                     + (f"; stopped (pole or step cap): {', '.join(stopped)}" if stopped else ""))
+    return lines

@@ -469,15 +469,16 @@ def _model_label(name, r):
 
 def network_eos(r, title=None):
     """:func:`flowcore.analysis.paper.network_edge_of_stability` in four panels: the sharpness
-    against 2/h, the loss with its rises marked, and the flows' one-step errors and predicted loss
-    changes at the restarts, against GD's."""
+    against 2/h, the loss with its rises marked, each flow's one-step error at the restarts, and
+    each flow's predicted loss change against GD's (restarts in a catapult hollow)."""
     plt = _plt()
     n = np.arange(len(r["loss"]))
-    fig, axs = plt.subplots(1, 4, figsize=(21, 4.6))
+    fig, axs = plt.subplots(1, 4, figsize=(22, 4.9))
     axs[0].plot(n, r["sharpness"], "k-", lw=1, label=r"$\lambda_0$ (Lanczos)")
     axs[0].axhline(r["edge"], color="C3", ls="--", label=f"2/h = {r['edge']:g}")
-    axs[0].plot(r["restarts"], r["sharpness"][r["restarts"]], "o", mfc="none", color="C0", ms=9,
-                label="flows restarted here")
+    cat = np.asarray(r["catapult"], bool)
+    starts = np.asarray(r["restarts"])
+    axs[0].plot(starts, r["sharpness"][starts], "o", mfc="none", color="C0", ms=5, label="flows restarted here")
     axs[0].set(xlabel="GD step n", ylabel="sharpness", title=title or f"h = {r['lr']:g}")
     axs[0].title.set_fontsize(9)
     axs[0].legend(fontsize=8)
@@ -488,21 +489,35 @@ def network_eos(r, title=None):
                     label=f"loss rises with λ₀ > 2/h ({r['increases_above']} of {r['iterates_above']} steps)")
     axs[1].semilogy(up[~hi], r["loss"][up[~hi] + 1], "v", color="C0", ms=4,
                     label=f"loss rises with λ₀ ≤ 2/h ({r['increases_below']} of {r['iterates_below']} steps)")
-    axs[1].set(xlabel="GD step n", ylabel="E", title="cross-entropy: rises only past the edge")
+    axs[1].set(xlabel="GD step n", ylabel="E", title="the loss: rises past the edge")
     axs[1].legend(fontsize=8)
-    x = np.arange(len(r["restarts"]))
+    g = r["summary"]
     for j, (name, f) in enumerate(r["flows"].items()):
-        axs[2].bar(x + (j - 1) * 0.27, f["one_step_error"], 0.27, color=f"C{j + 1}", label=name)
-        axs[3].plot(x, f["predicted_delta_loss"], "o", color=f"C{j + 1}", ms=8 - 2 * j, label=f"{name} prediction")
-    axs[3].plot(x, r["delta_loss"][r["restarts"]], "k*", ms=12, label="GD: E(θ_{n+1}) − E(θ_n)")
-    for ax, what in ((axs[2], r"one-step error $\Vert\theta_{n+1} - \varphi_h(\theta_n)\Vert$"),
-                     (axs[3], "loss change over one step")):
-        ax.set_xticks(x, [f"n = {k}" for k in r["restarts"]])
-        ax.set_title(what, fontsize=10)
-        ax.legend(fontsize=8)
-    axs[2].set_yscale("log")
-    axs[3].set_yscale("symlog", linthresh=1e-4)
-    axs[3].axhline(0, color="0.6", lw=0.8)
+        c = f"C{j + 1}"
+        e, d = np.asarray(f["one_step_error"]), np.asarray(f["predicted_delta_loss"])
+        med = g["edge"][name]["median_error"]
+        axs[2].semilogy(starts[~cat], e[~cat], "o", color=c, ms=5, label=f"{name} (median at the edge {med:.1e})")
+        axs[2].semilogy(starts[cat], e[cat], "o", mfc="none", color=c, ms=6)
+        axs[3].plot(r["delta_loss"][starts][~cat], d[~cat], "o", color=c, ms=5,
+                    label=f"{name}: {g['edge'][name]['rises_predicted']} of GD's {g['edge']['gd_rises']} rises "
+                          "at the edge")
+        axs[3].plot(r["delta_loss"][starts][cat], d[cat], "o", mfc="none", color=c, ms=6)
+    if cat.any():
+        axs[2].plot([], [], "o", mfc="none", color="0.3", label="hollow: in a catapult (λ₀ > 1.2·2/h)")
+    axs[2].set(xlabel="GD step n (restart)", ylabel=r"$\Vert\mathrm{Re}\,\varphi_h(\theta_n) - \theta_{n+1}\Vert$",
+               title="one-step error of each flow (its real part)")
+    axs[2].title.set_fontsize(10)
+    axs[2].legend(fontsize=8)
+    ax = axs[3]
+    lim = np.nanmax(np.abs(np.r_[r["delta_loss"][starts], *[f["predicted_delta_loss"] for f in r["flows"].values()]]))
+    ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=0.8, label="prediction = GD")
+    ax.axhline(0, color="0.8", lw=0.8)
+    ax.axvline(0, color="0.8", lw=0.8)
+    ax.set_xscale("symlog", linthresh=1e-4)
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set(xlabel=r"GD's loss change $E(\theta_{n+1}) - E(\theta_n)$", ylabel="the flow's predicted change")
+    ax.set_title("predicted loss changes (upper right: a rise predicted)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 

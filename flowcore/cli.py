@@ -563,11 +563,11 @@ def cmd_eos(args):
     net = _network(args, args.data, "--data")
     flows = tuple(args.flows.split(","))
     out = _output(args.output)
-    r = paper.network_edge_of_stability(net.loss, args.lr, net.theta0, args.steps, restarts=args.restarts, flows=flows)
+    r = paper.network_edge_of_stability(net.loss, args.lr, net.theta0, args.steps, every=args.every, flows=flows)
     if out:
         fa.plot.network_eos(r, title=f"{net!r}"[8:-1] + f", h = {args.lr:g}").savefig(out, dpi=110)
     keep = ("lr", "edge", "edge_step", "hover_fraction", "increases_above", "iterates_above", "increases_below",
-            "iterates_below", "restarts", "sharpness", "loss", "delta_loss", "flows")
+            "iterates_below", "restarts", "catapult", "sharpness", "loss", "delta_loss", "flows", "summary")
     if args.json:
         print(json.dumps(fa.as_json({"network": repr(net), "dim": net.dim, **{k: r[k] for k in keep}})))
         return
@@ -576,10 +576,12 @@ def cmd_eos(args):
           f"{100 * r['hover_fraction']:.0f}% of the later steps within 20% of 2/lr")
     print(f"loss rises at {r['increases_above']} of {r['iterates_above']} steps with λ0 > 2/lr and "
           f"{r['increases_below']} of {r['iterates_below']} with λ0 <= 2/lr")
-    print(f"{'n':>6} {'GD dE':>11} " + " ".join(f"{k + ' err':>12} {k + ' dE':>11}" for k in flows))
+    print(f"{'n':>6} {'λ0·h/2':>7} {'GD dE':>11} " + " ".join(f"{k + ' err':>12} {k + ' dE':>11}" for k in flows))
     for i, n in enumerate(r["restarts"]):
-        print(f"{n:6d} {r['delta_loss'][n]:11.3e} " + " ".join(
+        print(f"{n:6d} {r['sharpness'][n] / r['edge']:7.3f} {r['delta_loss'][n]:11.3e} " + " ".join(
             f"{r['flows'][k]['one_step_error'][i]:12.3e} {r['flows'][k]['predicted_delta_loss'][i]:11.3e}" for k in flows))
+    for line in paper.eos_summary_lines(r):
+        print(line)
 
 
 def fc_nn():
@@ -740,7 +742,8 @@ def build_parser():
     _add_network(eo)
     eo.add_argument("--lr", type=float, required=True, help="learning rate h")
     eo.add_argument("--steps", type=int, default=300, help="GD steps (default 300)")
-    eo.add_argument("--restarts", type=int, default=3, help="iterates above the edge the flows start from (default 3)")
+    eo.add_argument("--every", type=int, default=7, help="restart the flows at every k-th iterate past the edge "
+                    "(default 7: odd, so that both phases of GD's 2-cycle are scored)")
     eo.add_argument("--flows", default="ngf,igr,pf", help="comma-separated flows (default ngf,igr,pf)")
     eo.add_argument("-o", "--output", help="write the figure to this PNG")
     eo.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")

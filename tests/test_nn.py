@@ -143,7 +143,7 @@ def test_network_edge_of_stability_against_independent_computations():
     from flowcore.analysis import paper
     net = fc.nn.mlp(*fc.nn.iris(), widths=(8, 8), activation="tanh", loss="cross_entropy", seed=1)
     assert net.dim > 64                                          # the Lanczos path
-    r = paper.network_edge_of_stability(net.loss, 1.0, net.theta0, 40, restarts=2, flows=("ngf",))
+    r = paper.network_edge_of_stability(net.loss, 1.0, net.theta0, 40, every=17, flows=("ngf",))
     full = np.linalg.eigvalsh(net.loss.hess(r["iterates"]))[:, -1]
     np.testing.assert_allclose(r["sharpness"], full, rtol=1e-8)
     above = full[:-1] > 2.0
@@ -156,12 +156,36 @@ def test_network_edge_of_stability_against_independent_computations():
                                                                        rel=1e-4)
 
 
+def test_network_eos_scores_the_real_part_and_counts_rises_over_gds():
+    """The PF's prediction is its real part (its complex end point's imaginary part is not an
+    error), restarts in a catapult (λ₀ > 1.2·2/h) are summarised apart, and a flow's predicted rises
+    are counted over the restarts where GD's loss rose (not over all of them)."""
+    from flowcore.analysis import paper
+    net = fc.nn.mlp(*fc.nn.regression_2d(), widths=3, activation="tanh", loss="mse", seed=0)
+    r = paper.network_edge_of_stability(net.loss, 1.5, net.theta0, 40, every=3, flows=("ngf", "pf"))
+    it, pick = r["iterates"], r["restarts"]
+    sol = fc.solve(fc.flows.pf(net.loss, 1.5), it[pick], t_span=(0, 1.5), method="dop853", rtol=1e-7, atol=1e-10)
+    ok = sol.status == fc.Status.OK
+    end = sol.y[:, -1]
+    assert np.abs(end[ok].imag).max() > 1e-6                       # complex end points were scored
+    np.testing.assert_allclose(r["flows"]["pf"]["one_step_error"][ok], np.linalg.norm(end[ok].real - it[pick + 1][ok], axis=1),
+                               rtol=1e-6)
+    cat = r["sharpness"][pick] > 1.2 * r["edge"]
+    assert np.array_equal(r["catapult"], cat)
+    rose = r["delta_loss"][pick] > 0
+    for group, sel in (("edge", ~cat), ("catapult", cat)):
+        g = r["summary"][group]
+        assert g["restarts"] == sel.sum() and g["gd_rises"] == (sel & rose).sum()
+        for k, f in r["flows"].items():
+            assert g[k]["rises_predicted"] == np.sum(sel & rose & (f["predicted_delta_loss"] > 0))
+
+
 def test_cli_eos_json(tmp_path):
     import json
     import subprocess
     import sys
     out = subprocess.run([sys.executable, "-m", "flowcore.cli", "eos", "--data", "regression", "--samples", "10",
-                          "--widths", "3", "--objective", "mse", "--lr", "0.5", "--steps", "20", "--restarts", "1",
+                          "--widths", "3", "--objective", "mse", "--lr", "0.5", "--steps", "20", "--every", "9",
                           "--json", "-o", str(tmp_path / "e.png")], capture_output=True, text=True, cwd=tmp_path,
                          check=True)
     d = json.loads(out.stdout)
