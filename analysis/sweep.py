@@ -258,8 +258,10 @@ def _open_store(path, plan, attrs, overwrite):
     import zarr
     if _is_sweep_store(path):
         group = zarr.open_group(path, mode="r+")
-        old = group.attrs["flowcore_sweep"].get("digest")
+        stored = dict(group.attrs["flowcore_sweep"])
+        old = str(stored.get("digest"))
         if old == plan.digest:
+            _verified(path, stored)
             done = [ix for ix in itertools.product(*map(range, plan.grid)) if chunk_is_complete(group, plan, ix)]
             return group, done
         if not overwrite:
@@ -497,7 +499,7 @@ def open_sweep(store):
     if not _is_sweep_store(path):
         raise ValueError(f"{path!r} is not a flowcore sweep store")
     group = zarr.open_group(path, mode="r")
-    attrs = dict(group.attrs["flowcore_sweep"])
+    attrs = _verified(path, dict(group.attrs["flowcore_sweep"]))
     plan = _plan_of(attrs)
     missing = [ix for ix in itertools.product(*map(range, plan.grid)) if not chunk_is_complete(group, plan, ix)]
     if missing:
@@ -654,25 +656,65 @@ def _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical, 
         kinds = [["given"] * len(critical[0])] * len(losses)
 
     definition = {
-        "flowcore_sweep": 1, "flowcore_version": fc.__version__,
-        "losses": [_identity(L) for L in losses], "models": [str(m) for m in models],
+        "flowcore_sweep": 2, "flowcore_version": fc.__version__, "dim": D,
+        "losses": [_identity(L) for L in losses], "names": [L.name for L in losses],
+        "exprs": [str(L.expr) for L in losses], "models": [str(m) for m in models],
+        "model_axis": "model" in coords,
         "axes": {d: (list(map(str, coords[d])) if d == "model" else _hex(coords[d])) for d in dims},
         "lr": None if lr is None else float(lr).hex(), "origin": _hex(o), "directions": _hex(U),
-        "settings": {k: (float(v).hex() if isinstance(v, float) else v) for k, v in s.items()},
-        "critical": [_hex(c) for c in critical], "outputs": list(outputs), "chunks": list(chunk_len),
+        "settings": {k: (["float", float(v).hex()] if isinstance(v, float) else v) for k, v in s.items()},
+        "critical": [_hex(c) for c in critical], "critical_kinds": kinds, "outputs": list(outputs),
+        "chunks": list(chunk_len),
     }
-    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+    digest = _definition_digest(definition)
     plan = Plan(dims, coords, params, model, lr, o, U, outputs, chunk_len, s, tuple(critical), digest)
-    attrs = {"digest": digest, "definition": definition, "dim": D,
-             "loss": losses[0].name if len(losses) == 1 else [L.name for L in losses],
-             "loss_expr": [str(L.expr) for L in losses], "model": model or "(axis)",
-             "flowcore_version": fc.__version__,
-             "settings": {k: v for k, v in s.items()}, "outputs": list(outputs),
-             "critical_points": [c.tolist() for c in critical], "critical_kinds": kinds,
-             "label_meanings": {str(k): v for k, v in LABELS.items()},
-             "axes": {d: coords[d].tolist() for d in dims}, "chunks": list(chunk_len),
-             "origin": o.tolist(), "directions": U.tolist()}
-    return plan, losses, attrs
+    return plan, losses, {"digest": digest, "definition": definition, **_readable(definition)}
+
+
+def _definition_digest(definition):
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
+def _unhex(values):
+    return [float.fromhex(x) for x in values]
+
+
+def _readable(d):
+    """A store's readable attributes, every one derived from its definition (whose digest keys every
+    chunk): what a Dataset shows cannot differ from what its chunks were computed with."""
+    D = d["dim"]
+    dims = list(d["axes"])
+    names = d["names"]
+    return {"dim": D, "loss": names[0] if len(names) == 1 else names, "loss_expr": d["exprs"],
+            "model": "(axis)" if d["model_axis"] else d["models"][0], "flowcore_version": d["flowcore_version"],
+            "lr": None if d["lr"] is None else float.fromhex(d["lr"]),
+            "settings": {k: float.fromhex(v[1]) if isinstance(v, list) and v[:1] == ["float"] else v
+                         for k, v in d["settings"].items()},
+            "outputs": list(d["outputs"]),
+            "critical_points": [np.reshape(_unhex(c), (-1, D)).tolist() for c in d["critical"]],
+            "critical_kinds": d["critical_kinds"], "label_meanings": {str(k): v for k, v in LABELS.items()},
+            "axes": {k: (v if k == "model" else _unhex(v)) for k, v in d["axes"].items() if k in dims},
+            "chunks": list(d["chunks"]), "origin": _unhex(d["origin"]),
+            "directions": np.reshape(_unhex(d["directions"]), (-1, D)).tolist()}
+
+
+def _verified(path, attrs):
+    """A store's attributes as its definition says (the digest recomputed, not read), or a
+    ValueError naming what was edited."""
+    d = attrs.get("definition")
+    if not isinstance(d, dict) or d.get("flowcore_sweep") != 2:
+        raise ValueError(f"store {path!r} was written by another version of flowcore's sweeps; rerun the sweep "
+                         "with a new store (or overwrite=True)")
+    if _definition_digest(d) != attrs.get("digest"):
+        raise ValueError(f"store {path!r}: its definition does not match its digest (the store's zarr.json was "
+                         "edited); its chunks cannot be trusted: rerun the sweep with overwrite=True")
+    want = {"digest": attrs["digest"], "definition": d, **_readable(d)}
+    edited = sorted(k for k in set(want) | set(attrs) if json.dumps(want.get(k), sort_keys=True) !=
+                    json.dumps(attrs.get(k), sort_keys=True))
+    if edited:
+        raise ValueError(f"store {path!r}: its attribute(s) {', '.join(edited)} disagree with the definition its "
+                         "chunks were computed by (the store's zarr.json was edited); rerun with overwrite=True")
+    return want
 
 
 def _start_box(coords, origin, U):
@@ -682,10 +724,10 @@ def _start_box(coords, origin, U):
 
 
 def _plan_of(attrs):
-    """A Plan from a store's attributes (to read it back: no losses needed)."""
+    """A Plan from a store's verified attributes (to read it back: no losses needed)."""
     d = attrs["definition"]
     dims = tuple(d["axes"])
-    coords = {k: (np.array(v) if k == "model" else np.array([float.fromhex(x) for x in v])) for k, v in d["axes"].items()}
+    coords = {k: (np.array(v) if k == "model" else np.array(_unhex(v))) for k, v in d["axes"].items()}
     params = tuple(k for k in dims if k not in ("lr", "model") + START_AXES)
     return Plan(dims, coords, params, None, None, np.array(attrs["origin"]), np.array(attrs["directions"]),
                 tuple(d["outputs"]), tuple(d["chunks"]), attrs["settings"],

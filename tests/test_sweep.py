@@ -206,6 +206,43 @@ def test_changed_definition_is_refused_unless_overwrite(tmp_path):
     assert ds.attrs["chunks_computed"] == 1
 
 
+def _edit_attrs(store, edit):
+    import json as js
+    meta = store / "zarr.json"
+    d = js.loads(meta.read_text())
+    edit(d["attributes"]["flowcore_sweep"])
+    meta.write_text(js.dumps(d))
+
+
+def test_an_edited_definition_is_not_trusted(tmp_path):
+    """The store's definition is checked against its digest recomputed from what is read (not the
+    digest stored beside it), and every readable attribute against the definition: an edited
+    learning rate or critical point is refused, never shown."""
+    loss = fc.losses.double_well()
+    store = tmp_path / "s.zarr"
+    fa.sweep(loss, "gd", {"x": (-1, 1, 5)}, lr=0.3, store=store, progress=False)
+    assert float(fa.open_sweep(store).attrs["lr"]) == 0.3
+    pristine = (store / "zarr.json").read_text()
+
+    def lr_in_definition(a):
+        a["definition"]["lr"] = (0.9).hex()
+        a["lr"] = 0.9
+    _edit_attrs(store, lr_in_definition)
+    with pytest.raises(ValueError, match="does not match its digest"):
+        fa.open_sweep(store)
+    with pytest.raises(ValueError, match="does not match its digest"):        # nor resumed from
+        fa.sweep(loss, "gd", {"x": (-1, 1, 5)}, lr=0.3, store=store, progress=False)
+    (store / "zarr.json").write_text(pristine)
+
+    def critical_copy(a):
+        a["critical_points"][0][0][0] = 7.0
+    _edit_attrs(store, critical_copy)
+    with pytest.raises(ValueError, match="critical_points disagree"):
+        fa.open_sweep(store)
+    (store / "zarr.json").write_text(pristine)
+    assert fa.open_sweep(store).attrs["chunks_reused"] == 1
+
+
 # ------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("kw, match", [
     (dict(axes={"lr": [0.1], "x": []}), "axis 'x' has zero length"),
