@@ -11,6 +11,7 @@ import ctypes
 import hashlib
 import math
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -32,9 +33,21 @@ OPTIONAL_CFLAGS = ["-fcx-fortran-rules"]      # GCC's: complex * and / without A
 
 
 # ------------------------------------------------------------------------ C printing
+# The only names a kernel's expressions may print: coordinates x_k, directions v_k, data d_k,
+# common subexpressions c_k, noise dW_k, diffusion entries G_q_j, two-point variables V_j_r, dt
+# and lr — all generated here. A user's symbol never reaches C by name (its name could be C code).
+GENERATED_NAME = re.compile(r"(?:(?:x|v|d|c|dW)_\d+|[GV]_\d+_\d+|dt|lr)\Z")
+
+
 class _Printer(C99CodePrinter):
-    """C99 printer whose integer powers are products (no cpow for complex) and whose
-    functions are the type-generic ones from <tgmath.h>."""
+    """C99 printer whose integer powers are products (no cpow for complex), whose functions are
+    the type-generic ones from <tgmath.h>, and whose symbols are generated names only."""
+
+    def _print_Symbol(self, e):
+        if not GENERATED_NAME.match(e.name):
+            raise ExpressionError(f"the symbol {e.name!r} was not renamed before code generation (a variable "
+                                  "name never reaches C); report this as a flowcore bug")
+        return e.name
 
     def _print_Pow(self, e):
         b, x = e.base, e.exp

@@ -376,7 +376,8 @@ def method_source(tab, dense):
 
 def solve_source(p: Problem, tab, dense) -> str:
     """The whole translation unit of one solve kernel (the same text for gcc and NVRTC)."""
-    lines = [f"/* flowcore solve kernel: {p.kind} flow, D = {p.dim}, {tab.name} */",
+    # no user string (a tableau's name) goes into the source, comments included
+    lines = [f"/* flowcore solve kernel: {p.kind} flow, D = {p.dim}, {len(tab.b)}-stage tableau */",
              f"#define FC_D {p.dim}", f"#define FC_COMPLEX {int(p.complex_)}",
              '#include "flowcore/kernel.h"']
     if p.kind == "pf":

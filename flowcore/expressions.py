@@ -160,7 +160,11 @@ def check_supported(expr, what="expression"):
 def resolve_vars(exprs, vars, what="expression"):
     """Coordinate symbols in order, and the expressions rewritten onto plain Symbols."""
     free = set().union(*(e.free_symbols for e in exprs))
-    by_name = {s.name: s for s in free}
+    by_name = {}
+    for s in sorted(free, key=sp.default_sort_key):
+        if by_name.setdefault(s.name, s) != s:
+            raise ExpressionError(f"{what}: two different symbols share the name {s.name!r} (sympy Symbols "
+                                  "with different assumptions, or a Dummy); give each variable its own name")
     if vars is None:
         names = sorted(by_name)
         if not names:

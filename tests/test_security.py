@@ -57,7 +57,38 @@ def test_function_names_reach_c_only_from_the_whitelist(tmp_path):
     with pytest.raises(fc.ExpressionError, match="not supported"):
         fc.Loss.from_expr(evil(x) + x, vars=("x",))
     # and the printer maps classes to C names, never __name__
-    assert _codegen._PRINTER.doprint(sp.exp(x)) == "exp(x)"
+    assert _codegen._PRINTER.doprint(sp.exp(sp.Symbol("x_0"))) == "exp(x_0)"
+
+
+EVIL_NAME = '({{ extern int system(const char*); system("touch {p}"); 0.0; }})'
+
+
+def test_symbol_names_never_reach_c(tmp_path):
+    """Three distinct Symbols sharing one name (other assumptions) used to leave two of them
+    un-renamed, printed into C by name — which ran the name as code (and gave 2 for 3). Two symbols
+    with one name are refused; the printer prints generated identifiers only."""
+    target = tmp_path / "pwned"
+    name = EVIL_NAME.format(p=target)
+    a, b, c = sp.Symbol(name), sp.Symbol(name, positive=True), sp.Symbol(name, integer=True)
+    for make in (lambda: fc.Loss.from_expr(a + b + c), lambda: fc.Field.from_expr([a + b, c]),
+                 lambda: fc.solve(fc.Field.from_expr([a + b, c]), [[1.0]], t_span=(0, 1))):
+        with pytest.raises(fc.ExpressionError, match="share the name"):
+            make()
+    # one symbol with such a name is a variable like any other: renamed, never printed
+    loss = fc.Loss.from_expr(a**2 + 1)
+    assert loss.value([[2.0]])[0] == 5.0
+    with pytest.raises(fc.ExpressionError, match="not renamed"):
+        _codegen._PRINTER.doprint(a + 1)
+    assert not target.exists()
+
+
+def test_a_tableau_name_never_reaches_c(tmp_path):
+    from flowcore.tableaux import Tableau
+    target = tmp_path / "pwned"
+    evil = f'euler */ __attribute__((constructor)) static void f(void) {{ system("touch {target}"); }} /* '
+    tab = Tableau(((0,),), (1,), name=evil, order=1)
+    sol = fc.solve(fc.Field.from_expr(["-x"]), [[1.0]], t_span=(0, 1), method=tab, dt=0.5)
+    assert sol.y[0, -1, 0] == 0.25 and not target.exists()
 
 
 def test_big_integers_and_rationals_are_exact_doubles():
