@@ -589,15 +589,31 @@ def fc_nn():
     return flowcore.nn
 
 
+def project_benchmarks(package_file):
+    """The benchmarks/ folder of the checkout this flowcore was installed from (editable install),
+    or None: only the project's own scripts run, never a folder of that name in the current
+    directory. The checkout is recognised by its pyproject.toml naming the project flowcore."""
+    from pathlib import Path
+    root = Path(package_file).resolve().parents[1]
+    try:
+        named = 'name = "flowcore"' in (root / "pyproject.toml").read_text()
+    except OSError:
+        return None
+    folder = root / "benchmarks"
+    return folder if named and (folder / "_common.py").is_file() else None
+
+
 def cmd_bench(args):
     """Run the benchmark scripts of a flowcore checkout (benchmarks/bench_*.py)."""
     import subprocess
     from pathlib import Path
     import flowcore
-    candidates = [Path.cwd() / "benchmarks", Path(flowcore.__file__).resolve().parents[1] / "benchmarks"]
-    folder = next((c for c in candidates if (c / "_common.py").exists()), None)
+    folder = project_benchmarks(Path(flowcore.__file__))
     if folder is None:
-        raise ValueError("benchmarks/ not found: run `flowcore bench` from a clone of flowcore")
+        raise ValueError("the benchmarks ship with flowcore's source, not its wheel: install flowcore from a clone "
+                         "with `pip install -e .` and run `flowcore bench` there (this flowcore is "
+                         f"{Path(flowcore.__file__).parent})")
+    print(f"running the benchmarks of the flowcore checkout at {folder.parent}", flush=True)
     scripts = sorted(folder.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if args.only in s.stem]

@@ -193,3 +193,24 @@ def test_group_writable_cache_is_refused(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="writable by others"):
         assert fc.Loss.from_expr("x**2 + 7*y").value([[1.0, 1.0]])[0] == 8.0
     assert not list(shared.glob("fc_*.so"))
+
+
+def test_bench_runs_only_the_projects_own_scripts(tmp_path):
+    """A folder named benchmarks/ in the directory you stand in is not run: `flowcore bench` finds
+    the scripts of the checkout flowcore was installed from, and says which."""
+    from pathlib import Path
+    from flowcore.cli import project_benchmarks
+    target = tmp_path / "pwned"
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "_common.py").write_text("")
+    (tmp_path / "benchmarks" / "bench_x.py").write_text(f"open({str(target)!r}, 'w')")
+    proc = subprocess.run([sys.executable, "-m", "flowcore.cli", "bench", "--only", "bench_x"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert not target.exists()
+    ours = project_benchmarks(Path(fc.__file__))
+    assert ours is None or (ours / "bench_basins.py").exists()
+    if ours is None:                          # installed from a wheel: says so, exit 2
+        assert proc.returncode == 2 and "pip install -e" in proc.stderr
+    else:
+        assert str(ours.parent) in proc.stdout
+    assert project_benchmarks(tmp_path / "flowcore" / "__init__.py") is None
