@@ -18,6 +18,17 @@ from flowcore.analysis.bseries import exact
 
 H_SYMBOL = sp.Symbol("h", positive=True)
 MAX_ORDER = 12
+MAX_DEGREE = 200     # degree of E × (order + 1): (x + y)**80 at order 1 takes 2.5 s, each further order far more
+
+
+def _check_degree(E, order):
+    """Refuse a polynomial whose expanded terms would take minutes and gigabytes (read from the
+    expression's tree, before anything is expanded)."""
+    from flowcore.expressions import degree_bound
+    d = degree_bound(E)
+    if d is not None and d * (order + 1) > MAX_DEGREE:
+        raise ValueError(f"E has degree up to {d:,}: its modified equation to order {order} expands polynomials "
+                         f"of degree ~{d * (order + 1):,} (at most {MAX_DEGREE}); lower the degree or the order")
 
 
 def _map_coefficients(step, theta, h, N):
@@ -209,6 +220,7 @@ def modified_equation(expr=None, order=2, method="gd", vars=None, step=None, bet
     if expr is not None:
         E = parse(expr, "loss")
         syms, (E,) = resolve_vars([E], vars, "loss")
+        _check_degree(E, order)
     elif vars is not None:
         syms = tuple(sp.Symbol(v) if isinstance(v, str) else v for v in vars)
     else:

@@ -24,6 +24,7 @@ import numpy as np
 import sympy as sp
 
 from flowcore.checks import names, positive
+from flowcore.expressions import degree_bound
 from flowcore.models import MODELS as _REGISTRY, model as _model
 
 # the models with a fixed-rate linear stability (DAL's rate depends on θ; BEA needs an order)
@@ -149,6 +150,9 @@ def _roots_of(polys, var):
         return out
 
 
+MAX_GROEBNER_DEGREE = 24      # beyond it a lex Gröbner basis and exact root isolation take minutes
+
+
 def _polynomial_solutions(loss, max_terms=200):
     """Every real solution of ∇E = 0 for a polynomial E, from a lex Gröbner basis.
 
@@ -164,6 +168,9 @@ def _polynomial_solutions(loss, max_terms=200):
     E = _rational(loss.expr)
     if not E.is_polynomial(*syms):
         return None, []
+    degree = degree_bound(E)
+    if degree > MAX_GROEBNER_DEGREE:
+        return None, [f"E has degree {degree:,} > {MAX_GROEBNER_DEGREE}: no Gröbner basis attempted"]
     if len(sp.Add.make_args(sp.expand(E))) > max_terms:
         return None, [f"E has more than {max_terms} terms: no Gröbner basis attempted"]
     grad = [sp.expand(sp.diff(E, s)) for s in syms]
@@ -296,7 +303,7 @@ def critical_points(loss, box=None, grid: int = 15, tol: float = 1e-10, exact: b
         return CriticalPoints(sorted(pts, key=by_value), "groebner", complete, notes)
     if b is None:
         why = ("the critical set is not isolated (a curve or surface of critical points)"
-               if found == "degenerate" else "E is not a polynomial, or too large for a Gröbner basis")
+               if found == "degenerate" else "; ".join(notes) or "E is not a polynomial")
         raise ValueError(f"critical points cannot be listed exactly: {why}; pass box=[[lo, hi], ...] "
                          "for a Newton search in that box")
     pts = [_make(loss, p) for p in _newton(loss, b, grid, tol, max_iter)]

@@ -7,6 +7,7 @@ complex kernel is the holomorphic extension of the real one.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import math
@@ -78,6 +79,9 @@ class _Printer(C99CodePrinter):
     def _print_Rational(self, e):
         return _double(e)
 
+    def _print_Float(self, e):
+        return _double(e)
+
     def _print_Pi(self, e):
         return "3.14159265358979323846"
 
@@ -86,10 +90,11 @@ class _Printer(C99CodePrinter):
 
 
 def _double(x):
-    """An exact sympy number as a correctly rounded double literal (refused if it overflows)."""
+    """A sympy number as a correctly rounded double literal (refused if it overflows, or if it is
+    not zero and rounds to zero)."""
     v = float(x)
-    if not math.isfinite(v):
-        raise ExpressionError(f"the constant {x} does not fit in float64")
+    if not math.isfinite(v) or (v == 0 and x != 0):
+        raise ExpressionError(f"the constant {x} does not fit in float64 (it would be {v})")
     return repr(v)
 
 
@@ -128,11 +133,39 @@ SCALARS = (("d", "double"), ("z", "double complex"))
 _PRIVATE_DIR = None
 
 
+def _alive(pid):
+    """Is process ``pid`` running on this machine (or can we not tell)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:          # another user's process: alive
+        return True
+    return True
+
+
+def _owner_pid(name, prefix):
+    """The process id written into a temporary's name ``{prefix}{pid}-…``, or None."""
+    head = name[len(prefix):].split("-", 1)[0]
+    return int(head) if name.startswith(prefix) and head.isdigit() else None
+
+
 def _private_fallback(reason):
-    """A private temporary cache for this process, used when the configured one is unsafe."""
+    """A private temporary cache for this process, used when the configured one is unsafe; removed
+    when the process exits (and, if it was killed, by the next process that needs one)."""
     global _PRIVATE_DIR
     if _PRIVATE_DIR is None:
-        _PRIVATE_DIR = Path(tempfile.mkdtemp(prefix="flowcore-cache-"))   # mode 0700
+        prefix = "flowcore-cache-"
+        for old in Path(tempfile.gettempdir()).glob(prefix + "*"):
+            pid = _owner_pid(old.name, prefix)
+            try:
+                mine = old.stat().st_uid == os.getuid()
+            except OSError:
+                continue
+            if mine and pid is not None and not _alive(pid):
+                shutil.rmtree(old, ignore_errors=True)
+        _PRIVATE_DIR = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))   # mode 0700
+        atexit.register(shutil.rmtree, _PRIVATE_DIR, True)
         warnings.warn(f"flowcore: {reason}; compiled expressions go to {_PRIVATE_DIR} for this "
                       "session (set FLOWCORE_CACHE to a private directory)", RuntimeWarning, stacklevel=3)
     return _PRIVATE_DIR
@@ -206,11 +239,14 @@ def _trusted(so, key):
 
 
 def _remove_stale(folder, age=3600.0):
-    """Temporaries left by a compile that was killed (older than ``age`` seconds)."""
+    """Temporaries left by a compile that was killed: at once when the process that made one
+    (its id is in the name) is gone, else once older than ``age`` seconds (a cache shared across
+    machines, where a process id says nothing)."""
     now = time.time()
     for p in folder.glob("tmp-*"):
         try:
-            if now - p.stat().st_mtime > age:
+            pid = _owner_pid(p.name, "tmp-")
+            if (pid is not None and not _alive(pid)) or now - p.stat().st_mtime > age:
                 shutil.rmtree(p, ignore_errors=True)
         except OSError:
             pass
@@ -255,7 +291,7 @@ def build(key_parts, make_source, what="expression", extra=()):
             stale.unlink(missing_ok=True)
         _remove_stale(folder)
         src = make_source() + f'\nconst char fc_key[] = "{key}";\n'
-        with tempfile.TemporaryDirectory(dir=folder, prefix="tmp-") as tmp:
+        with tempfile.TemporaryDirectory(dir=folder, prefix=f"tmp-{os.getpid()}-") as tmp:
             c_file, out = Path(tmp) / f"fc_{key}.c", Path(tmp) / f"fc_{key}.so"
             c_file.write_text(src)
             t0 = time.perf_counter()

@@ -64,17 +64,34 @@ def parse(expr, what="expression"):
     return expr
 
 
+MAX_TEXT = 10_000          # characters of expression text
+MAX_NUMBER_BITS = 4096     # binary digits of an exact constant (float64 spans about 2**±1074)
+
+
 def _parse_text(text, what):
+    if len(text) > MAX_TEXT:
+        raise ExpressionError(f"{what}: the text is {len(text):,} characters long (at most {MAX_TEXT:,}); build "
+                              "a large expression with sympy, or write the loss in C (fc.Loss.from_library)")
+    odd = next(((i, c) for i, c in enumerate(text) if not c.isascii()), None)
+    if odd is not None:
+        i, c = odd
+        raise ExpressionError(f"{what}: expression text is ASCII; {c!r} (U+{ord(c):04X}) at position {i} is not "
+                              "(name variables with ASCII letters, e.g. theta for θ)")
     if "#" in text or "\\" in text:
         raise ExpressionError(f"{what}: comments and backslashes are not part of an expression: {text!r}")
     try:
         tree = ast.parse(text.replace("^", "**").strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"{what}: cannot parse {text!r}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"{what}: the expression is nested too deeply (or has too many terms in a row) for "
+                              "Python's parser; build it with sympy (e.g. sympy.Add(*terms))") from None
     try:
         e = _from_node(tree.body, what, text)
     except ZeroDivisionError:
         raise ExpressionError(f"{what}: division by zero in {text!r}") from None
+    except RecursionError:
+        raise ExpressionError(f"{what}: the expression is nested too deeply to read; build it with sympy") from None
     check_supported(e, what)
     return e
 
@@ -86,6 +103,11 @@ def _from_node(node, what, text):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             kind = "imaginary numbers" if isinstance(v, complex) else f"{type(v).__name__} literals"
             raise ExpressionError(f"{what}: {kind} are not allowed in {text!r}")
+        if isinstance(v, float) and (v == 0 or v == float("inf")):
+            literal = ast.get_source_segment(text.replace("^", "**").strip(), node) or "0"
+            if v != 0 or any(c in "123456789" for c in literal.lower().split("e")[0]):
+                raise ExpressionError(f"{what}: the number {literal} does not fit in float64 (it would be {v}); "
+                                      "float64 holds magnitudes from about 5e-324 to 1.8e308")
         return sp.Integer(v) if isinstance(v, int) else sp.Float(v)
     if isinstance(node, ast.Name):
         name = node.id
@@ -97,8 +119,18 @@ def _from_node(node, what, text):
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         x = _from_node(node.operand, what, text)
         return -x if isinstance(node.op, ast.USub) else x
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        return _power(_from_node(node.left, what, text), _from_node(node.right, what, text), what, text)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _BINARY[type(node.op)](_from_node(node.left, what, text), _from_node(node.right, what, text))
+        # a long sum or product is a left-deep chain: walk it in a loop, not by recursion
+        chain = []
+        while isinstance(node, ast.BinOp) and type(node.op) in _BINARY and not isinstance(node.op, ast.Pow):
+            chain.append((node.op, node.right))
+            node = node.left
+        e = _from_node(node, what, text)
+        for op, right in reversed(chain):
+            e = _BINARY[type(op)](e, _from_node(right, what, text))
+        return e
     if isinstance(node, ast.Call):
         name = node.func.id if isinstance(node.func, ast.Name) else None
         if name is None:
@@ -120,6 +152,46 @@ def _from_node(node, what, text):
                           "variables, + - * / ** and functions such as exp, log, sin")
 
 
+def _bits(x):
+    """Binary digits of the numerator and denominator of a rational x (0 for 0)."""
+    return max(abs(int(x.p)).bit_length(), int(x.q).bit_length())
+
+
+def _power(base, exp, what, text):
+    """base ** exp, refused before sympy evaluates it when both are numbers and the result would
+    have more than MAX_NUMBER_BITS binary digits (10**10**10, 9**9**9**9, 2**-100000: exact powers
+    that take minutes and gigabytes, and no float64 could hold)."""
+    if base.is_Rational and exp.is_Integer and base not in (0, 1, -1):
+        bits = abs(int(exp)) * _bits(base) if abs(int(exp)) < 2**40 else float("inf")
+        if bits > MAX_NUMBER_BITS:
+            raise ExpressionError(f"{what}: the constant {base}**{exp if abs(int(exp)) < 10**12 else '(huge)'} in "
+                                  f"{text[:80]!r} has about {bits:.3g} binary digits; constants must fit in float64 "
+                                  f"(at most {MAX_NUMBER_BITS} digits here)")
+    if base.is_Rational and exp.is_Rational and not exp.is_Integer and _bits(exp) > 64:
+        raise ExpressionError(f"{what}: the exponent {exp} in {text[:80]!r} is too fine a fraction to evaluate")
+    return sp.Pow(base, exp)
+
+
+def degree_bound(expr):
+    """An upper bound on the total degree of ``expr`` expanded, read from its tree without
+    expanding it (Add: the max, Mul: the sum, Pow with a non-negative integer exponent: the exponent
+    times the base's), or None where it is not a polynomial (a function of the variables, a negative
+    or fractional power of them)."""
+    if not expr.free_symbols:
+        return 0
+    if expr.is_Symbol:
+        return 1
+    if expr.is_Add or expr.is_Mul:
+        parts = [degree_bound(a) for a in expr.args]
+        if any(d is None for d in parts):
+            return None
+        return max(parts) if expr.is_Add else sum(parts)
+    if expr.is_Pow and expr.exp.is_Integer and expr.exp >= 0:
+        d = degree_bound(expr.base)
+        return None if d is None else d * int(expr.exp)
+    return None
+
+
 def check_supported(expr, what="expression"):
     """Raise ExpressionError for anything flowcore cannot compile faithfully: non-holomorphic or
     unknown functions (by exact class: a subclass of exp is not exp), the imaginary unit (a loss
@@ -137,6 +209,10 @@ def check_supported(expr, what="expression"):
         if isinstance(f, (sp.Integer, sp.Rational)) or cls is sp.Float:
             if isinstance(f, sp.Float) and not f.is_finite:
                 raise ExpressionError(f"{what}: the number {f} is not finite")
+            v = float(f)
+            if v in (float("inf"), float("-inf")) or (v == 0 and f != 0):
+                raise ExpressionError(f"{what}: the number {f} does not fit in float64 (it would be {v}); "
+                                      "float64 holds magnitudes from about 5e-324 to 1.8e308")
             continue
         if f in (sp.pi, sp.E):
             continue

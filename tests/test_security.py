@@ -119,7 +119,7 @@ def test_sympy_objects_outside_the_grammar_are_refused():
 
 
 def test_compile_size_and_bea_order_are_bounded():
-    big = " + ".join(f"sin({k}*x + y)*cos(x - {k}*y)" for k in range(1, 400))
+    big = " + ".join(f"sin({k}*x + y)*cos(x - {k}*y)" for k in range(1, 200))
     with pytest.raises(fc.ExpressionError, match="max_ops"):
         fc.Loss.from_expr(big)
     with pytest.raises(ValueError, match="order"):
@@ -214,3 +214,62 @@ def test_bench_runs_only_the_projects_own_scripts(tmp_path):
     else:
         assert str(ours.parent) in proc.stdout
     assert project_benchmarks(tmp_path / "flowcore" / "__init__.py") is None
+
+
+@pytest.mark.parametrize("text", ["10**10**10 + x", "9**9**9**9 + x", "x*(2**-100000)", "2**(2**64)*x"])
+def test_exponent_towers_are_refused_before_they_are_evaluated(text):
+    import time
+    t0 = time.perf_counter()
+    with pytest.raises(fc.ExpressionError, match="binary digits"):
+        fc.Loss.from_expr(text)
+    assert time.perf_counter() - t0 < 2.0           # each ran past 60 s (or a MemoryError) before
+
+
+def test_degree_bombs_are_refused_in_bea_and_critical():
+    import time
+    from flowcore import analysis as fa
+    for text in ("(x+y)**1000", "x**(10**10)"):
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match="degree"):
+            fa.modified_equation(text, order=1)
+        with pytest.raises(ValueError, match="degree .* no Gröbner basis"):
+            fa.critical_points(fc.Loss.from_expr(text))
+        assert time.perf_counter() - t0 < 5.0
+    assert fa.critical_points(fc.Loss.from_expr("(x**2 - 1)**2 + y**2")).complete
+
+
+def test_long_and_deep_text_gets_a_clear_error():
+    with pytest.raises(fc.ExpressionError, match="characters long"):
+        fc.Loss.from_expr("x + " * 20_000 + "x")
+    with pytest.raises(fc.ExpressionError, match="nested too deeply"):
+        fc.Loss.from_expr("+".join(["x"] * 3000))
+    assert fc.Loss.from_expr("+".join(["x"] * 500)).value([[1.0]])[0] == 500.0
+
+
+def test_numbers_outside_float64_are_refused_not_rounded():
+    """1e400 became inf and 1e-400 became 0 silently (as a sympy Float, or a literal in text)."""
+    x = sp.Symbol("x")
+    for bad in (sp.Float("1e400") * x**2, sp.Float("1e-400") * x**2 + x, "1e-400*x + x", "1e400*x"):
+        with pytest.raises(fc.ExpressionError, match="does not fit in float64"):
+            fc.Loss.from_expr(bad)
+    assert fc.Loss.from_expr("0.0*x + 5e-324*x + x").value([[1.0]])[0] == 1.0
+
+
+@pytest.mark.parametrize("text", ["ｅｘｐ(x)", "θ**2", "𝐱**2", "x**2 + ｙ"])
+def test_expression_text_is_ascii(text):
+    """One rule: text is ASCII (Python folds full-width and mathematical letters to ASCII, which
+    made ｅｘｐ(x) compile as exp(x) while θ was refused)."""
+    with pytest.raises(fc.ExpressionError, match="ASCII"):
+        fc.Loss.from_expr(text)
+
+
+def test_killed_compiles_leave_no_temporaries(tmp_path, monkeypatch):
+    """A compile's temporary folder names its process: one whose process is gone is removed at the
+    next compile, not an hour later; one of a live process stays."""
+    monkeypatch.setenv("FLOWCORE_CACHE", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / f"tmp-{dead}-abc").mkdir()
+    (tmp_path / f"tmp-{os.getpid()}-live").mkdir()
+    fc.Loss.from_expr("x**3 + 17.25*x")              # a new expression: a compile
+    assert not (tmp_path / f"tmp-{dead}-abc").exists() and (tmp_path / f"tmp-{os.getpid()}-live").exists()
