@@ -173,10 +173,10 @@ def cmd_orbit(args):
     from flowcore import analysis as fa
     loss = _loss_of(args)
     out = _output(args.output)
-    lo, hi = _ranges(args.lrs, "--lrs", 2, 1)[0]
+    lo, hi, n = _ranges(args.lrs, "--lrs", 3, 1)[0]
     if not 0 < lo < hi:
         raise ValueError(f"--lrs: need 0 < lo < hi, got {args.lrs!r}")
-    lrs = np.linspace(lo, hi, args.n)
+    lrs = np.linspace(lo, hi, n)
     theta0 = [float(v) for v in args.theta0.split(",")]
     r = fa.orbit_diagram(loss, lrs, theta0, transient=args.transient, keep=args.keep, device=args.device)
     periods = r["period"]
@@ -189,7 +189,7 @@ def cmd_orbit(args):
                           "status": [int(s) for s in r["status"]], "period": periods, "device": r["device"]}))
         return
     # one line per run of learning rates with the same period (a table of 200 rows helps nobody)
-    print(f"GD on {loss.name} from {theta0}: {args.n} learning rates in [{lo:g}, {hi:g}], "
+    print(f"GD on {loss.name} from {theta0}: {n} learning rates in [{lo:g}, {hi:g}], "
           f"{args.keep} iterates kept after {args.transient}")
     print(f"{'lr from':>10} {'to':>10} {'period':>8} {'Lyapunov (min, max)':>22}")
     start = 0
@@ -259,24 +259,28 @@ def cmd_basins(args):
             print(f"basin entropy Sb = {Sb:.4f}, boundary basin entropy Sbb = {Sbb:.4f} ({nb} boxes of {size})")
 
 
-def _sweep_axis(text):
-    """'name=lo:hi:n' (n points from lo to hi) or 'name=a,b,c' (values; names for model)."""
+def _sweep_axis(item):
+    """An axis from --axis name=lo,hi,n (a range: n points from lo to hi, the one range syntax of
+    the CLI) or --values name=a,b,c (these values; model names for 'model')."""
+    kind, text = item
     name, sep, spec = text.partition("=")
-    how = "write --axis name=lo:hi:n (a range) or --axis name=a,b,c (values), e.g. --axis lr=0.02:0.42:300"
-    if not sep or not name.strip() or not spec.strip():
-        raise ValueError(f"--axis {text!r}: {how}")
-    name = name.strip()
-    try:
+    name, flag = name.strip(), "--axis" if kind == "range" else "--values"
+    how = ("write --axis name=lo,hi,n for a range (e.g. --axis lr=0.02,0.42,300) or --values name=a,b,c for "
+           "values (e.g. --values lr=0.1,0.2 or --values model=gd,igr)")
+    if not sep or not name or not spec.strip():
+        raise ValueError(f"{flag} {text!r}: {how}")
+    if kind == "values":
         if name == "model":
             return name, [m.strip() for m in spec.split(",")]
-        if ":" in spec:
-            lo, hi, n = spec.split(":")
-            if float(n) != int(float(n)):
-                raise ValueError
-            return name, (float(lo), float(hi), int(float(n)))
-        return name, [float(v) for v in spec.split(",")]
-    except ValueError:
-        raise ValueError(f"--axis {text!r}: cannot read it; {how}") from None
+        try:
+            return name, [float(v) for v in spec.split(",")]
+        except ValueError:
+            raise ValueError(f"{flag} {text!r}: cannot read the values; {how}") from None
+    if name == "model":
+        raise ValueError(f"--axis {text!r}: models are names, not a range: --values model={spec}")
+    if ":" in spec:
+        raise ValueError(f"--axis {text!r}: a range is lo,hi,n (as --grid): --axis {name}={spec.replace(':', ',')}")
+    return name, _ranges(spec, f"--axis {name}=", 3, 1)[0]
 
 
 def cmd_sweep(args):
@@ -284,7 +288,9 @@ def cmd_sweep(args):
     from flowcore import analysis as fa
     loss = _loss_of(args)
     out = _output(args.output)
-    axes = dict(_sweep_axis(a) for a in args.axis)
+    axes = dict(_sweep_axis(a) for a in args.axes)
+    if not axes:
+        raise ValueError("give the sweep's axes: --axis name=lo,hi,n (ranges) and/or --values name=a,b,c")
     chunks = {}
     for c in args.chunk or []:
         k, _, v = c.partition("=")
@@ -659,8 +665,7 @@ def build_parser():
     m.set_defaults(func=cmd_bea)
     o = sub.add_parser("orbit", help="GD orbit diagram and Lyapunov exponents over learning rates")
     _add_loss(o)
-    o.add_argument("--lrs", required=True, help="learning-rate range 'lo,hi'")
-    o.add_argument("--n", type=int, default=200, help="number of learning rates (default 200)")
+    o.add_argument("--lrs", required=True, help="the learning rates, a range lo,hi,n (n rates from lo to hi)")
     o.add_argument("--theta0", required=True, help="start 'x,y,...'")
     o.add_argument("--transient", type=int, default=1000,
                    help="GD iterations discarded before the orbit is recorded (default 1000)")
@@ -768,9 +773,12 @@ def build_parser():
                         "stored (Zarr) and resumable")
     _add_loss(sw)
     sw.add_argument("--model", default="gd", help="a map or a flow, as for basins (or an axis 'model')")
-    sw.add_argument("--axis", action="append", required=True,
-                    help="an axis: name=lo:hi:n or name=a,b,c; names lr, x, y (the start), model; repeat it, "
-                         "first axis first (e.g. --axis lr=0.02:0.42:300 --axis x=-2:2:300)")
+    sw.add_argument("--axis", action="append", dest="axes", default=[], type=lambda t: ("range", t),
+                    help="an axis that is a range, name=lo,hi,n (as --grid); names lr, x, y (the start); repeat "
+                         "it, first axis first (e.g. --axis lr=0.02,0.42,300 --axis x=-2,2,300)")
+    sw.add_argument("--values", action="append", dest="axes", type=lambda t: ("values", t),
+                    help="an axis of given values, name=a,b,c (e.g. --values model=gd,igr or --values lr=0.1,0.3), "
+                         "in order among the --axis flags")
     sw.add_argument("--lr", type=float, help="the learning rate when there is no lr axis")
     sw.add_argument("--steps", type=int, default=1000, help="iteration budget (flows: t_max = steps·lr)")
     sw.add_argument("--t-max", type=float, help="time budget of a flow")

@@ -52,7 +52,7 @@ def test_bea_json(capsys):
 
 def test_orbit_writes_png_and_json(tmp_path, capsys):
     png = tmp_path / "orbit.png"
-    assert main(["orbit", "--loss", "(w**2 - 1)**2/4", "--lrs", "0.5,1.1", "--n", "4", "--theta0", "0.5",
+    assert main(["orbit", "--loss", "(w**2 - 1)**2/4", "--lrs", "0.5,1.1,4", "--theta0", "0.5",
                  "--transient", "500", "--keep", "20", "-o", str(png), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= {"loss", "lrs", "lyapunov", "status", "period", "orbits"}   # enough to redraw
@@ -129,8 +129,8 @@ def test_version_and_broken_pipe(tmp_path):
     v = subprocess.run([sys.executable, "-m", "flowcore.cli", "--version"], capture_output=True, text=True,
                        cwd=tmp_path)             # outside the source tree: the installed package
     assert v.returncode == 0 and v.stdout.startswith("flowcore ")
-    proc = subprocess.run(f"{sys.executable} -m flowcore.cli orbit --loss '(w**2-1)**2/4' --lrs 0.5,1.6 "
-                          "--theta0 0.5 --n 300 --json | head -c 10", shell=True, capture_output=True,
+    proc = subprocess.run(f"{sys.executable} -m flowcore.cli orbit --loss '(w**2-1)**2/4' --lrs 0.5,1.6,300 "
+                          "--theta0 0.5 --json | head -c 10", shell=True, capture_output=True,
                           text=True, cwd=tmp_path)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
 

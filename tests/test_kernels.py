@@ -160,7 +160,7 @@ def test_device_argument():
         from flowcore.cli import main
         assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-1,1,5,-1,1,5",
                      "--device", "gpu"]) == 2
-        assert main(["orbit", "--loss", "x**4/4 - x**2/2", "--lrs", "0.1,0.5", "--n", "5", "--theta0", "0.5",
+        assert main(["orbit", "--loss", "x**4/4 - x**2/2", "--lrs", "0.1,0.5,5", "--theta0", "0.5",
                      "--device", "gpu"]) == 2
     py = fc.Field.from_callable(lambda th: -th, dim=1)
     with pytest.raises(ValueError, match="cannot run on the GPU: .*Python callable"):

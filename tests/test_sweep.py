@@ -2,6 +2,7 @@
 runs (in-process, a LocalCluster of 2 processes, after a worker or the client is killed), damaged
 chunks detected and recomputed, bad input refused before any work."""
 import os
+import re
 import pickle
 import signal
 import subprocess
@@ -296,8 +297,8 @@ def test_losses_pickle_by_what_defines_them():
 def test_cli_sweep_json_resume_and_figure(tmp_path):
     import json
     store, png = tmp_path / "s.zarr", tmp_path / "s.png"
-    cmd = [sys.executable, "-m", "flowcore.cli", "sweep", "--loss", "quadratic_1d", "--axis", "lr=0.2,1.0,2.5",
-           "--axis", "x=-1:1:5", "--store", str(store), "--steps", "200"]
+    cmd = [sys.executable, "-m", "flowcore.cli", "sweep", "--loss", "quadratic_1d", "--values", "lr=0.2,1.0,2.5",
+           "--axis", "x=-1,1,5", "--store", str(store), "--steps", "200"]
     r = subprocess.run(cmd + ["-o", str(png), "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
@@ -309,6 +310,26 @@ def test_cli_sweep_json_resume_and_figure(tmp_path):
     assert r.returncode == 0 and "chunks computed 0, reused 1" in r.stdout
     r = subprocess.run(cmd[:6] + ["--axis", "lr=1:2", "--lr", "0.1"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and "--axis 'lr=1:2'" in r.stderr
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--axis", "lr=0.02,0.42"], "expected 3 numbers"),         # lo,hi with n forgotten
+    (["--axis", "lr=0.02,0.42,60,1"], "expected 3 numbers"),
+    (["--axis", "lr=0.02:0.42:60"], "--axis lr=0.02,0.42,60"),   # the old form names the new one
+    (["--axis", "model=gd,pf"], "--values model=gd,pf"),
+    (["--values", "lr=0.1,abc"], "cannot read the values"),
+])
+def test_cli_sweep_axes_have_one_range_syntax(argv, says):
+    """--axis name=lo,hi,n is a range, as --grid's lo,hi,n; values are a flag of their own: lr=0.02,0.42,60
+    ran the three values 0.02, 0.42 and 60 before."""
+    from flowcore.cli import build_parser, _sweep_axis
+    args = build_parser().parse_args(["sweep", "--loss", "quadratic_1d", *argv])
+    with pytest.raises(ValueError, match=re.escape(says)):
+        for a in args.axes:
+            _sweep_axis(a)
+    args = build_parser().parse_args(["sweep", "--loss", "quadratic_1d", "--axis", "lr=0.02,0.42,60",
+                                      "--values", "x=0.5,1"])
+    assert [_sweep_axis(a) for a in args.axes] == [("lr", (0.02, 0.42, 60)), ("x", [0.5, 1.0])]
 
 
 def test_plot_sweep_panels_and_legend():
