@@ -461,6 +461,14 @@ def sweep(loss, model=None, axes=None, *, lr=None, store=None, chunks=None, clie
                 tqdm.write(msg)
             if todo[1:]:
                 run(todo[1:])
+    except KeyboardInterrupt:
+        if store is None:
+            raise fc.Interrupted(None, "fa.sweep", "no store: nothing was kept") from None
+        import zarr
+        group = zarr.open_group(store, mode="r")
+        kept = sum(chunk_is_complete(group, plan, ix) for ix in every)
+        raise fc.Interrupted(None, "fa.sweep", f"{kept} of {len(every)} chunks are complete in the store {store} "
+                                               "and are reused when the same sweep runs again") from None
     finally:
         bar.close()
     return _dataset(plan, attrs, stats, store, memory)

@@ -22,9 +22,11 @@ class Status(enum.IntEnum):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C stopped a run. ``partial`` holds what was computed: finished trajectories keep
-    their results and statuses, the others have Status.INTERRUPTED. Being a KeyboardInterrupt,
-    it ends a script as Ctrl-C does unless caught."""
+    their results and statuses, the others have Status.INTERRUPTED. ``kept`` says what was written
+    to disk and stays there (a sweep's finished chunks, the tour's finished figures), or None.
+    Being a KeyboardInterrupt, it ends a script as Ctrl-C does unless caught."""
 
-    def __init__(self, partial=None, what="the run"):
-        super().__init__(f"{what} was interrupted (Ctrl-C); the finished part is in .partial")
-        self.partial = partial
+    def __init__(self, partial=None, what="the run", kept=None):
+        where = kept if kept is not None else "the finished part is in .partial"
+        super().__init__(f"{what} was interrupted (Ctrl-C); {where}")
+        self.partial, self.kept = partial, kept

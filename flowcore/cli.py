@@ -836,8 +836,9 @@ def main(argv=None):
     except (ValueError, TypeError, NotImplementedError, ImportError, DeviceUnavailable) as exc:
         print(f"flowcore {args.command}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"flowcore {args.command}: interrupted (Ctrl-C); nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        kept = getattr(exc, "kept", None) or "nothing was written"
+        print(f"flowcore {args.command}: interrupted (Ctrl-C); {kept}", file=sys.stderr)
         return 130
     except BrokenPipeError:          # `flowcore ... --json | head`: the reader left, not an error
         import os

@@ -173,6 +173,25 @@ def test_killed_client_rerun_computes_only_missing_chunks(tmp_path):
     same(again.load(), fa.sweep(fc.losses.quartic_1d(), **CHAOS, progress=False))
 
 
+def test_ctrl_c_says_which_chunks_were_kept(tmp_path):
+    """`flowcore sweep` stopped by Ctrl-C said "nothing was written" while its finished chunks were
+    in the store (and are reused by a rerun): it now says how many."""
+    store = tmp_path / "chaos.zarr"
+    cmd = [sys.executable, "-m", "flowcore.cli", "sweep", "--loss", "quartic_1d", "--values", "lr=0.36,0.37,0.38",
+           "--axis", "x=-1.2,1.2,1600", "--steps", "100000", "--chunk", "lr=1", "--chunk", "x=400",
+           "--store", str(store)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (store.exists() and complete_chunks(store) >= 1):
+        assert proc.poll() is None and time.time() - t0 < 120, "the sweep ended or stalled"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    kept = complete_chunks(store)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert f"{kept} of 12 chunks are complete in the store" in err and "nothing was written" not in err
+
+
 # ------------------------------------------------------------------------------ damaged stores
 def _chunk_file(store, var, index):
     return store / var / "c" / os.path.join(*map(str, index))

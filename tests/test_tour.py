@@ -90,3 +90,24 @@ def test_cli_track_and_tour_only(tmp_path):
     r = subprocess.run([sys.executable, "-m", "flowcore.cli", "tour", "-o", str(tmp_path / "t"), "--only", "nope"],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and "unknown tour items" in r.stderr
+
+
+def test_ctrl_c_says_which_figures_were_kept(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "tour"
+    proc = subprocess.Popen([sys.executable, "-m", "flowcore.cli", "tour", "--quick", "-j", "1", "-o", str(out),
+                             "--only", "alpha,euler,pf_regimes,momentum,orbit,quartic"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out / "alpha.json").exists():
+        assert proc.poll() is None and time.time() - t0 < 120, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    done = sorted(p.stem for p in out.glob("*.json"))
+    assert f"{len(done)} of 6 figures were written to {out}" in err and "alpha" in err
+    assert not (out / "index.md").exists()
