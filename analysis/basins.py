@@ -158,6 +158,9 @@ def _axis(spec, name):
     return ax
 
 
+MAX_GRID_STARTS = 10**8      # a basin map held in memory (its starts, final points, labels …)
+
+
 def grid_points(dim, grid, origin=None, directions=None):
     """The starts of a grid: (axes, points [ny, nx, D] or [nx, D] in 1-D).
 
@@ -178,6 +181,10 @@ def grid_points(dim, grid, origin=None, directions=None):
         raise ValueError("grid must be ((x_lo, x_hi, nx), (y_lo, y_hi, ny)) (or two coordinate arrays) "
                          f"for a {dim}-D loss")
     x, y = _axis(gx, "x"), _axis(gy, "y")
+    if len(x) * len(y) > MAX_GRID_STARTS:
+        raise ValueError(f"the grid has {len(x):,} × {len(y):,} = {len(x) * len(y):,} starts (at most {MAX_GRID_STARTS:,} "
+                         f"in memory: about {len(x) * len(y) * (dim + 4) * 8 / 2**30:.0f} GiB here); use fa.sweep, which "
+                         "runs chunks into a store, or a coarser grid")
     o = np.zeros(dim) if origin is None else np.asarray(origin, float).reshape(-1)
     U = np.eye(dim)[:2] if directions is None else np.asarray(directions, float)
     if o.shape != (dim,):
@@ -355,6 +362,9 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
         e.fraction = e.count / N
     settings = {"steps": int(steps), "tol": tol, "max_period": int(max_period), "confirm": int(confirm), "escape_radius": escape_radius,
                 "imag_tol": imag_tol, "match_tol": match_tol}
+    if D > 2:       # the plane of starts: origin + x·u + y·v
+        settings.update(origin=np.zeros(D).tolist() if origin is None else np.asarray(origin, float).ravel().tolist(),
+                        directions=np.eye(D)[:2].tolist() if directions is None else np.asarray(directions, float).tolist())
     if not is_map:
         settings.update(t_max=float(T), method=method if isinstance(method, str) else "tableau", rtol=rtol, atol=atol)
     return Basins(labels.reshape(shape), axes, pts, entries, model, float(lr or 0.0),

@@ -247,7 +247,7 @@ def modified_equation(expr=None, order=2, method="gd", vars=None, step=None, bet
         return ModifiedEquation(terms, tuple(syms), h, "heavy_ball", E)
     if step is None:
         if method != "gd":
-            raise ValueError(f"method must be 'gd' or 'heavy_ball' (or pass step=), got {method!r}")
+            raise ValueError(f"method must be 'gd', 'heavy_ball' or 'nesterov' (or pass step=), got {method!r}")
         if E is None:
             raise ValueError("method 'gd' needs a loss expression")
         grad = sp.Matrix([sp.diff(E, s) for s in syms])

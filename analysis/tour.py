@@ -795,7 +795,7 @@ def network_eos(quick):
             "delta_loss": r["delta_loss"],
             "increases_above": r["increases_above"], "iterates_above": r["iterates_above"],
             "increases_below": r["increases_below"], "iterates_below": r["iterates_below"],
-            "restarts": r["restarts"], "catapult": r["catapult"], "flows": r["flows"], "summary": r["summary"]}
+            "restarts": r["restarts"], "catapult": r["catapult"], "flows": r["flows"], "groups": r["summary"]}
     return fig, data, (f"{net!r}"[8:-1] + f" at h = {r['lr']:g}: λ₀ reaches 2/h at step {r['edge_step']} and "
                        f"{100 * r['hover_fraction']:.0f}% of the later steps stay within 20% of it; the loss rises at "
                        f"{r['increases_above']} of {r['iterates_above']} steps past the edge and "

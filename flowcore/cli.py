@@ -35,18 +35,39 @@ def _loss(spec, vars=None):
         raise fc.ExpressionError(str(exc).replace("vars=", "--vars ").replace("loss:", "--loss:", 1)) from None
 
 
-def _output(path):
-    """Check (and create the folder of) an output PNG before any work is done."""
-    import os
-    if path is None:
+def _checked(kind, low=None, strict=False):
+    """An argparse type: a finite number of ``kind`` (int or float), at least ``low`` (above it when
+    ``strict``); argparse names the flag in its error and exits 2."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if kind is float and not np.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not finite")
+        if low is not None and (v <= low if strict else v < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text!r}")
+        return v
+    parse.__name__ = "integer" if kind is int else "number"
+    return parse
+
+
+COUNT, NATURAL = _checked(int, 1), _checked(int, 0)          # ≥ 1, ≥ 0
+FINITE, POSITIVE = _checked(float), _checked(float, 0.0, strict=True)
+
+
+def _output(path, folder=None):
+    """Check (and create) the folder an output goes to before any work is done: that of the PNG
+    ``path``, or ``folder`` itself (the tour's -o)."""
+    if path is None and folder is None:
         return None
-    folder = os.path.dirname(os.path.abspath(path))
+    where = folder if folder is not None else os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(where, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"-o {path}: cannot create the folder {folder} ({exc.strerror})") from None
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"-o {path}: the folder {folder} is not writable")
+        raise ValueError(f"-o {path or folder}: cannot create the folder {where} ({exc.strerror})") from None
+    if not os.access(where, os.W_OK):
+        raise ValueError(f"-o {path or folder}: the folder {where} is not writable")
     return path
 
 
@@ -76,6 +97,19 @@ def _points(text, dim, flag):
         raise ValueError(f"{flag}: each point needs {dim} coordinate{'s' * (dim > 1)}, got "
                          f"{sorted({len(r) for r in rows})} in {text!r}; write points as {form}")
     return np.array(rows)
+
+
+def _point(text, flag, dim=None):
+    """One real point 'x,y,...' of finite coordinates (``dim`` of them when given)."""
+    try:
+        v = np.array([float(c) for c in text.split(",")])
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: write the coordinates as numbers separated by commas, e.g. 0.5,1") from None
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{flag} {text!r}: every coordinate must be finite")
+    if dim is not None and v.size != dim:
+        raise ValueError(f"{flag} {text!r}: needs {dim} coordinate{'s' * (dim > 1)}, got {v.size}")
+    return v
 
 
 def _jsonable(a):
@@ -177,7 +211,7 @@ def cmd_orbit(args):
     if not 0 < lo < hi:
         raise ValueError(f"--lrs: need 0 < lo < hi, got {args.lrs!r}")
     lrs = np.linspace(lo, hi, n)
-    theta0 = [float(v) for v in args.theta0.split(",")]
+    theta0 = _point(args.theta0, "--theta0", loss.dim).tolist()
     r = fa.orbit_diagram(loss, lrs, theta0, transient=args.transient, keep=args.keep, device=args.device)
     periods = r["period"]
     if out:
@@ -208,7 +242,8 @@ def _ranges(text, flag, n_items, n_axes=None):
     """'a,b[,n];a,b[,n]' or, with no ';' (which a shell splits), 'a,b[,n],a,b[,n]' → a list of
     tuples (n an int)."""
     form = ",".join(["lo", "hi", "n"][:n_items])
-    how = f"write {flag} {form},{form} (or quote it: {flag} '{form};{form}')"
+    how = (f"write {flag} {form}" + (" (one axis: the loss is 1-D)" if flag == "--grid" else "") if n_axes == 1 else
+           f"write {flag} {form},{form} (or quote it: {flag} '{form};{form}')")
     try:
         nums = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
         groups = [p.split(",") for p in text.split(";")] if ";" in text else None
@@ -219,6 +254,8 @@ def _ranges(text, flag, n_items, n_axes=None):
     if len(nums) % n_items or (n_axes is not None and len(nums) != n_items * n_axes):
         want = f"{n_items * n_axes}" if n_axes is not None else f"a multiple of {n_items}"
         raise ValueError(f"{flag}: expected {want} numbers ({n_items} per axis), got {len(nums)} in {text!r}; {how}")
+    if not np.all(np.isfinite(nums)):
+        raise ValueError(f"{flag}: every number must be finite, got {text!r}")
     parts = [nums[i:i + n_items] for i in range(0, len(nums), n_items)]
     if n_items == 3 and any(p[2] != int(p[2]) or p[2] < 1 for p in parts):
         raise ValueError(f"{flag}: the number of points n must be a positive integer, got {text!r}")
@@ -237,9 +274,9 @@ def cmd_basins(args):
     grid = grid[0] if loss.dim == 1 else grid
     kw = {}
     if args.origin:
-        kw["origin"] = [float(v) for v in args.origin.split(",")]
+        kw["origin"] = _point(args.origin, "--origin", loss.dim).tolist()
     if args.directions:
-        kw["directions"] = [[float(v) for v in d.split(",")] for d in args.directions.split(";")]
+        kw["directions"] = [_point(d, "--directions", loss.dim).tolist() for d in args.directions.split(";")]
     b = fa.basins(loss, args.model, args.lr, grid, steps=args.steps, t_max=args.t_max,
                   progress=None if not args.json else False, device=args.device, **kw)
     Sb, Sbb, nb = b.entropy(box=args.box) if min(b.labels.shape) >= args.box else (None,) * 3
@@ -254,9 +291,16 @@ def cmd_basins(args):
         print(f"{'label':>5}  {'outcome':45s} {'starts':>9}  {'share':>7}")
         for e in b.entries:
             print(f"{e.label:5d}  {e.name:45s} {e.count:9d}  {100 * e.fraction:6.2f}%")
+        if loss.dim > 2:
+            o, (u, w) = b.settings["origin"], b.settings["directions"]
+            print(f"starts on the plane origin + x·u + y·v, origin {_fmt(np.array(o))}, u = {_fmt(np.array(u))}, "
+                  f"v = {_fmt(np.array(w))}" + ("" if args.origin or args.directions else
+                                                  " (the default; choose it with --origin and --directions)"))
         if Sb is not None:
             size = f"{args.box}x{args.box}" if b.labels.ndim == 2 else f"{args.box} points"
-            print(f"basin entropy Sb = {Sb:.4f}, boundary basin entropy Sbb = {Sbb:.4f} ({nb} boxes of {size})")
+            sbb = (f"{Sbb:.4f} ({nb} boxes of {size})" if nb else
+                   f"undefined (no {size} box holds two outcomes: no boundary at this resolution)")
+            print(f"basin entropy Sb = {Sb:.4f}, boundary basin entropy Sbb = {sbb}")
 
 
 def _sweep_axis(item):
@@ -359,7 +403,7 @@ def cmd_portrait(args):
     out = _output(args.output)
     box = _ranges(args.box, "--box", 2, loss.dim)
     starts = _points(args.starts, loss.dim, "--starts").real if args.starts else None
-    gd_lrs = [float(v) for v in args.gd_lrs.split(",")] if args.gd_lrs else None
+    gd_lrs = _point(args.gd_lrs, "--gd-lrs").tolist() if args.gd_lrs else None
     d = fa.portrait(loss, box, args.lr, flow=args.flow, starts=starts, gd_lrs=gd_lrs, steps=args.steps)
     if out:
         fa.plot.portrait(d, title=f"{fa.plot.tex(loss)}: {args.flow} and GD (lr = {args.lr:g})").savefig(out, dpi=120)
@@ -381,6 +425,7 @@ def cmd_portrait(args):
 def cmd_tour(args):
     """Render the tour (lessons' exercises, the paper's analyses, SGD's models) into a folder."""
     from flowcore.analysis import tour
+    _output(None, folder=args.output)                     # created and writable, before any work
     only = args.only.split(",") if args.only else None
     workers = args.workers if args.workers is not None else max(1, min(4, os.cpu_count() or 1))
     entries = tour.run(args.output, quick=args.quick, only=only, progress=not args.json, workers=workers)
@@ -398,7 +443,7 @@ def cmd_track(args):
     """Tracking error ‖θ_n − θ(nh)‖ of the flows against GD for any loss."""
     from flowcore.analysis import as_json, tour
     loss = _loss_of(args)
-    theta0 = [float(v) for v in args.theta0.split(",")]
+    theta0 = _point(args.theta0, "--theta0", loss.dim).tolist()
     flows = tuple(args.flows.split(","))
     out = _output(args.output)
     fig, data, sentence = tour.track_figure(loss, args.lr, theta0, args.steps, flows)
@@ -431,7 +476,8 @@ def cmd_compare(args):
     else:
         if not args.theta0:
             raise ValueError("--loss needs --theta0, the start 'x,y,...'")
-        loss, theta0 = _loss_of(args), [float(v) for v in args.theta0.split(",")]
+        loss = _loss_of(args)
+        theta0 = _point(args.theta0, "--theta0", loss.dim).tolist()
         what = fa.plot.tex(loss)
     models = tuple(args.models.split(",")) if args.models else COMPARE_MODELS
     out = _output(args.output)
@@ -481,7 +527,12 @@ def _data_arg(args):
         except ValueError:
             raise ValueError(f"--data {item!r}: the values must be numbers separated by commas") from None
     if args.data_csv:
-        table = np.genfromtxt(args.data_csv, delimiter=",", names=True)
+        try:
+            table = np.genfromtxt(args.data_csv, delimiter=",", names=True)
+        except OSError as exc:
+            raise ValueError(f"--data-csv {args.data_csv}: cannot read it ({exc})") from None
+        except ValueError as exc:
+            raise ValueError(f"--data-csv {args.data_csv}: not a CSV table of numbers with a header row ({exc})") from None
         if table.dtype.names is None:
             raise ValueError(f"--data-csv {args.data_csv}: needs a header row naming the columns")
         for name in table.dtype.names:
@@ -496,7 +547,7 @@ def cmd_sgd(args):
     import flowcore as fc
     from flowcore import analysis as fa
     data = fc.DataLoss.from_expr(args.example, _data_arg(args), vars=args.vars.split(",") if args.vars else None)
-    theta0 = np.array([float(v) for v in args.theta0.split(",")])
+    theta0 = _point(args.theta0, "--theta0")
     if theta0.shape != (data.dim,):
         raise ValueError(f"--theta0 needs {data.dim} coordinates ({', '.join(map(str, data.vars))}), got {theta0.size} "
                          "(every name of --example not given by --data is a parameter)")
@@ -554,12 +605,12 @@ def _network(args, name, flag="--network"):
 
 def _add_network(parser, widths="10,10", objective=None):
     """The options that build an fc.nn.mlp (shared by eos and compare)."""
-    parser.add_argument("--samples", type=int, help="digits/regression: how many samples")
+    parser.add_argument("--samples", type=COUNT, help="digits/regression: how many samples")
     parser.add_argument("--widths", default=widths, help=f"hidden widths 'a,b,...' (default {widths}; '' for none)")
     parser.add_argument("--activation", default="tanh", help="tanh (default), sin, softplus, gelu_tanh, linear")
     parser.add_argument("--objective", default=objective, help="cross_entropy or mse (default " + (
         objective or "mse for regression, cross_entropy for the classes of iris and digits") + ")")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    parser.add_argument("--seed", type=NATURAL, default=0, help="initialisation seed (default 0)")
 
 
 def cmd_eos(args):
@@ -648,18 +699,18 @@ def build_parser():
     e.set_defaults(func=cmd_eval)
     c = sub.add_parser("critical", help="critical points, kinds, eigenvalues and per-model stability")
     _add_loss(c)
-    c.add_argument("--lr", type=float, help="learning rate for the per-model verdicts")
-    c.add_argument("--beta", type=float, default=0.9, help="heavy-ball momentum (default 0.9)")
+    c.add_argument("--lr", type=POSITIVE, help="learning rate for the per-model verdicts")
+    c.add_argument("--beta", type=FINITE, default=0.9, help="heavy-ball momentum (default 0.9)")
     c.add_argument("--box", help="search box lo,hi,lo,hi (needed when the loss is not a polynomial)")
     c.add_argument("--newton", action="store_true", help="skip sympy; Newton from a grid in --box")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(func=cmd_critical)
     m = sub.add_parser("bea", help="modified equation (backward error analysis) of GD")
     m.add_argument("--loss", required=True, help="sympy expression of E")
-    m.add_argument("--order", type=int, default=2, help="highest power of h (default 2)")
+    m.add_argument("--order", type=NATURAL, default=2, help="highest power of h (default 2)")
     m.add_argument("--vars", help="comma-separated variable order")
     m.add_argument("--method", default="gd", choices=["gd", "heavy_ball", "nesterov"], help="the map (default gd)")
-    m.add_argument("--beta", type=float, default=0.9, help="heavy-ball momentum (default 0.9)")
+    m.add_argument("--beta", type=FINITE, default=0.9, help="heavy-ball momentum (default 0.9)")
     m.add_argument("--latex", action="store_true", help="print LaTeX")
     m.add_argument("--json", action="store_true", help="machine-readable output")
     m.set_defaults(func=cmd_bea)
@@ -667,9 +718,9 @@ def build_parser():
     _add_loss(o)
     o.add_argument("--lrs", required=True, help="the learning rates, a range lo,hi,n (n rates from lo to hi)")
     o.add_argument("--theta0", required=True, help="start 'x,y,...'")
-    o.add_argument("--transient", type=int, default=1000,
+    o.add_argument("--transient", type=NATURAL, default=1000,
                    help="GD iterations discarded before the orbit is recorded (default 1000)")
-    o.add_argument("--keep", type=int, default=100,
+    o.add_argument("--keep", type=COUNT, default=100,
                    help="iterations recorded per learning rate: the orbit, and the Lyapunov average (default 100)")
     o.add_argument("--device", choices=("cpu", "gpu"), help="where GD runs (default: the GPU for 10⁴ "
                    "rates or more when CuPy sees one, else the CPU)")
@@ -680,14 +731,14 @@ def build_parser():
     _add_loss(bs)
     bs.add_argument("--model", default="gd", help="a map (gd, heavy_ball, nesterov, dal) or a flow (ngf, pgf, igr, "
                     "third_order, pf, pf_np3); see flowcore.models")
-    bs.add_argument("--lr", type=float, help="learning rate h (every model but dal, whose rate is 2/‖Hĝ‖)")
+    bs.add_argument("--lr", type=POSITIVE, help="learning rate h (every model but dal, whose rate is 2/‖Hĝ‖)")
     bs.add_argument("--grid", required=True, help="--grid=lo,hi,nx,lo,hi,ny (or quoted 'lo,hi,nx;lo,hi,ny'; "
                     "one axis for a 1-D loss)")
     bs.add_argument("--origin", help="for D > 2: the plane's origin 'a,b,c,...'")
     bs.add_argument("--directions", help="for D > 2: two directions 'u1,u2,...;v1,v2,...'")
-    bs.add_argument("--steps", type=int, default=1000, help="iteration budget (flows: t_max = steps·lr)")
-    bs.add_argument("--t-max", type=float, help="time budget of a flow")
-    bs.add_argument("--box", type=int, default=5, help="box size of the basin entropy (default 5)")
+    bs.add_argument("--steps", type=COUNT, default=1000, help="iteration budget (flows: t_max = steps·lr)")
+    bs.add_argument("--t-max", type=POSITIVE, help="time budget of a flow")
+    bs.add_argument("--box", type=COUNT, default=5, help="box size of the basin entropy (default 5)")
     bs.add_argument("--device", choices=("cpu", "gpu"), help="where compiled kernels run (default: the GPU "
                     "when CuPy sees one, else the CPU)")
     bs.add_argument("-o", "--output", help="write the basin figure to this PNG")
@@ -695,21 +746,21 @@ def build_parser():
     bs.set_defaults(func=cmd_basins)
     pt = sub.add_parser("portrait", help="phase portrait with GD iterates and flow trajectories")
     _add_loss(pt, "zoo name or expression (1-D or 2-D)")
-    pt.add_argument("--lr", type=float, required=True, help="learning rate h of the flow")
+    pt.add_argument("--lr", type=POSITIVE, required=True, help="learning rate h of the flow")
     pt.add_argument("--flow", default="ngf", help="ngf, pgf (positive gradient flow θ' = +g), igr, third_order, "
                     "pf, pf_np3 (default ngf)")
     pt.add_argument("--box", required=True, help="lo,hi,lo,hi (or quoted 'lo,hi;lo,hi')")
     pt.add_argument("--starts", help="starts 'x,y;x,y'")
     pt.add_argument("--gd-lrs", help="GD learning rates 'a,b' (default: --lr)")
-    pt.add_argument("--steps", type=int, default=30, help="GD steps (default 30)")
+    pt.add_argument("--steps", type=COUNT, default=30, help="GD steps (default 30)")
     pt.add_argument("-o", "--output", help="write the figure to this PNG (PF: also *_reim.png)")
     pt.add_argument("--json", action="store_true", help="machine-readable output")
     pt.set_defaults(func=cmd_portrait)
     tr = sub.add_parser("track", help="tracking error of NGF/IGR/third-order/PF against GD")
     _add_loss(tr)
-    tr.add_argument("--lr", type=float, required=True, help="learning rate h")
+    tr.add_argument("--lr", type=POSITIVE, required=True, help="learning rate h")
     tr.add_argument("--theta0", required=True, help="start 'x,y,...'")
-    tr.add_argument("--steps", type=int, default=20, help="GD steps (default 20)")
+    tr.add_argument("--steps", type=COUNT, default=20, help="GD steps (default 20)")
     tr.add_argument("--flows", default="ngf,igr,third_order,pf", help="comma-separated flows (default ngf,igr,third_order,pf)")
     tr.add_argument("-o", "--output", help="write the figure to this PNG")
     tr.add_argument("--json", action="store_true", help="machine-readable output")
@@ -722,17 +773,17 @@ def build_parser():
                     "(2-D inputs, random targets), started at its initialisation; e.g. --network regression "
                     "--widths 4 --objective mse --lr 1 --steps 100 --every 3")
     _add_network(cp, widths="4", objective="mse")
-    cp.add_argument("--lr", type=float, required=True, help="learning rate h")
+    cp.add_argument("--lr", type=POSITIVE, required=True, help="learning rate h")
     cp.add_argument("--theta0", help="start 'x,y,...' for --loss")
-    cp.add_argument("--steps", type=int, default=200, help="GD steps (default 200)")
-    cp.add_argument("--horizon", type=int, default=10, help="the n-step prediction's n (default 10)")
-    cp.add_argument("--window", type=int, default=2, help="GD's time average: the mean of this many iterates "
+    cp.add_argument("--steps", type=COUNT, default=200, help="GD steps (default 200)")
+    cp.add_argument("--horizon", type=COUNT, default=10, help="the n-step prediction's n (default 10)")
+    cp.add_argument("--window", type=COUNT, default=2, help="GD's time average: the mean of this many iterates "
                     "(default 2, one period of the edge's 2-cycle)")
-    cp.add_argument("--every", type=int, default=1, help="restart the models at every k-th iterate (default 1; "
+    cp.add_argument("--every", type=COUNT, default=1, help="restart the models at every k-th iterate (default 1; "
                     "the central flow costs about 0.1 s a restart)")
     cp.add_argument("--models", help="comma-separated subset of ngf,igr,third_order,pf,pf_np3,central")
-    cp.add_argument("--rtol", type=float, default=1e-10, help="the flows' relative tolerance (default 1e-10)")
-    cp.add_argument("--max-steps", type=int, help="cap each flow integration at this many steps; one that "
+    cp.add_argument("--rtol", type=POSITIVE, default=1e-10, help="the flows' relative tolerance (default 1e-10)")
+    cp.add_argument("--max-steps", type=COUNT, help="cap each flow integration at this many steps; one that "
                     "runs out is reported, not guessed (a network's PF can meet hλ = 1 or a pole of tanh)")
     cp.add_argument("-o", "--output", help="write the figure to this PNG")
     cp.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
@@ -742,18 +793,18 @@ def build_parser():
     sg.add_argument("--data", action="append", help="data column NAME=v1,v2,... (repeat for each data symbol)")
     sg.add_argument("--data-csv", help="a CSV file whose header row names the data symbols")
     sg.add_argument("--vars", help="comma-separated parameter order (default: the non-data names, sorted)")
-    sg.add_argument("--lr", type=float, required=True, help="learning rate η")
-    sg.add_argument("--batch", type=int, default=1, help="batch size B (default 1)")
+    sg.add_argument("--lr", type=POSITIVE, required=True, help="learning rate η")
+    sg.add_argument("--batch", type=COUNT, default=1, help="batch size B (default 1)")
     sg.add_argument("--without-replacement", action="store_true", help="reshuffle every epoch instead of "
                     "drawing each batch with replacement")
-    sg.add_argument("--momentum", type=float, default=0.0, help="heavy-ball β (default 0)")
+    sg.add_argument("--momentum", type=FINITE, default=0.0, help="heavy-ball β (default 0)")
     sg.add_argument("--theta0", required=True, help="start 'w1,w2,...'")
-    sg.add_argument("--steps", type=int, default=100, help="SGD steps (default 100)")
-    sg.add_argument("--runs", type=int, default=1000, help="seeds, i.e. independent runs (default 1000)")
-    sg.add_argument("--seed", type=int, default=0, help="the Philox seed (default 0)")
+    sg.add_argument("--steps", type=COUNT, default=100, help="SGD steps (default 100)")
+    sg.add_argument("--runs", type=COUNT, default=1000, help="seeds, i.e. independent runs (default 1000)")
+    sg.add_argument("--seed", type=NATURAL, default=0, help="the Philox seed (default 0)")
     sg.add_argument("--sme", default="1,2", help="which stochastic modified equations to run beside SGD "
                     "(default '1,2'; '' for none)")
-    sg.add_argument("--substeps", type=int, default=4, help="Euler–Maruyama steps per SGD step for the SMEs (default 4)")
+    sg.add_argument("--substeps", type=COUNT, default=4, help="Euler–Maruyama steps per SGD step for the SMEs (default 4)")
     sg.add_argument("-o", "--output", help="write the figure to this PNG")
     sg.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
     sg.set_defaults(func=cmd_sgd)
@@ -761,9 +812,9 @@ def build_parser():
                         "the NGF/IGR/PF one-step predictions (needs the nn extra)")
     eo.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")
     _add_network(eo)
-    eo.add_argument("--lr", type=float, required=True, help="learning rate h")
-    eo.add_argument("--steps", type=int, default=300, help="GD steps (default 300)")
-    eo.add_argument("--every", type=int, default=7, help="restart the flows at every k-th iterate past the edge "
+    eo.add_argument("--lr", type=POSITIVE, required=True, help="learning rate h")
+    eo.add_argument("--steps", type=COUNT, default=300, help="GD steps (default 300)")
+    eo.add_argument("--every", type=COUNT, default=7, help="restart the flows at every k-th iterate past the edge "
                     "(default 7: odd, so that both phases of GD's 2-cycle are scored)")
     eo.add_argument("--flows", default="ngf,igr,pf", help="comma-separated flows (default ngf,igr,pf)")
     eo.add_argument("-o", "--output", help="write the figure to this PNG")
@@ -779,14 +830,14 @@ def build_parser():
     sw.add_argument("--values", action="append", dest="axes", type=lambda t: ("values", t),
                     help="an axis of given values, name=a,b,c (e.g. --values model=gd,igr or --values lr=0.1,0.3), "
                          "in order among the --axis flags")
-    sw.add_argument("--lr", type=float, help="the learning rate when there is no lr axis")
-    sw.add_argument("--steps", type=int, default=1000, help="iteration budget (flows: t_max = steps·lr)")
-    sw.add_argument("--t-max", type=float, help="time budget of a flow")
+    sw.add_argument("--lr", type=POSITIVE, help="the learning rate when there is no lr axis")
+    sw.add_argument("--steps", type=COUNT, default=1000, help="iteration budget (flows: t_max = steps·lr)")
+    sw.add_argument("--t-max", type=POSITIVE, help="time budget of a flow")
     sw.add_argument("--store", help="a folder for the Zarr store (rerun to resume; default: in memory)")
     sw.add_argument("--overwrite", action="store_true", help="start over in a store that holds another sweep")
     sw.add_argument("--chunk", action="append", help="chunk length along an axis, axis=length (repeatable)")
-    sw.add_argument("--workers", type=int, default=1, help="chunks at a time in this process (default 1)")
-    sw.add_argument("--processes", type=int, help="run on a local Dask cluster of this many worker processes")
+    sw.add_argument("--workers", type=COUNT, default=1, help="chunks at a time in this process (default 1)")
+    sw.add_argument("--processes", type=COUNT, help="run on a local Dask cluster of this many worker processes")
     sw.add_argument("--scheduler", help="run on the Dask cluster at this address (tcp://host:port)")
     sw.add_argument("--device", choices=("cpu", "gpu"), help="where compiled kernels run")
     sw.add_argument("-o", "--output", help="write the summary figure to this PNG")
@@ -796,7 +847,7 @@ def build_parser():
     to.add_argument("-o", "--output", default="tour", help="output folder (default ./tour)")
     to.add_argument("--quick", action="store_true", help="smaller grids and runs (seconds)")
     to.add_argument("--only", help="comma-separated item names")
-    to.add_argument("-j", "--workers", type=int, help="render items in this many processes (default: the "
+    to.add_argument("-j", "--workers", type=COUNT, help="render items in this many processes (default: the "
                     "number of CPUs, at most 4)")
     to.add_argument("--json", action="store_true", help="print the list of outputs as JSON")
     to.set_defaults(func=cmd_tour)

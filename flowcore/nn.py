@@ -69,6 +69,11 @@ class JaxFunctions:
             raise ValueError(f"fn could not be traced by JAX at a point of dimension {dim}: {exc}") from exc
         if jaxpr.out_avals[0].shape != ():
             raise ValueError(f"fn must return a scalar loss, got shape {jaxpr.out_avals[0].shape}")
+        from jax.experimental import checkify           # JAX clamps an index past the end: θ[D] reads θ[D − 1]
+        bad, _ = checkify.checkify(fn, errors=checkify.index_checks)(jnp.zeros(self.dim))
+        if bad.get() is not None:
+            raise ValueError(f"fn indexes θ (of dim = {dim} entries) out of bounds: {bad.get().strip()} "
+                             "(JAX would read a clamped index silently); is dim right?")
         self.blocking = sorted(_primitives(jaxpr.jaxpr) & NON_HOLOMORPHIC)
         self.holomorphic = bool(holomorphic)
 
@@ -260,6 +265,7 @@ def _activation(name):
 
 
 ACTIVATIONS = ("tanh", "sin", "softplus", "gelu_tanh", "linear", "relu")
+MAX_PARAMETERS = 50_000_000      # an MLP's parameter vector: 400 MB
 
 
 class _MLPObjective:
@@ -428,13 +434,24 @@ def mlp(X, Y, widths=(10,), activation="tanh", loss="mse", seed=0, name=None):
                          f"{Y.shape}")
     if loss not in ("mse", "cross_entropy"):
         raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
+        raise ValueError("X and Y must be finite (a NaN or inf in the data makes every loss value NaN)")
     Y = _class_targets(Y) if loss == "cross_entropy" else Y.reshape(len(Y), -1)
-    widths = (widths,) if isinstance(widths, (int, np.integer)) else tuple(widths)
-    if not all(isinstance(w, (int, np.integer)) and w >= 1 for w in widths):
+    if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):
+        widths = (widths,)
+    elif not isinstance(widths, (list, tuple, np.ndarray)):
+        raise TypeError(f"widths must be a positive integer or a sequence of them (the hidden layers' sizes), "
+                        f"got {widths!r}")
+    widths = tuple(widths)
+    if not all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= 1 for w in widths):
         raise ValueError(f"widths must be positive integers (the hidden layers' sizes), got {widths}")
     _activation(activation)
     sizes = (X.shape[1],) + widths + (Y.shape[1],)
     shapes = list(zip(sizes[:-1], sizes[1:]))
+    D = sum(a * b + b for a, b in shapes)
+    if D > MAX_PARAMETERS:
+        raise ValueError(f"an MLP {'→'.join(map(str, sizes))} has {D:,} parameters (at most {MAX_PARAMETERS:,}: "
+                         f"θ alone would take {8 * D / 2**30:.3g} GiB); choose smaller widths")
     objective = _MLPObjective(shapes, activation, loss, X, Y)
     rng = np.random.default_rng(seed)
     theta0 = np.concatenate([np.concatenate([rng.normal(0, 1 / np.sqrt(a), a * b), np.zeros(b)]) for a, b in shapes])

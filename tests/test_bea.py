@@ -172,3 +172,10 @@ def test_step_map_must_be_near_identity():
     with pytest.raises(ValueError, match="identity"):
         bea.modified_equation(order=1, vars=("x", "y"),
                               step=lambda th, h: sp.Matrix([th[0] + b * th[1] - h * th[0], b * th[1] - h * th[0]]))
+
+
+def test_bad_method_names_every_method():
+    import pytest
+    from flowcore import analysis as fa
+    with pytest.raises(ValueError, match="'gd', 'heavy_ball' or 'nesterov'"):
+        fa.modified_equation("x**4/4", order=1, method="adam")

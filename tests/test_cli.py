@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 import flowcore as fc
 from flowcore.cli import main
@@ -181,3 +182,37 @@ def test_portrait_prints_readable_points_and_vars_errors_name_the_flag(capsys):
     assert main(["critical", "--loss", "x**2 + y**2 + z", "--vars", "x,y"]) == 2
     err = capsys.readouterr().err
     assert "--vars" in err and "vars=" not in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-2,2,100000,-2,2,100000"], "use fa.sweep"),
+    (["basins", "--loss", "x**4", "--lr", "0.1", "--grid=-2,2,21,-2,2,21"], "--grid lo,hi,n (one axis"),
+    (["sgd", "--example", "(w-x)**2", "--data", "x=1,2", "--lr", "0.1", "--theta0", "0", "--substeps", "0"],
+     "--substeps: must be >= 1"),
+    (["sgd", "--example", "(w-x)**2", "--data", "x=1,2", "--lr", "0.1", "--theta0", "0", "--runs", "0"],
+     "--runs: must be >= 1"),
+    (["sgd", "--example", "(w-x)**2", "--data-csv", "missing.csv", "--lr", "0.1", "--theta0", "0"],
+     "--data-csv missing.csv: cannot read it"),
+    (["compare", "--loss", "(x*y-1)**2/2", "--lr", "0.25", "--theta0=2.5,nan"], "every coordinate must be finite"),
+    (["critical", "--loss", "double_well", "--lr", "0.3", "--beta", "nan"], "--beta: 'nan' is not finite"),
+    (["tour", "-o", "/proc/nope"], "cannot create the folder /proc/nope"),
+    (["sweep", "--loss", "quartic_1d", "--axis", "x=-1,1,5", "--lr", "0.1", "--processes", "0"],
+     "--processes: must be >= 1"),
+    (["eos", "--widths", "100000,100000", "--lr", "1"], "parameters"),
+    (["bea", "--loss", "(x+y)**1000", "--order", "1"], "degree"),
+    (["eval", "--loss", "10**10**10 + x", "--at", "1"], "binary digits"),
+])
+def test_bad_input_is_an_error_naming_it_not_a_traceback(argv, says, tmp_path):
+    """Each of these was a traceback, a NaN result, or a silent fallback."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "flowcore.cli", *argv], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and says in r.stderr, r.stderr
+
+
+def test_a_3d_basin_map_says_its_plane(capsys):
+    assert main(["basins", "--loss", "x**2 + y**2 + z**2", "--lr", "0.1", "--grid=-2,2,11,-2,2,11"]) == 0
+    out = capsys.readouterr().out
+    assert "plane origin + x·u + y·v, origin (0, 0, 0), u = (1, 0, 0), v = (0, 1, 0) (the default" in out
+    assert "Sbb = undefined" in out and "nan" not in out

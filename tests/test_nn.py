@@ -286,3 +286,27 @@ def test_polynomial_flows_of_a_network_by_hvp_equal_the_sympy_spectral_field(tin
         want, _ = ref_field.evaluate(th)
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
         assert np.all(st == fc.Status.OK)
+
+
+def test_bad_network_input_is_refused_by_name():
+    X, Y = fc.nn.regression_2d(10)
+    with pytest.raises(TypeError, match="widths must be a positive integer or a sequence"):
+        fc.nn.mlp(X, Y, widths=2.5)
+    with pytest.raises(ValueError, match="widths must be positive integers"):
+        fc.nn.mlp(X, Y, widths=(3, True))
+    for bad in (np.where(np.arange(20).reshape(10, 2) == 3, np.nan, X), np.where(np.arange(20).reshape(10, 2) == 3, np.inf, X)):
+        with pytest.raises(ValueError, match="finite"):
+            fc.nn.mlp(bad, Y, widths=3)
+    with pytest.raises(ValueError, match="parameters"):
+        fc.nn.mlp(X, Y, widths=(100_000, 100_000))
+
+
+def test_a_jax_loss_indexing_past_its_dim_is_refused():
+    """JAX clamps an index past the end (θ[3] of a 3-vector reads θ[2]): a wrong dim gave a loss
+    silently; it is refused by name (checkify's index checks), a right one is not."""
+    import jax.numpy as jnp
+    with pytest.raises(ValueError, match="out of bounds.*is dim right"):
+        fc.Loss.from_jax(lambda t: t[0] ** 2 + t[3] ** 2, 3)
+    with pytest.raises(ValueError, match="out of bounds"):
+        fc.Loss.from_jax(lambda t: t[jnp.array(4)] ** 2, 3)
+    assert fc.Loss.from_jax(lambda t: t[0] ** 2 + t[3] ** 2, 4).value([[1.0, 2.0, 3.0, 4.0]])[0] == 17.0
