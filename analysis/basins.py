@@ -14,6 +14,8 @@ of budget, and gets one label:
 PF trajectories are complex: one that comes to rest with max|Im θ| ≤ ``imag_tol`` is labelled by the
 real point it converges to, and the residual max|Im θ| is reported per label and per start.
 """
+from __future__ import annotations
+
 import warnings
 from dataclasses import dataclass, field
 
@@ -88,6 +90,7 @@ class Basins:
     nsteps: np.ndarray             # map iterations (maps) or accepted steps (flows), per start
     settings: dict = field(default_factory=dict)
     critical: list = field(default_factory=list)   # the critical points of E used for matching
+    vars: tuple | None = None      # the loss's variable names (for axis labels), when it has them
 
     @property
     def attractors(self):
@@ -368,7 +371,8 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
     if not is_map:
         settings.update(t_max=float(T), method=method if isinstance(method, str) else "tableau", rtol=rtol, atol=atol)
     return Basins(labels.reshape(shape), axes, pts, entries, model, float(lr or 0.0),
-                  imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings, list(critical))
+                  imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings, list(critical),
+                  None if loss.vars is None else tuple(str(v) for v in loss.vars))
 
 
 _SPECIAL_OF_STATUS = np.array([_SPECIAL.get(st, UNRESOLVED) for st in fc.Status], np.int64)   # by status value

@@ -48,7 +48,8 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6,
                 total += np.log(np.abs(R[:, 0, 0]))               # the leading direction
         lyap[ok] = total / keep
     return {"lrs": lrs, "orbits": orbits, "lyapunov": lyap, "status": status,
-            "period": [orbit_period(o) for o in orbits], "device": run.device}
+            "period": [orbit_period(o) for o in orbits], "device": run.device,
+            "vars": None if loss.vars is None else [str(v) for v in loss.vars]}
 
 
 def orbit_period(orbit, tol=1e-6):
@@ -130,6 +131,7 @@ def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, reso
     axes = [np.linspace(lo, hi, resolution) for lo, hi in b]
     mesh = np.stack(np.meshgrid(*axes), -1)                  # [ny, nx, 2] or [n, 1]
     out = {"loss": loss.name, "dim": D, "box": b, "lr": float(lr), "flow": flow, "axes": axes,
+           "vars": [str(v) for v in loss.vars] if loss.vars is not None else None,
            "E": loss.value(mesh), "steps": int(steps)}
     if not field.is_complex:
         out["field"] = field(mesh)

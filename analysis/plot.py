@@ -21,6 +21,15 @@ def tex(obj):
     return "$" + sp.latex(e) + "$"
 
 
+def coordinate_label(vars, k, dim):
+    """The name of coordinate k for an axis: the loss's variable (x, y, w …) as mathtext, else θ
+    (with a subscript when dim > 1)."""
+    if vars is not None:
+        import sympy as sp
+        return "$" + sp.latex(sp.Symbol(str(vars[k]))) + "$"
+    return r"$\theta$" if dim == 1 else f"$\\theta_{k + 1}$"
+
+
 def orbit_diagram(result, coordinate=0, title=None):
     """Late iterates against the learning rate (top) and the largest Lyapunov exponent (bottom)."""
     plt = _plt()
@@ -28,7 +37,8 @@ def orbit_diagram(result, coordinate=0, title=None):
     lrs, orbits = result["lrs"], result["orbits"][..., coordinate]
     keep = orbits.shape[1]
     ax.plot(np.repeat(lrs, keep), orbits.reshape(-1), ",", color="k", alpha=0.6)
-    ax.set_ylabel(f"late iterates, θ[{coordinate}]")
+    dim = np.shape(result["orbits"])[-1]
+    ax.set_ylabel("late iterates, " + coordinate_label(result.get("vars"), coordinate, dim))
     ax.set_title(title or "GD orbit diagram")
     axl.plot(lrs, result["lyapunov"], color="C3", lw=1, label="largest Lyapunov exponent")
     axl.axhline(0, color="0.5", lw=0.8)
@@ -121,9 +131,15 @@ def basins(result, title=None, show_points=True, ax=None):
                         marks.append(Line2D([], [], marker=m, color=col, mec="k", ls="none",
                                             label=f"{c.kind} of E"))
                         seen.add(c.kind)
+        if any(e.label >= 0 for e in entries):      # what the white and crossed markers are
+            marks.insert(0, Line2D([], [], marker="o", mfc="w", mec="k", ls="none", label="attractor (its points)"))
+        if any(e.label >= 0 and not e.attractor for e in entries):
+            marks.insert(1, Line2D([], [], marker="x", mec="k", ls="none", label="unstable fixed point"))
     plane = len(result.axes) > 1 and result.starts.shape[-1] > 2
-    ax.set_xlabel("x (slice coordinate)" if plane else "θ₁" if len(result.axes) > 1 else "θ")
-    ax.set_ylabel("y (slice coordinate)" if plane else "θ₂" if len(result.axes) > 1 else "")
+    D = result.starts.shape[-1]
+    names = getattr(result, "vars", None)
+    ax.set_xlabel("x (slice coordinate)" if plane else coordinate_label(names, 0, D))
+    ax.set_ylabel("y (slice coordinate)" if plane else coordinate_label(names, 1, D) if len(result.axes) > 1 else "")
     if len(result.axes) == 1:
         ax.set_yticks([])
     ax.set_title(title or f"Basins of {result.model} at lr = {result.lr:g}")
@@ -199,8 +215,9 @@ def sweep(ds, title=None, max_panels=6):
     outcomes = _sweep_outcomes(ds)
     lr_panel = "lr" in dims and ds.sizes["lr"] > 1
     n = len(pick)
-    fig, axs = plt.subplots(1 + lr_panel, n, figsize=(min(5.0 * n, 18) + 3.0, 4.6 + 3.0 * lr_panel),
-                            squeeze=False, height_ratios=(3, 1.6) if lr_panel else None)
+    fig = plt.figure(figsize=(min(5.0 * n, 18) + 3.0, 4.6 + 3.0 * lr_panel))
+    grid = fig.add_gridspec(1 + lr_panel, n, height_ratios=(3, 1.6) if lr_panel else None)
+    axs = np.array([[fig.add_subplot(grid[0, j]) for j in range(n)]])
     for j, k in enumerate(pick):
         sel = dict(zip(others, combos[k]))
         sweep_image(ds.isel(sel), axs[0, j], rows, cols, outcomes)
@@ -215,14 +232,12 @@ def sweep(ds, title=None, max_panels=6):
     axs[0, -1].legend(handles=[Patch(facecolor=colors[v], edgecolor="k", lw=0.5,
                                      label=f"{names[v]}: {100 * np.mean(L == v):.1f}%") for v in values],
                       loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="outcome: share of all starts")
-    if lr_panel:
-        for ax in axs[1, 1:]:
-            ax.remove()
-        ax, lr = axs[1, 0], ds["lr"].values
+    if lr_panel:                       # the shares against the learning rate, across the whole width
+        ax, lr = fig.add_subplot(grid[1, :]), ds["lr"].values
         Lr = np.moveaxis(L, dims.index("lr"), -1).reshape(-1, len(lr))
         for test, style, what in ((Lr >= 0, "C2-", "at rest at a critical point"), (Lr == -5, "C9-", "cycle"),
                                   (Lr == -2, "C7-", "unresolved (chaos or slow)"), (Lr == -1, "k-", "escaped")):
-            ax.plot(lr, np.mean(test, axis=0), style, label=what)
+            ax.plot(lr, np.mean(test, axis=0), style, label=what, marker="o" if len(lr) <= 20 else None, ms=4)
         ax.set_xlabel("learning rate h")
         ax.set_ylabel("share of starts")
         ax.set_ylim(-0.02, 1.02)
@@ -278,8 +293,8 @@ def portrait(data, title=None):
         (x0, x1), (y0, y1) = data["box"]
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
-        ax.set_xlabel("θ₁")
-        ax.set_ylabel("θ₂")
+        ax.set_xlabel(coordinate_label(data.get("vars"), 0, 2))
+        ax.set_ylabel(coordinate_label(data.get("vars"), 1, 2))
     else:
         (w,) = data["axes"]
         E = data["E"].reshape(-1)
@@ -296,8 +311,8 @@ def portrait(data, title=None):
             re = np.real(tr[:, 0])
             ax.plot(re, E_of(re), "-", color="C0", lw=2, alpha=0.7, label=flow if n == 0 else None)
         ax.set_xlim(*data["box"][0])
-        ax.set_xlabel("θ")
-        ax.set_ylabel("E(θ)")
+        ax.set_xlabel(coordinate_label(data.get("vars"), 0, 1))
+        ax.set_ylabel("E")
     shown = f"{flow} and GD" if len(data["starts"]) else flow           # GD is drawn from the starts only
     ax.set_title(title or f"{data['loss']}: {shown} (lr = {data['lr']:g})")
     ax.legend(loc="upper left", bbox_to_anchor=(1.25 if data["dim"] == 2 else 1.01, 1), fontsize=8)
@@ -374,28 +389,33 @@ def compare_models(result, title=None, axs=None):
     plt = _plt()
     fig = None
     if axs is None:
-        fig, axs = plt.subplots(1, 3, figsize=(19, 4.8), width_ratios=(1, 1, 1.6))
+        fig, axs = plt.subplots(1, 3, figsize=(19, 6), width_ratios=(1, 1, 1.6))
     r, n = result, np.arange(len(result["gd_loss"]))
     ax = axs[0]
-    ax.semilogy(n, r["gd_loss"], color="0.75", lw=0.8, label="GD: E(θ_n)")
+    ax.semilogy(n, r["gd_loss"], color="0.75", lw=0.8, label=r"GD: $E(\theta_n)$")
     ax.semilogy(n[:len(r["gd_loss_avg"])], r["gd_loss_avg"], "k-", lw=1.4, label=f"GD: Ē (mean of {r['window']})")
     if r.get("mean_from") is not None:
         n0 = r["mean_from"]
         ax.semilogy(n[n0:n0 + len(r["gd_loss_mean"])], r["gd_loss_mean"], "k:", lw=1.6,
                     label=f"GD: mean of E from n = {n0}")
     _shade_left_edge(ax, r)
-    lo, hi = np.nanmin(r["gd_loss"][r["gd_loss"] > 0]), np.nanmax(r["gd_loss"])
+    gd = r["gd_loss"][r["gd_loss"] > 0]
+    hi, lo = np.nanmax(gd), np.nanmin(gd)
     for name, m in r["models"].items():
-        ax.semilogy(n, np.where(np.isfinite(m["loss_avg"]), m["loss_avg"], np.nan), color=_MODEL_STYLE.get(name),
-                    lw=2.0 if name == "central" else 1.0, ls="-" if name == "central" else "--",
-                    label=name + (": E + ½⟨Σ,H⟩" if name == "central" else ": E"))
+        pred = np.where(np.isfinite(m["loss_avg"]), m["loss_avg"], np.nan)
+        ax.semilogy(n, pred, color=_MODEL_STYLE.get(name), lw=2.0 if name == "central" else 1.0,
+                    ls="-" if name == "central" else "--", marker="." if name == "central" else None, ms=3,
+                    label=name + (r": $E + \frac{1}{2}\langle\Sigma, H\rangle$" if name == "central" else ": E"))
+        shown = pred[(pred > 0) & (pred <= 10 * hi)]
+        if shown.size:                     # every prediction in view, down to 10⁻⁸ of GD's largest loss
+            lo = min(lo, max(shown.min(), 1e-8 * hi))
     ax.set_ylim(lo / 3, hi * 3)
     ax.set_xlabel("GD step n (flows at t = n·h)")
     ax.set_ylabel("loss")
     ax.set_title("the time-averaged loss: GD and each model from θ₀", fontsize=10)
-    ax.legend(fontsize=7, ncol=2, loc="best", framealpha=0.85)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16), framealpha=0.85)
     ax = axs[1]
-    ax.plot(n, r["sharpness"], color="0.4", lw=0.8, label="GD: λ_max(H(θ_n))")
+    ax.plot(n, r["sharpness"], color="0.4", lw=0.8, label=r"GD: $\lambda_{max}(H(\theta_n))$")
     if "central" in r["models"]:
         ax.plot(n, r["models"]["central"]["sharpness"], color=_MODEL_STYLE["central"], lw=2, label="central flow")
     ax.axhline(r["edge"], color="k", ls=":", label=f"2/h = {r['edge']:g}")
@@ -523,6 +543,9 @@ def network_eos(r, title=None):
 
 
 # ------------------------------------------------------------------------ SGD
+EQUILIBRATED = 5    # runs longer than 5 mean crossing times are taken as in equilibrium
+
+
 def sgd_double_well(r, title=None):
     """SGD against its SDE on a noisy double well: stationary densities and escape rates."""
     plt = _plt()
@@ -535,7 +558,10 @@ def sgd_double_well(r, title=None):
         ax.stairs(row["sgd"]["density"], edges, color="C0", lw=1.6, label="SGD")
         ax.stairs(row["sde"]["density"], edges, color="C1", lw=1.2, ls="--", label="SME-1 (SDE)")
         ax.plot(x, row["gibbs"], "k:", lw=1.4, label=r"$\propto e^{-2E/\sigma^2}$")
-        ax.set_title(f"B = {B}: σ² = η s²/B = {row['sigma2']:.3g}", fontsize=10)
+        passage = 1 / row["exact_exit_rate"]         # the SDE's mean time to cross from one well to the other
+        note = ("" if r["horizon"] >= EQUILIBRATED * passage else
+                f"\nnot in equilibrium: mean crossing time {passage:.3g} > run length {r['horizon']:g}/{EQUILIBRATED}")
+        ax.set_title(f"B = {B}: σ² = η s²/B = {row['sigma2']:.3g}{note}", fontsize=10, color="C3" if note else "k")
         ax.set_xlabel("x")
         ax.set_ylabel("density of the iterates (after t = 50)")
         ax.legend(fontsize=8, loc="upper center")
@@ -550,9 +576,10 @@ def sgd_double_well(r, title=None):
     ax.set_ylabel("escape rate −1 → +1 (per unit time t = kη)")
     ax.set_title("Larger batches are quieter: escapes vanish like exp(−2ΔE/σ²)", fontsize=10)
     ax.legend(fontsize=8)
-    for B, s in zip(Bs, s2):
+    for B, s in zip(Bs, s2):            # labels inside the axes: offset towards the middle
         ax.annotate(f"σ²={s:.2g}", (B, r["batches"][B]["exact_exit_rate"]), textcoords="offset points",
-                    xytext=(6, 6), fontsize=8)
+                    xytext=(-8 if B == Bs[-1] else 8, -12), ha="right" if B == Bs[-1] else "left", fontsize=8)
+    ax.margins(x=0.08, y=0.15)
     E = tex(r["energy"])
     fig.suptitle(title or f"SGD on ℓ = {E} + ξx (Var ξ = s² = {r['spread']**2:.3g}), η = {r['lr']:g}, {r['runs']} runs "
                  "from x = −1; SME-1: dX = −E′dt + σ dW", fontsize=11)
@@ -575,16 +602,22 @@ def sgd_temperature(r, title=None):
     ax0.set_title("sharp, deeper minimum (left) and flat minimum (right)", fontsize=10)
     ax0.legend(fontsize=8)
     lrs = sorted({p["lr"] for p in r["sgd"]})
-    for k, lr in enumerate(lrs):
+    for k, lr in enumerate(lrs):        # equal η/B from different η coincide: shapes and sizes differ
         pts = [p for p in r["sgd"] if p["lr"] == lr]
-        ax.semilogx([p["lr_over_batch"] for p in pts], [p["flat"] for p in pts], "o", color=f"C{k}", ms=7,
+        ax.semilogx([p["lr_over_batch"] for p in pts], [p["flat"] for p in pts], "osD^v"[k % 5], color=f"C{k}",
+                    ms=12 - 3 * k, mfc="none" if k == 0 else f"C{k}", mew=1.6,
                     label=f"SGD, η = {lr:g} (B = {', '.join(str(p['batch']) for p in pts)})")
     ax.semilogx([p["lr_over_batch"] for p in r["sde"]], [p["flat"] for p in r["sde"]], "k--", lw=1.2,
                 label="SDE with σ² = η s²/B")
     ax.semilogx([p["lr_over_batch"] for p in r["sde"]], [p["equilibrium"] for p in r["sde"]], ":", color="0.5",
                 label="stationary share (t → ∞)")
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+    ratios = sorted({p["lr_over_batch"] for p in r["sgd"]})
+    ax.xaxis.set_major_locator(FixedLocator(ratios))          # a tick at every η/B run
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.3g}")
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
     ax.set_xlabel("η / B  (temperature σ² = s² η / B)")
     ax.set_ylabel(f"share of runs in the flat minimum at t = {r['horizon']:g}")
     ax.set_ylim(0, 1)
@@ -638,8 +671,10 @@ def sgd_ensemble(t, summary, finals, data, title=None):
         for name, v in summary.items():
             c, ls = styles.get(name, ("k", "-"))
             m, s = np.asarray(v["mean"])[:, d], np.asarray(v["std"])[:, d]
-            ax.plot(t, m, color=c, ls=ls, label=f"{name} mean")
-            ax.fill_between(t, m - s, m + s, color=c, alpha=0.12, lw=0)
+            # the band's edges as thin lines in the model's own style: filled bands of three models blend
+            ax.plot(t, m, color=c, ls=ls, lw=2, label=f"{name}: mean ± std")
+            ax.plot(t, m - s, color=c, ls=ls, lw=0.8)
+            ax.plot(t, m + s, color=c, ls=ls, lw=0.8)
         ax.set_xlabel("t = kη")
         ax.set_ylabel(f"{data.vars[d]} (mean ± std over seeds)")
         ax.legend(fontsize=8)

@@ -15,11 +15,11 @@ import numpy as np
 
 import flowcore as fc
 from flowcore.analysis import paper
-from flowcore.analysis.basins import basins
+from flowcore.analysis.basins import ESCAPED as ESCAPED_LABEL, basins
 from flowcore.analysis.critical import critical_points, stable_lr_interval
 from flowcore.analysis.dynamics import as_json, orbit_diagram, portrait, uncertainty_exponent
 from flowcore.analysis.plot import _plt, tex, basins as plot_basins, orbit_diagram as plot_orbit, portrait as plot_portrait
-from flowcore.analysis.plot import sweep_image
+from flowcore.analysis.plot import coordinate_label, sweep_image
 from flowcore.analysis.sweep import sweep
 
 
@@ -27,14 +27,17 @@ NORM_STEP_ERROR = r"$\Vert\theta_{n+1} - \varphi_h(\theta_n)\Vert$"
 NORM_TRACK_ERROR = r"$\Vert\theta_n - \theta(nh)\Vert$"
 
 
-def _contours(ax, loss, box, n=160):
+def _contours(ax, loss, box, n=300):
+    """Contours of a 2-D loss over ``box``, the axes named by the loss's variables. The levels skip
+    the lowest 2 % of the values: a level just above a valley's floor breaks into fragments on
+    the grid."""
     x, y = (np.linspace(lo, hi, n) for lo, hi in box)
     X, Y = np.meshgrid(x, y)
     E = loss.value(np.stack([X, Y], -1))
-    ax.contour(x, y, E, levels=np.unique(np.quantile(E, np.linspace(0, 1, 22) ** 2)), cmap="viridis",
+    ax.contour(x, y, E, levels=np.unique(np.quantile(E, 0.02 + 0.98 * np.linspace(0, 1, 22) ** 2)), cmap="viridis",
                linewidths=0.6)
-    ax.set_xlabel("θ₁")
-    ax.set_ylabel("θ₂")
+    ax.set_xlabel(coordinate_label(loss.vars, 0, 2))
+    ax.set_ylabel(coordinate_label(loss.vars, 1, 2))
 
 
 # ------------------------------------------------------------------------------ lessons
@@ -56,7 +59,9 @@ def gf_vs_gd(quick):
         finals = {}
         for j, h in enumerate(lrs):
             it = fc.descend(loss, [st], h, steps).iterates[0]
-            ax.plot(it[:, 0], it[:, 1], "o-", ms=3, lw=0.8, color=f"C{j + 1}", label=f"GD lr = {h:g}")
+            # later rates drawn first and wider: a path that runs along another's stays visible
+            ax.plot(it[:, 0], it[:, 1], "o-", ms=6 - 1.5 * j, lw=2.4 - 0.8 * j, color=f"C{j + 1}", zorder=3 + j,
+                    label=f"GD lr = {h:g}")
             finals[str(h)] = it[-1]
         ax.set_title(f"E = {tex(expr)}")
         ax.legend(fontsize=8, loc="best")
@@ -75,7 +80,7 @@ def quadratic_lr(quick):
     loss = fc.losses.quadratic_1d(1.0)
     etas = [0.5, 1.0, 1.5, 1.9, 2.0, 2.1]
     steps = 25
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     data = {"etas": etas, "multipliers": [], "final_abs": []}
     for j, eta in enumerate(etas):
         it = fc.descend(loss, [[1.0]], eta, steps).iterates[0, :, 0]
@@ -95,7 +100,7 @@ def quadratic_lr(quick):
     ax.set_xlabel("iteration n")
     ax.set_ylabel("$x_n$")
     ax.set_title(f"GD on x²/2: $x_n = (1 - \\eta)^n$; stable for η < {interval[1]:g}")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig, data, "On x²/2, GD's iterates are (1 − η)^n: they converge for η < 2, oscillate for η = 2 and diverge above."
 
@@ -280,7 +285,7 @@ def quartic(quick):
 def vector_fields(quick):
     """Slope fields of dy/dt = −y and y(1 − y), and the rotation dx/dt = y, dy/dt = −x."""
     plt = _plt()
-    fig, axs = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, axs = plt.subplots(1, 3, figsize=(18, 4.6))
     T, Y = np.meshgrid(np.linspace(0, 4, 21), np.linspace(-1, 2, 21))
     data = {}
     for ax, (expr, title) in zip(axs[:2], [("-y", "dy/dt = −y"), ("y*(1 - y)", "dy/dt = y(1 − y)")]):
@@ -312,7 +317,7 @@ def vector_fields(quick):
     axs[2].set_xlabel("x")
     axs[2].set_ylabel("y")
     axs[2].set_title("rotation dx/dt = y, dy/dt = −x")
-    axs[2].legend(fontsize=7, loc="lower left")
+    axs[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     data["rotation"] = {"radius_after_turn_exact": float(np.linalg.norm(exact[-1])),
                         "radius_after_turn_euler": float(np.linalg.norm(eul[-1])),
                         "euler_growth_closed_form": float((1 + (2 * np.pi / 20) ** 2) ** 10)}
@@ -332,13 +337,20 @@ def double_well_basins(quick):
         b = basins(loss, model, 0.2, grid, steps=500, t_max=30.0)
         plot_basins(b, ax=ax, title=f"{model.upper()} at h = 0.2")
         Sb, Sbb, nb = b.entropy(box=5)
+        escaped = b.labels == ESCAPED_LABEL
         data[model] = {"labels": [e.as_dict() for e in b.entries], "Sb": Sb, "Sbb": Sbb,
-                       "max_imag_residual": float(b.imag_residual.max())}
+                       "max_imag_residual": float(b.imag_residual.max()),
+                       "escapes_from_abs_x": float(np.abs(b.starts[..., 0][escaped]).min()) if escaped.any() else None}
     fig.tight_layout()
     esc = {m: sum(e["fraction"] for e in d["labels"] if e["kind"] == "escaped") for m, d in data.items()}
-    return fig, data, (f"At h = 0.2 (hλ = 1.6 at the minima) GD and IGR split the plane between the two minima, with "
-                       f"the y-axis the saddle's stable manifold; the PF escapes from {100 * esc['pf']:.0f}% of starts, "
-                       "where hλ > 2 early on makes it spiral out through ℂ.")
+    at_min = {m: sum(e["fraction"] for e in d["labels"] if e["critical_kind"] == "min") for m, d in data.items()}
+    def outcome(m):
+        x = data[m]["escapes_from_abs_x"]
+        return (f"{m.upper()} ends at a minimum from {100 * at_min[m]:.1f}% of the starts and escapes from "
+                f"{100 * esc[m]:.1f}%" + (f" (every escaped start has |x| ≥ {x:.2f})" if x is not None else ""))
+    return fig, data, (f"At h = 0.2 (hλ = 1.6 at the minima), on the square [−2, 2]²: "
+                       + "; ".join(outcome(m) for m in data) + ". The y-axis is the saddle's stable manifold; the "
+                       "PF's escaping paths spiral out through ℂ.")
 
 
 def orbit(quick):
@@ -472,8 +484,8 @@ def pf_quadratic_2d(quick):
         ax.plot(r["gd"][0, :, 0], r["gd"][0, :, 1], "ko--", ms=4, mfc="none", lw=0.6, label="GD iterates")
         ax.plot(r["flow"][0, :, 0].real, r["flow"][0, :, 1].real, "C3x", ms=7, label="PF at t = nh")
         ax.set_title(f"{name}: max rel. error {r['max_rel_error']:.1e}")
-        ax.set_xlabel("θ₁")
-        ax.set_ylabel("θ₂")
+        ax.set_xlabel(coordinate_label(loss.vars, 0, 2))
+        ax.set_ylabel(coordinate_label(loss.vars, 1, 2))
         ax.legend(fontsize=8)
         data[name] = {"max_rel_error": r["max_rel_error"], "A": A, "lr": h}
     data["max_error"] = max(v["max_rel_error"] for v in data.values())
@@ -701,8 +713,9 @@ def dal(quick):
     for j, (k, v) in enumerate(r["runs"].items()):
         its = v["iterations_to_tol"]
         adaptive = not k.startswith("GD")
-        # the adaptive rates on top, thick and dashed: DAL sits at 2/λ, next to GD's 0.039
-        style = dict(lw=2.4 if adaptive else 1.0, ls="--" if adaptive else "-", zorder=4 if adaptive else 2,
+        # the adaptive rates thick and dashed beneath, the fixed ones thin on top: DAL sits at 2/λ = 0.04,
+        # 1 % from GD's 0.039, and each must stay visible
+        style = dict(lw=3.0 if adaptive else 1.2, ls="--" if adaptive else "-", zorder=2 if adaptive else 4,
                      color=f"C{j}")
         ax.semilogy(v["loss"], label=f"{k} ({f'{its} its' if its is not None else 'never'} to tol)", **style)
         ax2.semilogy(v["lr"], label=k, **style)
@@ -756,7 +769,7 @@ def eos_models(quick):
     from flowcore.analysis.eos import compare_models, figure_data
     from flowcore.analysis.plot import compare_models as plot_compare
     plt = _plt()
-    fig, axs = plt.subplots(3, 3, figsize=(20, 15), width_ratios=(1, 1, 1.6))
+    fig, axs = plt.subplots(3, 3, figsize=(20, 18), width_ratios=(1, 1, 1.6))
     data, said = {}, []
     for row, (key, title, loss, lr, th0, kw) in enumerate(_eos_runs(quick)):
         r = compare_models(loss, lr, th0, every=3, **kw)
@@ -839,10 +852,12 @@ def network_projection(quick):
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.6))
     ax.plot(n, r["gd"], "ko", ms=5, mfc="none", zorder=3, label=r"GD: $\nabla E(\theta_{n+1})^\top u_0$")
     rel = {}
+    # each later flow drawn narrower on top, so that curves that agree (IGR, third order) all stay visible
     for j, (k, v) in enumerate(r["predicted"].items()):
-        ax.plot(n, v, "-", color=f"C{j}", label=f"{k}: " + r"$x(0)\,e^{ch}$")
+        style = dict(color=f"C{j}", lw=3.2 - 0.7 * j, zorder=2 + j)
+        ax.plot(n, v, "-", label=f"{k}: " + r"$x(0)\,e^{ch}$", **style)
         rel[k] = np.abs(v - r["gd"]) / np.abs(r["gd"])
-        ax2.semilogy(n, rel[k], "-", color=f"C{j}", label=k)
+        ax2.semilogy(n, rel[k], "-", label=k, **style)
     ax.axhline(0, color="0.6", lw=0.8)
     hl = lr * r["sharpness"]
     ax.set(xlabel="GD step n (prediction made from step n)", ylabel=r"projection on $u_0(\theta_n)$")
@@ -870,16 +885,16 @@ def network_stability(quick):
     r = paper.stability_run(net.loss, lr, net.theta0, 15 if quick else 80, flows=("ngf", "pgf"), rtol=1e-9)
     dE, n = r["delta_loss"], np.arange(len(r["delta_loss"]))
     unstable = (lr * r["eigenvalues"][:-1] > 2).any(axis=-1)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 4.6))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5.2))
     ax.plot(n, dE, "ko", ms=4, mfc="none", label=r"GD: $E(\theta_{n+1}) - E(\theta_n)$")
     for k, c in (("ngf", "C0"), ("pgf", "C3")):
-        ax.plot(n, r["predicted_delta_loss"][k], "-", color=c, label=f"{k} from θ_n, time h")
+        ax.plot(n, r["predicted_delta_loss"][k], "-", color=c, label=f"{k} from " + r"$\theta_n$, time h")
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set(xlabel="GD step n", ylabel="loss change over one step")
     fig.suptitle(f"{net!r}"[8:-1] + f", h = {lr:g}", fontsize=10)
     ax.set_title("GD's loss change against the NGF's (always down) and the PGF's (always up)", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     ax2.plot(n, r["unstable_sc"], "C0-", label=r"max $|\mathrm{Re}\,sc_i|$ over $h\lambda_i > 2$ (0 where none)")
     ax3 = ax2.twinx()
     ax3.plot(n, dE, "C3o", ms=3, mfc="none", label=r"$\Delta E_n$")
@@ -891,7 +906,7 @@ def network_stability(quick):
                   fontsize=9)
     h1, l1 = ax2.get_legend_handles_labels()
     h2, l2 = ax3.get_legend_handles_labels()
-    ax2.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
+    ax2.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     up = dE > 0
     between = (r["predicted_delta_loss"]["ngf"] <= dE) & (dE <= r["predicted_delta_loss"]["pgf"])
@@ -917,7 +932,7 @@ def network_dal(quick):
     net = _iris_deep_net()
     lrs = (0.25, 0.5, 1.0)
     r = paper.dal_comparison(net.loss, net.theta0, 15 if quick else 150, lrs, powers=(1.0, 2.0), tol=1e-2)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.6))
     for j, (k, v) in enumerate(r["runs"].items()):
         its = v["iterations_to_tol"]
         style = dict(color=f"C{j}", lw=2.2 if k.startswith("DAL") else 1.0, ls="--" if k.startswith("DAL") else "-")
@@ -926,9 +941,9 @@ def network_dal(quick):
     ax.set(xlabel="GD step", ylabel=r"$E(\theta_n)$")
     fig.suptitle(f"{net!r}"[8:-1], fontsize=10)
     ax.set_title("loss (tolerance: 0.01 above the lowest any run reaches)", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     ax2.set(xlabel="GD step", ylabel="learning rate", title=r"DAL's rate $h = 2/\Vert H\hat g\Vert^p$ per step")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     fig.tight_layout()
     data = {"network": repr(net), "tol": r["tol"], "best_loss": r["best_loss"],
             "runs": {k: {"iterations_to_tol": v["iterations_to_tol"], "final_loss": v["final_loss"], "loss": v["loss"],
@@ -1075,6 +1090,13 @@ def _render(name, out, quick):
     return sentence
 
 
+def _first_sentence(doc):
+    """A docstring's first sentence, on one line (its first line may end mid-sentence)."""
+    text = " ".join(doc.split())
+    end = text.find(". ")
+    return text if end < 0 else text[:end + 1]
+
+
 def _render_in_processes(names, out, quick, workers, said, bar):
     """Render items in ``workers`` spawned processes (the slow ones first), filling ``said``; on
     Ctrl-C the items not started are cancelled."""
@@ -1131,7 +1153,7 @@ def run(out, quick=False, only=None, progress=True, workers=1):
         if sel:
             lines += [f"## {title}", ""]
             for f, s in sel:
-                lines += [f"### {f.__name__}: {f.__doc__.splitlines()[0]}", "", s, "",
+                lines += [f"### {f.__name__}: {_first_sentence(f.__doc__)}", "", s, "",
                           f"![{f.__name__}]({f.__name__}.png) · [numbers]({f.__name__}.json)", ""]
     (out / "index.md").write_text("\n".join(lines))
     return entries
