@@ -47,3 +47,8 @@ cdef class PyField(Field):
     cdef object f
     cdef bint vectorized
     cdef int _call(self, int64_t n, void *x, bint cplx, void *out, int *status) noexcept nogil
+
+cdef class StatefulPyField(Field):
+    cdef readonly object impl
+    cdef int _call(self, int64_t n, const double complex *x, const double complex *state,
+                   double complex *state_out, double complex *out, int *status) noexcept nogil

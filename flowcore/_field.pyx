@@ -693,6 +693,105 @@ cdef class PyField(Field):
                 return -1
 
 
+cdef class StatefulPyField(Field):
+    """A complex field from a Python object that carries its own branch state (the matrix-free PF):
+    ``impl.evaluate(X [n, D], S [n, nstate] or None, advance) -> (F [n, D], status [n], S_new)``
+    (S_new: S continued to X when ``advance``, else None) and ``impl.initial(X) -> S``."""
+
+    cdef int eval_d(self, int64_t n, const double *x, double *out, int *status) noexcept nogil:
+        return -1          # complex-valued: evaluate() and the integrators pass complex points
+
+    cdef int eval_z(self, int64_t n, const double complex *x, const double complex *state,
+                    double complex *out, int *status) noexcept nogil:
+        return self._call(n, x, state, NULL, out, status)
+
+    cdef int eval_advance(self, int64_t n, const double complex *x, const double complex *state,
+                          double complex *state_out, double complex *out, int *status) noexcept nogil:
+        return self._call(n, x, state, state_out, out, status)
+
+    cdef int branch(self, int64_t n, const double complex *x, double complex *state,
+                    bint init, int *status) noexcept nogil:
+        with gil:
+            try:
+                X = np.asarray(<double complex[:n * self.dim]> x).reshape(n, self.dim)
+                S = np.asarray(<double complex[:n * self.nstate]> state).reshape(n, self.nstate)
+                if init:
+                    S[...] = self.impl.initial(X.copy())
+                    st = np.zeros(n, np.intc)
+                else:
+                    _, st, S_new = self.impl.evaluate(X.copy(), S.copy(), True)
+                    S[...] = S_new
+                for i in range(n):
+                    status[i] = st[i]
+                return 0
+            except BaseException as exc:
+                self._error = exc
+                return -1
+
+    cdef int _call(self, int64_t n, const double complex *x, const double complex *state,
+                   double complex *state_out, double complex *out, int *status) noexcept nogil:
+        with gil:
+            try:
+                X = np.asarray(<double complex[:n * self.dim]> x).reshape(n, self.dim).copy()
+                S = None if state == NULL else \
+                    np.asarray(<double complex[:n * self.nstate]> state).reshape(n, self.nstate).copy()
+                F, st, S_new = self.impl.evaluate(X, S, state_out != NULL)
+                np.asarray(<double complex[:n * self.dim]> out).reshape(n, self.dim)[...] = F
+                if state_out != NULL:
+                    np.asarray(<double complex[:n * self.nstate]> state_out).reshape(n, self.nstate)[...] = S_new
+                for i in range(n):
+                    status[i] = st[i]
+                return 0
+            except BaseException as exc:
+                self._error = exc
+                return -1
+
+
+def _stateful_field(impl, int dim, int nstate, str name):
+    """A StatefulPyField around ``impl`` (see the class)."""
+    cdef StatefulPyField self = StatefulPyField.__new__(StatefulPyField)
+    self.dim, self.is_complex, self.nstate, self.name, self.impl = dim, True, nstate, name, impl
+    return self
+
+
+def _phi_at(z, L):
+    """φ(z) = L/z elementwise for logs L = log(1 − z) on a chosen branch (a series near 0 on
+    the principal one)."""
+    zz = np.array(z, dtype=np.complex128, order="C")
+    LL = np.array(np.broadcast_to(L, zz.shape), dtype=np.complex128, order="C")
+    out = np.empty_like(zz)
+    cdef double complex[::1] zi = zz.reshape(-1)
+    cdef double complex[::1] li = LL.reshape(-1)
+    cdef double complex[::1] o = out.reshape(-1)
+    cdef Py_ssize_t k
+    for k in range(zi.shape[0]):
+        o[k] = fc_phi(zi[k], li[k])
+    return out
+
+
+def _log1m(z, Lprev=None):
+    """log(1 − z) elementwise: principal (+iπ on the cut), or, given ``Lprev``, the branch nearest
+    to it (the continuation rule of the tracked PF)."""
+    zz = np.array(z, dtype=np.complex128, order="C")
+    out = np.empty_like(zz)
+    cdef double complex[::1] zi = zz.reshape(-1)
+    cdef double complex[::1] o = out.reshape(-1)
+    cdef double complex[::1] pi
+    cdef Py_ssize_t k
+    if Lprev is None:
+        for k in range(zi.shape[0]):
+            o[k] = fc_log1m(zi[k])
+    else:
+        pp = np.array(np.broadcast_to(Lprev, zz.shape), dtype=np.complex128, order="C")
+        pi = pp.reshape(-1)
+        for k in range(zi.shape[0]):
+            o[k] = fc_log1m_near(zi[k], pi[k])
+    return out
+
+
+SINGULAR_TOL = FC_SINGULAR_TOL
+
+
 def _phi_values(z):
     """φ(z) = log(1 − z)/z elementwise (principal branch, +iπ on the cut; series near 0)."""
     zz = np.ascontiguousarray(z, dtype=np.complex128)

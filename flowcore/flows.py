@@ -52,7 +52,7 @@ def third_order(loss: Loss, lr: float) -> SpectralFlow:
     return model("third_order").build(loss, lr)
 
 
-def pf(loss: Loss, lr: float, nonprincipal: bool = False, branch: str = "track") -> SpectralFlow:
+def pf(loss: Loss, lr: float, nonprincipal: bool = False, branch: str = "track", krylov: bool | None = None):
     """Principal flow θ' = log(I − hH)/(hH) · g; exact for quadratic E (θ(nh) = GD iterate n).
 
     Complex-valued where hλ > 1. ``branch='track'`` (default) continues each
@@ -62,8 +62,13 @@ def pf(loss: Loss, lr: float, nonprincipal: bool = False, branch: str = "track")
     discontinuous across the cut). At a real point with hλ > 1 both start on
     log(hλ − 1) + iπ. Points with |1 − hλ| < 1e-12 get Status.SINGULAR.
     ``nonprincipal=True`` adds −(h²/12) T[g, g] (PF+NP3, Eq 14).
+
+    ``krylov``: φ(hH)g from Hessian–vector products by Arnoldi, H never formed (a JAX loss;
+    :mod:`flowcore.krylov`: the same branch rule carried on the Ritz values, an a-posteriori error
+    estimate that sets the Krylov dimension). None (default): for a JAX loss with more than
+    ``fc.nn.KRYLOV_MIN_DIM`` parameters, where it costs less than forming H and its eigenvectors.
     """
-    return model("pf_np3" if nonprincipal else "pf").build(loss, lr, branch=branch)
+    return model("pf_np3" if nonprincipal else "pf").build(loss, lr, branch=branch, krylov=krylov)
 
 
 def spectral(loss: Loss, lr: float, alpha: Callable, name: str = "spectral") -> SpectralFlow:

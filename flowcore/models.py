@@ -32,7 +32,7 @@ import numpy as np
 from flowcore.checks import positive
 from flowcore._field import _phi_values, _spectral
 from flowcore._loss import Loss
-from flowcore.nn import is_jax, polynomial_flow
+from flowcore.nn import KRYLOV_MIN_DIM, is_jax, matrix_free_pf, polynomial_flow
 
 __all__ = ["Model", "MODELS", "model", "pf_alpha", "bea_coefficients", "MAX_BEA_ORDER"]
 
@@ -103,9 +103,12 @@ class Model:
             return bea_coefficients(order)
         return self.coefficients
 
-    def build(self, loss: Loss, lr: float, order: int | None = None, branch: str = "track"):
+    def build(self, loss: Loss, lr: float, order: int | None = None, branch: str = "track",
+              krylov: bool | None = None):
         """The flow's field for ``loss`` at learning rate ``lr`` (a SpectralFlow; for a JAX loss and a
-        polynomial α of degree ≥ 1, a field of Hessian–vector products: fc.nn.polynomial_flow)."""
+        polynomial α of degree ≥ 1, a field of Hessian–vector products: fc.nn.polynomial_flow; for
+        the PF of a JAX loss, matrix-free (fc.nn.matrix_free_pf) when ``krylov`` or, by default, above
+        fc.nn.KRYLOV_MIN_DIM parameters)."""
         if self.is_map:
             raise ValueError(f"{self.name} is a map: run it with fc.descend(loss, theta0, lr, steps, "
                              f"method={self.method!r})")
@@ -117,8 +120,15 @@ class Model:
         if self.name in ("pf", "pf_np3"):
             if branch not in ("track", "principal"):
                 raise ValueError(f"branch must be 'track' or 'principal', got {branch!r}")
-            return _spectral(loss, lr, "pf", (), np_coef=np_coef, track=branch == "track",
-                             name="pf+np3" if self.name == "pf_np3" else "pf")
+            name = "pf+np3" if self.name == "pf_np3" else "pf"
+            if krylov is None:
+                krylov = is_jax(loss) and loss.dim > KRYLOV_MIN_DIM
+            if krylov:
+                if not is_jax(loss):
+                    raise ValueError(f"krylov=True needs Hessian–vector products: {loss.name!r} is not a JAX loss "
+                                     "(fc.Loss.from_jax, fc.nn.mlp)")
+                return matrix_free_pf(loss, lr, np_coef, branch == "track", name=name)
+            return _spectral(loss, lr, "pf", (), np_coef=np_coef, track=branch == "track", name=name)
         name = f"bea{order}" if self.name == "bea" else self.name
         coef = [float(c) for c in self._coefficients(order)]
         if len(coef) > 1 and is_jax(loss):          # H·v products, not H, for a network

@@ -23,7 +23,7 @@ import numpy as np
 
 from flowcore._loss import Loss
 
-__all__ = ["loss_from_jax", "is_jax", "hvp", "polynomial_flow", "top_eigenpairs", "Network", "mlp", "iris", "digits",
+__all__ = ["loss_from_jax", "is_jax", "hvp", "polynomial_flow", "matrix_free_pf", "top_eigenpairs", "Network", "mlp", "iris", "digits",
            "regression_2d", "moons", "ACTIVATIONS", "NON_HOLOMORPHIC"]
 
 # JAX primitives without a holomorphic extension (what ReLU, abs, max-shifted logsumexp, where and
@@ -91,6 +91,7 @@ class JaxFunctions:
         self._real = build(False)
         self._complex = None
         self._poly = {}
+        self._arnoldi = {}
         self._build = build
 
     def _table(self, x):
@@ -155,6 +156,54 @@ class JaxFunctions:
             return acc
         return jax.jit(jax.vmap(field, in_axes=(0, None, None, None)))
 
+    def arnoldi(self, m_max, complex_):
+        """(start, extend): Arnoldi on Hessian–vector products for a batch of points, compiled once per
+        (m_max, real/complex, batch shape) and reused.
+
+        ``start(X [n, D])`` → (g [n, D], V [n, m_max + 1, D], Hm [n, m_max + 1, m_max], β [n]):
+        ∇E, the basis with v₀ = g/β (β = ‖g‖), nothing else yet. ``extend(X, V, Hm, j0, j1)`` runs
+        steps j0 … j1 − 1: v_{j+1} ∝ H v_j orthogonalised against v₀ … v_j twice (classical
+        Gram–Schmidt, repeated), Hm[:, j] its coefficients; a step whose new vector vanishes (an
+        invariant subspace) leaves v_{j+1} = 0. H·v comes from ``jax.linearize`` of ∇E at the point,
+        so a step costs one forward-over-reverse product and no recomputation of the primal. At
+        complex points (holomorphic derivatives) H is complex symmetric, and Arnoldi with the
+        Hermitian inner product applies to it as to any matrix. V stays a JAX array."""
+        key = (int(m_max), bool(complex_))
+        if key not in self._arnoldi:
+            self._arnoldi[key] = self._build_arnoldi(*key)
+        return self._arnoldi[key]
+
+    def _build_arnoldi(self, m_max, hol):
+        jax = _jax()
+        import jax.numpy as jnp
+        g = jax.grad(self.fn, holomorphic=hol)
+        dtype = jnp.complex128 if hol else jnp.float64
+
+        def start(th):
+            gt = g(th)
+            beta = jnp.linalg.norm(gt)
+            V = jnp.zeros((m_max + 1, th.shape[0]), dtype).at[0].set(jnp.where(beta > 0, gt / beta, 0))
+            return gt, V, jnp.zeros((m_max + 1, m_max), dtype), beta
+
+        def extend(th, V, Hm, j0, j1):
+            _, hvp = jax.linearize(g, th)
+            rows = jnp.arange(m_max + 1)
+
+            def step(j, carry):
+                V, Hm = carry
+                w = hvp(V[j])
+                keep = (rows <= j).astype(V.real.dtype)
+                c = (V.conj() @ w) * keep
+                w = w - c @ V
+                c2 = (V.conj() @ w) * keep
+                w = w - c2 @ V
+                nrm = jnp.linalg.norm(w)
+                Hm = Hm.at[:, j].set(c + c2).at[j + 1, j].set(nrm)
+                V = V.at[j + 1].set(jnp.where(nrm > 0, w / jnp.where(nrm > 0, nrm, 1), 0))
+                return V, Hm
+            return jax.lax.fori_loop(j0, j1, step, (V, Hm))
+        return jax.jit(jax.vmap(start)), jax.jit(jax.vmap(extend, in_axes=(0, 0, 0, None, None)))
+
     def value(self, X):
         return self._call("value", X)
 
@@ -217,6 +266,16 @@ def polynomial_flow(loss, lr, coef, name, np_coef=0.0):
     from flowcore._field import Field
     f = _functions(loss).poly_field(float(lr), coef, float(np_coef))
     return Field.from_callable(f, dim=loss.dim, vectorized=True, name=name)
+
+
+KRYLOV_MIN_DIM = 32     # a JAX loss above this dimension gets the matrix-free PF by default (benchmarks/bench_nn.py)
+
+
+def matrix_free_pf(loss, lr, np_coef=0.0, track=True, tol=1e-11, name="pf"):
+    """The PF of a JAX loss from Hessian–vector products (:mod:`flowcore.krylov`): φ(hH)g by Arnoldi,
+    H never formed; ``field.impl.stats`` counts its products and Krylov dimensions."""
+    from flowcore.krylov import krylov_pf
+    return krylov_pf(_functions(loss), loss.dim, float(lr), float(np_coef), tol, track, name + " (Krylov)")
 
 
 def hvp(loss, theta, v):
