@@ -143,14 +143,15 @@ cdef struct Work:
 cdef int _work_alloc(const Params *P, int64_t m, double *X, Work *W) noexcept nogil:
     """One block's buffers (two allocations); with pmax > 0 the ring starts as X's starts."""
     cdef int64_t D = P.D, i, a, ring = 0 if P.pmax == 0 else m * P.keep * D
-    W.cur = <double*> malloc((m * D * (6 + D) + D + m + ring) * sizeof(double))
+    cdef int64_t hess = m * D * D if P.method >= DAL else 0       # only the DAL methods read H
+    W.cur = <double*> malloc((m * D * 6 + hess + D + m + ring) * sizeof(double))
     W.streak = <int*> malloc((2 * m + P.pmax + 1) * sizeof(int))
     if W.cur == NULL or W.streak == NULL:
         free(W.cur)
         free(W.streak)
         return -2
     W.vel, W.y, W.g, W.H = W.cur + m * D, W.cur + 2 * m * D, W.cur + 3 * m * D, W.cur + 4 * m * D
-    W.live = W.H + m * D * D
+    W.live = W.H + hess
     W.lr_elem = W.live + m * D
     W.Hg = W.lr_elem + m * D
     W.path0 = W.Hg + D
@@ -383,7 +384,7 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, lr, double
     cdef int[::1] st = status
     cdef int[::1] ns = nsteps
     cdef int[::1] per = period
-    cdef int rc = 0, rcb
+    cdef int rc = 0, rcb, nomem = 0
     cdef int64_t rstride = steps * (D if per_param else 1)
     if N == 0 or steps == 0:
         return X, rates, status, nsteps, period, False
@@ -396,12 +397,16 @@ def _descend(Loss loss, double[:, ::1] theta0, int steps, str method, lr, double
             rcb = _block(loss, &P, m, plr + i0, px + i0 * xstride, NULL if pr == NULL else pr + i0 * rstride,
                          &st[i0], &ns[i0], &per[i0])
             rc += rcb != 0
+            nomem += rcb == -2
     finally:
         interrupted = give_sigint(taken)
     if rc != 0:
         err, loss._error = loss._error, None
         if err is not None:
             raise err
+        if nomem:
+            raise MemoryError(f"descend could not allocate its work arrays for D = {D}"
+                              + (" (the DAL methods hold a D×D Hessian per trajectory)" if P.method >= DAL else ""))
         raise RuntimeError(f"loss {loss.name!r} failed during descend")
     return X, rates, status, nsteps, period, interrupted
 

@@ -13,7 +13,7 @@ real point H is symmetric and H_m tridiagonal (Lanczos); at a complex point H is
 and Arnoldi treats it as any matrix.
 
 **Error and dimension.** The estimate of an approximation is its distance to the next one (a few
-products later): m grows through 8, 12, 16, 24, 32, … until that distance is below ``tol`` times
+products later): m grows through 8, 10, 12, 14, 16, 20, … until that distance is below ``tol`` times
 the result's norm, or the Krylov space is invariant (then the result is exact). The estimate is
 that of the approximation before the last, so it bounds the error of the one returned whenever
 the iteration converges (tested against the dense PF).
@@ -36,7 +36,8 @@ from flowcore._field import SINGULAR_TOL, _log1m, _phi_at, _stateful_field
 from flowcore._status import Status
 
 TRACKED = 16                     # Ritz values (and their logs) carried in a trajectory's state
-CHECKS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)   # dimensions at which to test
+CHECKS = (8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 448,
+          512)                   # the dimensions at which convergence is tested
 TRACK_FROM = 0.5                 # Re z above which a Ritz value's branch is carried
 
 
@@ -72,104 +73,121 @@ class KrylovPF:
 
     # ------------------------------------------------------------------ the work
     def _rows(self, X, rows, real, S, F, status, state):
+        """The rows ``rows`` of the result, all real points or all complex ones: Arnoldi in spaces of
+        up to 128 dimensions (whole D below), the rows that need more rerun in a larger space."""
         Xc = X.real.copy() if real else X
         self.f._table(Xc)                               # refuses a non-holomorphic loss at complex points
-        n = len(Xc)
-        pad = (1 << max(n - 1, 0).bit_length()) - n      # a few batch shapes, each compiled once
-        Xp = np.concatenate([Xc, np.repeat(Xc[:1], pad, axis=0)]) if pad else Xc
-        m_max = _ceil_check(min(self.dim, 64))
-        while True:
+        todo = np.arange(len(Xc))
+        m_max = min(_ceil_check(self.dim), 128)
+        while todo.size:
             last = m_max >= _ceil_check(self.dim) or m_max == CHECKS[-1]
-            out = self._arnoldi(Xp, n, m_max, not real, S if S is None else S[rows], last)
-            if out is not None:
-                break
-            m_max = _ceil_check(min(2 * m_max, self.dim))      # not converged in this space: a bigger one
-        y, st, tracked = out
-        F[rows], status[rows] = y, st
-        if state is not None:
-            state[rows] = tracked
+            y, st, tracked, settled = self._arnoldi(Xc[todo], m_max, not real, None if S is None else S[rows[todo]], last)
+            idx = rows[todo[settled]]
+            F[idx], status[idx] = y[settled], st[settled]
+            if state is not None:
+                state[idx] = tracked[settled]
+            todo = todo[~settled]
+            m_max = _ceil_check(min(2 * m_max, self.dim))
 
-    def _arnoldi(self, Xp, n, m_max, complex_, S, last):
-        """Run Arnoldi to convergence within m_max on the n rows of Xp (padded); None when some row
-        has not converged by m_max (the caller grows it) unless ``last`` (the largest space: a row not
-        converged keeps its last approximation and its estimate), else (y [n, D], status, state)."""
-        start, extend = self.f.arnoldi(m_max, complex_)
-        g, V, Hm, beta = start(Xp)
-        beta = np.asarray(beta)[:n]
+    def _arnoldi(self, X, m_max, complex_, S, last):
+        """Arnoldi on the rows of X in spaces of up to m_max dimensions: (y [n, D], status, state,
+        settled [n]); a row is settled when converged, failed, or at m_max when ``last`` (keeping its
+        last approximation and estimate). The batch is padded to a power of two (a few compiled
+        shapes), compacted as rows settle, and the rows' small problems are solved together."""
+        n = len(X)
+        start, extend, combine = self.f.arnoldi(m_max, complex_)
+        live = np.arange(n)                             # batch position → row
+        Xp = _padded(X)
+        g, V, Hm, beta_p = start(Xp)
+        beta = np.asarray(beta_p)[:n]
         self.stats["evaluations"] += n
         status = np.full(n, int(Status.OK), np.intc)
         status[~np.isfinite(beta)] = Status.NONFINITE
-        done = np.zeros(n, bool)
-        coef = np.zeros((n, m_max), np.complex128)
-        prev = [None] * n
-        logs = [None] * n
-        used = np.zeros(n, int)
-        estimate = np.zeros(n)
+        settled = (beta == 0) | (status != Status.OK)  # at a critical point φ(hH)g = 0
+        y = np.zeros((n, self.dim), np.complex128)
+        prev = np.full((n, m_max), np.nan + 0j)
+        z_of, L_of = [None] * n, [None] * n
+        used, estimate = np.zeros(n, int), np.zeros(n)
         j, checks = 0, [c for c in CHECKS if c <= m_max]
-        j_last = checks[-1]
         for m in checks:
-            V, Hm = extend(Xp, V, Hm, j, m)
-            self.stats["hvps"] += n * (m - j)
-            j = m
-            Hn = np.asarray(Hm)[:n]
-            for i in np.flatnonzero(~done & (status == Status.OK)):
-                if beta[i] == 0:                           # at a critical point φ(hH)g = 0
-                    done[i] = True
-                    continue
-                H = Hn[i]
-                if not np.all(np.isfinite(H)):
-                    status[i] = Status.NONFINITE
-                    continue
-                k = _invariant(H, m)                       # H_k is all of H on the Krylov space
-                c, z, L = self._coefficients(H[:k, :k], beta[i], S if S is None else S[i])
-                if c is None:
-                    status[i] = Status.SINGULAR if L == "singular" else Status.NONFINITE
-                    continue
-                est = np.inf if prev[i] is None else np.linalg.norm(c - np.r_[prev[i], np.zeros(k - len(prev[i]))])
-                prev[i], logs[i] = c, (z, L)
-                if k < m or est <= self.tol * np.linalg.norm(c) or (last and m == j_last):
-                    done[i], used[i], estimate[i] = True, k, 0.0 if k < m else est
-                    coef[i, :k] = c
-            if np.all(done | (status != Status.OK)):
+            keep = np.flatnonzero(~settled[live])
+            if keep.size == 0:
                 break
-        if not np.all(done | (status != Status.OK)):
-            return None
-        self.stats["dims"] += used[done].tolist()
-        self.stats["estimates"] += estimate[done].tolist()
-        import jax.numpy as jnp
-        m_used = max(int(used.max(initial=1)), 1)
-        y = np.asarray(jnp.einsum("nmd,nm->nd", V[:n, :m_used], jnp.asarray(coef[:, :m_used])))
-        y = y.astype(np.complex128)
+            if len(keep) <= len(Xp) // 2:               # compact: settled rows leave the batch
+                live, pick = live[keep], _padded(keep)
+                Xp, V, Hm = Xp[pick], V[pick], Hm[pick]
+            V, Hm = extend(Xp, V, Hm, j, m)
+            self.stats["hvps"] += len(live) * (m - j)
+            j = m
+            act = np.flatnonzero(~settled[live])        # batch positions
+            Hn = np.asarray(Hm)[act, :m + 1, :m]
+            rows = live[act]
+            finite = np.all(np.isfinite(Hn), axis=(1, 2))
+            status[rows[~finite]] = Status.NONFINITE
+            settled[rows[~finite]] = True
+            act, rows, Hn = act[finite], rows[finite], Hn[finite]
+            ks = _invariant(Hn, m)                      # H_k is all of H on the Krylov space
+            done_pos, done_coef = [], []
+            for k in np.unique(ks):
+                sel = ks == k
+                grp, pos = rows[sel], act[sel]
+                c, z, L, st = self._coefficients(Hn[sel][:, :k, :k], beta[grp], None if S is None else S[grp])
+                bad = st != Status.OK
+                status[grp[bad]], settled[grp[bad]] = st[bad], True
+                grp, pos, c, z, L = grp[~bad], pos[~bad], c[~bad], z[~bad], L[~bad]
+                pad = np.zeros((len(grp), m_max), np.complex128)
+                pad[:, :k] = c
+                first = np.isnan(prev[grp, 0])
+                est = np.where(first, np.inf, np.linalg.norm(np.where(first[:, None], 0, pad - prev[grp]), axis=1))
+                prev[grp] = pad
+                for a, i in enumerate(grp):
+                    z_of[i], L_of[i] = z[a], L[a]
+                stop = (k < m) | (est <= self.tol * np.linalg.norm(c, axis=1)) | (last and m == checks[-1])
+                settled[grp[stop]], used[grp[stop]] = True, k
+                estimate[grp[stop]] = np.where(k < m, 0.0, est[stop])
+                done_pos += pos[stop].tolist()
+                done_coef += list(pad[stop])
+            if done_pos:                                # these rows' approximations, from their bases
+                coef = np.zeros((len(Xp), m_max), np.complex128)
+                coef[done_pos] = done_coef
+                out = np.asarray(combine(V, coef))
+                y[live[done_pos]] = out[done_pos]
+        fin = settled & (status == Status.OK) & (used > 0)
+        self.stats["dims"] += used[fin].tolist()
+        self.stats["estimates"] += estimate[fin].tolist()
         tracked = np.full((n, self.nstate), np.nan + 0j)
         if self.nstate:
-            for i in np.flatnonzero(done):
-                if logs[i] is not None:
-                    tracked[i] = _tracked(*logs[i])
-        return y, status, tracked
+            for i in np.flatnonzero(fin):
+                tracked[i] = _tracked(z_of[i], L_of[i])
+        return y, status, tracked, settled
 
     def _coefficients(self, H, beta, S):
-        """β φ(hH) e₁ for the small Hessenberg H [k, k] with the branch rule; (c, Ritz values z, their
-        logs L), or (None, None, 'singular' | 'nonfinite')."""
+        """β φ(hH) e₁ for r small Hessenberg matrices H [r, k, k] at once, with the branch rule:
+        (c [r, k], Ritz values z [r, k], their logs L [r, k], statuses [r])."""
         h = self.lr
-        k = len(H)
+        r, k = H.shape[:2]
+        status = np.full(r, int(Status.OK), np.intc)
         try:
-            if np.all(np.abs(H.imag) == 0):
+            if np.all(H.imag == 0):
                 lam, W = np.linalg.eigh(H.real)
                 lam = lam.astype(np.complex128)
-                w = W[0] * beta                         # W⁻¹ e₁ β = Wᵀ e₁ β
+                w = W[:, 0, :] * beta[:, None]               # W⁻¹ e₁ β = Wᵀ e₁ β
             else:
                 lam, W = np.linalg.eig(H)
-                w = np.linalg.solve(W, np.eye(k, 1)[:, 0] * beta)
+                e1 = np.zeros((r, k, 1), np.complex128)
+                e1[:, 0, 0] = beta
+                w = np.linalg.solve(W, e1)[..., 0]
         except np.linalg.LinAlgError:
-            return None, None, "nonfinite"
+            return (np.zeros((r, k), np.complex128),) * 3 + (np.full(r, int(Status.NONFINITE), np.intc),)
         z = h * lam
-        if np.any(np.abs(1 - z) < SINGULAR_TOL):
-            return None, None, "singular"
-        L = _branch_logs(z, S if self.track else None)
-        c = W @ (_phi_at(z, L) * w)
-        if not np.all(np.isfinite(c)):
-            return None, None, "nonfinite"
-        return c, z, L
+        status[np.any(np.abs(1 - z) < SINGULAR_TOL, axis=1)] = Status.SINGULAR
+        L = _log1m(z)
+        if self.track and S is not None:
+            for a in range(r):
+                L[a] = _branch_logs(z[a], L[a], S[a])
+        c = np.einsum("rij,rj->ri", W, _phi_at(z, L) * w)
+        status[(status == Status.OK) & ~np.all(np.isfinite(c), axis=1)] = Status.NONFINITE
+        return c, z, L, status
 
     def _third(self, X, status):
         """T[g, g] at the rows of X (the non-principal term), by JAX."""
@@ -177,28 +195,34 @@ class KrylovPF:
         return self.f.third(X, g)
 
 
+def _padded(a):
+    """``a`` (rows, or an index array) repeated at its end up to the next power of two."""
+    n = len(a)
+    pad = (1 << max(n - 1, 0).bit_length()) - n
+    return np.concatenate([a, np.repeat(a[:1], pad, axis=0)]) if pad else a
+
+
 def _ceil_check(m):
     return next((c for c in CHECKS if c >= m), CHECKS[-1])
 
 
 def _invariant(H, m):
-    """k ≤ m: the first k with H[k, k − 1] negligible (span{v₀ … v_{k−1}} is invariant under H), else m."""
-    scale = max(np.max(np.abs(H[:m, :m])), 1e-300)
-    sub = np.abs(np.diagonal(H[1:m + 1, :m]))
-    small = np.flatnonzero(sub <= 1e-14 * scale)
-    return int(small[0]) + 1 if small.size else m
+    """Per matrix of H [r, m + 1, m]: k ≤ m, the first k with H[k, k − 1] negligible (span{v₀ … v_{k−1}}
+    is invariant under H), else m."""
+    scale = np.maximum(np.abs(H[:, :m, :m]).max(axis=(1, 2)), 1e-300)
+    sub = np.abs(np.diagonal(H[:, 1:m + 1, :m], axis1=1, axis2=2))          # [r, m]
+    small = sub <= 1e-14 * scale[:, None]
+    return np.where(small.any(axis=1), small.argmax(axis=1) + 1, m)
 
 
-def _branch_logs(z, S):
+def _branch_logs(z, L, S):
     """log(1 − z) per Ritz value: continued from the tracked values of state S (nearest first, each
-    used once), else principal."""
-    L = _log1m(z)
-    if S is None:
-        return L
+    used once), else L (the principal logs)."""
     Sz, SL = S[:TRACKED], S[TRACKED:]
     old = np.flatnonzero(np.isfinite(Sz))
     if old.size == 0:
         return L
+    L = L.copy()
     d = np.abs(z[:, None] - Sz[None, old])                # [k, tracked]
     free_new, free_old = np.ones(len(z), bool), np.ones(old.size, bool)
     for flat in np.argsort(d, axis=None):
@@ -206,6 +230,8 @@ def _branch_logs(z, S):
         if free_new[a] and free_old[b]:
             L[a] = _log1m(z[a:a + 1], SL[old[b]:old[b] + 1])[0]
             free_new[a] = free_old[b] = False
+            if not free_old.any():
+                break
     return L
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from flowcore._loss import Loss
 
-__all__ = ["loss_from_jax", "is_jax", "hvp", "polynomial_flow", "matrix_free_pf", "top_eigenpairs", "Network", "mlp", "iris", "digits",
+__all__ = ["loss_from_jax", "is_jax", "hvp", "polynomial_flow", "matrix_free_pf", "top_eigenpairs", "Network", "mlp", "cnn", "iris", "digits",
            "regression_2d", "moons", "ACTIVATIONS", "NON_HOLOMORPHIC"]
 
 # JAX primitives without a holomorphic extension (what ReLU, abs, max-shifted logsumexp, where and
@@ -38,8 +38,26 @@ def _jax():
         import jax
     except ImportError:
         raise ImportError("networks need JAX: pip install 'flowcore[nn]'") from None
-    jax.config.update("jax_enable_x64", True)
+    if not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+        _persistent_compilation_cache(jax)
     return jax
+
+
+def _persistent_compilation_cache(jax):
+    """JAX's compiled functions kept on disk in flowcore's private cache (``jax/`` in
+    ``$FLOWCORE_CACHE``, created 0700, refused if another user owns it or can write it): a network's
+    functions — its HVPs, the Arnoldi steps of the matrix-free PF — compile once per shape and
+    machine, not once per process (0.2–0.5 s each, dozens of shapes in an analysis). Unless the
+    process configured a cache of its own."""
+    if jax.config.jax_compilation_cache_dir:
+        return
+    from flowcore._codegen import cache_dir
+    folder = cache_dir() / "jax"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _primitives(jaxpr, out=None):
@@ -157,7 +175,7 @@ class JaxFunctions:
         return jax.jit(jax.vmap(field, in_axes=(0, None, None, None)))
 
     def arnoldi(self, m_max, complex_):
-        """(start, extend): Arnoldi on Hessian–vector products for a batch of points, compiled once per
+        """(start, extend, combine): Arnoldi on Hessian–vector products for a batch of points, compiled once per
         (m_max, real/complex, batch shape) and reused.
 
         ``start(X [n, D])`` → (g [n, D], V [n, m_max + 1, D], Hm [n, m_max + 1, m_max], β [n]):
@@ -167,7 +185,8 @@ class JaxFunctions:
         invariant subspace) leaves v_{j+1} = 0. H·v comes from ``jax.linearize`` of ∇E at the point,
         so a step costs one forward-over-reverse product and no recomputation of the primal. At
         complex points (holomorphic derivatives) H is complex symmetric, and Arnoldi with the
-        Hermitian inner product applies to it as to any matrix. V stays a JAX array."""
+        Hermitian inner product applies to it as to any matrix. V stays a JAX array;
+        ``combine(V, c [n, m_max])`` → Σ_j c_j v_j per row."""
         key = (int(m_max), bool(complex_))
         if key not in self._arnoldi:
             self._arnoldi[key] = self._build_arnoldi(*key)
@@ -202,7 +221,11 @@ class JaxFunctions:
                 V = V.at[j + 1].set(jnp.where(nrm > 0, w / jnp.where(nrm > 0, nrm, 1), 0))
                 return V, Hm
             return jax.lax.fori_loop(j0, j1, step, (V, Hm))
-        return jax.jit(jax.vmap(start)), jax.jit(jax.vmap(extend, in_axes=(0, 0, 0, None, None)))
+
+        def combine(V, coef):           # Σ_j c_j v_j per row: the approximation from its coefficients
+            return jnp.einsum("nmd,nm->nd", V[:, :m_max].astype(jnp.complex128), coef)
+        return (jax.jit(jax.vmap(start)), jax.jit(jax.vmap(extend, in_axes=(0, 0, 0, None, None))),
+                jax.jit(combine))
 
     def value(self, X):
         return self._call("value", X)
@@ -327,22 +350,32 @@ ACTIVATIONS = ("tanh", "sin", "softplus", "gelu_tanh", "linear", "relu")
 MAX_PARAMETERS = 50_000_000      # an MLP's parameter vector: 400 MB
 
 
-class _MLPObjective:
-    """E(θ) of an MLP on its data: a module-level callable, so that the loss pickles (Dask)."""
+def _bilinear(op, a, b):
+    """op(a, b) for a bilinear op (a matrix product, a convolution); at complex arguments from three
+    real ones (Gauss: (ar + i ai)(br + i bi) = rr − ii + i((ar + ai)(br + bi) − rr − ii)), which XLA
+    runs through its real kernels: a complex matmul on the CPU took 11× a real one, these 3×. Exact
+    for forward and reverse derivatives, holomorphic ones included."""
+    import jax
+    import jax.numpy as jnp
+    if not (jnp.iscomplexobj(a) or jnp.iscomplexobj(b)):
+        return op(a, b)
+    ar, ai, br, bi = jnp.real(a), jnp.imag(a), jnp.real(b), jnp.imag(b)
+    rr, ii = op(ar, br), op(ai, bi)
+    return jax.lax.complex(rr - ii, op(ar + ai, br + bi) - rr - ii)
 
-    def __init__(self, shapes, activation, loss, X, Y):
-        self.shapes, self.activation, self.loss, self.X, self.Y = shapes, activation, loss, X, Y
-        self._sigma = _activation(activation)
 
-    def forward(self, theta, x):
-        i, h = 0, x
-        for j, (a, b) in enumerate(self.shapes):
-            W, c = theta[i:i + a * b].reshape(a, b), theta[i + a * b:i + a * b + b]
-            i += a * b + b
-            h = h @ W + c
-            if j < len(self.shapes) - 1:
-                h = self._sigma(h)
-        return h
+def _matmul(a, b):
+    return a @ b
+
+
+def _conv(x, W):
+    import jax
+    return jax.lax.conv_general_dilated(x, W, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class _Objective:
+    """E(θ) of a network on its data, the mean of ℓ over the examples: a module-level callable (the
+    loss pickles, for Dask); subclasses define ``forward``."""
 
     def examples(self, theta, X, Y):
         """ℓ(θ; x_i, y_i) for the rows of X, Y: E is their mean."""
@@ -356,14 +389,81 @@ class _MLPObjective:
         import jax.numpy as jnp
         return jnp.mean(self.examples(theta, self.X, self.Y))
 
+
+class _CNNObjective(_Objective):
+    """E(θ) of a small CNN on square single-channel images (rows of X): 3×3 convolutions with
+    ``channels[k]`` filters ('SAME' zero padding), each followed by the activation and a 2×2 average
+    pooling (linear: the network stays holomorphic, where max pooling would not), then dense layers
+    ``dense`` and the output layer. θ: each layer's weights (HWIO for a convolution) then biases."""
+
+    def __init__(self, side, channels, dense, activation, loss, X, Y):
+        self.side, self.channels, self.dense = side, tuple(channels), tuple(dense)
+        self.activation, self.loss, self.X, self.Y = activation, loss, X, Y
+        self._sigma = _activation(activation)
+        cin, s = 1, side
+        self.blocks = []                     # (kind, weight shape, bias size)
+        for c in self.channels:
+            self.blocks.append(("conv", (3, 3, cin, c), c))
+            cin, s = c, s // 2
+        fan = s * s * cin
+        for w in self.dense + (Y.shape[1],):
+            self.blocks.append(("dense", (fan, w), w))
+            fan = w
+
+    def forward(self, theta, x):
+        i, h = 0, x.reshape(-1, self.side, self.side, 1)
+        for j, (kind, shape, nb) in enumerate(self.blocks):
+            size = int(np.prod(shape))
+            W, b = theta[i:i + size].reshape(shape), theta[i + size:i + size + nb]
+            i += size + nb
+            if kind == "conv":
+                h = self._sigma(_bilinear(_conv, h, W) + b)
+                n, s, _, c = h.shape
+                h = h.reshape(n, s // 2, 2, s // 2, 2, c).mean(axis=(2, 4))
+            else:
+                h = _bilinear(_matmul, h.reshape(h.shape[0], -1), W) + b
+                if j < len(self.blocks) - 1:
+                    h = self._sigma(h)
+        return h
+
+    def initial(self, rng):
+        """W ~ N(0, 1/fan_in) (fan_in = 9·c_in for a convolution), b = 0."""
+        parts = []
+        for kind, shape, nb in self.blocks:
+            fan = int(np.prod(shape[:-1]))
+            parts += [rng.normal(0, 1 / np.sqrt(fan), int(np.prod(shape))), np.zeros(nb)]
+        return np.concatenate(parts)
+
+    def __reduce__(self):
+        return _CNNObjective, (self.side, self.channels, self.dense, self.activation, self.loss, self.X, self.Y)
+
+
+class _MLPObjective(_Objective):
+    """E(θ) of an MLP on its data."""
+
+    def __init__(self, shapes, activation, loss, X, Y):
+        self.shapes, self.activation, self.loss, self.X, self.Y = shapes, activation, loss, X, Y
+        self._sigma = _activation(activation)
+
+    def forward(self, theta, x):
+        i, h = 0, x
+        for j, (a, b) in enumerate(self.shapes):
+            W, c = theta[i:i + a * b].reshape(a, b), theta[i + a * b:i + a * b + b]
+            i += a * b + b
+            h = _bilinear(_matmul, h, W) + c
+            if j < len(self.shapes) - 1:
+                h = self._sigma(h)
+        return h
+
     def __reduce__(self):
         return _MLPObjective, (self.shapes, self.activation, self.loss, self.X, self.Y)
 
 
 @dataclass
 class Network:
-    """A multilayer perceptron as a flowcore loss: ``loss`` (an fc.Loss of the flat parameters),
-    ``theta0`` (its seeded initialisation) and the layer ``shapes`` [(fan_in, fan_out), ...]."""
+    """A network as a flowcore loss: ``loss`` (an fc.Loss of the flat parameters), ``theta0`` (its
+    seeded initialisation), ``arch`` (what it is, e.g. 'MLP 4→10→3') and, for an MLP, the layer
+    ``shapes`` [(fan_in, fan_out), ...]."""
     loss: Loss
     theta0: np.ndarray
     shapes: list
@@ -372,6 +472,7 @@ class Network:
     n_samples: int
     _forward: object = field(repr=False, default=None)
     _objective: object = field(repr=False, default=None)
+    arch: str = ""
 
     @property
     def dim(self):
@@ -407,9 +508,7 @@ class Network:
         return dev.T @ dev / self.n_samples
 
     def __repr__(self):
-        arch = "→".join([str(self.shapes[0][0])] + [str(b) for _, b in self.shapes])
-        return (f"Network(MLP {arch}, {self.activation}, {self.objective} on {self.n_samples} samples, "
-                f"D = {self.dim})")
+        return f"Network({self.arch}, {self.activation}, {self.objective} on {self.n_samples} samples, D = {self.dim})"
 
 
 def sgd(net, theta0, lr, steps, batch=1, replace=True, beta=0.0, seed=None, ids=None, every=1,
@@ -516,7 +615,40 @@ def mlp(X, Y, widths=(10,), activation="tanh", loss="mse", seed=0, name=None):
     theta0 = np.concatenate([np.concatenate([rng.normal(0, 1 / np.sqrt(a), a * b), np.zeros(b)]) for a, b in shapes])
     arch = "-".join(str(s) for s in sizes)
     lo = loss_from_jax(objective, len(theta0), name=name or f"mlp[{arch}, {activation}, {loss}]")
-    return Network(lo, theta0, shapes, activation, loss, len(X), jax.jit(objective.forward), objective)
+    return Network(lo, theta0, shapes, activation, loss, len(X), jax.jit(objective.forward), objective,
+                   "MLP " + "→".join(map(str, sizes)))
+
+
+def cnn(X, Y, channels=(32, 64), dense=(256,), activation="tanh", loss="cross_entropy", seed=0, name=None):
+    """A small convolutional network on square single-channel images — the rows of X [n, s²] (e.g.
+    8×8 digits, ``fc.nn.digits()``) — as a flowcore loss of its flat parameters: per entry of
+    ``channels`` a 3×3 convolution, the activation and a 2×2 average pooling; then the ``dense``
+    hidden layers and the output layer. The defaults on digits have 87 178 parameters. Average
+    pooling and holomorphic activations keep E holomorphic, so every model applies, the PF included
+    (matrix-free beyond a few dozen parameters). Losses, targets and initialisation as :func:`mlp`."""
+    jax = _jax()
+    X, Y = np.asarray(X, float), np.asarray(Y, float)
+    side = int(round(np.sqrt(X.shape[1]))) if X.ndim == 2 else 0
+    if X.ndim != 2 or side * side != X.shape[1] or len(X) != len(Y) or len(X) == 0:
+        raise ValueError(f"X must be [n, s²] (square images, one row each) and Y [n, ...] with the same n, got "
+                         f"{X.shape} and {Y.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
+        raise ValueError("X and Y must be finite (a NaN or inf in the data makes every loss value NaN)")
+    if loss not in ("mse", "cross_entropy"):
+        raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
+    Y = _class_targets(Y) if loss == "cross_entropy" else Y.reshape(len(Y), -1)
+    channels, dense = tuple(channels), tuple(dense)
+    if not all(isinstance(c, (int, np.integer)) and c >= 1 for c in channels + dense) or not channels:
+        raise ValueError(f"channels (at least one) and dense must be positive integers, got {channels}, {dense}")
+    if side >> len(channels) < 1 or side % (1 << len(channels)):
+        raise ValueError(f"{len(channels)} poolings halve {side}×{side} images {len(channels)} times: give fewer "
+                         "channels (one per convolution)")
+    _activation(activation)
+    objective = _CNNObjective(side, channels, dense, activation, loss, X, Y)
+    theta0 = objective.initial(np.random.default_rng(seed))
+    arch = f"CNN {side}×{side} → conv {'→'.join(map(str, channels))} → dense {'→'.join(map(str, dense + (Y.shape[1],)))}"
+    lo = loss_from_jax(objective, len(theta0), name=name or f"cnn[{side}x{side}, {channels}, {dense}, {activation}]")
+    return Network(lo, theta0, [], activation, loss, len(X), jax.jit(objective.forward), objective, arch)
 
 
 def _class_targets(Y):
