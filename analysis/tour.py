@@ -1097,7 +1097,36 @@ def _first_sentence(doc):
     return text if end < 0 else text[:end + 1]
 
 
-def _render_in_processes(names, out, quick, workers, said, bar):
+class _CtrlC:
+    """Remembers a Ctrl-C. Python drops a KeyboardInterrupt raised inside a finaliser or a weakref
+    callback ("Exception ignored in ..."), so the tour also checks this flag after each figure."""
+
+    def __init__(self):
+        self.pressed = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self):
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _render_in_processes(names, out, quick, workers, said, bar, ctrl_c):
     """Render items in ``workers`` spawned processes (the slow ones first), filling ``said``; on
     Ctrl-C the items not started are cancelled."""
     import multiprocessing
@@ -1111,6 +1140,7 @@ def _render_in_processes(names, out, quick, workers, said, bar):
             for job in as_completed(jobs):
                 said[jobs[job]] = job.result()
                 bar.update()
+                ctrl_c.check()
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -1132,12 +1162,14 @@ def run(out, quick=False, only=None, progress=True, workers=1):
     said = {}
     bar = tqdm(total=len(names), desc="tour", unit="figure", disable=not progress)
     try:
-        if workers == 1 or len(names) == 1:
-            for name in names:
-                said[name] = _render(name, out, quick)
-                bar.update()
-        else:
-            _render_in_processes(names, out, quick, workers, said, bar)
+        with _CtrlC() as ctrl_c:
+            if workers == 1 or len(names) == 1:
+                for name in names:
+                    said[name] = _render(name, out, quick)
+                    bar.update()
+                    ctrl_c.check()
+            else:
+                _render_in_processes(names, out, quick, workers, said, bar, ctrl_c)
     except KeyboardInterrupt:
         done = [n for n in names if n in said]
         raise fc.Interrupted(None, "the tour", (
