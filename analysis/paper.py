@@ -3,10 +3,13 @@
 Each returns a dict of arrays and scalars; :mod:`flowcore.analysis.tour` draws them. Flows are
 compared with GD at the times t = n·h at which the flow models GD's iterate n.
 """
+import time
+
 import numpy as np
 
 import flowcore as fc
 from flowcore.checks import names, positive
+from flowcore.progress import Progress
 
 TRACK_FLOWS = ("ngf", "igr", "third_order", "pf")
 
@@ -174,16 +177,25 @@ def dal_comparison(loss, theta0, steps, lrs, powers=(1.0, 2.0), tol=1e-6):
     return out
 
 
-def sharpness(loss, iterates, k=1):
+def sharpness(loss, iterates, k=1, bar=None):
     """The top-k Hessian eigenvalues [N, k] (descending) at each iterate: Lanczos on Hessian–vector
-    products for a JAX loss with D > 64 (H never formed), the full eigendecomposition otherwise."""
+    products for a JAX loss with D > 64 (H never formed), the full eigendecomposition otherwise.
+    ``bar``: a progress bar advanced by one per iterate."""
     it = np.atleast_2d(np.asarray(iterates, float))
     if fc.nn.is_jax(loss) and loss.dim > 64:
-        return np.array([fc.nn.top_eigenpairs(loss, th, k, tol=1e-10)[0] for th in it])
+        out = []
+        for th in it:
+            out.append(fc.nn.top_eigenpairs(loss, th, k, tol=1e-10)[0])
+            if bar is not None:
+                bar.update(1)
+        return np.array(out)
+    if bar is not None:
+        bar.update(len(it))
     return np.linalg.eigvalsh(loss.hess(it))[:, ::-1][:, :k]
 
 
 CATAPULT = 0.2     # an iterate with λ₀ > (1 + CATAPULT)·2/h is in a catapult, not hovering at the edge
+RESTART_CHUNK = 8  # restarts integrated together (one batch of Hessian–vector products for a network)
 
 
 def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "igr", "pf"), rtol=1e-7,
@@ -209,7 +221,9 @@ def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "i
     within 20 % of 2/h), increases_above / increases_below (loss rises at iterates with λ₀ above /
     at or below 2/h) and the iterates above / below, restarts (the iterates n), catapult [R] (which
     restarts are in a catapult), per flow: one_step_error and predicted_delta_loss [R] (NaN where
-    the integration stopped) and status [R] (fc.Status names); and summary.
+    the integration stopped), status [R] (fc.Status names), seconds_per_restart and, for the
+    matrix-free PF, its Krylov work (Hessian–vector products, dimensions); and summary. ``progress``:
+    bars for the sharpness and the restarts (None: shown when they take more than a few seconds).
     """
     flows = names(flows, "flows")
     lr = positive(lr, "lr")
@@ -225,7 +239,11 @@ def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "i
         raise ValueError(f"GD diverged at lr = {lr}; choose a smaller lr")
     E = loss.value(it)
     dE = np.diff(E)
-    S = sharpness(loss, it)[:, 0]
+    bar = Progress(steps + 1, "edge of stability: sharpness", "iterate", progress)
+    try:
+        S = sharpness(loss, it, bar=bar)[:, 0]
+    finally:
+        bar.close()
     edge = 2.0 / lr
     above = S[:-1] > edge
     hit = np.flatnonzero(S >= edge)
@@ -238,13 +256,28 @@ def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "i
            "increases_above": int(np.sum((dE > 0) & above)), "iterates_above": int(above.sum()),
            "increases_below": int(np.sum((dE > 0) & ~above)), "iterates_below": int((~above).sum()),
            "restarts": pick, "catapult": catapult, "flows": {}}
-    for name in flows:
-        sol = fc.solve(fc.models.model(name).build(loss, lr), it[pick], t_span=(0.0, lr), method="dop853",
-                       rtol=rtol, atol=1e-10, max_steps=max_steps, progress=progress)
-        end = np.where((sol.status == fc.Status.OK)[:, None], sol.y[:, -1].real, np.nan)
-        out["flows"][name] = {"one_step_error": np.linalg.norm(end - it[pick + 1], axis=-1),
-                              "predicted_delta_loss": loss.value(end) - E[pick],
-                              "status": [fc.Status(int(c)).name for c in sol.status]}
+    bar = Progress(len(flows) * len(pick), "edge of stability: one-step predictions", "restart", progress)
+    try:
+        for name in flows:
+            field = fc.models.model(name).build(loss, lr)
+            t0, ends, codes = time.perf_counter(), [], []
+            for k in range(0, len(pick), RESTART_CHUNK):    # chunks: the bar moves, the batch stays large
+                sol = fc.solve(field, it[pick[k:k + RESTART_CHUNK]], t_span=(0.0, lr), method="dop853", rtol=rtol,
+                               atol=1e-10, max_steps=max_steps, progress=False)
+                ends.append(np.where((sol.status == fc.Status.OK)[:, None], sol.y[:, -1].real, np.nan))
+                codes += [fc.Status(int(c)).name for c in sol.status]
+                bar.update(len(sol.status))
+            end = np.concatenate(ends)
+            out["flows"][name] = {"one_step_error": np.linalg.norm(end - it[pick + 1], axis=-1),
+                                  "predicted_delta_loss": loss.value(end) - E[pick], "status": codes,
+                                  "seconds_per_restart": (time.perf_counter() - t0) / max(len(pick), 1)}
+            impl = getattr(field, "impl", None)                 # the matrix-free PF counts its work
+            if impl is not None:
+                out["flows"][name]["krylov"] = {"hvps": impl.stats["hvps"], "evaluations": impl.stats["evaluations"],
+                                                "median_dimension": float(np.median(impl.stats["dims"] or [0])),
+                                                "max_dimension": int(max(impl.stats["dims"] or [0]))}
+    finally:
+        bar.close()
     out["summary"] = {group: _eos_summary(out, sel) for group, sel in (("edge", ~catapult), ("catapult", catapult))}
     return out
 

@@ -639,6 +639,11 @@ def cmd_eos(args):
             f"{r['flows'][k]['one_step_error'][i]:12.3e} {r['flows'][k]['predicted_delta_loss'][i]:11.3e}" for k in flows))
     for line in paper.eos_summary_lines(r):
         print(line)
+    for k, f in r["flows"].items():
+        kry = f.get("krylov")
+        work = (f" (matrix-free: {kry['hvps'] / max(kry['evaluations'], 1):.0f} Hessian–vector products an evaluation, "
+                f"Krylov dimension median {kry['median_dimension']:g}, max {kry['max_dimension']})") if kry else ""
+        print(f"cost of {k}: {f['seconds_per_restart']:.3g} s per one-step prediction{work}")
 
 
 def fc_nn():
