@@ -51,6 +51,10 @@ def _psd_projection(X):
     return (V * np.maximum(lam, 0)) @ V.T
 
 
+STALLED_AT = 1e-8       # cone_solve: a residual this small that stops improving is the inputs' rounding
+STALL = 500             # … for this many iterations
+
+
 def cone_solve(A, tau, tol=1e-14, max_iter=20000):
     """The solution X ⪰ 0 [k, k] of X ⪰ 0, A + B[X] ⪰ 0, ⟨X, A + B[X]⟩ = 0 with
     B[X]_ab = ½ Σ_ij X_ij ⟨τ_ab, τ_ij⟩, ``tau`` [k, k, D] symmetric in its first two indices.
@@ -72,14 +76,17 @@ def cone_solve(A, tau, tol=1e-14, max_iter=20000):
     L = max(np.linalg.eigvalsh(G)[-1], 1e-300)
     x = y = _svec(_psd_projection(-A / L), pairs, w)
     tk, f_old = 1.0, np.inf
-    best, best_res = None, np.inf
+    best, best_res, gained = None, np.inf, 0
     for it in range(max_iter):
         if it % 10 == 0:                           # the face found so far, solved exactly
             X = _polish(_smat(x, pairs, w, k), A, G, pairs, w, k)
             r = _residual(X, A, G, pairs, w, k) / scale
+            if r < 0.5 * best_res:
+                gained = it
             if r < best_res:
                 best, best_res = X, r
-            if best_res <= tol:
+            # done: at tol, or at rounding level (≤ STALLED_AT) with no gain for STALL iterations
+            if best_res <= tol or (best_res <= STALLED_AT and it - gained >= STALL):
                 break
         x_new = _svec(_psd_projection(_smat(y - (a + G @ y) / L, pairs, w, k)), pairs, w)
         f = a @ x_new + 0.5 * x_new @ G @ x_new
@@ -150,6 +157,106 @@ def _third_pairs(loss, theta, U):
     return tau
 
 
+MATRIX_FREE_DIM = 400      # a JAX loss above this dimension: its top eigenpairs from H·v, H never formed
+RESIDUAL_TOL = 1e-11       # matrix-free eigenpairs: ‖Hu − λu‖ ≤ RESIDUAL_TOL·|λ_max| for each one returned
+BLOCK_EXTRA = 2            # matrix-free: directions searched beyond the k wanted
+MAX_BASIS = 60             # matrix-free: basis size at which the search restarts from its best vectors
+
+
+class TopEigenpairs:
+    """The top eigenpairs of H(θ) the central flow needs, with the work they took.
+
+    For a loss given by formulas or at most MATRIX_FREE_DIM parameters: every eigenpair, from H
+    (LAPACK). For a larger JAX loss (a network): the top k from Hessian–vector products alone, by a
+    block Krylov search with Rayleigh–Ritz (:func:`top_by_blocks`). A block, not Lanczos from one
+    vector: the central flow pins its critical eigenvalues together at 2/η, and a single Krylov
+    sequence finds only one vector of a (nearly) repeated eigenvalue. The block starts from the
+    previous call's top vectors (``warm``), so that a flow's successive calls at nearby points take
+    few products; ``hvps`` counts them."""
+
+    def __init__(self, loss, matrix_free=None, warm=True):
+        self.loss = loss
+        self.matrix_free = fc.nn.is_jax(loss) and loss.dim > MATRIX_FREE_DIM if matrix_free is None else matrix_free
+        if self.matrix_free and not fc.nn.is_jax(loss):
+            raise ValueError(f"the matrix-free central flow needs Hessian–vector products: {loss.name!r} is not a JAX "
+                             "loss (fc.Loss.from_jax, fc.nn.mlp)")
+        self.warm, self.previous, self.hvps, self.calls = bool(warm), None, 0, 0
+
+    def __call__(self, theta, k):
+        """(eigenvalues descending — all of them, or the top k —, eigenvectors [D, k])."""
+        self.calls += 1
+        if not self.matrix_free or k + BLOCK_EXTRA >= self.loss.dim:
+            lam, V = np.linalg.eigh(self.loss.hess(theta))
+            return lam[::-1], V[:, ::-1][:, :k]
+        th = np.asarray(theta, float)
+
+        def hv(V):
+            self.hvps += V.shape[1]
+            return fc.nn.hvp(self.loss, th, V.T).T
+        rng = np.random.default_rng(self.calls)
+        start = rng.normal(size=(th.shape[-1], k + BLOCK_EXTRA))
+        if self.warm and self.previous is not None:
+            m = min(self.previous.shape[1], k + BLOCK_EXTRA)
+            start[:, :m] = self.previous[:, :m]
+        lam, U = top_by_blocks(hv, start, k)
+        self.previous = U
+        return lam[:k], U[:, :k]
+
+    def count_above(self, theta, level):
+        """How many eigenvalues of H(θ) are ≥ level (asking for 2, 4, 8 … top eigenvalues as needed)."""
+        k = 2
+        while True:
+            lam = self(theta, min(k, self.loss.dim))[0]
+            n = int(np.sum(lam >= level))
+            if n < len(lam) or len(lam) >= self.loss.dim:
+                return n
+            k *= 2
+
+
+def _orthonormal_against(Q, V):
+    """V's columns made orthonormal to Q's and to each other (each normalised, then Gram–Schmidt
+    twice); a column with no direction outside span Q beyond rounding is dropped."""
+    V = V / np.maximum(np.linalg.norm(V, axis=0), 1e-300)
+    for _ in range(2):
+        V = V - Q @ (Q.T @ V)
+    V, r = np.linalg.qr(V)
+    return V[:, np.abs(np.diag(r)) > 1e-8]
+
+
+def top_by_blocks(hv, start, k, tol=RESIDUAL_TOL, max_basis=MAX_BASIS, max_products=20_000):
+    """The k largest eigenpairs (descending) of a symmetric operator given by ``hv(V [D, b]) → HV``,
+    and the next ones the search found (b = ``start``'s columns ≥ k pairs in all).
+
+    The basis Q grows by the Ritz residuals HU − UΛ of the top b Ritz pairs (span Q ∪ residuals =
+    span Q ∪ HQ: a block Krylov space from ``start``), Rayleigh–Ritz on QᵀHQ after each block, until
+    the top k residuals are at most tol·|λ_max|; at ``max_basis`` columns it restarts from the top 2b
+    Ritz vectors. Raises if ``max_products`` products do not get there."""
+    b = start.shape[1]
+    Q = _orthonormal_against(np.zeros((start.shape[0], 0)), start)
+    W = hv(Q)
+    products = Q.shape[1]
+    while True:
+        mu, Y = np.linalg.eigh(0.5 * (Q.T @ W + (Q.T @ W).T))
+        top = np.argsort(mu)[::-1][:b]
+        U, HU = Q @ Y[:, top], W @ Y[:, top]
+        R = HU - U * mu[top]
+        res = np.linalg.norm(R, axis=0)
+        scale = max(np.abs(mu).max(), 1e-300)
+        if np.all(res[:k] <= tol * scale):
+            return mu[top], U
+        if products > max_products:
+            raise RuntimeError(f"the top {k} eigenpairs did not converge in {max_products} Hessian–vector products "
+                               f"(largest residual {res.max() / scale:.1e} of |λ_max|)")
+        if Q.shape[1] + b > max_basis:           # restart from the best 2k Ritz vectors
+            keep = np.argsort(mu)[::-1][:min(2 * b, len(mu))]
+            Q, W = Q @ Y[:, keep], W @ Y[:, keep]
+        new = _orthonormal_against(Q, R[:, res > tol * scale])
+        if new.shape[1] == 0:                    # the residuals lie in the basis: exact to rounding
+            return mu[top], U
+        Q, W = np.hstack([Q, new]), np.hstack([W, hv(new)])
+        products += new.shape[1]
+
+
 @dataclass
 class CentralState:
     """The central flow's field at one point, with the quantities the paper reports."""
@@ -160,21 +267,26 @@ class CentralState:
     residual: float            # of the cone problem
 
 
-def central_field(loss, lr, theta, k, gamma=0.0, cone=None):
+def central_field(loss, lr, theta, k, gamma=0.0, cone=None, eig=None):
     """The central flow's velocity at θ with the top ``k`` Hessian directions critical.
 
     ``gamma`` ≥ 0 adds a restoring rate: the critical block obeys d/dt UᵀHU ⪯ −γ(UᵀHU − 2/η)
     instead of ⪯ 0 (A_ab gains −(γ/η)(λ_a − 2/η)δ_ab), so that integration errors in the
     pinned eigenvalues decay instead of accumulating; γ = 0 is the paper's flow. ``cone``: the
-    solver of the cone problem, (A, tau) -> (X, residual) (default :func:`cone_solve`)."""
+    solver of the cone problem, (A, tau) -> (X, residual) (default :func:`cone_solve`). ``eig``: a
+    :class:`TopEigenpairs` (default: a new one; matrix-free for a large JAX loss)."""
     theta = np.asarray(theta, float)
     g = loss.grad(theta)
-    lam, V = np.linalg.eigh(loss.hess(theta))
-    lam, V = lam[::-1], V[:, ::-1]
-    U = V[:, :k]
+    lam, U = (eig or TopEigenpairs(loss))(theta, max(k, 1))
+    U = U[:, :k]
     tau = _third_pairs(loss, theta, U)
     A = np.einsum("abd,d->ab", tau, g) - (gamma / lr) * np.diag(lam[:k] - 2 / lr)
-    X, res = (cone or cone_solve)(A, tau)
+    # solved in A's eigenbasis (the same problem, rotated): the critical eigenvalues are pinned
+    # together, so U is any basis of their span (from Lanczos: a random one), and a basis that
+    # diagonalises A separates directions that do not interact (the cone solver crawled otherwise)
+    _, Q = np.linalg.eigh(A) if k else (None, np.zeros((0, 0)))
+    X, res = (cone or cone_solve)(Q.T @ A @ Q, np.einsum("ia,jb,ijd->abd", Q, Q, tau))
+    X = Q @ X @ Q.T
     v = -lr * (g + 0.5 * np.einsum("ij,ijd->d", X, tau))
     return CentralState(v, X, U, lam, res)
 
@@ -184,7 +296,7 @@ class CentralFlow:
     """Result of :func:`central_flow`: at the output times t [T] (in GD steps)."""
     t: np.ndarray
     theta: np.ndarray          # [T, D]
-    sigma: np.ndarray          # [T, D, D]  Σ = U X Uᵀ
+    sigma: np.ndarray | None   # [T, D, D]  Σ = U X Uᵀ (None above MATRIX_FREE_DIM parameters: X and the U's)
     loss: np.ndarray           # [T]  E(θ(t))
     time_averaged_loss: np.ndarray   # [T]  E + ½⟨Σ, H⟩: the predicted average of GD's loss
     sharpness: np.ndarray      # [T]  λ_max(H(θ(t)))
@@ -193,6 +305,8 @@ class CentralFlow:
     events: list = field(default_factory=list)   # (t, 'enter' | 'leave', k after)
     lr: float = 0.0
     max_residual: float = 0.0  # the cone problem's largest residual over every field evaluation
+    X: list = field(default_factory=list)        # [T] the k×k X at each output time
+    hvps: int = 0              # Hessian–vector products taken (matrix-free only)
 
     def __repr__(self):
         return (f"CentralFlow(lr={self.lr:g}, t ∈ [{self.t[0]:g}, {self.t[-1]:g}], D={self.theta.shape[1]}, "
@@ -211,7 +325,7 @@ def checked_start(loss, lr, theta0):
 
 
 def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, gamma=1.0, leave_tol=1e-6,
-                 max_events=100, cone=None):
+                 max_events=100, cone=None, matrix_free=None):
     """Integrate the central flow of GD with learning rate ``lr`` from ``theta0`` to ``t_max`` (in
     GD steps), with scipy's DOP853 and events.
 
@@ -220,33 +334,37 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
     reaches 2/η from below and **leaves** when the critical eigenvalue it holds falls below
     2/η (1 − ``leave_tol``) (X has let it go); both are events of the integrator, which stops and
     restarts there with the new set. ``gamma``, ``cone``: see :func:`central_field` (γ = 1 per step
-    keeps the pinned eigenvalues at 2/η to the integrator's tolerance). Returns a :class:`CentralFlow`.
+    keeps the pinned eigenvalues at 2/η to the integrator's tolerance). ``matrix_free``: the top
+    eigenpairs by warm-started Lanczos on Hessian–vector products (:class:`TopEigenpairs`; None: for
+    a JAX loss above MATRIX_FREE_DIM parameters), T[u_a, u_b] by JAX as always. Returns a
+    :class:`CentralFlow`.
     """
     from scipy.integrate import solve_ivp
     th = checked_start(loss, lr, theta0)
     t_max = positive(t_max, "t_max")
     edge = 2.0 / lr
-    lam0 = np.linalg.eigvalsh(loss.hess(th))[::-1]
+    eig = TopEigenpairs(loss, matrix_free)
+    lam0 = eig(th, 1)[0]
     if lam0[0] > edge * (1 + 1e-9):
         raise ValueError(f"the sharpness at theta0 is {lam0[0]:.6g} > 2/lr = {edge:.6g}: the central flow starts at "
                          "or below the edge of stability")
-    k = int(np.sum(lam0 >= edge * (1 - 1e-9)))
+    k = eig.count_above(th, edge * (1 - 1e-9))
     t_eval = np.linspace(0, t_max, 201) if t_eval is None else np.asarray(t_eval, float)
     ts, ths, events, t0 = [], [], [], 0.0
     worst = [0.0]                     # the cone problem's largest residual over every evaluation
     while True:
         def rhs(t, y, k=k):
-            st = central_field(loss, lr, y, k, gamma, cone)
+            st = central_field(loss, lr, y, k, gamma, cone, eig)
             worst[0] = max(worst[0], st.residual)
             return st.velocity
 
         def enter(t, y, k=k):
-            lam = np.linalg.eigvalsh(loss.hess(y))[::-1]
-            return lam[k] - edge if k < len(lam) else -1.0
+            lam = eig(y, k + 1)[0]
+            return lam[k] - edge if k < min(len(lam), loss.dim) else -1.0
         enter.terminal, enter.direction = True, 1
 
         def leave(t, y, k=k):
-            lam = np.linalg.eigvalsh(loss.hess(y))[::-1]
+            lam = eig(y, max(k, 1))[0]
             return lam[k - 1] - edge * (1 - leave_tol) if k > 0 else 1.0
         leave.terminal, leave.direction = True, -1
 
@@ -268,27 +386,30 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
     theta = np.concatenate(ths)
     _, first = np.unique(t, return_index=True)       # an output time at an event appears once
     t, theta = t[first], theta[first]
-    out = _report(loss, lr, t, theta, events, gamma, cone)
-    out.max_residual = worst[0]
+    out = _report(loss, lr, t, theta, events, gamma, cone, eig)
+    out.max_residual, out.hvps = worst[0], eig.hvps
     return out
 
 
-def _report(loss, lr, t, theta, events, gamma, cone):
-    """The paper's quantities at the output times (the critical set as it was there)."""
+def _report(loss, lr, t, theta, events, gamma, cone, eig):
+    """The paper's quantities at the output times (the critical set as it was there). E + ½⟨Σ, H⟩ is
+    E + ½ Σ_a X_aa λ_a (the u_a are H's eigenvectors); Σ itself is kept for D ≤ MATRIX_FREE_DIM."""
     edges = [e[0] for e in events]
     ks = [e[2] for e in events]
-    lam0 = np.linalg.eigvalsh(loss.hess(theta[0]))[::-1]
-    k0 = int(np.sum(lam0 >= (2 / lr) * (1 - 1e-9)))
+    k0 = eig.count_above(theta[0], (2 / lr) * (1 - 1e-9))
     D = theta.shape[1]
-    sigma = np.zeros((len(t), D, D))
+    keep_sigma = D <= MATRIX_FREE_DIM
+    sigma = np.zeros((len(t), D, D)) if keep_sigma else None
     avg, sharp, crit, res = (np.zeros(len(t)) for _ in range(4))
+    Xs = []
     E = loss.value(theta)
     for n, (tt, th) in enumerate(zip(t, theta)):
         j = np.searchsorted(edges, tt, side="right")
         k = ks[j - 1] if j else k0
-        st = central_field(loss, lr, th, k, gamma, cone)
-        sigma[n] = st.U @ st.X @ st.U.T
-        H = loss.hess(th)
-        avg[n] = E[n] + 0.5 * np.sum(sigma[n] * H)
+        st = central_field(loss, lr, th, k, gamma, cone, eig)
+        if keep_sigma:
+            sigma[n] = st.U @ st.X @ st.U.T
+        avg[n] = E[n] + 0.5 * float(np.sum(np.diag(st.X) * st.eigenvalues[:k])) if k else E[n]
         sharp[n], crit[n], res[n] = st.eigenvalues[0], k, st.residual
-    return CentralFlow(t, theta, sigma, E, avg, sharp, crit.astype(int), res, list(events), float(lr))
+        Xs.append(st.X)
+    return CentralFlow(t, theta, sigma, E, avg, sharp, crit.astype(int), res, list(events), float(lr), X=Xs)

@@ -105,7 +105,8 @@ class JaxFunctions:
                     "hess": jax.jit(jax.vmap(jax.jacfwd(g, holomorphic=hol))),
                     "hess_grad": jax.jit(jax.vmap(both)),
                     "third": jax.jit(jax.vmap(jax.grad(second, holomorphic=hol))),
-                    "hvp": jax.jit(lambda th, v: jax.jvp(g, (th,), (v,))[1])}
+                    "hvp": jax.jit(lambda th, v: jax.jvp(g, (th,), (v,))[1]),
+                    "hvps": jax.jit(lambda th, V: jax.vmap(jax.linearize(g, th)[1])(V))}
         self._real = build(False)
         self._complex = None
         self._poly = {}
@@ -245,7 +246,11 @@ class JaxFunctions:
         return g, H
 
     def hvp(self, x, v):
-        return np.asarray(self._table(x)["hvp"](x, v))
+        """H(x)v for v [D], or H(x)v_i for the rows of v [m, D] (one linearisation, m padded to a power of two)."""
+        v = np.asarray(v)
+        if v.ndim == 1:
+            return np.asarray(self._table(x)["hvp"](x, v))
+        return self._padded(lambda V: self._table(x)["hvps"](x, V), v)
 
     def __reduce__(self):
         return JaxFunctions, (self.fn, self.dim, self.holomorphic)
@@ -302,7 +307,8 @@ def matrix_free_pf(loss, lr, np_coef=0.0, track=True, tol=1e-11, name="pf"):
 
 
 def hvp(loss, theta, v):
-    """H(θ)v without forming H (one forward-over-reverse pass), for a JAX loss."""
+    """H(θ)v without forming H (one forward-over-reverse pass), for a JAX loss; v [D] or rows [m, D]
+    (H(θ)v_i for each row, one linearisation of ∇E at θ for all of them)."""
     f = _functions(loss)
     th = np.asarray(theta)
     return f.hvp(th, np.asarray(v, dtype=th.dtype))
