@@ -168,10 +168,19 @@ class KrylovPF:
         r, k = H.shape[:2]
         status = np.full(r, int(Status.OK), np.intc)
         try:
+            scale = np.maximum(np.abs(H).max(axis=(1, 2)), 1e-300)
+            hermitian = np.abs(H - np.conj(np.swapaxes(H, 1, 2))).max(axis=(1, 2)) <= 1e-13 * scale
             if np.all(H.imag == 0):
                 lam, W = np.linalg.eigh(H.real)
                 lam = lam.astype(np.complex128)
                 w = W[:, 0, :] * beta[:, None]               # W⁻¹ e₁ β = Wᵀ e₁ β
+            elif np.all(hermitian):
+                # H real at a complex point (a quadratic loss): the Ritz values are real, and the
+                # general eig would give them imaginary parts of rounding's random sign — which put
+                # log(1 − hλ) for hλ > 1 on either side of the cut (±iπ: an O(1) error)
+                lam, W = np.linalg.eigh(0.5 * (H + np.conj(np.swapaxes(H, 1, 2))))
+                lam = lam.astype(np.complex128)
+                w = np.conj(W[:, 0, :]) * beta[:, None]      # W⁻¹ e₁ β = Wᴴ e₁ β
             else:
                 lam, W = np.linalg.eig(H)
                 e1 = np.zeros((r, k, 1), np.complex128)
@@ -206,12 +215,20 @@ def _ceil_check(m):
     return next((c for c in CHECKS if c >= m), CHECKS[-1])
 
 
+INVARIANT_TOL = 1e-11
+
+
 def _invariant(H, m):
     """Per matrix of H [r, m + 1, m]: k ≤ m, the first k with H[k, k − 1] negligible (span{v₀ … v_{k−1}}
     is invariant under H), else m."""
     scale = np.maximum(np.abs(H[:, :m, :m]).max(axis=(1, 2)), 1e-300)
     sub = np.abs(np.diagonal(H[:, 1:m + 1, :m], axis1=1, axis2=2))          # [r, m]
-    small = sub <= 1e-14 * scale[:, None]
+    # 1e-11, not rounding level: on a repeated eigenvalue the Krylov space ends, but H[k, k − 1] is
+    # rounding amplified (1.5e-13 of the scale on a linear network with two equal outputs), and
+    # continuing adds ghost copies of Ritz values whose eigenvectors are nearly parallel: at complex
+    # points the general eigendecomposition then amplified the error to O(1). Stopping early leaves
+    # an error of the order of the subdiagonal entry times the coefficients'.
+    small = sub <= INVARIANT_TOL * scale[:, None]
     return np.where(small.any(axis=1), small.argmax(axis=1) + 1, m)
 
 
