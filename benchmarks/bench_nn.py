@@ -108,13 +108,21 @@ def pf_at_scale():
                      "status": fc.Status(int(sol.status[0])).name, "evaluations": int(sol.nfev[0]),
                      "hvps": int(st["hvps"]), "krylov_median": float(np.median(st["dims"])),
                      "krylov_max": int(max(st["dims"]))})
+        print(f"  {rows[-1]['network']}: {rows[-1]['seconds']:.0f} s, {rows[-1]['status']}, "
+              f"{rows[-1]['hvps']} Hessian–vector products", flush=True)    # each row as it ends: minutes each
     return rows
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--scale-only", action="store_true", help="only (2), the matrix-free PF at D ≈ 10⁵")
     args = ap.parse_args()
+    if args.scale_only:
+        scale = pf_at_scale()
+        print(table(scale, ["network", "D", "seconds", "status", "evaluations", "hvps", "krylov_median", "krylov_max"]))
+        print(f"wrote {write_json('nn_scale', scale)}")
+        return
     import jax.numpy as jnp
     pf = pf_dense_vs_matrix_free(1 if args.quick else 3)
     print(f"(1) PF one GD step, Iris MLP D = {pf['dim']} (h = 1, iterate 30, hλ_max = {pf['hlam_max']:.2f}): dense "
