@@ -282,7 +282,7 @@ def central_field(loss, lr, theta, k, gamma=0.0, cone=None, eig=None):
     tau = _third_pairs(loss, theta, U)
     A = np.einsum("abd,d->ab", tau, g) - (gamma / lr) * np.diag(lam[:k] - 2 / lr)
     # solved in A's eigenbasis (the same problem, rotated): the critical eigenvalues are pinned
-    # together, so U is any basis of their span (from Lanczos: a random one), and a basis that
+    # together, so U is any basis of their span (from the block search: a random one), and a basis that
     # diagonalises A separates directions that do not interact (the cone solver crawled otherwise)
     _, Q = np.linalg.eigh(A) if k else (None, np.zeros((0, 0)))
     X, res = (cone or cone_solve)(Q.T @ A @ Q, np.einsum("ia,jb,ijd->abd", Q, Q, tau))
@@ -335,7 +335,7 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
     2/η (1 − ``leave_tol``) (X has let it go); both are events of the integrator, which stops and
     restarts there with the new set. ``gamma``, ``cone``: see :func:`central_field` (γ = 1 per step
     keeps the pinned eigenvalues at 2/η to the integrator's tolerance). ``matrix_free``: the top
-    eigenpairs by warm-started Lanczos on Hessian–vector products (:class:`TopEigenpairs`; None: for
+    eigenpairs by a warm-started block Krylov search on Hessian–vector products (:class:`TopEigenpairs`; None: for
     a JAX loss above MATRIX_FREE_DIM parameters), T[u_a, u_b] by JAX as always. Returns a
     :class:`CentralFlow`.
     """
