@@ -21,12 +21,12 @@ __all__ += ["as_json", "basin_entropy", "orbit_diagram", "orbit_period", "portra
 from flowcore.analysis import plot
 
 __all__ += ["plot"]
-from flowcore.analysis.basins import Basins, Label, basins, grid_points
+from flowcore.analysis.basins import Basins, Label, Matching, basins, grid_points
 
-__all__ += ["Basins", "Label", "basins", "grid_points"]
-from flowcore.analysis.sweep import open_sweep, sweep
+__all__ += ["Basins", "Label", "Matching", "basins", "grid_points"]
+from flowcore.analysis.sweep import Store, open_sweep, sweep
 
-__all__ += ["open_sweep", "sweep"]
+__all__ += ["Store", "open_sweep", "sweep"]
 from flowcore.analysis.central import CentralFlow, central_field, central_flow, cone_solve
 
 __all__ += ["CentralFlow", "central_field", "central_flow", "cone_solve"]

@@ -16,7 +16,6 @@ real point it converges to, and the residual max|Im θ| is reported per label an
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +23,7 @@ import numpy as np
 import flowcore as fc
 from flowcore.analysis.critical import MODELS, critical_points, stability
 from flowcore.analysis.dynamics import basin_entropy
-from flowcore.checks import INT32_MAX, count, positive, threads as _threads
+from flowcore.checks import positive
 
 MAPS = fc.models.MAPS
 MOMENTUM = ("heavy_ball", "nesterov")
@@ -135,6 +134,17 @@ class Basins:
                 f"{top}{more})")
 
 
+def _plane(plane):
+    """(origin, directions) of the plane of starts, or (None, None): the first two coordinates."""
+    if plane is None:
+        return None, None
+    try:
+        origin, directions = plane
+    except (TypeError, ValueError):
+        raise ValueError("plane must be (origin, directions): a point and two independent vectors") from None
+    return origin, directions
+
+
 def _axis(spec, name):
     if isinstance(spec, (list, tuple)) and len(spec) == 2:      # (lo, hi) with n forgotten, not 2 points
         raise ValueError(f"grid axis {name} = {spec!r} has no number of points: give (lo, hi, n), or the "
@@ -200,14 +210,43 @@ def grid_points(dim, grid, origin=None, directions=None):
     return (x, y), pts
 
 
-def _cycle_points(loss, model, lr, start, nsteps, p, beta, power, lr_cap):
+def _cycle_points(loss, method, start, nsteps, p):
     """The p points of the cycle one start ended on: rerun it (every iterate kept) and rotate the
     last p iterates to begin at the lexicographically smallest, as the kernel's representative."""
-    kw = (dict(power=power, lr_cap=lr_cap) if model == "dal" else dict(lr=lr, beta=beta) if model in MOMENTUM
-          else dict(lr=lr))
-    cyc = fc.descend(loss, start[None], steps=int(nsteps), method=model, escape_radius=np.inf, **kw).iterates[0, -p:]
+    cyc = fc.descend(loss, start[None], method, steps=int(nsteps), escape_radius=np.inf).iterates[0, -p:]
     k = min(range(p), key=lambda j: tuple(cyc[j]))
     return np.roll(cyc, -k, axis=0)
+
+
+@dataclass(frozen=True)
+class Matching:
+    """How rest points become labels: a fixed point within ``match_tol`` (relative) of a critical
+    point of E (``critical``; None: all of them from sympy, else a Newton search around the grid)
+    is matched to it, and the model's linear stability there decides attractor or unstable fixed
+    point; a PF rest point with max|Im θ| ≤ ``imag_tol`` is real."""
+    critical: tuple | None = None
+    match_tol: float = 1e-4
+    imag_tol: float = 1e-6
+
+    def __post_init__(self):
+        object.__setattr__(self, "match_tol", positive(self.match_tol, "match_tol"))
+        object.__setattr__(self, "imag_tol", positive(self.imag_tol, "imag_tol"))
+        if self.critical is not None:
+            object.__setattr__(self, "critical", tuple(self.critical))
+
+
+MATCHING = Matching()
+REST = fc.RestTest()
+
+
+def checked_method(method):
+    """A basin map's model: a map value (GD, HeavyBall, Nesterov, DAL) or a flow value (NGF, PGF, IGR,
+    ThirdOrder, PF)."""
+    if not isinstance(method, (fc.methods.Optimizer, fc.methods.Flow)) or method.name not in MAPS + FLOWS:
+        raise TypeError(f"method must be one of fc.GD(lr), fc.HeavyBall(lr, beta), fc.Nesterov(lr, beta), fc.DAL(), "
+                        f"fc.NGF(lr), fc.PGF(lr), fc.IGR(lr), fc.ThirdOrder(lr), fc.PF(lr) (fc.method(name, lr=...) "
+                        f"from a name), got {method!r}")
+    return method
 
 
 REST_FRACTION = 1e-3    # flows stop once ‖θ'‖ ≤ 1e-3 · tol (rest test of the kernel, 8 steps)
@@ -220,102 +259,85 @@ def _rest_tol(flow, tol):
     return REST_FRACTION * tol if fc.compiled(flow) else 0.0
 
 
-def run_to_rest(loss, model, lr, starts, *, steps, t_max, tol, max_period, confirm, escape_radius, method,
-                rtol, atol, dt, beta, power, lr_cap, threads, progress, device):
-    """Every start run by ``model`` until it rests, leaves, or runs out of budget — the work of one
-    basin map (and of one chunk of a sweep). ``lr``: a number, or one per start for a map.
+def run_to_rest(loss, method, starts, rest=REST, compute=fc.methods.COMPUTE, progress=None):
+    """Every start run by ``method`` until it rests, leaves, or runs out of budget — the work of one
+    basin map (and of one chunk of a sweep). A map's rate may be one per start.
     Returns (final [N, D], status [N] (fc.Status; OK only at rest), nsteps, period (0: not at
     rest; 1 for a flow at rest), rest [N] bool, imag [N] (PF: max|Im θ| at rest, else 0))."""
     N = len(starts)
     imag = np.zeros(N)
-    if model in MAPS:
-        r = fc.descend_to_rest(loss, starts, lr if model != "dal" else None, steps, model, tol, max_period,
-                               confirm, beta, power, lr_cap, escape_radius, threads, progress, device=device)
+    if method.kind == "map":
+        r = fc.descend_to_rest(loss, starts, method, rest, compute, progress)
         return r.final, r.status, r.nsteps, r.period, r.period > 0, imag
-    flow = fc.models.model(model).build(loss, lr)
-    sol = fc.solve(flow, starts, t_span=(0.0, float(t_max)), method=method, rtol=rtol, atol=atol, dt=dt,
-                   escape_radius=escape_radius, threads=threads, progress=progress, device=device,
-                   rest_tol=_rest_tol(flow, tol))
+    tol = rest.tol_for("flow")
+    flow = fc.models.model(method.name).build(loss, method.lr, **method.build_options())
+    t_max = method.t_max if method.t_max is not None else rest.steps * method.lr
+    sol = fc.solve(flow, starts, t_span=(0.0, float(t_max)), method=method.solver, escape_radius=rest.escape_radius,
+                   rest_tol=_rest_tol(flow, tol), compute=compute, progress=progress)
     final, status, nsteps = sol.y[:, -1], np.asarray(sol.status).copy(), sol.nsteps
     ok = status == fc.Status.OK
     speed = np.full(N, np.inf)
     if np.any(ok):
         speed[ok] = np.max(np.abs(flow(final[ok])), axis=-1) / (1 + np.max(np.abs(final[ok]), axis=-1))
-    rest = ok & (speed <= tol)
-    status = np.where(ok & ~rest, fc.Status.MAX_STEPS, status)
+    at_rest = ok & (speed <= tol)
+    status = np.where(ok & ~at_rest, fc.Status.MAX_STEPS, status)
     if np.iscomplexobj(final):
-        imag = np.where(rest, np.max(np.abs(final.imag), axis=-1), 0.0)
-    return final, status, nsteps, rest.astype(np.intc), rest, imag
+        imag = np.where(at_rest, np.max(np.abs(final.imag), axis=-1), 0.0)
+    return final, status, nsteps, at_rest.astype(np.intc), at_rest, imag
 
 
-def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, directions=None, steps: int = 1000,
-           t_max: float | None = None, tol: float | None = None,
-           max_period=16, confirm=50, escape_radius=1e6, imag_tol=1e-6, match_tol=1e-4, critical=None,
-           method="dopri5", rtol=1e-8, atol=1e-10, dt=None, beta=0.9, power=1.0, lr_cap=None,
-           threads=None, progress=None, device=None):
-    """Basins of attraction of ``model`` with learning rate ``lr`` on a grid of starts.
+def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: Matching = MATCHING, plane=None,
+           compute: fc.Compute = fc.methods.COMPUTE, progress=None):
+    """Basins of attraction of ``method`` on a grid of starts.
 
-    model: a map ('gd', 'heavy_ball', 'nesterov', 'dal') run for at most ``steps`` iterations, or
-    a flow ('ngf', 'igr', 'third_order', 'pf', 'pf_np3') integrated by :func:`flowcore.solve` to
-    ``t_max`` (default ``steps·lr``, the time GD's ``steps`` iterations model).
-    grid: see :func:`grid_points` (a plane through ``origin`` spanned by ``directions`` for D > 2).
-    Rest tests. Maps: a recurrence of period ≤ ``max_period`` within ``tol`` (default 1e-10)
-    that holds at ``confirm`` consecutive iterations. Flows: ‖θ'‖∞ ≤ tol(1 + ‖θ‖∞) at t_max
-    (default 1e-5, above the solver's noise floor near a stiff rest point); a start whose speed
-    stays below 1e-3·tol for 8 steps stops there (compiled flows), the rest is not integrated.
-    ``device``: 'cpu', 'gpu' or None (the GPU when usable), as in :func:`flowcore.solve`.
-    A fixed point within ``match_tol`` (relative) of a critical point of E (``critical``; default: all of them from
-    sympy, else a Newton search around the grid) is matched to it, and the model's linear
-    stability there (:func:`stability`) decides attractor or unstable fixed point.
-    progress: a tqdm bar (default None: shown when the measured rate says the run takes more
-    than a few seconds). Ctrl-C raises :class:`flowcore.Interrupted`; nothing is labelled.
-    Returns a :class:`Basins`.
+    method: a map value (fc.GD(lr), fc.HeavyBall(lr, beta), fc.Nesterov(lr, beta), fc.DAL(power,
+    lr_cap)) run for at most ``rest.steps`` iterations, or a flow value (fc.NGF(lr), fc.PGF,
+    fc.IGR, fc.ThirdOrder, fc.PF(lr, nonprincipal=...)) integrated by its ``solver`` to its
+    ``t_max`` (default rest.steps·lr, the time GD's steps model).
+    grid: see :func:`grid_points`; ``plane``: (origin, directions) of the plane of starts for D > 2.
+    rest: a :class:`flowcore.RestTest`. Maps: a recurrence of period ≤ max_period within tol
+    (default 1e-10) that holds at ``confirm`` consecutive iterations. Flows: ‖θ'‖∞ ≤ tol(1 +
+    ‖θ‖∞) at t_max (default 1e-5, above the solver's noise floor near a stiff rest point); a start
+    whose speed stays below 1e-3·tol for 8 steps stops there (compiled flows), the rest is not
+    integrated. matching: a :class:`Matching` (critical points, match_tol, imag_tol).
+    compute: a :class:`flowcore.Compute` (device, threads). progress: a tqdm bar (default None:
+    shown when the measured rate says the run takes more than a few seconds). Ctrl-C raises
+    :class:`flowcore.Interrupted`; nothing is labelled. Returns a :class:`Basins`.
     """
     if not isinstance(loss, fc.Loss):
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
-    if model not in MAPS + FLOWS:
-        raise ValueError(f"model must be one of {MAPS + FLOWS}, got {model!r}")
-    if model != "dal":
-        lr = positive(lr, "lr (one rate; fa.sweep runs a grid of rates)")
-    elif lr is not None:
-        warnings.warn("lr is not used by the 'dal' map (its rate is 2/‖Hĝ‖^p); it is ignored", UserWarning,
-                      stacklevel=2)
-        lr = None
-    steps = count(steps, "steps", 1, INT32_MAX - 1)
-    max_period = count(max_period, "max_period", 1, 1024)
-    confirm = count(confirm, "confirm (iterations a recurrence must hold)", 1, INT32_MAX)
-    if tol is not None:
-        tol = positive(tol, "tol")
-    escape_radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
-    imag_tol, match_tol = positive(imag_tol, "imag_tol"), positive(match_tol, "match_tol")
-    if t_max is not None:
-        t_max = positive(t_max, "t_max")
-    _threads(threads)
+    method = checked_method(method)
+    if isinstance(method.lr if method.uses_lr else 0.0, np.ndarray):
+        raise ValueError("a basin map takes one learning rate (fa.sweep runs a grid of rates)")
+    if not isinstance(rest, fc.RestTest):
+        raise TypeError(f"rest must be a flowcore.RestTest(tol=, max_period=, confirm=, steps=), got {rest!r}")
+    if not isinstance(matching, Matching):
+        raise TypeError(f"matching must be a flowcore.analysis.Matching(critical=, match_tol=, imag_tol=), got {matching!r}")
+    origin, directions = _plane(plane)
+    model, lr = method.name, (method.lr if method.uses_lr else None)
+    imag_tol, match_tol = matching.imag_tol, matching.match_tol
     axes, pts = grid_points(loss.dim, grid, origin, directions)
     shape = pts.shape[:-1]
     starts = np.ascontiguousarray(pts.reshape(-1, loss.dim))
     N, D = starts.shape
-    if critical is None:
-        critical = _critical(loss, starts)
+    critical = _critical(loss, starts) if matching.critical is None else list(matching.critical)
 
-    is_map = model in MAPS
-    tol = (1e-10 if is_map else 1e-5) if tol is None else tol
-    T = None if is_map else (steps * lr if t_max is None else t_max)
-    final, status, nsteps, period, rest, imag = run_to_rest(
-        loss, model, lr, starts, steps=steps, t_max=T, tol=tol, max_period=max_period, confirm=confirm,
-        escape_radius=escape_radius, method=method, rtol=rtol, atol=atol, dt=dt, beta=beta, power=power,
-        lr_cap=lr_cap, threads=threads, progress=progress, device=device)
-
-    labels = _special_labels(status, rest)
+    is_map = method.kind == "map"
+    tol = rest.tol_for(method.kind)
+    T = None if is_map else (rest.steps * lr if method.t_max is None else method.t_max)
+    final, status, nsteps, period, at_rest, imag = run_to_rest(loss, method, starts, rest, compute, progress)
+    beta = getattr(method, "beta", 0.9)
+    rest_mask = at_rest
+    labels = _special_labels(status, rest_mask)
 
     # attractors: fixed points (period 1; PF: real once Im has decayed) and cycles, clustered.
     # Each clustered block is labelled at the end through a table (group -> label): one pass
     # over the block, not a mask per attractor.
-    real_rest = rest & (imag <= imag_tol)
+    real_rest = rest_mask & (imag <= imag_tol)
     found, blocks = [], []                       # (period, points [p, D], residual, block, group)
-    for p in np.flatnonzero(np.bincount(period[rest])):         # the periods found (bincount: O(N), no sort)
+    for p in np.flatnonzero(np.bincount(period[rest_mask])):    # the periods found (bincount: O(N), no sort)
         for real in (True, False):
-            sel = np.flatnonzero(rest & (period == p) & (real_rest == real))
+            sel = np.flatnonzero(rest_mask & (period == p) & (real_rest == real))
             if sel.size == 0:
                 continue
             whole = final if sel.size == N else final[sel]          # (no copy when every start is in)
@@ -327,7 +349,7 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
             for k, rep in enumerate(reps):
                 if p > 1:
                     i = sel[np.argmax(idx == k)]                    # the cycle's first start
-                    pts_ = _cycle_points(loss, model, lr, starts[i], nsteps[i], int(p), beta, power, lr_cap)
+                    pts_ = _cycle_points(loss, method, starts[i], nsteps[i], int(p))
                 else:
                     pts_ = rep[None, :]
                 found.append((int(p), pts_, float(residual[k]), len(blocks) - 1, k))
@@ -363,13 +385,13 @@ def basins(loss: fc.Loss, model: str, lr: float | None, grid, origin=None, direc
     for e in entries:
         e.count = int(counts[e.label - NONFINITE])
         e.fraction = e.count / N
-    settings = {"steps": int(steps), "tol": tol, "max_period": int(max_period), "confirm": int(confirm), "escape_radius": escape_radius,
-                "imag_tol": imag_tol, "match_tol": match_tol}
+    settings = {"method": repr(method), "steps": rest.steps, "tol": tol, "max_period": rest.max_period,
+                "confirm": rest.confirm, "escape_radius": rest.escape_radius, "imag_tol": imag_tol, "match_tol": match_tol}
     if D > 2:       # the plane of starts: origin + x·u + y·v
         settings.update(origin=np.zeros(D).tolist() if origin is None else np.asarray(origin, float).ravel().tolist(),
                         directions=np.eye(D)[:2].tolist() if directions is None else np.asarray(directions, float).tolist())
     if not is_map:
-        settings.update(t_max=float(T), method=method if isinstance(method, str) else "tableau", rtol=rtol, atol=atol)
+        settings.update(t_max=float(T))
     return Basins(labels.reshape(shape), axes, pts, entries, model, float(lr or 0.0),
                   imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings, list(critical),
                   None if loss.vars is None else tuple(str(v) for v in loss.vars))

@@ -339,6 +339,6 @@ def verify_order(me, theta, hs, step=None):
     errs = []
     for hh in hs:
         flow = me.to_flow(hh)
-        y = fc.solve(flow, theta, t_span=(0, hh), method="dop853", rtol=1e-13, atol=1e-15).y[0, -1]
+        y = fc.solve(flow, theta, t_span=(0, hh), method=fc.Dop853(rtol=1e-13, atol=1e-15)).y[0, -1]
         errs.append(np.linalg.norm(step(theta[0], hh) - y))
     return float(np.polyfit(np.log(hs), np.log(errs), 1)[0]), np.array(errs)

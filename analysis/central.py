@@ -25,6 +25,8 @@ import numpy as np
 import flowcore as fc
 from flowcore.checks import positive
 
+CENTRAL_SOLVER = fc.Dop853(rtol=1e-10, atol=1e-12)
+
 
 # ----------------------------------------------------------------------------- the cone problem
 def _svec_basis(k):
@@ -324,10 +326,14 @@ def checked_start(loss, lr, theta0):
     return th
 
 
-def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, gamma=1.0, leave_tol=1e-6,
-                 max_events=100, cone=None, matrix_free=None):
+MAX_EVENTS = 100       # enter/leave events before a run stops (a chattering critical set)
+
+
+def central_flow(loss, lr, theta0, t_max, t_eval=None, solver=CENTRAL_SOLVER, gamma=1.0, leave_tol=1e-6, cone=None,
+                 matrix_free=None):
     """Integrate the central flow of GD with learning rate ``lr`` from ``theta0`` to ``t_max`` (in
-    GD steps), with scipy's DOP853 and events.
+    GD steps), with scipy's DOP853 (``solver``: an fc.Dop853 value, whose rtol and atol it reads)
+    and events (at most MAX_EVENTS).
 
     The critical set starts with the eigenvalues at 2/η (a start above 2/η is refused: GD is
     unstable there and the flow is not defined). A direction **enters** when its eigenvalue
@@ -341,6 +347,8 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
     """
     from scipy.integrate import solve_ivp
     th = checked_start(loss, lr, theta0)
+    if not (isinstance(solver, fc.Adaptive) and solver.name == "dop853"):
+        raise TypeError(f"solver must be fc.Dop853(rtol=, atol=) (scipy's DOP853 runs the central flow), got {solver!r}")
     t_max = positive(t_max, "t_max")
     edge = 2.0 / lr
     eig = TopEigenpairs(loss, matrix_free)
@@ -369,14 +377,14 @@ def central_flow(loss, lr, theta0, t_max, t_eval=None, rtol=1e-10, atol=1e-12, g
         leave.terminal, leave.direction = True, -1
 
         sel = t_eval[(t_eval >= t0) & (t_eval <= t_max)]
-        sol = solve_ivp(rhs, (t0, t_max), th, method="DOP853", t_eval=sel, events=(enter, leave), rtol=rtol,
-                        atol=atol)
+        sol = solve_ivp(rhs, (t0, t_max), th, method="DOP853", t_eval=sel, events=(enter, leave),
+                        rtol=solver.rtol, atol=solver.atol)
         if sol.status == -1:
             raise RuntimeError(f"central flow: the integrator failed at t = {sol.t[-1] if len(sol.t) else t0:g} "
                                f"({sol.message})")
         ts.append(np.asarray(sol.t, float))
         ths.append(np.asarray(sol.y, float).reshape(len(th), -1).T)     # none when no output time fell here
-        if sol.status == 0 or len(events) >= max_events:
+        if sol.status == 0 or len(events) >= MAX_EVENTS:
             break
         hit = 0 if len(sol.t_events[0]) else 1
         t0, th = float(sol.t_events[hit][0]), sol.y_events[hit][0]

@@ -122,7 +122,7 @@ def resnet_and_ode(X, y, blocks=4, width=16, steps=2000, lr=0.05, ode_steps=16, 
     f_ode = jax.jit(lambda x: _block(ode["block"], x))
     field = fc.Field.from_callable(lambda x: np.asarray(f_ode(x)), dim=2, vectorized=True, name="neural ODE")
     t = np.linspace(0.0, T, 40 * blocks + 1)
-    sol = fc.solve(field, X, t_eval=t, method="dop853", rtol=rtol, atol=1e-12)
+    sol = fc.solve(field, X, t_eval=t, method=fc.Dop853(rtol=rtol, atol=1e-12))
     xs = sol.y.real                                             # [n, len(t), 2]
     states = np.asarray(_resnet_states(res, X))                 # [K+1, n, 2]
     unit = xs[:, ::40]                                          # the ODE at t = 0, 1, …, K
@@ -140,7 +140,7 @@ def resnet_and_ode(X, y, blocks=4, width=16, steps=2000, lr=0.05, ode_steps=16, 
     det_rk4 = np.asarray(jax.vmap(lambda x: jnp.linalg.det(
         jax.jacfwd(lambda z: _rk4_map(ode["block"], z, T, 8 * ode_steps))(x)))(G))
     trace = jax.jit(jax.vmap(lambda x: jnp.trace(jax.jacfwd(lambda z: _block(ode["block"], z))(x))))
-    gs = fc.solve(field, G, t_eval=t, method="dop853", rtol=rtol, atol=1e-12).y.real      # [g², len(t), 2]
+    gs = fc.solve(field, G, t_eval=t, method=fc.Dop853(rtol=rtol, atol=1e-12)).y.real      # [g², len(t), 2]
     tr = np.asarray(trace(gs.reshape(-1, 2))).reshape(len(G), len(t))
     det_ode = np.exp(np.sum((tr[:, 1:] + tr[:, :-1]) / 2 * np.diff(t), axis=-1))            # ∫ tr by trapezoids
     rk4_end = np.asarray(_rk4_map(ode["block"], X, T, ode_steps))

@@ -29,8 +29,7 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6,
     keep = count(keep, "keep (iterations kept per learning rate)", 1, 10**6)
     D = loss.dim
     # one batched run: every learning rate is its own trajectory from the same start
-    run = fc.descend(loss, np.repeat(th0, len(lrs), axis=0), lrs, transient + keep, escape_radius=escape_radius,
-                     device=device)
+    run = fc.descend(loss, np.repeat(th0, len(lrs), axis=0), fc.GD(lrs), transient + keep, escape_radius=escape_radius, compute=fc.Compute(device=device))
     status = run.status.copy()
     ok = status == fc.Status.OK
     orbits = np.full((len(lrs), keep, D), np.nan)
@@ -144,12 +143,12 @@ def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, reso
         raise ValueError(f"starts must have shape [N, {D}], got {np.shape(starts)}")
     gd_lrs = [lr] if gd_lrs is None else list(gd_lrs)
     out["starts"], out["gd_lrs"] = st, gd_lrs
-    out["gd"] = [fc.descend(loss, st, h, steps, escape_radius=escape_radius).iterates for h in gd_lrs]
+    out["gd"] = [fc.descend(loss, st, fc.GD(h), steps, escape_radius=escape_radius).iterates for h in gd_lrs]
     t = lr * np.arange(steps + 1)
     # the flow densely (20 points per GD step, from dopri5's continuous extension, no extra steps)
     # for drawing; the samples at t = n·lr are the ones GD is compared with
     dense_t = np.linspace(0.0, t[-1], 20 * steps + 1)
-    sol = fc.solve(field, st, t_eval=dense_t, rtol=1e-10, atol=1e-12, escape_radius=escape_radius) if len(st) else None
+    sol = fc.solve(field, st, t_eval=dense_t, method=fc.Dopri5(rtol=1e-10, atol=1e-12), escape_radius=escape_radius) if len(st) else None
     out["t"], out["dense_t"] = t, dense_t
     dense = sol.y if sol is not None else np.zeros((0, len(dense_t), D))
     out["dense_trajectories"] = dense

@@ -77,9 +77,8 @@ def _flow_predictions(loss, lr, gd, name, horizon, rtol, starts, max_steps):
     (NaN at the others), real parts; and how many of these integrations stopped early (a PF
     stiff where hλ crosses 1 runs out of ``max_steps``: its later points are NaN, not guesses)."""
     field = fc.models.model(name).build(loss, lr)
-    opts = dict(method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
-    if max_steps is not None:
-        opts["max_steps"] = max_steps
+    opts = dict(method=fc.Dop853(rtol=rtol, atol=1e-13, **({} if max_steps is None else {"max_steps": max_steps})),
+                escape_radius=1e8)
     steps = len(gd) - 1
     g = fc.solve(field, gd[:1], t_eval=lr * np.arange(steps + 1), **opts)
     glob = g.y[0].real
@@ -105,11 +104,13 @@ def _central_predictions(loss, lr, gd, sharp, horizon, rtol, starts, left):
     end = steps + 1 if left is None else left
     if len(below) and below[0] < min(steps, end - 1):   # from θ₀, or the first iterate at or below the edge
         n0 = below[0]
-        cf = central_flow(loss, lr, gd[n0], end - 1 - n0, t_eval=np.arange(end - n0 + 0.0), rtol=rtol)
+        cf = central_flow(loss, lr, gd[n0], end - 1 - n0, t_eval=np.arange(end - n0 + 0.0),
+                          solver=fc.Dop853(rtol=rtol, atol=1e-12))
         glob[n0:n0 + len(cf.t)], gavg[n0:n0 + len(cf.t)] = cf.theta, cf.time_averaged_loss
     defined = starts[sharp[starts] <= 2 / lr]
     for n in defined:
-        cf = central_flow(loss, lr, gd[n], horizon, t_eval=np.arange(horizon + 1.0), rtol=rtol)
+        cf = central_flow(loss, lr, gd[n], horizon, t_eval=np.arange(horizon + 1.0),
+                          solver=fc.Dop853(rtol=rtol, atol=1e-12))
         rest[n, :len(cf.t)], ravg[n, :len(cf.t)] = cf.theta, cf.time_averaged_loss
     return glob, gavg, rest, ravg, len(defined)
 
@@ -149,7 +150,7 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
     if not isinstance(every, (int, np.integer)) or isinstance(every, bool) or not 1 <= every < steps:
         raise ValueError(f"every must be an integer in [1, steps), got {every!r}")
     starts = np.arange(0, steps, every)
-    gd = fc.descend(loss, th[None], lr, steps).iterates[0]
+    gd = fc.descend(loss, th[None], fc.GD(lr), steps).iterates[0]
     if not np.all(np.isfinite(gd)):
         raise ValueError(f"GD diverged from {list(th)} at lr = {lr}: choose a smaller lr or another start")
     E = loss.value(gd)

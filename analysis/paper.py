@@ -35,8 +35,8 @@ def pf_vs_gd(loss, lr, theta0, steps, flow="pf"):
     """
     th = np.atleast_2d(np.asarray(theta0, dtype=float))
     t = lr * np.arange(steps + 1)
-    sol = fc.solve(fc.models.model(flow).build(loss, lr), th, t_eval=t, method="dop853", rtol=1e-13, atol=1e-14)
-    gd = fc.descend(loss, th, lr, steps).iterates
+    sol = fc.solve(fc.models.model(flow).build(loss, lr), th, t_eval=t, method=fc.Dop853(rtol=1e-13, atol=1e-14))
+    gd = fc.descend(loss, th, fc.GD(lr), steps).iterates
     err = np.linalg.norm(sol.y - gd, axis=-1) / np.maximum(1, np.linalg.norm(gd, axis=-1))
     return {"t": t, "flow": sol.y, "gd": gd, "max_rel_error": float(np.nanmax(err)),
             "status": [fc.Status(int(s)).name for s in sol.status]}
@@ -59,13 +59,13 @@ def tracking_error(loss, lr, theta0, steps, flows=TRACK_FLOWS, rtol=1e-11):
         raise ValueError(f"theta0 must have {loss.dim} coordinates, got {th.shape[1]}")
     if not (isinstance(steps, (int, np.integer)) and steps >= 1):
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    gd = fc.descend(loss, th, lr, steps).iterates[0]
+    gd = fc.descend(loss, th, fc.GD(lr), steps).iterates[0]
     t = lr * np.arange(steps + 1)
     out = {"t": t, "gd": gd, "lr": float(lr), "flows": {}}
     for name in flows:
         field = fc.models.model(name).build(loss, lr)
-        glob = fc.solve(field, th, t_eval=t, method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
-        loc = fc.solve(field, gd[:-1], t_span=(0.0, lr), method="dop853", rtol=rtol, atol=1e-13, escape_radius=1e8)
+        glob = fc.solve(field, th, t_eval=t, method=fc.Dop853(rtol=rtol, atol=1e-13), escape_radius=1e8)
+        loc = fc.solve(field, gd[:-1], t_span=(0.0, lr), method=fc.Dop853(rtol=rtol, atol=1e-13), escape_radius=1e8)
         finite = np.all(np.isfinite(glob.y[0]), axis=-1)
         out["flows"][name] = {"trajectory": glob.y[0],
                               "global": np.linalg.norm(glob.y[0] - gd, axis=-1),
@@ -89,14 +89,13 @@ def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf"), rtol=1e-11):
     """
     flows = names(flows, "flows")
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
-    run = fc.descend(loss, th, lr, steps)
+    run = fc.descend(loss, th, fc.GD(lr), steps)
     it = run.iterates[0]
     if not np.all(np.isfinite(it)):
         raise ValueError(f"GD diverged from {theta0} at lr = {lr}; choose a smaller lr or another start")
     d = fc.diagnostics(loss, it, lr)
     E = d["loss"]
-    ends = {name: fc.solve(fc.models.model(name).build(loss, lr), it[:-1], t_span=(0.0, lr), method="dop853",
-                           rtol=rtol, atol=1e-13).y[:, -1] for name in dict.fromkeys(("ngf",) + tuple(flows))}
+    ends = {name: fc.solve(fc.models.model(name).build(loss, lr), it[:-1], t_span=(0.0, lr), method=fc.Dop853(rtol=rtol, atol=1e-13)).y[:, -1] for name in dict.fromkeys(("ngf",) + tuple(flows))}
     drift = np.linalg.norm(it[1:] - ends["ngf"], axis=-1)
     dE = np.diff(E)
     unstable = lr * d["eigenvalues"][:-1] > 2
@@ -161,10 +160,10 @@ def dal_comparison(loss, theta0, steps, lrs, powers=(1.0, 2.0), tol=1e-6):
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
     runs = {}
     for h in lrs:
-        r = fc.descend(loss, th, h, steps)
+        r = fc.descend(loss, th, fc.GD(h), steps)
         runs[f"GD lr={h:g}"] = (r.iterates[0], r.lr[0])
     for p in powers:
-        r = fc.descend(loss, th, None, steps, method="dal", power=p)
+        r = fc.descend(loss, th, fc.DAL(power=p), steps)
         runs[f"DAL-p, p={p:g}" if p != 1 else "DAL"] = (r.iterates[0], r.lr[0])
     curves = {k: loss.value(v[0]) for k, v in runs.items()}
     best = min(np.nanmin(c) for c in curves.values())
@@ -234,7 +233,7 @@ def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "i
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
     if not (isinstance(every, (int, np.integer)) and every >= 1):
         raise ValueError(f"every must be an integer >= 1 (restart the flows at every k-th iterate), got {every!r}")
-    it = fc.descend(loss, th, lr, steps).iterates[0]
+    it = fc.descend(loss, th, fc.GD(lr), steps).iterates[0]
     if not np.all(np.isfinite(it)):
         raise ValueError(f"GD diverged at lr = {lr}; choose a smaller lr")
     E = loss.value(it)
@@ -262,8 +261,7 @@ def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "i
             field = fc.models.model(name).build(loss, lr)
             t0, ends, codes = time.perf_counter(), [], []
             for k in range(0, len(pick), RESTART_CHUNK):    # chunks: the bar moves, the batch stays large
-                sol = fc.solve(field, it[pick[k:k + RESTART_CHUNK]], t_span=(0.0, lr), method="dop853", rtol=rtol,
-                               atol=1e-10, max_steps=max_steps, progress=False)
+                sol = fc.solve(field, it[pick[k:k + RESTART_CHUNK]], t_span=(0.0, lr), method=fc.Dop853(rtol=rtol, atol=1e-10, max_steps=max_steps), progress=False)
                 ends.append(np.where((sol.status == fc.Status.OK)[:, None], sol.y[:, -1].real, np.nan))
                 codes += [fc.Status(int(c)).name for c in sol.status]
                 bar.update(len(sol.status))

@@ -173,10 +173,10 @@ def double_well_sgd(lr=0.1, batches=(1, 2, 4), spread=1.8, horizon=1000.0, runs=
     for B in batches:
         sde = sme(data, lr, B, order=1)
         sigma2 = float(sde.diffusion[0, 0]) ** 2
-        run = fc.descend(data, x0, lr, steps, method="sgd", batch=B, seed=seed + B)
+        run = fc.descend(data, x0, fc.SGD(lr, batch=B, seed=seed + B), steps)
         t_sgd = np.arange(steps + 1) * lr
         dt = lr / 5
-        sol = fc.sde_solve(sde, x0, (0, steps * lr), dt, t_eval=t_sgd, seed=seed + 100 + B)
+        sol = fc.sde_solve(sde, x0, (0, steps * lr), fc.EulerMaruyama(dt), t_eval=t_sgd, seed=seed + 100 + B)
         burn = t_sgd > 50
         row = {"sigma2": sigma2, "sgd_status": run.message, "sde_status": sol.message, "dt": dt}
         for name, t, paths in (("sgd", t_sgd, run.iterates[..., 0]), ("sde", sol.t, sol.y[..., 0])):
@@ -204,15 +204,14 @@ def temperature(lrs=(0.01, 0.02, 0.04), batches=(1, 2, 4, 8), spread=4.0, horizo
     points = []
     for lr in lrs:
         for B in batches:
-            run = fc.descend(data, x0, lr, int(round(horizon / lr)), method="sgd", batch=B, seed=seed,
-                             every=int(round(horizon / lr)))
+            run = fc.descend(data, x0, fc.SGD(lr, batch=B, seed=seed, every=int(round(horizon / lr))), int(round(horizon / lr)))
             points.append({"lr": lr, "batch": B, "lr_over_batch": lr / B, "sigma2": lr * spread**2 / B,
                            "flat": float(np.mean(run.final[:, 0] > saddle)), "status": run.message})
     ratios = np.geomspace(min(p["lr_over_batch"] for p in points), max(p["lr_over_batch"] for p in points), 8)
     sde_rows = []
     for r in ratios:
         sigma = float(np.sqrt(r) * spread)
-        sol = fc.sde_solve(fc.SDE(data.loss, sigma), x0, (0, horizon), 0.005, t_eval=[horizon], seed=seed + 1)
+        sol = fc.sde_solve(fc.SDE(data.loss, sigma), x0, (0, horizon), fc.EulerMaruyama(0.005), t_eval=[horizon], seed=seed + 1)
         sde_rows.append({"lr_over_batch": float(r), "sigma2": sigma**2, "flat": float(np.mean(sol.last[:, 0] > saddle)),
                          "equilibrium": _gibbs_share(data.loss, sigma**2, saddle)})
     return {"energy": energy, "spread": spread, "horizon": horizon, "runs": runs, "saddle": saddle,
@@ -257,7 +256,7 @@ def sme_weak_error(a=2.0, batch=2, w0=1.5, lrs=(0.2, 0.1, 0.05, 0.025), horizon=
             m.append(xbar + (1 - eta * a) * (m[-1] - xbar))
             v.append((1 - eta * a) ** 2 * v[-1] + eta**2 * a**2 * s2 / batch)
         exact = np.array(m) ** 2 + np.array(v)
-        run = fc.descend(data, np.full((runs, 1), w0), eta, k, method="sgd", batch=batch, seed=seed + k)
+        run = fc.descend(data, np.full((runs, 1), w0), fc.SGD(eta, batch=batch, seed=seed + k), k)
         mc = (run.iterates[..., 0] ** 2)
         row = {"lr": eta, "steps": k, "t": (np.arange(k + 1) * eta), "sgd_exact": exact,
                "sgd_mc": mc.mean(axis=0), "sgd_mc_se": mc.std(axis=0) / np.sqrt(runs)}
@@ -266,7 +265,7 @@ def sme_weak_error(a=2.0, batch=2, w0=1.5, lrs=(0.2, 0.1, 0.05, 0.025), horizon=
             f = s.drift[0].xreplace({s.vars[0]: w})
             G2 = float(s.diffusion[0, 0]) ** 2
             ode = fc.Field.from_expr([f, 2 * sp.diff(f, w) * V + G2], vars=(w, V))
-            y = fc.solve(ode, [w0, 0.0], (0, k * eta), t_eval=row["t"], rtol=1e-12, atol=1e-14).y[0]
+            y = fc.solve(ode, [w0, 0.0], (0, k * eta), t_eval=row["t"], method=fc.Dopri5(rtol=1e-12, atol=1e-14)).y[0]
             row[f"sme{order}"] = y[:, 0] ** 2 + y[:, 1]
             row[f"sme{order}_error"] = float(abs(row[f"sme{order}"][-1] - exact[-1]))
         row["mc_error"] = float(abs(row["sgd_mc"][-1] - exact[-1]))

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import flowcore as fc
-from flowcore.analysis.basins import (ESCAPED, FLOWS, MAPS, NONFINITE, SINGULAR, UNRESOLVED, _SPECIAL,
-                                      _axis, _critical, run_to_rest)
-from flowcore.checks import INT32_MAX, count, positive, threads as _threads
+from flowcore.analysis.basins import (ESCAPED, FLOWS, MAPS, MATCHING, NONFINITE, REST, SINGULAR, UNRESOLVED, _SPECIAL,
+                                      Matching, _axis, _critical, _plane, checked_method, run_to_rest)
+from flowcore.checks import INT32_MAX, count, positive
 from flowcore.progress import Progress
 
 CYCLE, OFF_CRITICAL = -5, -6
@@ -109,24 +109,24 @@ def compute_chunk(plan, loss, index, threads=None, device=None):
         if name in plan.dims:
             starts += along(name)[:, None] * u
     lr = along("lr") if "lr" in plan.dims else np.full(N, np.nan if plan.lr is None else plan.lr)
-    s = dict(plan.settings)
-    imag_tol, match_tol, t_max = s.pop("imag_tol"), s.pop("match_tol"), s.pop("t_max")
+    s = plan.settings
+    rest_test = fc.RestTest(s["tol"], s["max_period"], s["confirm"], s["steps"], s["escape_radius"])
+    compute = fc.Compute(device=device, threads=threads)
     if model in MAPS:           # a map takes one learning rate per start: one call
-        final, status, nsteps, period, rest, imag = run_to_rest(
-            loss, model, lr if model != "dal" else None, starts, t_max=None, threads=threads, progress=False,
-            device=device, **s)
+        final, status, nsteps, period, rest, imag = run_to_rest(loss, method_value(model, lr, s), starts, rest_test,
+                                                                compute, progress=False)
     else:                       # a flow is built for one learning rate: a call per rate
         parts = []
         for h in np.unique(lr):
             sel = np.flatnonzero(lr == h)
-            T = s["steps"] * h if t_max is None else t_max
-            parts.append((sel, run_to_rest(loss, model, float(h), starts[sel], t_max=T, threads=threads,
-                                           progress=False, device=device, **s)))
+            parts.append((sel, run_to_rest(loss, method_value(model, float(h), s), starts[sel], rest_test, compute,
+                                           progress=False)))
         final = np.empty((N, D), parts[0][1][0].dtype)
         status, nsteps, period = np.empty(N, np.int8), np.empty(N, np.int64), np.empty(N, np.int32)
         rest, imag = np.empty(N, bool), np.empty(N)
         for sel, out in parts:
             final[sel], status[sel], nsteps[sel], period[sel], rest[sel], imag[sel] = out
+    imag_tol, match_tol = s["imag_tol"], s["match_tol"]
     every = {"final": lambda: np.real(final),
              "label": lambda: _labels(final, status, period, rest, imag, plan.critical[plan.loss_index(region)],
                                       imag_tol, match_tol),
@@ -376,53 +376,108 @@ def _run_client(client, plan, losses, todo, store, device, done_cb):
         done_cb(*fut.result())
 
 
-def sweep(loss, model=None, axes=None, *, lr=None, store=None, chunks=None, client=None, overwrite=False,
-          outputs=None, origin=None, directions=None, steps=1000, t_max=None, tol=None, max_period=16, confirm=50,
-          escape_radius=1e6, imag_tol=1e-6, match_tol=1e-4, critical=None, method="dopri5", rtol=1e-8,
-          atol=1e-10, dt=None, beta=0.9, power=1.0, lr_cap=None, workers=1, threads=None, progress=None,
-          device=None):
-    """Run ``model`` from every point of a grid over named ``axes``; returns an xarray Dataset.
+@dataclass(frozen=True)
+class Store:
+    """A sweep's Zarr store: a folder ``path``; ``overwrite``: replace a store of another
+    definition (else it is refused)."""
+    path: str
+    overwrite: bool = False
+
+
+def _models_and_settings(method, axes):
+    """(model name or None, lr or None, {setting: value} fixed by the method values, axes with the
+    'model' axis as names)."""
+    axes = dict(axes) if isinstance(axes, dict) else axes
+    given = []
+    if isinstance(axes, dict) and "model" in axes:
+        if method is not None:
+            raise ValueError("give the method either as method= or as an axis 'model', not both")
+        values = [axes["model"]] if isinstance(axes["model"], (str, fc.methods.Optimizer, fc.methods.Flow)) \
+            else list(axes["model"])
+        given = values
+        axes["model"] = [v if isinstance(v, str) else v.name for v in values]
+    elif method is not None:
+        given = [method]
+    for v in given:
+        if not isinstance(v, str):
+            checked_method(v)
+    settings = {}
+    for v in given:
+        for k, x in _method_settings(v).items():
+            if k in settings and settings[k] != x:
+                raise ValueError(f"the methods of the 'model' axis disagree on {k} ({settings[k]!r} vs {x!r}): a sweep "
+                                 "runs them with one setting each")
+            settings[k] = x
+    rates = {float(v.lr) for v in given if not isinstance(v, str) and v.uses_lr}
+    lr = None
+    if isinstance(axes, dict) and "lr" not in axes and rates:
+        if len(rates) > 1:
+            raise ValueError("the methods of the 'model' axis have different rates: sweep an 'lr' axis instead")
+        lr = rates.pop()
+    model = None if method is None else (method if isinstance(method, str) else method.name)
+    return model, lr, {**_SETTINGS, **settings}, axes
+
+
+def sweep(loss, method=None, axes=None, *, rest: fc.RestTest = REST, matching: Matching = MATCHING, plane=None,
+          store=None, client=None, outputs=None, compute: fc.Compute = fc.methods.COMPUTE, progress=None):
+    """Run ``method`` from every point of a grid over named ``axes``; returns an xarray Dataset.
 
     loss: a :class:`flowcore.Loss` with a sympy expression (``Loss.from_expr`` or the zoo), or a
     function of the loss-parameter axes returning one (``lambda b: fc.losses.rosenbrock(b=b)``).
-    model: a map ('gd', 'heavy_ball', 'nesterov', 'dal') or a flow ('ngf', 'igr', 'third_order',
-    'pf', 'pf_np3'); omit it when ``axes`` has a 'model' axis.
+    method: a map or flow value as in :func:`flowcore.analysis.basins` (fc.GD(0.1), fc.PF(0.2,
+    solver=fc.Dop853()) …; an 'lr' axis replaces its rate), or a name ('gd', 'pf' …: its
+    parameters at their defaults, its rate from an 'lr' axis); omit it when ``axes`` has a
+    'model' axis (names or values).
     axes: {name: values} in the Dataset's order; values as a tuple (lo, hi, n) (n points from lo
-    to hi) or a list or array of values (names, for 'model'); names 'lr', 'x', 'y', 'model' or
-    a loss parameter (module docstring).
-    lr: the learning rate when there is no 'lr' axis.
-    Outcomes as in :func:`flowcore.analysis.basins` (``steps``, ``t_max`` (default steps·lr),
-    ``tol``, ``max_period``, ``confirm``, ``escape_radius``, the integrator's ``method``,
-    ``rtol``, ``atol``, ``dt``, ``beta``, ``power``, ``lr_cap``), labelled per start (module
-    docstring); ``critical``: the critical points labels refer to (default: all of them from
-    sympy, else a Newton search around the grid), per loss.
+    to hi) or a list or array of values; names 'lr', 'x', 'y', 'model' or a loss parameter
+    (module docstring). Starts: origin + x·u + y·v with ``plane`` = (origin, (u, v)) (default 0,
+    e₀, e₁).
+    rest (a :class:`flowcore.RestTest`), matching (a :class:`Matching`: the critical points
+    labels refer to, default all of them from sympy, else a Newton search around the grid, per
+    loss) as in basins; labelled per start (module docstring).
     outputs: a subset of :data:`OUTPUTS` (default all).
 
-    store: a folder for a Zarr store (None: results in memory, nothing to resume). Chunks are
-    written as they finish; a rerun computes only missing or damaged chunks; a store of another
-    definition is refused unless ``overwrite``. The Dataset is then read lazily from the store.
-    chunks: {axis: length} (default: 'model' and loss parameters 1, about 65 536 starts per
-    chunk, the last axes kept whole first).
+    store: a folder for a Zarr store, or a :class:`Store` (path, overwrite) (None: results in
+    memory, nothing to resume). Chunks are written as they finish; a rerun computes only missing
+    or damaged chunks; a store of another definition is refused unless ``overwrite``. The
+    Dataset is then read lazily from the store.
+    compute: ``chunk`` {axis: length} (default: 'model' and loss parameters 1, about 65 536
+    starts per chunk, the last axes kept whole first); ``workers``: chunks at a time in this
+    process with Dask's threaded scheduler (1: each chunk's kernels use ``threads`` OpenMP
+    threads); ``device`` as in :func:`flowcore.solve`.
     client: a ``dask.distributed.Client``: chunks are its tasks (the store must be a path its
-    workers can write). Without one, chunks run in this process with Dask's threaded scheduler,
-    ``workers`` at a time (1: each chunk's kernels use ``threads`` OpenMP threads).
+    workers can write).
     progress: a bar across chunks and a cost estimate from the first (pilot) chunk (None: shown
-    when the estimate says more than a few seconds). ``device``: as in :func:`flowcore.solve`.
+    when the estimate says more than a few seconds).
 
     The Dataset's attributes hold the loss, model, settings, critical points, label meanings,
     flowcore version, the definition digest, and chunks computed/reused with the pilot's rate.
     """
+    if not isinstance(rest, fc.RestTest):
+        raise TypeError(f"rest must be a flowcore.RestTest(tol=, max_period=, confirm=, steps=), got {rest!r}")
+    if not isinstance(matching, Matching):
+        raise TypeError(f"matching must be a flowcore.analysis.Matching(critical=, match_tol=, imag_tol=), got {matching!r}")
+    if not isinstance(compute, fc.Compute):
+        raise TypeError(f"compute must be a flowcore.Compute(chunk={{axis: length}}, workers=, threads=), got {compute!r}")
+    if compute.chunk is not None and not isinstance(compute.chunk, dict):
+        raise ValueError(f"a sweep's compute.chunk is {{axis: length}}, got {compute.chunk!r}")
+    overwrite = store.overwrite if isinstance(store, Store) else False
+    store = store.path if isinstance(store, Store) else store
+    model, lr, settings, axes = _models_and_settings(method, axes)
+    origin, directions = _plane(plane)
+    steps, workers, threads, device = rest.steps, compute.workers, compute.threads, compute.device
     _need("dask", "xarray", *(["zarr"] if store is not None else []), *(["distributed"] if client is not None else []))
     if client is not None and store is None:
         raise ValueError("a sweep on a Dask client needs store= (a folder its workers can write)")
     store = _writable_store(store) if store is not None else None
-    plan, losses, attrs = _plan(loss, model, axes, lr, chunks, outputs, origin, directions, critical,
-                                dict(steps=steps, t_max=t_max, tol=tol, max_period=max_period, confirm=confirm,
-                                     escape_radius=escape_radius, imag_tol=imag_tol, match_tol=match_tol,
-                                     method=method, rtol=rtol, atol=atol, dt=dt, beta=beta, power=power,
-                                     lr_cap=lr_cap))
-    workers = count(workers, "workers (chunks at a time in this process)", 1, 1024)
-    _threads(threads)
+    plan, losses, attrs = _plan(loss, model, axes, lr, compute.chunk, outputs, origin, directions,
+                                matching.critical,
+                                dict(steps=steps, t_max=settings["t_max"], tol=rest.tol, max_period=rest.max_period,
+                                     confirm=rest.confirm, escape_radius=rest.escape_radius,
+                                     imag_tol=matching.imag_tol, match_tol=matching.match_tol,
+                                     method=settings["method"], rtol=settings["rtol"], atol=settings["atol"],
+                                     dt=settings["dt"], beta=settings["beta"], power=settings["power"],
+                                     lr_cap=settings["lr_cap"]))
     done = []
     if store is not None:
         _, done = _open_store(store, plan, attrs, overwrite)
@@ -525,6 +580,39 @@ def _identity(loss):
     """What defines a loss's numbers: its kind and exact sympy expression."""
     import sympy as sp
     return {"kind": loss.kind, "expr": sp.srepr(loss.expr), "vars": [str(v) for v in loss.vars]}
+
+
+# a sweep's definition keeps its methods as (name, settings) — JSON in the store's digest — and
+# every chunk makes the method values again from them
+_SETTINGS = {"beta": 0.9, "power": 1.0, "lr_cap": None, "method": "dopri5", "rtol": 1e-8, "atol": 1e-10, "dt": None,
+             "t_max": None}
+
+
+def _method_settings(m):
+    """The settings a method value fixes, in the plan's keys; a name fixes none."""
+    if isinstance(m, str):
+        return {}
+    if m.kind == "map":
+        return {k: getattr(m, k) for k in ("beta", "power", "lr_cap") if hasattr(m, k)}
+    solver = m.solver
+    adaptive = isinstance(solver, fc.Adaptive)
+    if fc.methods.TABLEAUX.get(solver.name) is not solver.tableau:
+        raise ValueError("a sweep takes integrators over the named tableaux (fc.Dopri5, fc.Dop853, fc.RK4, ...): "
+                         "its store records the name")
+    return {"method": solver.name, "rtol": solver.rtol if adaptive else 1e-8, "atol": solver.atol if adaptive else 1e-10,
+            "dt": solver.dt0 if adaptive else solver.dt, "t_max": m.t_max}
+
+
+def method_value(model, lr, s):
+    """The method value of one model of a plan at ``lr`` (one rate, or one per start for a map)."""
+    if model in MAPS:
+        own = {"heavy_ball": ("beta",), "nesterov": ("beta",), "dal": ("power", "lr_cap")}.get(model, ())
+        params = {k: s[k] for k in own}
+        return fc.method(model, **params) if model == "dal" else fc.method(model, lr=lr, **params)
+    name = s["method"]
+    tab = fc.methods.TABLEAUX[name]
+    solver = fc.Adaptive(name, s["rtol"], s["atol"], s["dt"]) if tab.adaptive else fc.FixedStep(name, s["dt"])
+    return fc.method(model, lr=lr, solver=solver, t_max=s["t_max"])
 
 
 def _check_model(name):

@@ -54,11 +54,11 @@ def gf_vs_gd(quick):
         loss = fc.Loss.from_expr(expr)
         _contours(ax, loss, [(-1.8, 1.8), (-1.5, 1.5)])
         T = steps * lrs[-1]
-        sol = fc.solve(fc.flows.ngf(loss, 1.0), [st], t_eval=np.linspace(0, T, 200), rtol=1e-10, atol=1e-12)
+        sol = fc.solve(fc.flows.ngf(loss, 1.0), [st], t_eval=np.linspace(0, T, 200), method=fc.Dopri5(rtol=1e-10, atol=1e-12))
         ax.plot(sol.y[0, :, 0], sol.y[0, :, 1], "k-", lw=2, label=f"gradient flow (t ≤ {T:.2g})")
         finals = {}
         for j, h in enumerate(lrs):
-            it = fc.descend(loss, [st], h, steps).iterates[0]
+            it = fc.descend(loss, [st], fc.GD(h), steps).iterates[0]
             # later rates drawn first and wider: a path that runs along another's stays visible
             ax.plot(it[:, 0], it[:, 1], "o-", ms=6 - 1.5 * j, lw=2.4 - 0.8 * j, color=f"C{j + 1}", zorder=3 + j,
                     label=f"GD lr = {h:g}")
@@ -83,7 +83,7 @@ def quadratic_lr(quick):
     fig, ax = plt.subplots(figsize=(10, 5))
     data = {"etas": etas, "multipliers": [], "final_abs": []}
     for j, eta in enumerate(etas):
-        it = fc.descend(loss, [[1.0]], eta, steps).iterates[0, :, 0]
+        it = fc.descend(loss, [[1.0]], fc.GD(eta), steps).iterates[0, :, 0]
         ax.plot(np.arange(steps + 1), it, "o-", ms=3, lw=0.9, label=f"η = {eta:g} (1 − η = {1 - eta:+.1f})")
         data["multipliers"].append(1 - eta)
         data["final_abs"].append(abs(it[-1]))
@@ -93,7 +93,7 @@ def quadratic_lr(quick):
     data["stability_boundary"] = interval[1]
     # measured: the largest η on a 0.001 grid whose iterates do not grow (|x_200| ≤ |x_0|)
     grid = np.round(np.linspace(1.9, 2.1, 201), 10)
-    bounded = [abs(fc.descend(loss, [[1.0]], h, 200).iterates[0, -1, 0]) <= 1 for h in grid]
+    bounded = [abs(fc.descend(loss, [[1.0]], fc.GD(h), 200).iterates[0, -1, 0]) <= 1 for h in grid]
     data["measured_boundary"] = float(grid[bounded][-1])
     ax.set_ylim(-3, 3)
     ax.axhline(0, color="0.5", lw=0.6)
@@ -110,10 +110,10 @@ def momentum(quick):
     plt = _plt()
     loss = fc.Loss.from_expr("x**2 + 25*y**2")
     st, steps = [[1.0, 1.0]], 400
-    runs = {"GD lr=0.035": fc.descend(loss, st, 0.035, steps),
-            "heavy ball lr=0.035, β=0.9": fc.descend(loss, st, 0.035, steps, method="heavy_ball", beta=0.9),
-            "GD lr=0.01": fc.descend(loss, st, 0.01, steps),
-            "heavy ball lr=0.01, β=0.9": fc.descend(loss, st, 0.01, steps, method="heavy_ball", beta=0.9)}
+    runs = {"GD lr=0.035": fc.descend(loss, st, fc.GD(0.035), steps),
+            "heavy ball lr=0.035, β=0.9": fc.descend(loss, st, fc.HeavyBall(0.035, beta=0.9), steps),
+            "GD lr=0.01": fc.descend(loss, st, fc.GD(0.01), steps),
+            "heavy ball lr=0.01, β=0.9": fc.descend(loss, st, fc.HeavyBall(0.01, beta=0.9), steps)}
     fig, axs = plt.subplots(1, 3, figsize=(17, 5))
     paths = {0.035: axs[0], 0.01: axs[1]}
     for h, ax in paths.items():
@@ -152,7 +152,7 @@ def min_norm(quick):
     loss = fc.losses.quadratic(A.T @ A, -A.T @ b)           # ½‖Aw − b‖² up to a constant
     h = 1.0 / np.linalg.norm(A, 2) ** 2
     steps = 3000
-    it = fc.descend(loss, np.zeros((1, 20)), h, steps).iterates[0]
+    it = fc.descend(loss, np.zeros((1, 20)), fc.GD(h), steps).iterates[0]
     w_star = np.linalg.pinv(A) @ b
     dist = np.linalg.norm(it - w_star, axis=1)
     other = w_star + (np.eye(20) - np.linalg.pinv(A) @ A) @ rng.standard_normal(20)   # another solution
@@ -187,14 +187,14 @@ def euler(quick):
     for j, dt in enumerate(steps):
         n = int(round(T / dt))
         ts = dt * np.arange(n + 1)
-        sol = fc.solve(field, [[1.0]], t_eval=ts, method="euler", dt=dt)
+        sol = fc.solve(field, [[1.0]], t_eval=ts, method=fc.Euler(dt))
         y = sol.y[0, :, 0]
         if not np.allclose(y, (1 - dt) ** np.arange(n + 1)):     # Euler on y' = −y is GD on y²/2
             raise RuntimeError(f"Euler on y' = −y at dt = {dt} does not give (1 − dt)^n: the engine is broken")
         ax.plot(ts, y, "o-", ms=3, color=f"C{j}", label=f"Euler dt = {dt:g}")
         data["max_error"].append(float(np.max(np.abs(y - np.exp(-ts)))))
     small = np.array([0.2, 0.1, 0.05, 0.025])
-    errs = [abs(fc.solve(field, [[1.0]], t_span=(0, 1.0), method="euler", dt=d).y[0, -1, 0] - np.exp(-1)) for d in small]
+    errs = [abs(fc.solve(field, [[1.0]], t_span=(0, 1.0), method=fc.Euler(d)).y[0, -1, 0] - np.exp(-1)) for d in small]
     data["order"] = float(np.polyfit(np.log(small), np.log(errs), 1)[0])
     ax.set_xlabel("t")
     ax.set_ylabel("y")
@@ -241,7 +241,7 @@ def quartic(quick):
     axs[0].legend(fontsize=7, loc="upper center")
     rows, fractions = [], {}
     for h in lrs:
-        b = basins(loss, "gd", h, (-1.8, 1.8, n), steps=3000)
+        b = basins(loss, fc.GD(h), (-1.8, 1.8, n), rest=fc.RestTest(steps=3000))
         rows.append(b)
         fractions[str(h)] = b.fractions
     entries = {}
@@ -270,7 +270,7 @@ def quartic(quick):
     axs[1].legend(handles=[Patch(color=colors[i], label=nm) for i, nm in enumerate(names)], fontsize=7,
                   loc="upper left", bbox_to_anchor=(0, -0.17), ncol=2)
     for j, h in enumerate(lrs):
-        it = fc.descend(loss, [[0.3]], h, 40).iterates[0, :, 0]
+        it = fc.descend(loss, [[0.3]], fc.GD(h), 40).iterates[0, :, 0]
         axs[2].plot(it, "o-", ms=3, lw=0.8, label=f"lr = {h:g}")
     axs[2].set_xlabel("iteration")
     axs[2].set_ylabel("$w_n$ (from $w_0$ = 0.3)")
@@ -295,7 +295,7 @@ def vector_fields(quick):
         ax.quiver(T, Y, 1 / n, F / n, angles="xy", color="0.5", width=0.003)
         y0 = np.array([[-0.8], [-0.05], [0.3], [1.0], [1.8]])
         ts = np.linspace(0, 4, 100)
-        sol = fc.solve(f, y0, t_eval=ts, rtol=1e-10, atol=1e-12, escape_radius=50)
+        sol = fc.solve(f, y0, t_eval=ts, method=fc.Dopri5(rtol=1e-10, atol=1e-12), escape_radius=50)
         for k in range(len(y0)):
             ax.plot(ts, sol.y[k, :, 0], lw=1.8, label=f"y(0) = {y0[k, 0]:g}")
         ax.set_ylim(-1, 2)
@@ -309,8 +309,8 @@ def vector_fields(quick):
     F = rot(np.stack([X, Yg], -1))
     axs[2].streamplot(X, Yg, F[..., 0], F[..., 1], color="0.6", density=0.9, linewidth=0.6)
     ts = np.linspace(0, 2 * np.pi, 64)
-    exact = fc.solve(rot, [[1.0, 0.0]], t_eval=ts, rtol=1e-11, atol=1e-12).y[0]
-    eul = fc.solve(rot, [[1.0, 0.0]], t_eval=np.linspace(0, 2 * np.pi, 21), method="euler", dt=2 * np.pi / 20).y[0]
+    exact = fc.solve(rot, [[1.0, 0.0]], t_eval=ts, method=fc.Dopri5(rtol=1e-11, atol=1e-12)).y[0]
+    eul = fc.solve(rot, [[1.0, 0.0]], t_eval=np.linspace(0, 2 * np.pi, 21), method=fc.Euler(2 * np.pi / 20)).y[0]
     axs[2].plot(exact[:, 0], exact[:, 1], "k-", lw=2, label="exact (dopri5): the unit circle")
     axs[2].plot(eul[:, 0], eul[:, 1], "o-", color="C3", ms=3, label="Euler, 20 steps per turn: spirals out")
     axs[2].set_aspect("equal")
@@ -334,7 +334,8 @@ def double_well_basins(quick):
     fig, axs = plt.subplots(3, 1, figsize=(9, 13))
     data = {}
     for ax, model in zip(axs, ("gd", "igr", "pf")):
-        b = basins(loss, model, 0.2, grid, steps=500, t_max=30.0)
+        b = basins(loss, fc.method(model, lr=0.2, **({} if model == "gd" else {"t_max": 30.0})), grid,
+                   rest=fc.RestTest(steps=500))
         plot_basins(b, ax=ax, title=f"{model.upper()} at h = 0.2")
         Sb, Sbb, nb = b.entropy(box=5)
         escaped = b.labels == ESCAPED_LABEL
@@ -382,7 +383,7 @@ def trainability(quick):
     plt = _plt()
     loss = fc.losses.quartic_1d()
     n = 150 if quick else 600
-    kw = dict(steps=2000, progress=False)
+    kw = dict(rest=fc.RestTest(steps=2000), progress=False)
     full = sweep(loss, "gd", {"x": (-2.0, 2.0, n), "lr": (0.02, 0.42, n)}, **kw)
     zoom = sweep(loss, "gd", {"x": (1.855, 1.875, n), "lr": (0.19, 0.21, n)}, **kw)
     lrs = [0.12, 0.2, 0.23]
@@ -450,7 +451,7 @@ def pf_regimes(quick):
     for j, h in enumerate((0.5, 1.5, 2.5)):
         r = paper.pf_vs_gd(loss, h, [[1.0]], 8)
         tt = np.linspace(0, r["t"][-1], 200)
-        fine = fc.solve(fc.flows.pf(loss, h), [[1.0]], t_eval=tt, rtol=1e-12, atol=1e-14).y[0, :, 0]
+        fine = fc.solve(fc.flows.pf(loss, h), [[1.0]], t_eval=tt, method=fc.Dopri5(rtol=1e-12, atol=1e-14)).y[0, :, 0]
         axs[0, j].plot(tt, fine.real, "C0-", label="PF, Re θ(t)")
         axs[0, j].plot(r["t"], r["gd"][0, :, 0], "ko", ms=4, mfc="none", label=r"GD $\theta_n$ at t = nh")
         axs[1, j].plot(tt, fine.imag, "C3-", label="PF, Im θ(t)")
@@ -479,7 +480,7 @@ def pf_quadratic_2d(quick):
         loss = fc.losses.quadratic(A)
         r = paper.pf_vs_gd(loss, h, [[1.0, 0.6]], 10)
         tt = np.linspace(0, r["t"][-1], 300)
-        fine = fc.solve(fc.flows.pf(loss, h), [[1.0, 0.6]], t_eval=tt, rtol=1e-12, atol=1e-14).y[0]
+        fine = fc.solve(fc.flows.pf(loss, h), [[1.0, 0.6]], t_eval=tt, method=fc.Dopri5(rtol=1e-12, atol=1e-14)).y[0]
         ax.plot(fine[:, 0].real, fine[:, 1].real, "C0-", label="PF (real part)")
         ax.plot(r["gd"][0, :, 0], r["gd"][0, :, 1], "ko--", ms=4, mfc="none", lw=0.6, label="GD iterates")
         ax.plot(r["flow"][0, :, 0].real, r["flow"][0, :, 1].real, "C3x", ms=7, label="PF at t = nh")
@@ -846,7 +847,7 @@ def network_projection(quick):
     each flow's prediction x(0)e^{ch} from the step before."""
     plt = _plt()
     net, lr = _regression_net(), 1.2
-    it = fc.descend(net.loss, net.theta0[None], lr, 20 if quick else 60).iterates[0]
+    it = fc.descend(net.loss, net.theta0[None], fc.GD(lr), 20 if quick else 60).iterates[0]
     r = paper.projection_predictions(net.loss, lr, it)
     n = np.arange(len(r["gd"]))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.6))
@@ -1107,6 +1108,8 @@ class _CtrlC:
 
     def _handle(self, signum, frame):
         self.pressed = True
+        if frame is not None and frame.f_code.co_filename.endswith("weakref.py"):
+            return          # raised there it would be printed and dropped; the flag stops the tour
         raise KeyboardInterrupt
 
     def check(self):

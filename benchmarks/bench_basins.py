@@ -284,13 +284,13 @@ def main(argv=None):
     lib = plain_c()
     T = 20.0
     problems = [  # label, n per side, model, lr, fa.basins options, numpy, C
-        ("(a) GD basins, h = 0.1", 1000, "gd", 0.1, dict(steps=1000),
+        ("(a) GD basins, h = 0.1", 1000, fc.GD(0.1), 0.1, dict(steps=1000),
          lambda th: numpy_gd(th, 0.1, 1000),
          lambda th, lab, thr: lib.gd_periods(len(th), th, 0.1, 1000, 50, 1e-10, RADIUS, lab, thr)),
-        ("(b) IGR basins, h = 0.1", 500, "igr", 0.1, dict(method="rk4", dt=0.05, t_max=T, tol=1e-5),
+        ("(b) IGR basins, h = 0.1", 500, fc.IGR(0.1, solver=fc.RK4(0.05), t_max=T), 0.1, dict(tol=1e-5),
          lambda th: numpy_flow(igr_field(0.1), th, 0.05, int(T / 0.05), 1e-5),
          lambda th, lab, thr: lib.igr_rk4(len(th), th, 0.1, 0.05, int(T / 0.05), RADIUS, 1e-5, REST * 1e-5, lab, thr)),
-        ("(c) PF basins, h = 0.2", 300, "pf", 0.2, dict(method="rk4", dt=0.02, t_max=T, tol=1e-5),
+        ("(c) PF basins, h = 0.2", 300, fc.PF(0.2, solver=fc.RK4(0.02), t_max=T), 0.2, dict(tol=1e-5),
          lambda th: numpy_pf(th, 0.2, 0.02, int(T / 0.02), 1e-5, 1e-6),
          lambda th, lab, thr: lib.pf_rk4(len(th), th, 0.2, 0.02, int(T / 0.02), RADIUS, 1e-5, REST * 1e-5, 1e-6, lab,
                                          thr)),
@@ -302,8 +302,8 @@ def main(argv=None):
         th = np.ascontiguousarray(fa.grid_points(2, grid)[1].reshape(-1, 2))
 
         def run_fc(threads):
-            return fa.basins(loss, model, lr, grid, critical=crit, escape_radius=RADIUS, threads=threads,
-                             progress=False, **kw)
+            return fa.basins(loss, model, grid, rest=fc.RestTest(escape_radius=RADIUS, **kw),
+                             matching=fa.Matching(critical=crit), compute=fc.Compute(threads=threads), progress=False)
 
         def run_c(threads=1):
             lab = np.empty(len(th), np.intc)
@@ -316,10 +316,10 @@ def main(argv=None):
         wall = time.perf_counter
         scaling = [paired_times(one, two, max(1, pairs // 2), clock=wall)[2]
                    for one, two in ((lambda: run_fc(1), lambda: run_fc(2)), (run_c, lambda: run_c(2)))]
-        slow = not args.quick and model != "gd"     # numpy takes minutes there: one cold run
+        slow = not args.quick and model.name != "gd"     # numpy takes minutes there: one cold run
         tn = median_time(lambda: np_run(th), repeats=1 if slow else repeats, min_time=0, warmup=not slow)
         fixed_only = {}
-        if model == "gd":       # the C loop with the p = 1 test alone: what cycle detection costs
+        if model.name == "gd":       # the C loop with the p = 1 test alone: what cycle detection costs
             def run_c1():
                 lab = np.empty(len(th), np.intc)
                 lib.gd(len(th), th, lr, 1000, 50, 1e-10, RADIUS, lab)

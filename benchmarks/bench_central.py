@@ -99,7 +99,7 @@ def main():
             calls[0] += 1
             return (cone or fa.cone_solve)(A, tau)
         t0 = time.perf_counter()
-        r = fa.central_flow(loss, lr, th0, T, t_eval=[0.0, T], rtol=1e-8, atol=1e-10, cone=counted)
+        r = fa.central_flow(loss, lr, th0, T, t_eval=[0.0, T], solver=fc.Dop853(rtol=1e-8, atol=1e-10), cone=counted)
         sec = time.perf_counter() - t0
         ends[name] = r.theta[-1]
         rows.append(dict(cone_solver=name, seconds=sec, seconds_per_gd_step=sec / T, cone_solves=calls[0],

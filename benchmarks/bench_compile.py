@@ -18,7 +18,7 @@ CASES = {
                                  "t_span=(0, 1), method='dop853')",
     "Lorenz (Field.from_expr), dopri5": "fc.solve(fc.Field.from_expr(['10*(y-x)', 'x*(28-z)-y', 'x*y-8*z/3'], "
                                         "vars=('x','y','z')), [[1.0, 1.0, 1.0]], t_span=(0, 1))",
-    "GD to rest, double well": "fc.descend_to_rest(fc.losses.double_well(), [[0.5, 0.5]], 0.1)",
+    "GD to rest, double well": "fc.descend_to_rest(fc.losses.double_well(), [[0.5, 0.5]], fc.GD(0.1))",
 }
 
 PROBE = """

@@ -143,6 +143,8 @@ extern "C" __global__ void pf_rk4(long long n, const double *th, double h, doubl
 """
 
 
+GPU, CPU = fc.Compute(device="gpu"), fc.Compute(device="cpu")
+
 def gpu_time(cupy, fn, repeats):
     """Median wall time of fn() with the device synchronised."""
     def run():
@@ -206,17 +208,17 @@ def main(argv=None):
     # (a) IGR
     y0 = rng.uniform(-1.5, 1.5, (n, 2))
     flow = fc.flows.igr(dw, 0.1)
-    kw = dict(t_span=(0, 2.0), rtol=RTOL, atol=ATOL, progress=False)
+    kw = dict(t_span=(0, 2.0), method=fc.Dopri5(rtol=RTOL, atol=ATOL), progress=False)
     t0 = time.perf_counter()
-    sol = fc.solve(flow, y0[:10], device="gpu", **kw)
+    sol = fc.solve(flow, y0[:10], compute=GPU, **kw)
     first = time.perf_counter() - t0
-    t_gpu = median_time(lambda: fc.solve(flow, y0, device="gpu", **kw), repeats=repeats, min_time=0)
+    t_gpu = median_time(lambda: fc.solve(flow, y0, compute=GPU, **kw), repeats=repeats, min_time=0)
     d_y0, d_out = cupy.asarray(y0), cupy.empty((n, 2))
     igr = hand.get_function("igr")
     launch = lambda: igr(((n + 127) // 128,), (128,), (np.int64(n), d_y0, np.float64(2.0), np.float64(0.1),  # noqa: E731
                                                       np.float64(RTOL), np.float64(ATOL), d_out))
     t_hand = gpu_time(cupy, launch, repeats)
-    sol = fc.solve(flow, y0, device="gpu", **kw)
+    sol = fc.solve(flow, y0, compute=GPU, **kw)
     agree = float(np.max(np.abs(sol.y[:, -1] - d_out.get())))
 
     def igr_jax(y):
@@ -224,60 +226,60 @@ def main(argv=None):
         gx, gy = 4 * x * (x * x - 1), 2 * v
         import jax.numpy as jnp
         return jnp.stack([-gx - 0.05 * (12 * x * x - 4) * gx, -gy - 0.1 * gy])
-    t_cpu = median_time(lambda: fc.solve(flow, y0, device="cpu", **kw), repeats=1, min_time=0)
+    t_cpu = median_time(lambda: fc.solve(flow, y0, compute=CPU, **kw), repeats=1, min_time=0)
     row("(a) IGR double well, dopri5", n, first, t_gpu, t_hand, diffrax_time(igr_jax, y0, 2.0, repeats),
         t_cpu, agree)
 
     # (b) Lorenz
     lorenz = fc.Field.from_expr(["10*(y - x)", "x*(28 - z) - y", "x*y - 8*z/3"], vars=("x", "y", "z"))
     y3 = rng.uniform(-10, 10, (n, 3)) + [0, 0, 25]
-    kw = dict(t_span=(0, 1.0), rtol=RTOL, atol=ATOL, progress=False)
+    kw = dict(t_span=(0, 1.0), method=fc.Dopri5(rtol=RTOL, atol=ATOL), progress=False)
     t0 = time.perf_counter()
-    fc.solve(lorenz, y3[:10], device="gpu", **kw)
+    fc.solve(lorenz, y3[:10], compute=GPU, **kw)
     first = time.perf_counter() - t0
-    t_gpu = median_time(lambda: fc.solve(lorenz, y3, device="gpu", **kw), repeats=repeats, min_time=0)
+    t_gpu = median_time(lambda: fc.solve(lorenz, y3, compute=GPU, **kw), repeats=repeats, min_time=0)
 
     def lorenz_jax(u):
         import jax.numpy as jnp
         return jnp.stack([10 * (u[1] - u[0]), u[0] * (28 - u[2]) - u[1], u[0] * u[1] - 8 * u[2] / 3])
-    t_cpu = median_time(lambda: fc.solve(lorenz, y3, device="cpu", **kw), repeats=1, min_time=0)
+    t_cpu = median_time(lambda: fc.solve(lorenz, y3, compute=CPU, **kw), repeats=1, min_time=0)
     row("(b) Lorenz, dopri5", n, first, t_gpu, None, diffrax_time(lorenz_jax, y3, 1.0, repeats), t_cpu)
 
     # (c) GD basins
     g = np.linspace(-2, 2, side)
     th = np.ascontiguousarray(np.stack(np.meshgrid(g, g), -1).reshape(-1, 2))
-    rest = dict(steps=1000, tol=1e-10, confirm=50, progress=False)
+    rest = dict(rest=fc.RestTest(steps=1000, tol=1e-10, confirm=50, escape_radius=1e12), progress=False)
     t0 = time.perf_counter()
-    fc.descend_to_rest(dw, th[:10], 0.1, device="gpu", **rest)
+    fc.descend_to_rest(dw, th[:10], fc.GD(0.1), compute=GPU, **rest)
     first = time.perf_counter() - t0
-    t_gpu = median_time(lambda: fc.descend_to_rest(dw, th, 0.1, device="gpu", **rest), repeats=repeats, min_time=0)
+    t_gpu = median_time(lambda: fc.descend_to_rest(dw, th, fc.GD(0.1), compute=GPU, **rest), repeats=repeats, min_time=0)
     gd = hand.get_function("gd")
     d_th, d_out = cupy.asarray(th), cupy.empty(th.shape)
     N = len(th)
     t_hand = gpu_time(cupy, lambda: gd(((N + 127) // 128,), (128,), (np.int64(N), d_th, np.float64(0.1), np.int32(1000),
                                                                        np.int32(50), np.float64(1e-10), np.float64(1e12), d_out)),
                       repeats)
-    t_cpu = median_time(lambda: fc.descend_to_rest(dw, th, 0.1, device="cpu", **rest), repeats=1, min_time=0)
-    r = fc.descend_to_rest(dw, th, 0.1, device="gpu", **rest)
+    t_cpu = median_time(lambda: fc.descend_to_rest(dw, th, fc.GD(0.1), compute=CPU, **rest), repeats=1, min_time=0)
+    r = fc.descend_to_rest(dw, th, fc.GD(0.1), compute=GPU, **rest)
     row(f"(c) GD basins {side}², h = 0.1", N, first, t_gpu, t_hand, None, t_cpu,
         float(np.max(np.abs(r.final - d_out.get()))))
 
     # (d) PF basins (the solve kernel with fa.basins' rest test)
     from flowcore.analysis.basins import REST_FRACTION
     pf = fc.flows.pf(dw, 0.2)
-    kw = dict(t_span=(0, 20.0), method="rk4", dt=0.02, escape_radius=1e6, rest_tol=REST_FRACTION * 1e-5,
+    kw = dict(t_span=(0, 20.0), method=fc.RK4(0.02), escape_radius=1e6, rest_tol=REST_FRACTION * 1e-5,
               progress=False)
     t0 = time.perf_counter()
-    fc.solve(pf, th[:10], device="gpu", **kw)
+    fc.solve(pf, th[:10], compute=GPU, **kw)
     first = time.perf_counter() - t0
-    t_gpu = median_time(lambda: fc.solve(pf, th, device="gpu", **kw), repeats=repeats, min_time=0)
+    t_gpu = median_time(lambda: fc.solve(pf, th, compute=GPU, **kw), repeats=repeats, min_time=0)
     pfk = hand.get_function("pf_rk4")
     d_z = cupy.empty(th.shape, dtype=cupy.complex128)
     t_hand = gpu_time(cupy, lambda: pfk(((N + 127) // 128,), (128,), (np.int64(N), d_th, np.float64(0.2), np.float64(0.02),
                                                                        np.int32(1000), np.float64(1e6),
                                                                        np.float64(REST_FRACTION * 1e-5), d_z)),
                       repeats)
-    sol = fc.solve(pf, th, device="gpu", **kw)
+    sol = fc.solve(pf, th, compute=GPU, **kw)
     ok = sol.status == 0
     row(f"(d) PF basins {side}², rk4", N, first, t_gpu, t_hand, None, None,
         float(np.max(np.abs(sol.y[ok, -1] - d_z.get()[ok]))))
@@ -286,9 +288,9 @@ def main(argv=None):
     ne, steps = n // 10, 1000
     th_e = np.ascontiguousarray(th[:ne] if ne <= len(th) else rng.uniform(-2, 2, (ne, 2)))
     t0 = time.perf_counter()
-    fc.descend(dw, th_e[:10], 0.1, steps, device="gpu")
+    fc.descend(dw, th_e[:10], fc.GD(0.1), steps, compute=GPU)
     first = time.perf_counter() - t0
-    t_gpu = median_time(lambda: fc.descend(dw, th_e, 0.1, steps, device="gpu"), repeats=repeats, min_time=0)
+    t_gpu = median_time(lambda: fc.descend(dw, th_e, fc.GD(0.1), steps, compute=GPU), repeats=repeats, min_time=0)
     rec = hand.get_function("gd_record")
     d_th = cupy.asarray(th_e)
 
@@ -298,8 +300,8 @@ def main(argv=None):
                                            np.float64(1e12), X))
         return cupy.ascontiguousarray(X.transpose(1, 0, 2)).get()
     t_hand = median_time(hand_record, repeats=repeats, min_time=0)
-    t_cpu = median_time(lambda: fc.descend(dw, th_e, 0.1, steps, device="cpu"), repeats=1, min_time=0)
-    run = fc.descend(dw, th_e, 0.1, steps, device="gpu")
+    t_cpu = median_time(lambda: fc.descend(dw, th_e, fc.GD(0.1), steps, compute=CPU), repeats=1, min_time=0)
+    run = fc.descend(dw, th_e, fc.GD(0.1), steps, compute=GPU)
     row(f"(e) GD recorded, {steps} steps", ne, first, t_gpu, t_hand, None, t_cpu,
         float(np.nanmax(np.abs(run.iterates - hand_record()))))
 

@@ -76,11 +76,11 @@ def jax_only(net_objective, D, h, substeps=16):
 def pf_dense_vs_matrix_free(rep):
     """(1): one GD step of the PF on the Iris MLP, dense and matrix-free."""
     net = fc.nn.mlp(*fc.nn.iris(), widths=(10, 10), activation="tanh", loss="cross_entropy", seed=0)
-    th = fc.descend(net.loss, net.theta0[None], 1.0, 30).iterates[0, -1]
+    th = fc.descend(net.loss, net.theta0[None], fc.GD(1.0), 30).iterates[0, -1]
     out, ends = {}, {}
     for kind, krylov in (("dense", False), ("matrix-free", True)):
         flow = fc.flows.pf(net.loss, 1.0, krylov=krylov)
-        run = lambda: fc.solve(flow, th[None], t_span=(0, 1.0), method="dop853", rtol=1e-10, atol=1e-12)   # noqa: E731
+        run = lambda: fc.solve(flow, th[None], t_span=(0, 1.0), method=fc.Dop853(rtol=1e-10, atol=1e-12))   # noqa: E731
         ends[kind] = run().y[0, -1]                   # (also compiles the matrix-free one's JAX functions)
         out[kind] = median_time(run, repeats=rep, min_time=0.0)
         if krylov:
@@ -97,12 +97,12 @@ def pf_at_scale():
     rows = []
     X, Y = fc.nn.digits()
     for net in (fc.nn.mlp(X, Y, widths=(256, 256), activation="tanh", loss="cross_entropy", seed=0), fc.nn.cnn(X, Y)):
-        th = fc.descend(net.loss, net.theta0[None], 0.5, 10).iterates[0, -1]
+        th = fc.descend(net.loss, net.theta0[None], fc.GD(0.5), 10).iterates[0, -1]
         lam = fc.nn.top_eigenpairs(net.loss, th, 1)[0][0]
         h = 2.5 / lam
         flow = fc.flows.pf(net.loss, h)
         t0 = time.perf_counter()
-        sol = fc.solve(flow, th[None], t_span=(0, h), method="dopri5", rtol=1e-6, atol=1e-9)
+        sol = fc.solve(flow, th[None], t_span=(0, h), method=fc.Dopri5(rtol=1e-6, atol=1e-9))
         st = flow.impl.stats
         rows.append({"network": repr(net)[8:-1], "D": net.dim, "seconds": time.perf_counter() - t0,
                      "status": fc.Status(int(sol.status[0])).name, "evaluations": int(sol.nfev[0]),
@@ -136,7 +136,7 @@ def main():
         print(table(scale, ["network", "D", "seconds", "status", "evaluations", "hvps", "krylov_median", "krylov_max"]))
     h = 0.2
     net = fc.nn.mlp(*fc.nn.iris(), widths=(10, 10, 10, 10), activation="tanh", loss="cross_entropy", seed=0)
-    th = fc.descend(net.loss, net.theta0[None], h, 150).iterates[0, -1]
+    th = fc.descend(net.loss, net.theta0[None], fc.GD(h), 150).iterates[0, -1]
     fn = net.loss.functions[0].__self__.fn
     rep = 1 if args.quick else 3
     rows = []
@@ -147,7 +147,7 @@ def main():
     fc_end, t_flow = {}, {}
     for name in ("ngf", "igr", "pf"):
         flow = fc.models.model(name).build(net.loss, h)
-        run = lambda: fc.solve(flow, th[None], t_span=(0, h), method="dop853", rtol=1e-7, atol=1e-10)   # noqa: E731
+        run = lambda: fc.solve(flow, th[None], t_span=(0, h), method=fc.Dop853(rtol=1e-7, atol=1e-10))   # noqa: E731
         t_flow[name] = median_time(run, repeats=rep, min_time=0.0)
         fc_end[name] = run().y[0, -1]
     hess, eigh, steps = jax_only(fn, net.dim, h)

@@ -139,12 +139,10 @@ def main(argv=None):
         return x
 
     def fc_sgd(threads):
-        return fc.descend(data, x0[:, None], lr, steps, method="sgd", batch=B, seed=seed, every=steps,
-                          threads=threads).final[:, 0]
+        return fc.descend(data, x0[:, None], fc.SGD(lr, batch=B, seed=seed, every=steps), steps, compute=fc.Compute(threads=threads)).final[:, 0]
 
     def fc_em(threads):
-        return fc.sde_solve(sde, x0[:, None], (0, steps * dt), dt, t_eval=[steps * dt], seed=seed,
-                            threads=threads).last[:, 0]
+        return fc.sde_solve(sde, x0[:, None], (0, steps * dt), fc.EulerMaruyama(dt), t_eval=[steps * dt], seed=seed, compute=fc.Compute(threads=threads)).last[:, 0]
 
     rows = []
     for label, ours, plain, ref in (

@@ -320,14 +320,15 @@ def main(argv=None):
     c_run, c_pf = plain_c()
     for label, flow, principal, th0 in problems:
         kw = dict(t_span=(0, T), escape_radius=RADIUS, progress=False)   # no bar inside timings
-        ref = fc.solve(flow, th0, method="dop853", rtol=1e-12, atol=1e-14, **kw)
-        sol = fc.solve(flow, th0, rtol=RTOL, atol=ATOL, **kw)
+        ref = fc.solve(flow, th0, method=fc.Dop853(rtol=1e-12, atol=1e-14), **kw)
+        sol = fc.solve(flow, th0, method=fc.Dopri5(rtol=RTOL, atol=ATOL), **kw)
         both = (ref.status == fc.Status.OK) & (sol.status == fc.Status.OK)
         err = float(np.max(np.abs(sol.y[both, -1] - ref.y[both, -1])))
-        t2 = median_time(lambda: fc.solve(flow, th0, rtol=RTOL, atol=ATOL, threads=2, **kw),
+        t2 = median_time(lambda: fc.solve(flow, th0, method=fc.Dopri5(rtol=RTOL, atol=ATOL),
+                                          compute=fc.Compute(threads=2), **kw),
                          repeats=repeats, min_time=0)
         def one_thread():
-            return fc.solve(flow, th0, rtol=RTOL, atol=ATOL, threads=1, **kw)
+            return fc.solve(flow, th0, method=fc.Dopri5(rtol=RTOL, atol=ATOL), compute=fc.Compute(threads=1), **kw)
         t1 = median_time(one_thread, repeats=repeats, min_time=0)
         row = {"problem": label, "N": n, "flowcore 2 thr [s]": t2, "2-thread speed-up": t1 / t2,
                "mean nfev": float(np.mean(sol.nfev)), "flowcore max err": err,

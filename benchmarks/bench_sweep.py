@@ -40,26 +40,25 @@ def median(fn, repeats):
 
 
 def problems(quick):
-    """(name, model, grid size n, sweep keywords, basins keywords)."""
+    """(name, method value, grid size n, rest test)."""
     n_gd, n_igr = (250, 120) if quick else (1000, 500)
-    flow = dict(t_max=20.0, method="rk4", dt=0.05)
-    return [("GD, h = 0.1, ≤ 1000 iterations", "gd", n_gd, dict(steps=1000), dict(steps=1000)),
-            ("IGR flow, h = 0.1, RK4 dt = 0.05 to T = 20", "igr", n_igr, flow, flow)]
+    rest = fc.RestTest(steps=1000)
+    return [("GD, h = 0.1, ≤ 1000 iterations", fc.GD(0.1), n_gd, rest),
+            ("IGR flow, h = 0.1, RK4 dt = 0.05 to T = 20", fc.IGR(0.1, solver=fc.RK4(0.05), t_max=20.0), n_igr, rest)]
 
 
-def overhead(loss, model, n, skw, bkw, repeats, fresh):
+def overhead(loss, model, n, rest, repeats, fresh):
     """fa.basins against fa.sweep (in memory and with a store) on n × n starts in 16 chunks."""
-    h = 0.1
     grid = ((-2.0, 2.0, n), (-2.0, 2.0, n))
     axes = {"y": grid[1], "x": grid[0]}
-    kw = dict(lr=h, chunks={"y": -(-n // 16)}, progress=False, **skw)
+    kw = dict(rest=rest, compute=fc.Compute(chunk={"y": -(-n // 16)}), progress=False)
 
     def with_store(**extra):
         ds = fa.sweep(loss, model, axes, store=fresh(), **kw, **extra)
         ds.label.values                      # read back: what a user of the store pays
         return ds
 
-    b = fa.basins(loss, model, h, grid, **bkw)
+    b = fa.basins(loss, model, grid, rest=rest)
     s = fa.sweep(loss, model, axes, **kw)
     crit = np.array(eval(s.attrs["critical_points"]))[0]
     want = np.full(b.labels.shape, -99)
@@ -69,7 +68,7 @@ def overhead(loss, model, n, skw, bkw, repeats, fresh):
         elif e.label < 0:
             want[b.labels == e.label] = e.label
     agree = float(np.mean(want == s.label.values))
-    t_basins = median(lambda: fa.basins(loss, model, h, grid, **bkw), repeats)
+    t_basins = median(lambda: fa.basins(loss, model, grid, rest=rest), repeats)
     t_memory = median(lambda: fa.sweep(loss, model, axes, **kw), repeats)
     t_store = median(with_store, repeats)
     t_lean = median(lambda: with_store(outputs=["label", "nsteps", "imag_residual"]), repeats)
@@ -105,8 +104,8 @@ def main():
         return tempfile.mkdtemp(dir=tmp) + "/s.zarr"
 
     results = []
-    for name, model, n, skw, bkw in problems(args.quick):
-        rows, scaling = overhead(loss, model, n, skw, bkw, args.repeats, fresh)
+    for name, model, n, rest in problems(args.quick):
+        rows, scaling = overhead(loss, model, n, rest, args.repeats, fresh)
         print(f"\n{name}: {n}×{n} starts on the double well, 16 chunks")
         print(table(rows, ["run", "seconds", "vs_basins", "label_agreement"]))
         print()

@@ -14,10 +14,16 @@ from flowcore.optim import cluster_points, descend, descend_to_rest, diagnostics
 from flowcore.integrate import compiled, solve, Solution
 from flowcore.data import DataLoss
 from flowcore.sde import SDE, SDESolution, data_noise, sde_solve
+from flowcore.methods import (GD, HeavyBall, Nesterov, DAL, DALMomentum, DALPerParam, SGD, NGF, PGF, IGR, ThirdOrder,
+                              BEA, PF, Adaptive, FixedStep, Dopri5, Dop853, Euler, Midpoint, Heun, RK4, EulerMaruyama,
+                              Weak2, RestTest, Compute, method)
 from flowcore import losses, flows, models, nn
 
 __all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "models", "nn", "ExpressionError", "DeviceUnavailable",
-           "get_include", "DataLoss", "SDE", "SDESolution", "data_noise", "sde_solve", "descend", "descend_to_rest", "cluster_points", "diagnostics", "Run", "Rest", "solve", "Solution", "compiled"]
+           "get_include", "DataLoss", "SDE", "SDESolution", "data_noise", "sde_solve", "descend", "descend_to_rest", "cluster_points", "diagnostics", "Run", "Rest", "solve", "Solution", "compiled",
+           "GD", "HeavyBall", "Nesterov", "DAL", "DALMomentum", "DALPerParam", "SGD", "NGF", "PGF", "IGR", "ThirdOrder",
+           "BEA", "PF", "Adaptive", "FixedStep", "Dopri5", "Dop853", "Euler", "Midpoint", "Heun", "RK4", "EulerMaruyama",
+           "Weak2", "RestTest", "Compute", "method"]
 __version__ = "0.1.0"
 
 

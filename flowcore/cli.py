@@ -262,8 +262,20 @@ def _ranges(text, flag, n_items, n_axes=None):
     return [tuple(p[:2]) + ((int(p[2]),) if n_items == 3 else ()) for p in parts]
 
 
+def _method(name, lr, t_max=None):
+    """The CLI's shorthand (--model NAME --lr H [--t-max T]) as a method value: the one place
+    where the command line's names become values."""
+    import flowcore as fc
+    if name == "dal":
+        return fc.method("dal")
+    if fc.models.model(name).is_map:
+        return fc.method(name, lr=lr)
+    return fc.method(name, lr=lr, **({} if t_max is None else {"t_max": t_max}))
+
+
 def cmd_basins(args):
     """Basins of attraction of a map or flow on a grid of starts."""
+    import flowcore as fc
     from flowcore import analysis as fa
     if (args.lr is None) != (args.model == "dal"):
         raise ValueError("--lr is not used by --model dal (its rate is 2/‖Hĝ‖)" if args.model == "dal" else
@@ -272,13 +284,13 @@ def cmd_basins(args):
     out = _output(args.output)
     grid = _ranges(args.grid, "--grid", 3, 1 if loss.dim == 1 else 2)
     grid = grid[0] if loss.dim == 1 else grid
-    kw = {}
-    if args.origin:
-        kw["origin"] = _point(args.origin, "--origin", loss.dim).tolist()
-    if args.directions:
-        kw["directions"] = [_point(d, "--directions", loss.dim).tolist() for d in args.directions.split(";")]
-    b = fa.basins(loss, args.model, args.lr, grid, steps=args.steps, t_max=args.t_max,
-                  progress=None if not args.json else False, device=args.device, **kw)
+    plane = None
+    if args.origin or args.directions:
+        plane = (_point(args.origin, "--origin", loss.dim).tolist() if args.origin else None,
+                 [_point(d, "--directions", loss.dim).tolist() for d in args.directions.split(";")]
+                 if args.directions else None)
+    b = fa.basins(loss, _method(args.model, args.lr, args.t_max), grid, rest=fc.RestTest(steps=args.steps),
+                  plane=plane, compute=fc.Compute(device=args.device), progress=None if not args.json else False)
     Sb, Sbb, nb = b.entropy(box=args.box) if min(b.labels.shape) >= args.box else (None,) * 3
     if out:
         rate = "" if args.lr is None else f", lr = {args.lr:g}"
@@ -329,6 +341,7 @@ def _sweep_axis(item):
 
 def cmd_sweep(args):
     """A grid over named axes run in chunks (Dask), stored (Zarr) and summarised."""
+    import flowcore as fc
     from flowcore import analysis as fa
     loss = _loss_of(args)
     out = _output(args.output)
@@ -341,6 +354,17 @@ def cmd_sweep(args):
         if not v.strip().isdigit():
             raise ValueError(f"--chunk {c!r}: write --chunk axis=length, e.g. --chunk lr=50")
         chunks[k.strip()] = int(v)
+    names = axes["model"] if "model" in axes else [args.model]
+    if args.lr is not None and "lr" in axes:
+        raise ValueError("give the learning rate either as --lr or as an axis lr=..., not both")
+    if args.lr is None and "lr" not in axes and any(m != "dal" for m in names):
+        raise ValueError("a learning rate is required: --lr, or an axis --axis lr=lo,hi,n")
+    rate = 1.0 if args.lr is None else args.lr            # (an 'lr' axis replaces each method's rate)
+    values = [_method(m, rate, args.t_max) for m in names]
+    if "model" in axes:
+        axes["model"], method = values, None
+    else:
+        method = values[0]
     if args.scheduler and args.processes:
         raise ValueError("give --scheduler (an existing cluster) or --processes (a local one), not both")
     client = cluster = None
@@ -353,10 +377,10 @@ def cmd_sweep(args):
                                    dashboard_address=None)
         client = Client(args.scheduler or cluster)
     try:
-        ds = fa.sweep(loss, None if "model" in axes else args.model, axes, lr=args.lr, store=args.store,
-                      chunks=chunks or None, client=client, overwrite=args.overwrite, steps=args.steps,
-                      t_max=args.t_max, workers=args.workers, progress=None if not args.json else False,
-                      device=args.device)
+        ds = fa.sweep(loss, method, axes, rest=fc.RestTest(steps=args.steps),
+                      store=None if not args.store else fa.Store(args.store, args.overwrite), client=client,
+                      compute=fc.Compute(device=args.device, chunk=chunks or None, workers=args.workers),
+                      progress=None if not args.json else False)
         ds = ds.load()
     finally:
         if client is not None:
@@ -553,15 +577,14 @@ def cmd_sgd(args):
                          "(every name of --example not given by --data is a parameter)")
     out = _output(args.output)
     starts = np.tile(theta0, (args.runs, 1))
-    run = fc.descend(data, starts, args.lr, args.steps, method="sgd", batch=args.batch, replace=not args.without_replacement,
-                     beta=args.momentum, seed=args.seed)
+    run = fc.descend(data, starts, fc.SGD(args.lr, batch=args.batch, beta=args.momentum, replace=not args.without_replacement, seed=args.seed), args.steps)
     t = np.arange(args.steps + 1) * args.lr
     models = {"SGD": run.iterates}
     orders = [int(o) for o in args.sme.split(",")] if args.sme else []
     sdes = {}
     for k, order in enumerate(orders):
         sde = fa.sme(data, args.lr, args.batch, order, replace=not args.without_replacement)
-        sol = fc.sde_solve(sde, starts, (0, t[-1]), args.lr / args.substeps, t_eval=t, seed=args.seed + 1 + k)
+        sol = fc.sde_solve(sde, starts, (0, t[-1]), fc.EulerMaruyama(args.lr / args.substeps), t_eval=t, seed=args.seed + 1 + k)
         models[f"SME-{order}"] = sol.y
         sdes[f"SME-{order}"] = sde
     summary = {name: {"mean": np.nanmean(y, axis=0), "std": np.nanstd(y, axis=0)} for name, y in models.items()}

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from flowcore.checks import INT32_MAX, count, positive, threads as _threads
+from flowcore.checks import positive, threads as _threads
 from flowcore._field import Field
 from flowcore._solve import _solve
 from flowcore.progress import Progress
 from flowcore._status import Interrupted, Status
-from flowcore.tableaux import TABLEAUX, Tableau
+from flowcore.methods import COMPUTE, DOPRI5, Adaptive, Compute, FixedStep
 from flowcore import _kernels
 
 __all__ = ["solve", "Solution", "compiled"]
@@ -83,19 +83,20 @@ def _times(t_span, t_eval):
 
 
 def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = None,
-          t_eval: ArrayLike | None = None, method: str | Tableau = "dopri5", rtol: float = 1e-8,
-          atol: float = 1e-10, dt: float | None = None, max_steps: int = 1_000_000,
-          escape_radius: float = np.inf, threads: int | None = None, progress: bool | None = None,
-          chunk: int = 4096, dense: bool = True, device: str | None = None,
-          rest_tol: float = 0.0) -> Solution:
+          t_eval: ArrayLike | None = None, method: Adaptive | FixedStep = DOPRI5,
+          escape_radius: float = np.inf, rest_tol: float = 0.0, compute: Compute = COMPUTE,
+          progress: bool | None = None) -> Solution:
     """Integrate θ' = flow(θ) from every row of theta0 [N, D] (or [D]).
 
-    ``method``: 'euler', 'midpoint', 'heun', 'rk4' (fixed step ``dt``) or 'dopri5', 'dop853'
-    (adaptive: per-trajectory PI step control, Hairer's initial step, error norm on |·| so
-    complex states work), or a :class:`flowcore.tableaux.Tableau`. Outputs at ``t_eval`` come
-    from the method's continuous extension when it has one (dopri5, ``dense=True``), so dense
-    t_eval costs no extra steps; otherwise (dop853, fixed-step methods, ``dense=False``) steps
-    land exactly on each output time. The end of the span is always landed on.
+    ``method``: an integrator value — :func:`~flowcore.Dopri5` (default), :func:`~flowcore.Dop853`
+    or any :class:`~flowcore.Adaptive` tableau (rtol, atol, dt0, dense, max_steps: per-trajectory
+    PI step control, Hairer's initial step, error norm on |·| so complex states work), or
+    :func:`~flowcore.RK4`, :func:`~flowcore.Euler`, :func:`~flowcore.Midpoint`,
+    :func:`~flowcore.Heun` and any :class:`~flowcore.FixedStep` tableau (dt). Outputs at
+    ``t_eval`` come from the method's continuous extension when it has one (dopri5,
+    ``dense=True``), so dense t_eval costs no extra steps; otherwise (dop853, fixed-step
+    methods, ``dense=False``) steps land exactly on each output time. The end of the span is
+    always landed on.
 
     Complex fields (the PF) or complex theta0 run in complex128; real fields in float64. For
     the tracked PF the branch state of log(1 − hλ) lives here, per trajectory, and advances
@@ -103,40 +104,35 @@ def solve(flow: Field, theta0: ArrayLike, t_span: tuple[float, float] | None = N
     escape_radius), MAX_STEPS (accepted steps), STEP_UNDERFLOW, NONFINITE, SINGULAR (the PF
     at hλ = 1). Ctrl-C stops the run within a step and raises :class:`flowcore.Interrupted`,
     whose ``.partial`` Solution keeps the finished trajectories (the others INTERRUPTED).
-    ``threads=None`` uses all cores; results do not depend on it. ``progress=True`` shows a
-    tqdm bar over chunks of ``chunk`` trajectories; ``None`` (default) shows one once the
-    measured rate says the rest takes more than a few seconds.
-    ``dt``: the step of a fixed-step method, or the first step of an adaptive one.
+    ``compute``: threads (None: all cores; results do not depend on it), chunk (trajectories
+    per chunk, default 4096) and device: 'cpu', 'gpu' or None (the GPU when one is usable and
+    there are at least 10⁴ starts). ``progress=True`` shows a tqdm bar over chunks; ``None``
+    (default) shows one once the measured rate says the rest takes more than a few seconds.
 
-    ``device``: 'cpu', 'gpu' or None (the GPU when one is usable and there are at least 10⁴
-    starts, else the CPU). A field known
-    symbolically (Field.from_expr; the spectral flows of a Loss.from_expr or zoo loss, the PF for
-    D ≤ 2 or with a diagonal Hessian) runs as one compiled kernel with everything inlined, compiled
-    on first use and cached; other fields (Python callables, the PF for D > 2 with a non-diagonal
-    Hessian) run on the CPU through the generic loop.
+    A field known symbolically (Field.from_expr; the spectral flows of a Loss.from_expr or zoo
+    loss, the PF for D ≤ 2 or with a diagonal Hessian) runs as one compiled kernel with
+    everything inlined, compiled on first use and cached; other fields (Python callables, the
+    PF for D > 2 with a non-diagonal Hessian) run on the CPU through the generic loop.
     ``rest_tol`` > 0 ends a trajectory once ‖f‖∞ ≤ rest_tol (1 + ‖θ‖∞) has held for 8 accepted
     steps (compiled kernels only); its later outputs repeat its last state.
     """
     if not isinstance(flow, Field):
         raise TypeError(f"flow must be a flowcore Field (fc.flows.* or fc.Field.from_expr), "
                         f"got {type(flow).__name__}")
-    tab = method if isinstance(method, Tableau) else TABLEAUX.get(method)
-    if tab is None:
-        raise ValueError(f"method must be one of {sorted(TABLEAUX)} or a Tableau, got {method!r}")
-    if not tab.explicit:
-        raise ValueError(f"the tableau {tab.name!r} is implicit (A is not strictly lower triangular); "
-                         "fc.solve runs explicit methods only")
+    if not isinstance(method, (Adaptive, FixedStep)):
+        raise TypeError(f"method must be an integrator value (fc.Dopri5(rtol=...), fc.Dop853(), fc.RK4(dt) ...), "
+                        f"got {method!r}")
+    if not isinstance(compute, Compute):
+        raise TypeError(f"compute must be a flowcore.Compute(device=, threads=, chunk=), got {compute!r}")
+    tab = method.tableau
     A, b, e, e3, P = tab.floats()
+    adaptive = isinstance(method, Adaptive)
+    rtol, atol = (method.rtol, method.atol) if adaptive else (1e-8, 1e-10)     # (unread by fixed steps)
+    dt = (method.dt0 or 0.0) if adaptive else method.dt
+    dense = method.dense if adaptive else True
+    max_steps, threads, device = method.max_steps, compute.threads, compute.device
+    chunk = compute.chunk_or(4096)
     t0, tout = _times(t_span, t_eval)
-    rtol, atol = positive(rtol, "rtol"), positive(atol, "atol")
-    if tab.adaptive:
-        dt = 0.0 if dt is None else positive(dt, "dt (the first step of an adaptive method)")
-    elif dt is None:
-        raise ValueError(f"method {tab.name!r} is fixed-step: pass dt=")
-    else:
-        dt = positive(dt, "dt")
-    max_steps = count(max_steps, "max_steps", 1, 2**62)
-    chunk = count(chunk, "chunk", 1, INT32_MAX)
     radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
     rest_tol = 0.0 if rest_tol == 0 else positive(rest_tol, "rest_tol")
     _threads(threads)                          # checked before any work

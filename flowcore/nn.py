@@ -517,8 +517,7 @@ class Network:
         return f"Network({self.arch}, {self.activation}, {self.objective} on {self.n_samples} samples, D = {self.dim})"
 
 
-def sgd(net, theta0, lr, steps, batch=1, replace=True, beta=0.0, seed=None, ids=None, every=1,
-        escape_radius=1e12):
+def sgd(net, theta0, method, steps, escape_radius=1e12):
     """Minibatch SGD (heavy-ball β) on a network's data, many runs at once (JAX: the batch gradient
     vmapped over runs, the steps a jitted scan). The batches are the very ones the compiled SGD
     kernel draws for (seed, run id) — batches.h's, through ``_stochastic.Batches`` — so a
@@ -529,7 +528,8 @@ def sgd(net, theta0, lr, steps, batch=1, replace=True, beta=0.0, seed=None, ids=
     jax = _jax()
     import jax.numpy as jnp
     n = net.n_samples
-    a = _sgd_args(theta0, net.dim, n, lr, steps, every, batch, beta, seed, ids, escape_radius)
+    a = _sgd_args(theta0, net.dim, n, method, steps, escape_radius)
+    beta, replace = method.beta, method.replace
     th, steps, batch, rates, key, ids, radius, save = a.th, a.steps, a.batch, a.rates, a.key, a.ids, a.radius, a.save
     N = th.shape[0]
     ob = net._objective

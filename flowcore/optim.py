@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import sys
-import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from flowcore.checks import INT32_MAX, count, positive, threads as _threads
-from flowcore._descend import METHODS, _cluster_rows, _descend
+from flowcore.methods import COMPUTE, Compute, Optimizer, RestTest
+from flowcore._descend import _cluster_rows, _descend
 from flowcore import _kernels
 from flowcore._loss import Loss
 from flowcore.progress import Progress
@@ -57,81 +58,49 @@ class Run:
         return f"Run({self.method}: {N} starts × {steps} steps{kept} × D={D}; {self.message})"
 
 
-def _rates(lr, n, method):
-    """One learning rate (a float) or one per start ([N] array), each finite and > 0."""
-    if lr is None:
-        raise ValueError(f"lr must be given for method {method!r}")
-    a = np.asarray(lr, dtype=np.float64) if not isinstance(lr, str) else np.array(np.nan)
-    if a.ndim == 0:
-        if not (np.isfinite(a) and a > 0):
-            raise ValueError(f"lr must be finite and > 0 for method {method!r}, got {lr!r}")
-        return float(a)
-    if a.shape != (n,):
-        raise ValueError(f"lr must be one number or one per start (shape [{n}]), got shape {a.shape}")
-    if not np.all(np.isfinite(a) & (a > 0)):
-        raise ValueError("every learning rate in lr must be finite and > 0")
-    return a
+def _rates(lr, n):
+    """A method's rate (checked when the method was made) as one float or one per start [n]."""
+    if isinstance(lr, np.ndarray) and lr.shape != (n,):
+        raise ValueError(f"lr must be one number or one per start (shape [{n}]), got shape {lr.shape}")
+    return lr
 
 
-_DEFAULTS = {"lr": None, "beta": None, "power": 1.0, "lr_cap": None, "batch": 1, "replace": True, "seed": None,
-             "ids": None, "every": 1}
-_USED_BY = {"beta": ("heavy_ball", "nesterov", "dal_momentum", "sgd"), "lr": ("gd", "heavy_ball", "nesterov", "sgd"),
-            **dict.fromkeys(("power", "lr_cap"), ("dal", "dal_momentum", "dal_per_param")),
-            **dict.fromkeys(("batch", "replace", "seed", "ids", "every"), ("sgd",))}
+def _compute(compute):
+    if not isinstance(compute, Compute):
+        raise TypeError(f"compute must be a flowcore.Compute(device=, threads=), got {compute!r}")
+    return compute
 
 
-def _check_unused(method, **given):
-    """An argument the method does not read, given anyway: an error for SGD's (batch=4 without
-    method='sgd' is a full-batch run the caller did not ask for), a warning for a method's own
-    parameters (beta=0.9 without method='heavy_ball' runs plain GD; a loop over methods with one
-    set of keywords stays possible, as with scipy.optimize.minimize's ``jac``)."""
-    for name, value in given.items():
-        default = _DEFAULTS[name]
-        if method in _USED_BY[name] or value is default or (default is not None and value == default):
-            continue
-        msg = (f"{name}= is not used by method={method!r} (only by "
-               f"{', '.join(repr(m) for m in _USED_BY[name])})")
-        if _USED_BY[name] == ("sgd",):
-            raise ValueError(msg + ("; slice run.iterates[:, ::k] instead" if name == "every" else ""))
-        warnings.warn(msg + "; it is ignored", UserWarning, stacklevel=3)
+def _optimizer(method, allowed=None):
+    if not isinstance(method, Optimizer):
+        raise TypeError(f"method must be an optimizer value (fc.GD(lr), fc.HeavyBall(lr, beta), fc.DAL() ...; "
+                        f"fc.method('gd', lr=...) from a name), got {method!r}")
+    if allowed is not None and method.name not in allowed:
+        raise ValueError(f"{type(method).__name__} cannot run here: use one of {', '.join(allowed)}")
+    return method
 
 
-def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, steps: int = 100, method: str = "gd",
-            beta: float | None = None, power: float = 1.0, lr_cap: float | None = None, escape_radius: float = 1e12,
-            threads: int | None = None, *, batch: int = 1, replace: bool = True, seed: int | None = None,
-            ids: ArrayLike | None = None, every: int = 1, device: str | None = None) -> Run:
-    """Run a discrete optimizer from every row of theta0 [N, D] (or [D]); ``lr`` is one learning
-    rate or one per start [N].
+def descend(loss: Loss, theta0: ArrayLike, method: Optimizer, steps: int = 100, escape_radius: float = 1e12,
+            compute: Compute = COMPUTE) -> Run:
+    """Run a discrete optimizer from every row of theta0 [N, D] (or [D]): ``method`` is a value
+    that owns its parameters (h = lr, g = ∇E(θ), H = ∇²E(θ), ĝ = g/‖g‖):
 
-    Methods (h = lr, g = ∇E(θ), H = ∇²E(θ), ĝ = g/‖g‖):
+    * :class:`~flowcore.GD` (lr): θ⁺ = θ − h g
+    * :class:`~flowcore.HeavyBall` (lr, beta): θ⁺ = θ − h g + β(θ − θ⁻)
+    * :class:`~flowcore.Nesterov` (lr, beta): y = θ + β(θ − θ⁻); θ⁺ = y − h g(y)
+    * :class:`~flowcore.DAL` (power, lr_cap): θ⁺ = θ − h(θ) g with h(θ) = 2/‖H ĝ‖^p, capped
+    * :class:`~flowcore.DALMomentum` (beta, power, lr_cap): heavy ball with the DAL-p rate
+    * :class:`~flowcore.DALPerParam` (power, lr_cap): coordinate a has h_a = 2/|(H ĝ)_a|^p
+    * :class:`~flowcore.SGD` (lr, batch, beta, replace, seed, ids, every), ``loss`` a
+      :class:`flowcore.DataLoss` (E = (1/n) Σ_k ℓ_k) or a network (``fc.nn.mlp``, run in JAX with
+      the same batches): see :class:`~flowcore.SGD`.
 
-    * ``gd``: θ⁺ = θ − h g
-    * ``heavy_ball``: θ⁺ = θ − h g + β(θ − θ⁻)
-    * ``nesterov``: y = θ + β(θ − θ⁻); θ⁺ = y − h g(y)
-    * ``dal``: θ⁺ = θ − h(θ) g with h(θ) = 2/‖H ĝ‖^p (DAL-p; p = ``power``, p = 1 is DAL),
-      capped at ``lr_cap`` when given; ``lr`` is not used
-    * ``dal_momentum``: heavy ball with the DAL-p rate: θ⁺ = θ − h(θ) g + β(θ − θ⁻)
-    * ``dal_per_param``: each coordinate its own rate h_a = 2/|(H ĝ)_a|^p (capped)
-    * ``sgd`` (``loss`` a :class:`flowcore.DataLoss`, E = (1/n) Σ_k ℓ_k, or a network from
-      ``fc.nn.mlp``, run in JAX with the same batches): v⁺ = β v − h ĝ_B(θ),
-      θ⁺ = θ + v⁺, with ĝ_B the mean of ∇ℓ_k over a batch of ``batch`` examples drawn with
-      replacement (``replace=True``) or, without, along a fresh permutation every epoch of
-      ⌊n/B⌋ steps. β = ``beta`` defaults to 0 here (plain SGD). Random numbers come from
-      Philox keyed by (``seed``, trajectory id): trajectory i uses id ``ids[i]``
-      (default i), so a run is the same alone, in any batch and on any number of threads, and
-      ``seed=run.seed, ids=[i]`` replays trajectory i. ``every``: keep every k-th iterate
-      (and the last; ``run.saved`` lists their steps).
-
-    A :class:`flowcore.DataLoss` or network given to the other methods runs them on its
-    full-batch loss. ``beta`` defaults to 0.9 for the momentum methods. A method's parameter
-    given to a method that does not read it (``beta`` to 'gd', ``lr`` to 'dal') is ignored with a
-    warning; SGD's (``batch``, ``replace``, ``seed``, ``ids``, ``every``) without
-    ``method='sgd'`` are refused.
-
-    ``device``: 'cpu', 'gpu' or None (the GPU when usable and there are at least 10⁴ starts).
-    A loss with a sympy expression (Loss.from_expr, the zoo) runs as one compiled kernel with the
-    loss inlined (compiled on first use, cached on disk), on either target; other losses run the
-    generic loop on the CPU.
+    ``lr`` is one rate or one per start [N]. A DataLoss or network given to the full-batch
+    methods runs them on its full-batch loss. ``compute``: device ('cpu', 'gpu' or None: the
+    GPU when usable and there are at least 10⁴ starts) and threads. A loss with a sympy
+    expression (Loss.from_expr, the zoo) runs as one compiled kernel with the loss inlined
+    (compiled on first use, cached on disk), on either target; other losses run the generic
+    loop on the CPU.
 
     A trajectory stops with Status.ESCAPED when ‖θ‖ > escape_radius and
     Status.NONFINITE on a non-finite value; the others go on. Ctrl-C stops within a step and
@@ -139,21 +108,18 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
     """
     from flowcore.data import DataLoss
     from flowcore.nn import Network
-    if method not in (*METHODS, "sgd"):
-        raise ValueError(f"method must be one of {sorted([*METHODS, 'sgd'])}, got {method!r}")
-    _check_unused(method, lr=lr, beta=beta, power=power, lr_cap=lr_cap, batch=batch, replace=replace,
-                   seed=seed, ids=ids, every=every)
-    if method == "sgd" and isinstance(loss, Network):
+    m = _optimizer(method)
+    compute = _compute(compute)
+    if m.name == "sgd" and isinstance(loss, Network):
         from flowcore.nn import sgd
-        return sgd(loss, theta0, lr, steps, batch, replace, 0.0 if beta is None else beta, seed, ids, every,
-                   escape_radius)
+        return sgd(loss, theta0, m, steps, escape_radius)
     if isinstance(loss, Network):
         loss = loss.loss
-    if method == "sgd":
+    if m.name == "sgd":
         if not isinstance(loss, DataLoss):
-            raise TypeError("method='sgd' needs a loss over data: a flowcore.DataLoss (DataLoss.from_expr"
+            raise TypeError("fc.SGD needs a loss over data: a flowcore.DataLoss (DataLoss.from_expr"
                             f"(example, data)) or a network (fc.nn.mlp); got {type(loss).__name__}")
-        return _sgd(loss, theta0, lr, steps, 0.0 if beta is None else beta, batch, replace, seed, ids, every, escape_radius, threads, device)
+        return _sgd(loss, theta0, m, steps, escape_radius, compute)
     if isinstance(loss, DataLoss):
         loss = loss.loss
     if not isinstance(loss, Loss):
@@ -168,29 +134,19 @@ def descend(loss: Loss, theta0: ArrayLike, lr: float | ArrayLike | None = None, 
     if th.shape[0] * (steps + 1) * loss.dim * 8 > MAX_ITERATE_BYTES:
         raise ValueError(f"steps={steps} for {th.shape[0]} starts keeps {th.shape[0] * (steps + 1) * loss.dim * 8 / 2**30:.0f} "
                          "GiB of iterates: use fewer steps or starts (fa.basins keeps only final states)")
-    uses_lr = not method.startswith("dal")
-    if uses_lr:
-        lr = _rates(lr, th.shape[0], method)
-    beta = 0.9 if beta is None else beta
-    if not (0 <= beta < 1):
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
-    if not (np.isfinite(power) and power > 0):
-        raise ValueError(f"power must be > 0, got {power}")
-    if lr_cap is not None and not (np.isfinite(lr_cap) and lr_cap > 0):
-        raise ValueError(f"lr_cap must be > 0 or None, got {lr_cap}")
+    lr = _rates(m.lr, th.shape[0]) if m.uses_lr else None
     radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
-    b = beta if method in ("heavy_ball", "nesterov", "dal_momentum") else 0.0
     N = th.shape[0]
-    nthreads = _threads(threads, -(-N // 64))
-    record = _recorder(loss, method, _kernels.choose_device(device, N))
+    nthreads = _threads(compute.threads, -(-N // 64))
+    record = _recorder(loss, m.name, _kernels.choose_device(compute.device, N))
     if record is not None and N:
-        run, interrupted = _descend_compiled(record, th, steps, method, lr if uses_lr else None, b, power,
-                                             lr_cap, radius, nthreads)
+        run, interrupted = _descend_compiled(record, th, steps, m.name, lr, m.momentum, m.rate_power,
+                                             m.rate_cap, radius, nthreads)
     else:
         X, rates, status, nsteps, _, interrupted = _descend(
-            loss, np.ascontiguousarray(th), steps, method, lr if uses_lr else 0.0, b, float(power),
-            float(lr_cap or 0.0), radius, nthreads)
-        run = Run(X, status.astype(np.int8), nsteps, rates, method)
+            loss, np.ascontiguousarray(th), steps, m.name, 0.0 if lr is None else lr, m.momentum, m.rate_power,
+            m.rate_cap, radius, nthreads)
+        run = Run(X, status.astype(np.int8), nsteps, rates, m.name)
     if interrupted:
         raise Interrupted(run, "fc.descend")
     return run
@@ -221,7 +177,7 @@ def _descend_compiled(record, th, steps, method, lr, beta, power, lr_cap, radius
     """fc.descend through a recording kernel (lr None: a DAL method, whose rates the kernel
     returns); (Run, whether Ctrl-C arrived)."""
     N = len(th)
-    r, n = _kernels.pack_map_args(beta, float(power), float(lr_cap or 0.0), radius, 0.0, steps, 1)
+    r, n = _kernels.pack_map_args(beta, float(power), lr_cap, radius, 0.0, steps, 1)
     lrs = np.ascontiguousarray(np.broadcast_to(0.0 if lr is None else lr, (N,)), dtype=np.float64)
     nrate = 0 if lr is not None else th.shape[1] if method == "dal_per_param" else 1
     X, rates, status, nsteps, interrupted = record(r, n, lrs, np.ascontiguousarray(th), nrate, threads)
@@ -266,7 +222,7 @@ class _SGDArgs:
     save: np.ndarray      # the steps recorded
 
 
-def _sgd_args(theta0, dim, n, lr, steps, every, batch, beta, seed, ids, escape_radius):
+def _sgd_args(theta0, dim, n, m, steps, escape_radius):
     """SGD's arguments checked once for both drivers (the compiled kernel, and JAX for networks)."""
     from flowcore import _stochastic as S
     th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
@@ -274,30 +230,30 @@ def _sgd_args(theta0, dim, n, lr, steps, every, batch, beta, seed, ids, escape_r
         raise ValueError(f"theta0 must have shape [N, {dim}] (or [{dim}]), got {np.shape(theta0)}")
     N = th.shape[0]
     steps = count(steps, "steps", 0, INT32_MAX - 1)
-    every = count(every, "every", 1, max(steps, 1))
-    batch = count(batch, "batch", 1, n)
-    if not (0 <= beta < 1):
-        raise ValueError(f"beta must be in [0, 1) (the momentum; 0 is plain SGD), got {beta}")
-    rates = np.ascontiguousarray(np.broadcast_to(_rates(lr, N, "sgd"), (N,)), dtype=np.float64)
-    seed, key, ids = S.seed_and_ids(seed, ids, N)
-    save = S.save_steps(steps, every)
+    if m.every > max(steps, 1):
+        raise ValueError(f"every must be an integer in [1, {max(steps, 1)}] (the steps), got {m.every}")
+    if m.batch > n:
+        raise ValueError(f"batch must be an integer in [1, {n}] (the examples), got {m.batch}")
+    rates = np.ascontiguousarray(np.broadcast_to(_rates(m.lr, N), (N,)), dtype=np.float64)
+    seed, key, ids = S.seed_and_ids(m.seed, m.ids, N)
+    save = S.save_steps(steps, m.every)
     if N * len(save) * dim * 8 > MAX_ITERATE_BYTES:
         raise ValueError(f"keeping {len(save)} iterates of {N} runs needs {N * len(save) * dim * 8 / 2**30:.0f} "
                          "GiB: pass every= to keep fewer")
     radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
-    return _SGDArgs(np.ascontiguousarray(th), steps, every, batch, rates, seed, key, ids, radius, save)
+    return _SGDArgs(np.ascontiguousarray(th), steps, m.every, m.batch, rates, seed, key, ids, radius, save)
 
 
-def _sgd(data, theta0, lr, steps, beta, batch, replace, seed, ids, every, escape_radius, threads, device):
+def _sgd(data, theta0, m, steps, escape_radius, compute):
     from flowcore import _stochastic as S
-    a = _sgd_args(theta0, data.dim, data.n, lr, steps, every, batch, beta, seed, ids, escape_radius)
+    a = _sgd_args(theta0, data.dim, data.n, m, steps, escape_radius)
     N = a.th.shape[0]
-    r = np.array([beta, a.radius], dtype=np.float64)
-    n = np.array([a.steps, data.n, a.batch, int(bool(replace)), len(a.save), *a.key], dtype=np.int64)
-    device = S.pick_device(device, N)
+    r = np.array([m.beta, a.radius], dtype=np.float64)
+    n = np.array([a.steps, data.n, a.batch, int(bool(m.replace)), len(a.save), *a.key], dtype=np.int64)
+    device = S.pick_device(compute.device, N)
     out, last, status, nsteps, interrupted = S.run(
         data._noise_problem("sgd"), device, r, n, a.save, data.data, a.ids, a.rates, a.th,
-        threads=_threads(threads, -(-N // 64)))
+        threads=_threads(compute.threads, -(-N // 64)))
     run = Run(out, status, nsteps, np.broadcast_to(a.rates[:, None], (N, a.steps)), "sgd",
               None if a.every == 1 else a.save, a.seed, last, device)
     if interrupted:
@@ -305,68 +261,60 @@ def _sgd(data, theta0, lr, steps, beta, batch, replace, seed, ids, every, escape
     return run
 
 
-def descend_to_rest(loss: Loss, theta0: ArrayLike, lr: float | None = None, steps: int = 1000,
-                    method: str = "gd", tol: float = 1e-10, max_period: int = 16, confirm: int = 50,
-                    beta: float = 0.9, power: float = 1.0, lr_cap: float | None = None,
-                    escape_radius: float = 1e12, threads: int | None = None, progress: bool | None = None,
-                    chunk: int = 1 << 14, device: str | None = None) -> Rest:
-    """Run a map from every start until it comes to rest, keeping no iterates (for basins).
+def descend_to_rest(loss: Loss, theta0: ArrayLike, method: Optimizer, rest: RestTest = RestTest(),
+                    compute: Compute = COMPUTE, progress: bool | None = None) -> Rest:
+    """Run a map (:class:`~flowcore.GD`, :class:`~flowcore.HeavyBall`, :class:`~flowcore.Nesterov`
+    or :class:`~flowcore.DAL`) from every start until it comes to rest, keeping no iterates (for
+    basins).
 
-    A start is at rest once a recurrence ‖θ_k − θ_{k−p}‖∞ ≤ tol(1 + ‖θ_k‖∞) with one p ≤
-    ``max_period`` has held at ``confirm`` consecutive iterations (so that a start a hair off an
-    unstable fixed point is not taken for resting there); p is then reduced to its smallest
-    divisor that also recurs (a damped oscillation onto a fixed point passes the p = 2 test
-    first). p = 1 is tested every step, all p every ``max_period`` steps. Methods, ``lr`` and
-    the escape test as in :func:`descend`. Ctrl-C raises :class:`flowcore.Interrupted`.
+    A start is at rest (``rest``, a :class:`~flowcore.RestTest`) once a recurrence
+    ‖θ_k − θ_{k−p}‖∞ ≤ tol(1 + ‖θ_k‖∞) with one p ≤ max_period has held at ``confirm``
+    consecutive iterations (so that a start a hair off an unstable fixed point is not taken for
+    resting there); p is then reduced to its smallest divisor that also recurs (a damped
+    oscillation onto a fixed point passes the p = 2 test first). p = 1 is tested every step, all
+    p every max_period steps; at most ``rest.steps`` iterations; ‖θ‖ > rest.escape_radius is
+    ESCAPED. Ctrl-C raises :class:`flowcore.Interrupted`.
 
-    ``device``: 'cpu', 'gpu' or None (the GPU when usable and there are at least 10⁴ starts).
-    A loss with a sympy expression (Loss.from_expr, the zoo) runs as one compiled kernel with the
-    loss inlined (compiled on first use, cached); other losses run the generic loop on the CPU.
+    ``compute``: device ('cpu', 'gpu' or None: the GPU when usable and there are at least 10⁴
+    starts), threads, chunk (starts per chunk, default 16 384). A loss with a sympy expression
+    (Loss.from_expr, the zoo) runs as one compiled kernel with the loss inlined (compiled on first
+    use, cached); other losses run the generic loop on the CPU.
     """
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
-    if method not in ("gd", "heavy_ball", "nesterov", "dal"):
-        raise ValueError(f"method must be gd, heavy_ball, nesterov or dal for rest tests, got {method!r}")
-    _check_unused(method, lr=lr, power=power, lr_cap=lr_cap)      # (beta has a default: not checkable)
+    m = _optimizer(method, ("gd", "heavy_ball", "nesterov", "dal"))
+    if not isinstance(rest, RestTest):
+        raise TypeError(f"rest must be a flowcore.RestTest(tol=, max_period=, confirm=, steps=), got {rest!r}")
+    compute = _compute(compute)
     th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
     if th.ndim != 2 or th.shape[1] != loss.dim:
         raise ValueError(f"theta0 must have shape [N, {loss.dim}] (or [{loss.dim}]), got {np.shape(theta0)}")
-    steps = count(steps, "steps", 1, INT32_MAX - 1)
-    max_period = count(max_period, "max_period", 1, 1024)
-    confirm = count(confirm, "confirm (iterations a recurrence must hold)", 1, INT32_MAX)
-    chunk = count(chunk, "chunk", 1, INT32_MAX)
-    tol = positive(tol, "tol")
-    radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
-    if method != "dal":
-        lr = _rates(lr, th.shape[0], method)
-    if not (0 <= beta < 1):
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
-    _threads(threads)
-    b = beta if method in ("heavy_ball", "nesterov") else 0.0
     N, D = th.shape
+    lr = _rates(m.lr, N) if m.uses_lr else 0.0
+    chunk = compute.chunk_or(1 << 14)
     # what a start that never runs (Ctrl-C in an earlier chunk) reports: INTERRUPTED, no result
     final = np.full((N, D), np.nan)
     status = np.full(N, Status.INTERRUPTED, np.intc)
     nsteps, period = np.zeros(N, np.intc), np.zeros(N, np.intc)
-    run = _rest_runner(loss, method, max_period, _kernels.choose_device(device, N), b, float(power), float(lr_cap or 0.0),
-                       radius, tol, steps, confirm)
+    run = _rest_runner(loss, m, rest, _kernels.choose_device(compute.device, N))
     if run.device == "gpu":
         chunk = max(chunk, _kernels.GPU_CHUNK)
-    rates = np.ascontiguousarray(np.broadcast_to(np.asarray(lr if method != "dal" else 0.0, dtype=np.float64), (N,)))
-    bar = Progress(N, f"{method} to rest", "start", progress)
+    rates = np.ascontiguousarray(np.broadcast_to(np.asarray(lr, dtype=np.float64), (N,)))
+    bar = Progress(N, f"{m.name} to rest", "start", progress)
     try:
         for i in range(0, N, chunk):
             sl = slice(i, min(N, i + chunk))
-            interrupted = run(np.ascontiguousarray(th[sl]), rates[sl], _threads(threads, -(-(sl.stop - sl.start) // 64)),
+            interrupted = run(np.ascontiguousarray(th[sl]), rates[sl],
+                              _threads(compute.threads, -(-(sl.stop - sl.start) // 64)),
                               (final[sl], status[sl], nsteps[sl], period[sl]))
             if interrupted:
-                raise Interrupted(Rest(final, period, status.astype(np.int8), nsteps, method),
+                raise Interrupted(Rest(final, period, status.astype(np.int8), nsteps, m.name),
                                   "fc.descend_to_rest")
             bar.update(sl.stop - sl.start)
     finally:
         bar.close()
     status[(status == Status.OK) & (period == 0)] = Status.MAX_STEPS
-    return Rest(final, period, status.astype(np.int8), nsteps, method, run.device)
+    return Rest(final, period, status.astype(np.int8), nsteps, m.name, run.device)
 
 
 def cluster_points(points: ArrayLike, tol: float, average: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -390,11 +338,12 @@ def cluster_points(points: ArrayLike, tol: float, average: int = 1024) -> tuple[
     return sums / counts[:, None], group
 
 
-def _rest_runner(loss, method, max_period, device, beta, power, cap, radius, tol, steps, confirm):
+def _rest_runner(loss, m, rest, device):
     """run(th0 [n, D], lr [n], threads, out) -> interrupted, writing (final, status, nsteps,
     period) into the arrays ``out``: the loss's compiled kernel on the chosen target (on the
     host, in place), or the generic loop (losses without an expression: Python callables, C
     libraries)."""
+    tol, radius = rest.tol_for("map"), rest.escape_radius
     try:
         problem = _kernels.loss_problem(loss)
     except _kernels.NoKernel as why:
@@ -402,16 +351,16 @@ def _rest_runner(loss, method, max_period, device, beta, power, cap, radius, tol
             raise ValueError(f"device='gpu': {loss.name!r} cannot run on the GPU: {why}") from None
 
         def generic(th, lr, threads, out):
-            X, _, st, ns, per, intr = _descend(loss, th, steps, method, lr if method != "dal" else 0.0,
-                                               beta, power, cap, radius, threads, max_period, tol, confirm)
+            X, _, st, ns, per, intr = _descend(loss, th, rest.steps, m.name, lr, m.momentum, m.rate_power,
+                                               m.rate_cap, radius, threads, rest.max_period, tol, rest.confirm)
             for dst, src in zip(out, (X, st, ns, per)):
                 dst[...] = src
             return intr
         generic.device = "cpu"
         return generic
     gpu = _kernels.gpu_usable(device)
-    kernel = (_kernels.gpu_rest if gpu else _kernels.host_rest)(problem, method, max_period)
-    r, n = _kernels.pack_map_args(beta, power, cap, radius, tol, steps, confirm)
+    kernel = (_kernels.gpu_rest if gpu else _kernels.host_rest)(problem, m.name, rest.max_period)
+    r, n = _kernels.pack_map_args(m.momentum, m.rate_power, m.rate_cap, radius, tol, rest.steps, rest.confirm)
 
     def compiled(th, lr, threads, out):
         return (_kernels.run_rest_gpu if gpu else _kernels.run_rest_host)(kernel, r, n, lr, th, threads, out)

@@ -19,6 +19,7 @@ import numpy as np
 
 from flowcore.checks import INT32_MAX, positive, threads as _threads
 from flowcore._status import Interrupted, Status
+from flowcore.methods import COMPUTE, Compute, EulerMaruyama, Weak2
 
 __all__ = ["SDE", "data_noise", "DataNoise", "sde_solve", "SDESolution"]
 
@@ -191,11 +192,12 @@ class SDESolution:
         return f"SDESolution({self.method}: {N} paths × {T} times × D={D}; {self.message})"
 
 
-def sde_solve(sde: SDE, theta0, t_span, dt, t_eval=None, method="euler_maruyama", seed=None, ids=None,
-              escape_radius=1e12, threads=None, device=None) -> SDESolution:
-    """Integrate ``sde`` from every row of theta0 [N, D] over t_span = (t0, T) with the fixed step
-    dt ((T − t0)/dt must be a whole number). ``t_eval``: the times to record, on the step grid
-    (default every step). ``method``: "euler_maruyama" or "weak2". Path i draws its noise from
+def sde_solve(sde: SDE, theta0, t_span, method: EulerMaruyama | Weak2, t_eval=None, seed=None, ids=None,
+              escape_radius=1e12, compute: Compute = COMPUTE) -> SDESolution:
+    """Integrate ``sde`` from every row of theta0 [N, D] over t_span = (t0, T) by ``method``,
+    :class:`~flowcore.EulerMaruyama` (dt) or :class:`~flowcore.Weak2` (dt), whose fixed step dt
+    must divide T − t0 a whole number of times. ``t_eval``: the times to record, on the step grid
+    (default every step). ``compute``: device and threads. Path i draws its noise from
     its own Philox stream keyed by (seed, ids[i]) — seed None picks a fresh one, kept in the
     result.
     A path stops with Status.ESCAPED beyond escape_radius and NONFINITE on a non-finite state;
@@ -203,8 +205,11 @@ def sde_solve(sde: SDE, theta0, t_span, dt, t_eval=None, method="euler_maruyama"
     from flowcore import _stochastic as S
     if not isinstance(sde, SDE):
         raise TypeError(f"sde must be a flowcore.SDE, got {type(sde).__name__}")
-    if method not in S.SCHEMES:
-        raise ValueError(f"method must be one of {list(S.SCHEMES)}, got {method!r}")
+    if not isinstance(method, (EulerMaruyama, Weak2)):
+        raise TypeError(f"method must be fc.EulerMaruyama(dt) or fc.Weak2(dt), got {method!r}")
+    if not isinstance(compute, Compute):
+        raise TypeError(f"compute must be a flowcore.Compute(device=, threads=), got {compute!r}")
+    dt, threads, device = method.dt, compute.threads, compute.device
     th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
     if th.ndim != 2 or th.shape[1] != sde.dim:
         raise ValueError(f"theta0 must have shape [N, {sde.dim}] (or [{sde.dim}]), got {np.shape(theta0)}")
@@ -213,7 +218,6 @@ def sde_solve(sde: SDE, theta0, t_span, dt, t_eval=None, method="euler_maruyama"
         t0, t1 = (float(v) for v in t_span)
     except (TypeError, ValueError):
         raise ValueError(f"t_span must be (t0, T), got {t_span!r}") from None
-    dt = positive(dt, "dt")
     nst = (t1 - t0) / dt
     steps = int(round(nst))
     if not (t1 > t0) or abs(nst - steps) > 1e-9 * max(1.0, nst) or steps > INT32_MAX:
@@ -237,9 +241,9 @@ def sde_solve(sde: SDE, theta0, t_span, dt, t_eval=None, method="euler_maruyama"
     n = np.array([steps, len(save), *key, sde.noise.data.n if sde.noise is not None else 0], dtype=np.int64)
     data = sde._runtime_data()
     dev = S.pick_device(device, N)
-    out, last, status, nsteps, interrupted = S.run(sde._problem(method), dev, r, n, save, data, ids,
+    out, last, status, nsteps, interrupted = S.run(sde._problem(method.name), dev, r, n, save, data, ids,
                                                    np.ascontiguousarray(th), threads=_threads(threads, -(-N // 64)))
-    sol = SDESolution(t0 + save * dt, out, status, nsteps, last, method, seed)
+    sol = SDESolution(t0 + save * dt, out, status, nsteps, last, method.name, seed)
     if interrupted:
         raise Interrupted(sol, "fc.sde_solve")
     return sol

@@ -16,7 +16,7 @@ def quartic():
 @pytest.mark.parametrize("model", ["ngf", "igr", "third_order", "gd"])
 def test_1d_split_exactly_at_zero(quartic, model):
     w = np.array([-1.7, -0.5, -1e-9, 0.0, 1e-9, 0.5, 1.7])
-    b = fa.basins(quartic, model, 0.1, w)
+    b = fa.basins(quartic, fc.method(model, lr=0.1), w)
     left, right = b.labels[:3], b.labels[4:]
     assert len(set(left)) == 1 and len(set(right)) == 1 and left[0] != right[0]
     assert b.entry(left[0]).critical.point == pytest.approx([-1.0])
@@ -29,7 +29,7 @@ def test_1d_split_exactly_at_zero(quartic, model):
 def test_double_well_symmetric_fractions_and_saddle_manifold():
     loss = fc.losses.double_well()
     for model, lr in (("gd", 0.05), ("ngf", 0.05)):
-        b = fa.basins(loss, model, lr, ((-2, 2, 41), (-1.5, 1.5, 31)))
+        b = fa.basins(loss, fc.method(model, lr=lr), ((-2, 2, 41), (-1.5, 1.5, 31)))
         a, c = b.attractors
         assert a.count == c.count and a.fraction == pytest.approx((1 - 1 / 41) / 2)
         # the y-axis (x = 0) is the saddle's stable manifold: its own, non-attractor label
@@ -45,19 +45,19 @@ def test_double_well_symmetric_fractions_and_saddle_manifold():
 
 def test_escaped_and_unresolved_are_distinct():
     loss = fc.losses.double_well()
-    b = fa.basins(loss, "gd", 1.5, ((-2, 2, 21), (-2, 2, 21)))     # hλ = 3 in y: every y ≠ 0 escapes
+    b = fa.basins(loss, fc.GD(1.5), ((-2, 2, 21), (-2, 2, 21)))     # hλ = 3 in y: every y ≠ 0 escapes
     assert b.entry(ESCAPED).fraction >= 20 / 21
-    short = fa.basins(loss, "gd", 0.05, ((-2, 2, 21), (-2, 2, 21)), steps=3)
+    short = fa.basins(loss, fc.GD(0.05), ((-2, 2, 21), (-2, 2, 21)), rest=fc.RestTest(steps=3))
     assert short.entry(UNRESOLVED).count > 0
     assert ESCAPED not in short.labels
-    both = fa.basins(loss, "gd", 0.3, ((-3, 3, 31), (-0.5, 0.5, 5)), steps=4)
+    both = fa.basins(loss, fc.GD(0.3), ((-3, 3, 31), (-0.5, 0.5, 5)), rest=fc.RestTest(steps=4))
     assert {ESCAPED, UNRESOLVED} <= set(np.unique(both.labels))
     assert both.entry(ESCAPED).kind == "escaped" and both.entry(UNRESOLVED).kind == "unresolved"
 
 
 def test_gd_two_cycle_matches_sympy(quartic):
     h = 1.1       # just above hλ = 2 at the minima (λ = 2)
-    b = fa.basins(quartic, "gd", h, (0.3, 1.6, 27), steps=5000)
+    b = fa.basins(quartic, fc.GD(h), (0.3, 1.6, 27), rest=fc.RestTest(steps=5000))
     cycles = [e for e in b.attractors if e.kind == "cycle"]
     assert cycles and all(len(e.points) == 2 for e in cycles)
     w = sp.Symbol("w")
@@ -72,26 +72,26 @@ def test_gd_two_cycle_matches_sympy(quartic):
 
 def test_pf_complex_trajectories_labelled_by_real_attractor():
     loss = fc.Loss.from_expr("w**2/2")
-    b = fa.basins(loss, "pf", 1.5, (-2, 2, 9))         # hλ = 1.5: PF spirals through ℂ into 0
+    b = fa.basins(loss, fc.PF(1.5), (-2, 2, 9))         # hλ = 1.5: PF spirals through ℂ into 0
     (att,) = b.attractors
     assert att.critical.kind == "min" and att.count == 9
     assert 0 < b.imag_residual.max() <= 1e-6 and att.imag_residual == b.imag_residual.max()
-    b = fa.basins(loss, "pf", 2.5, (0.5, 2, 5))        # hλ > 2: |1 − hλ| > 1, the PF escapes
+    b = fa.basins(loss, fc.PF(2.5), (0.5, 2, 5))        # hλ > 2: |1 − hλ| > 1, the PF escapes
     assert np.all(b.labels == ESCAPED)
 
 
 def test_igr_attracts_the_saddle_at_large_lr():
     # IGR's Jacobian at the saddle (λ = −4, 2) is −λ(1 + hλ/2): both negative once h > 1/2
     loss = fc.losses.double_well()
-    b = fa.basins(loss, "igr", 0.6, ((-0.1, 0.1, 5), (-0.1, 0.1, 5)))
+    b = fa.basins(loss, fc.IGR(0.6), ((-0.1, 0.1, 5), (-0.1, 0.1, 5)))
     assert any(e.attractor and e.critical.kind == "saddle" for e in b.entries)
-    b = fa.basins(loss, "igr", 0.3, ((-0.1, 0.1, 5), (-0.1, 0.1, 5)))
+    b = fa.basins(loss, fc.IGR(0.3), ((-0.1, 0.1, 5), (-0.1, 0.1, 5)))
     assert all(e.critical.kind != "saddle" for e in b.attractors)
 
 
 def test_plane_slice_in_3d():
     loss = fc.Loss.from_expr("(x**2 - 1)**2 + y**2 + z**2")
-    b = fa.basins(loss, "gd", 0.05, ((-2, 2, 9), (-1, 1, 5)), origin=[0, 0.3, 0], directions=[[1, 0, 0], [0, 0, 1]])
+    b = fa.basins(loss, fc.GD(0.05), ((-2, 2, 9), (-1, 1, 5)), plane=([0, 0.3, 0], [[1, 0, 0], [0, 0, 1]]))
     assert b.labels.shape == (5, 9) and b.starts.shape == (5, 9, 3)
     assert np.all(b.starts[..., 1] == 0.3)
     assert np.all(b.labels[:, :4] == b.labels[0, 0]) and np.all(b.labels[:, 5:] == b.labels[0, -1])
@@ -99,18 +99,20 @@ def test_plane_slice_in_3d():
 
 
 def test_bad_arguments(quartic):
-    with pytest.raises(ValueError, match="model"):
-        fa.basins(quartic, "adam", 0.1, (-1, 1, 5))
+    with pytest.raises(TypeError, match="method must be one of fc.GD"):
+        fa.basins(quartic, "gd", (-1, 1, 5))
+    with pytest.raises(TypeError, match="method must be one of fc.GD"):
+        fa.basins(quartic, fc.DALPerParam(), (-1, 1, 5))
     with pytest.raises(ValueError, match="lr"):
-        fa.basins(quartic, "gd", -0.1, (-1, 1, 5))
+        fa.basins(quartic, fc.GD(-0.1), (-1, 1, 5))
     with pytest.raises(ValueError, match="grid"):
-        fa.basins(fc.losses.double_well(), "gd", 0.1, (-1, 1, 5))
+        fa.basins(fc.losses.double_well(), fc.GD(0.1), (-1, 1, 5))
     with pytest.raises(ValueError, match="directions"):
-        fa.basins(fc.losses.double_well(), "gd", 0.1, ((-1, 1, 5), (-1, 1, 5)), directions=[[1, 0], [2, 0]])
+        fa.basins(fc.losses.double_well(), fc.GD(0.1), ((-1, 1, 5), (-1, 1, 5)), plane=(None, [[1, 0], [2, 0]]))
 
 
 def test_basin_figure_structure():
-    b = fa.basins(fc.losses.double_well(), "gd", 0.27, ((-2, 2, 41), (-2, 2, 21)))
+    b = fa.basins(fc.losses.double_well(), fc.GD(0.27), ((-2, 2, 41), (-2, 2, 21)))
     fig = fa.plot.basins(b)
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -186,7 +188,7 @@ def test_cli_basins_and_portrait(tmp_path):
 def test_converging_oscillation_is_a_fixed_point_not_a_two_cycle():
     """w⁴ − 2w² at h = 0.2 < 2/λ = 0.25: multiplier 1 − 8h = −0.6, so starts converge to ±1 by
     damped oscillation (the p = 2 recurrence passes first); no cycle may be reported."""
-    b = fa.basins(fc.losses.quartic_1d(), "gd", 0.2, (-1.8, 1.8, 2000), steps=3000)
+    b = fa.basins(fc.losses.quartic_1d(), fc.GD(0.2), (-1.8, 1.8, 2000), rest=fc.RestTest(steps=3000))
     assert not any(e.kind == "cycle" for e in b.entries), b.fractions
     mins = [e for e in b.entries if e.kind == "fixed point"]
     assert sorted(float(e.points[0, 0]) for e in mins) == [-1.0, 1.0]
@@ -195,15 +197,14 @@ def test_converging_oscillation_is_a_fixed_point_not_a_two_cycle():
 def test_notebook_reprs_and_json_of_results():
     """Short reprs (shapes, status counts, labels with fractions), plain floats, as_json of a Basins."""
     import json
-    b = fa.basins(fc.losses.double_well(), "gd", 0.1, ((-2, 2, 30), (-2, 2, 30)))
+    b = fa.basins(fc.losses.double_well(), fc.GD(0.1), ((-2, 2, 30), (-2, 2, 30)))
     text = repr(b)
     assert text.startswith("Basins(gd, lr=0.1, grid 30×30") and len(text) < 400 and "min (-1, 0)" in text
     d = json.loads(json.dumps(fa.as_json(b)))
     assert d["model"] == "gd" and d["labels"]
-    sol = fc.solve(fc.flows.ngf(fc.losses.double_well(), 0.1), np.random.default_rng(0).uniform(-2, 2, (500, 2)),
-                   t_eval=[0.0, 0.5, 1.0])
+    sol = fc.solve(fc.flows.ngf(fc.losses.double_well(), 0.1), np.random.default_rng(0).uniform(-2, 2, (500, 2)), t_eval=[0.0, 0.5, 1.0])
     assert len(repr(sol)) < 200 and "500 trajectories" in repr(sol) and "OK: 500" in repr(sol)
-    run = fc.descend(fc.losses.double_well(), np.zeros((7, 2)), 0.1, 12)
+    run = fc.descend(fc.losses.double_well(), np.zeros((7, 2)), fc.GD(0.1), 12)
     assert repr(run) == "Run(gd: 7 starts × 12 steps × D=2; OK: 7)"
     (iv,) = fa.stable_lr_interval(fa.critical_points(fc.losses.double_well())[0], "gd")
     assert type(iv[1]) is float and iv == (0.0, 0.25)

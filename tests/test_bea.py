@@ -117,7 +117,7 @@ def two_step_residual_slope(me, next_point, hs=(0.1, 0.07, 0.05)):
     errs = []
     for h in hs:
         field = [sp.expand(-c.subs(me.h, h)) for c in me.field()]
-        kw = dict(t_span=(0, h), method="dop853", rtol=1e-13, atol=1e-15)
+        kw = dict(t_span=(0, h), method=fc.Dop853(rtol=1e-13, atol=1e-15))
         ahead = fc.solve(me.to_flow(h), th, **kw).y[0, -1]
         back = fc.solve(fc.Field.from_expr(field, vars=("x", "y")), th, **kw).y[0, -1]
         errs.append(np.linalg.norm(ahead - next_point(th[0], back, h)))

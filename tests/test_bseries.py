@@ -128,4 +128,4 @@ def test_one_tableau_type_validated_and_order_conditions_of_the_integrators_tabl
     with pytest.raises(ValueError, match="implicit"):
         import flowcore as fc
         gl = Tableau(((sp.Rational(1, 2),),), (1,), name="implicit midpoint")
-        fc.solve(fc.Field.from_expr(["-y"], vars=("y",)), [[1.0]], t_span=(0, 1), method=gl, dt=0.1)
+        fc.FixedStep(gl, dt=0.1)

@@ -89,9 +89,9 @@ LR = 0.25                                      # 2/η = 8
 def test_below_the_edge_the_central_flow_is_the_ngf():
     """With no eigenvalue at 2/η, dθ/dt = −η∇E: the NGF at time ηt."""
     th0 = [1.5, 0.2]
-    r = fa.central_flow(EOS, LR, th0, 40.0, t_eval=np.linspace(0, 40, 21), rtol=1e-12, atol=1e-14)
+    r = fa.central_flow(EOS, LR, th0, 40.0, t_eval=np.linspace(0, 40, 21), solver=fc.Dop853(rtol=1e-12, atol=1e-14))
     assert r.events == [] and np.all(r.critical == 0) and np.all(r.sharpness < 8)
-    ngf = fc.solve(fc.flows.ngf(EOS, LR), [th0], t_eval=LR * r.t, rtol=1e-12, atol=1e-14).y[0]
+    ngf = fc.solve(fc.flows.ngf(EOS, LR), [th0], t_eval=LR * r.t, method=fc.Dopri5(rtol=1e-12, atol=1e-14)).y[0]
     np.testing.assert_allclose(r.theta, ngf, atol=1e-9)
     np.testing.assert_array_equal(r.time_averaged_loss, r.loss)          # Σ = 0
 
@@ -100,14 +100,13 @@ def test_one_critical_direction_pins_sharpness_and_ends_in_closed_form():
     """From (2.8, 0) the NGF sharpens from 7.97 to √(7.84² + 4) = 8.09 > 8: the central flow
     enters the edge when the NGF's sharpness reaches 8, keeps S = 8, and ends on the valley point
     with x² + y² = 8, xy = 1: x² = 4 + √15."""
-    r = fa.central_flow(EOS, LR, [2.8, 0.0], 150.0, rtol=1e-11, atol=1e-13)
+    r = fa.central_flow(EOS, LR, [2.8, 0.0], 150.0, solver=fc.Dop853(rtol=1e-11, atol=1e-13))
     assert [e[1:] for e in r.events] == [("enter", 1)]
     # the entry time, independently: where the NGF's sharpness crosses 8
-    ngf = fc.solve(fc.flows.ngf(EOS, LR), [[2.8, 0.0]], t_eval=LR * np.linspace(0, 3, 301), rtol=1e-12, atol=1e-14)
+    ngf = fc.solve(fc.flows.ngf(EOS, LR), [[2.8, 0.0]], t_eval=LR * np.linspace(0, 3, 301), method=fc.Dopri5(rtol=1e-12, atol=1e-14))
     S = np.linalg.eigvalsh(EOS.hess(ngf.y[0]))[:, -1]
     i = np.argmax(S > 8)
-    f = lambda t: np.linalg.eigvalsh(EOS.hess(fc.solve(fc.flows.ngf(EOS, LR), [[2.8, 0.0]], t_eval=[LR * t],  # noqa: E731
-                                                        rtol=1e-13, atol=1e-15).y[0, 0]))[-1] - 8
+    f = lambda t: np.linalg.eigvalsh(EOS.hess(fc.solve(fc.flows.ngf(EOS, LR), [[2.8, 0.0]], t_eval=[LR * t], method=fc.Dopri5(rtol=1e-13, atol=1e-15)).y[0, 0]))[-1] - 8
     t_enter = brentq(f, ngf.t[i - 1] / LR, ngf.t[i] / LR, xtol=1e-12)
     assert r.events[0][0] == pytest.approx(t_enter, abs=1e-6)
     on = r.t > r.events[0][0] + 1e-9
@@ -131,7 +130,7 @@ def test_two_critical_directions_complementarity_at_every_evaluation():
     cone conditions hold to 1e-10 at every evaluation of the field (so at every accepted step) and
     both copies end on their closed-form point."""
     loss = fc.Loss.from_expr("(x*y - 1)**2/2 + (z*w - 1)**2/2", vars=("x", "y", "z", "w"))
-    r = fa.central_flow(loss, LR, [2.8, 0.0, 2.79, 0.0], 150.0, rtol=1e-11, atol=1e-13)
+    r = fa.central_flow(loss, LR, [2.8, 0.0, 2.79, 0.0], 150.0, solver=fc.Dop853(rtol=1e-11, atol=1e-13))
     assert [e[1:] for e in r.events][:2] == [("enter", 1), ("enter", 2)]
     assert r.max_residual <= 1e-10 and np.max(r.residual) <= 1e-10 and r.critical.max() == 2
     x = np.sqrt(4 + np.sqrt(15))
@@ -170,7 +169,7 @@ def test_matrix_free_central_flow_equals_the_exact_one(copies, start, t_max):
     from flowcore.analysis import central
     loss = _jax_valleys(copies)
     th0 = np.r_[start, 0.1 * np.ones(SPECTATORS)]
-    kw = dict(t_eval=np.linspace(0, t_max, 7), rtol=1e-10, atol=1e-12)
+    kw = dict(t_eval=np.linspace(0, t_max, 7), solver=fc.Dop853(rtol=1e-10, atol=1e-12))
     exact = fa.central_flow(loss, LR, th0, t_max, matrix_free=False, **kw)
     free = fa.central_flow(loss, LR, th0, t_max, matrix_free=True, **kw)
     assert [e[1:] for e in free.events] == [e[1:] for e in exact.events] and exact.critical.max() == copies

@@ -116,7 +116,7 @@ def test_stable_lr_interval_against_gd_runs(model):
     assert hmax == pytest.approx(expected, rel=1e-14)
     start = cp.point + 1e-6 * np.array([0.6, 0.8])
     for h, converges in ((0.99 * hmax, True), (1.01 * hmax, False)):
-        run = fc.descend(loss, start, h, 4000, method=model, **({"beta": 0.5} if model == "heavy_ball" else {}))
+        run = fc.descend(loss, start, fc.method(model, lr=h, **({"beta": 0.5} if model == "heavy_ball" else {})), 4000)
         dist = np.linalg.norm(run.final[0] - cp.point)
         assert (dist < 1e-9) == converges, (h, dist)
 

@@ -54,7 +54,7 @@ def test_central_flow_predicts_the_time_averaged_loss_at_the_edge():
     relative), and that point is the minimum of E on {λ_max = 2/h} (scipy SLSQP, independently)."""
     loss = fc.Loss.from_expr(VALLEY)
     h, th0 = 0.5, [3.5, 0.05, 1.0]
-    gd = fc.descend(loss, [th0], h, 20000).iterates[0]
+    gd = fc.descend(loss, [th0], fc.GD(h), 20000).iterates[0]
     E = loss.value(gd)
     cf = fa.central_flow(loss, h, th0, 2000, t_eval=[0.0, 2000.0])        # at rest from t ≈ 500
     gd_avg = E[-1000:].mean()

@@ -46,7 +46,7 @@ def test_kernel_equals_closed_form_and_generic_loop():
     A = np.array([[3.0, 1.0], [1.0, 2.0]])
     loss = fc.Loss.from_expr("3*x**2/2 + x*y + y**2")
     th0 = np.random.default_rng(1).uniform(-2, 2, (50, 2))
-    sol = fc.solve(fc.flows.ngf(loss, 0.1), th0, t_eval=[0, 0.5, 1.0], rtol=1e-11, atol=1e-13)
+    sol = fc.solve(fc.flows.ngf(loss, 0.1), th0, t_eval=[0, 0.5, 1.0], method=fc.Dopri5(rtol=1e-11, atol=1e-13))
     lam, V = np.linalg.eigh(A)
     for k, t in enumerate([0, 0.5, 1.0]):
         exact = th0 @ (V @ np.diag(np.exp(-t * lam)) @ V.T).T
@@ -84,7 +84,7 @@ def test_polynomial_field_over_a_sparse_coupled_hessian(flow, coef):
     k3 = field(th0 + dt / 2 * k2)
     k4 = field(th0 + dt * k3)
     ref = th0 + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-    sol = fc.solve(fl, th0, t_span=(0, dt), method="rk4", dt=dt)
+    sol = fc.solve(fl, th0, t_span=(0, dt), method=fc.RK4(dt))
     assert fc.integrate.compiled(fl)
     np.testing.assert_allclose(sol.y[:, -1], ref, rtol=1e-13, atol=1e-15)
     src = _kernels.solve_source(_kernels.problem(fl), TABLEAUX["rk4"], False)
@@ -99,8 +99,7 @@ def test_bad_starts_end_alone_and_leave_others_bit_identical():
     flow = fc.flows.pf(loss, 0.3)
     alone = fc.solve(flow, good, t_span=(0, 2), escape_radius=50)
     bad = np.array([[np.nan], [1e3]])
-    mixed = fc.solve(flow, np.vstack([bad[:1], good[:1], bad[1:], good[1:]]), t_span=(0, 2),
-                     escape_radius=50)
+    mixed = fc.solve(flow, np.vstack([bad[:1], good[:1], bad[1:], good[1:]]), t_span=(0, 2), escape_radius=50)
     assert list(mixed.status) == [fc.Status.NONFINITE, 0, fc.Status.ESCAPED, 0, 0]
     assert np.array_equal(mixed.y[[1, 3, 4]], alone.y)            # bitwise
     sing = fc.solve(fc.flows.pf(loss, 0.5), good, t_span=(0, 1))
@@ -113,7 +112,7 @@ def test_a_stage_going_non_finite_ends_its_trajectory_only():
     the others bit-identical."""
     field = fc.Field.from_expr(["-sqrt(x)"], vars=("x",))
     good = np.array([[4.0], [9.0]])
-    for kw, rtol in ((dict(method="rk4", dt=0.1), 1e-6), (dict(method="euler", dt=0.1), 2e-2)):
+    for kw, rtol in ((dict(method=fc.RK4(0.1)), 1e-6), (dict(method=fc.Euler(0.1)), 2e-2)):
         alone = fc.solve(field, good, t_span=(0, 1), **kw)
         mixed = fc.solve(field, np.array([[4.0], [1e-4], [9.0]]), t_span=(0, 1), **kw)
         assert list(mixed.status) == [0, fc.Status.NONFINITE, 0], kw
@@ -121,7 +120,7 @@ def test_a_stage_going_non_finite_ends_its_trajectory_only():
         np.testing.assert_allclose(alone.y[:, -1, 0], (np.sqrt(good[:, 0]) - 0.5) ** 2, rtol=rtol)
     # adaptive: a NaN stage rejects the step (never a state); x reaches 0 at t = 0.02, where the
     # steps shrink to nothing
-    sol = fc.solve(field, [[1e-4], [4.0]], t_span=(0, 1), method="dopri5")
+    sol = fc.solve(field, [[1e-4], [4.0]], t_span=(0, 1), method=fc.Dopri5())
     assert list(sol.status) == [fc.Status.STEP_UNDERFLOW, 0] and sol.nreject[0] > 0
     np.testing.assert_allclose(sol.y[1, -1, 0], 2.25, rtol=1e-8)
 
@@ -129,8 +128,8 @@ def test_a_stage_going_non_finite_ends_its_trajectory_only():
 def test_kernel_results_do_not_depend_on_threads_or_batch():
     flow = fc.flows.pf(fc.losses.double_well(), 0.4)
     th = np.random.default_rng(2).uniform(-1.3, 1.3, (300, 2))
-    one = fc.solve(flow, th, t_span=(0, 3), threads=1, escape_radius=1e3)
-    two = fc.solve(flow, th, t_span=(0, 3), threads=2, escape_radius=1e3, chunk=37)
+    one = fc.solve(flow, th, t_span=(0, 3), escape_radius=1e3, compute=fc.Compute(threads=1))
+    two = fc.solve(flow, th, t_span=(0, 3), escape_radius=1e3, compute=fc.Compute(threads=2, chunk=37))
     single = fc.solve(flow, th[123:124], t_span=(0, 3), escape_radius=1e3)
     assert np.array_equal(one.y, two.y, equal_nan=True) and np.array_equal(one.status, two.status)
     assert np.array_equal(single.y[0], one.y[123], equal_nan=True)
@@ -139,7 +138,7 @@ def test_kernel_results_do_not_depend_on_threads_or_batch():
 def test_rest_stop_ends_settled_trajectories_at_the_minimum():
     loss = fc.Loss.from_expr("(x - 1)**2 + 2*(y + 0.5)**2")
     th = np.random.default_rng(3).uniform(-3, 3, (20, 2))
-    kw = dict(t_eval=[0, 50, 100], method="rk4", dt=0.05)       # the basins' fixed-step case
+    kw = dict(t_eval=[0, 50, 100], method=fc.RK4(0.05))       # the basins' fixed-step case
     full = fc.solve(fc.flows.ngf(loss, 0.1), th, **kw)
     rest = fc.solve(fc.flows.ngf(loss, 0.1), th, rest_tol=1e-10, **kw)
     assert (rest.status == fc.Status.OK).all() and (full.nsteps == 2000).all()
@@ -153,10 +152,10 @@ def test_rest_stop_ends_settled_trajectories_at_the_minimum():
 def test_device_argument():
     flow = fc.flows.ngf(fc.losses.double_well(), 0.1)
     with pytest.raises(ValueError, match="device must be"):
-        fc.solve(flow, [[1.0, 1.0]], t_span=(0, 1), device="cuda")
+        fc.solve(flow, [[1.0, 1.0]], t_span=(0, 1), compute=fc.Compute(device="cuda"))
     if not _kernels.gpu_usable(None):
         with pytest.raises(fc.DeviceUnavailable, match="needs CuPy and an NVIDIA GPU"):
-            fc.solve(flow, [[1.0, 1.0]], t_span=(0, 1), device="gpu")
+            fc.solve(flow, [[1.0, 1.0]], t_span=(0, 1), compute=fc.Compute(device="gpu"))
         from flowcore.cli import main
         assert main(["basins", "--loss", "double_well", "--lr", "0.1", "--grid=-1,1,5,-1,1,5",
                      "--device", "gpu"]) == 2
@@ -164,7 +163,7 @@ def test_device_argument():
                      "--device", "gpu"]) == 2
     py = fc.Field.from_callable(lambda th: -th, dim=1)
     with pytest.raises(ValueError, match="cannot run on the GPU: .*Python callable"):
-        fc.solve(py, [[1.0]], t_span=(0, 1), device="gpu")
+        fc.solve(py, [[1.0]], t_span=(0, 1), compute=fc.Compute(device="gpu"))
 
 
 @pytest.mark.parametrize("case", range(6))
@@ -181,12 +180,11 @@ def test_gpu_matches_cpu(case, gpu):
     # the complex third-order flow is kept short of sin(x)**1.5's branch point at x = 0.
     low, high, t_end = {3: (0.8, 1.3, 0.2), 4: (0.5, 1.3, 0.2)}.get(case, (-1.3, 1.3, 1.0))
     th = rng.uniform(low, high, (2000, flow.dim)) + (0.1j if cplx else 0)
-    kw = dict(t_span=(0, t_end), method=method, escape_radius=1e3, max_steps=2000)
-    if method == "rk4":
-        kw["dt"] = 0.01
-    cpu = fc.solve(flow, th, device="cpu", **kw)
-    nudged = fc.solve(flow, th * (1 + 8 * np.finfo(float).eps), device="cpu", **kw)
-    dev = fc.solve(flow, th, device="gpu", **kw)
+    kw = dict(t_span=(0, t_end), method=fc.RK4(0.01, max_steps=2000) if method == "rk4" else
+              fc.Adaptive(method, max_steps=2000), escape_radius=1e3)
+    cpu = fc.solve(flow, th, compute=fc.Compute(device="cpu"), **kw)
+    nudged = fc.solve(flow, th * (1 + 8 * np.finfo(float).eps), compute=fc.Compute(device="cpu"), **kw)
+    dev = fc.solve(flow, th, compute=fc.Compute(device="gpu"), **kw)
     assert dev.device == "gpu"
     np.testing.assert_array_equal(cpu.status, dev.status)
     ok = (cpu.status == 0) & (nudged.status == 0)
@@ -208,12 +206,12 @@ def test_rest_kernel_matches_generic_loop_and_closed_form():
                                  lambda w: (12 * w ** 2 - 4)[..., None], dim=1, vectorized=True)
     starts = np.linspace(-1.3, 1.3, 201)[:, None]
     for h in (0.1, 0.3):
-        a = fc.descend_to_rest(loss, starts, h, steps=3000)
-        b = fc.descend_to_rest(slow, starts, h, steps=3000)
+        a = fc.descend_to_rest(loss, starts, fc.GD(h), fc.RestTest(steps=3000))
+        b = fc.descend_to_rest(slow, starts, fc.GD(h), fc.RestTest(steps=3000))
         np.testing.assert_array_equal(a.period, b.period)
         np.testing.assert_allclose(a.final, b.final, atol=1e-12)
     h = 0.3
-    c = fc.descend_to_rest(loss, starts, h, steps=3000, max_period=4)
+    c = fc.descend_to_rest(loss, starts, fc.GD(h), fc.RestTest(max_period=4, steps=3000))
     f = np.polynomial.Polynomial([0, 1 + 4 * h, 0, -4 * h])          # w - h 4w(w² - 1)
     ff = f(f) - np.polynomial.Polynomial([0, 1])
     roots = ff.roots()
@@ -227,8 +225,9 @@ def test_gpu_rest_matches_cpu(gpu):
     g = np.linspace(-2, 2, 200)
     th = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
     for method, lr in (("gd", 0.1), ("dal", None), ("nesterov", 0.05)):
-        cpu = fc.descend_to_rest(loss, th, lr, steps=2000, method=method, device="cpu")
-        dev = fc.descend_to_rest(loss, th, lr, steps=2000, method=method, device="gpu")
+        m = fc.method(method, **({} if lr is None else {"lr": lr}))
+        cpu = fc.descend_to_rest(loss, th, m, fc.RestTest(steps=2000), fc.Compute(device="cpu"))
+        dev = fc.descend_to_rest(loss, th, m, fc.RestTest(steps=2000), fc.Compute(device="gpu"))
         assert dev.device == "gpu"
         np.testing.assert_array_equal(cpu.status, dev.status)
         np.testing.assert_array_equal(cpu.period, dev.period)
@@ -239,10 +238,11 @@ DESCEND_METHODS = (("gd", 0.1), ("heavy_ball", 0.05), ("nesterov", 0.05), ("dal"
                    ("dal_momentum", None), ("dal_per_param", None))
 
 
-def _method_params(method):
-    """DAL's rate cap, momentum's β: what each method reads (another method warns of it)."""
-    return {**({"lr_cap": 1.0} if method.startswith("dal") else {}),
-            **({"beta": 0.5} if method in ("heavy_ball", "nesterov", "dal_momentum") else {})}
+def _method_value(method, lr):
+    """The method with DAL's rate cap and momentum's β where it reads them."""
+    return fc.method(method, **({"lr": lr} if lr is not None else {}),
+                     **({"lr_cap": 1.0} if method.startswith("dal") else {}),
+                     **({"beta": 0.5} if method in ("heavy_ball", "nesterov", "dal_momentum") else {}))
 
 
 def _double_well_callable():
@@ -270,10 +270,10 @@ def test_descend_kernel_matches_generic_loop_and_closed_form(monkeypatch):
     real = _kernels.run_record_host
     monkeypatch.setattr(_kernels, "run_record_host", lambda *a: kernel_runs.append(1) or real(*a))
     for method, lr in DESCEND_METHODS:
-        kw = dict(steps=80, method=method, escape_radius=1e3, **_method_params(method))
-        fast = fc.descend(loss, bad, lr, **kw)
+        m, kw = _method_value(method, lr), dict(steps=80, escape_radius=1e3)
+        fast = fc.descend(loss, bad, m, **kw)
         assert len(kernel_runs) == 1, method                    # the kernel ran; the callable ...
-        ref = fc.descend(slow, bad, lr, **kw)
+        ref = fc.descend(slow, bad, m, **kw)
         assert len(kernel_runs) == 1, method                    # ... took the generic loop
         kernel_runs.clear()
         np.testing.assert_array_equal(fast.status, ref.status)
@@ -283,12 +283,13 @@ def test_descend_kernel_matches_generic_loop_and_closed_form(monkeypatch):
         assert fast.lr.shape == ref.lr.shape, method
         np.testing.assert_allclose(fast.lr, ref.lr, rtol=1e-12, err_msg=method)
         assert fast.status[0] == fc.Status.NONFINITE
-        assert np.array_equal(fc.descend(loss, th, lr, **kw).iterates, fast.iterates[2:])
-        assert np.array_equal(fc.descend(loss, bad, lr, threads=1, **kw).iterates, fast.iterates, equal_nan=True)
+        assert np.array_equal(fc.descend(loss, th, m, **kw).iterates, fast.iterates[2:])
+        assert np.array_equal(fc.descend(loss, bad, m, compute=fc.Compute(threads=1), **kw).iterates, fast.iterates,
+                              equal_nan=True)
         kernel_runs.clear()
     quad = fc.Loss.from_expr("3*x**2/2 + y**2/4")                  # λ = 3, 1/2
     h, k = 0.3, np.arange(41)
-    run = fc.descend(quad, [[1.0, -2.0]], h, 40)
+    run = fc.descend(quad, [[1.0, -2.0]], fc.GD(h), 40)
     exact = np.stack([(1 - 3 * h) ** k, -2 * (1 - h / 2) ** k], -1)
     np.testing.assert_allclose(run.iterates[0], exact, rtol=1e-13, atol=1e-300)
 
@@ -303,9 +304,9 @@ def test_gpu_descend_matches_cpu(gpu, capsys, monkeypatch):
     th = np.random.default_rng(1).uniform(-1.5, 1.5, (300, 2))
     bad = np.vstack([[np.nan, 0.0], [40.0, 40.0], th])
     for method, lr in DESCEND_METHODS:
-        kw = dict(steps=80, method=method, escape_radius=1e3, **_method_params(method))
-        cpu = fc.descend(loss, bad, lr, device="cpu", **kw)
-        dev = fc.descend(loss, bad, lr, device="gpu", **kw)
+        meth, kw = _method_value(method, lr), dict(steps=80, escape_radius=1e3)
+        cpu = fc.descend(loss, bad, meth, compute=fc.Compute(device="cpu"), **kw)
+        dev = fc.descend(loss, bad, meth, compute=fc.Compute(device="gpu"), **kw)
         assert (cpu.device, dev.device) == ("cpu", "gpu")
         far = fc.Status.OK if method.startswith("dal") else fc.Status.ESCAPED     # DAL's rate shrinks there
         assert list(dev.status[:2]) == [fc.Status.NONFINITE, far], method
@@ -314,11 +315,11 @@ def test_gpu_descend_matches_cpu(gpu, capsys, monkeypatch):
         np.testing.assert_array_equal(np.isnan(cpu.iterates), np.isnan(dev.iterates))
         np.testing.assert_allclose(dev.iterates, cpu.iterates, rtol=1e-12, atol=1e-12, err_msg=method)
         np.testing.assert_allclose(dev.lr, cpu.lr, rtol=1e-12, err_msg=method)
-        alone = fc.descend(loss, th, lr, device="gpu", **kw)
+        alone = fc.descend(loss, th, meth, compute=fc.Compute(device="gpu"), **kw)
         assert np.array_equal(alone.iterates, dev.iterates[2:]), method
     with monkeypatch.context() as m:                                     # launches of 7 starts
         m.setattr(_kernels, "GPU_RECORD_BYTES", 7 * 81 * 2 * 8)
-        chunked = fc.descend(loss, bad, None, device="gpu", **kw)         # (the last method: rates [N, steps, D])
+        chunked = fc.descend(loss, bad, meth, compute=fc.Compute(device="gpu"), **kw)   # (the last: rates [N, steps, D])
     for field in ("iterates", "lr", "status", "nsteps"):
         assert np.array_equal(getattr(chunked, field), getattr(dev, field), equal_nan=True), field
 
@@ -331,13 +332,13 @@ def test_gpu_descend_matches_cpu(gpu, capsys, monkeypatch):
 
     py = _double_well_callable()
     with pytest.raises(ValueError, match="cannot run on the GPU: .*no symbolic expression"):
-        fc.descend(py, th, 0.1, steps=5, device="gpu")
+        fc.descend(py, th, fc.GD(0.1), steps=5, compute=fc.Compute(device="gpu"))
     many = np.full((_kernels.GPU_MIN_STARTS, 2), 0.5)
-    assert fc.descend(py, many, 0.1, steps=3).device == "cpu"
+    assert fc.descend(py, many, fc.GD(0.1), steps=3).device == "cpu"
     assert "runs on the CPU" in capsys.readouterr().err
-    assert fc.descend(loss, many, 0.1, steps=3).device == "gpu"
-    with pytest.raises(ValueError, match=r"every= is not used by method='gd' \(only by 'sgd'\); slice"):
-        fc.descend(loss, th, 0.1, steps=4, every=2)
+    assert fc.descend(loss, many, fc.GD(0.1), steps=3).device == "gpu"
+    with pytest.raises(TypeError, match="every"):
+        fc.GD(0.1, every=2)
 
 
 def test_compiled_says_which_fields_have_a_kernel():
@@ -359,7 +360,7 @@ def test_diagonal_hessian_pf_any_dimension():
     flow = fc.flows.pf(quad, h)
     assert _kernels.problem(flow).diagonal and fc.compiled(flow)
     th0 = np.random.default_rng(3).uniform(-1, 1, (5, 4))
-    sol = fc.solve(flow, th0, t_eval=h * np.arange(5), method="dop853", rtol=1e-12, atol=1e-14)
+    sol = fc.solve(flow, th0, t_eval=h * np.arange(5), method=fc.Dop853(rtol=1e-12, atol=1e-14))
     assert (sol.status == 0).all()
     for n in range(5):
         np.testing.assert_allclose(sol.y[:, n], th0 * (1 - h * a) ** n, rtol=1e-9, atol=1e-12)
@@ -368,7 +369,7 @@ def test_diagonal_hessian_pf_any_dimension():
     assert _kernels.problem(pf).diagonal
     slow = fc.Field.from_callable(lambda th: pf(th), dim=3, vectorized=True)
     z0 = np.random.default_rng(4).uniform(-1, 1, (20, 3)) + 0.05j   # 1 − hλ off the cut
-    fast, ref = (fc.solve(f, z0, t_eval=[0, 0.5, 1.0], rtol=1e-10, atol=1e-12) for f in (pf, slow))
+    fast, ref = (fc.solve(f, z0, t_eval=[0, 0.5, 1.0], method=fc.Dopri5(rtol=1e-10, atol=1e-12)) for f in (pf, slow))
     assert not fc.compiled(slow) and (fast.status == ref.status).all()
     np.testing.assert_allclose(fast.y, ref.y, rtol=1e-8, atol=1e-10)
 
@@ -383,12 +384,12 @@ def test_complex_kernels_call_the_complex_functions():
     assert not _kernels.problem(pf).diagonal
     slow = fc.Field.from_callable(lambda th: pf(th), dim=2, vectorized=True)
     z0 = np.random.default_rng(5).uniform(-0.5, 0.5, (10, 2)) + 0.1j
-    fast, ref = (fc.solve(f, z0, t_eval=[0, 0.2], rtol=1e-10, atol=1e-12) for f in (pf, slow))
+    fast, ref = (fc.solve(f, z0, t_eval=[0, 0.2], method=fc.Dopri5(rtol=1e-10, atol=1e-12)) for f in (pf, slow))
     assert (fast.status == 0).all() and (ref.status == 0).all()
     np.testing.assert_allclose(fast.y, ref.y, rtol=1e-8, atol=1e-10)
     rot = fc.Field.from_expr(["sin(z)"], vars=("z",))
     w0 = np.array([[0.3 + 0.2j], [1.0 - 0.5j]])
-    sol = fc.solve(rot, w0, t_eval=[0, 1.0], rtol=1e-11, atol=1e-13)
+    sol = fc.solve(rot, w0, t_eval=[0, 1.0], method=fc.Dopri5(rtol=1e-11, atol=1e-13))
     exact = 2 * np.arctan(np.e * np.tan(w0[:, 0] / 2))
     np.testing.assert_allclose(sol.y[:, 1, 0], exact, rtol=1e-8)
 
@@ -408,15 +409,14 @@ def test_gpu_path_end_to_end(gpu, capsys):
     loss = fc.Loss.from_expr("x**2")
     good = np.array([[0.3], [-0.7], [1.1]])
     flow = fc.flows.pf(loss, 0.3)
-    alone = fc.solve(flow, good, t_span=(0, 2), escape_radius=50, device="gpu")
-    mixed = fc.solve(flow, [[np.nan], [0.3], [1e3], [-0.7], [1.1]], t_span=(0, 2), escape_radius=50,
-                     device="gpu")
+    alone = fc.solve(flow, good, t_span=(0, 2), escape_radius=50, compute=fc.Compute(device="gpu"))
+    mixed = fc.solve(flow, [[np.nan], [0.3], [1e3], [-0.7], [1.1]], t_span=(0, 2), escape_radius=50, compute=fc.Compute(device="gpu"))
     assert list(mixed.status) == [fc.Status.NONFINITE, 0, fc.Status.ESCAPED, 0, 0]
     assert np.array_equal(mixed.y[[1, 3, 4]], alone.y)
-    sing = fc.solve(fc.flows.pf(loss, 0.5), good, t_span=(0, 1), device="gpu")
+    sing = fc.solve(fc.flows.pf(loss, 0.5), good, t_span=(0, 1), compute=fc.Compute(device="gpu"))
     assert (sing.status == fc.Status.SINGULAR).all()
 
     for model, lr in (("gd", 0.1), ("igr", 0.1)):
-        kw = dict(grid=((-1.5, 1.5, 41), (-1.5, 1.5, 41)), steps=400, progress=False)
-        cpu, dev = (fa.basins(dw, model, lr, device=d, **kw) for d in ("cpu", "gpu"))
+        kw = dict(grid=((-1.5, 1.5, 41), (-1.5, 1.5, 41)), rest=fc.RestTest(steps=400), progress=False)
+        cpu, dev = (fa.basins(dw, fc.method(model, lr=lr), compute=fc.Compute(device=d), **kw) for d in ("cpu", "gpu"))
         assert np.array_equal(cpu.labels, dev.labels), model

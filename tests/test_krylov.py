@@ -8,7 +8,7 @@ from flowcore._field import _log1m
 
 pytest.importorskip("jax")
 
-RTOL = dict(method="dop853", rtol=1e-10, atol=1e-12)
+RTOL = dict(method=fc.Dop853(rtol=1e-10, atol=1e-12))
 
 
 def _nets():
@@ -23,7 +23,7 @@ def test_one_gd_step_equals_the_dense_tracked_pf(key, targets):
     and each Krylov evaluation's error estimate bounds its measured error (principal branch, at the
     start and at complex points on the way)."""
     net = _nets()[key]
-    th = fc.descend(net.loss, net.theta0[None], 0.5, 10).iterates[0, -1]
+    th = fc.descend(net.loss, net.theta0[None], fc.GD(0.5), 10).iterates[0, -1]
     lam = np.linalg.eigvalsh(net.loss.hess(th))[-1]
     for z in targets:
         h = z / lam
@@ -64,7 +64,7 @@ def test_a_branch_continued_past_the_cut_and_an_eigenvalue_crossing_one():
     # the principal log re-evaluated pointwise is discontinuous across the cut: the integrator stalls
     # on it (MAX_STEPS) or ends elsewhere
     principal = fc.solve(fc.flows.pf(net.loss, h, krylov=True, branch="principal"), th[None], t_eval=ts,
-                         max_steps=40, **RTOL)
+                         method=fc.Dop853(rtol=1e-10, atol=1e-12, max_steps=40))
     assert principal.status[0] != fc.Status.OK or np.abs(principal.y[0, -1] - a.y[0, -1]).max() > 1e-6
 
 
@@ -81,10 +81,11 @@ def test_on_a_linear_network_the_pf_is_gd(z):
     lam = np.linalg.eigvalsh(net.loss.hess(net.theta0))[-1]
     h = z / lam
     start = net.theta0 + 0.3
-    sol = fc.solve(fc.flows.pf(net.loss, h, krylov=True), start[None], t_span=(0, h), max_steps=2000, **RTOL)
+    sol = fc.solve(fc.flows.pf(net.loss, h, krylov=True), start[None], t_span=(0, h),
+                   method=fc.Dop853(rtol=1e-10, atol=1e-12, max_steps=2000))
     assert sol.status[0] == fc.Status.OK, fc.Status(int(sol.status[0])).name
     pf = sol.y[0, -1]
-    gd = fc.descend(net.loss, start[None], h, 1).iterates[0, -1]
+    gd = fc.descend(net.loss, start[None], fc.GD(h), 1).iterates[0, -1]
     np.testing.assert_allclose(pf, gd, rtol=1e-9, atol=1e-9 * np.abs(gd).max())
 
 

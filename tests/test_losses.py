@@ -306,7 +306,7 @@ def test_a_loss_written_in_c_outside_the_package(tmp_path):
     np.testing.assert_allclose(g[:, 0], np.sinh(th[:, 0]), rtol=1e-15)
     np.testing.assert_allclose(T[:, 0], np.sinh(th[:, 0]), rtol=1e-15)
     # NGF: y' = −y, x' = −sinh x, so tanh(x/2) decays like e^{−t}
-    sol = fc.solve(fc.flows.ngf(loss, 0.1), [[0.4, 1.0]], t_eval=[1.0], rtol=1e-11, atol=1e-13)
+    sol = fc.solve(fc.flows.ngf(loss, 0.1), [[0.4, 1.0]], t_eval=[1.0], method=fc.Dopri5(rtol=1e-11, atol=1e-13))
     np.testing.assert_allclose(sol.y[0, 0, 1], np.exp(-1.0), rtol=1e-9)
     np.testing.assert_allclose(np.tanh(sol.y[0, 0, 0] / 2), np.tanh(0.2) * np.exp(-1.0), rtol=1e-9)
     # the capsule round trip, and a struct of another ABI version

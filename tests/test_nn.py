@@ -73,9 +73,8 @@ def test_pf_of_a_linear_network_is_gd():
     lam = np.linalg.eigvalsh(net.loss.hess(net.theta0))
     h = 1.5 / lam[-1]                          # hλ_max = 1.5: GD oscillates there, the PF spirals
     steps = 12
-    gd = fc.descend(net.loss, net.theta0[None], h, steps).iterates[0]
-    sol = fc.solve(fc.flows.pf(net.loss, h), net.theta0[None], t_eval=h * np.arange(steps + 1), method="dop853",
-                   rtol=1e-12, atol=1e-14)
+    gd = fc.descend(net.loss, net.theta0[None], fc.GD(h), steps).iterates[0]
+    sol = fc.solve(fc.flows.pf(net.loss, h), net.theta0[None], t_eval=h * np.arange(steps + 1), method=fc.Dop853(rtol=1e-12, atol=1e-14))
     np.testing.assert_allclose(sol.y[0], gd, atol=1e-9)
 
 
@@ -92,7 +91,7 @@ def test_lanczos_equals_the_full_eigendecomposition():
 def test_relu_is_refused_at_complex_points_and_works_at_real_ones():
     net = fc.nn.mlp(X3, Y3, widths=(3,), activation="relu")
     assert np.isfinite(net.loss.value(net.theta0))
-    fc.descend(net.loss, net.theta0[None], 0.1, 5)
+    fc.descend(net.loss, net.theta0[None], fc.GD(0.1), 5)
     with pytest.raises(ValueError, match="max"):
         fc.solve(fc.flows.pf(net.loss, 0.1), net.theta0[None], t_span=(0, 0.1))
 
@@ -164,7 +163,7 @@ def test_network_eos_scores_the_real_part_and_counts_rises_over_gds():
     net = fc.nn.mlp(*fc.nn.regression_2d(), widths=3, activation="tanh", loss="mse", seed=0)
     r = paper.network_edge_of_stability(net.loss, 1.5, net.theta0, 40, every=3, flows=("ngf", "pf"))
     it, pick = r["iterates"], r["restarts"]
-    sol = fc.solve(fc.flows.pf(net.loss, 1.5), it[pick], t_span=(0, 1.5), method="dop853", rtol=1e-7, atol=1e-10)
+    sol = fc.solve(fc.flows.pf(net.loss, 1.5), it[pick], t_span=(0, 1.5), method=fc.Dop853(rtol=1e-7, atol=1e-10))
     ok = sol.status == fc.Status.OK
     end = sol.y[:, -1]
     assert np.abs(end[ok].imag).max() > 1e-6                       # complex end points were scored
@@ -207,12 +206,12 @@ def test_network_sgd_draws_the_kernels_batches(replace):
     net = fc.nn.mlp(X, y, widths=(), activation="linear", loss="mse")
     lin = fc.losses.linear_regression(X, y, intercept=True)          # parameters (w0, w1, b): the net's order
     th0 = np.tile(net.theta0, (6, 1)) + rng.normal(size=(6, 3))
-    kw = dict(method="sgd", batch=4, replace=replace, seed=5, beta=0.3, every=7)
-    a, b = fc.descend(net, th0, 0.1, 50, **kw), fc.descend(lin, th0, 0.1, 50, **kw)
+    sgd = fc.SGD(0.1, batch=4, replace=replace, seed=5, beta=0.3, every=7)
+    a, b = fc.descend(net, th0, sgd, 50), fc.descend(lin, th0, sgd, 50)
     np.testing.assert_allclose(a.iterates, b.iterates, rtol=0, atol=1e-13)
     assert a.saved.tolist() == b.saved.tolist() and np.array_equal(a.nsteps, b.nsteps)
     np.testing.assert_allclose(net.covariance(th0[0]), lin.covariance(th0[0]), rtol=1e-12, atol=1e-15)
-    boom = fc.descend(net, th0[:2], np.array([0.1, 5.0]), 50, method="sgd", batch=4, seed=5, escape_radius=1e6)
+    boom = fc.descend(net, th0[:2], fc.SGD(np.array([0.1, 5.0]), batch=4, seed=5), 50, escape_radius=1e6)
     assert boom.status.tolist() == [fc.Status.OK, fc.Status.ESCAPED] and np.isnan(boom.iterates[1, -1]).all()
 
 
@@ -248,8 +247,8 @@ def test_grad_hess_is_one_call_with_the_two_functions_values(tiny):
     fused = fc.Loss.from_callable(f.value, f.grad, f.hess, f.third, dim=7, vectorized=True, grad_hess=counted)
     apart = fc.Loss.from_callable(f.value, f.grad, f.hess, f.third, dim=7, vectorized=True)
     th = 0.5 * rng.normal(size=(2, 7))
-    a = fc.solve(fc.flows.pf(fused, 0.7), th, t_span=(0, 0.7), method="rk4", dt=0.1)
-    b = fc.solve(fc.flows.pf(apart, 0.7), th, t_span=(0, 0.7), method="rk4", dt=0.1)
+    a = fc.solve(fc.flows.pf(fused, 0.7), th, t_span=(0, 0.7), method=fc.RK4(0.1))
+    b = fc.solve(fc.flows.pf(apart, 0.7), th, t_span=(0, 0.7), method=fc.RK4(0.1))
     np.testing.assert_array_equal(a.y, b.y)
     assert calls and a.status.tolist() == [0, 0]
     with pytest.raises(ValueError, match="vectorized=True"):

@@ -20,7 +20,7 @@ def quadratic():
 @pytest.mark.parametrize("lr", [0.2, 0.45, 0.6])        # hλ₀ = 0.73, 1.64 (sign flips), 2.19 (growth)
 def test_projection_predictions_closed_form(quadratic, lr):
     lam, U = np.linalg.eigh(A)
-    it = fc.descend(quadratic, np.array([[1.0, -0.5, 2.0]]), lr, 6).iterates[0]
+    it = fc.descend(quadratic, np.array([[1.0, -0.5, 2.0]]), fc.GD(lr), 6).iterates[0]
     r = paper.projection_predictions(quadratic, lr, it)
     x = np.abs(it[:-1] @ A @ U[:, -1])                      # |gᵀu₀|, g = Aθ
     np.testing.assert_allclose(r["sharpness"], lam[-1], rtol=1e-13)

@@ -27,7 +27,7 @@ def test_ctrl_c_inside_a_solve_chunk_is_prompt_and_keeps_finished_rows():
     timer = _sigint_after(0.7)
     t0 = time.perf_counter()
     with pytest.raises(fc.Interrupted) as info:
-        fc.solve(flow, starts, t_span=(0, 200.0), chunk=len(starts), progress=False)
+        fc.solve(flow, starts, t_span=(0, 200.0), compute=fc.Compute(chunk=len(starts)), progress=False)
     elapsed = time.perf_counter() - t0
     timer.join()
     assert elapsed < 5.0                    # the full run takes minutes
@@ -47,8 +47,7 @@ def test_ctrl_c_inside_descend_and_basins():
     t0 = time.perf_counter()
     with pytest.raises(fc.Interrupted):
         # chaotic GD never comes to rest: without the interrupt this runs for many minutes
-        fa.basins(fc.Loss.from_expr("(w**2 - 1)**2/4"), "gd", 1.5, (-1.2, 1.2, 64), steps=2 * 10**9 - 1,
-                  escape_radius=1e6)
+        fa.basins(fc.Loss.from_expr("(w**2 - 1)**2/4"), fc.GD(1.5), (-1.2, 1.2, 64), rest=fc.RestTest(steps=2 * 10**9 - 1, escape_radius=1e6))
     timer.join()
     assert time.perf_counter() - t0 < 5.0
 
@@ -71,7 +70,7 @@ def test_ctrl_c_inside_a_recording_kernel(monkeypatch):
     monkeypatch.setattr(_kernels, "host_record", pressed_at_start)
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(fc.Interrupted) as info:
-        fc.descend(fc.losses.double_well(), np.ones((300, 2)), 0.1, 1000, device="cpu")
+        fc.descend(fc.losses.double_well(), np.ones((300, 2)), fc.GD(0.1), 1000, compute=fc.Compute(device="cpu"))
     run = info.value.partial
     assert (run.status == fc.Status.INTERRUPTED).all() and (run.nsteps == 0).all()
     assert signal.getsignal(signal.SIGINT) is before
@@ -98,7 +97,7 @@ def test_ctrl_c_between_chunks_leaves_the_rest_interrupted(monkeypatch):
     loss = fc.losses.double_well()
     starts = np.random.default_rng(0).uniform(-1.5, 1.5, (4000, 2))
     with pytest.raises(fc.Interrupted) as info:
-        fc.descend_to_rest(loss, starts, 0.1, chunk=1000, device="cpu")
+        fc.descend_to_rest(loss, starts, fc.GD(0.1), compute=fc.Compute(device="cpu", chunk=1000))
     rest = info.value.partial
     assert calls == [1000, 1000]
     first, others = slice(0, 1000), slice(1000, None)
@@ -109,7 +108,7 @@ def test_ctrl_c_between_chunks_leaves_the_rest_interrupted(monkeypatch):
     assert "INTERRUPTED: 3000" in repr(rest)
     calls.clear()
     with pytest.raises(fc.Interrupted) as info:
-        fa.basins(loss, "gd", 0.1, ((-1.5, 1.5, 300), (-1.5, 1.5, 200)), progress=False)    # chunks of 2^14
+        fa.basins(loss, fc.GD(0.1), ((-1.5, 1.5, 300), (-1.5, 1.5, 200)), progress=False)    # chunks of 2^14
     st = info.value.partial.status
     assert set(np.unique(st)) <= {fc.Status.OK, fc.Status.INTERRUPTED}
     assert (st == fc.Status.INTERRUPTED).sum() == 60_000 - 2**14
@@ -134,16 +133,16 @@ def test_threads_are_bounded_and_named():
     th = np.ones((3, 2))
     for bad in (2**31 - 1, 0, -1, 1.5, True):
         with pytest.raises((ValueError, TypeError), match="threads"):
-            fc.solve(flow, th, t_span=(0, 1), threads=bad)
+            fc.solve(flow, th, t_span=(0, 1), compute=fc.Compute(threads=bad))
         with pytest.raises((ValueError, TypeError), match="threads"):
-            fc.descend(loss, th, 0.1, 10, threads=bad)
+            fc.descend(loss, th, fc.GD(0.1), 10, compute=fc.Compute(threads=bad))
     # many threads requested for little work: capped, same result
-    a = fc.solve(flow, th, t_span=(0, 1), threads=4000).y
-    np.testing.assert_array_equal(a, fc.solve(flow, th, t_span=(0, 1), threads=1).y)
+    a = fc.solve(flow, th, t_span=(0, 1), compute=fc.Compute(threads=4000)).y
+    np.testing.assert_array_equal(a, fc.solve(flow, th, t_span=(0, 1), compute=fc.Compute(threads=1)).y)
     with pytest.raises(ValueError, match="steps"):
-        fc.descend(loss, th, 0.1, 2**31)
+        fc.descend(loss, th, fc.GD(0.1), 2**31)
     with pytest.raises(ValueError, match="max_steps"):
-        fc.solve(flow, th, t_span=(0, 1), max_steps=2**63)
+        fc.solve(flow, th, t_span=(0, 1), method=fc.Dopri5(max_steps=2**63))
 
 
 def test_unchecked_arguments_now_checked():
@@ -152,16 +151,16 @@ def test_unchecked_arguments_now_checked():
     th = np.ones((3, 2))
     for chunk in (-1, 0):
         with pytest.raises(ValueError, match="chunk"):
-            fc.solve(flow, th, t_span=(0, 1), chunk=chunk)
+            fc.solve(flow, th, t_span=(0, 1), compute=fc.Compute(chunk=chunk))
     q = fc.Loss.from_expr("(w**2 - 1)**2/4")
     for kw, says in ((dict(escape_radius=-1), "escape_radius"), (dict(tol=-1e-3), "tol"),
                      (dict(confirm=0), "confirm")):
         with pytest.raises(ValueError, match=says):
-            fa.basins(q, "gd", 0.1, (-1, 1, 5), **kw)
+            fc.RestTest(**kw)
     with pytest.raises(ValueError, match="1-D"):
-        fa.basins(q, "gd", 0.1, ((-1, 1, 3), (-1, 1, 3)))
+        fa.basins(q, fc.GD(0.1), ((-1, 1, 3), (-1, 1, 3)))
     with pytest.raises(ValueError, match="real"):
-        fa.basins(q, "gd", 0.1, np.linspace(-1, 1, 5) + 1j)
+        fa.basins(q, fc.GD(0.1), np.linspace(-1, 1, 5) + 1j)
     me = fa.modified_equation("x**4/4", order=1)
     for lr in (0, float("nan"), -0.1):
         with pytest.raises(ValueError, match="lr"):
@@ -173,7 +172,7 @@ def test_unchecked_arguments_now_checked():
 def test_dt_is_the_first_step_of_adaptive_methods():
     """y' = −y: with dt=1e-3 the first accepted step of dopri5 is 1e-3 (not Hairer's choice)."""
     f = fc.Field.from_expr(["-y"], vars=("y",))
-    sol = fc.solve(f, [[1.0]], t_eval=[1e-3], method="dopri5", dt=1e-3)
+    sol = fc.solve(f, [[1.0]], t_eval=[1e-3], method=fc.Dopri5(dt0=1e-3))
     assert sol.nsteps[0] == 1 and sol.nfev[0] <= 8
     np.testing.assert_allclose(sol.y[0, -1, 0], np.exp(-1e-3), rtol=1e-12)
 
@@ -181,7 +180,7 @@ def test_dt_is_the_first_step_of_adaptive_methods():
 def test_python_callable_without_hessian_runs_ngf_and_errors_pass_through():
     py = fc.Loss.from_callable(lambda t: t @ t, lambda t: 2 * t, dim=3)
     np.testing.assert_allclose(fc.flows.ngf(py, 0.1)([[1.0, 2, 3]]), [[-2.0, -4, -6]])
-    sol = fc.solve(fc.flows.ngf(py, 0.1), [[1.0, 2, 3]], t_span=(0, 1), rtol=1e-10, atol=1e-12)
+    sol = fc.solve(fc.flows.ngf(py, 0.1), [[1.0, 2, 3]], t_span=(0, 1), method=fc.Dopri5(rtol=1e-10, atol=1e-12))
     np.testing.assert_allclose(sol.y[0, -1], np.exp(-2.0) * np.array([1, 2, 3]), rtol=1e-8)
     with pytest.raises(NotImplementedError, match="hess"):
         fc.flows.igr(py, 0.1)([[1.0, 2, 3]])

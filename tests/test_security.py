@@ -87,7 +87,7 @@ def test_a_tableau_name_never_reaches_c(tmp_path):
     target = tmp_path / "pwned"
     evil = f'euler */ __attribute__((constructor)) static void f(void) {{ system("touch {target}"); }} /* '
     tab = Tableau(((0,),), (1,), name=evil, order=1)
-    sol = fc.solve(fc.Field.from_expr(["-x"]), [[1.0]], t_span=(0, 1), method=tab, dt=0.5)
+    sol = fc.solve(fc.Field.from_expr(["-x"]), [[1.0]], t_span=(0, 1), method=fc.FixedStep(tab, 0.5))
     assert sol.y[0, -1, 0] == 0.25 and not target.exists()
 
 

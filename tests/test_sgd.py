@@ -12,6 +12,8 @@ M0, M1 = 0xD2E7470EE14C6C93, 0xCA5A826395121157
 W0, W1 = 0x9E3779B97F4A7C15, 0xBB67AE8584CAA73B
 MASK = 2**64 - 1
 
+SCHEMES = {"euler_maruyama": fc.EulerMaruyama, "weak2": fc.Weak2}
+
 
 def philox(ctr, key):
     """Philox4x64-10 written from Salmon et al. (2011), in Python integers."""
@@ -55,7 +57,7 @@ def test_sde_noise_is_the_ziggurat_on_philox():
     from flowcore._stochastic import ziggurat_tables
     x, f = ziggurat_tables()
     seed, tid, steps = 2**70 + 12345, 7, 300
-    sol = fc.sde_solve(fc.SDE(["0"], 1.0, vars=("x",)), [[0.0]], (0, steps), 1.0, seed=seed, ids=[tid])
+    sol = fc.sde_solve(fc.SDE(["0"], 1.0, vars=("x",)), [[0.0]], (0, steps), fc.EulerMaruyama(1.0), seed=seed, ids=[tid])
     key = [seed & MASK, seed >> 64]
 
     def draws():
@@ -77,7 +79,7 @@ def test_ziggurat_tables_have_equal_areas_and_normals_are_normal():
     v = r * np.exp(-r * r / 2) + np.sqrt(np.pi / 2) * special.erfc(r / np.sqrt(2))
     np.testing.assert_allclose(x[1:256] * (f[2:] - f[1:256]), v, rtol=1e-12)     # every layer: area v
     np.testing.assert_allclose(f[1:], np.exp(-x[1:]**2 / 2), rtol=1e-15)     # f[0] = 0: the base layer starts at 0
-    z = fc.sde_solve(fc.SDE(["0"], 1.0, vars=("x",)), np.zeros((400_000, 1)), (0, 1), 1.0, seed=1).y[:, -1, 0]
+    z = fc.sde_solve(fc.SDE(["0"], 1.0, vars=("x",)), np.zeros((400_000, 1)), (0, 1), fc.EulerMaruyama(1.0), seed=1).y[:, -1, 0]
     assert stats.kstest(z, "norm").pvalue > 1e-3
     tail = np.mean(np.abs(z) > 3.0)                   # exercises the tail and the top wedges
     p = special.erfc(3 / np.sqrt(2))
@@ -100,8 +102,7 @@ def test_sgd_mean_and_covariance_match_closed_form():
     data, X, A = _quadratic_data()
     eta, beta, B, steps, N = 0.3, 0.5, 3, 12, 100_000
     th0 = np.array([2.0, 1.0])
-    run = fc.descend(data, np.tile(th0, (N, 1)), eta, steps, method="sgd", batch=B, beta=beta, seed=11,
-                     every=steps)
+    run = fc.descend(data, np.tile(th0, (N, 1)), fc.SGD(eta, batch=B, beta=beta, seed=11, every=steps), steps)
     I, Z = np.eye(2), np.zeros((2, 2))
     M = np.block([[I - eta * A, beta * I], [-eta * A, beta * I]])
     U = np.vstack([I, I])
@@ -123,10 +124,10 @@ def test_without_replacement_visits_every_example_once_per_epoch():
     batch is a uniform B-subset (inclusion B/n, pairs B(B−1)/(n(n−1)))."""
     n, B = 12, 3
     data = fc.DataLoss.from_expr("-x*w", {"x": 2.0 ** np.arange(n)})
-    run = fc.descend(data, np.zeros((50, 1)), 1.0, n // B, method="sgd", batch=B, replace=False, seed=5)
+    run = fc.descend(data, np.zeros((50, 1)), fc.SGD(1.0, batch=B, replace=False, seed=5), n // B)
     np.testing.assert_allclose(run.final[:, 0], (2.0**n - 1) / B, rtol=0, atol=1e-9)
     N = 40_000
-    first = fc.descend(data, np.zeros((N, 1)), float(B), 1, method="sgd", batch=B, replace=False, seed=6)
+    first = fc.descend(data, np.zeros((N, 1)), fc.SGD(float(B), batch=B, replace=False, seed=6), 1)
     bits = first.final[:, 0].astype(np.int64)
     member = (bits[:, None] >> np.arange(n)) & 1
     assert np.all(member.sum(axis=1) == B)
@@ -142,8 +143,7 @@ def _orderings(n, N, seed, B=1, epochs=1):
     ξ_k = k, batch B, plain SGD from w = 0 steps to the batch mean, so B = 1 reads the example
     itself (B > 1: see the callers)."""
     data = fc.DataLoss.from_expr("(w - x)**2/2", {"x": np.arange(n, dtype=float)})
-    run = fc.descend(data, np.zeros((N, 1)), 1.0, epochs * (n // B), method="sgd", batch=B, replace=False,
-                     seed=seed)
+    run = fc.descend(data, np.zeros((N, 1)), fc.SGD(1.0, batch=B, replace=False, seed=seed), epochs * (n // B))
     return np.rint(run.iterates[:, 1:, 0]).astype(np.int64)
 
 
@@ -187,8 +187,7 @@ def test_without_replacement_batches_are_uniform_subsets():
     from scipy import stats
     n, B, N = 6, 3, 100_000
     data = fc.DataLoss.from_expr("-x*w", {"x": 2.0 ** np.arange(n)})
-    bits = np.rint(fc.descend(data, np.zeros((N, 1)), float(B), 1, method="sgd", batch=B, replace=False,
-                              seed=13).final[:, 0]).astype(np.int64)
+    bits = np.rint(fc.descend(data, np.zeros((N, 1)), fc.SGD(float(B), batch=B, replace=False, seed=13), 1).final[:, 0]).astype(np.int64)
     subsets = {sum(1 << k for k in c): i for i, c in enumerate(combinations(range(n), B))}
     counts = np.bincount([subsets[b] for b in bits], minlength=len(subsets))
     chi2 = ((counts - N / 20) ** 2 / (N / 20)).sum()
@@ -199,10 +198,10 @@ def test_without_replacement_batches_are_uniform_subsets():
 def test_sgd_path_is_the_same_alone_in_a_batch_and_on_two_threads(replace):
     data, _, _ = _quadratic_data(n=17)
     th = np.random.default_rng(1).normal(size=(300, 2))
-    kw = dict(method="sgd", batch=4, replace=replace, seed=2**90 + 3, beta=0.3)
-    one = fc.descend(data, th, 0.2, 30, threads=1, **kw)
-    two = fc.descend(data, th, 0.2, 30, threads=2, **kw)
-    alone = fc.descend(data, th[[123]], 0.2, 30, ids=[123], **kw)
+    kw = dict(batch=4, replace=replace, seed=2**90 + 3, beta=0.3)
+    one = fc.descend(data, th, fc.SGD(0.2, **kw), 30, compute=fc.Compute(threads=1))
+    two = fc.descend(data, th, fc.SGD(0.2, **kw), 30, compute=fc.Compute(threads=2))
+    alone = fc.descend(data, th[[123]], fc.SGD(0.2, ids=[123], **kw), 30)
     assert np.array_equal(one.iterates, two.iterates)
     assert np.array_equal(alone.iterates[0], one.iterates[123])
 
@@ -211,29 +210,31 @@ def test_sde_path_is_the_same_alone_in_a_batch_and_on_two_threads():
     data, _, _ = _quadratic_data(n=9)
     sde = fc.SDE(data, fc.data_noise(data, 0.1, 2))
     th = np.random.default_rng(2).normal(size=(200, 2))
-    one = fc.sde_solve(sde, th, (0, 1), 0.05, seed=4, threads=1)
-    two = fc.sde_solve(sde, th, (0, 1), 0.05, seed=4, threads=2)
-    alone = fc.sde_solve(sde, th[[57]], (0, 1), 0.05, seed=4, ids=[57])
+    one = fc.sde_solve(sde, th, (0, 1), fc.EulerMaruyama(0.05), seed=4, compute=fc.Compute(threads=1))
+    two = fc.sde_solve(sde, th, (0, 1), fc.EulerMaruyama(0.05), seed=4, compute=fc.Compute(threads=2))
+    alone = fc.sde_solve(sde, th[[57]], (0, 1), fc.EulerMaruyama(0.05), seed=4, ids=[57])
     assert np.array_equal(one.y, two.y) and np.array_equal(alone.y[0], one.y[57])
 
 
 def test_sgd_rejects_bad_input_by_name():
     data, _, _ = _quadratic_data()
     with pytest.raises(TypeError, match="DataLoss"):
-        fc.descend(fc.losses.round_bowl(), [0.0, 0.0], 0.1, 5, method="sgd")
+        fc.descend(fc.losses.round_bowl(), [0.0, 0.0], fc.SGD(0.1), 5)
     with pytest.raises(ValueError, match="batch"):
-        fc.descend(data, [0.0, 0.0], 0.1, 5, method="sgd", batch=0)
+        fc.SGD(0.1, batch=0)
+    with pytest.raises(ValueError, match=f"batch must be an integer in \\[1, {data.n}\\]"):
+        fc.descend(data, [0.0, 0.0], fc.SGD(0.1, batch=data.n + 1), 5)
     with pytest.raises(ValueError, match="seed"):
-        fc.descend(data, [0.0, 0.0], 0.1, 5, method="sgd", seed=-1)
+        fc.SGD(0.1, seed=-1)
     with pytest.raises(ValueError, match="do not occur"):
         fc.DataLoss.from_expr("(w - x)**2", {"xx": [1.0, 2.0]})
-    with pytest.raises(ValueError, match="every="):
-        fc.descend(data, [0.0, 0.0], 0.1, 5, every=2)
+    with pytest.raises(TypeError, match="every"):
+        fc.GD(0.1, every=2)
 
 
 def test_escaping_sgd_run_stops_alone():
     data = fc.DataLoss.from_expr("(w - x)**2/2", {"x": [0.0, 1.0]})
-    run = fc.descend(data, [[0.5], [0.5]], np.array([0.1, 3.0]), 200, method="sgd", seed=1, escape_radius=1e6)
+    run = fc.descend(data, [[0.5], [0.5]], fc.SGD(np.array([0.1, 3.0]), seed=1), 200, escape_radius=1e6)
     assert run.status.tolist() == [fc.Status.OK, fc.Status.ESCAPED]
     assert abs(run.final[0, 0] - 0.5) < 1 and abs(run.final[1, 0]) > 1e6
 
@@ -246,7 +247,7 @@ def _weak_errors(method, dts, N=4_000_000):
     second = mean**2 + (1 - np.exp(-2 * T)) / 2
     errs = []
     for dt in dts:
-        y = fc.sde_solve(fc.SDE(["-x"], 1.0), np.full((N, 1), x0), (0, T), dt, t_eval=[T], method=method,
+        y = fc.sde_solve(fc.SDE(["-x"], 1.0), np.full((N, 1), x0), (0, T), SCHEMES[method](dt), t_eval=[T],
                          seed=17).y[:, 0, 0]
         errs.append([abs(y.mean() - mean), abs((y**2).mean() - second)])
     return np.array(errs)
@@ -264,7 +265,7 @@ def test_weak_order_on_ornstein_uhlenbeck(method, order):
 def test_weak2_on_geometric_brownian_motion_beats_euler():
     """Multiplicative noise dX = X/2 dt + X/2 dW: E X_1 = e^{1/2} exactly."""
     sde = fc.SDE(["x/2"], ["x/2"])
-    err = {m: abs(fc.sde_solve(sde, np.ones((400_000, 1)), (0, 1), 0.25, t_eval=[1.0], method=m, seed=3)
+    err = {m: abs(fc.sde_solve(sde, np.ones((400_000, 1)), (0, 1), SCHEMES[m](0.25), t_eval=[1.0], seed=3)
                   .y[:, 0, 0].mean() - np.exp(0.5)) for m in ("euler_maruyama", "weak2")}
     assert err["weak2"] < 0.2 * err["euler_maruyama"]
 
@@ -276,7 +277,7 @@ def test_data_noise_covariance_is_lr_sigma_over_batch():
     for replace in (True, False):
         sde = fc.SDE(data, fc.data_noise(data, 0.2, 3, replace))
         dt, N = 0.5, 200_000
-        y = fc.sde_solve(sde, np.tile(th, (N, 1)), (0, dt), dt, seed=9).y[:, -1]
+        y = fc.sde_solve(sde, np.tile(th, (N, 1)), (0, dt), fc.EulerMaruyama(dt), seed=9).y[:, -1]
         nu = 1.0 if replace else (10 - 3) / 9
         want = dt * 0.2 * nu / 3 * data.covariance(th)
         se = np.sqrt((np.outer(np.diag(want), np.diag(want)) + want**2) / N)
@@ -307,7 +308,7 @@ def test_sme_weak_errors_scale_as_lr_and_lr_squared():
             assert G2 == pytest.approx(eta * a**2 * s2 / B, rel=1e-12)
             V_ = sp.Symbol("V")
             ode = fc.Field.from_expr([f, 2 * sp.diff(f, w) * V_ + G2], vars=(w, V_))
-            y = fc.solve(ode, [w0, 0.0], (0, k * eta), t_eval=[k * eta], rtol=1e-12, atol=1e-14).y[0, -1]
+            y = fc.solve(ode, [w0, 0.0], (0, k * eta), t_eval=[k * eta], method=fc.Dopri5(rtol=1e-12, atol=1e-14)).y[0, -1]
             errs[order].append(abs((y[0]**2 + y[1]) - (m**2 + V)))
     for order in (1, 2):
         slope = np.polyfit(np.log(lrs), np.log(errs[order]), 1)[0]
@@ -368,13 +369,14 @@ def test_stochastic_gpu_matches_cpu(gpu):
     """The same keyed numbers on both devices: paths agree to rounding (fused multiply-adds)."""
     data, _, _ = _quadratic_data(n=8)
     th = np.random.default_rng(5).normal(size=(64, 2))
-    runs = [fc.descend(data, th, 0.1, 20, method="sgd", batch=3, replace=r, seed=8, device=d)
+    runs = [fc.descend(data, th, fc.SGD(0.1, batch=3, replace=r, seed=8), 20, compute=fc.Compute(device=d))
             for r in (True, False) for d in ("cpu", "gpu")]
     for cpu, dev in zip(runs[::2], runs[1::2]):
         np.testing.assert_allclose(dev.iterates, cpu.iterates, rtol=1e-12, atol=1e-13)
     for sde, m in [(fc.SDE(data, fc.data_noise(data, 0.1, 2)), "euler_maruyama"),
                    (fc.SDE(["x/2 - y", "sin(x)"], [["x/2", "0.1"], ["1", "y"]]), "weak2")]:
-        cpu, dev = (fc.sde_solve(sde, th, (0, 1), 0.1, method=m, seed=3, device=d) for d in ("cpu", "gpu"))
+        cpu, dev = (fc.sde_solve(sde, th, (0, 1), SCHEMES[m](0.1), seed=3, compute=fc.Compute(device=d))
+                    for d in ("cpu", "gpu"))
         np.testing.assert_allclose(dev.y, cpu.y, rtol=1e-10, atol=1e-12)
 
 
@@ -385,7 +387,7 @@ def test_zoo_regressions_match_numpy():
     lin = fc.losses.linear_regression(X, y, intercept=True)
     best = np.linalg.lstsq(np.c_[X, np.ones(60)], y, rcond=None)[0]
     np.testing.assert_allclose(lin.loss.grad(best[None])[0], 0, atol=1e-12)
-    run = fc.descend(lin, np.zeros((1, 3)), 0.05, 400, method="sgd", batch=60, replace=False, seed=0)
+    run = fc.descend(lin, np.zeros((1, 3)), fc.SGD(0.05, batch=60, replace=False, seed=0), 400)
     np.testing.assert_allclose(run.final[0], best, atol=1e-6)      # full batch: GD
     labels = np.where(X[:, 0] + 0.5 * rng.normal(size=60) > 0, 1.0, -1.0)
     log = fc.losses.logistic_regression(X, labels)

@@ -25,7 +25,7 @@ def test_convergence_orders(method, order, dts):
     tab = dataclasses.replace(TABLEAUX[method], e=None, e3=None)
     th0 = np.array([[1.0, -0.5]])
     ref = sl.expm(-2 * A2) @ th0[0]
-    errs = [np.linalg.norm(fc.solve(flow, th0, t_span=(0, 2), method=tab, dt=dt).y[0, -1] - ref)
+    errs = [np.linalg.norm(fc.solve(flow, th0, t_span=(0, 2), method=fc.FixedStep(tab, dt)).y[0, -1] - ref)
             for dt in dts]
     slope = np.polyfit(np.log(dts), np.log(errs), 1)[0]
     assert abs(slope - order) < 0.3, (method, slope, errs)
@@ -50,8 +50,7 @@ def test_pf_equals_gd_on_quadratics(D, hmax):
     A = Q @ np.diag(lam) @ Q.T
     b = RNG.normal(size=D)
     th0 = RNG.normal(size=(3, D))
-    sol = fc.solve(fc.flows.pf(fc.losses.quadratic(A, b), h), th0, t_eval=h * np.arange(n + 1),
-                   method="dop853", rtol=1e-12, atol=1e-12)
+    sol = fc.solve(fc.flows.pf(fc.losses.quadratic(A, b), h), th0, t_eval=h * np.arange(n + 1), method=fc.Dop853(rtol=1e-12, atol=1e-12))
     assert np.all(sol.status == fc.Status.OK), sol.message
     for i in range(3):
         ref = gd(A, b, th0[i], h, n)
@@ -63,8 +62,7 @@ def test_paper_quadratic():
     """E = θᵀAθ, A = diag(1, 0.01), θ0 = (−0.35, −0.2), h = 1.05: PF(5h) = GD iterate 5."""
     loss = fc.losses.quadratic(2 * np.diag([1.0, 0.01]))
     h = 1.05
-    sol = fc.solve(fc.flows.pf(loss, h), [[-0.35, -0.2]], t_eval=[0, 5 * h], method="dop853",
-                   rtol=1e-12, atol=1e-14)
+    sol = fc.solve(fc.flows.pf(loss, h), [[-0.35, -0.2]], t_eval=[0, 5 * h], method=fc.Dop853(rtol=1e-12, atol=1e-14))
     np.testing.assert_allclose(sol.y[0, -1], [0.5636785, -0.17986367], atol=5e-8)
     ref = gd(2 * np.diag([1.0, 0.01]), np.zeros(2), np.array([-0.35, -0.2]), h, 5)[-1]
     assert np.max(np.abs(sol.y[0, -1] - ref)) < 1e-9
@@ -101,12 +99,12 @@ def test_branch_tracking_finishes_and_converges(w0):
     loss = fc.Loss.from_expr("w**4/4 - w**2/2")
     h = 0.8
     flow = fc.flows.pf(loss, h)
-    coarse = fc.solve(flow, [[w0]], t_span=(0, 5 * h), method="dopri5", rtol=1e-8, atol=1e-10)
+    coarse = fc.solve(flow, [[w0]], t_span=(0, 5 * h), method=fc.Dopri5(rtol=1e-8, atol=1e-10))
     assert coarse.nfev[0] <= 5000
     if coarse.status[0] == fc.Status.SINGULAR:
         return
     assert coarse.status[0] == fc.Status.OK, coarse.message
-    fine = fc.solve(flow, [[w0]], t_span=(0, 5 * h), method="dop853", rtol=1e-11, atol=1e-13)
+    fine = fc.solve(flow, [[w0]], t_span=(0, 5 * h), method=fc.Dop853(rtol=1e-11, atol=1e-13))
     assert abs(fine.y[0, -1, 0] - coarse.y[0, -1, 0]) < 1e-5 * max(1, abs(fine.y[0, -1, 0]))
     ref = rk4_pf_branch(w0, h, 5 * h, 20000)
     # w0 = 0.5 passes next to hλ = 1 (an integrable log singularity), where fixed-step RK4
@@ -119,7 +117,7 @@ def test_real_flow_matches_scipy():
     flow = fc.flows.igr(loss, 0.1)
     th0 = RNG.uniform(-1.5, 1.5, (6, 2))
     ts = np.linspace(0, 3, 7)
-    sol = fc.solve(flow, th0, t_eval=ts, method="dop853", rtol=1e-12, atol=1e-14)
+    sol = fc.solve(flow, th0, t_eval=ts, method=fc.Dop853(rtol=1e-12, atol=1e-14))
     assert sol.y.dtype == np.float64
     for i in range(6):
         ref = solve_ivp(lambda t, y: flow(y[None])[0], (0, 3), th0[i], method="DOP853",
@@ -130,8 +128,8 @@ def test_real_flow_matches_scipy():
 def test_threads_and_batches_do_not_change_results():
     flow = fc.flows.pf(fc.losses.double_well(), 0.3)
     th0 = RNG.uniform(-1.5, 1.5, (200, 2))
-    a = fc.solve(flow, th0, t_span=(0, 1), threads=1)
-    b = fc.solve(flow, th0, t_span=(0, 1), threads=2)
+    a = fc.solve(flow, th0, t_span=(0, 1), compute=fc.Compute(threads=1))
+    b = fc.solve(flow, th0, t_span=(0, 1), compute=fc.Compute(threads=2))
     np.testing.assert_array_equal(a.y, b.y)
     np.testing.assert_array_equal(a.nfev, b.nfev)
     c = fc.solve(flow, th0[77:78], t_span=(0, 1))
@@ -144,7 +142,7 @@ def test_statuses_per_trajectory():
     sol = fc.solve(pgf, [[1.0], [np.nan], [1e-3]], t_span=(0, 20), escape_radius=1e6)
     assert list(sol.status) == [fc.Status.ESCAPED, fc.Status.NONFINITE, fc.Status.OK]
     np.testing.assert_allclose(sol.y[2, -1, 0], 1e-3 * np.exp(20), rtol=1e-7)
-    short = fc.solve(pgf, [[1.0]], t_span=(0, 30), max_steps=5)
+    short = fc.solve(pgf, [[1.0]], t_span=(0, 30), method=fc.Dopri5(max_steps=5))
     assert short.status[0] == fc.Status.MAX_STEPS
     # the PF reaching hλ = 1 exactly: singular at the start, the others unaffected
     sing = fc.solve(fc.flows.pf(fc.losses.quadratic_1d(2.0), 0.5), [[1.0]], t_span=(0, 1))
@@ -164,7 +162,7 @@ def test_interrupt_between_chunks(monkeypatch):
     monkeypatch.setattr(_kernels, "run_host", flaky)
     flow = fc.flows.ngf(fc.losses.round_bowl(), 0.1)
     with pytest.raises(fc.Interrupted) as info:          # never returned as if it were a result
-        fc.solve(flow, np.ones((6, 2)), t_span=(0, 1), chunk=2, progress=True)
+        fc.solve(flow, np.ones((6, 2)), t_span=(0, 1), compute=fc.Compute(chunk=2), progress=True)
     sol = info.value.partial
     assert list(sol.status) == [fc.Status.OK] * 2 + [fc.Status.INTERRUPTED] * 4
     assert np.isnan(sol.y[2:, -1]).all()
@@ -174,15 +172,17 @@ def test_solve_argument_errors():
     flow = fc.flows.ngf(fc.losses.double_well(), 0.1)
     th = np.zeros((2, 2))
     with pytest.raises(ValueError, match="rtol"):
-        fc.solve(flow, th, t_span=(0, 1), rtol=0)
+        fc.solve(flow, th, t_span=(0, 1), method=fc.Dopri5(rtol=0))
     with pytest.raises(ValueError, match="increasing"):
         fc.solve(flow, th, t_eval=[0, 1, 0.5])
     with pytest.raises(ValueError, match=r"shape \[N, 2\]"):
         fc.solve(flow, np.zeros((2, 3)), t_span=(0, 1))
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(TypeError, match="method must be an integrator value"):
         fc.solve(flow, th, t_span=(0, 1), method="rk45")
-    with pytest.raises(ValueError, match="dt"):
-        fc.solve(flow, th, t_span=(0, 1), method="rk4")
+    with pytest.raises(ValueError, match="tableau must be one of"):
+        fc.Adaptive("rk45")
+    with pytest.raises(TypeError, match="dt"):
+        fc.RK4()
     with pytest.raises(ValueError, match="t_span"):
         fc.solve(flow, th, t_span=(1, 0))
     with pytest.raises(TypeError, match="Field"):
@@ -193,7 +193,7 @@ def test_pointwise_principal_chatters_where_tracking_finishes():
     """DESIGN §1.1: with the principal log re-evaluated at every stage, a real start with
     hλ > 1 chatters on the cut and exhausts its budget; branch tracking finishes."""
     loss = fc.Loss.from_expr("w**4/4 - w**2/2")
-    kw = dict(t_span=(0, 4.0), rtol=1e-8, atol=1e-10, max_steps=2000)
+    kw = dict(t_span=(0, 4.0), method=fc.Dopri5(rtol=1e-8, atol=1e-10, max_steps=2000))
     tracked = fc.solve(fc.flows.pf(loss, 0.8), [[1.05]], **kw)
     principal = fc.solve(fc.flows.pf(loss, 0.8, branch="principal"), [[1.05]], **kw)
     assert tracked.status[0] == fc.Status.OK and tracked.nfev[0] < 2000
@@ -207,8 +207,8 @@ def test_real_paths_through_the_branch_point_resolve_the_same_way():
     flow = fc.flows.pf(fc.losses.double_well(), 0.4)
     th0 = RNG.uniform(-0.7, 0.7, (200, 2))                   # hλ_x < 1 at the start
     kw = dict(t_span=(0, 2), escape_radius=1e3)
-    a = fc.solve(flow, th0, rtol=1e-8, atol=1e-10, **kw)
-    b = fc.solve(flow, th0, method="dop853", rtol=1e-12, atol=1e-14, **kw)
+    a = fc.solve(flow, th0, method=fc.Dopri5(rtol=1e-8, atol=1e-10), **kw)
+    b = fc.solve(flow, th0, method=fc.Dop853(rtol=1e-12, atol=1e-14), **kw)
     ok = (a.status == fc.Status.OK) & (b.status == fc.Status.OK)
     assert ok.sum() > 100
     crossed = np.abs(b.y[:, -1, 0].imag) > 1e-3
@@ -222,8 +222,8 @@ def test_dopri5_dense_output_between_steps():
     flow = fc.flows.ngf(fc.losses.quadratic(A2), 0.1)
     th0 = np.array([[1.0, -0.5], [0.3, 0.8]])
     ts = np.linspace(0, 3, 301)
-    dense = fc.solve(flow, th0, t_eval=ts, method="dopri5", rtol=1e-10, atol=1e-12)
-    landed = fc.solve(flow, th0, t_eval=ts, method="dopri5", rtol=1e-10, atol=1e-12, dense=False)
+    dense = fc.solve(flow, th0, t_eval=ts, method=fc.Dopri5(rtol=1e-10, atol=1e-12))
+    landed = fc.solve(flow, th0, t_eval=ts, method=fc.Dopri5(rtol=1e-10, atol=1e-12, dense=False))
     ref = np.stack([(sl.expm(-t * A2) @ th0.T).T for t in ts], axis=1)
     assert np.max(np.abs(dense.y - ref)) < 1e-8
     assert np.max(np.abs(landed.y - ref)) < 1e-9
@@ -234,7 +234,7 @@ def test_dopri5_dense_output_between_steps():
 def test_t_eval_without_t_span_starts_at_zero():
     """y' = −y from y(0) = 1: y(2) = e^{−2}; not a zero-length run from t_eval[0]."""
     rot = fc.Field.from_expr(["-y"], vars=("y",))
-    sol = fc.solve(rot, [[1.0]], t_eval=[2.0], method="dopri5", rtol=1e-10, atol=1e-12)
+    sol = fc.solve(rot, [[1.0]], t_eval=[2.0], method=fc.Dopri5(rtol=1e-10, atol=1e-12))
     assert sol.nfev[0] > 0 and sol.y.shape == (1, 1, 1)
     np.testing.assert_allclose(sol.y[0, 0, 0], np.exp(-2.0), rtol=1e-8)
     with pytest.raises(ValueError, match="t = 0"):
@@ -264,8 +264,7 @@ def test_tracked_pf_of_a_callable_loss_evaluates_once_per_counted_stage():
     assert not fc.integrate.compiled(fc.flows.pf(loss, 0.4))
     assert rows[0] == sol.nfev.sum() + len(th0)
     # the same trajectories as the compiled kernel of the same loss from its formula
-    ref = fc.solve(fc.flows.pf(fc.Loss.from_expr("(x**2 - 1)**2 + y**2 + 0.3*x*y"), 0.4), th0, t_span=(0, 2),
-                   escape_radius=1e3)
+    ref = fc.solve(fc.flows.pf(fc.Loss.from_expr("(x**2 - 1)**2 + y**2 + 0.3*x*y"), 0.4), th0, t_span=(0, 2), escape_radius=1e3)
     ok = (sol.status == 0) & (ref.status == 0)
     assert ok.sum() > 10 and np.array_equal(sol.status, ref.status)
     np.testing.assert_allclose(sol.y[ok, -1], ref.y[ok, -1], rtol=1e-7, atol=1e-10)   # rounding moves the steps

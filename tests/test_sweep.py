@@ -25,8 +25,8 @@ pytest.importorskip("xarray")
 
 # chaotic GD on w⁴ − 2w² (λ = 8 at the minima; lr·λ ≈ 3): bounded orbits that never rest, so each
 # start costs the whole budget and chunks take long enough to be interrupted
-CHAOS = dict(model="gd", axes={"lr": [0.36, 0.37, 0.38], "x": (-1.2, 1.2, 1600)}, steps=100_000)
-CHAOS_CHUNKS = {"lr": 1, "x": 400}
+CHAOS = dict(method="gd", axes={"lr": [0.36, 0.37, 0.38], "x": (-1.2, 1.2, 1600)}, rest=fc.RestTest(steps=100_000))
+CHAOS_CHUNKS = fc.Compute(chunk={"lr": 1, "x": 400})
 
 
 def same(a, b):
@@ -54,8 +54,7 @@ def test_quadratic_labels_and_escape_times_closed_form():
     lam, R = 3.0, 1e3
     lrs = np.array([0.1, 0.5, 0.6, 2 / lam, 0.7, 0.9])
     xs = np.array([-2.0, -0.3, 0.7, 1.5])
-    ds = fa.sweep(fc.losses.quadratic_1d(lam), "gd", {"lr": lrs, "x": xs}, steps=5000, escape_radius=R,
-                  progress=False)
+    ds = fa.sweep(fc.losses.quadratic_1d(lam), "gd", {"lr": lrs, "x": xs}, rest=fc.RestTest(steps=5000, escape_radius=R), progress=False)
     assert ds.attrs["critical_points"] == "[[[0.0]]]"
     for i, h in enumerate(lrs):
         q = abs(1 - h * lam)
@@ -79,7 +78,7 @@ def test_loss_parameter_axis_and_flow_closed_form():
     h = gd.lr.values[None, :, None]
     lam = gd.lam.values[:, None, None]
     np.testing.assert_array_equal(gd.label.values == 0, np.broadcast_to(h * lam < 2, gd.label.shape))
-    ngf = fa.sweep(mk, "ngf", axes, t_max=40.0, progress=False)
+    ngf = fa.sweep(mk, fc.NGF(1.0, t_max=40.0), axes, progress=False)
     assert np.all(ngf.label.values == 0) and np.all(np.abs(ngf.final.values) < 1e-5)
 
 
@@ -87,11 +86,12 @@ def test_model_axis_matches_basins_on_double_well():
     """Maps and flows in one sweep (tol given), labelled per start as fa.basins labels them."""
     loss = fc.losses.double_well()
     grid = ((-1.5, 1.5, 9), (-1.0, 1.0, 7))
-    ds = fa.sweep(loss, None, {"model": ["gd", "igr"], "y": grid[1], "x": grid[0]}, lr=0.1, tol=1e-8,
-                  steps=2000, progress=False)
+    rest = fc.RestTest(tol=1e-8, steps=2000)
+    ds = fa.sweep(loss, None, {"model": [fc.GD(0.1), fc.IGR(0.1)], "y": grid[1], "x": grid[0]}, rest=rest,
+                  progress=False)
     crit = np.array(eval(ds.attrs["critical_points"]))[0]
     for k, model in enumerate(["gd", "igr"]):
-        b = fa.basins(loss, model, 0.1, grid, steps=2000, tol=1e-8)
+        b = fa.basins(loss, fc.method(model, lr=0.1), grid, rest=rest)
         for e in b.entries:
             mask = b.labels == e.label
             if e.critical is not None:
@@ -106,10 +106,10 @@ def test_chunking_does_not_change_results():
     loss = fc.losses.double_well()
     axes = {"lr": [0.1, 0.3], "y": (-1.5, 1.5, 13), "x": (-2.0, 2.0, 17)}
     a = fa.sweep(loss, "gd", axes, progress=False)
-    b = fa.sweep(loss, "gd", axes, chunks={"lr": 1, "y": 5, "x": 4}, workers=2, progress=False)
+    b = fa.sweep(loss, "gd", axes, compute=fc.Compute(chunk={"lr": 1, "y": 5, "x": 4}, workers=2), progress=False)
     same(a, b)
-    f1 = fa.sweep(loss, "igr", axes, t_max=20.0, progress=False)
-    f2 = fa.sweep(loss, "igr", axes, t_max=20.0, chunks={"lr": 2, "y": 3, "x": 17}, progress=False)
+    f1 = fa.sweep(loss, fc.IGR(1.0, t_max=20.0), axes, progress=False)
+    f2 = fa.sweep(loss, fc.IGR(1.0, t_max=20.0), axes, compute=fc.Compute(chunk={"lr": 2, "y": 3, "x": 17}), progress=False)
     same(f1, f2)
 
 
@@ -125,18 +125,17 @@ def test_cluster_equals_in_process(cluster, tmp_path):
     loss = fc.losses.double_well()
     axes = {"lr": [0.1, 0.3], "y": (-1.5, 1.5, 13), "x": (-2.0, 2.0, 17)}
     here = fa.sweep(loss, "gd", axes, progress=False)
-    there = fa.sweep(loss, "gd", axes, chunks={"y": 4}, client=cluster, store=tmp_path / "gd.zarr", progress=False)
+    there = fa.sweep(loss, "gd", axes, store=tmp_path / "gd.zarr", client=cluster, compute=fc.Compute(chunk={"y": 4}), progress=False)
     same(here, there)
-    pf_here = fa.sweep(loss, "pf", {"lr": [0.1, 0.2], "y": (-1, 1, 5), "x": (-2, 2, 9)}, t_max=15.0, progress=False)
-    pf_there = fa.sweep(loss, "pf", {"lr": [0.1, 0.2], "y": (-1, 1, 5), "x": (-2, 2, 9)}, t_max=15.0,
-                        client=cluster, store=tmp_path / "pf.zarr", chunks={"x": 3}, progress=False)
+    pf_here = fa.sweep(loss, fc.PF(1.0, t_max=15.0), {"lr": [0.1, 0.2], "y": (-1, 1, 5), "x": (-2, 2, 9)}, progress=False)
+    pf_there = fa.sweep(loss, fc.PF(1.0, t_max=15.0), {"lr": [0.1, 0.2], "y": (-1, 1, 5), "x": (-2, 2, 9)}, store=tmp_path / "pf.zarr", client=cluster, compute=fc.Compute(chunk={"x": 3}), progress=False)
     same(pf_here, pf_there)
 
 
 def test_killed_worker_sweep_completes_identically(cluster, tmp_path):
     store = tmp_path / "chaos.zarr"
     out = {}
-    job = threading.Thread(target=lambda: out.update(ds=fa.sweep(fc.losses.quartic_1d(), **CHAOS, chunks=CHAOS_CHUNKS,
+    job = threading.Thread(target=lambda: out.update(ds=fa.sweep(fc.losses.quartic_1d(), **CHAOS, compute=CHAOS_CHUNKS,
                                                                  client=cluster, store=store, progress=False)))
     job.start()
     t0 = time.time()
@@ -156,8 +155,8 @@ def test_killed_client_rerun_computes_only_missing_chunks(tmp_path):
     script = textwrap.dedent(f"""
         import flowcore as fc
         from flowcore import analysis as fa
-        fa.sweep(fc.losses.quartic_1d(), **{CHAOS!r}, chunks={CHAOS_CHUNKS!r}, store={str(store)!r},
-                 threads=1, progress=False)
+        fa.sweep(fc.losses.quartic_1d(), "gd", {CHAOS["axes"]!r}, rest=fc.RestTest(steps=100_000),
+                 compute=fc.Compute(chunk={CHAOS_CHUNKS.chunk!r}, threads=1), store={str(store)!r}, progress=False)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
     t0 = time.time()
@@ -168,7 +167,7 @@ def test_killed_client_rerun_computes_only_missing_chunks(tmp_path):
     proc.wait()
     done = complete_chunks(store)
     assert 2 <= done < 12
-    again = fa.sweep(fc.losses.quartic_1d(), **CHAOS, chunks=CHAOS_CHUNKS, store=store, progress=False)
+    again = fa.sweep(fc.losses.quartic_1d(), **CHAOS, compute=CHAOS_CHUNKS, store=store, progress=False)
     assert (again.attrs["chunks_reused"], again.attrs["chunks_computed"]) == (done, 12 - done)
     same(again.load(), fa.sweep(fc.losses.quartic_1d(), **CHAOS, progress=False))
 
@@ -200,7 +199,7 @@ def _chunk_file(store, var, index):
 def test_corrupted_and_foreign_chunks_are_recomputed(tmp_path):
     loss = fc.losses.double_well()
     axes = {"lr": [0.1, 0.3], "y": (-1.5, 1.5, 8), "x": (-2.0, 2.0, 8)}
-    kw = dict(chunks={"lr": 1, "y": 4, "x": 4}, progress=False)
+    kw = dict(compute=fc.Compute(chunk={"lr": 1, "y": 4, "x": 4}), progress=False)
     ref = fa.sweep(loss, "gd", axes, store=tmp_path / "a.zarr", **kw).load()
     other = tmp_path / "b.zarr"
     fa.sweep(loss, "gd", {**axes, "lr": [0.2, 0.4]}, store=other, **kw)
@@ -221,8 +220,8 @@ def test_changed_definition_is_refused_unless_overwrite(tmp_path):
     store = tmp_path / "s.zarr"
     fa.sweep(loss, "gd", {"lr": [0.1], "x": (-1, 1, 5)}, store=store, progress=False)
     with pytest.raises(ValueError, match="holds another sweep.*overwrite=True"):
-        fa.sweep(loss, "gd", {"lr": [0.1], "x": (-1, 1, 5)}, steps=999, store=store, progress=False)
-    ds = fa.sweep(loss, "gd", {"lr": [0.1], "x": (-1, 1, 5)}, steps=999, store=store, overwrite=True, progress=False)
+        fa.sweep(loss, "gd", {"lr": [0.1], "x": (-1, 1, 5)}, rest=fc.RestTest(steps=999), store=store, progress=False)
+    ds = fa.sweep(loss, "gd", {"lr": [0.1], "x": (-1, 1, 5)}, rest=fc.RestTest(steps=999), store=fa.Store(store, overwrite=True), progress=False)
     assert ds.attrs["chunks_computed"] == 1
 
 
@@ -240,7 +239,7 @@ def test_an_edited_definition_is_not_trusted(tmp_path):
     learning rate or critical point is refused, never shown."""
     loss = fc.losses.double_well()
     store = tmp_path / "s.zarr"
-    fa.sweep(loss, "gd", {"x": (-1, 1, 5)}, lr=0.3, store=store, progress=False)
+    fa.sweep(loss, fc.GD(0.3), {"x": (-1, 1, 5)}, store=store, progress=False)
     assert float(fa.open_sweep(store).attrs["lr"]) == 0.3
     pristine = (store / "zarr.json").read_text()
 
@@ -251,7 +250,7 @@ def test_an_edited_definition_is_not_trusted(tmp_path):
     with pytest.raises(ValueError, match="does not match its digest"):
         fa.open_sweep(store)
     with pytest.raises(ValueError, match="does not match its digest"):        # nor resumed from
-        fa.sweep(loss, "gd", {"x": (-1, 1, 5)}, lr=0.3, store=store, progress=False)
+        fa.sweep(loss, fc.GD(0.3), {"x": (-1, 1, 5)}, store=store, progress=False)
     (store / "zarr.json").write_text(pristine)
 
     def critical_copy(a):
@@ -267,15 +266,15 @@ def test_an_edited_definition_is_not_trusted(tmp_path):
 @pytest.mark.parametrize("kw, match", [
     (dict(axes={"lr": [0.1], "x": []}), "axis 'x' has zero length"),
     (dict(axes={"lr": [0.1], "x": (1, 2, 0)}), "axis 'x'"),
-    (dict(model="gdd"), "model 'gdd' does not exist.*did you mean gd"),
+    (dict(method="gdd"), "model 'gdd' does not exist.*did you mean gd"),
     (dict(axes={"lr": [0.1], "z": [1.0]}), "not lr, x, y or model"),
     (dict(axes={"x": [0.0]}), "learning rate is required"),
     (dict(outputs=["lable"]), "outputs must be some of"),
-    (dict(chunks={"q": 2}), "chunks must be a dict"),
+    (dict(compute=fc.Compute(chunk={"q": 2})), "chunks must be a dict"),
     (dict(axes={"lr": [0.1, -0.2], "x": [0.0]}), "learning rates > 0"),
 ])
 def test_bad_input_is_refused_before_work(tmp_path, kw, match):
-    args = dict(model="gd", axes={"lr": [0.1], "x": [0.0, 1.0]}, store=tmp_path / "s.zarr", progress=False)
+    args = dict(method="gd", axes={"lr": [0.1], "x": [0.0, 1.0]}, store=tmp_path / "s.zarr", progress=False)
     args.update(kw)
     with pytest.raises((ValueError, TypeError), match=match):
         fa.sweep(fc.losses.double_well(), **args)
@@ -289,14 +288,14 @@ def test_unwritable_or_foreign_store_is_refused(tmp_path):
     for store, match in ((tmp_path / "file" / "s.zarr", "cannot create the folder"),
                          (tmp_path / "mine", "not a flowcore sweep store")):
         with pytest.raises(ValueError, match=match):
-            fa.sweep(fc.losses.double_well(), "gd", {"x": [0.0]}, lr=0.1, store=store, progress=False)
+            fa.sweep(fc.losses.double_well(), fc.GD(0.1), {"x": [0.0]}, store=store, progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 def test_a_loss_without_expression_is_refused():
     py = fc.Loss.from_callable(lambda t: t @ t, lambda t: 2 * t, dim=2)
     with pytest.raises(ValueError, match="no sympy expression"):
-        fa.sweep(py, "gd", {"x": [0.0]}, lr=0.1, progress=False)
+        fa.sweep(py, fc.GD(0.1), {"x": [0.0]}, progress=False)
 
 
 def test_losses_pickle_by_what_defines_them():
@@ -365,12 +364,12 @@ def test_a_forked_child_can_sweep(tmp_path):
     """After a sweep, a forked child (multiprocessing's default on Linux) runs its own: the writer
     loop and the chunk pool are the child's, not dead copies of the parent's threads."""
     loss = fc.losses.double_well()
-    fa.sweep(loss, "gd", {"x": (-1, 1, 5)}, lr=0.1, store=tmp_path / "a.zarr", progress=False)
+    fa.sweep(loss, fc.GD(0.1), {"x": (-1, 1, 5)}, store=tmp_path / "a.zarr", progress=False)
     pid = os.fork()
     if pid == 0:                                                 # pragma: no cover (the child)
         import faulthandler
         faulthandler.dump_traceback_later(60, exit=True)
-        ds = fa.sweep(loss, "gd", {"x": (-1, 1, 7)}, lr=0.1, store=tmp_path / "b.zarr", progress=False)
+        ds = fa.sweep(loss, fc.GD(0.1), {"x": (-1, 1, 7)}, store=tmp_path / "b.zarr", progress=False)
         labels = ds.label.compute(scheduler="synchronous").values     # not through an inherited Client
         os._exit(0 if labels.tolist() == [0, 0, 0, 2, 1, 1, 1] else 3)
     _, status = os.waitpid(pid, 0)
