@@ -21,7 +21,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-EXTENSIONS = ["flowcore._loss", "flowcore._field", "flowcore._descend", "flowcore._solve"]
+EXTENSIONS = ["flowcore.engine._loss", "flowcore.engine._field", "flowcore.engine._descend", "flowcore.engine._solve"]
 OPENMP_TEST = "#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n"
 PLAIN_TEST = "int main(void){return 0;}\n"
 
@@ -59,7 +59,7 @@ class ProbedBuildExt(build_ext):
 
 extensions = [
     Extension(name, [name.replace(".", "/") + ".pyx"],
-              include_dirs=["flowcore/include", "csrc", np.get_include()],
+              include_dirs=["flowcore/engine/include", np.get_include()],
               define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")])
     for name in EXTENSIONS
 ]

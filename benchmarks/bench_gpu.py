@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import flowcore as fc
-from flowcore import _kernels
+from flowcore.engine import _kernels
 from _common import GD_REST, median_time, table, write_json
 
 RTOL, ATOL = 1e-8, 1e-10

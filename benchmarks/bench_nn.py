@@ -4,7 +4,7 @@ on the Iris MLP against a straightforward JAX-only implementation; Lanczos sharp
 (1) PF, one GD step (t ∈ [0, h], DOP853, rtol 1e-10) on the Iris MLP 4→10→10→3 (tanh,
 cross-entropy, D = 193) at h = 1 from GD's iterate 30: the dense tracked PF (the complex Hessian
 and LAPACK's eigendecomposition at every evaluation) against the matrix-free one (Arnoldi on
-Hessian–vector products, flowcore.krylov), in the same run; their results are compared.
+Hessian–vector products, flowcore.engine.krylov), in the same run; their results are compared.
 (2) The matrix-free PF, one GD step, on the digits MLP 64→256→256→10 (D = 85 002) and the digits
 CNN (fc.nn.cnn, D = 87 178) at hλ_max = 2.5 from GD's iterate 10 (dopri5, rtol 1e-6: one GD step
 of a network of 10⁵ parameters, where the dense Hessian alone would take 58 GB), with its Krylov

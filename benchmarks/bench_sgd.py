@@ -125,7 +125,7 @@ def main(argv=None):
     lib.sgd.argtypes = [ctypes.c_long] * 4 + [ctypes.c_void_p, ctypes.c_double, ctypes.c_uint64, ctypes.c_uint64,
                                               ctypes.c_void_p]
     lib.em.argtypes = [ctypes.c_long] * 2 + [ctypes.c_double] * 2 + [ctypes.c_uint64] * 2 + [ctypes.c_void_p] * 3
-    from flowcore._stochastic import ziggurat_tables
+    from flowcore.engine._stochastic import ziggurat_tables
     X, F = ziggurat_tables()
 
     def c_sgd():

@@ -671,7 +671,7 @@ def cmd_eos(args):
 
 def fc_nn():
     import flowcore
-    return flowcore.nn
+    return flowcore.problems.nn
 
 
 def project_benchmarks(package_file):
@@ -758,7 +758,7 @@ def build_parser():
     bs = sub.add_parser("basins", help="basins of attraction of GD-type maps or flows on a grid")
     _add_loss(bs)
     bs.add_argument("--model", default="gd", help="a map (gd, heavy_ball, nesterov, dal) or a flow (ngf, pgf, igr, "
-                    "third_order, pf, pf_np3); see flowcore.models")
+                    "third_order, pf, pf_np3); see flowcore.problems.models")
     bs.add_argument("--lr", type=POSITIVE, help="learning rate h (every model but dal, whose rate is 2/‖Hĝ‖)")
     bs.add_argument("--grid", required=True, help="--grid=lo,hi,nx,lo,hi,ny (or quoted 'lo,hi,nx;lo,hi,ny'; "
                     "one axis for a 1-D loss)")
@@ -904,7 +904,7 @@ def _attach_negative_values(argv):
 
 
 def main(argv=None):
-    from flowcore._errors import DeviceUnavailable
+    from flowcore.engine._errors import DeviceUnavailable
     parser = build_parser()
     args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if args.command is None:

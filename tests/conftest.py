@@ -20,7 +20,7 @@ def gpu(request, monkeypatch):
     """Where device='gpu' runs: 'cuda' on a real GPU (skipped without one); 'host' compiles the
     same CUDA source with the host C++ compiler and runs its threads one by one
     (tests/cuda_on_host), so that CI, which has no GPU, runs the GPU path end to end."""
-    from flowcore import _kernels
+    from flowcore.engine import _kernels
     if request.param == "cuda":
         if not _kernels.gpu_usable(None):
             pytest.skip("no CUDA GPU with CuPy")

@@ -215,7 +215,7 @@ def test_notebook_reprs_and_json_of_results():
 
 def test_progress_bar_follows_the_expected_work(monkeypatch):
     import time
-    from flowcore.progress import Progress
+    from flowcore.engine.progress import Progress
     bar = Progress(10, "work", "item")          # decided by the measured rate
     time.sleep(0.5)
     bar.update(1)                               # 9 more at 0.5 s each: 4.5 s > 3 s, so a bar appears

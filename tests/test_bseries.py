@@ -98,7 +98,7 @@ def test_one_tableau_type_validated_and_order_conditions_of_the_integrators_tabl
     """The integrators' tableaux are the B-series' tableaux: dopri5 (exact rationals) meets every
     order condition Φ(t) = 1/γ(t) to order 5 exactly, its embedded b − e[:s] to order 4; DOP853
     (double precision) to order 8 within 1e-13. Bad tableaux are refused."""
-    from flowcore.tableaux import TABLEAUX, Tableau
+    from flowcore.engine.tableaux import TABLEAUX, Tableau
     import numpy as np
     assert bs.TABLEAUX is TABLEAUX and bs.ButcherTableau is Tableau
     d5 = TABLEAUX["dopri5"]

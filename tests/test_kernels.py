@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import flowcore as fc
-from flowcore import _kernels
-from flowcore.tableaux import TABLEAUX
+from flowcore.engine import _kernels
+from flowcore.engine.tableaux import TABLEAUX
 
 
 def _cases():
@@ -85,7 +85,7 @@ def test_polynomial_field_over_a_sparse_coupled_hessian(flow, coef):
     k4 = field(th0 + dt * k3)
     ref = th0 + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
     sol = fc.solve(fl, th0, t_span=(0, dt), method=fc.RK4(dt))
-    assert fc.integrate.compiled(fl)
+    assert fc.compiled(fl)
     np.testing.assert_allclose(sol.y[:, -1], ref, rtol=1e-13, atol=1e-15)
     src = _kernels.solve_source(_kernels.problem(fl), TABLEAUX["rk4"], False)
     body = src.split("const double coef")[1]

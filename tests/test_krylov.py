@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import flowcore as fc
-from flowcore._field import _log1m
+from flowcore.engine._field import _log1m
 
 pytest.importorskip("jax")
 

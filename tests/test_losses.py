@@ -253,7 +253,7 @@ def test_undefined_names_and_non_scalar():
 
 
 def test_disk_cache_is_reused(tmp_path, monkeypatch):
-    from flowcore import _codegen
+    from flowcore.engine import _codegen
     monkeypatch.setenv("FLOWCORE_CACHE", str(tmp_path))
     monkeypatch.setattr(_codegen, "_LOADED", {})
     fc.Loss.from_expr("x**3 + 7*y")

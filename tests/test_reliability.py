@@ -57,7 +57,7 @@ def test_ctrl_c_inside_a_recording_kernel(monkeypatch):
     here, since a recorded run long enough for a timer would need gigabytes of iterates), every
     trajectory stops at once with INTERRUPTED and the partial run comes back."""
     import ctypes
-    from flowcore import _kernels
+    from flowcore.engine import _kernels
     real = _kernels.host_record
 
     def pressed_at_start(p, method):
@@ -81,7 +81,7 @@ def test_ctrl_c_between_chunks_leaves_the_rest_interrupted(monkeypatch):
     chunk starts stops it there; the first chunk's starts keep their results, every other start
     is INTERRUPTED with no result (NaN, period 0) — not uninitialised memory read as statuses."""
     import ctypes
-    from flowcore import _kernels
+    from flowcore.engine import _kernels
     real, calls = _kernels.host_rest, []
 
     def pressed_on_second(p, method, pmax):

@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 import flowcore as fc
-from flowcore import _codegen
+from flowcore.engine import _codegen
 
 ESCAPES = [
     "sympify(\"__import__('os').system('touch {p}')\") + x",
@@ -83,7 +83,7 @@ def test_symbol_names_never_reach_c(tmp_path):
 
 
 def test_a_tableau_name_never_reaches_c(tmp_path):
-    from flowcore.tableaux import Tableau
+    from flowcore.engine.tableaux import Tableau
     target = tmp_path / "pwned"
     evil = f'euler */ __attribute__((constructor)) static void f(void) {{ system("touch {target}"); }} /* '
     tab = Tableau(((0,),), (1,), name=evil, order=1)

@@ -54,7 +54,7 @@ def _ziggurat_normal(bits, x, f):
 def test_sde_noise_is_the_ziggurat_on_philox():
     """dθ = dW with dt = 1: the increments are the generator's normals, which must be the
     ziggurat on the trajectory's Philox stream, counter (block, id, 0, 0), as random.h documents."""
-    from flowcore._stochastic import ziggurat_tables
+    from flowcore.engine._stochastic import ziggurat_tables
     x, f = ziggurat_tables()
     seed, tid, steps = 2**70 + 12345, 7, 300
     sol = fc.sde_solve(fc.SDE(["0"], 1.0, vars=("x",)), [[0.0]], (0, steps), fc.EulerMaruyama(1.0), seed=seed, ids=[tid])
@@ -73,7 +73,7 @@ def test_sde_noise_is_the_ziggurat_on_philox():
 
 def test_ziggurat_tables_have_equal_areas_and_normals_are_normal():
     from scipy import special, stats
-    from flowcore._stochastic import ziggurat_tables
+    from flowcore.engine._stochastic import ziggurat_tables
     x, f = ziggurat_tables()
     r = x[1]
     v = r * np.exp(-r * r / 2) + np.sqrt(np.pi / 2) * special.erfc(r / np.sqrt(2))
@@ -358,7 +358,7 @@ def _stochastic_problems():
 @pytest.mark.skipif(__import__("sys").platform != "linux", reason="the NVRTC wheels are for Linux")
 def test_stochastic_kernels_compile_for_cuda():
     from concurrent.futures import ThreadPoolExecutor
-    from flowcore import _kernels, _stochastic
+    from flowcore.engine import _kernels, _stochastic
     problems = _stochastic_problems()
     with ThreadPoolExecutor(2) as pool:
         ptx = list(pool.map(_kernels.nvrtc_compile, [_stochastic.source(p) for p in problems]))

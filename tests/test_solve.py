@@ -7,7 +7,7 @@ import scipy.linalg as sl
 from scipy.integrate import solve_ivp
 
 import flowcore as fc
-from flowcore.tableaux import TABLEAUX
+from flowcore.engine.tableaux import TABLEAUX
 
 RNG = np.random.default_rng(3)
 A2 = np.array([[2.0, 0.3], [0.3, 0.5]])
@@ -150,7 +150,7 @@ def test_statuses_per_trajectory():
 
 
 def test_interrupt_between_chunks(monkeypatch):
-    from flowcore import _kernels
+    from flowcore.engine import _kernels
     calls = []
     real = _kernels.run_host
 
@@ -261,7 +261,7 @@ def test_tracked_pf_of_a_callable_loss_evaluates_once_per_counted_stage():
     loss = fc.Loss.from_callable(value, grad, hess, dim=2, vectorized=True)
     th0 = RNG.uniform(-1.3, 1.3, (40, 2))
     sol = fc.solve(fc.flows.pf(loss, 0.4), th0, t_span=(0, 2), escape_radius=1e3)
-    assert not fc.integrate.compiled(fc.flows.pf(loss, 0.4))
+    assert not fc.compiled(fc.flows.pf(loss, 0.4))
     assert rows[0] == sol.nfev.sum() + len(th0)
     # the same trajectories as the compiled kernel of the same loss from its formula
     ref = fc.solve(fc.flows.pf(fc.Loss.from_expr("(x**2 - 1)**2 + y**2 + 0.3*x*y"), 0.4), th0, t_span=(0, 2), escape_radius=1e3)

@@ -1,0 +1,267 @@
+"""Discrete optimizers (``fc.descend``) and diagnostics along their runs."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from flowcore.engine.checks import INT32_MAX, count, positive, threads as _threads
+from flowcore.solvers.methods import COMPUTE, Compute, Optimizer, RestTest
+from flowcore.engine._descend import _cluster_rows, _descend
+from flowcore.engine import _kernels
+from flowcore.engine._loss import Loss
+from flowcore.engine.progress import Progress
+from flowcore.engine._status import Interrupted, Status
+from flowcore.problems.models import pf_alpha
+from flowcore.solvers.runs import Rest, Run
+from flowcore.solvers.sgd import MAX_ITERATE_BYTES, _rates, run_sgd
+
+
+__all__ = ["descend", "descend_to_rest", "Run", "Rest", "diagnostics"]
+
+
+def _compute(compute):
+    if not isinstance(compute, Compute):
+        raise TypeError(f"compute must be a flowcore.Compute(device=, threads=), got {compute!r}")
+    return compute
+
+
+def _optimizer(method, allowed=None):
+    if not isinstance(method, Optimizer):
+        raise TypeError(f"method must be an optimizer value (fc.GD(lr), fc.HeavyBall(lr, beta), fc.DAL() ...; "
+                        f"fc.method('gd', lr=...) from a name), got {method!r}")
+    if allowed is not None and method.name not in allowed:
+        raise ValueError(f"{type(method).__name__} cannot run here: use one of {', '.join(allowed)}")
+    return method
+
+
+def descend(loss: Loss, theta0: ArrayLike, method: Optimizer, steps: int = 100, escape_radius: float = 1e12,
+            compute: Compute = COMPUTE) -> Run:
+    """Run a discrete optimizer from every row of theta0 [N, D] (or [D]): ``method`` is a value
+    that owns its parameters (h = lr, g = ∇E(θ), H = ∇²E(θ), ĝ = g/‖g‖):
+
+    * :class:`~flowcore.GD` (lr): θ⁺ = θ − h g
+    * :class:`~flowcore.HeavyBall` (lr, beta): θ⁺ = θ − h g + β(θ − θ⁻)
+    * :class:`~flowcore.Nesterov` (lr, beta): y = θ + β(θ − θ⁻); θ⁺ = y − h g(y)
+    * :class:`~flowcore.DAL` (power, lr_cap): θ⁺ = θ − h(θ) g with h(θ) = 2/‖H ĝ‖^p, capped
+    * :class:`~flowcore.DALMomentum` (beta, power, lr_cap): heavy ball with the DAL-p rate
+    * :class:`~flowcore.DALPerParam` (power, lr_cap): coordinate a has h_a = 2/|(H ĝ)_a|^p
+    * :class:`~flowcore.SGD` (lr, batch, beta, replace, seed, ids, every), ``loss`` a
+      :class:`flowcore.DataLoss` (E = (1/n) Σ_k ℓ_k) or a network (``fc.nn.mlp``, run in JAX with
+      the same batches): see :class:`~flowcore.SGD`.
+
+    ``lr`` is one rate or one per start [N]. A DataLoss or network given to the full-batch
+    methods runs them on its full-batch loss. ``compute``: device ('cpu', 'gpu' or None: the
+    GPU when usable and there are at least 10⁴ starts) and threads. A loss with a sympy
+    expression (Loss.from_expr, the zoo) runs as one compiled kernel with the loss inlined
+    (compiled on first use, cached on disk), on either target; other losses run the generic
+    loop on the CPU.
+
+    A trajectory stops with Status.ESCAPED when ‖θ‖ > escape_radius and
+    Status.NONFINITE on a non-finite value; the others go on. Ctrl-C stops within a step and
+    raises :class:`flowcore.Interrupted` (``.partial``: the Run so far).
+    """
+    m = _optimizer(method)
+    compute = _compute(compute)
+    if m.name == "sgd":
+        return run_sgd(loss, theta0, m, steps, escape_radius, compute)
+    loss = getattr(loss, "full_batch_loss", loss)       # a loss over data or a network: its E
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
+    th = np.asarray(theta0)
+    if np.iscomplexobj(th):
+        raise TypeError("descend runs real iterates; theta0 must be real")
+    th = np.atleast_2d(np.asarray(th, dtype=np.float64))
+    if th.ndim != 2 or th.shape[1] != loss.dim:
+        raise ValueError(f"theta0 must have shape [N, {loss.dim}] (or [{loss.dim}]), got {np.shape(theta0)}")
+    steps = count(steps, "steps", 0, INT32_MAX - 1)
+    if th.shape[0] * (steps + 1) * loss.dim * 8 > MAX_ITERATE_BYTES:
+        raise ValueError(f"steps={steps} for {th.shape[0]} starts keeps {th.shape[0] * (steps + 1) * loss.dim * 8 / 2**30:.0f} "
+                         "GiB of iterates: use fewer steps or starts (fa.basins keeps only final states)")
+    lr = _rates(m.lr, th.shape[0]) if m.uses_lr else None
+    radius = np.inf if escape_radius == np.inf else positive(escape_radius, "escape_radius")
+    N = th.shape[0]
+    nthreads = _threads(compute.threads, -(-N // 64))
+    record = _recorder(loss, m.name, _kernels.choose_device(compute.device, N))
+    if record is not None and N:
+        run, interrupted = _descend_compiled(record, th, steps, m.name, lr, m.momentum, m.rate_power,
+                                             m.rate_cap, radius, nthreads)
+    else:
+        X, rates, status, nsteps, _, interrupted = _descend(
+            loss, np.ascontiguousarray(th), steps, m.name, 0.0 if lr is None else lr, m.momentum, m.rate_power,
+            m.rate_cap, radius, nthreads)
+        run = Run(X, status.astype(np.int8), nsteps, rates, m.name)
+    if interrupted:
+        raise Interrupted(run, "fc.descend")
+    return run
+
+
+def _recorder(loss, method, device):
+    """The map's recording kernel on the chosen target (``.device`` says which), or None for the
+    generic loop (a loss without an expression): device='gpu' then raises, and None, when a GPU
+    was usable, says so in one line."""
+    try:
+        problem = _kernels.loss_problem(loss)
+    except _kernels.NoKernel as why:
+        if device == "gpu":
+            raise ValueError(f"device='gpu': {method} on {loss.name!r} cannot run on the GPU: {why}") from None
+        if device is None and _kernels.gpu_usable(None):
+            print(f"flowcore: {method} on {loss.name!r} runs on the CPU: {why}", file=sys.stderr)
+        return None
+    gpu = _kernels.gpu_usable(device)
+    kernel = (_kernels.gpu_record if gpu else _kernels.host_record)(problem, method)
+
+    def record(*args):
+        return (_kernels.run_record_gpu if gpu else _kernels.run_record_host)(kernel, *args)
+    record.device = "gpu" if gpu else "cpu"
+    return record
+
+
+def _descend_compiled(record, th, steps, method, lr, beta, power, lr_cap, radius, threads):
+    """fc.descend through a recording kernel (lr None: a DAL method, whose rates the kernel
+    returns); (Run, whether Ctrl-C arrived)."""
+    N = len(th)
+    r, n = _kernels.pack_map_args(beta, float(power), lr_cap, radius, 0.0, steps, 1)
+    lrs = np.ascontiguousarray(np.broadcast_to(0.0 if lr is None else lr, (N,)), dtype=np.float64)
+    nrate = 0 if lr is not None else th.shape[1] if method == "dal_per_param" else 1
+    X, rates, status, nsteps, interrupted = record(r, n, lrs, np.ascontiguousarray(th), nrate, threads)
+    if lr is not None:
+        rates = np.repeat(lrs[:, None], steps, axis=1)
+    elif method != "dal_per_param":
+        rates = rates[..., 0]
+    return Run(X, status.astype(np.int8), nsteps, rates, method, device=record.device), interrupted
+
+
+def descend_to_rest(loss: Loss, theta0: ArrayLike, method: Optimizer, rest: RestTest = RestTest(),
+                    compute: Compute = COMPUTE, progress: bool | None = None) -> Rest:
+    """Run a map (:class:`~flowcore.GD`, :class:`~flowcore.HeavyBall`, :class:`~flowcore.Nesterov`
+    or :class:`~flowcore.DAL`) from every start until it comes to rest, keeping no iterates (for
+    basins).
+
+    A start is at rest (``rest``, a :class:`~flowcore.RestTest`) once a recurrence
+    ‖θ_k − θ_{k−p}‖∞ ≤ tol(1 + ‖θ_k‖∞) with one p ≤ max_period has held at ``confirm``
+    consecutive iterations (so that a start a hair off an unstable fixed point is not taken for
+    resting there); p is then reduced to its smallest divisor that also recurs (a damped
+    oscillation onto a fixed point passes the p = 2 test first). p = 1 is tested every step, all
+    p every max_period steps; at most ``rest.steps`` iterations; ‖θ‖ > rest.escape_radius is
+    ESCAPED. Ctrl-C raises :class:`flowcore.Interrupted`.
+
+    ``compute``: device ('cpu', 'gpu' or None: the GPU when usable and there are at least 10⁴
+    starts), threads, chunk (starts per chunk, default 16 384). A loss with a sympy expression
+    (Loss.from_expr, the zoo) runs as one compiled kernel with the loss inlined (compiled on first
+    use, cached); other losses run the generic loop on the CPU.
+    """
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
+    m = _optimizer(method, ("gd", "heavy_ball", "nesterov", "dal"))
+    if not isinstance(rest, RestTest):
+        raise TypeError(f"rest must be a flowcore.RestTest(tol=, max_period=, confirm=, steps=), got {rest!r}")
+    compute = _compute(compute)
+    th = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
+    if th.ndim != 2 or th.shape[1] != loss.dim:
+        raise ValueError(f"theta0 must have shape [N, {loss.dim}] (or [{loss.dim}]), got {np.shape(theta0)}")
+    N, D = th.shape
+    lr = _rates(m.lr, N) if m.uses_lr else 0.0
+    chunk = compute.chunk_or(1 << 14)
+    # what a start that never runs (Ctrl-C in an earlier chunk) reports: INTERRUPTED, no result
+    final = np.full((N, D), np.nan)
+    status = np.full(N, Status.INTERRUPTED, np.intc)
+    nsteps, period = np.zeros(N, np.intc), np.zeros(N, np.intc)
+    run = _rest_runner(loss, m, rest, _kernels.choose_device(compute.device, N))
+    if run.device == "gpu":
+        chunk = max(chunk, _kernels.GPU_CHUNK)
+    rates = np.ascontiguousarray(np.broadcast_to(np.asarray(lr, dtype=np.float64), (N,)))
+    bar = Progress(N, f"{m.name} to rest", "start", progress)
+    try:
+        for i in range(0, N, chunk):
+            sl = slice(i, min(N, i + chunk))
+            interrupted = run(np.ascontiguousarray(th[sl]), rates[sl],
+                              _threads(compute.threads, -(-(sl.stop - sl.start) // 64)),
+                              (final[sl], status[sl], nsteps[sl], period[sl]))
+            if interrupted:
+                raise Interrupted(Rest(final, period, status.astype(np.int8), nsteps, m.name),
+                                  "fc.descend_to_rest")
+            bar.update(sl.stop - sl.start)
+    finally:
+        bar.close()
+    status[(status == Status.OK) & (period == 0)] = Status.MAX_STEPS
+    return Rest(final, period, status.astype(np.int8), nsteps, m.name, run.device)
+
+
+def cluster_points(points: ArrayLike, tol: float, average: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Group points that agree within a relative tolerance: (representatives [K, D], group [N]).
+
+    One pass in C: each row joins the first group (in order of creation) whose first member c
+    has max_k |row_k − c_k| ≤ tol (1 + max_k |c_k|), else it starts a new group. A group's
+    representative is the mean of its first ``average`` members (they agree within tol: a basin
+    of 10⁶ starts need not be averaged whole). Real or complex points (|·| the modulus). This is
+    how :func:`flowcore.analysis.basins` finds the attractors among the rest points of
+    :func:`descend_to_rest` and of the flows.
+    """
+    pts = np.asarray(points)
+    if pts.ndim != 2:
+        raise ValueError(f"points must have shape [N, D], got {pts.shape}")
+    dtype = np.complex128 if np.iscomplexobj(pts) else np.float64
+    pts = np.ascontiguousarray(pts, dtype=dtype)
+    if not np.all(np.isfinite(pts)):
+        raise ValueError("points must be finite (rest points only: drop escaped or non-finite ones first)")
+    group, sums, counts = _cluster_rows(pts, positive(tol, "tol"), count(average, "average", 1, INT32_MAX))
+    return sums / counts[:, None], group
+
+
+def _rest_runner(loss, m, rest, device):
+    """run(th0 [n, D], lr [n], threads, out) -> interrupted, writing (final, status, nsteps,
+    period) into the arrays ``out``: the loss's compiled kernel on the chosen target (on the
+    host, in place), or the generic loop (losses without an expression: Python callables, C
+    libraries)."""
+    tol, radius = rest.tol_for("map"), rest.escape_radius
+    try:
+        problem = _kernels.loss_problem(loss)
+    except _kernels.NoKernel as why:
+        if device == "gpu":
+            raise ValueError(f"device='gpu': {loss.name!r} cannot run on the GPU: {why}") from None
+
+        def generic(th, lr, threads, out):
+            X, _, st, ns, per, intr = _descend(loss, th, rest.steps, m.name, lr, m.momentum, m.rate_power,
+                                               m.rate_cap, radius, threads, rest.max_period, tol, rest.confirm)
+            for dst, src in zip(out, (X, st, ns, per)):
+                dst[...] = src
+            return intr
+        generic.device = "cpu"
+        return generic
+    gpu = _kernels.gpu_usable(device)
+    kernel = (_kernels.gpu_rest if gpu else _kernels.host_rest)(problem, m.name, rest.max_period)
+    r, n = _kernels.pack_map_args(m.momentum, m.rate_power, m.rate_cap, radius, tol, rest.steps, rest.confirm)
+
+    def compiled(th, lr, threads, out):
+        return (_kernels.run_rest_gpu if gpu else _kernels.run_rest_host)(kernel, r, n, lr, th, threads, out)
+    compiled.device = "gpu" if gpu else "cpu"
+    return compiled
+
+
+def diagnostics(loss: Loss, iterates: ArrayLike, lr: float) -> dict:
+    """Per-iterate diagnostics of a GD run (iterates [..., D], real): a dict of arrays.
+
+    * ``loss``: E(θ)
+    * ``eigenvalues`` [..., D] ascending, ``eigenvectors`` [..., D, D] of H
+    * ``stability_coefficients`` [..., D]: sc_i = α_PF(hλ_i)(gᵀu_i), sign of u_i chosen
+      so that gᵀu_i ≥ 0; α_PF(z) = log(1 − z)/z with +iπ for z > 1 (complex)
+    * ``Hg_norm`` ‖Hg‖, ``Hghat_norm`` ‖Hĝ‖ (NaN where g = 0)
+    * ``progress_ratio``: (E(θ − hg) − E(θ)) / (h‖g‖²) (Ahn et al.); −1 + O(h) for small h
+    """
+    th = np.asarray(iterates, dtype=np.float64)
+    E, g, H, _ = loss.evaluate(th, hess=True)
+    lam, U = np.linalg.eigh(H)
+    proj = np.einsum("...a,...ai->...i", g, U)
+    sign = np.where(proj < 0, -1.0, 1.0)
+    U = U * sign[..., None, :]
+    proj = proj * sign
+    sc = pf_alpha(lr * lam + 0j) * proj
+    Hg = np.einsum("...ab,...b->...a", H, g)
+    gn = np.linalg.norm(g, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hghat = np.where(gn > 0, np.linalg.norm(Hg, axis=-1) / gn, np.nan)
+        ratio = (loss.value(th - lr * g) - E) / (lr * gn**2)
+    return {"loss": E, "eigenvalues": lam, "eigenvectors": U, "stability_coefficients": sc,
+            "Hg_norm": np.linalg.norm(Hg, axis=-1), "Hghat_norm": hghat, "progress_ratio": ratio}
