@@ -10,18 +10,18 @@
             ]
         ],
         "depends": [
-            "/tmp/pip-build-env-m0me3jfa/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/arrayobject.h",
-            "/tmp/pip-build-env-m0me3jfa/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/arrayscalars.h",
-            "/tmp/pip-build-env-m0me3jfa/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/ndarrayobject.h",
-            "/tmp/pip-build-env-m0me3jfa/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/ndarraytypes.h",
-            "/tmp/pip-build-env-m0me3jfa/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/ufuncobject.h",
+            "/tmp/pip-build-env-1q55rezw/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/arrayobject.h",
+            "/tmp/pip-build-env-1q55rezw/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/arrayscalars.h",
+            "/tmp/pip-build-env-1q55rezw/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/ndarrayobject.h",
+            "/tmp/pip-build-env-1q55rezw/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/ndarraytypes.h",
+            "/tmp/pip-build-env-1q55rezw/overlay/lib/python3.11/site-packages/numpy/_core/include/numpy/ufuncobject.h",
             "flowcore/engine/include/flowcore/interrupt.h",
             "flowcore/engine/include/flowcore/spectral.h",
             "flowcore/engine/include/flowcore_abi.h"
         ],
         "include_dirs": [
             "flowcore/engine/include",
-            "/tmp/pip-build-env-m0me3jfa/overlay/lib/python3.11/site-packages/numpy/_core/include"
+            "/tmp/pip-build-env-1q55rezw/overlay/lib/python3.11/site-packages/numpy/_core/include"
         ],
         "name": "flowcore.engine._field",
         "sources": [
