@@ -31,3 +31,19 @@ def test_the_drivers_take_method_values_not_knobs():
                     (fa.sweep, {"lr", "beta", "power", "lr_cap", "rtol", "atol", "dt", "tol", "steps", "t_max",
                                 "workers", "chunks", "overwrite"})):
         assert not gone & set(inspect.signature(f).parameters), f.__name__
+
+
+def test_a_loss_says_what_it_provides():
+    """The backend contract: solvers choose by ``loss.provides``, never by the loss's module."""
+    import numpy as np
+    import pytest
+    zoo = fc.losses.double_well()
+    assert zoo.provides == {"value", "grad", "hess", "third", "expression"}
+    bowl = fc.Loss.from_callable(lambda t: t @ t, lambda t: 2 * t, dim=2)
+    assert bowl.provides == {"value", "grad"}
+    data = fc.DataLoss.from_expr("(w - x)**2/2", {"x": np.linspace(-1, 1, 5)}, vars=["w"])
+    assert "sgd_kernel" in dir(data) and data.full_batch_loss.provides >= {"value", "grad", "expression"}
+    pytest.importorskip("jax")
+    net = fc.nn.mlp(*fc.nn.regression_2d(10), widths=(3,))
+    assert {"hvp", "value", "grad", "hess", "third"} <= net.loss.provides and "expression" not in net.loss.provides
+    assert "sgd_examples" in dir(net)

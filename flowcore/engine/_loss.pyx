@@ -91,6 +91,26 @@ cdef class Loss:
         """'zoo', 'compiled', 'c' (a library of yours) or 'python': where the C callback comes from."""
         return self._keep[0]
 
+    @property
+    def provides(self):
+        """What this loss offers the solvers, which choose by it (never by the loss's type):
+        'value', 'grad', 'hess', 'third' (T[v, v]) — every compiled, zoo or C loss, and a Python
+        loss for the functions it was given —, 'hvp' (Hessian–vector products without forming H:
+        a loss whose functions' owner has ``hvp``, as the JAX backend's), 'expression' (a sympy
+        expression that compiled kernels inline)."""
+        out = {"value", "grad"}
+        if self._py is None:
+            out |= {"hess", "third"}
+        else:
+            value, grad, hess, third, vectorized, grad_hess = self._py
+            out = {name for name, f in (("value", value), ("grad", grad or grad_hess), ("hess", hess or grad_hess),
+                                        ("third", third)) if f is not None}
+            if hasattr(getattr(value, "__self__", None), "hvp"):
+                out.add("hvp")
+        if self.expr is not None:
+            out.add("expression")
+        return frozenset(out)
+
     def __repr__(self):
         return f"<flowcore.Loss {self.name!r} dim={self.c.dim} ({self.kind})>"
 

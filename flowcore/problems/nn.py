@@ -274,9 +274,9 @@ def loss_from_jax(fn, dim, *, name="jax", holomorphic=True):
 
 
 def is_jax(loss):
-    """Whether ``loss`` was made by :func:`loss_from_jax` (and has matrix-free products)."""
-    f = loss.functions[0] if loss.functions is not None else None
-    return isinstance(getattr(f, "__self__", None), JaxFunctions)
+    """Whether ``loss`` offers Hessian–vector products (``'hvp' in loss.provides``: made by
+    :func:`loss_from_jax`), which the matrix-free models need."""
+    return "hvp" in loss.provides
 
 
 def _functions(loss):

@@ -1,0 +1,168 @@
+"""The paper's analyses on networks: the edge of stability, tracking, projections, stability coefficients and DAL on MLPs."""
+import numpy as np
+
+import flowcore as fc
+from flowcore.analysis import paper
+from flowcore.analysis.plot import _plt
+from flowcore.analysis.tour.paper_toy import track_figure
+
+
+NETWORK_EOS_STEPS, NETWORK_EOS_EVERY = 200, 7      # odd: both phases of the 2-cycle
+
+
+def network_eos(quick):
+    """Figs 9/10 on a network: an MLP on Iris trained by full-batch GD past its edge of stability,
+    with the one-step predictions of the NGF, IGR and the PF from every seventh iterate past the edge,
+    scored at the edge and in catapults apart."""
+    from flowcore.analysis.plot import network_eos as plot_network_eos
+    net = fc.nn.mlp(*fc.nn.iris(), widths=(10, 10), activation="tanh", loss="cross_entropy", seed=0)
+    r = paper.network_edge_of_stability(net.loss, 1.0, net.theta0, 20 if quick else NETWORK_EOS_STEPS,
+                                        every=7 if quick else NETWORK_EOS_EVERY)
+    fig = plot_network_eos(r, title=f"{net!r}"[8:-1] + f", h = {r['lr']:g}")
+    data = {"network": repr(net), "dim": net.dim, "lr": r["lr"], "edge": r["edge"], "edge_step": r["edge_step"],
+            "hover_fraction": r["hover_fraction"], "sharpness": r["sharpness"], "loss": r["loss"],
+            "delta_loss": r["delta_loss"],
+            "increases_above": r["increases_above"], "iterates_above": r["iterates_above"],
+            "increases_below": r["increases_below"], "iterates_below": r["iterates_below"],
+            "restarts": r["restarts"], "catapult": r["catapult"], "flows": r["flows"], "groups": r["summary"]}
+    return fig, data, (f"{net!r}"[8:-1] + f" at h = {r['lr']:g}: λ₀ reaches 2/h at step {r['edge_step']} and "
+                       f"{100 * r['hover_fraction']:.0f}% of the later steps stay within 20% of it; the loss rises at "
+                       f"{r['increases_above']} of {r['iterates_above']} steps past the edge and "
+                       f"{r['increases_below']} of {r['iterates_below']} below. The flows restarted at every "
+                       f"{7 if quick else NETWORK_EOS_EVERY}th iterate from there, scored on their real parts: "
+                       + "; ".join(paper.eos_summary_lines(r)) + ".")
+
+
+def _regression_net():
+    """The paper's Fig 7 setting: an MLP 2→10→1 (tanh, MSE) on 20 random 2-D points with random targets."""
+    return fc.nn.mlp(*fc.nn.regression_2d(20, seed=0), widths=(10,), activation="tanh", seed=0)
+
+
+def _iris_deep_net():
+    """A 4-layer MLP (three hidden layers of 10, tanh) on Iris with cross-entropy: D = 303."""
+    return fc.nn.mlp(*fc.nn.iris(), widths=(10, 10, 10), activation="tanh", loss="cross_entropy", seed=0)
+
+
+def network_tracking(quick):
+    """Fig 7 on a network: how closely NGF, IGR, the third-order flow and the PF follow GD on a
+    small MLP (2→10→1 on random targets), from the start and one step at a time."""
+    net = _regression_net()
+    fig, data, said = track_figure(net.loss, 0.8, net.theta0, 5 if quick else 40)
+    fig.axes[0].set_title(f"{net!r}"[8:-1] + ", h = 0.8: global tracking error", fontsize=9)
+    data["network"], data["sharpness_start"] = repr(net), float(paper.sharpness(net.loss, net.theta0)[0, 0])
+    first = ", ".join(f"{k} {data[k]['first_step_error']:.1e}" for k in paper.TRACK_FLOWS)
+    last = ", ".join(f"{k} {data[k]['global'][-1]:.1e}" for k in paper.TRACK_FLOWS)
+    return fig, data, (f"{net!r}"[8:-1] + f" at h = 0.8 (hλ₀ = {0.8 * data['sharpness_start']:.2f} at the start: "
+                       f"past 1, where the PF turns complex): the first step's error is {first}; after "
+                       f"{data['steps']} steps the distance to GD is {last}.")
+
+
+def network_projection(quick):
+    """Fig 8 on an MLP: the gradient along the top Hessian eigenvector one step ahead, GD against
+    each flow's prediction x(0)e^{ch} from the step before."""
+    plt = _plt()
+    net, lr = _regression_net(), 1.2
+    it = fc.descend(net.loss, net.theta0[None], fc.GD(lr), 20 if quick else 60).iterates[0]
+    r = paper.projection_predictions(net.loss, lr, it)
+    n = np.arange(len(r["gd"]))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.6))
+    ax.plot(n, r["gd"], "ko", ms=5, mfc="none", zorder=3, label=r"GD: $\nabla E(\theta_{n+1})^\top u_0$")
+    rel = {}
+    # each later flow drawn narrower on top, so that curves that agree (IGR, third order) all stay visible
+    for j, (k, v) in enumerate(r["predicted"].items()):
+        style = dict(color=f"C{j}", lw=3.2 - 0.7 * j, zorder=2 + j)
+        ax.plot(n, v, "-", label=f"{k}: " + r"$x(0)\,e^{ch}$", **style)
+        rel[k] = np.abs(v - r["gd"]) / np.abs(r["gd"])
+        ax2.semilogy(n, rel[k], "-", label=k, **style)
+    ax.axhline(0, color="0.6", lw=0.8)
+    hl = lr * r["sharpness"]
+    ax.set(xlabel="GD step n (prediction made from step n)", ylabel=r"projection on $u_0(\theta_n)$")
+    ax.set_title(f"{net!r}"[8:-1] + f", h = {lr:g}: hλ₀ from {hl.min():.2f} to {hl.max():.2f}", fontsize=9)
+    ax.legend(fontsize=8)
+    ax2.set(xlabel="GD step n", ylabel="|prediction − GD| / |GD|", title="relative error of each prediction")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    flips = np.sign(r["gd"]) != np.sign(r["projection"])
+    data = {"network": repr(net), "lr": lr, "sharpness": r["sharpness"], "projection": r["projection"], "gd": r["gd"],
+            "predicted": r["predicted"], "gd_sign_flips": int(flips.sum()), "steps": len(n),
+            "sign_right": {k: int(np.sum(np.sign(v) == np.sign(r["gd"]))) for k, v in r["predicted"].items()},
+            "median_relative_error": {k: float(np.median(v)) for k, v in rel.items()}}
+    med = ", ".join(f"{k} {v:.2g}" for k, v in data["median_relative_error"].items())
+    return fig, data, (f"Along the top eigenvector, GD's gradient flips sign at {data['gd_sign_flips']} of {len(n)} steps "
+                       f"(hλ₀ > 1); the PF's factor 1 − hλ₀ gets the sign right {data['sign_right']['pf']} times, the "
+                       f"NGF's e^(−hλ₀) {data['sign_right']['ngf']} times; median relative errors: {med}.")
+
+
+def network_stability(quick):
+    """Figs 11/12 on a network: stability coefficients along GD on a 4-layer MLP, and the loss change
+    of the NGF and the positive gradient flow started at each iterate, against GD's."""
+    plt = _plt()
+    net, lr = _iris_deep_net(), 1.0
+    r = paper.stability_run(net.loss, lr, net.theta0, 15 if quick else 80, flows=("ngf", "pgf"), rtol=1e-9)
+    dE, n = r["delta_loss"], np.arange(len(r["delta_loss"]))
+    unstable = (lr * r["eigenvalues"][:-1] > 2).any(axis=-1)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5.2))
+    ax.plot(n, dE, "ko", ms=4, mfc="none", label=r"GD: $E(\theta_{n+1}) - E(\theta_n)$")
+    for k, c in (("ngf", "C0"), ("pgf", "C3")):
+        ax.plot(n, r["predicted_delta_loss"][k], "-", color=c, label=f"{k} from " + r"$\theta_n$, time h")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(xlabel="GD step n", ylabel="loss change over one step")
+    fig.suptitle(f"{net!r}"[8:-1] + f", h = {lr:g}", fontsize=10)
+    ax.set_title("GD's loss change against the NGF's (always down) and the PGF's (always up)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    ax2.plot(n, r["unstable_sc"], "C0-", label=r"max $|\mathrm{Re}\,sc_i|$ over $h\lambda_i > 2$ (0 where none)")
+    ax3 = ax2.twinx()
+    ax3.plot(n, dE, "C3o", ms=3, mfc="none", label=r"$\Delta E_n$")
+    ax3.set_yscale("symlog", linthresh=1e-3)
+    ax2.set(xlabel="GD step n", ylabel="stability coefficient")
+    ax3.set_ylabel("loss change")
+    ax2.set_title(f"corr(sc, ΔE) = {r['corr_sc_loss_increase']:.2f} over all {len(n)} steps, "
+                  f"{r['corr_sc_loss_increase_unstable_only']:.2f} over the {r['unstable_iterations']} with hλ > 2",
+                  fontsize=9)
+    h1, l1 = ax2.get_legend_handles_labels()
+    h2, l2 = ax3.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    fig.tight_layout()
+    up = dE > 0
+    between = (r["predicted_delta_loss"]["ngf"] <= dE) & (dE <= r["predicted_delta_loss"]["pgf"])
+    data = {"network": repr(net), "lr": lr, "delta_loss": dE, "predicted_delta_loss": r["predicted_delta_loss"],
+            "one_step_error": r["one_step_error"], "unstable_sc": r["unstable_sc"],
+            "sharpness": r["sharpness"], "correlation_all_iterations": r["corr_sc_loss_increase"],
+            "correlation_unstable_iterations": r["corr_sc_loss_increase_unstable_only"],
+            "unstable_iterations": r["unstable_iterations"], "iterations": len(n),
+            "loss_increases": int(up.sum()), "increases_with_unstable_direction": int(np.sum(up & unstable)),
+            "between_ngf_and_pgf": int(between.sum())}
+    return fig, data, (f"On {net!r}"[:3] + f"{net!r}"[8:-1] + f" at h = {lr:g}: the loss rises at {data['loss_increases']} "
+                       f"of {len(n)} steps, {data['increases_with_unstable_direction']} of them with a direction "
+                       f"hλ > 2 ({r['unstable_iterations']} steps have one); the largest stability coefficient of "
+                       f"those directions correlates {r['corr_sc_loss_increase_unstable_only']:.2f} with the loss "
+                       f"change; GD's change lies between the NGF's and the PGF's at {data['between_ngf_and_pgf']} "
+                       "steps.")
+
+
+def network_dal(quick):
+    """Fig 18 on a network: DAL and DAL-p against fixed learning rates on the 4-layer Iris MLP, with
+    the learning rate each takes."""
+    plt = _plt()
+    net = _iris_deep_net()
+    lrs = (0.25, 0.5, 1.0)
+    r = paper.dal_comparison(net.loss, net.theta0, 15 if quick else 150, lrs, powers=(1.0, 2.0), tol=1e-2)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.6))
+    for j, (k, v) in enumerate(r["runs"].items()):
+        its = v["iterations_to_tol"]
+        style = dict(color=f"C{j}", lw=2.2 if k.startswith("DAL") else 1.0, ls="--" if k.startswith("DAL") else "-")
+        ax.semilogy(v["loss"], label=f"{k} ({f'{its} its' if its is not None else 'never'} to within 0.01)", **style)
+        ax2.semilogy(v["lr"], label=k, **style)
+    ax.set(xlabel="GD step", ylabel=r"$E(\theta_n)$")
+    fig.suptitle(f"{net!r}"[8:-1], fontsize=10)
+    ax.set_title("loss (tolerance: 0.01 above the lowest any run reaches)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    ax2.set(xlabel="GD step", ylabel="learning rate", title=r"DAL's rate $h = 2/\Vert H\hat g\Vert^p$ per step")
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    fig.tight_layout()
+    data = {"network": repr(net), "tol": r["tol"], "best_loss": r["best_loss"],
+            "runs": {k: {"iterations_to_tol": v["iterations_to_tol"], "final_loss": v["final_loss"], "loss": v["loss"],
+                         "lr": v["lr"]} for k, v in r["runs"].items()}}
+    fin = ", ".join(f"{k} {v['final_loss']:.3g}" for k, v in r["runs"].items())
+    return fig, data, f"On {net!r}"[:3] + f"{net!r}"[8:-1] + f", final losses after {len(r['runs']['DAL']['loss']) - 1} steps: {fin}."
