@@ -68,6 +68,38 @@ void gd(int64_t n, const double *th, double h, int steps, int confirm, double to
         lab[p] = l;
     }
 }
+/* (a) GD in SIMD lanes (issue 35's reference): 8 starts advance in lockstep for every step (no
+   early stop: a lane that escaped overflows to inf/NaN harmlessly), the structure-of-arrays loop
+   over lanes vectorised by the compiler; at the end each lane is a fixed point (p = 1 recurrence),
+   a 2-cycle (p = 2), escaped or unresolved. The work a lane kernel would do without refilling. */
+#define LANES 8
+void gd_lanes(int64_t n, const double *th, double h, int steps, double tol, double R, int *lab, int threads) {
+    const int64_t blocks = (n + LANES - 1) / LANES;
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads) if (threads > 1)
+    for (int64_t b = 0; b < blocks; b++) {
+        double x[LANES], y[LANES], x1[LANES], y1[LANES], x2[LANES], y2[LANES];
+        for (int l = 0; l < LANES; l++) {
+            const int64_t i = b * LANES + l < n ? b * LANES + l : n - 1;
+            x[l] = th[2*i]; y[l] = th[2*i+1]; x1[l] = y1[l] = x2[l] = y2[l] = 0;
+        }
+        for (int k = 0; k < steps; k++) {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                x2[l] = x1[l]; y2[l] = y1[l]; x1[l] = x[l]; y1[l] = y[l];
+                const double gx = 4 * x[l] * (x[l]*x[l] - 1), gy = 2 * y[l];
+                x[l] -= h * gx; y[l] -= h * gy;
+            }
+        }
+        for (int l = 0; l < LANES && b * LANES + l < n; l++) {
+            const double s = MAX(fabs(x[l]), fabs(y[l]));
+            int v = UNRES;
+            if (!(sqrt(x[l]*x[l] + y[l]*y[l]) <= R)) v = ESC;
+            else if (MAX(fabs(x[l] - x1[l]), fabs(y[l] - y1[l])) <= tol * (1 + s)) v = label_of(x[l], y[l]);
+            else if (MAX(fabs(x[l] - x2[l]), fabs(y[l] - y2[l])) <= tol * (1 + s)) v = -3;   /* CYCLE */
+            lab[b * LANES + l] = v;
+        }
+    }
+}
 #define FN static inline
 """ + GD_REST + r"""
 /* (a) GD with fa.basins' whole rest test (_common.GD_REST); cycles get the label CYCLE */
@@ -169,6 +201,7 @@ def plain_c():
     Q = np.ctypeslib.ndpointer(np.intc, flags="C")
     lib.gd.argtypes = [L, P, D, I, I, D, D, Q]
     lib.gd_periods.argtypes = [L, P, D, I, I, D, D, Q, I]
+    lib.gd_lanes.argtypes = [L, P, D, I, D, D, Q, I]
     lib.igr_rk4.argtypes = [L, P, D, D, I, D, D, D, Q, I]
     lib.pf_rk4.argtypes = [L, P, D, D, I, D, D, D, D, Q, I]
     return lib
@@ -277,6 +310,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="grids of 100 × 100, one repeat")
     ap.add_argument("--pairs", type=int, default=7, help="interleaved (flowcore 1 thread, C) timing pairs "
                     "for the ratio: its median is robust to a shared machine's slow spells (default 7)")
+    ap.add_argument("--only", default="abc", help="the problems to run, by letter (default abc; 'a': GD basins)")
     args = ap.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     loss = fc.losses.double_well()
@@ -295,6 +329,7 @@ def main(argv=None):
          lambda th, lab, thr: lib.pf_rk4(len(th), th, 0.2, 0.02, int(T / 0.02), RADIUS, 1e-5, REST * 1e-5, 1e-6, lab,
                                          thr)),
     ]
+    problems = [p for p in problems if p[0][1] in args.only]
     rows = []
     for label, n, model, lr, kw, np_run, c_run in problems:
         n = 100 if args.quick else n
@@ -324,7 +359,16 @@ def main(argv=None):
                 lab = np.empty(len(th), np.intc)
                 lib.gd(len(th), th, lr, 1000, 50, 1e-10, RADIUS, lab)
                 return lab
-            fixed_only = {"plain C, p = 1 only [s]": median_time(run_c1, repeats=repeats, min_time=0)}
+            def run_lanes(threads=1):
+                lab = np.empty(len(th), np.intc)
+                lib.gd_lanes(len(th), th, lr, 1000, 1e-10, RADIUS, lab, threads)
+                return lab
+            t_lanes = median_time(run_lanes, repeats=repeats, min_time=0)
+            fixed_only = {"plain C, p = 1 only [s]": median_time(run_c1, repeats=repeats, min_time=0),
+                          "C 8 lanes, all steps [s]": t_lanes, "flowcore 1 thr / lanes": t1 / t_lanes,
+                          "lanes 2-thread speed-up": t_lanes / median_time(lambda: run_lanes(2), repeats=repeats,
+                                                                            min_time=0),
+                          "agree lanes": float(np.mean(run_lanes() == fc_labels(run_fc(2))))}
         ref = fc_labels(run_fc(2))
         rows.append({"problem": label, "starts": n * n, "flowcore 2 thr [s]": t2, "2-thread speed-up": scaling[0],
                      "C 2-thread speed-up": scaling[1],
@@ -335,7 +379,9 @@ def main(argv=None):
                      **fixed_only})
         print(f"{label}: done", flush=True)
     cols = ["problem", "starts", "flowcore 2 thr [s]", "2-thread speed-up", "C 2-thread speed-up", "numpy [s]", "numpy runs", "× numpy (2 thr)",
-            "flowcore 1 thr [s]", "plain C 1 thr [s]", "flowcore 1 thr / C", "plain C, p = 1 only [s]", "agree numpy", "agree C", "labels"]
+            "flowcore 1 thr [s]", "plain C 1 thr [s]", "flowcore 1 thr / C", "plain C, p = 1 only [s]",
+            "C 8 lanes, all steps [s]", "flowcore 1 thr / lanes", "lanes 2-thread speed-up", "agree numpy", "agree C",
+            "agree lanes", "labels"]
     print(table(rows, cols))
     print("JSON:", write_json("basins", rows, repeats=repeats, quick=args.quick))
 
