@@ -178,16 +178,9 @@ class DALMomentum(Optimizer):
 
 
 @dataclass(frozen=True, repr=False, eq=False)
-class DALPerParam(Optimizer):
-    """Each coordinate its own rate h_a = 2/|(H ĝ)_a|^p (capped at ``lr_cap``)."""
-    power: float = 1.0
-    lr_cap: float | None = None
+class DALPerParam(DAL):
+    """Each coordinate its own rate h_a = 2/|(H ĝ)_a|^p (capped at ``lr_cap``; DAL's parameters)."""
     name: ClassVar[str] = "dal_per_param"
-    uses_lr: ClassVar[bool] = False
-
-    def __post_init__(self):
-        _set(self, "power", positive(self.power, "power (the p of DAL-p)"))
-        _set(self, "lr_cap", _cap(self.lr_cap))
 
 
 @dataclass(frozen=True, repr=False, eq=False)
