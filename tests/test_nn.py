@@ -163,7 +163,7 @@ def test_network_eos_scores_the_real_part_and_counts_rises_over_gds():
     net = fc.nn.mlp(*fc.nn.regression_2d(), widths=3, activation="tanh", loss="mse", seed=0)
     r = paper.network_edge_of_stability(net.loss, 1.5, net.theta0, 40, every=3, flows=("ngf", "pf"))
     it, pick = r["iterates"], r["restarts"]
-    sol = fc.solve(fc.flows.pf(net.loss, 1.5), it[pick], t_span=(0, 1.5), method=fc.Dop853(rtol=1e-7, atol=1e-10))
+    sol = fc.solve(fc.flows.pf(net.loss, 1.5), it[pick], t_span=(0, 1.5), method=fc.Dopri5(rtol=1e-7, atol=1e-10))
     ok = sol.status == fc.Status.OK
     end = sol.y[:, -1]
     assert np.abs(end[ok].imag).max() > 1e-6                       # complex end points were scored
@@ -309,3 +309,18 @@ def test_a_jax_loss_indexing_past_its_dim_is_refused():
     with pytest.raises(ValueError, match="out of bounds"):
         fc.Loss.from_jax(lambda t: t[jnp.array(4)] ** 2, 3)
     assert fc.Loss.from_jax(lambda t: t[0] ** 2 + t[3] ** 2, 4).value([[1.0, 2.0, 3.0, 4.0]])[0] == 17.0
+
+
+def test_bundled_data_equal_scikit_learns_loaders():
+    """iris and digits read scikit-learn's bundled files directly (no sklearn import): the same
+    arrays as its own loaders."""
+    import sklearn.datasets as skd
+    X, y = skd.load_iris(return_X_y=True)
+    Xi, Yi = fc.nn.iris()
+    np.testing.assert_allclose(Xi, (X - X.mean(0)) / X.std(0), rtol=0, atol=0)
+    np.testing.assert_array_equal(Yi.argmax(1), y)
+    X, y = skd.load_digits(return_X_y=True)
+    Xd, Yd = fc.nn.digits()
+    np.testing.assert_array_equal(Xd, X / 16.0)
+    np.testing.assert_array_equal(Yd.argmax(1), y)
+    assert Xd.shape == (1797, 64) and Yd.shape == (1797, 10)

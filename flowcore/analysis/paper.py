@@ -203,8 +203,10 @@ def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "i
     iterate against 2/h, GD's loss rises where λ₀ > 2/h, and each flow's one-step prediction
     (parameters and loss change) from every ``every``-th iterate past the edge (from the first n with
     λ₀ ≥ 2/h; the whole run when it never gets there; odd by default, so that both phases of GD's
-    2-cycle are scored). Sharpness by Lanczos; the flows by DOP853 at
-    ``rtol``, each integration capped at ``max_steps`` steps (the PF's complex path can run into a
+    2-cycle are scored). Sharpness by Lanczos; the flows by dopri5 at ``rtol`` (on the Iris MLP at
+    rtol 1e-7 the matrix-free PF took 2 492 evaluations with dopri5 against 3 464 with DOP853: its
+    complex path in a catapult is rough, and the lower order needs fewer stages there), each
+    integration capped at ``max_steps`` steps (the PF's complex path can run into a
     pole of tanh: such a restart stops, is counted, and predicts nothing).
 
     A flow's prediction φ_h(θ_n) is its real part (the PF is complex past hλ = 1): the one-step
@@ -261,7 +263,7 @@ def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "i
             field = fc.models.model(name).build(loss, lr)
             t0, ends, codes = time.perf_counter(), [], []
             for k in range(0, len(pick), RESTART_CHUNK):    # chunks: the bar moves, the batch stays large
-                sol = fc.solve(field, it[pick[k:k + RESTART_CHUNK]], t_span=(0.0, lr), method=fc.Dop853(rtol=rtol, atol=1e-10, max_steps=max_steps), progress=False)
+                sol = fc.solve(field, it[pick[k:k + RESTART_CHUNK]], t_span=(0.0, lr), method=fc.Dopri5(rtol=rtol, atol=1e-10, max_steps=max_steps), progress=False)
                 ends.append(np.where((sol.status == fc.Status.OK)[:, None], sol.y[:, -1].real, np.nan))
                 codes += [fc.Status(int(c)).name for c in sol.status]
                 bar.update(len(sol.status))

@@ -38,6 +38,7 @@ from flowcore.engine._status import Status
 TRACKED = 16                     # Ritz values (and their logs) carried in a trajectory's state
 CHECKS = (8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 448,
           512)                   # the dimensions at which convergence is tested
+ROOM = 16                        # a basis's first room (vectors), doubled as needed
 TRACK_FROM = 0.5                 # Re z above which a Ritz value's branch is carried
 
 
@@ -50,6 +51,7 @@ class KrylovPF:
         self.f, self.dim, self.lr, self.np_coef, self.tol, self.track = functions, dim, lr, np_coef, tol, track
         self.nstate = 2 * TRACKED if track else 0
         self.stats = {"evaluations": 0, "hvps": 0, "dims": [], "estimates": []}
+        self._guess = {}                # real/complex → the Krylov dimension to extend to first
 
     # ------------------------------------------------------------------ the field's protocol
     def initial(self, X):
@@ -73,93 +75,106 @@ class KrylovPF:
 
     # ------------------------------------------------------------------ the work
     def _rows(self, X, rows, real, S, F, status, state):
-        """The rows ``rows`` of the result, all real points or all complex ones: Arnoldi in spaces of
-        up to 128 dimensions (whole D below), the rows that need more rerun in a larger space."""
+        """The rows ``rows`` of the result, all real points or all complex ones."""
         Xc = X.real.copy() if real else X
         self.f._table(Xc)                               # refuses a non-holomorphic loss at complex points
-        todo = np.arange(len(Xc))
-        m_max = min(_ceil_check(self.dim), 128)
-        while todo.size:
-            last = m_max >= _ceil_check(self.dim) or m_max == CHECKS[-1]
-            y, st, tracked, settled = self._arnoldi(Xc[todo], m_max, not real, None if S is None else S[rows[todo]], last)
-            idx = rows[todo[settled]]
-            F[idx], status[idx] = y[settled], st[settled]
-            if state is not None:
-                state[idx] = tracked[settled]
-            todo = todo[~settled]
-            m_max = _ceil_check(min(2 * m_max, self.dim))
+        y, st, tracked = self._arnoldi(Xc, not real, None if S is None else S[rows])
+        F[rows], status[rows] = y, st
+        if state is not None:
+            state[rows] = tracked
 
-    def _arnoldi(self, X, m_max, complex_, S, last):
-        """Arnoldi on the rows of X in spaces of up to m_max dimensions: (y [n, D], status, state,
-        settled [n]); a row is settled when converged, failed, or at m_max when ``last`` (keeping its
-        last approximation and estimate). The batch is padded to a power of two (a few compiled
-        shapes), compacted as rows settle, and the rows' small problems are solved together."""
+    def _arnoldi(self, X, complex_, S):
+        """Arnoldi at each row of X: (y [n, D], status, state). A row ends when its estimate is below
+        ``tol``, it failed, its Krylov space is invariant, or at the last check (keeping its last
+        approximation and estimate); the rows' small problems are solved together.
+
+        Cost: the first extension goes straight to the dimension the previous call needed (one
+        dispatch, where a small network's products cost less than the calls around them), then one
+        check at a time. A basis has room for a power of two ≥ the dimension reached, doubled on
+        demand: its Gram–Schmidt runs over every row of V, and room for 128 vectors where 32 are
+        used cost as much as the product itself at D ≈ 10⁵."""
         n = len(X)
-        start, extend, combine = self.f.arnoldi(m_max, complex_)
-        live = np.arange(n)                             # batch position → row
-        Xp = _padded(X)
-        g, V, Hm, beta_p = start(Xp)
-        beta = np.asarray(beta_p)[:n]
+        checks = [c for c in CHECKS if c <= _ceil_check(self.dim)]
+        first = max([c for c in checks if c <= self._guess.get(complex_, checks[0])] or [checks[0]])
+        room = [ROOM] * n
+        parts = [self.f.arnoldi(ROOM, complex_)[0](x) for x in X]      # (g, V, Hm, β) per row
+        V, Hm = [p[1] for p in parts], [p[2] for p in parts]
+        beta = np.array([complex(p[3]).real for p in parts])
         self.stats["evaluations"] += n
         status = np.full(n, int(Status.OK), np.intc)
         status[~np.isfinite(beta)] = Status.NONFINITE
         settled = (beta == 0) | (status != Status.OK)  # at a critical point φ(hH)g = 0
         y = np.zeros((n, self.dim), np.complex128)
-        prev = np.full((n, m_max), np.nan + 0j)
+        prev = np.full((n, checks[-1]), np.nan + 0j)
         z_of, L_of = [None] * n, [None] * n
         used, estimate = np.zeros(n, int), np.zeros(n)
-        j, checks = 0, [c for c in CHECKS if c <= m_max]
-        for m in checks:
-            keep = np.flatnonzero(~settled[live])
-            if keep.size == 0:
-                break
-            if len(keep) <= len(Xp) // 2:               # compact: settled rows leave the batch
-                live, pick = live[keep], _padded(keep)
-                Xp, V, Hm = Xp[pick], V[pick], Hm[pick]
-            V, Hm = extend(Xp, V, Hm, j, m)
+        j, at = 0, checks.index(first)
+        while at < len(checks) and not settled.all():
+            m = checks[at]
+            live = np.flatnonzero(~settled)
+            for i in live:
+                while m > room[i]:                      # more room in the basis
+                    V[i], Hm[i] = self.f.arnoldi(room[i], complex_)[3](V[i], Hm[i])
+                    room[i] *= 2
+                V[i], Hm[i] = self.f.arnoldi(room[i], complex_)[1](X[i], V[i], Hm[i], j, m)
             self.stats["hvps"] += len(live) * (m - j)
             j = m
-            act = np.flatnonzero(~settled[live])        # batch positions
-            Hn = np.asarray(Hm)[act, :m + 1, :m]
-            rows = live[act]
-            finite = np.all(np.isfinite(Hn), axis=(1, 2))
-            status[rows[~finite]] = Status.NONFINITE
-            settled[rows[~finite]] = True
-            act, rows, Hn = act[finite], rows[finite], Hn[finite]
-            ks = _invariant(Hn, m)                      # H_k is all of H on the Krylov space
-            done_pos, done_coef = [], []
-            for k in np.unique(ks):
-                sel = ks == k
-                grp, pos = rows[sel], act[sel]
-                c, z, L, st = self._coefficients(Hn[sel][:, :k, :k], beta[grp], None if S is None else S[grp])
-                bad = st != Status.OK
-                status[grp[bad]], settled[grp[bad]] = st[bad], True
-                grp, pos, c, z, L = grp[~bad], pos[~bad], c[~bad], z[~bad], L[~bad]
-                pad = np.zeros((len(grp), m_max), np.complex128)
-                pad[:, :k] = c
-                first = np.isnan(prev[grp, 0])
-                est = np.where(first, np.inf, np.linalg.norm(np.where(first[:, None], 0, pad - prev[grp]), axis=1))
-                prev[grp] = pad
-                for a, i in enumerate(grp):
-                    z_of[i], L_of[i] = z[a], L[a]
-                stop = (k < m) | (est <= self.tol * np.linalg.norm(c, axis=1)) | (last and m == checks[-1])
-                settled[grp[stop]], used[grp[stop]] = True, k
-                estimate[grp[stop]] = np.where(k < m, 0.0, est[stop])
-                done_pos += pos[stop].tolist()
-                done_coef += list(pad[stop])
-            if done_pos:                                # these rows' approximations, from their bases
-                coef = np.zeros((len(Xp), m_max), np.complex128)
-                coef[done_pos] = done_coef
-                out = np.asarray(combine(V, coef))
-                y[live[done_pos]] = out[done_pos]
+            Hn = np.stack([np.asarray(Hm[i])[:m + 1, :m] for i in live])
+            # a first extension past one check also compares the last two dimensions it reached
+            ended = []
+            if at and m == first:
+                c = checks[at - 1]
+                ended += self._check(c, False, Hn[:, :c + 1, :c], live, beta, S, status, settled, prev, z_of, L_of,
+                                     used, estimate)
+            ended += self._check(m, m == checks[-1], Hn, live, beta, S, status, settled, prev, z_of, L_of, used,
+                                 estimate)
+            for i in ended:                             # these rows' approximations, from their bases
+                coef = np.zeros(room[i], np.complex128)
+                coef[:used[i]] = prev[i, :used[i]]
+                y[i] = np.asarray(self.f.arnoldi(room[i], complex_)[2](V[i], coef))
+            at += 1
         fin = settled & (status == Status.OK) & (used > 0)
+        if fin.any():                   # the next call extends first to what this one needed, or one check
+            need = int(used[fin].max())   # less if that sufficed (probing down as the need falls)
+            self._guess[complex_] = need if need > first else checks[max(checks.index(first) - 1, 0)]
         self.stats["dims"] += used[fin].tolist()
         self.stats["estimates"] += estimate[fin].tolist()
         tracked = np.full((n, self.nstate), np.nan + 0j)
         if self.nstate:
             for i in np.flatnonzero(fin):
                 tracked[i] = _tracked(z_of[i], L_of[i])
-        return y, status, tracked, settled
+        return y, status, tracked
+
+    def _check(self, m, last, Hn, live, beta, S, status, settled, prev, z_of, L_of, used, estimate):
+        """The approximations at dimension m (Hn [len(live), m + 1, m]) of the rows ``live`` still
+        open, into ``prev``: returns the rows that end here (converged, failed, invariant, or at the
+        ``last`` check); their coefficients are prev[i, :used[i]]."""
+        act = np.flatnonzero(~settled[live])            # positions in live
+        rows, Hn = live[act], Hn[act]
+        finite = np.all(np.isfinite(Hn), axis=(1, 2))
+        status[rows[~finite]] = Status.NONFINITE
+        settled[rows[~finite]] = True
+        rows, Hn = rows[finite], Hn[finite]
+        ks = _invariant(Hn, m)                          # H_k is all of H on the Krylov space
+        ended = []
+        for k in np.unique(ks):
+            grp, Hk = rows[ks == k], Hn[ks == k][:, :k, :k]
+            c, z, L, st = self._coefficients(Hk, beta[grp], None if S is None else S[grp])
+            bad = st != Status.OK
+            status[grp[bad]], settled[grp[bad]] = st[bad], True
+            grp, c, z, L = grp[~bad], c[~bad], z[~bad], L[~bad]
+            pad = np.zeros((len(grp), prev.shape[1]), np.complex128)
+            pad[:, :k] = c
+            first = np.isnan(prev[grp, 0])
+            est = np.where(first, np.inf, np.linalg.norm(np.where(first[:, None], 0, pad - prev[grp]), axis=1))
+            prev[grp] = pad
+            for a, i in enumerate(grp):
+                z_of[i], L_of[i] = z[a], L[a]
+            stop = (k < m) | (est <= self.tol * np.linalg.norm(c, axis=1)) | last
+            settled[grp[stop]], used[grp[stop]] = True, k
+            estimate[grp[stop]] = np.where(k < m, 0.0, est[stop])
+            ended += grp[stop].tolist()
+        return ended
 
     def _coefficients(self, H, beta, S):
         """β φ(hH) e₁ for r small Hessenberg matrices H [r, k, k] at once, with the branch rule:
@@ -202,13 +217,6 @@ class KrylovPF:
         """T[g, g] at the rows of X (the non-principal term), by JAX."""
         g = self.f.grad(X)
         return self.f.third(X, g)
-
-
-def _padded(a):
-    """``a`` (rows, or an index array) repeated at its end up to the next power of two."""
-    n = len(a)
-    pad = (1 << max(n - 1, 0).bit_length()) - n
-    return np.concatenate([a, np.repeat(a[:1], pad, axis=0)]) if pad else a
 
 
 def _ceil_check(m):

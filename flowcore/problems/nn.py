@@ -176,18 +176,20 @@ class JaxFunctions:
         return jax.jit(jax.vmap(field, in_axes=(0, None, None, None)))
 
     def arnoldi(self, m_max, complex_):
-        """(start, extend, combine): Arnoldi on Hessian–vector products for a batch of points, compiled once per
-        (m_max, real/complex, batch shape) and reused.
+        """(start, extend, combine): Arnoldi on Hessian–vector products at one point, compiled once per
+        (m_max, real/complex) and reused.
 
-        ``start(X [n, D])`` → (g [n, D], V [n, m_max + 1, D], Hm [n, m_max + 1, m_max], β [n]):
-        ∇E, the basis with v₀ = g/β (β = ‖g‖), nothing else yet. ``extend(X, V, Hm, j0, j1)`` runs
-        steps j0 … j1 − 1: v_{j+1} ∝ H v_j orthogonalised against v₀ … v_j twice (classical
-        Gram–Schmidt, repeated), Hm[:, j] its coefficients; a step whose new vector vanishes (an
-        invariant subspace) leaves v_{j+1} = 0. H·v comes from ``jax.linearize`` of ∇E at the point,
-        so a step costs one forward-over-reverse product and no recomputation of the primal. At
-        complex points (holomorphic derivatives) H is complex symmetric, and Arnoldi with the
-        Hermitian inner product applies to it as to any matrix. V stays a JAX array;
-        ``combine(V, c [n, m_max])`` → Σ_j c_j v_j per row."""
+        ``start(x [D])`` → (g [D], V [m_max + 1, D], Hm [m_max + 1, m_max], β): ∇E, the basis with
+        v₀ = g/β (β = ‖g‖), nothing else yet. ``extend(x, V, Hm, j0, j1)`` runs steps j0 … j1 − 1:
+        v_{j+1} ∝ H v_j orthogonalised against v₀ … v_j twice (classical Gram–Schmidt, repeated),
+        Hm[:, j] its coefficients; a step whose new vector vanishes (an invariant subspace) leaves
+        v_{j+1} = 0. H·v comes from ``jax.linearize`` of ∇E at the point, so a step costs one
+        forward-over-reverse product and no recomputation of the primal. At complex points
+        (holomorphic derivatives) H is complex symmetric, and Arnoldi with the Hermitian inner
+        product applies to it as to any matrix. V stays a JAX array; ``combine(V, c [m_max])`` →
+        Σ_j c_j v_j. One point per call, not a batch: a batch would be one more compiled shape per
+        batch size, and tracing each shape (≈ 0.1 s) cost more than batching saved (≈ 20 % of a
+        small network's products)."""
         key = (int(m_max), bool(complex_))
         if key not in self._arnoldi:
             self._arnoldi[key] = self._build_arnoldi(*key)
@@ -223,10 +225,12 @@ class JaxFunctions:
                 return V, Hm
             return jax.lax.fori_loop(j0, j1, step, (V, Hm))
 
-        def combine(V, coef):           # Σ_j c_j v_j per row: the approximation from its coefficients
-            return jnp.einsum("nmd,nm->nd", V[:, :m_max].astype(jnp.complex128), coef)
-        return (jax.jit(jax.vmap(start)), jax.jit(jax.vmap(extend, in_axes=(0, 0, 0, None, None))),
-                jax.jit(combine))
+        def combine(V, coef):           # Σ_j c_j v_j: the approximation from its coefficients
+            return coef @ V[:m_max].astype(jnp.complex128)
+
+        def grown(V, Hm):               # room for 2·m_max vectors: zeros appended
+            return (jnp.pad(V, ((0, m_max), (0, 0))), jnp.pad(Hm, ((0, m_max), (0, m_max))))
+        return jax.jit(start), jax.jit(extend), jax.jit(combine), jax.jit(grown)
 
     def value(self, X):
         return self._call("value", X)
@@ -631,13 +635,15 @@ def _one_hot(y, k):
 
 def iris():
     """Fisher's Iris (scikit-learn's bundled copy): X [150, 4] standardised, Y [150, 3] one-hot."""
-    X, y = _sklearn().load_iris(return_X_y=True)
+    data = _bundled("iris.csv", header=1)
+    X, y = data[:, :4], data[:, 4].astype(int)
     return (X - X.mean(0)) / X.std(0), _one_hot(y, 3)
 
 
 def digits(n=None):
     """scikit-learn's bundled 8×8 digits: X [n, 64] in [0, 1], Y [n, 10] one-hot (the first n of 1797)."""
-    X, y = _sklearn().load_digits(return_X_y=True)
+    data = _bundled("digits.csv.gz")
+    X, y = data[:, :64], data[:, 64].astype(int)
     n = len(X) if n is None else int(n)
     return X[:n] / 16.0, _one_hot(y[:n], 10)
 
@@ -653,6 +659,18 @@ def moons(n=200, noise=0.1, seed=0):
     standardised, y [n] in {0, 1}."""
     X, y = _sklearn().make_moons(n_samples=int(n), noise=noise, random_state=seed)
     return (X - X.mean(0)) / X.std(0), y.astype(int)
+
+
+def _bundled(name, header=0):
+    """A data file scikit-learn ships (sklearn/datasets/data/), read without importing scikit-learn
+    (1.6 s of a CLI command's start; tests/test_nn.py checks it against sklearn's loaders)."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the bundled data sets need scikit-learn: pip install 'flowcore[nn]'")
+    return np.loadtxt(Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name, delimiter=",",
+                      skiprows=header)
 
 
 def _sklearn():
