@@ -92,11 +92,13 @@ def pf_dense_vs_matrix_free(rep):
     return out
 
 
-def pf_at_scale():
+def pf_at_scale(networks=("mlp", "cnn")):
     """(2): one GD step of the matrix-free PF on the digits MLP and CNN (D ≈ 10⁵)."""
     rows = []
     X, Y = fc.nn.digits()
-    for net in (fc.nn.mlp(X, Y, widths=(256, 256), activation="tanh", loss="cross_entropy", seed=0), fc.nn.cnn(X, Y)):
+    make = {"mlp": lambda: fc.nn.mlp(X, Y, widths=(256, 256), activation="tanh", loss="cross_entropy", seed=0),
+            "cnn": lambda: fc.nn.cnn(X, Y)}
+    for net in (make[k]() for k in networks):
         th = fc.descend(net.loss, net.theta0[None], fc.GD(0.5), 10).iterates[0, -1]
         lam = fc.nn.top_eigenpairs(net.loss, th, 1)[0][0]
         h = 2.5 / lam
@@ -117,9 +119,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--scale-only", action="store_true", help="only (2), the matrix-free PF at D ≈ 10⁵")
+    ap.add_argument("--networks", default="mlp,cnn", help="(2)'s networks: mlp, cnn or both (default mlp,cnn)")
     args = ap.parse_args()
     if args.scale_only:
-        scale = pf_at_scale()
+        scale = pf_at_scale(tuple(args.networks.split(",")))
         print(table(scale, ["network", "D", "seconds", "status", "evaluations", "hvps", "krylov_median", "krylov_max"]))
         print(f"wrote {write_json('nn_scale', scale)}")
         return

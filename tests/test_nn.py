@@ -324,3 +324,18 @@ def test_bundled_data_equal_scikit_learns_loaders():
     np.testing.assert_array_equal(Xd, X / 16.0)
     np.testing.assert_array_equal(Yd.argmax(1), y)
     assert Xd.shape == (1797, 64) and Yd.shape == (1797, 10)
+
+
+def test_cnn_convolution_equals_xlas():
+    """The CNN's 3×3 'SAME' convolution (image patches times the weights, one matrix product) equals
+    XLA's convolution, at real and (through the three-product complex form) complex arguments."""
+    from flowcore.problems.nn import _bilinear, _conv, _jax
+    jax = _jax()                                    # (float64)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 8, 8, 3)) + 1j * rng.normal(size=(5, 8, 8, 3))
+    W = rng.normal(size=(3, 3, 3, 4)) + 1j * rng.normal(size=(3, 3, 3, 4))
+
+    def xla(a, b):
+        return np.asarray(jax.lax.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    np.testing.assert_allclose(np.asarray(_conv(x.real, W.real)), xla(x.real, W.real), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(_bilinear(_conv, x, W)), xla(x, W), rtol=1e-13, atol=1e-12)

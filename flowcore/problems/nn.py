@@ -379,8 +379,15 @@ def _matmul(a, b):
 
 
 def _conv(x, W):
-    import jax
-    return jax.lax.conv_general_dilated(x, W, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    """The 3×3 'SAME' convolution of x [n, s, s, c] with W [3, 3, c, c'] (HWIO) as one matrix product
+    of the image patches (im2col): XLA's CPU convolution made a Hessian–vector product of the
+    digits CNN take 4.7 s (real) and 12 s (complex), where its gradient took 0.4 s — its transposed
+    forms are slow —, and a matrix product's derivatives are matrix products."""
+    import jax.numpy as jnp
+    n, s, _, c = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate([xp[:, i:i + s, j:j + s, :] for i in range(3) for j in range(3)], axis=-1)
+    return patches @ W.reshape(9 * c, W.shape[-1])
 
 
 class _Objective:
