@@ -97,7 +97,8 @@ class KrylovPF:
         checks = [c for c in CHECKS if c <= _ceil_check(self.dim)]
         first = max([c for c in checks if c <= self._guess.get(complex_, checks[0])] or [checks[0]])
         room = [ROOM] * n
-        parts = [self.f.arnoldi(ROOM, complex_)[0](x) for x in X]      # (g, V, Hm, β) per row
+        start = self.f.arnoldi(ROOM, complex_)[0]
+        parts = [start(x) for x in X]                   # (g, V, Hm, β) per row
         V, Hm = [p[1] for p in parts], [p[2] for p in parts]
         beta = np.array([complex(p[3]).real for p in parts])
         self.stats["evaluations"] += n
@@ -114,9 +115,11 @@ class KrylovPF:
             live = np.flatnonzero(~settled)
             for i in live:
                 while m > room[i]:                      # more room in the basis
-                    V[i], Hm[i] = self.f.arnoldi(room[i], complex_)[3](V[i], Hm[i])
+                    grown = self.f.arnoldi(room[i], complex_)[3]
+                    V[i], Hm[i] = grown(V[i], Hm[i])
                     room[i] *= 2
-                V[i], Hm[i] = self.f.arnoldi(room[i], complex_)[1](X[i], V[i], Hm[i], j, m)
+                extend = self.f.arnoldi(room[i], complex_)[1]
+                V[i], Hm[i] = extend(X[i], V[i], Hm[i], j, m)
             self.stats["hvps"] += len(live) * (m - j)
             j = m
             Hn = np.stack([np.asarray(Hm[i])[:m + 1, :m] for i in live])
@@ -131,7 +134,8 @@ class KrylovPF:
             for i in ended:                             # these rows' approximations, from their bases
                 coef = np.zeros(room[i], np.complex128)
                 coef[:used[i]] = prev[i, :used[i]]
-                y[i] = np.asarray(self.f.arnoldi(room[i], complex_)[2](V[i], coef))
+                combine = self.f.arnoldi(room[i], complex_)[2]
+                y[i] = np.asarray(combine(V[i], coef))
             at += 1
         fin = settled & (status == Status.OK) & (used > 0)
         if fin.any():                   # the next call extends first to what this one needed, or one check

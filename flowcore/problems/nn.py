@@ -176,8 +176,8 @@ class JaxFunctions:
         return jax.jit(jax.vmap(field, in_axes=(0, None, None, None)))
 
     def arnoldi(self, m_max, complex_):
-        """(start, extend, combine): Arnoldi on Hessian–vector products at one point, compiled once per
-        (m_max, real/complex) and reused.
+        """(start, extend, combine, grown): Arnoldi on Hessian–vector products at one point, compiled
+        once per (m_max, real/complex) and reused.
 
         ``start(x [D])`` → (g [D], V [m_max + 1, D], Hm [m_max + 1, m_max], β): ∇E, the basis with
         v₀ = g/β (β = ‖g‖), nothing else yet. ``extend(x, V, Hm, j0, j1)`` runs steps j0 … j1 − 1:
@@ -187,7 +187,8 @@ class JaxFunctions:
         forward-over-reverse product and no recomputation of the primal. At complex points
         (holomorphic derivatives) H is complex symmetric, and Arnoldi with the Hermitian inner
         product applies to it as to any matrix. V stays a JAX array; ``combine(V, c [m_max])`` →
-        Σ_j c_j v_j. One point per call, not a batch: a batch would be one more compiled shape per
+        Σ_j c_j v_j; ``grown(V, Hm)`` → both with room for 2·m_max vectors (zeros appended), to go
+        on with the functions of that size. One point per call, not a batch: a batch would be one more compiled shape per
         batch size, and tracing each shape (≈ 0.1 s) cost more than batching saved (≈ 20 % of a
         small network's products)."""
         key = (int(m_max), bool(complex_))
