@@ -29,7 +29,9 @@ from flowcore.engine._errors import ExpressionError
 from flowcore.engine.expressions import C_FUNCTIONS, check_supported, parse, resolve_vars
 
 CODEGEN_VERSION = "4"
-CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno"]
+# -ffp-contract=off: a*b + c is never fused into an FMA, so a kernel built for the target's
+# vectors (native_flags) rounds as the same kernel built without them, lane for lane
+CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-ffp-contract=off"]
 OPTIONAL_CFLAGS = ["-fcx-fortran-rules"]      # GCC's: complex * and / without Annex G recovery
 
 
@@ -270,6 +272,43 @@ def openmp_flags(cc=None):
     if key not in _FLAGS:
         probe = "#include <omp.h>\nint f(void) { return omp_get_max_threads(); }\n"
         _FLAGS[key] = ["-fopenmp"] if _accepts(cc, "-fopenmp", probe) else []
+    return _FLAGS[key]
+
+
+LANES_ENV = "FLOWCORE_LANES"       # as _kernels.LANES_ENV
+LANE_WIDTHS = (1, 2, 4, 8, 16, 32)
+
+
+def native_flags(cc=None):
+    """Flags for a kernel that runs trajectories in the lanes of this machine's vectors:
+    ``-march=native`` (when the compiler takes it) and ``-DFC_W=n`` when ``$FLOWCORE_LANES``
+    sets the width (default: the target's, target.h). The key of such a kernel must name the
+    machine (``native_target``): a cache shared by machines of different CPUs cannot hand one
+    another's instructions."""
+    cc = cc or compiler()
+    key = ("native", cc)
+    if key not in _FLAGS:
+        _FLAGS[key] = ["-march=native"] if _accepts(cc, "-march=native") else []
+    flags = list(_FLAGS[key])
+    width = os.environ.get(LANES_ENV)
+    if width:
+        if not width.isdigit() or int(width) not in LANE_WIDTHS:
+            raise ValueError(f"${LANES_ENV} must be one of {', '.join(map(str, LANE_WIDTHS))} (the "
+                             f"trajectories a thread advances together), got {width!r}; unset it for "
+                             "the width of this machine's vectors")
+        flags.append(f"-DFC_W={int(width)}")
+    return flags
+
+
+def native_target(cc=None):
+    """A digest of what ``-march=native`` means here (the compiler's predefined macros: its
+    architecture and instruction-set extensions)."""
+    cc = cc or compiler()
+    key = ("native-target", cc)
+    if key not in _FLAGS:
+        proc = subprocess.run([cc, *native_flags(cc)[:1], "-dM", "-E", "-x", "c", os.devnull],
+                              capture_output=True, text=True)
+        _FLAGS[key] = hashlib.sha256("\n".join(sorted(proc.stdout.splitlines())).encode()).hexdigest()[:16]
     return _FLAGS[key]
 
 

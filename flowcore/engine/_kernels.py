@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -413,9 +414,11 @@ def loss_problem(loss) -> Problem:
 
 
 def map_source(p: Problem, method, pmax) -> str:
-    """The translation unit of one map's kernels, to rest and recorded (gcc and NVRTC)."""
+    """The translation unit of one map's kernels, to rest and recorded (gcc and NVRTC). The
+    iterates are read from lane blocks (coordinate k at x[k·FC_W], maps.h)."""
     dal = method.startswith("dal")     # DAL's rates come from ∇E and H; the others step by lr·∇E
-    body = _loads(p.dim) + _loss_parts(p, dal, False, g_scale=None if dal else "lr")
+    body = [f"const fc_s x_{k} = x[{k} * FC_W];" for k in range(p.dim)]
+    body += _loss_parts(p, dal, False, g_scale=None if dal else "lr")
     body += ["(void)lr;", f"for (int k = 0; k < {p.dim}; k++) gout[k] = g[k];",
              f"if (Hout) for (int k = 0; k < {p.dim * p.dim}; k++) Hout[k] = H[k];"]
     lines = [f"/* flowcore map kernels: {method}, D = {p.dim}, periods <= {pmax} */",
@@ -428,17 +431,28 @@ def map_source(p: Problem, method, pmax) -> str:
 _REST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 5 + [ctypes.c_int]
 
 
-@functools.lru_cache(maxsize=256)      # a sweep calls the same kernel per chunk: key it once
+LANES_ENV = "FLOWCORE_LANES"   # the lane width of the map kernels (tests compare widths; see _codegen)
+
+
 def host_rest(p: Problem, method, pmax):
-    return _host_function(["rest-kernel", *p.key(), method, str(pmax)],
-                          lambda: map_source(p, method, pmax), "fc_rest_host", _REST_ARGS)
+    return _host_rest(p, method, pmax, os.environ.get(LANES_ENV))
+
+
+@functools.lru_cache(maxsize=256)      # a sweep calls the same kernel per chunk: key it once
+def _host_rest(p: Problem, method, pmax, lanes):
+    return _host_function(["rest-kernel", *p.key(), method, str(pmax)], lambda: map_source(p, method, pmax),
+                          "fc_rest_host", _REST_ARGS, lanes=True)
+
+
+def host_record(p: Problem, method):
+    """fc_record_host, from the library of the map's rest kernel with periods ≤ 1."""
+    return _host_record(p, method, os.environ.get(LANES_ENV))
 
 
 @functools.lru_cache(maxsize=256)
-def host_record(p: Problem, method):
-    """fc_record_host, from the library of the map's rest kernel with periods ≤ 1."""
+def _host_record(p: Problem, method, lanes):
     return _host_function(["rest-kernel", *p.key(), method, "1"], lambda: map_source(p, method, 1),
-                          "fc_record_host", _REST_ARGS)
+                          "fc_record_host", _REST_ARGS, lanes=True)
 
 
 def pack_map_args(beta, power, cap, radius, tol, steps, confirm):
@@ -479,12 +493,16 @@ def host_solver(p: Problem, tab, dense):
                           lambda: solve_source(p, tab, dense), "fc_solve_host", _HOST_ARGS)
 
 
-def _host_function(key_parts, make_source, name, argtypes):
+def _host_function(key_parts, make_source, name, argtypes, lanes=False):
     """A host entry point of a kernel, compiled once (OpenMP when available) and cached on disk
-    by the codegen cache; the key includes the headers' digest."""
+    by the codegen cache; the key includes the headers' digest. lanes: built for this machine's
+    vectors (the key names the machine)."""
     from flowcore.engine import _codegen
-    lib = _codegen.build([_headers_digest(), *key_parts], make_source, f"the kernel {name}",
-                         extra=["-I", str(INCLUDE), *_codegen.openmp_flags()])
+    extra = ["-I", str(INCLUDE), *_codegen.openmp_flags()]
+    if lanes:
+        extra += _codegen.native_flags()
+        key_parts = [*key_parts, _codegen.native_target()]
+    lib = _codegen.build([_headers_digest(), *key_parts], make_source, f"the kernel {name}", extra=extra)
     fn = getattr(lib, name)
     fn.argtypes, fn.restype = argtypes, ctypes.c_int
     return fn
@@ -496,9 +514,12 @@ def _call_host(fn, *args):
     from flowcore.engine import _solve
     taken = _solve._take_sigint()
     try:
-        fn(*args[:3], _solve._sigint_flag_address(), *args[3:])
+        rc = fn(*args[:3], _solve._sigint_flag_address(), *args[3:])
     finally:
         interrupted = _solve._give_sigint(taken)
+    if rc != 0:
+        raise MemoryError("a compiled kernel could not allocate its working memory (its threads' lane "
+                          "blocks); free memory or run fewer threads (Compute(threads=))")
     return interrupted
 
 

@@ -40,70 +40,75 @@ typedef struct {
     const volatile int *interrupt;
 } fc_map_args;
 
-/* ‖cur − old‖∞ ≤ tol (1 + ‖cur‖∞)? */
+/* The iterates live in lane blocks (target.h): a pointer to lane l's coordinate 0, strided by
+   FC_W. ‖cur − old‖∞ ≤ tol (1 + ‖cur‖∞)? */
 FC_FN int fc_recurs(double tol, const double *old, const double *cur)
 {
     double scale = 0, d = 0;
     for (int k = 0; k < FC_D; k++) {
-        scale = fc_max(scale, fabs(cur[k]));     /* cur is finite here */
-        d = fc_max(d, fabs(cur[k] - old[k]));
+        scale = fc_max(scale, fabs(cur[k * FC_W]));     /* cur is finite here */
+        d = fc_max(d, fabs(cur[k * FC_W] - old[k * FC_W]));
     }
     return d <= tol * (1 + scale);
 }
 
-/* θ_{k+1−p} sits in ring slot (head − p) mod FC_KEEP, head = (k + 1) mod FC_KEEP (no division) */
+/* the iterate p steps before the one in ring slot `head` sits in slot (head − p) mod FC_KEEP */
 FC_FN int fc_slot(int head, int p) { return head >= p ? head - p : head - p + FC_KEEP; }
 
+typedef double fc_ring[FC_KEEP][FC_D * FC_W];
+
 /* The period to count at step k: the running candidate's if it still holds, else the smallest
-   (all p ≤ FC_PMAX when full_test, else p = 1). */
-FC_FN int fc_period(double tol, double (*ring)[FC_D], const double *cur, int head, fc_int64 k,
+   (all p ≤ FC_PMAX when full_test, else p = 1). ring + l: lane l's column. */
+FC_FN int fc_period(double tol, fc_ring ring, int l, const double *cur, int head, fc_int64 k,
                     int full_test, int candidate)
 {
-    if (candidate > 0) return fc_recurs(tol, ring[fc_slot(head, candidate)], cur) ? candidate : 0;
+    if (candidate > 0) return fc_recurs(tol, ring[fc_slot(head, candidate)] + l, cur) ? candidate : 0;
     const int top = full_test ? (k + 1 < FC_PMAX ? (int)k + 1 : FC_PMAX) : 1;
     for (int p = 1; p <= top; p++)
-        if (fc_recurs(tol, ring[fc_slot(head, p)], cur)) return p;
+        if (fc_recurs(tol, ring[fc_slot(head, p)] + l, cur)) return p;
     return 0;
 }
 
-FC_FN int fc_smallest_period(double tol, double (*ring)[FC_D], const double *cur, int head, int p)
+FC_FN int fc_smallest_period(double tol, fc_ring ring, int l, const double *cur, int head, int p)
 {
     for (int d = 1; d < p; d++)
-        if (p % d == 0 && fc_recurs(tol, ring[fc_slot(head, d)], cur)) return d;
+        if (p % d == 0 && fc_recurs(tol, ring[fc_slot(head, d)] + l, cur)) return d;
     return p;
 }
 
 /* Σ_j ‖θ_{k+2−j} − θ_{k+1−j}‖∞, j = 1..p, with θ_{k+1} = cur: the length of the last p steps,
    and the scale ‖cur‖∞ */
-FC_FN double fc_path(double (*ring)[FC_D], const double *cur, int head, int p, double *scale)
+FC_FN double fc_path(fc_ring ring, int l, const double *cur, int head, int p, double *scale)
 {
     double L = 0;
     const double *u = cur;
     *scale = 0;
-    for (int q = 0; q < FC_D; q++) *scale = fc_max(*scale, fabs(cur[q]));
+    for (int q = 0; q < FC_D; q++) *scale = fc_max(*scale, fabs(cur[q * FC_W]));
     for (int j = 1; j <= p; j++) {
-        const double *v = ring[fc_slot(head, j)];
+        const double *v = ring[fc_slot(head, j)] + l;
         double d = 0;
-        for (int q = 0; q < FC_D; q++) d = fc_max(d, fabs(u[q] - v[q]));
+        for (int q = 0; q < FC_D; q++) d = fc_max(d, fabs(u[q * FC_W] - v[q * FC_W]));
         L += d;
         u = v;
     }
     return L;
 }
 
-/* the lexicographically smallest of the last p iterates θ_{n−p+1..n} */
-FC_FN void fc_representative(double (*ring)[FC_D], fc_int64 n, int p, double *rep)
+/* the lexicographically smallest of the last p iterates, the newest in slot head (ties: the
+   newest) */
+FC_FN void fc_representative(fc_ring ring, int l, int head, int p, double *rep)
 {
-    fc_int64 best = n;
-    for (fc_int64 j = n - p + 1; j < n; j++) {
-        const double *u = ring[j % FC_KEEP], *v = ring[best % FC_KEEP];
+    int best = head;
+    for (int back = p - 1; back >= 1; back--) {
+        const int j = fc_slot(head, back);
+        const double *u = ring[j] + l, *v = ring[best] + l;
         for (int k = 0; k < FC_D; k++)
-            if (u[k] != v[k]) {
-                if (u[k] < v[k]) best = j;
+            if (u[k * FC_W] != v[k * FC_W]) {
+                if (u[k * FC_W] < v[k * FC_W]) best = j;
                 break;
             }
     }
-    for (int k = 0; k < FC_D; k++) rep[k] = ring[best % FC_KEEP][k];
+    for (int k = 0; k < FC_D; k++) rep[k] = ring[best][k * FC_W + l];
 }
 
 /* DAL-p's rate 2 / (hg / gn)^p, capped at cap when cap > 0; at g = 0 the cap (or 0). p = 1 and
@@ -115,8 +120,8 @@ FC_FN double fc_dal_rate(const fc_map_args *a, double hg, double gn)
     return a->cap > 0 && h > a->cap ? a->cap : h;
 }
 
-/* θ ← the map's next iterate (vel: the momentum methods' velocity); rate [FC_NRATE] ← the
-   step's rate(s) */
+/* θ ← the map's next iterate (vel: the momentum methods' velocity; both lane-strided); rate
+   [FC_NRATE] ← the step's rate(s) */
 FC_FN void fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel, double *rate)
 {
     double g[FC_D];
@@ -139,97 +144,279 @@ FC_FN void fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel
     for (int q = 0; q < FC_D; q++) {
         double step = -rate[FC_NRATE == 1 ? 0 : q] * g[q];
 #if FC_METHOD == FC_DAL_MOMENTUM
-        step += a->beta * vel[q];
-        vel[q] = step;
+        step += a->beta * vel[q * FC_W];
+        vel[q * FC_W] = step;
 #endif
-        cur[q] += step;
+        cur[q * FC_W] += step;
     }
     (void)lr; (void)vel;
 #elif FC_METHOD == FC_GD       /* no velocity: β·v would cost a multiply a coordinate */
     fc_grad(cur, lr, g, 0);
-    for (int q = 0; q < FC_D; q++) cur[q] -= g[q];
+    for (int q = 0; q < FC_D; q++) cur[q * FC_W] -= g[q];
     rate[0] = lr;
     (void)a; (void)vel;
 #else
 #if FC_METHOD == FC_NESTEROV
-    double y[FC_D];
-    for (int q = 0; q < FC_D; q++) y[q] = cur[q] + a->beta * vel[q];
+    double y[FC_D * FC_W];           /* lane-strided like cur (only lane 0's column is used) */
+    for (int q = 0; q < FC_D; q++) y[q * FC_W] = cur[q * FC_W] + a->beta * vel[q * FC_W];
     fc_grad(y, lr, g, 0);
 #else
     fc_grad(cur, lr, g, 0);
 #endif
     for (int q = 0; q < FC_D; q++) {
-        vel[q] = a->beta * vel[q] - g[q];
-        cur[q] += vel[q];
+        vel[q * FC_W] = a->beta * vel[q * FC_W] - g[q];
+        cur[q * FC_W] += vel[q * FC_W];
     }
     rate[0] = lr;
 #endif
 }
 
-/* One start: returns its status; *nsteps, *period and rep [D] are written. */
-FC_FN int fc_to_rest(const fc_map_args *args, double lr, const double *th0, double *rep,
-                     int *nsteps, int *period_out)
+/* ------------------------------------------------------------------------ to rest, in lanes
+ * A thread advances FC_W starts together: one step of every lane is one pass of a loop over the
+ * lanes that the compiler vectorises (the field's code is the same scalar text per lane), and so
+ * is the common case of the rest test (the escape test, and the p = 1 recurrence while no longer
+ * period is a candidate). A lane that needs more (a full test of all p, a longer candidate, an
+ * escape, a confirmed rest) runs the scalar test, the same code as one start alone, so a start's
+ * result does not depend on its lane, its neighbours, the width or the thread count. A lane whose
+ * start has finished takes the next one at once (as GPU threads do from a persistent queue).
+ * The ring of past iterates is indexed by the block's step, the same slot in every lane. */
+typedef struct {
+    double cur[FC_D * FC_W], vel[FC_D * FC_W], lr[FC_W];
+    double run[FC_W];           /* consecutive p = 1 recurrences (the common case's streak) */
+    fc_ring ring;
+    fc_int64 start[FC_W];       /* the start a lane runs (−1: none) */
+    fc_int64 entered[FC_W];     /* the block step it entered at (its step count: s − entered) */
+    fc_int64 live[FC_W];        /* 1: it runs a start */
+    fc_int64 slow[FC_W];        /* 1: a period p > 1 is its candidate (the scalar test's state) */
+    fc_int64 flag[FC_W];        /* 1: this step's test needs the scalar path */
+    fc_int64 k[FC_W], streak[FC_W], candidate[FC_W], period[FC_W];   /* the scalar test's state */
+    double path0[FC_W];
+    int status[FC_W];
+} fc_lanes;
+
+/* where starts come from and results go */
+typedef struct {
+    const double *lr, *th0;
+    double *rep;
+    int *status, *nsteps, *period;
+    fc_int64 next, end;         /* this thread's starts still to take */
+    fc_int64 n, *shared;        /* host: more in chunks from the shared counter (NULL: none) */
+} fc_queue;
+
+#define FC_CHUNK 64
+
+FC_FN fc_int64 fc_take(fc_queue *q)
+{
+    if (q->next == q->end && q->shared) {
+        fc_int64 got;
+#ifndef FC_CUDA
+#pragma omp atomic capture
+#endif
+        { got = *q->shared; *q->shared += FC_CHUNK; }
+        q->next = got < q->n ? got : q->n;
+        q->end = got + FC_CHUNK < q->n ? got + FC_CHUNK : q->n;
+    }
+    return q->next < q->end ? q->next++ : -1;
+}
+
+/* the lane's start is over: its results out, the lane free */
+FC_FN void fc_finish(fc_lanes *L, int l, int head, fc_queue *q)
+{
+    const fc_int64 i = L->start[l];
+    fc_representative(L->ring, l, head, L->period[l] > 1 ? (int)L->period[l] : 1, q->rep + i * FC_D);
+    q->status[i] = L->status[l];
+    q->nsteps[i] = (int)L->k[l];
+    q->period[i] = (int)L->period[l];
+    L->start[l] = -1;
+    L->live[l] = 0;
+    for (int d = 0; d < FC_D; d++) L->cur[d * FC_W + l] = 0;    /* an idle lane steps from 0 */
+}
+
+/* give lane l the next start at block step s (its θ_0 into ring slot head); starts that end
+   before their first step (non-finite, no steps allowed) finish here */
+FC_FN void fc_fill(const fc_map_args *a, fc_lanes *L, int l, int head, fc_int64 s, fc_queue *q)
+{
+    fc_int64 i;
+    while (L->start[l] < 0 && (i = fc_take(q)) >= 0) {
+        L->start[l] = i;
+        L->entered[l] = s;
+        L->live[l] = 1;
+        L->lr[l] = q->lr[i];
+        L->run[l] = 0;
+        L->k[l] = L->streak[l] = L->candidate[l] = L->slow[l] = L->period[l] = 0;
+        L->status[l] = FC_OK;
+        for (int d = 0; d < FC_D; d++) {
+            L->cur[d * FC_W + l] = L->ring[head][d * FC_W + l] = q->th0[i * FC_D + d];
+            L->vel[d * FC_W + l] = 0;
+            if (!isfinite(q->th0[i * FC_D + d])) L->status[l] = FC_NONFINITE;
+        }
+        if (L->status[l] != FC_OK || a->steps == 0) fc_finish(L, l, head, q);
+    }
+}
+
+/* The rest test's common case after a step, branch-free so that the loop over lanes is
+   vectorised: the escape test and the p = 1 recurrence, counted in `run` while no longer period
+   is a candidate. Returns 1 (and changes nothing) when the lane needs the scalar test: a
+   candidate p > 1, outside the radius or non-finite, a rest about to be confirmed, or (full:
+   this step tests all p, at k ≡ 0 mod FC_PMAX) no p = 1 recurrence where a longer one recurs.
+   back[p]: the ring slot p steps before head (full only). */
+FC_FN fc_int64 fc_lane_test(const fc_map_args *a, fc_lanes *L, int l, int prev, double r2, int full,
+                            const int *back, fc_int64 s)
+{
+    const double *cur = L->cur + l, *old = L->ring[prev] + l;       /* prev: the slot before head */
+    double norm2 = 0, scale = 0, d = 0;
+    for (int q = 0; q < FC_D; q++) {
+        const double c = cur[q * FC_W];
+        norm2 += c * c;
+        scale = fc_max(scale, fabs(c));
+        d = fc_max(d, fabs(c - old[q * FC_W]));
+    }
+    const fc_int64 rec = d <= a->tol * (1 + scale);
+    const double run = rec ? L->run[l] + 1 : 0;
+    /* & and | rather than && and ||: no branches */
+    fc_int64 hard = L->slow[l] | !(norm2 <= r2) | (run >= a->confirm);
+    if (full) {            /* the full test is due where no candidate runs (run = 0 before) */
+        const fc_int64 top = s - L->entered[l] + 1;    /* p ≤ k + 1: back to θ_0 at most */
+        fc_int64 longer = 0;
+        for (int p = 2; p <= FC_PMAX; p++)
+            longer |= (p <= top) & fc_recurs(a->tol, L->ring[back[p]] + l, cur);
+        hard |= (L->run[l] == 0) & !rec & longer;
+    }
+    hard &= L->live[l];
+    L->run[l] = hard ? L->run[l] : run;
+    L->flag[l] = hard;
+    return hard;
+}
+
+/* The whole rest test of one lane after step s (the scalar path, from the state before the
+   step); returns whether its start is over. */
+FC_FN int fc_rest_full(const fc_map_args *a, fc_lanes *L, int l, int head, double r2, fc_int64 s, int full_test)
+{
+    const double *cur = L->cur + l;
+    const fc_int64 k = s - L->entered[l];
+    if (!L->slow[l]) {               /* the common case's state as the scalar test keeps it */
+        L->streak[l] = (fc_int64)L->run[l];
+        L->candidate[l] = L->run[l] > 0;
+    }
+    L->k[l] = k + 1;
+    double norm2 = 0, scale;
+    for (int q = 0; q < FC_D; q++) norm2 += cur[q * FC_W] * cur[q * FC_W];
+    if (!(norm2 <= r2)) {                                 /* escaped or non-finite */
+        L->status[l] = FC_ESCAPED;
+        for (int q = 0; q < FC_D; q++)
+            if (!isfinite(cur[q * FC_W])) L->status[l] = FC_NONFINITE;
+        return 1;
+    }
+    const int p = fc_period(a->tol, L->ring, l, cur, head, k, full_test, (int)L->candidate[l]);
+    L->streak[l] = p > 0 && p == L->candidate[l] ? L->streak[l] + 1 : (p > 0);
+    L->candidate[l] = p;
+    if (L->streak[l] == 1 && p > 1) L->path0[l] = fc_path(L->ring, l, cur, head, p, &scale);
+    if (L->streak[l] >= a->confirm) {
+        const int per = fc_smallest_period(a->tol, L->ring, l, cur, head, p);
+        if (per > 1 && fc_path(L->ring, l, cur, head, p, &scale) < L->path0[l] - 2 * p * a->tol * (1 + scale))
+            L->streak[l] = L->candidate[l] = 0;     /* shrinking: damped, not yet at rest */
+        else
+            L->period[l] = per;
+    }
+    L->slow[l] = L->candidate[l] > 1;
+    L->run[l] = L->slow[l] ? 0 : (double)L->streak[l];
+    return L->period[l] != 0 || L->k[l] == a->steps;
+}
+
+/* Every start the queue gives, to rest: status, steps, period and the final iterate (for a
+   cycle, its lexicographically smallest point, the same whatever phase it was caught in).
+   Starts enter only at block steps s ≡ 0 (mod FC_PMAX), so that every lane's step count k ≡ s:
+   the full test (all p, at k ≡ 0) falls on the same block step in all lanes and runs vectorised
+   too. A freed lane idles until then (FC_PMAX / 2 steps on average, a few % of a start's). */
+FC_FN void fc_block_step(const fc_map_args *a, fc_lanes *L, fc_queue *q, int *head, fc_int64 s,
+                         fc_int64 deadline, double r2, int full)
+{
+    FC_SIMD
+    for (int l = 0; l < FC_W; l++) {
+        double rate[FC_NRATE];
+        fc_map_step(a, L->lr[l], L->cur + l, L->vel + l, rate);
+    }
+    const int prev = *head, now = prev + 1 == FC_KEEP ? 0 : prev + 1;
+    int back[FC_PMAX + 1];
+    fc_int64 hard = 0;
+    *head = now;
+    if (full) {
+        for (int p = 1; p <= FC_PMAX; p++) back[p] = fc_slot(now, p);
+        FC_SIMD_ANY(hard)
+        for (int l = 0; l < FC_W; l++) hard |= fc_lane_test(a, L, l, prev, r2, 1, back, s);
+    } else {
+        FC_SIMD_ANY(hard)
+        for (int l = 0; l < FC_W; l++) hard |= fc_lane_test(a, L, l, prev, r2, 0, back, s);
+    }
+    for (int d = 0; d < FC_D * FC_W; d++) L->ring[now][d] = L->cur[d];
+    if (!hard && s != deadline) return;
+    for (int l = 0; l < FC_W; l++) {
+        if (!L->live[l]) continue;
+        if (L->flag[l]) {
+            if (fc_rest_full(a, L, l, now, r2, s, full)) fc_finish(L, l, now, q);
+        } else if (s + 1 - L->entered[l] == a->steps) {         /* out of steps */
+            L->k[l] = a->steps;
+            fc_finish(L, l, now, q);
+        }
+    }
+}
+
+FC_FN void fc_rest_lanes(const fc_map_args *args, fc_lanes *L, fc_queue *q)
 {
     const fc_map_args A = *args, *a = &A;   /* a local copy: stores to the iterates cannot alias it */
-    double ring[FC_KEEP][FC_D], cur[FC_D], vel[FC_D];
     const double r2 = a->radius * a->radius;
-    int status = FC_OK, candidate = 0, streak = 0, head = 0, countdown = 0, period = 0;
-    double path0 = 0, scale;
-    fc_int64 k, n = 0;
-    for (int q = 0; q < FC_D; q++) {
-        cur[q] = ring[0][q] = th0[q];
-        vel[q] = 0;
-        if (!isfinite(cur[q])) status = FC_NONFINITE;
+    int head = 0;
+    for (int l = 0; l < FC_W; l++) {
+        L->start[l] = -1;
+        L->live[l] = L->flag[l] = 0;
+        for (int d = 0; d < FC_D; d++) L->cur[d * FC_W + l] = 0;
     }
-    for (k = 0; k < a->steps && status == FC_OK && period == 0; k++) {
-        /* the Ctrl-C flag every 64 steps: a volatile load a step is measurable on a 10 ns map */
-        if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
-        double rate[FC_NRATE];
-        fc_map_step(a, lr, cur, vel, rate);
-        double norm2 = 0;
-        for (int q = 0; q < FC_D; q++) norm2 += cur[q] * cur[q];
-        n = k + 1;
-        head = head + 1 == FC_KEEP ? 0 : head + 1;           /* (k + 1) mod FC_KEEP */
-        const int full_test = countdown == 0;                 /* k mod FC_PMAX == 0 */
-        countdown = countdown + 1 == FC_PMAX ? 0 : countdown + 1;
-        if (!(norm2 <= r2)) status = fc_stop_status(cur);    /* one compare: escaped or non-finite */
-        else {
-            const int p = fc_period(a->tol, ring, cur, head, k, full_test, candidate);
-            streak = p > 0 && p == candidate ? streak + 1 : (p > 0);
-            candidate = p;
-            if (streak == 1 && p > 1) path0 = fc_path(ring, cur, head, p, &scale);
-            if (streak >= a->confirm) {
-                const int per = fc_smallest_period(a->tol, ring, cur, head, p);
-                if (per > 1 && fc_path(ring, cur, head, p, &scale) < path0 - 2 * p * a->tol * (1 + scale))
-                    streak = candidate = 0;           /* shrinking: damped, not yet at rest */
-                else
-                    period = per;
+    for (fc_int64 s = 0, polled = -64;;) {          /* FC_PMAX steps a round, the first a full test */
+        /* the Ctrl-C flag every ≥ 64 steps: a volatile load a step is measurable on a 10 ns map */
+        if (s - polled >= 64 && a->interrupt) {
+            polled = s;
+            if (*a->interrupt) {
+                for (int l = 0; l < FC_W; l++)
+                    if (L->live[l]) {
+                        L->status[l] = FC_INTERRUPTED;
+                        L->k[l] = s - L->entered[l];
+                        L->period[l] = 0;
+                        fc_finish(L, l, head, q);
+                    }
+                return;
             }
         }
-        for (int q = 0; q < FC_D; q++) ring[head][q] = cur[q];
+        int active = 0;
+        fc_int64 deadline = -1;       /* the block step at which the first lane runs out of steps */
+        for (int l = 0; l < FC_W; l++) {
+            fc_fill(a, L, l, head, s, q);
+            if (!L->live[l]) continue;
+            active = 1;
+            const fc_int64 last = L->entered[l] + a->steps - 1;
+            deadline = deadline < 0 || last < deadline ? last : deadline;
+        }
+        if (!active) return;
+        fc_block_step(a, L, q, &head, s++, deadline, r2, 1);
+        for (int phase = 1; phase < FC_PMAX; phase++) fc_block_step(a, L, q, &head, s++, deadline, r2, 0);
     }
-    *nsteps = (int)n;
-    *period_out = period;
-    fc_representative(ring, n, period > 1 ? period : 1, rep);
-    return status;
 }
 
 /* One start, every iterate kept: X[k·xstep + q] = θ_k for k = 0..*nsteps (the caller fills the
    rest with NaN) and, when rates is not NULL, rates[k·rstep + j] = step k's rate(s), j < FC_NRATE.
    A trajectory stops with its status on leaving the radius or on a non-finite value; else it
-   runs all steps. */
+   runs all steps. (One start in lane 0 of a block: recording is bound by its stores.) */
 FC_FN int fc_map_record(const fc_map_args *args, double lr, const double *th0, double *X, fc_int64 xstep,
                         double *rates, fc_int64 rstep, int *nsteps)
 {
     const fc_map_args A = *args, *a = &A;
-    double cur[FC_D], vel[FC_D];
+    double cur[FC_D * FC_W], vel[FC_D * FC_W];
     const double r2 = a->radius * a->radius;
     int status = FC_OK;
     fc_int64 k;
     for (int q = 0; q < FC_D; q++) {
-        cur[q] = X[q] = th0[q];
-        vel[q] = 0;
-        if (!isfinite(cur[q])) status = FC_NONFINITE;
+        cur[q * FC_W] = X[q] = th0[q];
+        vel[q * FC_W] = 0;
+        if (!isfinite(th0[q])) status = FC_NONFINITE;
     }
     for (k = 0; k < a->steps && status == FC_OK; k++) {
         if ((k & 63) == 0 && a->interrupt && *a->interrupt) { status = FC_INTERRUPTED; break; }
@@ -239,10 +426,10 @@ FC_FN int fc_map_record(const fc_map_args *args, double lr, const double *th0, d
             for (int j = 0; j < FC_NRATE; j++) rates[k * rstep + j] = rate[j];
         double norm2 = 0;
         for (int q = 0; q < FC_D; q++) {
-            norm2 += cur[q] * cur[q];
-            X[(k + 1) * xstep + q] = cur[q];
+            norm2 += cur[q * FC_W] * cur[q * FC_W];
+            X[(k + 1) * xstep + q] = cur[q * FC_W];
         }
-        if (!(norm2 <= r2)) status = fc_stop_status(cur);
+        if (!(norm2 <= r2)) status = fc_stop_status(X + (k + 1) * xstep);
     }
     *nsteps = (int)k;
     return status;
@@ -265,7 +452,9 @@ extern "C" __global__ void fc_rest_gpu(const double *r, const fc_int64 *n_args, 
     const fc_int64 i = (fc_int64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const fc_map_args a = fc_map_unpack(r, n_args, 0);
-    status[i] = fc_to_rest(&a, lr[i], th0 + i * FC_D, rep + i * FC_D, nsteps + i, period + i);
+    fc_queue q = {lr, th0, rep, status, nsteps, period, i, i + 1, n, 0};   /* this thread's start */
+    fc_lanes L;
+    fc_rest_lanes(&a, &L, &q);
 }
 
 /* Iterates step-major, X [steps + 1, n, D] and rates [steps, n, FC_NRATE] (NULL: none kept), so
@@ -281,16 +470,27 @@ extern "C" __global__ void fc_record_gpu(const double *r, const fc_int64 *n_args
                               rates ? rates + i * FC_NRATE : 0, n * FC_NRATE, nsteps + i);
 }
 #else
+#include <stdlib.h>
 int fc_rest_host(const double *r, const fc_int64 *n_args, const double *lr,
                  const volatile int *interrupt, fc_int64 n, const double *th0, double *rep,
                  int *status, int *nsteps, int *period, int threads)
 {
     const fc_map_args a = fc_map_unpack(r, n_args, interrupt);
+    fc_int64 next = 0;          /* the first start no thread has taken */
+    int failed = 0;
     (void)threads;
-#pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1)
-    for (fc_int64 i = 0; i < n; i++)
-        status[i] = fc_to_rest(&a, lr[i], th0 + i * FC_D, rep + i * FC_D, nsteps + i, period + i);
-    return 0;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        fc_queue q = {lr, th0, rep, status, nsteps, period, 0, 0, n, &next};
+        /* its ring is FC_KEEP·D·W doubles; aligned to a cache line, so that no vector of a lane
+           block straddles two (a split store is not forwarded to the next step's load: 2× slower) */
+        void *mem = 0;
+        fc_lanes *L = posix_memalign(&mem, 64, sizeof(fc_lanes)) == 0 ? (fc_lanes *)mem : 0;
+        if (L) fc_rest_lanes(&a, L, &q);
+        else failed = 1;
+        free(L);
+    }
+    return failed ? -1 : 0;
 }
 
 /* Iterates trajectory-major, X [n, steps + 1, D] and rates [n, steps, FC_NRATE] (NULL: none kept) */
