@@ -130,12 +130,14 @@ def write_json(name, rows, **meta):
     return path
 
 
-def compile_c(source, name, openmp=False):
-    """Compile a plain-C reference with the system compiler (cc -O3, with -fopenmp when asked)
-    and load it with ctypes."""
+def compile_c(source, name, openmp=False, native=False):
+    """Compile a plain-C reference with the system compiler (cc -O3, with -fopenmp when asked;
+    native: for this machine's vectors as flowcore's lane kernels are, -march=native
+    -ffp-contract=off) and load it with ctypes."""
     tmp = Path(tempfile.mkdtemp())
     (tmp / f"{name}.c").write_text(source)
     omp = ["-fopenmp"] if openmp else []
-    subprocess.run(["cc", "-O3", *omp, "-shared", "-fPIC", "-o", str(tmp / f"{name}.so"), str(tmp / f"{name}.c"), "-lm"],
-                   check=True)
+    arch = ["-march=native", "-ffp-contract=off"] if native else []
+    subprocess.run(["cc", "-O3", *omp, *arch, "-shared", "-fPIC", "-o", str(tmp / f"{name}.so"), str(tmp / f"{name}.c"),
+                    "-lm"], check=True)
     return ctypes.CDLL(str(tmp / f"{name}.so"))

@@ -195,7 +195,7 @@ void pf_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double
 
 
 def plain_c():
-    lib = compile_c(PLAIN_C, "basins", openmp=True)
+    lib = compile_c(PLAIN_C, "basins", openmp=True, native=True)   # the flags of flowcore's map kernels
     D, I, L = ctypes.c_double, ctypes.c_int, ctypes.c_int64
     P = np.ctypeslib.ndpointer(np.float64, flags="C")
     Q = np.ctypeslib.ndpointer(np.intc, flags="C")

@@ -1,8 +1,10 @@
-/* The GD-family maps for one trajectory: run to rest (fc.descend_to_rest, the basins of maps;
- * entry points for the host, OpenMP, and CUDA, one thread each) and recorded step by step
- * (fc.descend and fa.orbit_diagram; entry points for both targets too).
+/* The GD-family maps: run to rest (fc.descend_to_rest, the basins of maps; on the host each
+ * OpenMP thread advances FC_W starts in the lanes of a block, see fc_rest_lanes; on CUDA a thread
+ * is a start, FC_W = 1) and recorded step by step (fc.descend and fa.orbit_diagram; one start at
+ * a time on both targets).
  *
- * Included after the loss, generated as fc_grad(x, lr, g, H) (H may be NULL): g = lr ∇E (lr folded
+ * Included after the loss, generated as fc_grad(x, lr, g, H) (x lane-strided: coordinate k at
+ * x[k·FC_W]; H may be NULL): g = lr ∇E (lr folded
  * into ∇E's products, off the iteration's latency chain), or ∇E for the DAL family (lr unused), with
  *   FC_METHOD  FC_GD, FC_HEAVY_BALL, FC_NESTEROV, FC_DAL, FC_DAL_MOMENTUM or FC_DAL_PER_PARAM
  *   FC_PMAX    the largest period of the rest test

@@ -1,0 +1,97 @@
+"""The map kernels in SIMD lanes (maps.h, fc_rest_lanes): a start's result must not depend on its
+lane, its neighbours, the lane width, the thread count or the order of the batch — bitwise."""
+import numpy as np
+import pytest
+
+import flowcore as fc
+from flowcore import Status
+from flowcore.engine import _kernels
+
+RADIUS = 1e6
+
+
+def _starts():
+    """A grid on the double well, with a NaN start, an escaping one and one on the saddle mixed in
+    (their lane neighbours are ordinary starts)."""
+    g = np.linspace(-2, 2, 37)
+    th = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    th[5] = [np.nan, 0.3]
+    th[6] = [50.0, 1.0]
+    th[7] = [0.0, 0.0]
+    return np.ascontiguousarray(th)
+
+
+CASES = [  # GD to fixed points; GD past the edge to 2- and 4-cycles; heavy ball; DAL (H ĝ rates)
+    (fc.GD(0.1), fc.RestTest(escape_radius=RADIUS, steps=1000)),
+    (fc.GD(0.27), fc.RestTest(escape_radius=RADIUS, steps=3000)),
+    (fc.GD(0.31), fc.RestTest(escape_radius=RADIUS, steps=3000, max_period=8, confirm=20)),
+    (fc.HeavyBall(0.1, beta=0.9), fc.RestTest(escape_radius=RADIUS, steps=2000)),
+    (fc.DAL(power=1, lr_cap=0.2), fc.RestTest(escape_radius=RADIUS, steps=500)),
+]
+
+
+def _run(th, method, rest, threads=1):
+    r = fc.descend_to_rest(fc.losses.double_well(), th, method, rest=rest,
+                           compute=fc.Compute(threads=threads, device="cpu"), progress=False)
+    return np.concatenate([r.final, np.stack([r.status, r.nsteps, r.period], 1)], 1)
+
+
+def _width(monkeypatch, w):
+    if w is None:
+        monkeypatch.delenv(_kernels.LANES_ENV, raising=False)
+    else:
+        monkeypatch.setenv(_kernels.LANES_ENV, str(w))
+
+
+@pytest.mark.parametrize("method, rest", CASES, ids=["gd", "gd-2cycles", "gd-4cycles", "heavy-ball", "dal"])
+def test_bitwise_across_widths_threads_and_order(monkeypatch, method, rest):
+    th = _starts()
+    _width(monkeypatch, 1)
+    ref = _run(th, method, rest)
+    st, per = ref[:, 2], ref[:, 4]
+    assert st[5] == Status.NONFINITE and per[7] == 1
+    if method.name != "dal":                    # DAL's rate 2/‖Hĝ‖ brings this start back
+        assert st[6] == Status.ESCAPED
+    if method.name == "gd" and method.lr == 0.27:
+        assert (per == 2).sum() > 100           # the cases exercise the cycle path
+    if method.name == "gd" and method.lr == 0.31:
+        assert (per == 4).sum() > 100
+    perm = np.random.default_rng(0).permutation(len(th))
+    for w in (1, 4, 8, None):                   # None: this machine's width
+        _width(monkeypatch, w)
+        for threads in (1, 2):
+            np.testing.assert_array_equal(_run(th, method, rest, threads), ref, err_msg=f"W={w}, {threads} thr")
+        np.testing.assert_array_equal(_run(th[perm], method, rest, 2), ref[perm], err_msg=f"W={w}, permuted")
+
+
+def test_a_start_alone_equals_it_among_others(monkeypatch):
+    """Lane neighbours never leak: each start run alone (a block of one) gives its batch row."""
+    _width(monkeypatch, None)
+    th = _starts()
+    method, rest = CASES[1]
+    ref = _run(th, method, rest)
+    for i in [0, 5, 6, 7, 100, 700, len(th) - 1]:
+        np.testing.assert_array_equal(_run(th[i:i + 1], method, rest), ref[i:i + 1])
+
+
+def test_lane_width_is_validated(monkeypatch):
+    monkeypatch.setenv(_kernels.LANES_ENV, "3")
+    with pytest.raises(ValueError, match="FLOWCORE_LANES must be one of"):
+        _run(_starts()[:4], *CASES[0])
+
+
+def test_lanes_agree_with_the_generic_loop():
+    """The independent implementation of the same rest test (the Cython loop that runs losses
+    given as Python callables) finds the same statuses and periods, and the same rest points."""
+    th = _starts()
+    generic = fc.Loss.from_callable(lambda w: (w[..., 0] ** 2 - 1) ** 2 + w[..., 1] ** 2,
+                                    lambda w: np.stack([4 * w[..., 0] * (w[..., 0] ** 2 - 1), 2 * w[..., 1]], -1),
+                                    dim=2)
+    for method, rest in CASES[:3]:
+        a = fc.descend_to_rest(fc.losses.double_well(), th, method, rest=rest, progress=False)
+        b = fc.descend_to_rest(generic, th, method, rest=rest, progress=False)
+        np.testing.assert_array_equal(a.status, b.status)
+        np.testing.assert_array_equal(a.period, b.period)
+        ok = a.status == Status.OK
+        np.testing.assert_allclose(a.final[ok], b.final[ok], rtol=0, atol=1e-8)
+        assert np.mean(np.abs(a.nsteps.astype(int) - b.nsteps) <= 1) > 0.99
