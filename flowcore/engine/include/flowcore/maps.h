@@ -185,6 +185,8 @@ FC_FN void fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel
 typedef struct {
     double cur[FC_D * FC_W], vel[FC_D * FC_W], lr[FC_W];
     double run[FC_W];           /* consecutive p = 1 recurrences (the common case's streak) */
+    double limit[FC_W];         /* the run at which the scalar test takes over: confirm; 0 while a
+                                   period p > 1 is the candidate (every step); +inf when idle */
     fc_ring ring;
     fc_int64 start[FC_W];       /* the start a lane runs (−1: none) */
     fc_int64 entered[FC_W];     /* the block step it entered at (its step count: s − entered) */
@@ -231,6 +233,7 @@ FC_FN void fc_finish(fc_lanes *L, int l, int head, fc_queue *q)
     q->period[i] = (int)L->period[l];
     L->start[l] = -1;
     L->live[l] = 0;
+    L->limit[l] = INFINITY;
     for (int d = 0; d < FC_D; d++) L->cur[d * FC_W + l] = 0;    /* an idle lane steps from 0 */
 }
 
@@ -245,6 +248,7 @@ FC_FN void fc_fill(const fc_map_args *a, fc_lanes *L, int l, int head, fc_int64 
         L->live[l] = 1;
         L->lr[l] = q->lr[i];
         L->run[l] = 0;
+        L->limit[l] = (double)a->confirm;
         L->k[l] = L->streak[l] = L->candidate[l] = L->slow[l] = L->period[l] = 0;
         L->status[l] = FC_OK;
         for (int d = 0; d < FC_D; d++) {
@@ -276,7 +280,7 @@ FC_FN fc_int64 fc_lane_test(const fc_map_args *a, fc_lanes *L, int l, int prev, 
     const fc_int64 rec = d <= a->tol * (1 + scale);
     const double run = rec ? L->run[l] + 1 : 0;
     /* & and | rather than && and ||: no branches */
-    fc_int64 hard = L->slow[l] | !(norm2 <= r2) | (run >= a->confirm);
+    fc_int64 hard = !(norm2 <= r2) | (run >= L->limit[l]);   /* idle lanes step from 0 (finite) */
     if (full) {            /* the full test is due where no candidate runs (run = 0 before) */
         const fc_int64 top = s - L->entered[l] + 1;    /* p ≤ k + 1: back to θ_0 at most */
         fc_int64 longer = 0;
@@ -284,7 +288,6 @@ FC_FN fc_int64 fc_lane_test(const fc_map_args *a, fc_lanes *L, int l, int prev, 
             longer |= (p <= top) & fc_recurs(a->tol, L->ring[back[p]] + l, cur);
         hard |= (L->run[l] == 0) & !rec & longer;
     }
-    hard &= L->live[l];
     L->run[l] = hard ? L->run[l] : run;
     L->flag[l] = hard;
     return hard;
@@ -321,6 +324,7 @@ FC_FN int fc_rest_full(const fc_map_args *a, fc_lanes *L, int l, int head, doubl
             L->period[l] = per;
     }
     L->slow[l] = L->candidate[l] > 1;
+    L->limit[l] = L->slow[l] ? 0.0 : (double)a->confirm;
     L->run[l] = L->slow[l] ? 0 : (double)L->streak[l];
     return L->period[l] != 0 || L->k[l] == a->steps;
 }
@@ -371,6 +375,7 @@ FC_FN void fc_rest_lanes(const fc_map_args *args, fc_lanes *L, fc_queue *q)
     for (int l = 0; l < FC_W; l++) {
         L->start[l] = -1;
         L->live[l] = L->flag[l] = 0;
+        L->limit[l] = INFINITY;
         for (int d = 0; d < FC_D; d++) L->cur[d * FC_W + l] = 0;
     }
     for (fc_int64 s = 0, polled = -64;;) {          /* FC_PMAX steps a round, the first a full test */
