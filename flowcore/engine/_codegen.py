@@ -275,29 +275,16 @@ def openmp_flags(cc=None):
     return _FLAGS[key]
 
 
-LANES_ENV = "FLOWCORE_LANES"       # as _kernels.LANES_ENV
-LANE_WIDTHS = (1, 2, 4, 8, 16, 32)
-
-
 def native_flags(cc=None):
-    """Flags for a kernel that runs trajectories in the lanes of this machine's vectors:
-    ``-march=native`` (when the compiler takes it) and ``-DFC_W=n`` when ``$FLOWCORE_LANES``
-    sets the width (default: the target's, target.h). The key of such a kernel must name the
-    machine (``native_target``): a cache shared by machines of different CPUs cannot hand one
-    another's instructions."""
+    """``["-march=native"]`` when the compiler takes it (for kernels that run trajectories in the
+    lanes of this machine's vectors), else []. The key of such a kernel must name the machine
+    (``native_target``): a cache shared by machines of different CPUs cannot hand one another's
+    instructions."""
     cc = cc or compiler()
     key = ("native", cc)
     if key not in _FLAGS:
         _FLAGS[key] = ["-march=native"] if _accepts(cc, "-march=native") else []
-    flags = list(_FLAGS[key])
-    width = os.environ.get(LANES_ENV)
-    if width:
-        if not width.isdigit() or int(width) not in LANE_WIDTHS:
-            raise ValueError(f"${LANES_ENV} must be one of {', '.join(map(str, LANE_WIDTHS))} (the "
-                             f"trajectories a thread advances together), got {width!r}; unset it for "
-                             "the width of this machine's vectors")
-        flags.append(f"-DFC_W={int(width)}")
-    return flags
+    return _FLAGS[key]
 
 
 def native_target(cc=None):
@@ -306,7 +293,7 @@ def native_target(cc=None):
     cc = cc or compiler()
     key = ("native-target", cc)
     if key not in _FLAGS:
-        proc = subprocess.run([cc, *native_flags(cc)[:1], "-dM", "-E", "-x", "c", os.devnull],
+        proc = subprocess.run([cc, *native_flags(cc), "-dM", "-E", "-x", "c", os.devnull],
                               capture_output=True, text=True)
         _FLAGS[key] = hashlib.sha256("\n".join(sorted(proc.stdout.splitlines())).encode()).hexdigest()[:16]
     return _FLAGS[key]

@@ -431,28 +431,41 @@ def map_source(p: Problem, method, pmax) -> str:
 _REST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 5 + [ctypes.c_int]
 
 
-LANES_ENV = "FLOWCORE_LANES"   # the lane width of the map kernels (tests compare widths; see _codegen)
+LANES_ENV = "FLOWCORE_LANES"   # the map kernels' lane width, FC_W (default: the target's, target.h)
+LANE_WIDTHS = (1, 2, 4, 8, 16, 32)
+
+
+def lane_width():
+    """$FLOWCORE_LANES as an int (tests compare widths), or None: the target's width."""
+    width = os.environ.get(LANES_ENV)
+    if not width:
+        return None
+    if not width.isdigit() or int(width) not in LANE_WIDTHS:
+        raise ValueError(f"${LANES_ENV} must be one of {', '.join(map(str, LANE_WIDTHS))} (the "
+                         f"trajectories a thread advances together), got {width!r}; unset it for the "
+                         "width of this machine's vectors")
+    return int(width)
 
 
 def host_rest(p: Problem, method, pmax):
-    return _host_rest(p, method, pmax, os.environ.get(LANES_ENV))
+    return _host_rest(p, method, pmax, lane_width())
 
 
 @functools.lru_cache(maxsize=256)      # a sweep calls the same kernel per chunk: key it once
-def _host_rest(p: Problem, method, pmax, lanes):
+def _host_rest(p: Problem, method, pmax, width):
     return _host_function(["rest-kernel", *p.key(), method, str(pmax)], lambda: map_source(p, method, pmax),
-                          "fc_rest_host", _REST_ARGS, lanes=True)
+                          "fc_rest_host", _REST_ARGS, lanes=True, width=width)
 
 
 def host_record(p: Problem, method):
     """fc_record_host, from the library of the map's rest kernel with periods ≤ 1."""
-    return _host_record(p, method, os.environ.get(LANES_ENV))
+    return _host_record(p, method, lane_width())
 
 
 @functools.lru_cache(maxsize=256)
-def _host_record(p: Problem, method, lanes):
+def _host_record(p: Problem, method, width):
     return _host_function(["rest-kernel", *p.key(), method, "1"], lambda: map_source(p, method, 1),
-                          "fc_record_host", _REST_ARGS, lanes=True)
+                          "fc_record_host", _REST_ARGS, lanes=True, width=width)
 
 
 def pack_map_args(beta, power, cap, radius, tol, steps, confirm):
@@ -493,14 +506,14 @@ def host_solver(p: Problem, tab, dense):
                           lambda: solve_source(p, tab, dense), "fc_solve_host", _HOST_ARGS)
 
 
-def _host_function(key_parts, make_source, name, argtypes, lanes=False):
+def _host_function(key_parts, make_source, name, argtypes, lanes=False, width=None):
     """A host entry point of a kernel, compiled once (OpenMP when available) and cached on disk
     by the codegen cache; the key includes the headers' digest. lanes: built for this machine's
-    vectors (the key names the machine)."""
+    vectors (the key names the machine), width: FC_W (None: the target's)."""
     from flowcore.engine import _codegen
     extra = ["-I", str(INCLUDE), *_codegen.openmp_flags()]
     if lanes:
-        extra += _codegen.native_flags()
+        extra += _codegen.native_flags() + ([] if width is None else [f"-DFC_W={width}"])
         key_parts = [*key_parts, _codegen.native_target()]
     lib = _codegen.build([_headers_digest(), *key_parts], make_source, f"the kernel {name}", extra=extra)
     fn = getattr(lib, name)

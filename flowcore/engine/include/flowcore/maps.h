@@ -180,7 +180,8 @@ FC_FN void fc_map_step(const fc_map_args *a, double lr, double *cur, double *vel
  * period is a candidate). A lane that needs more (a full test of all p, a longer candidate, an
  * escape, a confirmed rest) runs the scalar test, the same code as one start alone, so a start's
  * result does not depend on its lane, its neighbours, the width or the thread count. A lane whose
- * start has finished takes the next one at once (as GPU threads do from a persistent queue).
+ * start has finished takes the next one at the next full-test step (as GPU threads do from a
+ * persistent queue).
  * The ring of past iterates is indexed by the block's step, the same slot in every lane. */
 typedef struct {
     double cur[FC_D * FC_W], vel[FC_D * FC_W], lr[FC_W];
@@ -190,8 +191,6 @@ typedef struct {
     fc_ring ring;
     fc_int64 start[FC_W];       /* the start a lane runs (−1: none) */
     fc_int64 entered[FC_W];     /* the block step it entered at (its step count: s − entered) */
-    fc_int64 live[FC_W];        /* 1: it runs a start */
-    fc_int64 slow[FC_W];        /* 1: a period p > 1 is its candidate (the scalar test's state) */
     fc_int64 flag[FC_W];        /* 1: this step's test needs the scalar path */
     fc_int64 k[FC_W], streak[FC_W], candidate[FC_W], period[FC_W];   /* the scalar test's state */
     double path0[FC_W];
@@ -232,7 +231,6 @@ FC_FN void fc_finish(fc_lanes *L, int l, int head, fc_queue *q)
     q->nsteps[i] = (int)L->k[l];
     q->period[i] = (int)L->period[l];
     L->start[l] = -1;
-    L->live[l] = 0;
     L->limit[l] = INFINITY;
     for (int d = 0; d < FC_D; d++) L->cur[d * FC_W + l] = 0;    /* an idle lane steps from 0 */
 }
@@ -245,11 +243,10 @@ FC_FN void fc_fill(const fc_map_args *a, fc_lanes *L, int l, int head, fc_int64 
     while (L->start[l] < 0 && (i = fc_take(q)) >= 0) {
         L->start[l] = i;
         L->entered[l] = s;
-        L->live[l] = 1;
         L->lr[l] = q->lr[i];
         L->run[l] = 0;
         L->limit[l] = (double)a->confirm;
-        L->k[l] = L->streak[l] = L->candidate[l] = L->slow[l] = L->period[l] = 0;
+        L->k[l] = L->streak[l] = L->candidate[l] = L->period[l] = 0;
         L->status[l] = FC_OK;
         for (int d = 0; d < FC_D; d++) {
             L->cur[d * FC_W + l] = L->ring[head][d * FC_W + l] = q->th0[i * FC_D + d];
@@ -299,7 +296,7 @@ FC_FN int fc_rest_full(const fc_map_args *a, fc_lanes *L, int l, int head, doubl
 {
     const double *cur = L->cur + l;
     const fc_int64 k = s - L->entered[l];
-    if (!L->slow[l]) {               /* the common case's state as the scalar test keeps it */
+    if (L->candidate[l] <= 1) {      /* the common case's state as the scalar test keeps it */
         L->streak[l] = (fc_int64)L->run[l];
         L->candidate[l] = L->run[l] > 0;
     }
@@ -323,9 +320,9 @@ FC_FN int fc_rest_full(const fc_map_args *a, fc_lanes *L, int l, int head, doubl
         else
             L->period[l] = per;
     }
-    L->slow[l] = L->candidate[l] > 1;
-    L->limit[l] = L->slow[l] ? 0.0 : (double)a->confirm;
-    L->run[l] = L->slow[l] ? 0 : (double)L->streak[l];
+    const int cycle = L->candidate[l] > 1;          /* a period p > 1: the scalar test every step */
+    L->limit[l] = cycle ? 0.0 : (double)a->confirm;
+    L->run[l] = cycle ? 0 : (double)L->streak[l];
     return L->period[l] != 0 || L->k[l] == a->steps;
 }
 
@@ -357,7 +354,7 @@ FC_FN void fc_block_step(const fc_map_args *a, fc_lanes *L, fc_queue *q, int *he
     for (int d = 0; d < FC_D * FC_W; d++) L->ring[now][d] = L->cur[d];
     if (!hard && s != deadline) return;
     for (int l = 0; l < FC_W; l++) {
-        if (!L->live[l]) continue;
+        if (L->start[l] < 0) continue;
         if (L->flag[l]) {
             if (fc_rest_full(a, L, l, now, r2, s, full)) fc_finish(L, l, now, q);
         } else if (s + 1 - L->entered[l] == a->steps) {         /* out of steps */
@@ -374,7 +371,7 @@ FC_FN void fc_rest_lanes(const fc_map_args *args, fc_lanes *L, fc_queue *q)
     int head = 0;
     for (int l = 0; l < FC_W; l++) {
         L->start[l] = -1;
-        L->live[l] = L->flag[l] = 0;
+        L->flag[l] = 0;
         L->limit[l] = INFINITY;
         for (int d = 0; d < FC_D; d++) L->cur[d * FC_W + l] = 0;
     }
@@ -384,7 +381,7 @@ FC_FN void fc_rest_lanes(const fc_map_args *args, fc_lanes *L, fc_queue *q)
             polled = s;
             if (*a->interrupt) {
                 for (int l = 0; l < FC_W; l++)
-                    if (L->live[l]) {
+                    if (L->start[l] >= 0) {
                         L->status[l] = FC_INTERRUPTED;
                         L->k[l] = s - L->entered[l];
                         L->period[l] = 0;
@@ -397,7 +394,7 @@ FC_FN void fc_rest_lanes(const fc_map_args *args, fc_lanes *L, fc_queue *q)
         fc_int64 deadline = -1;       /* the block step at which the first lane runs out of steps */
         for (int l = 0; l < FC_W; l++) {
             fc_fill(a, L, l, head, s, q);
-            if (!L->live[l]) continue;
+            if (L->start[l] < 0) continue;
             active = 1;
             const fc_int64 last = L->entered[l] + a->steps - 1;
             deadline = deadline < 0 || last < deadline ? last : deadline;
