@@ -1,6 +1,8 @@
 """Shared helpers for flowcore benchmarks: median-of-repeats timing, tables, JSON."""
+import contextlib
 import ctypes
 import json
+import os
 import platform
 import subprocess
 import tempfile
@@ -130,14 +132,32 @@ def write_json(name, rows, **meta):
     return path
 
 
+@contextlib.contextmanager
+def lanes_env(width):
+    """$FLOWCORE_LANES = width inside the block (flowcore's lane kernels at that width), as before after."""
+    old = os.environ.get("FLOWCORE_LANES")
+    os.environ["FLOWCORE_LANES"] = str(width)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FLOWCORE_LANES"]
+        else:
+            os.environ["FLOWCORE_LANES"] = old
+
+
 def compile_c(source, name, openmp=False, native=False):
     """Compile a plain-C reference with the system compiler (cc -O3, with -fopenmp when asked;
-    native: for this machine's vectors as flowcore's lane kernels are, -march=native
-    -ffp-contract=off) and load it with ctypes."""
+    native: for this machine's vectors as flowcore's lane kernels are, with their flags
+    (_codegen.native_flags, -ffp-contract=off) and `omp simd` honoured) and load it with ctypes."""
     tmp = Path(tempfile.mkdtemp())
     (tmp / f"{name}.c").write_text(source)
     omp = ["-fopenmp"] if openmp else []
-    arch = ["-march=native", "-ffp-contract=off"] if native else []
+    if native:
+        from flowcore.engine import _codegen
+        arch = [*_codegen.native_flags(), "-ffp-contract=off", "-fopenmp-simd"]
+    else:
+        arch = []
     subprocess.run(["cc", "-O3", *omp, *arch, "-shared", "-fPIC", "-o", str(tmp / f"{name}.so"), str(tmp / f"{name}.c"),
                     "-lm"], check=True)
     return ctypes.CDLL(str(tmp / f"{name}.so"))

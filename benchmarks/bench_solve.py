@@ -24,25 +24,30 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import flowcore as fc
-from _common import compile_c, median_time, paired_times, table, write_json
+from _common import compile_c, lanes_env, median_time, paired_times, table, write_json
 
 RTOL, ATOL = 1e-8, 1e-10
 RADIUS = 1e3     # diverging PF trajectories spiral outwards in C^D: stop them, as basins do
 QUAD = (6.0, 1.0, 2.0)     # (b)'s Hessian [[6, 1], [1, 2]]
 
-PLAIN_C = r"""
+DOPRI5_C = r"""
 #include <math.h>
 #include <stdint.h>
-/* IGR on (x^2-1)^2 + y^2: f = -g - (h/2) H g, dopri5 with the same controller as flowcore */
-static void f(double h, const double *y, double *o) {
-    double x = y[0], v = y[1], gx = 4*x*(x*x-1), gy = 2*v, hxx = 12*x*x-4;
-    o[0] = -gx - 0.5*h*hxx*gx; o[1] = -gy - 0.5*h*2*gy;
+/* IGR on (x^2-1)^2 + y^2: f = -g - (h/2) H g; dopri5's tableau */
+static inline __attribute__((always_inline)) void f2(double h, double x, double v, double *o0, double *o1) {
+    double gx = 4*x*(x*x-1), gy = 2*v, hxx = 12*x*x-4;
+    *o0 = -gx - 0.5*h*hxx*gx; *o1 = -gy - 0.5*h*2*gy;
 }
 static const double A[7][6] = {{0},{1.0/5},{3.0/40,9.0/40},{44.0/45,-56.0/15,32.0/9},
  {19372.0/6561,-25360.0/2187,64448.0/6561,-212.0/729},
  {9017.0/3168,-355.0/33,46732.0/5247,49.0/176,-5103.0/18656},
  {35.0/384,0,500.0/1113,125.0/192,-2187.0/6784,11.0/84}};
 static const double E[7] = {-71.0/57600,0,71.0/16695,-71.0/1920,17253.0/339200,-22.0/525,1.0/40};
+"""
+
+PLAIN_C = DOPRI5_C + r"""
+/* (a) dopri5 with the same controller as flowcore, one trajectory at a time */
+static void f(double h, const double *y, double *o) { f2(h, y[0], y[1], &o[0], &o[1]); }
 void run(int64_t n, const double *y0, double T, double lr, double rtol, double atol, double *out,
          int64_t *nfev) {
     for (int64_t p = 0; p < n; p++) {
@@ -238,21 +243,91 @@ void run_pf_quad(int64_t n, const double *y0, double T, double lr, double a, dou
 """
 
 
+LANES_C = DOPRI5_C + r"""
+/* (a) in lanes: LW trajectories advance together, structure of arrays, each with its own step
+   size and the same controller as `run` (glibc's pow); the stages and the error norm in loops
+   over the lanes the compiler vectorises, the step control lane by lane; a block runs until its
+   last lane reaches T (no refilling). Built with flowcore's lane kernels' flags. */
+#define LW 16
+void run_lanes(int64_t n, const double *y0, double T, double lr, double rtol, double atol, double *out,
+               int64_t *nfev) {
+    for (int64_t p0 = 0; p0 < n; p0 += LW) {
+        double y[2][LW], K[7][2][LW], yt[2][LW], t[LW], h[LW], hh[LW], errold[LW], e[LW];
+        int rej[LW], live[LW], left = 0;
+        int64_t nf[LW];
+        for (int l = 0; l < LW; l++) {
+            const int64_t i = p0 + l < n ? p0 + l : p0;
+            y[0][l] = y0[2*i]; y[1][l] = y0[2*i+1];
+            t[l] = 0; errold[l] = 1e-4; rej[l] = 0; nf[l] = 1; live[l] = p0 + l < n; left += live[l];
+        }
+        #pragma omp simd
+        for (int l = 0; l < LW; l++) f2(lr, y[0][l], y[1][l], &K[0][0][l], &K[0][1][l]);
+        for (int l = 0; l < LW; l++) {
+            double d0 = 0, d1 = 0;
+            for (int a = 0; a < 2; a++) { double sc = atol + rtol*fabs(y[a][l]);
+                d0 += (y[a][l]/sc)*(y[a][l]/sc); d1 += (K[0][a][l]/sc)*(K[0][a][l]/sc); }
+            d0 = sqrt(d0/2); d1 = sqrt(d1/2);
+            h[l] = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01*d0/d1;
+        }
+        while (left) {
+            for (int l = 0; l < LW; l++) hh[l] = !live[l] ? 0 : t[l] + h[l]*(1+1e-9) < T ? h[l] : T - t[l];
+            for (int s = 1; s < 7; s++) {
+                #pragma omp simd
+                for (int l = 0; l < LW; l++) {
+                    for (int a = 0; a < 2; a++) { double acc = 0;
+                        for (int j = 0; j < s; j++) acc += A[s][j]*K[j][a][l];
+                        yt[a][l] = y[a][l] + hh[l]*acc; }
+                    f2(lr, yt[0][l], yt[1][l], &K[s][0][l], &K[s][1][l]);
+                }
+            }
+            #pragma omp simd
+            for (int l = 0; l < LW; l++) {
+                double q = 0;
+                for (int a = 0; a < 2; a++) { double acc = 0;
+                    for (int j = 0; j < 7; j++) acc += E[j]*K[j][a][l];
+                    double sc = atol + rtol*fmax(fabs(y[a][l]), fabs(yt[a][l]));
+                    q += (hh[l]*acc/sc)*(hh[l]*acc/sc); }
+                e[l] = sqrt(q/2);
+            }
+            for (int l = 0; l < LW; l++) {
+                if (!live[l]) continue;
+                nf[l] += 6;
+                if (!(e[l] <= 1)) { h[l] = hh[l]*fmax(0.2, 0.9*pow(e[l], -0.17)); rej[l] = 1; continue; }
+                double fac = e[l] == 0 ? 10 : 0.9*pow(e[l], -0.17)*pow(errold[l], 0.04);
+                fac = fmin(rej[l] ? 1 : 10, fmax(0.2, fac)); errold[l] = fmax(e[l], 1e-4); rej[l] = 0;
+                if (hh[l] == h[l] || fac < 1) h[l] = hh[l]*fac;
+                t[l] = hh[l] == T - t[l] ? T : t[l] + hh[l];
+                for (int a = 0; a < 2; a++) { y[a][l] = yt[a][l]; K[0][a][l] = K[6][a][l]; }
+                if (t[l] >= T) { live[l] = 0; left--; }
+            }
+        }
+        for (int l = 0; l < LW && p0 + l < n; l++) {
+            out[2*(p0+l)] = y[0][l]; out[2*(p0+l)+1] = y[1][l]; nfev[p0+l] = nf[l];
+        }
+    }
+}
+"""
+
+
 def plain_c():
     lib = compile_c(PLAIN_C, "igr")
+    lanes = compile_c(LANES_C, "igr_lanes", native=True)
     P = ctypes.POINTER(ctypes.c_double)
-    lib.run.argtypes = [ctypes.c_int64, P, ctypes.c_double, ctypes.c_double, ctypes.c_double,
-                        ctypes.c_double, P, ctypes.POINTER(ctypes.c_int64)]
-
+    for fn in (lib.run, lanes.run_lanes):
+        fn.argtypes = [ctypes.c_int64, P, ctypes.c_double, ctypes.c_double, ctypes.c_double,
+                       ctypes.c_double, P, ctypes.POINTER(ctypes.c_int64)]
     lib.run_pf.argtypes = [ctypes.c_int64, P, ctypes.c_double, ctypes.c_double, ctypes.c_double,
                            ctypes.c_double, ctypes.c_double, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
 
-    def run(y0, T, lr):
-        y0 = np.ascontiguousarray(y0)
-        out, nf = np.empty_like(y0), np.empty(len(y0), np.int64)
-        lib.run(len(y0), y0.ctypes.data_as(P), T, lr, RTOL, ATOL, out.ctypes.data_as(P),
-                nf.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)))
-        return out
+    def igr(fn):
+        def run(y0, T, lr):
+            y0 = np.ascontiguousarray(y0)
+            out, nf = np.empty_like(y0), np.empty(len(y0), np.int64)
+            fn(len(y0), y0.ctypes.data_as(P), T, lr, RTOL, ATOL, out.ctypes.data_as(P),
+               nf.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)))
+            return out
+        return run
+    run, run_lanes = igr(lib.run), igr(lanes.run_lanes)
 
     D = ctypes.c_double
     lib.run_pf_quad.argtypes = [ctypes.c_int64, P, D, D, D, D, D, D, D, D] + [ctypes.c_void_p] * 3
@@ -269,7 +344,7 @@ def plain_c():
             lib.run_pf_quad(len(y0), y0.ctypes.data_as(P), T, lr, *quadratic, RTOL, ATOL, RADIUS, out.ctypes.data,
                             nf.ctypes.data, esc.ctypes.data)
         return out, esc.astype(bool)
-    return run, run_pf
+    return run, run_pf, run_lanes
 
 
 def scipy_ratios(row, flow, th0, T, n, t_fc):
@@ -317,7 +392,7 @@ def main(argv=None):
     except ImportError:
         have_diffrax = False
     rows = []
-    c_run, c_pf = plain_c()
+    c_run, c_pf, c_lanes = plain_c()
     for label, flow, principal, th0 in problems:
         kw = dict(t_span=(0, T), escape_radius=RADIUS, progress=False)   # no bar inside timings
         ref = fc.solve(flow, th0, method=fc.Dop853(rtol=1e-12, atol=1e-14), **kw)
@@ -342,6 +417,15 @@ def main(argv=None):
             cerr = float(np.max(np.abs(c_run(th0, T, 0.1)[both] - ref.y[both, -1])))
             row["plain C (1 thr) [s]"] = tc
             row["C max err"] = cerr
+            # lanes: against the lane-interleaved C, and against the same kernel built at W = 1
+            _, tl, row["flowcore 1 thr / C lanes"] = paired_times(one_thread, lambda: c_lanes(th0, T, 0.1), pairs)
+            row["C lanes (1 thr) [s]"] = tl
+            row["C lanes max err"] = float(np.max(np.abs(c_lanes(th0, T, 0.1)[both] - ref.y[both, -1])))
+            with lanes_env(1):
+                one_thread()          # build
+                t_w1 = median_time(one_thread, repeats=repeats, min_time=0)
+            row["flowcore W=1 (1 thr) [s]"] = t_w1
+            row["W=1 / lanes (1 thr)"] = t_w1 / t1
         else:
             lr, quad_h = (0.25, QUAD) if label.startswith("(b)") else (0.4, None)
             _, tc, row["flowcore 1 thr / C"] = paired_times(one_thread, lambda: c_pf(th0, T, lr, quad_h), pairs)
@@ -355,6 +439,8 @@ def main(argv=None):
         rows.append(row)
     cols = ["problem", "N", "statuses", "flowcore 2 thr [s]", "2-thread speed-up", "mean nfev", "flowcore max err",
             "× solve_ivp per traj", "× solve_ivp stacked", "plain C (1 thr) [s]", "flowcore 1 thr / C",
+            "C lanes (1 thr) [s]", "flowcore 1 thr / C lanes", "C lanes max err", "flowcore W=1 (1 thr) [s]",
+            "W=1 / lanes (1 thr)",
             "C max err", "C escaped = flowcore escaped", "|C − flowcore| max", "diffrax"]
     print(table(rows, cols))
     print("JSON:", write_json("solve", rows, n=n, repeats=repeats, rtol=RTOL, atol=ATOL, T=T))

@@ -95,3 +95,71 @@ def test_lanes_agree_with_the_generic_loop():
         ok = a.status == Status.OK
         np.testing.assert_allclose(a.final[ok], b.final[ok], rtol=0, atol=1e-8)
         assert np.mean(np.abs(a.nsteps.astype(int) - b.nsteps) <= 1) > 0.99
+
+
+# ------------------------------------------------------------------ fc.solve's lanes (rk.h)
+DW = fc.losses.double_well()
+SOLVE_CASES = {   # adaptive with dense output or landing on outputs, fixed steps with the rest test
+    "igr-dopri5-dense": (fc.flows.igr(DW, 0.3), dict(t_eval=np.linspace(0, 3, 7), escape_radius=30.0)),
+    "igr-dopri5-landing": (fc.flows.igr(DW, 0.3), dict(t_eval=np.linspace(0, 3, 7), escape_radius=30.0,
+                                                       method=fc.Dopri5(dense=False))),
+    "igr-dop853": (fc.flows.igr(DW, 0.1), dict(t_span=(0, 2), method=fc.Dop853(rtol=1e-9, atol=1e-12),
+                                               escape_radius=30.0)),
+    "igr-rk4-rest": (fc.flows.igr(DW, 0.1), dict(t_span=(0, 20), method=fc.RK4(0.05), rest_tol=1e-6,
+                                                 escape_radius=30.0)),
+    "third-order-max-steps": (fc.flows.third_order(DW, 0.2), dict(t_span=(0, 50), escape_radius=30.0,
+                                                                  method=fc.Dopri5(max_steps=40))),
+    # sin and exp: glibc's scalar functions, called lane by lane (no -ffast-math, so no libmvec)
+    "expression": (fc.Field.from_expr(["-sin(x)*exp(-y**2/4) - x/10", "cos(x*y) - y"], ["x", "y"]),
+                   dict(t_span=(0, 3), escape_radius=30.0)),
+}
+
+
+def _solve(th, flow, kw, threads=1):
+    s = fc.solve(flow, th, compute=fc.Compute(threads=threads, device="cpu"), progress=False, **kw)
+    return np.concatenate([s.y.reshape(len(th), -1), np.stack([s.status, s.nfev, s.nsteps, s.nreject], 1)], 1)
+
+
+@pytest.mark.parametrize("case", SOLVE_CASES)
+def test_solve_bitwise_across_widths_threads_and_order(monkeypatch, case):
+    flow, kw = SOLVE_CASES[case]
+    th = _starts()
+    _width(monkeypatch, 1)
+    ref = _solve(th, flow, kw)
+    st = ref[:, -4]
+    assert st[5] == Status.NONFINITE
+    assert st[6] in (Status.ESCAPED, Status.NONFINITE)     # outside the radius (RK4's first step overflows)
+    assert np.all(np.isnan(ref[5, -6:-4]))        # a stopped trajectory's last output stays NaN
+    if case == "third-order-max-steps":
+        assert (st == Status.MAX_STEPS).sum() > 100
+    perm = np.random.default_rng(0).permutation(len(th))
+    for w in (4, 8, None):
+        _width(monkeypatch, w)
+        for threads in (1, 2):
+            np.testing.assert_array_equal(_solve(th, flow, kw, threads), ref, err_msg=f"W={w}, {threads} thr")
+        np.testing.assert_array_equal(_solve(th[perm], flow, kw, 2), ref[perm], err_msg=f"W={w}, permuted")
+    for i in [0, 5, 6, 7, 700]:                    # alone (the other lanes of its block idle)
+        np.testing.assert_array_equal(_solve(th[i:i + 1], flow, kw), ref[i:i + 1])
+
+
+def test_the_controllers_log_and_exp_against_mpmath():
+    """control.h's factor exp(p log x), the step controller's err^p, to 1e-15 relative for x in
+    [1e-10, 1e10] and 3e-14 out to the clamp, [1e-300, 1e300] (mpmath at 30 digits)."""
+    import mpmath
+    from flowcore.engine import _codegen
+    src = "\n".join(['#include "flowcore/control.h"',
+                     "int fc_ctrl_pow_all(long n, const double *x, const double *p, double *out)",
+                     "{ for (long i = 0; i < n; i++) out[i] = fc_ctrl_exp(p[i] * fc_ctrl_log(x[i])); return 0; }"])
+    lib = _codegen.build(["test-ctrl-pow", src], lambda: src, "the controller's test harness",
+                         extra=["-I", str(_kernels.INCLUDE)])
+    rng = np.random.default_rng(3)
+    for lo, hi, bound in ((-10, 10, 1e-15), (-300, 300, 3e-14)):
+        x = 10.0 ** rng.uniform(lo, hi, 4000)
+        x[:3] = [1.0, 10.0 ** lo, 10.0 ** hi]
+        p = rng.choice([-0.17, -0.2, 0.04, 0.08, -0.125], len(x))
+        out = np.empty_like(x)
+        ptr = lambda a: a.ctypes.data_as(__import__("ctypes").c_void_p)      # noqa: E731
+        lib.fc_ctrl_pow_all(__import__("ctypes").c_long(len(x)), ptr(x), ptr(p), ptr(out))
+        with mpmath.workdps(30):
+            exact = np.array([float(mpmath.power(mpmath.mpf(float(a)), mpmath.mpf(float(b)))) for a, b in zip(x, p)])
+        assert np.max(np.abs(out - exact) / exact) < bound

@@ -276,14 +276,18 @@ def openmp_flags(cc=None):
 
 
 def native_flags(cc=None):
-    """``["-march=native"]`` when the compiler takes it (for kernels that run trajectories in the
-    lanes of this machine's vectors), else []. The key of such a kernel must name the machine
-    (``native_target``): a cache shared by machines of different CPUs cannot hand one another's
-    instructions."""
+    """``-march=native`` when the compiler takes it (for kernels that run trajectories in the
+    lanes of this machine's vectors), and on x86 ``-mprefer-vector-width=512``: GCC otherwise
+    keeps AVX-512 machines to 256-bit vectors (GD basins 0.28 → 0.22 s, IGR dopri5 0.138 →
+    0.130 s with it). The key of such a kernel must name the machine (``native_target``): a cache
+    shared by machines of different CPUs cannot hand one another's instructions."""
     cc = cc or compiler()
     key = ("native", cc)
     if key not in _FLAGS:
-        _FLAGS[key] = ["-march=native"] if _accepts(cc, "-march=native") else []
+        flags = ["-march=native"] if _accepts(cc, "-march=native") else []
+        if flags and _accepts(cc, "-mprefer-vector-width=512"):
+            flags.append("-mprefer-vector-width=512")
+        _FLAGS[key] = flags
     return _FLAGS[key]
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 INCLUDE = Path(__file__).parent / "include"
-HEADERS = ("target.h", "kernel.h", "spectral.h", "rk.h", "maps.h", "random.h", "normal.h", "batches.h", "sgd.h",
-           "sde.h")
+HEADERS = ("target.h", "kernel.h", "spectral.h", "control.h", "rk.h", "maps.h", "random.h", "normal.h",
+           "batches.h", "sgd.h", "sde.h")
 REST_WINDOW = 8       # accepted steps the rest test must hold for
 
 
@@ -147,8 +147,9 @@ def _loss_parts(p: Problem, want_H, want_T, diagonal_only=False, g_scale=None):
     return lines
 
 
-def _loads(D):
-    return [f"const fc_s x_{k} = x[{k}];" for k in range(D)]
+def _loads(D, lanes=True):
+    """x_k = x[k], from a lane-strided x (rk.h's fields) or a contiguous one."""
+    return [f"const fc_s x_{k} = x[{k}{' * FC_W' if lanes else ''}];" for k in range(D)]
 
 
 RHS = ("{fn} int fc_rhs(const fc_s *x, fc_s *f, const fc_branch *b, fc_branch *bnew, "
@@ -181,7 +182,7 @@ def _expr_problem(p):
     xs = sp.symbols(f"x_0:{p.dim}")
     fs = [e.xreplace(dict(zip(p.vars, xs))) for e in p.exprs]
     body = ["(void)b; (void)bnew; (void)a;"] + _loads(p.dim)
-    body += c_block([(f"f[{k}]", fs[k]) for k in range(p.dim)], "fc_s")
+    body += c_block([(f"f[{k} * FC_W]", fs[k]) for k in range(p.dim)], "fc_s")
     body += ["return FC_OK;"]        # finiteness: see _FINITE
     return NO_BRANCH + _rhs(body)
 
@@ -228,7 +229,7 @@ def _poly_problem(p):
         body += [f"for (int k = 0; k < {D}; k++) r[k] = coef[{q}] * g[k] + s[k];"]
     if p.nonprincipal:
         body += [f"for (int k = 0; k < {D}; k++) r[k] = r[k] + a->np_coef * T[k];"]
-    body += [f"for (int k = 0; k < {D}; k++) f[k] = r[k];", "return FC_OK;"]     # see _FINITE
+    body += [f"for (int k = 0; k < {D}; k++) f[k * FC_W] = r[k];", "return FC_OK;"]     # see _FINITE
     return NO_BRANCH + _rhs(body)
 
 
@@ -248,10 +249,10 @@ def _pf_diagonal(p):
            "}",
            f"if (bout) for (int k = 0; k < {D}; k++) bout->L[k] = L[k];",
            "if (!f) return FC_OK;",
-           f"for (int k = 0; k < {D}; k++) f[k] = fc_phi(h * Hd[k], L[k]) * g[k];"]
+           f"for (int k = 0; k < {D}; k++) f[k * FC_W] = fc_phi(h * Hd[k], L[k]) * g[k];"]
     if p.nonprincipal:
-        pf += [f"for (int k = 0; k < {D}; k++) f[k] = f[k] + a->np_coef * T[k];"]
-    pf += [f"return fc_check(f, {D});"]
+        pf += [f"for (int k = 0; k < {D}; k++) f[k * FC_W] = f[k * FC_W] + a->np_coef * T[k];"]
+    pf += ["return fc_check_lane(f);"]
     return lines + _pf_entry_points(p, pf)
 
 
@@ -301,10 +302,10 @@ def _pf_problem(p):
            "const fc_z z1 = h * lam[0], z2 = h * lam[1];",
            "const fc_z p1 = fc_phi(z1, L[0]), p12 = h * fc_phi_divdiff(z1, L[0], z2, L[1]);",
            "for (int q = 0; q < 2; q++)",
-           "    f[q] = p1 * g[q] + p12 * (H[q * 2] * g[0] + H[q * 2 + 1] * g[1] - lam[0] * g[q]);"]
+           "    f[q * FC_W] = p1 * g[q] + p12 * (H[q * 2] * g[0] + H[q * 2 + 1] * g[1] - lam[0] * g[q]);"]
     if p.nonprincipal:
-        pf += ["for (int k = 0; k < 2; k++) f[k] = f[k] + a->np_coef * T[k];"]
-    pf += ["return fc_check(f, 2);"]
+        pf += ["for (int k = 0; k < 2; k++) f[k * FC_W] = f[k * FC_W] + a->np_coef * T[k];"]
+    pf += ["return fc_check_lane(f);"]
     lines += ["/* |u_prev^H u_new|: eigenvalues alone cannot tell a crossing from a bounce */",
               "FC_FN double fc_overlap(const fc_z *p, const fc_z *v)",
               "{ return fc_cabs(fc_conj(p[0]) * v[0] + fc_conj(p[1]) * v[1]); }", ""]
@@ -315,13 +316,13 @@ def _lit(v):
     return repr(float(v))
 
 
-def _combo(weights, scale=None):
+def _combo(weights, scale=None, lane=""):
     """'w0 * K[0][k] + w1 * K[1][k] + ...' over the nonzero weights (0.0 if none); with a scale
     s, '(s * w0) * K[0][k] + ...' (s alone for a weight of 1): the compiler hoists s·w out of the
     loop over k."""
     def weight(w):
         return _lit(w) if scale is None else scale if w == 1 else f"({scale} * {_lit(w)})"
-    terms = [f"{weight(w)} * K[{j}][k]" for j, w in enumerate(weights) if w != 0]
+    terms = [f"{weight(w)} * K[FC_KS({j}, k){lane}]" for j, w in enumerate(weights) if w != 0]
     return " + ".join(terms) if terms else "0.0"
 
 
@@ -336,19 +337,28 @@ def method_source(tab, dense):
     out = [f"#define FC_STAGES {s}", f"#define FC_ADAPTIVE {int(e is not None)}",
            f"#define FC_DENSE {int(P is not None)}", f"#define FC_ORDER {order}",
            f"#define FC_ALPHA {_lit(alpha)}", f"#define FC_BETA {_lit(tab.beta)}", ""]
-    # the step's weights h·a_ij and h·b_j once per attempt: a stage's input is then y + Σ (h a_ij) K_j,
-    # one multiply shorter on the latency chain than y + h Σ a_ij K_j (1.12× → 1.05× C on RK4)
-    body = ["fc_s z[FC_D];", "int st;"]
-    for i in range(1, s):
-        body += [f"for (int k = 0; k < FC_D; k++) z[k] = y[k] + ({_combo(A[i][:i], 'h')});",
-                 f"st = fc_rhs(z, K[{i}], b, 0, a);", "++*nfev;", "if (st != FC_OK) return st;"]
-    body += [f"for (int k = 0; k < FC_D; k++) ynew[k] = y[k] + ({_combo(b, 'h')});",
-             f"st = fc_rhs(ynew, K[{s}], b, bnew, a);", "++*nfev;", "return st;"]
-    out += _function("FC_FN int fc_attempt(const fc_s *y, fc_s (*K)[FC_D], double h, fc_s *ynew, "
-                     "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev)", body)
+    # The stages of a block of lanes, stage by stage: each loop over the lanes is short, so the
+    # processor overlaps the dependent chains of neighbouring lanes (one loop over all stages
+    # per lane ran at the chain's latency: 1.6× slower). Every stage is computed (a lane's fault
+    # does not branch the lanes' common code); nfev counts a lane's stages up to its first fault,
+    # st keeps that fault's status. The step's weights h·a_ij: a stage's input is y + Σ (h a_ij) K_j,
+    # one multiply shorter on the latency chain than y + h Σ a_ij K_j (1.12× → 1.05× C on RK4).
+    body = ["FC_SIMD", "for (int l = 0; l < FC_W; l++) st[l] = FC_OK;"]
+    for i in range(1, s + 1):
+        last = i == s
+        weights = b if last else A[i][:i]
+        dest, src_b = ("ynew", "bnew + l") if last else ("z", "0")
+        body += ["FC_SIMD", "for (int l = 0; l < FC_W; l++) {",
+                 "    const double h = hs[l];",
+                 f"    for (int k = 0; k < FC_D; k++) {dest}[FC_L(k) + l] = y[FC_L(k) + l] + ({_combo(weights, 'h', '+ l')});",
+                 f"    const int si = fc_rhs({dest} + l, K + FC_KS({i}, 0) + l, b + l, {src_b}, a);",
+                 "    nfev[l] += st[l] == FC_OK;",
+                 "    st[l] = st[l] == FC_OK ? si : st[l];", "}"]
+    out += _function("FC_FN void fc_attempt(const fc_s *y, fc_s *K, const double *hs, fc_s *ynew, fc_s *z, "
+                     "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev, int *st)", body)
     if e is not None:
         body = ["double e5 = 0, e3 = 0;", "(void)e3;", "for (int k = 0; k < FC_D; k++) {",
-                "    const double sc = a->atol + a->rtol * fc_max(fc_abs(y[k]), fc_abs(ynew[k]));",
+                "    const double sc = a->atol + a->rtol * fc_max(fc_abs(y[FC_L(k)]), fc_abs(ynew[FC_L(k)]));",
                 f"    const double r5 = fc_abs({_combo(e)}) / sc;", "    e5 += r5 * r5;"]
         if e3 is not None:
             body += [f"    const double r3 = fc_abs({_combo(e3)}) / sc;", "    e3 += r3 * r3;"]
@@ -357,7 +367,7 @@ def method_source(tab, dense):
             body += ["return (e5 == 0 && e3 == 0) ? 0.0 : h * e5 / sqrt((e5 + 0.01 * e3) * FC_D);"]
         else:
             body += ["return h * sqrt(e5 / FC_D);"]
-        out += _function("FC_FN double fc_error(const fc_s *y, const fc_s *ynew, fc_s (*K)[FC_D], "
+        out += _function("FC_FN double fc_error(const fc_s *y, const fc_s *ynew, const fc_s *K, "
                          "double h, const fc_args *a)", body)
     if P is not None:
         body, used = [], []
@@ -368,9 +378,9 @@ def method_source(tab, dense):
                     horner = f"({_lit(P[j, q])} + x * {horner})"
                 body.append(f"const double w{j} = h * x * {horner};")
                 used.append(j)
-        acc = " + ".join(f"w{j} * K[{j}][k]" for j in used)
-        body += [f"for (int k = 0; k < FC_D; k++) out[k] = y[k] + ({acc});"]
-        out += _function("FC_FN void fc_dense(const fc_s *y, fc_s (*K)[FC_D], double x, double h, "
+        acc = " + ".join(f"w{j} * K[FC_KS({j}, k)]" for j in used)
+        body += [f"for (int k = 0; k < FC_D; k++) out[k] = y[FC_L(k)] + ({acc});"]
+        out += _function("FC_FN void fc_dense(const fc_s *y, const fc_s *K, double x, double h, "
                          "fc_s *out)", body)
     return out
 
@@ -454,7 +464,7 @@ def host_rest(p: Problem, method, pmax):
 @functools.lru_cache(maxsize=256)      # a sweep calls the same kernel per chunk: key it once
 def _host_rest(p: Problem, method, pmax, width):
     return _host_function(["rest-kernel", *p.key(), method, str(pmax)], lambda: map_source(p, method, pmax),
-                          "fc_rest_host", _REST_ARGS, lanes=True, width=width)
+                          "fc_rest_host", _REST_ARGS, native=True, width=width)
 
 
 def host_record(p: Problem, method):
@@ -465,7 +475,7 @@ def host_record(p: Problem, method):
 @functools.lru_cache(maxsize=256)
 def _host_record(p: Problem, method, width):
     return _host_function(["rest-kernel", *p.key(), method, "1"], lambda: map_source(p, method, 1),
-                          "fc_record_host", _REST_ARGS, lanes=True, width=width)
+                          "fc_record_host", _REST_ARGS, native=True, width=width)
 
 
 def pack_map_args(beta, power, cap, radius, tol, steps, confirm):
@@ -502,18 +512,26 @@ _HOST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 6 + 
 
 
 def host_solver(p: Problem, tab, dense):
+    """fc_solve_host of a problem and method. A real field runs in lanes of $FLOWCORE_LANES or the
+    target's width, built for this machine's vectors; the PF and complex states run one
+    trajectory a thread (FC_W = 1) built for the generic target: the compiler does not vectorise
+    their C99 complex arithmetic and branchy spectral calculus (lanes there only cost), and with
+    -march=native GCC rounds some complex arithmetic differently (measured on the PF: ulp-level
+    differences that grow along a trajectory), which would make results depend on the machine."""
+    lanes = p.kind != "pf" and not p.complex_
     return _host_function(["solve-kernel", *p.key(), *_method_key(tab, dense)],
-                          lambda: solve_source(p, tab, dense), "fc_solve_host", _HOST_ARGS)
+                          lambda: solve_source(p, tab, dense), "fc_solve_host", _HOST_ARGS,
+                          native=lanes, width=lane_width() if lanes else 1)
 
 
-def _host_function(key_parts, make_source, name, argtypes, lanes=False, width=None):
+def _host_function(key_parts, make_source, name, argtypes, native=False, width=None):
     """A host entry point of a kernel, compiled once (OpenMP when available) and cached on disk
-    by the codegen cache; the key includes the headers' digest. lanes: built for this machine's
-    vectors (the key names the machine), width: FC_W (None: the target's)."""
+    by the codegen cache; the key includes the headers' digest. native: built for this machine's
+    vectors (the key names the machine); width: FC_W (None: the target's, target.h)."""
     from flowcore.engine import _codegen
-    extra = ["-I", str(INCLUDE), *_codegen.openmp_flags()]
-    if lanes:
-        extra += _codegen.native_flags() + ([] if width is None else [f"-DFC_W={width}"])
+    extra = ["-I", str(INCLUDE), *_codegen.openmp_flags()] + ([] if width is None else [f"-DFC_W={width}"])
+    if native:
+        extra += _codegen.native_flags()
         key_parts = [*key_parts, _codegen.native_target()]
     lib = _codegen.build([_headers_digest(), *key_parts], make_source, f"the kernel {name}", extra=extra)
     fn = getattr(lib, name)

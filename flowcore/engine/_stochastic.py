@@ -91,7 +91,7 @@ def _xs(D):
 
 def _example_grad_fn(p):
     from flowcore.engine._codegen import c_block
-    body = K._loads(p.dim) + [f"const double d_{k} = row[{k}];" for k in range(p.nparam)]
+    body = K._loads(p.dim, lanes=False) + [f"const double d_{k} = row[{k}];" for k in range(p.nparam)]
     body += c_block([(f"g[{q}]", e) for q, e in enumerate(p.example_grad)], "double")
     return K._function("FC_FN void fc_example_grad(const double *x, const double *row, double *g)",
                        ["(void)row;"] + body)
@@ -144,7 +144,7 @@ def _sde_step_fn(p):
     D, M = p.dim, p.noise_dim
     head = ("FC_FN void fc_sde_step(const double *x, double dt, fc_normals *z, fc_stream *signs, "
             "double *xnew, const fc_sde_args *a)")
-    body = ["(void)signs; (void)a; (void)z;"] + K._loads(D)
+    body = ["(void)signs; (void)a; (void)z;"] + K._loads(D, lanes=False)
     if p.diffusion or M == 0:       # a symbolic G (M ≥ 0): the scheme, written out
         if p.constant_diffusion:
             body += [f"const double {g} = a->data[{q * M + j}];" for q in range(D) for j in range(M)

@@ -1,5 +1,5 @@
 /* The CUDA dialect of flowcore's kernels, compiled by the host C++ compiler so that their
- * CUDA-only text (the __global__ entry points, cuda::std::complex, __umul64hi, the argument
+ * CUDA-only text (the __global__ entry points, cuda::std::complex, __umul64hi, __double_as_longlong, the argument
  * order the Python side launches with) runs in CI, which has no GPU. Pre-included (-include)
  * with -D__CUDACC_RTC__, before the kernel source: the standard headers come first, so that
  * the attribute names defined below never meet libstdc++'s own __attribute__((__noinline__)).
@@ -11,6 +11,7 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <cstring>
 #include <math.h>
 
 namespace cuda { namespace std = ::std; }
@@ -34,4 +35,18 @@ extern "C" void fc_emu_index(unsigned block, unsigned block_dim, unsigned thread
 static inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b)
 {
     return (unsigned long long)(((unsigned __int128)a * b) >> 64);
+}
+
+static inline long long __double_as_longlong(double x)
+{
+    long long b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+
+static inline double __longlong_as_double(long long b)
+{
+    double x;
+    memcpy(&x, &b, sizeof x);
+    return x;
 }

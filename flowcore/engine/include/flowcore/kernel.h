@@ -64,6 +64,18 @@ FC_FN int fc_check(const fc_s *v, int n)
     return FC_OK;
 }
 
+/* coordinate k of a lane-strided vector (FC_W trajectories in structure-of-arrays layout) */
+#define FC_L(k) ((k) * FC_W)
+#define FC_KS(j, k) (((j) * FC_D + (k)) * FC_W)    /* coordinate k of stage j in rk.h's K */
+
+/* status of a lane-strided vector: FC_OK when every entry is finite */
+FC_FN int fc_check_lane(const fc_s *v)
+{
+    int ok = 1;
+    for (int k = 0; k < FC_D; k++) ok &= fc_finite(v[FC_L(k)]);
+    return ok ? FC_OK : FC_NONFINITE;
+}
+
 /* The stochastic kernels' recording: out[o] = x at step k whenever k == next, the save list's
    next entry (increasing steps; a step may repeat), then next moves on (−1: none left) */
 FC_FN void fc_record(fc_int64 k, const double *x, double *out, fc_int64 *o, fc_int64 *next,
@@ -81,6 +93,31 @@ FC_FN int fc_stop_status(const double *x)
     for (int q = 0; q < FC_D; q++)
         if (!isfinite(x[q])) return FC_NONFINITE;
     return FC_ESCAPED;
+}
+
+/* The starts a thread takes, one at a time: [next, end) first (on CUDA its own trajectory),
+   then, on the host, chunks from a counter shared by the threads (NULL: none). Which thread
+   takes a start never changes its arithmetic. */
+typedef struct {
+    fc_int64 next, end, n;
+    fc_int64 *shared;
+} fc_work;
+
+#define FC_CHUNK 64
+
+/* the next start, or -1 when none is left */
+FC_FN fc_int64 fc_take(fc_work *w)
+{
+    if (w->next == w->end && w->shared) {
+        fc_int64 got;
+#ifndef FC_CUDA
+#pragma omp atomic capture
+#endif
+        { got = *w->shared; *w->shared += FC_CHUNK; }
+        w->next = got < w->n ? got : w->n;
+        w->end = got + FC_CHUNK < w->n ? got + FC_CHUNK : w->n;
+    }
+    return w->next < w->end ? w->next++ : -1;
 }
 
 #endif

@@ -202,25 +202,8 @@ typedef struct {
     const double *lr, *th0;
     double *rep;
     int *status, *nsteps, *period;
-    fc_int64 next, end;         /* this thread's starts still to take */
-    fc_int64 n, *shared;        /* host: more in chunks from the shared counter (NULL: none) */
+    fc_work w;                  /* which starts this thread takes */
 } fc_queue;
-
-#define FC_CHUNK 64
-
-FC_FN fc_int64 fc_take(fc_queue *q)
-{
-    if (q->next == q->end && q->shared) {
-        fc_int64 got;
-#ifndef FC_CUDA
-#pragma omp atomic capture
-#endif
-        { got = *q->shared; *q->shared += FC_CHUNK; }
-        q->next = got < q->n ? got : q->n;
-        q->end = got + FC_CHUNK < q->n ? got + FC_CHUNK : q->n;
-    }
-    return q->next < q->end ? q->next++ : -1;
-}
 
 /* the lane's start is over: its results out, the lane free */
 FC_FN void fc_finish(fc_lanes *L, int l, int head, fc_queue *q)
@@ -240,7 +223,7 @@ FC_FN void fc_finish(fc_lanes *L, int l, int head, fc_queue *q)
 FC_FN void fc_fill(const fc_map_args *a, fc_lanes *L, int l, int head, fc_int64 s, fc_queue *q)
 {
     fc_int64 i;
-    while (L->start[l] < 0 && (i = fc_take(q)) >= 0) {
+    while (L->start[l] < 0 && (i = fc_take(&q->w)) >= 0) {
         L->start[l] = i;
         L->entered[l] = s;
         L->lr[l] = q->lr[i];
@@ -456,7 +439,7 @@ extern "C" __global__ void fc_rest_gpu(const double *r, const fc_int64 *n_args, 
     const fc_int64 i = (fc_int64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const fc_map_args a = fc_map_unpack(r, n_args, 0);
-    fc_queue q = {lr, th0, rep, status, nsteps, period, i, i + 1, n, 0};   /* this thread's start */
+    fc_queue q = {lr, th0, rep, status, nsteps, period, {i, i + 1, n, 0}};   /* this thread's start */
     fc_lanes L;
     fc_rest_lanes(&a, &L, &q);
 }
@@ -485,7 +468,7 @@ int fc_rest_host(const double *r, const fc_int64 *n_args, const double *lr,
     (void)threads;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        fc_queue q = {lr, th0, rep, status, nsteps, period, 0, 0, n, &next};
+        fc_queue q = {lr, th0, rep, status, nsteps, period, {0, 0, n, &next}};
         /* its ring is FC_KEEP·D·W doubles; aligned to a cache line, so that no vector of a lane
            block straddles two (a split store is not forwarded to the next step's load: 2× slower) */
         void *mem = 0;

@@ -5,6 +5,7 @@
  *                                                 FC_CALL    a large one (not inlined on CUDA)
  *                                                 FC_CONST   a constant table
  *   fc_cmplx(r, i)  build one                     fc_re, fc_im, fc_conj, fc_cabs, fc_clog, fc_csqrt
+ *   fc_as_bits(x), fc_from_bits(b)   a double's IEEE bits (fc_bits64) and back
  *   FC_PI           pi (M_PI is not in NVRTC)
  *
  * Arithmetic (+ - * /, double * fc_z) is written the same on both. Generated expression code
@@ -36,18 +37,25 @@ FC_COMPLEX_FN(tan) FC_COMPLEX_FN(sinh) FC_COMPLEX_FN(cosh) FC_COMPLEX_FN(tanh) F
 FC_COMPLEX_FN(acos) FC_COMPLEX_FN(atan) FC_COMPLEX_FN(asinh) FC_COMPLEX_FN(acosh) FC_COMPLEX_FN(atanh)
 #undef FC_COMPLEX_FN
 FC_FN fc_z pow(fc_z z, double p) { return cuda::std::pow(z, p); }
+typedef unsigned long long fc_bits64;
+FC_FN fc_bits64 fc_as_bits(double x) { return (fc_bits64)__double_as_longlong(x); }
+FC_FN double fc_from_bits(fc_bits64 b) { return __longlong_as_double((long long)b); }
 FC_FN fc_z pow(fc_z z, fc_z p) { return cuda::std::pow(z, p); }
 #else
 #include <complex.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 #include <tgmath.h>    /* sin(z), sqrt(z), pow(z, p) of a complex z: csin, csqrt, cpow, not the
                           real function of its real part (C converts silently) */
 typedef double complex fc_z;
-#define FC_FN static inline
+#define FC_FN static inline __attribute__((always_inline))   /* as CUDA's: a lane loop vectorises only what is inlined */
 #define FC_CALL static inline
 #define FC_CONST static const
 typedef int64_t fc_int64;
+typedef uint64_t fc_bits64;
+FC_FN fc_bits64 fc_as_bits(double x) { fc_bits64 b; memcpy(&b, &x, sizeof b); return b; }
+FC_FN double fc_from_bits(fc_bits64 b) { double x; memcpy(&x, &b, sizeof x); return x; }
 #ifndef CMPLX
 #define CMPLX(x, y) ((double complex)((double)(x) + _Complex_I * (double)(y)))
 #endif
