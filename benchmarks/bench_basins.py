@@ -143,6 +143,49 @@ void igr_rk4(int64_t n, const double *th, double h, double dt, int nsteps, doubl
         lab[p] = l;
     }
 }
+/* (b) in SIMD lanes (issue 35's reference): 16 starts step together, structure of arrays, the
+   loop over lanes vectorised; a lane at rest or escaped stops moving (a select), and the block
+   runs until its last lane stops (no refilling). The same rest test and labels as igr_rk4. */
+#define FLOW_LANES 16
+void igr_rk4_lanes(int64_t n, const double *th, double h, double dt, int nsteps, double R, double tol,
+                   double rest_tol, int *lab, int threads) {
+    const int64_t blocks = (n + FLOW_LANES - 1) / FLOW_LANES;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1)
+    for (int64_t b = 0; b < blocks; b++) {
+        double x[FLOW_LANES], y[FLOW_LANES];
+        int streak[FLOW_LANES], state[FLOW_LANES];    /* 0: moving, 1: at rest, ESC */
+        for (int l = 0; l < FLOW_LANES; l++) {
+            const int64_t i = b * FLOW_LANES + l < n ? b * FLOW_LANES + l : n - 1;
+            x[l] = th[2*i]; y[l] = th[2*i+1]; streak[l] = state[l] = 0;
+        }
+        for (int k = 0; k < nsteps; k++) {
+            int moving = 0;
+#pragma omp simd reduction(|:moving)
+            for (int l = 0; l < FLOW_LANES; l++) {
+                double k1x, k1y, k2x, k2y, k3x, k3y, k4x, k4y;
+                igr(h, x[l], y[l], &k1x, &k1y);
+                const int rest = MAX(fabs(k1x), fabs(k1y)) <= rest_tol * (1 + MAX(fabs(x[l]), fabs(y[l])));
+                streak[l] = k > 0 && rest ? streak[l] + 1 : 0;
+                const int go = state[l] == 0 && streak[l] < REST_STEPS;
+                igr(h, x[l] + 0.5*dt*k1x, y[l] + 0.5*dt*k1y, &k2x, &k2y);
+                igr(h, x[l] + 0.5*dt*k2x, y[l] + 0.5*dt*k2y, &k3x, &k3y);
+                igr(h, x[l] + dt*k3x, y[l] + dt*k3y, &k4x, &k4y);
+                const double xn = x[l] + dt/6*(k1x + 2*k2x + 2*k3x + k4x), yn = y[l] + dt/6*(k1y + 2*k2y + 2*k3y + k4y);
+                x[l] = go ? xn : x[l];
+                y[l] = go ? yn : y[l];
+                state[l] = go && !(sqrt(xn*xn + yn*yn) <= R) ? ESC : state[l] == 0 && !go ? 1 : state[l];
+                moving |= state[l] == 0;
+            }
+            if (!moving) break;
+        }
+        for (int l = 0; l < FLOW_LANES && b * FLOW_LANES + l < n; l++) {
+            double fx, fy;
+            igr(h, x[l], y[l], &fx, &fy);
+            lab[b * FLOW_LANES + l] = state[l] == ESC ? ESC
+                : MAX(fabs(fx), fabs(fy)) <= tol * (1 + MAX(fabs(x[l]), fabs(y[l]))) ? label_of(x[l], y[l]) : UNRES;
+        }
+    }
+}
 /* (c) PF: H is diagonal here (Hxy = 0), so alpha(hH)g acts per coordinate. The x-direction's
    log(1 - z) is continued along the path: the branch nearest the value at the step's start
    (on the real axis past z = 1, the +i*pi side, as flowcore); y has z = 2h < 1, no cut. */
@@ -202,7 +245,7 @@ def plain_c():
     lib.gd.argtypes = [L, P, D, I, I, D, D, Q]
     lib.gd_periods.argtypes = [L, P, D, I, I, D, D, Q, I]
     lib.gd_lanes.argtypes = [L, P, D, I, D, D, Q, I]
-    lib.igr_rk4.argtypes = [L, P, D, D, I, D, D, D, Q, I]
+    lib.igr_rk4.argtypes = lib.igr_rk4_lanes.argtypes = [L, P, D, D, I, D, D, D, Q, I]
     lib.pf_rk4.argtypes = [L, P, D, D, I, D, D, D, D, Q, I]
     return lib
 
@@ -369,6 +412,16 @@ def main(argv=None):
                           "lanes 2-thread speed-up": t_lanes / median_time(lambda: run_lanes(2), repeats=repeats,
                                                                             min_time=0),
                           "agree lanes": float(np.mean(run_lanes() == fc_labels(run_fc(2))))}
+        if model.name == "igr":      # the C loop in lanes
+            def run_flow_lanes(threads=1):
+                lab = np.empty(len(th), np.intc)
+                lib.igr_rk4_lanes(len(th), th, lr, 0.05, int(T / 0.05), RADIUS, 1e-5, REST * 1e-5, lab, threads)
+                return lab
+            _, t_lanes, ratio_lanes = paired_times(lambda: run_fc(1), run_flow_lanes, pairs)
+            fixed_only = {"C 16 lanes, rest test [s]": t_lanes, "flowcore 1 thr / lanes": ratio_lanes,
+                          "lanes 2-thread speed-up": paired_times(run_flow_lanes, lambda: run_flow_lanes(2),
+                                                                  max(1, pairs // 2), clock=time.perf_counter)[2],
+                          "agree lanes": float(np.mean(run_flow_lanes() == fc_labels(run_fc(2))))}
         ref = fc_labels(run_fc(2))
         rows.append({"problem": label, "starts": n * n, "flowcore 2 thr [s]": t2, "2-thread speed-up": scaling[0],
                      "C 2-thread speed-up": scaling[1],
@@ -380,7 +433,7 @@ def main(argv=None):
         print(f"{label}: done", flush=True)
     cols = ["problem", "starts", "flowcore 2 thr [s]", "2-thread speed-up", "C 2-thread speed-up", "numpy [s]", "numpy runs", "× numpy (2 thr)",
             "flowcore 1 thr [s]", "plain C 1 thr [s]", "flowcore 1 thr / C", "plain C, p = 1 only [s]",
-            "C 8 lanes, all steps [s]", "flowcore 1 thr / lanes", "lanes 2-thread speed-up", "agree numpy", "agree C",
+            "C 8 lanes, all steps [s]", "C 16 lanes, rest test [s]", "flowcore 1 thr / lanes", "lanes 2-thread speed-up", "agree numpy", "agree C",
             "agree lanes", "labels"]
     print(table(rows, cols))
     print("JSON:", write_json("basins", rows, repeats=repeats, quick=args.quick))

@@ -306,11 +306,16 @@ int fc_solve_host(const double *r, const fc_int64 *n_args, const double *tout,
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         fc_rk_queue q = {y0, Y, status, nfev, nsteps, nreject, {0, 0, n, &next}};
+#if FC_W == 1
+        fc_rk_lanes B;          /* on the stack, where the compiler keeps a lane of one in registers */
+        fc_rk_run(&a, &B, &q);
+#else
         void *mem = 0;          /* aligned: no vector of a lane block straddles two cache lines */
         fc_rk_lanes *B = posix_memalign(&mem, 64, sizeof(fc_rk_lanes)) == 0 ? (fc_rk_lanes *)mem : 0;
         if (B) fc_rk_run(&a, B, &q);
         else failed = 1;
         free(B);
+#endif
     }
     return failed ? -1 : 0;
 }

@@ -49,7 +49,7 @@ FC_FN fc_z pow(fc_z z, fc_z p) { return cuda::std::pow(z, p); }
 #include <tgmath.h>    /* sin(z), sqrt(z), pow(z, p) of a complex z: csin, csqrt, cpow, not the
                           real function of its real part (C converts silently) */
 typedef double complex fc_z;
-#define FC_FN static inline __attribute__((always_inline))   /* as CUDA's: a lane loop vectorises only what is inlined */
+#define FC_FN static inline
 #define FC_CALL static inline
 #define FC_CONST static const
 typedef int64_t fc_int64;
