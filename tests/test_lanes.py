@@ -109,6 +109,10 @@ SOLVE_CASES = {   # adaptive with dense output or landing on outputs, fixed step
                                                  escape_radius=30.0)),
     "third-order-max-steps": (fc.flows.third_order(DW, 0.2), dict(t_span=(0, 50), escape_radius=30.0,
                                                                   method=fc.Dopri5(max_steps=40))),
+    # the PF (tracked; one trajectory a thread: W = 1 whatever $FLOWCORE_LANES says), diagonal and coupled
+    "pf-double-well": (fc.flows.pf(DW, 0.4), dict(t_span=(0, 2), escape_radius=30.0)),
+    "pf-coupled": (fc.flows.pf(fc.losses.quadratic(np.array([[6.0, 1.0], [1.0, 2.0]])), 0.25),
+                   dict(t_span=(0, 2), escape_radius=30.0)),
     # sin and exp: glibc's scalar functions, called lane by lane (no -ffast-math, so no libmvec)
     "expression": (fc.Field.from_expr(["-sin(x)*exp(-y**2/4) - x/10", "cos(x*y) - y"], ["x", "y"]),
                    dict(t_span=(0, 3), escape_radius=30.0)),
@@ -124,8 +128,12 @@ def _solve(th, flow, kw, threads=1):
 def test_solve_bitwise_across_widths_threads_and_order(monkeypatch, case):
     flow, kw = SOLVE_CASES[case]
     th = _starts()
+    if case == "pf-double-well":
+        th[8] = [np.sqrt(13 / 24), 0.5]          # h·H_xx = 0.4 (12x² − 4) = 1: on the singular set
     _width(monkeypatch, 1)
     ref = _solve(th, flow, kw)
+    if case == "pf-double-well":
+        assert ref[8, -4] == Status.SINGULAR
     st = ref[:, -4]
     assert st[5] == Status.NONFINITE
     assert st[6] in (Status.ESCAPED, Status.NONFINITE)     # outside the radius (RK4's first step overflows)
