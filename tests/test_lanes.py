@@ -113,6 +113,8 @@ SOLVE_CASES = {   # adaptive with dense output or landing on outputs, fixed step
     "pf-double-well": (fc.flows.pf(DW, 0.4), dict(t_span=(0, 2), escape_radius=30.0)),
     "pf-coupled": (fc.flows.pf(fc.losses.quadratic(np.array([[6.0, 1.0], [1.0, 2.0]])), 0.25),
                    dict(t_span=(0, 2), escape_radius=30.0)),
+    "pf-rk4-rest": (fc.flows.pf(DW, 0.2), dict(t_span=(0, 20), method=fc.RK4(0.02), rest_tol=1e-8,
+                                               escape_radius=30.0)),
     # sin and exp: glibc's scalar functions, called lane by lane (no -ffast-math, so no libmvec)
     "expression": (fc.Field.from_expr(["-sin(x)*exp(-y**2/4) - x/10", "cos(x*y) - y"], ["x", "y"]),
                    dict(t_span=(0, 3), escape_radius=30.0)),
