@@ -214,27 +214,18 @@ cdef void _lookahead(const Params *P, Work *W, int64_t m) noexcept nogil:
         y[i] = cur[i] + P.beta * vel[i]
 
 
-cdef inline double _hessian_update(const Params *P, Work *W, int64_t i, double *rates) noexcept nogil:
-    """One row of the DAL methods: h = DAL-p's rate from ‖H ĝ‖ (one rate) or |(H ĝ)_a| (one a
-    coordinate, dal_per_param), θ⁺ = θ − h g (+ β v with momentum); stores the rates used
-    (rates: this row's step, NULL for none). Returns ‖θ⁺‖²."""
-    cdef int a, b, D = P.D
+cdef inline double _dal_update(const Params *P, const double *g, const double *Hg, double *vel, double *cur,
+                               double *rates) noexcept nogil:
+    """One row of the DAL methods from g and H g: h = DAL-p's rate from ‖H ĝ‖ (one rate) or
+    |(H ĝ)_a| (one a coordinate, dal_per_param), θ⁺ = θ − h g (+ β v with momentum); stores the
+    rates used (rates: this row's step, NULL for none). Returns ‖θ⁺‖². The dense loop (H g from
+    the row's Hessian) and the matrix-free one (H g by a Hessian–vector product, dal_update)."""
+    cdef int a, D = P.D
     cdef bint per_param = P.method == DAL_PER_PARAM, momentum = P.method == DAL_MOMENTUM
-    # the row's pointers in locals: Python builds with -fno-strict-aliasing, so a store through
-    # a double* would reload every W field read in the loop
-    cdef const double *g = W.g + i * D
-    cdef const double *H = W.H + i * D * D
-    cdef double *Hg = W.Hg
-    cdef double *vel = W.vel + i * D
-    cdef double *cur = W.cur + i * D
-    cdef double gn = 0, hg = 0, s, h = 0, r, norm2 = 0
+    cdef double gn = 0, hg = 0, h = 0, r, norm2 = 0
     for a in range(D):
         gn += g[a] * g[a]
-        s = 0
-        for b in range(D):
-            s += H[a * D + b] * g[b]
-        Hg[a] = s
-        hg += s * s
+        hg += Hg[a] * Hg[a]
     gn = sqrt(gn)
     if not per_param:
         h = _dal_rate(P, sqrt(hg), gn)
@@ -252,6 +243,36 @@ cdef inline double _hessian_update(const Params *P, Work *W, int64_t i, double *
         cur[a] += r
         norm2 += cur[a] * cur[a]
     return norm2
+
+
+cdef inline double _hessian_update(const Params *P, Work *W, int64_t i, double *rates) noexcept nogil:
+    """_dal_update for row i with H g from its Hessian."""
+    cdef int a, b, D = P.D
+    # the row's pointers in locals: Python builds with -fno-strict-aliasing, so a store through
+    # a double* would reload every W field read in the loop
+    cdef const double *g = W.g + i * D
+    cdef const double *H = W.H + i * D * D
+    cdef double *Hg = W.Hg
+    cdef double s
+    for a in range(D):
+        s = 0
+        for b in range(D):
+            s += H[a * D + b] * g[b]
+        Hg[a] = s
+    return _dal_update(P, g, Hg, W.vel + i * D, W.cur + i * D, rates)
+
+
+def dal_update(str method, double power, double cap, double beta, const double[::1] g, const double[::1] Hg,
+               double[::1] vel, double[::1] cur, double[::1] rates):
+    """One step of a DAL method (``method``: 'dal', 'dal_momentum' or 'dal_per_param') from g and
+    H g, in place on cur and vel; the rate(s) into ``rates`` ([1] or [D]). Returns ‖θ⁺‖². The
+    same code as the generic loop's step, for the matrix-free DAL of a network (fc.descend)."""
+    cdef Params P
+    P.method, P.D, P.power, P.cap, P.beta = METHODS[method], g.shape[0], power, cap, beta
+    if P.method < DAL or Hg.shape[0] != P.D or vel.shape[0] != P.D or cur.shape[0] != P.D \
+            or rates.shape[0] != (P.D if P.method == DAL_PER_PARAM else 1):
+        raise ValueError("dal_update: a DAL method and g, Hg, vel, cur of one length D (rates: D per parameter, else 1)")
+    return _dal_update(&P, &g[0], &Hg[0], &vel[0], &cur[0], &rates[0])
 
 
 cdef int _settled(const Params *P, Work *W, int64_t i, int k) noexcept nogil:

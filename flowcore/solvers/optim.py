@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike
 
 from flowcore.engine.checks import INT32_MAX, count, positive, threads as _threads
 from flowcore.solvers.methods import COMPUTE, Compute, Optimizer, RestTest
-from flowcore.engine._descend import _cluster_rows, _descend
+from flowcore.engine._descend import _cluster_rows, _descend, dal_update
 from flowcore.engine import _kernels
 from flowcore.engine._loss import Loss
 from flowcore.engine.progress import Progress
@@ -52,7 +52,9 @@ def descend(loss: Loss, theta0: ArrayLike, method: Optimizer, steps: int = 100, 
       the same batches): see :class:`~flowcore.SGD`.
 
     ``lr`` is one rate or one per start [N]. A DataLoss or network given to the full-batch
-    methods runs them on its full-batch loss. ``compute``: device ('cpu', 'gpu' or None: the
+    methods runs them on its full-batch loss; a network with more than ``DENSE_DAL_MAX`` (1024)
+    parameters runs the DAL methods with H g from a Hessian–vector product a step (its Hessian
+    is never formed; a progress bar over the steps). ``compute``: device ('cpu', 'gpu' or None: the
     GPU when usable and there are at least 10⁴ starts) and threads. A loss with a sympy
     expression (Loss.from_expr, the zoo) runs as one compiled kernel with the loss inlined
     (compiled on first use, cached on disk), on either target; other losses run the generic
@@ -84,7 +86,9 @@ def descend(loss: Loss, theta0: ArrayLike, method: Optimizer, steps: int = 100, 
     N = th.shape[0]
     nthreads = _threads(compute.threads, -(-N // 64))
     record = _recorder(loss, m.name, _kernels.choose_device(compute.device, N))
-    if record is not None and N:
+    if m.name.startswith("dal") and "hvp" in loss.provides and loss.dim > DENSE_DAL_MAX:
+        run, interrupted = _descend_hvp(loss, th, steps, m, radius)
+    elif record is not None and N:
         run, interrupted = _descend_compiled(record, th, steps, m.name, lr, m.momentum, m.rate_power,
                                              m.rate_cap, radius, nthreads)
     else:
@@ -95,6 +99,45 @@ def descend(loss: Loss, theta0: ArrayLike, method: Optimizer, steps: int = 100, 
     if interrupted:
         raise Interrupted(run, "fc.descend")
     return run
+
+
+DENSE_DAL_MAX = 1024    # above this dimension a JAX loss's DAL methods take H g from Hessian–vector products
+
+
+def _descend_hvp(loss, th, steps, m, radius):
+    """The DAL methods of a JAX loss (a network) with H g from one Hessian–vector product a step
+    (fc.nn.hvp), never the D×D Hessian the generic loop holds per trajectory (58 GB at the digits
+    MLP's D = 85 002); the rate and update are the generic loop's own (_descend.dal_update).
+    Starts one after another, a progress bar over their steps; (Run, whether Ctrl-C arrived)."""
+    from flowcore.problems.nn import hvp
+    N, D = th.shape
+    per_param = m.name == "dal_per_param"
+    X = np.full((N, steps + 1, D), np.nan)
+    X[:, 0] = th
+    rates = np.full((N, steps) + ((D,) if per_param else ()), np.nan)
+    status, nsteps = np.zeros(N, np.int8), np.zeros(N, np.intc)
+    bar = Progress(N * steps, f"{m.name} by Hessian–vector products", "step", None)
+    interrupted = False
+    try:
+        for i in range(N):
+            cur, vel = th[i].copy(), np.zeros(D)
+            for k in range(steps):
+                g = np.ascontiguousarray(loss.grad(cur[None])[0])
+                Hg = np.ascontiguousarray(hvp(loss, cur, g), dtype=np.float64)
+                rate = np.empty(D if per_param else 1)
+                norm2 = dal_update(m.name, float(m.rate_power), m.rate_cap, m.momentum, g, Hg, vel, cur, rate)
+                X[i, k + 1], rates[i, k], nsteps[i] = cur, rate if per_param else rate[0], k + 1
+                bar.update(1)
+                if not np.isfinite(norm2) or norm2 > radius * radius:
+                    status[i] = Status.NONFINITE if not np.isfinite(norm2) else Status.ESCAPED
+                    bar.update(steps - k - 1)
+                    break
+    except KeyboardInterrupt:
+        status[i:] = Status.INTERRUPTED
+        interrupted = True
+    finally:
+        bar.close()
+    return Run(X, status, nsteps, rates, m.name), interrupted
 
 
 def _recorder(loss, method, device):
