@@ -344,12 +344,12 @@ def test_cnn_convolution_equals_xlas():
 @pytest.mark.parametrize("method", [fc.DAL(power=1.0), fc.DALMomentum(beta=0.5, power=2.0),
                                     fc.DALPerParam(power=1.0, lr_cap=5.0)], ids=["dal", "momentum", "per-param"])
 def test_dal_by_hessian_vector_products_equals_the_dense_loop(monkeypatch, method):
-    """Above DENSE_DAL_MAX a network's DAL takes H g from a Hessian–vector product: the same iterates
+    """Above DENSE_HESSIAN_MAX a network's DAL takes H g from a Hessian–vector product: the same iterates
     and rates as the generic loop with the dense Hessian (forced here on a small MLP), to rounding."""
     from flowcore.solvers import optim
     net = fc.nn.mlp(*fc.nn.iris(), widths=(8,), activation="tanh", loss="cross_entropy", seed=0)
     dense = fc.descend(net, net.theta0, method, 8)
-    monkeypatch.setattr(optim, "DENSE_DAL_MAX", 0)
+    monkeypatch.setattr(optim, "DENSE_HESSIAN_MAX", 0)
     free = fc.descend(net, net.theta0, method, 8)
     np.testing.assert_array_equal(free.status, dense.status)
     np.testing.assert_allclose(free.iterates, dense.iterates, rtol=1e-10, atol=1e-12)
@@ -369,3 +369,23 @@ def test_dal_runs_on_a_network_of_85_thousand_parameters():
     g = net.loss.grad(net.theta0[None])[0]
     Hg = fc.nn.hvp(net.loss, net.theta0, g)
     assert r.lr[0, 0] == pytest.approx(2 * np.linalg.norm(g) / np.linalg.norm(Hg), rel=1e-12)
+
+
+def test_diagnostics_by_products_equal_the_dense_ones_on_their_top_eigenpairs():
+    """Figs 11–13/16–17's per-iterate numbers without the Hessian: the top-k eigenpairs by Lanczos and
+    H g by a product give the dense path's eigenvalues, stability coefficients, ‖Hg‖ and progress ratio."""
+    net = fc.nn.mlp(*fc.nn.iris(), widths=(8,), activation="tanh", loss="cross_entropy", seed=0)
+    it = fc.descend(net, net.theta0, fc.GD(1.0), 4).iterates[0]
+    dense = fc.diagnostics(net.loss, it, 1.0, k=None)
+    assert dense["eigenvalues"].shape == (5, net.dim)          # a small network: the whole spectrum
+    free = fc.diagnostics(net.loss, it, 1.0, k=3)
+    np.testing.assert_allclose(free["eigenvalues"], dense["eigenvalues"][:, -3:], rtol=1e-9)
+    np.testing.assert_allclose(free["stability_coefficients"], dense["stability_coefficients"][:, -3:],
+                               rtol=1e-6, atol=1e-9)
+    for key in ("Hg_norm", "Hghat_norm", "progress_ratio", "loss"):
+        np.testing.assert_allclose(free[key], dense[key], rtol=1e-10)
+    big = fc.nn.mlp(*fc.nn.digits(), widths=(256, 256), activation="tanh", loss="cross_entropy", seed=0)
+    d = fc.diagnostics(big.loss, big.theta0, 0.5, k=2)        # D = 85 002: H never formed
+    assert d["eigenvalues"].shape == (2,) and d["eigenvalues"][0] <= d["eigenvalues"][1]
+    g = big.loss.grad(big.theta0[None])[0]
+    assert d["Hg_norm"] == pytest.approx(np.linalg.norm(fc.nn.hvp(big.loss, big.theta0, g)), rel=1e-12)

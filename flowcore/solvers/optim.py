@@ -52,7 +52,7 @@ def descend(loss: Loss, theta0: ArrayLike, method: Optimizer, steps: int = 100, 
       the same batches): see :class:`~flowcore.SGD`.
 
     ``lr`` is one rate or one per start [N]. A DataLoss or network given to the full-batch
-    methods runs them on its full-batch loss; a network with more than ``DENSE_DAL_MAX`` (1024)
+    methods runs them on its full-batch loss; a network with more than ``DENSE_HESSIAN_MAX`` (1024)
     parameters runs the DAL methods with H g from a Hessian–vector product a step (its Hessian
     is never formed; a progress bar over the steps). ``compute``: device ('cpu', 'gpu' or None: the
     GPU when usable and there are at least 10⁴ starts) and threads. A loss with a sympy
@@ -86,7 +86,7 @@ def descend(loss: Loss, theta0: ArrayLike, method: Optimizer, steps: int = 100, 
     N = th.shape[0]
     nthreads = _threads(compute.threads, -(-N // 64))
     record = _recorder(loss, m.name, _kernels.choose_device(compute.device, N))
-    if m.name.startswith("dal") and "hvp" in loss.provides and loss.dim > DENSE_DAL_MAX:
+    if m.name.startswith("dal") and "hvp" in loss.provides and loss.dim > DENSE_HESSIAN_MAX:
         run, interrupted = _descend_hvp(loss, th, steps, m, radius)
     elif record is not None and N:
         run, interrupted = _descend_compiled(record, th, steps, m.name, lr, m.momentum, m.rate_power,
@@ -101,7 +101,8 @@ def descend(loss: Loss, theta0: ArrayLike, method: Optimizer, steps: int = 100, 
     return run
 
 
-DENSE_DAL_MAX = 1024    # above this dimension a JAX loss's DAL methods take H g from Hessian–vector products
+DENSE_HESSIAN_MAX = 1024    # above this many parameters a network's Hessian is never formed: DAL takes H g, the
+                            # diagnostics the top eigenpairs, from Hessian–vector products
 
 
 def _descend_hvp(loss, th, steps, m, radius):
@@ -283,28 +284,65 @@ def _rest_runner(loss, m, rest, device):
     return compiled
 
 
-def diagnostics(loss: Loss, iterates: ArrayLike, lr: float) -> dict:
+def diagnostics(loss: Loss, iterates: ArrayLike, lr: float, k: int | None = None) -> dict:
     """Per-iterate diagnostics of a GD run (iterates [..., D], real): a dict of arrays.
 
     * ``loss``: E(θ)
-    * ``eigenvalues`` [..., D] ascending, ``eigenvectors`` [..., D, D] of H
-    * ``stability_coefficients`` [..., D]: sc_i = α_PF(hλ_i)(gᵀu_i), sign of u_i chosen
+    * ``eigenvalues`` [..., K] ascending, ``eigenvectors`` [..., D, K] of H: all of them (K = D),
+      or the K = ``k`` largest
+    * ``stability_coefficients`` [..., K]: sc_i = α_PF(hλ_i)(gᵀu_i), sign of u_i chosen
       so that gᵀu_i ≥ 0; α_PF(z) = log(1 − z)/z with +iπ for z > 1 (complex)
     * ``Hg_norm`` ‖Hg‖, ``Hghat_norm`` ‖Hĝ‖ (NaN where g = 0)
     * ``progress_ratio``: (E(θ − hg) − E(θ)) / (h‖g‖²) (Ahn et al.); −1 + O(h) for small h
+
+    ``k``: None for the whole spectrum from the dense Hessian — except for a network (a JAX loss)
+    above ``DENSE_HESSIAN_MAX`` parameters, which takes k = 8; with k, the top-k eigenpairs by
+    Lanczos on Hessian–vector products and Hg by one product (a JAX loss: H is never formed;
+    another loss: from its Hessian).
     """
     th = np.asarray(iterates, dtype=np.float64)
-    E, g, H, _ = loss.evaluate(th, hess=True)
-    lam, U = np.linalg.eigh(H)
+    matrix_free = "hvp" in loss.provides and (k is not None or loss.dim > DENSE_HESSIAN_MAX)
+    if matrix_free:
+        E, g, lam, U, Hg = _spectrum_by_products(loss, th, 8 if k is None else k)
+    else:
+        E, g, H, _ = loss.evaluate(th, hess=True)
+        lam, U = np.linalg.eigh(H)
+        Hg = np.einsum("...ab,...b->...a", H, g)
+        if k is not None:
+            lam, U = lam[..., -k:], U[..., -k:]
     proj = np.einsum("...a,...ai->...i", g, U)
     sign = np.where(proj < 0, -1.0, 1.0)
     U = U * sign[..., None, :]
     proj = proj * sign
     sc = pf_alpha(lr * lam + 0j) * proj
-    Hg = np.einsum("...ab,...b->...a", H, g)
     gn = np.linalg.norm(g, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         hghat = np.where(gn > 0, np.linalg.norm(Hg, axis=-1) / gn, np.nan)
         ratio = (loss.value(th - lr * g) - E) / (lr * gn**2)
     return {"loss": E, "eigenvalues": lam, "eigenvectors": U, "stability_coefficients": sc,
             "Hg_norm": np.linalg.norm(Hg, axis=-1), "Hghat_norm": hghat, "progress_ratio": ratio}
+
+
+def _spectrum_by_products(loss, th, k):
+    """(E, g, the top-k eigenvalues ascending [..., k], their eigenvectors [..., D, k], Hg) at each
+    row of th from Hessian–vector products (fc.nn.top_eigenpairs, fc.nn.hvp), a progress bar over
+    the rows (a Lanczos run is seconds at D ~ 10⁵)."""
+    from flowcore.problems.nn import hvp, top_eigenpairs
+    rows = th.reshape(-1, th.shape[-1])
+    n, D = rows.shape
+    if not 1 <= k < D:
+        raise ValueError(f"k must be in [1, {D - 1}] (the top eigenpairs by Lanczos), got {k}")
+    E, g = loss.value(rows), loss.grad(rows)
+    lam, U, Hg = np.empty((n, k)), np.empty((n, D, k)), np.empty((n, D))
+    bar = Progress(n, "top eigenpairs by Hessian–vector products", "iterate", None)
+    try:
+        for i, x in enumerate(rows):
+            top, vecs = top_eigenpairs(loss, x, k, tol=1e-10)
+            lam[i], U[i] = top[::-1], vecs[:, ::-1]
+            Hg[i] = hvp(loss, x, g[i])
+            bar.update(1)
+    finally:
+        bar.close()
+    shape = th.shape[:-1]
+    return (E.reshape(shape), g.reshape(th.shape), lam.reshape(shape + (k,)), U.reshape(shape + (D, k)),
+            Hg.reshape(th.shape))
