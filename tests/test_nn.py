@@ -357,20 +357,6 @@ def test_dal_by_hessian_vector_products_equals_the_dense_loop(monkeypatch, metho
     assert np.all(np.isfinite(free.lr)) and np.ptp(free.lr) > 0          # the rate adapts
 
 
-def test_dal_runs_on_a_network_of_85_thousand_parameters():
-    """The digits MLP 64→256→256→10: its Hessian would take 58 GB, the generic loop's per-trajectory
-    D×D work array could not be allocated; by products a step is a gradient and one H·g."""
-    net = fc.nn.mlp(*fc.nn.digits(), widths=(256, 256), activation="tanh", loss="cross_entropy", seed=0)
-    assert net.dim == 85_002
-    r = fc.descend(net, net.theta0, fc.DAL(power=1.0), 3)
-    assert r.status[0] == fc.Status.OK and r.nsteps[0] == 3
-    E = net.loss.value(r.iterates[0])
-    assert E[-1] < E[0]                       # DAL's rate 2/‖H ĝ‖ decreases the loss here
-    g = net.loss.grad(net.theta0[None])[0]
-    Hg = fc.nn.hvp(net.loss, net.theta0, g)
-    assert r.lr[0, 0] == pytest.approx(2 * np.linalg.norm(g) / np.linalg.norm(Hg), rel=1e-12)
-
-
 def test_diagnostics_by_products_equal_the_dense_ones_on_their_top_eigenpairs():
     """Figs 11–13/16–17's per-iterate numbers without the Hessian: the top-k eigenpairs by Lanczos and
     H g by a product give the dense path's eigenvalues, stability coefficients, ‖Hg‖ and progress ratio."""
@@ -384,8 +370,23 @@ def test_diagnostics_by_products_equal_the_dense_ones_on_their_top_eigenpairs():
                                rtol=1e-6, atol=1e-9)
     for key in ("Hg_norm", "Hghat_norm", "progress_ratio", "loss"):
         np.testing.assert_allclose(free[key], dense[key], rtol=1e-10)
-    big = fc.nn.mlp(*fc.nn.digits(), widths=(256, 256), activation="tanh", loss="cross_entropy", seed=0)
-    d = fc.diagnostics(big.loss, big.theta0, 0.5, k=2)        # D = 85 002: H never formed
-    assert d["eigenvalues"].shape == (2,) and d["eigenvalues"][0] <= d["eigenvalues"][1]
-    g = big.loss.grad(big.theta0[None])[0]
-    assert d["Hg_norm"] == pytest.approx(np.linalg.norm(fc.nn.hvp(big.loss, big.theta0, g)), rel=1e-12)
+
+
+def test_dal_and_diagnostics_run_on_a_network_of_85_thousand_parameters():
+    """The digits MLP 64→256→256→10: its Hessian would take 58 GB (the generic DAL loop's per-trajectory
+    D×D work array could not be allocated). By products a DAL step is a gradient and one H·g, and the
+    diagnostics are the top eigenpairs by Lanczos."""
+    net = fc.nn.mlp(*fc.nn.digits(), widths=(256, 256), activation="tanh", loss="cross_entropy", seed=0)
+    assert net.dim == 85_002
+    r = fc.descend(net, net.theta0, fc.DAL(power=1.0), 3)
+    assert r.status[0] == fc.Status.OK and r.nsteps[0] == 3
+    E = net.loss.value(r.iterates[0])
+    assert E[-1] < E[0]                       # DAL's rate 2/‖H ĝ‖ decreases the loss here
+    g = net.loss.grad(net.theta0[None])[0]
+    Hg = fc.nn.hvp(net.loss, net.theta0, g)
+    assert r.lr[0, 0] == pytest.approx(2 * np.linalg.norm(g) / np.linalg.norm(Hg), rel=1e-12)
+    d = fc.diagnostics(net.loss, net.theta0, 0.5, k=2)
+    assert d["eigenvalues"].shape == (2,) and 0 < d["eigenvalues"][0] <= d["eigenvalues"][1]
+    assert d["Hg_norm"] == pytest.approx(np.linalg.norm(Hg), rel=1e-12)
+    u = d["eigenvectors"][:, 1]                # Rayleigh quotient of the top vector by one more product
+    assert u @ fc.nn.hvp(net.loss, net.theta0, u) == pytest.approx(d["eigenvalues"][1], rel=1e-8)

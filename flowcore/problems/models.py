@@ -106,7 +106,7 @@ class Model:
     def build(self, loss: Loss, lr: float, order: int | None = None, branch: str = "track",
               krylov: bool | None = None):
         """The flow's field for ``loss`` at learning rate ``lr`` (a SpectralFlow; for a JAX loss and a
-        polynomial α of degree ≥ 1, a field of Hessian–vector products: fc.nn.polynomial_flow; for
+        polynomial α, a field of Hessian–vector products: fc.nn.polynomial_flow; for
         the PF of a JAX loss, matrix-free (fc.nn.matrix_free_pf) when ``krylov`` or, by default, above
         fc.nn.KRYLOV_MIN_DIM parameters)."""
         if self.is_map:
@@ -131,7 +131,7 @@ class Model:
             return _spectral(loss, lr, "pf", (), np_coef=np_coef, track=branch == "track", name=name)
         name = f"bea{order}" if self.name == "bea" else self.name
         coef = [float(c) for c in self._coefficients(order)]
-        if len(coef) > 1 and is_jax(loss):          # H·v products, not H, for a network
+        if is_jax(loss):          # H·v products (none for the NGF and PGF), never H, for a network
             return polynomial_flow(loss, lr, coef, name, np_coef)
         return _spectral(loss, lr, "poly", coef, np_coef=np_coef, name=name)
 
