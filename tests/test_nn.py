@@ -390,3 +390,7 @@ def test_dal_and_diagnostics_run_on_a_network_of_85_thousand_parameters():
     assert d["Hg_norm"] == pytest.approx(np.linalg.norm(Hg), rel=1e-12)
     u = d["eigenvectors"][:, 1]                # Rayleigh quotient of the top vector by one more product
     assert u @ fc.nn.hvp(net.loss, net.theta0, u) == pytest.approx(d["eigenvalues"][1], rel=1e-8)
+    from flowcore.analysis import paper          # Fig 8 at this scale: u₀ by Lanczos, the PF's factor 1 − hλ₀
+    p = paper.projection_predictions(net.loss, 0.5, r.iterates[0][:2], flows=("ngf", "pf"))
+    assert p["sharpness"][0] == pytest.approx(d["eigenvalues"][1], rel=1e-8) and p["projection"][0] >= 0
+    assert p["factor"]["pf"][0] == pytest.approx(1 - 0.5 * p["sharpness"][0], rel=1e-12)

@@ -10,6 +10,7 @@ import numpy as np
 import flowcore as fc
 from flowcore.engine.checks import names, positive
 from flowcore.engine.progress import Progress
+from flowcore.solvers.optim import DENSE_HESSIAN_MAX
 
 TRACK_FLOWS = ("ngf", "igr", "third_order", "pf")
 
@@ -137,12 +138,13 @@ def projection_predictions(loss, lr, iterates, flows=TRACK_FLOWS):
     it = np.atleast_2d(np.asarray(iterates, float))
     if it.shape[0] < 2 or it.shape[1] != loss.dim or not np.all(np.isfinite(it)):
         raise ValueError(f"iterates must be a finite GD run [N >= 2, {loss.dim}], got shape {it.shape}")
-    lam, U = np.linalg.eigh(loss.hess(it[:-1]))
-    lam0, u = lam[:, -1], U[:, :, -1]
+    # the top eigenpair, u₀ signed so that gᵀu₀ ≥ 0: from the dense Hessian, or for a network above
+    # DENSE_HESSIAN_MAX parameters by Lanczos on Hessian–vector products
+    top = 1 if "hvp" in loss.provides and loss.dim > DENSE_HESSIAN_MAX else None
+    d = fc.diagnostics(loss, it[:-1], lr, k=top)
+    lam0, u = d["eigenvalues"][:, -1], d["eigenvectors"][:, :, -1]
     g = loss.grad(it)
-    x = np.einsum("nd,nd->n", g[:-1], u)
-    u = np.where((x < 0)[:, None], -u, u)
-    x, nxt = np.abs(x), np.einsum("nd,nd->n", g[1:], u)
+    x, nxt = np.einsum("nd,nd->n", g[:-1], u), np.einsum("nd,nd->n", g[1:], u)
     z = lr * lam0 + 0j
     out = {"lr": float(lr), "sharpness": lam0, "projection": x, "gd": nxt, "factor": {}, "predicted": {}}
     for name in flows:
