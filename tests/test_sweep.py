@@ -362,15 +362,22 @@ def test_plot_sweep_panels_and_legend():
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_can_sweep(tmp_path):
     """After a sweep, a forked child (multiprocessing's default on Linux) runs its own: the writer
-    loop and the chunk pool are the child's, not dead copies of the parent's threads."""
-    loss = fc.losses.double_well()
-    fa.sweep(loss, fc.GD(0.1), {"x": (-1, 1, 5)}, store=tmp_path / "a.zarr", progress=False)
-    pid = os.fork()
-    if pid == 0:                                                 # pragma: no cover (the child)
-        import faulthandler
-        faulthandler.dump_traceback_later(60, exit=True)
-        ds = fa.sweep(loss, fc.GD(0.1), {"x": (-1, 1, 7)}, store=tmp_path / "b.zarr", progress=False)
-        labels = ds.label.compute(scheduler="synchronous").values     # not through an inherited Client
-        os._exit(0 if labels.tolist() == [0, 0, 0, 2, 1, 1, 1] else 3)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    loop and the chunk pool are the child's, not dead copies of the parent's threads. In a fresh
+    interpreter: a test worker that has imported JAX (multithreaded) must not fork."""
+    script = textwrap.dedent(f"""
+        import os, faulthandler
+        import flowcore as fc
+        import flowcore.analysis as fa
+        loss = fc.losses.double_well()
+        fa.sweep(loss, fc.GD(0.1), {{"x": (-1, 1, 5)}}, store={str(tmp_path / "a.zarr")!r}, progress=False)
+        pid = os.fork()
+        if pid == 0:
+            faulthandler.dump_traceback_later(60, exit=True)
+            ds = fa.sweep(loss, fc.GD(0.1), {{"x": (-1, 1, 7)}}, store={str(tmp_path / "b.zarr")!r}, progress=False)
+            labels = ds.label.compute(scheduler="synchronous").values     # not through an inherited Client
+            os._exit(0 if labels.tolist() == [0, 0, 0, 2, 1, 1, 1] else 3)
+        _, status = os.waitpid(pid, 0)
+        raise SystemExit(os.waitstatus_to_exitcode(status))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
