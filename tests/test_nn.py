@@ -394,3 +394,26 @@ def test_dal_and_diagnostics_run_on_a_network_of_85_thousand_parameters():
     p = paper.projection_predictions(net.loss, 0.5, r.iterates[0][:2], flows=("ngf", "pf"))
     assert p["sharpness"][0] == pytest.approx(d["eigenvalues"][1], rel=1e-8) and p["projection"][0] >= 0
     assert p["factor"]["pf"][0] == pytest.approx(1 - 0.5 * p["sharpness"][0], rel=1e-12)
+
+
+def test_cli_dal_json_redraws_and_refuses_bad_rates(tmp_path):
+    """`flowcore dal`: its JSON holds every run's loss and rates (the figure's data), against an
+    independent GD loop in numpy on the same network."""
+    import json
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "flowcore.cli", "dal", "--data", "regression", "--samples", "10", "--widths", "3",
+           "--objective", "mse", "--steps", "12", "--lrs", "0.1,0.3", "--powers", "1"]
+    out = subprocess.run(cmd + ["--json", "-o", str(tmp_path / "d.png")], capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    d = json.loads(out.stdout)
+    assert set(d["runs"]) == {"GD lr=0.1", "GD lr=0.3", "DAL"} and (tmp_path / "d.png").stat().st_size > 10000
+    net = fc.nn.mlp(*fc.nn.regression_2d(10, seed=0), widths=(3,), activation="tanh", loss="mse", seed=0)
+    th, losses = net.theta0.copy(), []
+    for _ in range(13):
+        losses.append(float(net.loss.value(th[None])[0]))
+        th = th - 0.3 * net.loss.grad(th[None])[0]
+    np.testing.assert_allclose(d["runs"]["GD lr=0.3"]["loss"], losses, rtol=1e-12)
+    assert len(d["runs"]["DAL"]["lr"]) == 12 and min(d["runs"]["DAL"]["lr"]) > 0
+    bad = subprocess.run(cmd[:-4] + ["--lrs", "0.1,-1"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "--lrs" in bad.stderr

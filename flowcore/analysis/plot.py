@@ -546,6 +546,28 @@ def network_eos(r, title=None):
 EQUILIBRATED = 5    # runs longer than 5 mean crossing times are taken as in equilibrium
 
 
+def dal_comparison(r, title=None):
+    """Fig 18: the loss of GD at fixed rates and of DAL/DAL-p (``paper.dal_comparison``'s result),
+    each labelled with its iterations to within the tolerance, and the learning rate each takes."""
+    plt = _plt()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.6))
+    for j, (k, v) in enumerate(r["runs"].items()):
+        its = v["iterations_to_tol"]
+        style = dict(color=f"C{j}", lw=2.2 if k.startswith("DAL") else 1.0, ls="--" if k.startswith("DAL") else "-")
+        ax.semilogy(v["loss"], label=f"{k} ({f'{its} its' if its is not None else 'never'} to within {r['tol']:g})",
+                    **style)
+        ax2.semilogy(v["lr"], label=k, **style)
+    ax.set(xlabel="GD step", ylabel=r"$E(\theta_n)$")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    ax.set_title(f"loss (tolerance: {r['tol']:g} above the lowest any run reaches)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    ax2.set(xlabel="GD step", ylabel="learning rate", title=r"DAL's rate $h = 2/\Vert H\hat g\Vert^p$ per step")
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    fig.tight_layout()
+    return fig
+
+
 def sgd_double_well(r, title=None):
     """SGD against its SDE on a noisy double well: stationary densities and escape rates."""
     plt = _plt()

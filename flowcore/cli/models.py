@@ -140,6 +140,37 @@ def cmd_eos(args):
         print(f"cost of {k}: {f['seconds_per_restart']:.3g} s per one-step prediction{work}")
 
 
+def cmd_dal(args):
+    """DAL and DAL-p against GD at fixed rates on an MLP (the paper's Fig 18); above 1 024 parameters
+    DAL's ‖H ĝ‖ comes from one Hessian–vector product a step."""
+    import time
+    from flowcore import analysis as fa
+    from flowcore.analysis import paper
+    from flowcore.solvers.optim import DENSE_HESSIAN_MAX
+    lrs, powers = _point(args.lrs, "--lrs"), _point(args.powers, "--powers")
+    if np.any(lrs <= 0) or np.any(powers <= 0):
+        raise ValueError(f"--lrs {args.lrs!r} and --powers {args.powers!r}: every rate and power must be positive")
+    net = _network(args, args.data, "--data")
+    out = _output(args.output)
+    start = time.perf_counter()
+    r = paper.dal_comparison(net.loss, net.theta0, args.steps, tuple(lrs), powers=tuple(powers), tol=args.tol)
+    seconds = time.perf_counter() - start
+    title = f"{net!r}"[8:-1]
+    if out:
+        fa.plot.dal_comparison(r, title=title).savefig(out, dpi=110)
+    if args.json:
+        print(json.dumps(fa.as_json({"network": repr(net), "dim": net.dim, "steps": args.steps, "seconds": seconds, **r})))
+        return
+    print(f"{title}: {args.steps} steps from its initialisation; lowest loss {r['best_loss']:.4g}")
+    print(f"{'run':>16} {'final loss':>11} {'steps to within ' + format(r['tol'], 'g'):>22} {'rate min':>9} {'rate max':>9}")
+    for k, v in r["runs"].items():
+        its = v["iterations_to_tol"]
+        print(f"{k:>16} {v['final_loss']:11.4g} {('never' if its is None else str(its)):>22} "
+              f"{np.nanmin(v['lr']):9.3g} {np.nanmax(v['lr']):9.3g}")
+    print(f"{seconds:.1f} s" + (" (DAL by Hessian–vector products: the Hessian is never formed)"
+                                if net.dim > DENSE_HESSIAN_MAX else ""))
+
+
 def register(sub):
     """Add this group's commands to the subparsers ``sub``."""
     tr = sub.add_parser("track", help="tracking error of NGF/IGR/third-order/PF against GD")
@@ -186,3 +217,15 @@ def register(sub):
     eo.add_argument("-o", "--output", help="write the figure to this PNG")
     eo.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
     eo.set_defaults(func=cmd_eos)
+    da = sub.add_parser("dal", help="DAL and DAL-p (h = 2/‖H ĝ‖^p) against GD at fixed learning rates on an MLP "
+                        "(the paper's Fig 18; needs the nn extra)")
+    da.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")
+    _add_network(da)
+    da.add_argument("--steps", type=COUNT, default=100, help="steps of every run (default 100)")
+    da.add_argument("--lrs", default="0.25,0.5,1", help="GD's fixed learning rates (default 0.25,0.5,1)")
+    da.add_argument("--powers", default="1,2", help="DAL-p's powers p (default 1,2)")
+    da.add_argument("--tol", type=POSITIVE, default=1e-2, help="count the steps to within this of the lowest loss "
+                    "any run reaches (default 0.01)")
+    da.add_argument("-o", "--output", help="write the figure to this PNG")
+    da.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
+    da.set_defaults(func=cmd_dal)

@@ -150,23 +150,11 @@ def _digits_net():
 def network_dal(quick):
     """Fig 18 at scale: DAL and DAL-p (‖H ĝ‖ by a Hessian–vector product a step) against fixed
     learning rates on the digits MLP (D = 85 002), with the learning rate each takes."""
-    plt = _plt()
     net = _digits_net()
     lrs = (0.25, 0.5, 1.0)
     r = paper.dal_comparison(net.loss, net.theta0, 10 if quick else 100, lrs, powers=(1.0, 2.0), tol=1e-2)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.6))
-    for j, (k, v) in enumerate(r["runs"].items()):
-        its = v["iterations_to_tol"]
-        style = dict(color=f"C{j}", lw=2.2 if k.startswith("DAL") else 1.0, ls="--" if k.startswith("DAL") else "-")
-        ax.semilogy(v["loss"], label=f"{k} ({f'{its} its' if its is not None else 'never'} to within 0.01)", **style)
-        ax2.semilogy(v["lr"], label=k, **style)
-    ax.set(xlabel="GD step", ylabel=r"$E(\theta_n)$")
-    fig.suptitle(f"{net!r}"[8:-1], fontsize=10)
-    ax.set_title("loss (tolerance: 0.01 above the lowest any run reaches)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
-    ax2.set(xlabel="GD step", ylabel="learning rate", title=r"DAL's rate $h = 2/\Vert H\hat g\Vert^p$ per step")
-    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
-    fig.tight_layout()
+    from flowcore.analysis.plot import dal_comparison as plot_dal
+    fig = plot_dal(r, title=f"{net!r}"[8:-1])
     data = {"network": repr(net), "tol": r["tol"], "best_loss": r["best_loss"],
             "runs": {k: {"iterations_to_tol": v["iterations_to_tol"], "final_loss": v["final_loss"], "loss": v["loss"],
                          "lr": v["lr"]} for k, v in r["runs"].items()}}
