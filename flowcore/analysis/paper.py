@@ -156,24 +156,29 @@ def projection_predictions(loss, lr, iterates, flows=TRACK_FLOWS):
 def dal_comparison(loss, theta0, steps, lrs, powers=(1.0, 2.0), tol=1e-6):
     """GD at fixed learning rates against DAL-p (h = 2/‖Hĝ‖^p) from one start. Figs 18/20.
 
-    Returns per run: loss curve, its learning rates, and the first iteration with E − E_min ≤ tol
-    (E_min: the lowest loss any run reaches; None if never).
+    Returns per run: loss curve, its learning rates, the first iteration with E − E_min ≤ tol
+    (E_min: the lowest loss any run reaches; None if never), and its cost (seconds per step).
     """
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
-    runs = {}
-    for h in lrs:
-        r = fc.descend(loss, th, fc.GD(h), steps)
-        runs[f"GD lr={h:g}"] = (r.iterates[0], r.lr[0])
-    for p in powers:
-        r = fc.descend(loss, th, fc.DAL(power=p), steps)
-        runs[f"DAL-p, p={p:g}" if p != 1 else "DAL"] = (r.iterates[0], r.lr[0])
+    methods = {f"GD lr={h:g}": fc.GD(h) for h in lrs}
+    methods.update({f"DAL-p, p={p:g}" if p != 1 else "DAL": fc.DAL(power=p) for p in powers})
+    runs, seconds = {}, {}
+    bar = Progress(len(methods), "DAL against fixed rates", "run", None)
+    try:
+        for k, method in methods.items():
+            start = time.perf_counter()
+            r = fc.descend(loss, th, method, steps)
+            runs[k], seconds[k] = (r.iterates[0], r.lr[0]), time.perf_counter() - start
+            bar.update(1)
+    finally:
+        bar.close()
     curves = {k: loss.value(v[0]) for k, v in runs.items()}
     best = min(np.nanmin(c) for c in curves.values())
     out = {"runs": {}}
     for k, c in curves.items():
         hit = np.flatnonzero(c - best <= tol)
         out["runs"][k] = {"loss": c, "lr": runs[k][1], "iterations_to_tol": int(hit[0]) if hit.size else None,
-                          "final_loss": float(c[-1])}
+                          "final_loss": float(c[-1]), "seconds_per_step": seconds[k] / max(steps, 1)}
     out["tol"], out["best_loss"] = tol, float(best)
     return out
 

@@ -162,11 +162,12 @@ def cmd_dal(args):
         print(json.dumps(fa.as_json({"network": repr(net), "dim": net.dim, "steps": args.steps, "seconds": seconds, **r})))
         return
     print(f"{title}: {args.steps} steps from its initialisation; lowest loss {r['best_loss']:.4g}")
-    print(f"{'run':>16} {'final loss':>11} {'steps to within ' + format(r['tol'], 'g'):>22} {'rate min':>9} {'rate max':>9}")
+    print(f"{'run':>16} {'final loss':>11} {'steps to within ' + format(r['tol'], 'g'):>22} {'rate min':>9} "
+          f"{'rate max':>9} {'ms a step':>10}")
     for k, v in r["runs"].items():
         its = v["iterations_to_tol"]
         print(f"{k:>16} {v['final_loss']:11.4g} {('never' if its is None else str(its)):>22} "
-              f"{np.nanmin(v['lr']):9.3g} {np.nanmax(v['lr']):9.3g}")
+              f"{np.nanmin(v['lr']):9.3g} {np.nanmax(v['lr']):9.3g} {1e3 * v['seconds_per_step']:10.3g}")
     print(f"{seconds:.1f} s" + (" (DAL by Hessian–vector products: the Hessian is never formed)"
                                 if net.dim > DENSE_HESSIAN_MAX else ""))
 
