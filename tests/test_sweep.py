@@ -379,5 +379,6 @@ def test_a_forked_child_can_sweep(tmp_path):
         _, status = os.waitpid(pid, 0)
         raise SystemExit(os.waitstatus_to_exitcode(status))
     """)
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240,
+                       cwd=tmp_path)           # not the checkout: the installed package, as CI runs it
     assert r.returncode == 0, r.stderr[-2000:]
