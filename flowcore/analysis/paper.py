@@ -10,7 +10,7 @@ import numpy as np
 import flowcore as fc
 from flowcore.engine.checks import names, positive
 from flowcore.engine.progress import Progress
-from flowcore.solvers.optim import DENSE_HESSIAN_MAX
+from flowcore.solvers.optim import hessian_free
 
 TRACK_FLOWS = ("ngf", "igr", "third_order", "pf")
 
@@ -140,7 +140,7 @@ def projection_predictions(loss, lr, iterates, flows=TRACK_FLOWS):
         raise ValueError(f"iterates must be a finite GD run [N >= 2, {loss.dim}], got shape {it.shape}")
     # the top eigenpair, u₀ signed so that gᵀu₀ ≥ 0: from the dense Hessian, or for a network above
     # DENSE_HESSIAN_MAX parameters by Lanczos on Hessian–vector products
-    top = 1 if "hvp" in loss.provides and loss.dim > DENSE_HESSIAN_MAX else None
+    top = 1 if hessian_free(loss) else None
     d = fc.diagnostics(loss, it[:-1], lr, k=top)
     lam0, u = d["eigenvalues"][:, -1], d["eigenvectors"][:, :, -1]
     g = loss.grad(it)

@@ -146,7 +146,7 @@ def cmd_dal(args):
     import time
     from flowcore import analysis as fa
     from flowcore.analysis import paper
-    from flowcore.solvers.optim import DENSE_HESSIAN_MAX
+    from flowcore.solvers.optim import hessian_free
     lrs, powers = _point(args.lrs, "--lrs"), _point(args.powers, "--powers")
     if np.any(lrs <= 0) or np.any(powers <= 0):
         raise ValueError(f"--lrs {args.lrs!r} and --powers {args.powers!r}: every rate and power must be positive")
@@ -169,7 +169,7 @@ def cmd_dal(args):
         print(f"{k:>16} {v['final_loss']:11.4g} {('never' if its is None else str(its)):>22} "
               f"{np.nanmin(v['lr']):9.3g} {np.nanmax(v['lr']):9.3g} {1e3 * v['seconds_per_step']:10.3g}")
     print(f"{seconds:.1f} s" + (" (DAL by Hessian–vector products: the Hessian is never formed)"
-                                if net.dim > DENSE_HESSIAN_MAX else ""))
+                                if hessian_free(net.loss) else ""))
 
 
 def register(sub):

@@ -14,6 +14,7 @@ from flowcore.engine._loss import Loss
 from flowcore.engine.progress import Progress
 from flowcore.engine._status import Interrupted, Status
 from flowcore.problems.models import pf_alpha
+from flowcore.problems.nn import hvp, top_eigenpairs
 from flowcore.solvers.runs import Rest, Run
 from flowcore.solvers.sgd import MAX_ITERATE_BYTES, _rates, run_sgd
 
@@ -86,7 +87,7 @@ def descend(loss: Loss, theta0: ArrayLike, method: Optimizer, steps: int = 100, 
     N = th.shape[0]
     nthreads = _threads(compute.threads, -(-N // 64))
     record = _recorder(loss, m.name, _kernels.choose_device(compute.device, N))
-    if m.name.startswith("dal") and "hvp" in loss.provides and loss.dim > DENSE_HESSIAN_MAX:
+    if m.name.startswith("dal") and hessian_free(loss):
         run, interrupted = _descend_hvp(loss, th, steps, m, radius)
     elif record is not None and N:
         run, interrupted = _descend_compiled(record, th, steps, m.name, lr, m.momentum, m.rate_power,
@@ -105,12 +106,17 @@ DENSE_HESSIAN_MAX = 1024    # above this many parameters a network's Hessian is 
                             # diagnostics the top eigenpairs, from Hessian–vector products
 
 
+def hessian_free(loss):
+    """Is ``loss`` a network (Hessian–vector products) above DENSE_HESSIAN_MAX parameters, whose
+    Hessian the analyses never form?"""
+    return "hvp" in loss.provides and loss.dim > DENSE_HESSIAN_MAX
+
+
 def _descend_hvp(loss, th, steps, m, radius):
     """The DAL methods of a JAX loss (a network) with H g from one Hessian–vector product a step
     (fc.nn.hvp), never the D×D Hessian the generic loop holds per trajectory (58 GB at the digits
     MLP's D = 85 002); the rate and update are the generic loop's own (_descend.dal_update).
     Starts one after another, a progress bar over their steps; (Run, whether Ctrl-C arrived)."""
-    from flowcore.problems.nn import hvp
     N, D = th.shape
     per_param = m.name == "dal_per_param"
     X = np.full((N, steps + 1, D), np.nan)
@@ -301,7 +307,7 @@ def diagnostics(loss: Loss, iterates: ArrayLike, lr: float, k: int | None = None
     another loss: from its Hessian).
     """
     th = np.asarray(iterates, dtype=np.float64)
-    matrix_free = "hvp" in loss.provides and (k is not None or loss.dim > DENSE_HESSIAN_MAX)
+    matrix_free = hessian_free(loss) or ("hvp" in loss.provides and k is not None)
     if matrix_free:
         E, g, lam, U, Hg = _spectrum_by_products(loss, th, 8 if k is None else k)
     else:
@@ -327,7 +333,6 @@ def _spectrum_by_products(loss, th, k):
     """(E, g, the top-k eigenvalues ascending [..., k], their eigenvectors [..., D, k], Hg) at each
     row of th from Hessian–vector products (fc.nn.top_eigenpairs, fc.nn.hvp), a progress bar over
     the rows (a Lanczos run is seconds at D ~ 10⁵)."""
-    from flowcore.problems.nn import hvp, top_eigenpairs
     rows = th.reshape(-1, th.shape[-1])
     n, D = rows.shape
     if not 1 <= k < D:

@@ -3,7 +3,7 @@ import numpy as np
 
 import flowcore as fc
 from flowcore.analysis import paper
-from flowcore.analysis.plot import _plt
+from flowcore.analysis.plot import _plt, dal_comparison as plot_dal
 from flowcore.analysis.tour.paper_toy import track_figure
 
 
@@ -153,7 +153,6 @@ def network_dal(quick):
     net = _digits_net()
     lrs = (0.25, 0.5, 1.0)
     r = paper.dal_comparison(net.loss, net.theta0, 10 if quick else 100, lrs, powers=(1.0, 2.0), tol=1e-2)
-    from flowcore.analysis.plot import dal_comparison as plot_dal
     fig = plot_dal(r, title=f"{net!r}"[8:-1])
     data = {"network": repr(net), "tol": r["tol"], "best_loss": r["best_loss"],
             "runs": {k: {"iterations_to_tol": v["iterations_to_tol"], "final_loss": v["final_loss"], "loss": v["loss"],
