@@ -337,9 +337,9 @@ def method_source(tab, dense):
     out = [f"#define FC_STAGES {s}", f"#define FC_ADAPTIVE {int(e is not None)}",
            f"#define FC_DENSE {int(P is not None)}", f"#define FC_ORDER {order}",
            f"#define FC_ALPHA {_lit(alpha)}", f"#define FC_BETA {_lit(tab.beta)}", ""]
-    # The stages of a block of lanes, stage by stage: each loop over the lanes is short, so the
-    # processor overlaps the dependent chains of neighbouring lanes (one loop over all stages
-    # per lane ran at the chain's latency: 1.6× slower). Every stage is computed (a lane's fault
+    # The stages of a block of lanes, stage by stage: short loops over the lanes, which the compiler
+    # vectorises without forced inlining (all stages in one loop per lane measured alike, and needed
+    # every helper forced inline). Every stage is computed (a lane's fault
     # does not branch the lanes' common code); nfev counts a lane's stages up to its first fault,
     # st keeps that fault's status. The step's weights h·a_ij: a stage's input is y + Σ (h a_ij) K_j,
     # one multiply shorter on the latency chain than y + h Σ a_ij K_j (1.12× → 1.05× C on RK4).
