@@ -417,3 +417,41 @@ def test_cli_dal_json_redraws_and_refuses_bad_rates(tmp_path):
     assert len(d["runs"]["DAL"]["lr"]) == 12 and min(d["runs"]["DAL"]["lr"]) > 0
     bad = subprocess.run(cmd[:-4] + ["--lrs", "0.1,-1"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode != 0 and "--lrs" in bad.stderr
+
+
+def test_cli_stability_json_against_numpy_and_scipy(tmp_path):
+    """`flowcore stability --k 2` (the top eigenpairs by Lanczos, as at scale): its JSON against
+    an independent computation — GD in numpy, the Hessian by central differences of the gradient,
+    the NGF's step by scipy's solve_ivp — and the figure written."""
+    import json
+    import subprocess
+    import sys
+    from scipy.integrate import solve_ivp
+    lr, steps = 0.9, 6
+    cmd = [sys.executable, "-m", "flowcore.cli", "stability", "--data", "regression", "--samples", "10", "--widths", "3",
+           "--objective", "mse", "--lr", str(lr), "--steps", str(steps), "--k", "2"]
+    out = subprocess.run(cmd + ["--json", "-o", str(tmp_path / "s.png")], capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    d = json.loads(out.stdout)
+    assert (tmp_path / "s.png").stat().st_size > 10000
+    net = fc.nn.mlp(*fc.nn.regression_2d(10, seed=0), widths=(3,), activation="tanh", loss="mse", seed=0)
+    grad = lambda x: net.loss.grad(x[None])[0]                               # noqa: E731
+    th = [net.theta0.copy()]
+    for _ in range(steps):
+        th.append(th[-1] - lr * grad(th[-1]))
+    np.testing.assert_allclose(d["loss"], [float(net.loss.value(x[None])[0]) for x in th], rtol=1e-12)
+    for n in (0, 3):
+        eps = 1e-5
+        H = np.array([(grad(th[n] + eps * e) - grad(th[n] - eps * e)) / (2 * eps) for e in np.eye(net.dim)])
+        lam, U = np.linalg.eigh(0.5 * (H + H.T))
+        np.testing.assert_allclose(d["eigenvalues"][n], lam[-2:], rtol=1e-6)
+        g = grad(th[n])
+        assert d["Hg_norm"][n] == pytest.approx(np.linalg.norm(H @ g), rel=1e-6)
+        u = U[:, -1] * np.sign(g @ U[:, -1])
+        assert d["projection"]["projection"][n] == pytest.approx(g @ u, rel=1e-6, abs=1e-9)
+        assert d["projection"]["gd"][n] == pytest.approx(grad(th[n + 1]) @ u, rel=1e-6, abs=1e-9)
+        ngf = solve_ivp(lambda t, y: -grad(y), (0, lr), th[n], rtol=1e-12, atol=1e-14).y[:, -1]
+        assert d["drift"][n] == pytest.approx(np.linalg.norm(th[n + 1] - ngf), rel=1e-6)
+    assert set(d["predicted_delta_loss"]) == {"ngf", "pgf"} and d["seconds"]["eigenpairs_per_iterate"] > 0
+    bad = subprocess.run(cmd[:-2] + ["--flows", "ngf,pfg"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "pfg" in bad.stderr

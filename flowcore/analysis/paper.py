@@ -13,6 +13,7 @@ from flowcore.engine.progress import Progress
 from flowcore.solvers.optim import hessian_free
 
 TRACK_FLOWS = ("ngf", "igr", "third_order", "pf")
+RESTART_CHUNK = 8  # restarts integrated together (one batch of Hessian–vector products for a network)
 
 
 def alpha_curves(z):
@@ -76,7 +77,7 @@ def tracking_error(loss, lr, theta0, steps, flows=TRACK_FLOWS, rtol=1e-11):
     return out
 
 
-def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf"), rtol=1e-11):
+def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf"), rtol=1e-11, k=None, progress=None):
     """A GD run with, per iterate: E, ΔE_n = E(θ_{n+1}) − E(θ_n), the Hessian's eigenvalues, the
     stability coefficients sc_i = α_PF(hλ_i)gᵀu_i, ‖Hg‖, ‖Hĝ‖, and the per-iteration drift
     ‖θ_{n+1} − φ_h^NGF(θ_n)‖ (how far GD's step lands from the gradient flow's). Figs 10, 11/12, 16/17.
@@ -86,17 +87,42 @@ def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf"), rtol=1e-11):
     complex), the NGF and the positive gradient flow ('pgf', θ' = +∇E) bracketing what a
     first-order flow can do (DOP853 at ``rtol``); and the correlations corr(‖Hg‖, drift) and
     corr(max_i |Re sc_i| over hλ_i > 2 directions, ΔE) — over all iterations (those without an
-    unstable direction count as 0) and over the ``unstable_iterations`` that have one.
+    unstable direction count as 0) and over the ``unstable_iterations`` that have one. And Fig 8
+    from the same eigenpairs: ``projection`` (:func:`projection_predictions`' result).
+
+    ``k``: the eigenpairs per iterate (None: all of them from the dense Hessian, or the top 8 by
+    Lanczos for a network above 1 024 parameters; see fc.diagnostics). ``seconds`` says what each
+    part cost: ``eigenpairs_per_iterate`` and, per flow, ``per_restart``. ``progress``: a bar over
+    the flows' restarts (None: shown when they take more than a few seconds).
     """
     flows = names(flows, "flows")
+    lr = positive(lr, "lr")
     th = np.asarray(theta0, dtype=float).reshape(1, -1)
+    if th.shape[1] != loss.dim:
+        raise ValueError(f"theta0 must have {loss.dim} coordinates, got {th.shape[1]}")
+    if not (isinstance(steps, (int, np.integer)) and steps >= 2):
+        raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
     run = fc.descend(loss, th, fc.GD(lr), steps)
     it = run.iterates[0]
     if not np.all(np.isfinite(it)):
         raise ValueError(f"GD diverged from {theta0} at lr = {lr}; choose a smaller lr or another start")
-    d = fc.diagnostics(loss, it, lr)
+    t0 = time.perf_counter()
+    d = fc.diagnostics(loss, it, lr, k=k)
+    seconds = {"eigenpairs_per_iterate": (time.perf_counter() - t0) / len(it), "per_restart": {}}
     E = d["loss"]
-    ends = {name: fc.solve(fc.models.model(name).build(loss, lr), it[:-1], t_span=(0.0, lr), method=fc.Dop853(rtol=rtol, atol=1e-13)).y[:, -1] for name in dict.fromkeys(("ngf",) + tuple(flows))}
+    ends = {}
+    bar = Progress(len(set(("ngf",) + tuple(flows))) * steps, "one-step predictions", "restart", progress)
+    try:
+        for name in dict.fromkeys(("ngf",) + tuple(flows)):
+            field, t0, parts = fc.models.model(name).build(loss, lr), time.perf_counter(), []
+            for a in range(0, steps, RESTART_CHUNK):        # chunks: the bar moves, the batch stays large
+                parts.append(fc.solve(field, it[a:min(a + RESTART_CHUNK, steps)], t_span=(0.0, lr),
+                                      method=fc.Dop853(rtol=rtol, atol=1e-13), progress=False).y[:, -1])
+                bar.update(len(parts[-1]))
+            ends[name] = np.concatenate(parts)
+            seconds["per_restart"][name] = (time.perf_counter() - t0) / steps
+    finally:
+        bar.close()
     drift = np.linalg.norm(it[1:] - ends["ngf"], axis=-1)
     dE = np.diff(E)
     unstable = lr * d["eigenvalues"][:-1] > 2
@@ -110,7 +136,9 @@ def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf"), rtol=1e-11):
             "corr_Hg_drift": float(np.corrcoef(d["Hg_norm"][:-1], drift)[0, 1]),
             "corr_sc_loss_increase": _corr(sc, dE),
             "unstable_iterations": int(unstable.any(axis=-1).sum()),
-            "corr_sc_loss_increase_unstable_only": _corr(sc[unstable.any(axis=-1)], dE[unstable.any(axis=-1)])}
+            "corr_sc_loss_increase_unstable_only": _corr(sc[unstable.any(axis=-1)], dE[unstable.any(axis=-1)]),
+            "projection": _projections(loss, lr, it, d["eigenvalues"][:-1, -1], d["eigenvectors"][:-1, :, -1]),
+            "seconds": seconds}
 
 
 def _corr(a, b):
@@ -142,7 +170,11 @@ def projection_predictions(loss, lr, iterates, flows=TRACK_FLOWS):
     # DENSE_HESSIAN_MAX parameters by Lanczos on Hessian–vector products
     top = 1 if hessian_free(loss) else None
     d = fc.diagnostics(loss, it[:-1], lr, k=top)
-    lam0, u = d["eigenvalues"][:, -1], d["eigenvectors"][:, :, -1]
+    return _projections(loss, lr, it, d["eigenvalues"][:, -1], d["eigenvectors"][:, :, -1], flows)
+
+
+def _projections(loss, lr, it, lam0, u, flows=TRACK_FLOWS):
+    """Fig 8 from the top eigenpairs (λ₀ [N−1], u₀ [N−1, D], gᵀu₀ ≥ 0) of the iterates it[:-1]."""
     g = loss.grad(it)
     x, nxt = np.einsum("nd,nd->n", g[:-1], u), np.einsum("nd,nd->n", g[1:], u)
     z = lr * lam0 + 0j
@@ -201,7 +233,6 @@ def sharpness(loss, iterates, k=1, bar=None):
 
 
 CATAPULT = 0.2     # an iterate with λ₀ > (1 + CATAPULT)·2/h is in a catapult, not hovering at the edge
-RESTART_CHUNK = 8  # restarts integrated together (one batch of Hessian–vector products for a network)
 
 
 def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "igr", "pf"), rtol=1e-7,

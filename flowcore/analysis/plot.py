@@ -568,6 +568,72 @@ def dal_comparison(r, title=None):
     return fig
 
 
+FAR_PAST_EDGE = 4.0    # hλ₀ beyond which Fig 8's linearised predictions are flagged (GD in a catapult)
+
+
+def network_stability(r, title=None):
+    """Figs 8, 11/12 and 16/17 from one ``paper.stability_run``: GD's loss change against each
+    flow's from the same iterate (the NGF always down, the PGF always up), the largest stability
+    coefficient of the hλ > 2 directions against it, the drift ‖θ_{n+1} − φ_h^NGF(θ_n)‖ against
+    ‖Hg‖, and the gradient along the top eigenvector one step ahead against each flow's prediction."""
+    plt = _plt()
+    dE, n = r["delta_loss"], np.arange(len(r["delta_loss"]))
+    fig, axs = plt.subplots(2, 2, figsize=(14, 10))
+    ax = axs[0, 0]
+    ax.plot(n, dE, "ko", ms=4, mfc="none", label=r"GD: $E(\theta_{n+1}) - E(\theta_n)$")
+    colours = {"ngf": "C0", "pgf": "C3"}
+    for j, (k, v) in enumerate(r["predicted_delta_loss"].items()):
+        ax.plot(n, v, "-", color=colours.get(k, f"C{j + 4}"), label=f"{k} from " + r"$\theta_n$, time h")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(xlabel="GD step n", ylabel="loss change over one step")
+    ax.set_title("GD's loss change against each flow's from the same iterate", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
+    ax = axs[0, 1]
+    ax.plot(n, r["unstable_sc"], "C0-", label=r"max $|\mathrm{Re}\,sc_i|$ over $h\lambda_i > 2$ (0 where none)")
+    ax3 = ax.twinx()
+    ax3.plot(n, dE, "C3o", ms=3, mfc="none", label=r"$\Delta E_n$")
+    ax3.set_yscale("symlog", linthresh=1e-3)
+    ax.set(xlabel="GD step n", ylabel="stability coefficient")
+    ax3.set_ylabel("loss change")
+    ax.set_title(f"corr(sc, ΔE) = {r['corr_sc_loss_increase']:.2f} over all {len(n)} steps, "
+                 f"{r['corr_sc_loss_increase_unstable_only']:.2f} over the {r['unstable_iterations']} with hλ > 2",
+                 fontsize=9)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax3.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+    ax = axs[1, 0]
+    ax.semilogy(n, r["drift"], "C2o-", ms=3, label=r"drift $\Vert\theta_{n+1} - \varphi^{NGF}_h(\theta_n)\Vert$")
+    ax4 = ax.twinx()
+    ax4.semilogy(n, r["Hg_norm"][:-1], "C1s--", ms=3, label=r"$\Vert H\nabla E(\theta_n)\Vert$")
+    ax.set(xlabel="GD step n", ylabel="drift")
+    ax4.set_ylabel(r"$\Vert Hg\Vert$")
+    ax.set_title(f"GD's drift from the gradient flow and ‖Hg‖: correlation {r['corr_Hg_drift']:.2f}", fontsize=10)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax4.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+    ax = axs[1, 1]
+    p = r["projection"]
+    ax.plot(n, p["gd"], "ko", ms=5, mfc="none", zorder=3, label=r"GD: $\nabla E(\theta_{n+1})^\top u_0$")
+    # each later flow narrower on top, so that curves that agree (IGR, third order) all stay visible
+    for j, (k, v) in enumerate(p["predicted"].items()):
+        ax.plot(n, v, "-", color=f"C{j}", lw=3.2 - 0.7 * j, zorder=2 + j, label=f"{k}: " + r"$x_n\,e^{ch}$")
+    ax.axhline(0, color="0.6", lw=0.8)
+    big = np.nanmax(np.abs(p["gd"])) if np.any(np.isfinite(p["gd"])) else 1.0
+    ax.set_yscale("symlog", linthresh=10.0 ** np.floor(np.log10(max(1e-3 * big, 1e-300))))   # a power of ten: ticks clear 0
+    hl = r["lr"] * p["sharpness"]
+    ax.set(xlabel="GD step n (prediction made from step n)", ylabel=r"gradient along $u_0(\theta_n)$")
+    far = hl.max() > FAR_PAST_EDGE
+    ax.set_title(f"the next gradient along the top eigenvector (hλ₀ from {hl.min():.2f} to {hl.max():.2f})"
+                 + ("\nhλ₀ > 4 (a catapult): GD leaves the quadratic picture, the linearised predictions fail there"
+                    if far else ""), fontsize=10, color="C3" if far else "k")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def sgd_double_well(r, title=None):
     """SGD against its SDE on a noisy double well: stationary densities and escape rates."""
     plt = _plt()

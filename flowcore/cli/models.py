@@ -140,6 +140,66 @@ def cmd_eos(args):
         print(f"cost of {k}: {f['seconds_per_restart']:.3g} s per one-step prediction{work}")
 
 
+def cmd_stability(args):
+    """Stability coefficients, drift and the top eigenvector's gradient along a GD run of an MLP (the
+    paper's Figs 8, 11/12 and 16/17); above 1 024 parameters the eigenpairs come from Lanczos on
+    Hessian–vector products and ‖Hg‖ from one product."""
+    import time
+    from flowcore import analysis as fa
+    from flowcore.analysis import paper
+    from flowcore.solvers.optim import hessian_free
+    net = _network(args, args.data, "--data")
+    flows = tuple(args.flows.split(","))
+    out = _output(args.output)
+    start = time.perf_counter()
+    r = paper.stability_run(net.loss, args.lr, net.theta0, args.steps, flows=flows, rtol=args.rtol, k=args.k)
+    seconds = time.perf_counter() - start
+    title = f"{net!r}"[8:-1] + f", h = {args.lr:g}"
+    if out:
+        fa.plot.network_stability(r, title=title).savefig(out, dpi=110)
+    dE = r["delta_loss"]
+    unstable = (args.lr * r["eigenvalues"][:-1] > 2).any(axis=-1)
+    between = (r["predicted_delta_loss"]["ngf"] <= dE) & (dE <= r["predicted_delta_loss"]["pgf"]) \
+        if "pgf" in r["predicted_delta_loss"] else None
+    p = r["projection"]
+    flips = np.sign(p["gd"]) != np.sign(p["projection"])
+    summary = {"loss_increases": int(np.sum(dE > 0)), "increases_with_unstable_direction": int(np.sum((dE > 0) & unstable)),
+               "between_ngf_and_pgf": None if between is None else int(between.sum()),
+               "gd_sign_flips": int(flips.sum()),
+               "sign_right": {k: int(np.sum(np.sign(v) == np.sign(p["gd"]))) for k, v in p["predicted"].items()}}
+    if args.json:
+        keep = ("lr", "loss", "delta_loss", "eigenvalues", "sharpness", "stability_coefficients", "unstable_sc",
+                "Hg_norm", "Hghat_norm", "drift", "predicted_delta_loss", "one_step_error", "corr_Hg_drift",
+                "corr_sc_loss_increase", "unstable_iterations", "corr_sc_loss_increase_unstable_only", "projection",
+                "seconds")
+        print(json.dumps(fa.as_json({"network": repr(net), "dim": net.dim, "steps": args.steps,
+                                     "total_seconds": seconds, "summary": summary, **{k: r[k] for k in keep}})))
+        return
+    n = len(dE)
+    print(f"{title}: {n} GD steps from its initialisation; sharpness {r['sharpness'][0]:.4g} -> {r['sharpness'][-1]:.4g} "
+          f"(2/h = {2 / args.lr:g})")
+    print(f"Figs 11/12: the loss rises at {summary['loss_increases']} of {n} steps, "
+          f"{summary['increases_with_unstable_direction']} of them with a direction hλ > 2 ({r['unstable_iterations']} "
+          f"steps have one); corr(sc, ΔE) {r['corr_sc_loss_increase']:.2f} over all steps, "
+          f"{r['corr_sc_loss_increase_unstable_only']:.2f} over those with hλ > 2"
+          + ("" if between is None else f"; GD's ΔE between the NGF's and the PGF's at {summary['between_ngf_and_pgf']}"))
+    print(f"Figs 16/17: corr(‖Hg‖, drift from the NGF) {r['corr_Hg_drift']:.2f}")
+    right = ", ".join(f"{k} {v}" for k, v in summary["sign_right"].items())
+    print(f"Fig 8: GD's gradient along u0 flips sign at {summary['gd_sign_flips']} of {n} steps; predicted signs right: "
+          f"{right} of {n}")
+    print(f"{'n':>4} {'hλ0':>7} {'GD dE':>11} {'max|sc|':>9} {'‖Hg‖':>10} {'drift':>10} "
+          + " ".join(f"{k + ' dE':>11}" for k in r["predicted_delta_loss"]))
+    for i in range(n):
+        print(f"{i:4d} {args.lr * r['sharpness'][i]:7.3f} {dE[i]:11.3e} {r['unstable_sc'][i]:9.3g} "
+              f"{r['Hg_norm'][i]:10.3e} {r['drift'][i]:10.3e} "
+              + " ".join(f"{v[i]:11.3e}" for v in r["predicted_delta_loss"].values()))
+    how = (f"top {r['eigenvalues'].shape[-1]} by Lanczos on Hessian–vector products" if hessian_free(net.loss) or args.k
+           else "all, from the Hessian")
+    cost = ", ".join(f"{k} {v:.3g} s" for k, v in r["seconds"]["per_restart"].items())
+    print(f"cost: eigenpairs ({how}) {r['seconds']['eigenpairs_per_iterate']:.3g} s an iterate; one-step predictions "
+          f"{cost} a restart; {seconds:.1f} s in all")
+
+
 def cmd_dal(args):
     """DAL and DAL-p against GD at fixed rates on an MLP (the paper's Fig 18); above 1 024 parameters
     DAL's ‖H ĝ‖ comes from one Hessian–vector product a step."""
@@ -218,6 +278,21 @@ def register(sub):
     eo.add_argument("-o", "--output", help="write the figure to this PNG")
     eo.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
     eo.set_defaults(func=cmd_eos)
+    st = sub.add_parser("stability", help="stability coefficients, GD's drift from the gradient flow against ‖Hg‖, "
+                        "and the top eigenvector's gradient one step ahead along a GD run of an MLP (the paper's Figs "
+                        "8, 11/12, 16/17; needs the nn extra)")
+    st.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")
+    _add_network(st, widths="10,10,10")
+    st.add_argument("--lr", type=POSITIVE, required=True, help="learning rate h")
+    st.add_argument("--steps", type=COUNT, default=30, help="GD steps (default 30)")
+    st.add_argument("--flows", default="ngf,pgf", help="comma-separated flows predicting each step's loss change "
+                    "(default ngf,pgf: the gradient flow and its reverse bracket a first-order flow; the NGF always runs)")
+    st.add_argument("--k", type=COUNT, help="top eigenpairs per iterate by Lanczos (default: all from the Hessian, "
+                    "or 8 by Hessian–vector products above 1 024 parameters)")
+    st.add_argument("--rtol", type=POSITIVE, default=1e-9, help="the flows' relative tolerance (default 1e-9)")
+    st.add_argument("-o", "--output", help="write the figure to this PNG")
+    st.add_argument("--json", action="store_true", help="machine-readable output (enough to redraw the figure)")
+    st.set_defaults(func=cmd_stability)
     da = sub.add_parser("dal", help="DAL and DAL-p (h = 2/‖H ĝ‖^p) against GD at fixed learning rates on an MLP "
                         "(the paper's Fig 18; needs the nn extra)")
     da.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")

@@ -320,7 +320,7 @@ def double_well_basins(quick):
         x = data[m]["escapes_from_abs_x"]
         return (f"{m.upper()} ends at a minimum from {100 * at_min[m]:.1f}% of the starts and escapes from "
                 f"{100 * esc[m]:.1f}%" + (f" (every escaped start has |x| ≥ {x:.2f})" if x is not None else ""))
-    return fig, data, (f"At h = 0.2 (hλ = 1.6 at the minima), on the square [−2, 2]²: "
+    return fig, data, ("At h = 0.2 (hλ = 1.6 at the minima), on the square [−2, 2]²: "
                        + "; ".join(outcome(m) for m in data) + ". The y-axis is the saddle's stable manifold; the "
                        "PF's escaping paths spiral out through ℂ.")
 

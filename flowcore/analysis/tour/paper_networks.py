@@ -3,7 +3,7 @@ import numpy as np
 
 import flowcore as fc
 from flowcore.analysis import paper
-from flowcore.analysis.plot import _plt, dal_comparison as plot_dal
+from flowcore.analysis.plot import _plt, dal_comparison as plot_dal, network_stability as plot_network_stability
 from flowcore.analysis.tour.paper_toy import track_figure
 
 
@@ -94,36 +94,14 @@ def network_projection(quick):
 
 
 def network_stability(quick):
-    """Figs 11/12 on a network: stability coefficients along GD on a 4-layer MLP, and the loss change
-    of the NGF and the positive gradient flow started at each iterate, against GD's."""
-    plt = _plt()
+    """Figs 8, 11/12 and 16/17 on a network: stability coefficients along GD on a 4-layer MLP, the
+    loss change of the NGF and the positive gradient flow started at each iterate against GD's, the
+    drift from the gradient flow against ‖Hg‖, and the top eigenvector's gradient one step ahead."""
     net, lr = _iris_deep_net(), 1.0
     r = paper.stability_run(net.loss, lr, net.theta0, 15 if quick else 80, flows=("ngf", "pgf"), rtol=1e-9)
     dE, n = r["delta_loss"], np.arange(len(r["delta_loss"]))
     unstable = (lr * r["eigenvalues"][:-1] > 2).any(axis=-1)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5.2))
-    ax.plot(n, dE, "ko", ms=4, mfc="none", label=r"GD: $E(\theta_{n+1}) - E(\theta_n)$")
-    for k, c in (("ngf", "C0"), ("pgf", "C3")):
-        ax.plot(n, r["predicted_delta_loss"][k], "-", color=c, label=f"{k} from " + r"$\theta_n$, time h")
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.axhline(0, color="0.6", lw=0.8)
-    ax.set(xlabel="GD step n", ylabel="loss change over one step")
-    fig.suptitle(f"{net!r}"[8:-1] + f", h = {lr:g}", fontsize=10)
-    ax.set_title("GD's loss change against the NGF's (always down) and the PGF's (always up)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
-    ax2.plot(n, r["unstable_sc"], "C0-", label=r"max $|\mathrm{Re}\,sc_i|$ over $h\lambda_i > 2$ (0 where none)")
-    ax3 = ax2.twinx()
-    ax3.plot(n, dE, "C3o", ms=3, mfc="none", label=r"$\Delta E_n$")
-    ax3.set_yscale("symlog", linthresh=1e-3)
-    ax2.set(xlabel="GD step n", ylabel="stability coefficient")
-    ax3.set_ylabel("loss change")
-    ax2.set_title(f"corr(sc, ΔE) = {r['corr_sc_loss_increase']:.2f} over all {len(n)} steps, "
-                  f"{r['corr_sc_loss_increase_unstable_only']:.2f} over the {r['unstable_iterations']} with hλ > 2",
-                  fontsize=9)
-    h1, l1 = ax2.get_legend_handles_labels()
-    h2, l2 = ax3.get_legend_handles_labels()
-    ax2.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
-    fig.tight_layout()
+    fig = plot_network_stability(r, title=f"{net!r}"[8:-1] + f", h = {lr:g}")
     up = dE > 0
     between = (r["predicted_delta_loss"]["ngf"] <= dE) & (dE <= r["predicted_delta_loss"]["pgf"])
     data = {"network": repr(net), "lr": lr, "delta_loss": dE, "predicted_delta_loss": r["predicted_delta_loss"],
@@ -132,13 +110,14 @@ def network_stability(quick):
             "correlation_unstable_iterations": r["corr_sc_loss_increase_unstable_only"],
             "unstable_iterations": r["unstable_iterations"], "iterations": len(n),
             "loss_increases": int(up.sum()), "increases_with_unstable_direction": int(np.sum(up & unstable)),
-            "between_ngf_and_pgf": int(between.sum())}
+            "between_ngf_and_pgf": int(between.sum()), "drift": r["drift"], "Hg_norm": r["Hg_norm"],
+            "correlation_Hg_drift": r["corr_Hg_drift"], "projection": r["projection"]}
     return fig, data, (f"On {net!r}"[:3] + f"{net!r}"[8:-1] + f" at h = {lr:g}: the loss rises at {data['loss_increases']} "
                        f"of {len(n)} steps, {data['increases_with_unstable_direction']} of them with a direction "
                        f"hλ > 2 ({r['unstable_iterations']} steps have one); the largest stability coefficient of "
                        f"those directions correlates {r['corr_sc_loss_increase_unstable_only']:.2f} with the loss "
                        f"change; GD's change lies between the NGF's and the PGF's at {data['between_ngf_and_pgf']} "
-                       "steps.")
+                       f"steps; its drift from the NGF correlates {r['corr_Hg_drift']:.2f} with ‖Hg‖.")
 
 
 def _digits_net():
