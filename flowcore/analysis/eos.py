@@ -27,10 +27,13 @@ result says where (``left_edge_at``).
 projected GD on M = {λ_max ≤ 2/h, ∇E·u = 0}. With one critical direction it follows the central
 flow (both are −h∇E projected on the edge, one in discrete steps), a check of each by the other.
 """
+import time
+
 import numpy as np
 
 import flowcore as fc
 from flowcore.engine.checks import names
+from flowcore.engine.progress import Progress
 from flowcore.analysis.central import central_flow, checked_start
 
 COMPARE_MODELS = ("ngf", "igr", "third_order", "pf", "pf_np3", "central")
@@ -116,7 +119,7 @@ def _central_predictions(loss, lr, gd, sharp, horizon, rtol, starts, left):
 
 
 def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, window=2, every=1, rtol=1e-10,
-                   max_steps=None):
+                   max_steps=None, progress=None):
     """Each model's prediction of a GD run from ``theta0`` (see the module docstring), restarted at
     every ``every``-th iterate (the central flow costs about 0.1 s a restart). ``max_steps``
     bounds each flow integration (fc.solve's; the PF of a network at its edge of stability is
@@ -143,7 +146,9 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
     there to each n (over whole catapult cycles), and ``central_loss_mean`` the same average of the
     central flow's prediction — compared only while GD is at the edge.
     ``best[mode][quantity]`` names the model with the smallest mean (for 'global', among the runs
-    from θ₀ that finished).
+    from θ₀ that finished). ``models[name]["seconds_per_run"]``: its cost, the seconds per
+    integration (the one from θ₀ and each restart). ``progress``: a bar over the models (None: shown
+    when the rest will take more than a few seconds).
     """
     models = names(models, "models", COMPARE_MODELS)
     th = _check(loss, lr, theta0, steps, horizon, window, models)
@@ -162,7 +167,9 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
     reached = np.flatnonzero(out["sharpness"] >= out["edge"])
     out["edge_reached_at"] = int(reached[0]) if len(reached) else None
     out["left_edge_at"] = left_edge(out["sharpness"], out["edge"])
+    bar = Progress(len(models), "models against GD", "model", progress)
     for name in models:
+        t0 = time.perf_counter()
         if name == "central":
             glob, gavg, rest, ravg, defined = _central_predictions(loss, lr, gd, out["sharpness"], horizon, rtol,
                                                                    starts, out["left_edge_at"])
@@ -179,7 +186,11 @@ def compare_models(loss, lr, theta0, steps, horizon=10, models=COMPARE_MODELS, w
         sharp = np.full(len(glob), np.nan)
         sharp[ok] = np.linalg.eigvalsh(loss.hess(glob[ok]))[:, -1]
         out["models"][name] = {"trajectory": glob, "loss": gloss, "loss_avg": gavg, "sharpness": sharp, "errors": errors,
-                               "defined": int(defined), "unfinished": unfinished}
+                               "defined": int(defined), "unfinished": unfinished,
+                               # one integration from θ₀ and one per restart (the central flow's: those it made)
+                               "seconds_per_run": (time.perf_counter() - t0) / (1 + defined)}
+        bar.update(1)
+    bar.close()
     out.update(_long_average(out))
     out.update(_score(out["models"]))
     return out

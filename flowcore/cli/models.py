@@ -81,6 +81,7 @@ def cmd_compare(args):
     if args.json:
         print(json.dumps(fa.as_json({"loss": loss.name, **figure_data(r), "gd": r["gd"],
                                      "trajectories": {k: m["trajectory"] for k, m in r["models"].items()},
+                                     "seconds_per_run": {k: m["seconds_per_run"] for k, m in r["models"].items()},
                                      "summary": comparison_lines(r), "regime": regime_lines(r)})))
         return
     print(f"GD with lr = {args.lr:g} (2/lr = {r['edge']:g}) from {what if args.network else _fmt(np.array(theta0))}, "
@@ -106,6 +107,8 @@ def cmd_compare(args):
     print("best model (mean error) per prediction:")
     for line in comparison_lines(r):
         print("  " + line)
+    print("cost per integration (the run from θ₀ and each restart): "
+          + ", ".join(f"{k} {m['seconds_per_run']:.3g} s" for k, m in r["models"].items()))
 
 def cmd_eos(args):
     """The edge of stability of an MLP trained by full-batch GD (the paper's Figs 9/10 on a network)."""
