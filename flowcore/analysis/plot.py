@@ -571,6 +571,28 @@ def dal_comparison(r, title=None):
 FAR_PAST_EDGE = 4.0    # hλ₀ beyond which Fig 8's linearised predictions are flagged (GD in a catapult)
 
 
+def projection_panel(ax, p, title=None):
+    """Fig 8 on ``ax`` from ``paper.projection_predictions``' result ``p``: GD's next gradient along
+    u₀(θ_n) against each flow's linearised prediction x_n e^{ch} (symlog: the projections shrink by
+    decades along a run), flagged where hλ₀ > 4 (a catapult: the linearisation fails)."""
+    n = np.arange(len(p["gd"]))
+    ax.plot(n, p["gd"], "ko", ms=5, mfc="none", zorder=3, label=r"GD: $\nabla E(\theta_{n+1})^\top u_0$")
+    # each later flow narrower on top, so that curves that agree (IGR, third order) all stay visible
+    for j, (k, v) in enumerate(p["predicted"].items()):
+        ax.plot(n, v, "-", color=f"C{j}", lw=3.2 - 0.7 * j, zorder=2 + j, label=f"{k}: " + r"$x_n\,e^{ch}$")
+    ax.axhline(0, color="0.6", lw=0.8)
+    big = np.nanmax(np.abs(p["gd"])) if np.any(np.isfinite(p["gd"])) else 1.0
+    ax.set_yscale("symlog", linthresh=10.0 ** np.floor(np.log10(max(1e-3 * big, 1e-300))))   # a power of ten: ticks clear 0
+    hl = p["lr"] * p["sharpness"]
+    ax.set(xlabel="GD step n (prediction made from step n)", ylabel=r"gradient along $u_0(\theta_n)$")
+    far = hl.max() > FAR_PAST_EDGE
+    ax.set_title((title or "the next gradient along the top eigenvector")
+                 + f" (hλ₀ from {hl.min():.2f} to {hl.max():.2f})"
+                 + ("\nhλ₀ > 4 (a catapult): GD leaves the quadratic picture, the linearised predictions fail there"
+                    if far else ""), fontsize=10, color="C3" if far else "k")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
+
+
 def network_stability(r, title=None):
     """Figs 8, 11/12 and 16/17 from one ``paper.stability_run``: GD's loss change against each
     flow's from the same iterate (the NGF always down, the PGF always up), the largest stability
@@ -612,22 +634,7 @@ def network_stability(r, title=None):
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax4.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
-    ax = axs[1, 1]
-    p = r["projection"]
-    ax.plot(n, p["gd"], "ko", ms=5, mfc="none", zorder=3, label=r"GD: $\nabla E(\theta_{n+1})^\top u_0$")
-    # each later flow narrower on top, so that curves that agree (IGR, third order) all stay visible
-    for j, (k, v) in enumerate(p["predicted"].items()):
-        ax.plot(n, v, "-", color=f"C{j}", lw=3.2 - 0.7 * j, zorder=2 + j, label=f"{k}: " + r"$x_n\,e^{ch}$")
-    ax.axhline(0, color="0.6", lw=0.8)
-    big = np.nanmax(np.abs(p["gd"])) if np.any(np.isfinite(p["gd"])) else 1.0
-    ax.set_yscale("symlog", linthresh=10.0 ** np.floor(np.log10(max(1e-3 * big, 1e-300))))   # a power of ten: ticks clear 0
-    hl = r["lr"] * p["sharpness"]
-    ax.set(xlabel="GD step n (prediction made from step n)", ylabel=r"gradient along $u_0(\theta_n)$")
-    far = hl.max() > FAR_PAST_EDGE
-    ax.set_title(f"the next gradient along the top eigenvector (hλ₀ from {hl.min():.2f} to {hl.max():.2f})"
-                 + ("\nhλ₀ > 4 (a catapult): GD leaves the quadratic picture, the linearised predictions fail there"
-                    if far else ""), fontsize=10, color="C3" if far else "k")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
+    projection_panel(axs[1, 1], r["projection"])
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
