@@ -342,7 +342,7 @@ def _eos_summary(r, sel):
 def eos_summary_lines(r):
     """The summary of :func:`network_edge_of_stability` in words, a line per group of restarts."""
     lines = []
-    for group, what in (("edge", f"at the edge (λ₀ ≤ {1 + CATAPULT:g}·2/h)"),
+    for group, what in (("edge", f"at or below the edge (λ₀ ≤ {1 + CATAPULT:g}·2/h)"),
                         ("catapult", f"in catapults (λ₀ > {1 + CATAPULT:g}·2/h)")):
         g = r["summary"][group]
         if not g["restarts"]:
