@@ -328,7 +328,8 @@ def test_bundled_data_equal_scikit_learns_loaders():
 
 def test_cnn_convolution_equals_xlas():
     """The CNN's 3×3 'SAME' convolution (image patches times the weights, one matrix product) equals
-    XLA's convolution, at real and (through the three-product complex form) complex arguments."""
+    XLA's convolution, at real and (through the three-product complex form) complex arguments; a
+    product with one real side equals the complex one, derivatives included."""
     from flowcore.problems.nn import _bilinear, _conv, _jax
     jax = _jax()                                    # (float64)
     rng = np.random.default_rng(0)
@@ -339,6 +340,16 @@ def test_cnn_convolution_equals_xlas():
         return np.asarray(jax.lax.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
     np.testing.assert_allclose(np.asarray(_conv(x.real, W.real)), xla(x.real, W.real), rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(np.asarray(_bilinear(_conv, x, W)), xla(x, W), rtol=1e-13, atol=1e-12)
+    # one side real (the data, or a real tangent): the value and the holomorphic derivative as
+    # numpy's and JAX's own complex product give them
+    import jax.numpy as jnp
+    from flowcore.problems.nn import _matmul
+    A, B = rng.normal(size=(6, 5)), rng.normal(size=(5, 4)) + 1j * rng.normal(size=(5, 4))
+    np.testing.assert_allclose(np.asarray(_bilinear(_matmul, A, B)), A @ B, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(_bilinear(_matmul, B.T, A.T)), B.T @ A.T, rtol=1e-13, atol=1e-13)
+    ours = jax.grad(lambda b: jnp.sum(jnp.tanh(_bilinear(_matmul, A, b))), holomorphic=True)(B)
+    theirs = jax.grad(lambda b: jnp.sum(jnp.tanh(A @ b)), holomorphic=True)(B)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("method", [fc.DAL(power=1.0), fc.DALMomentum(beta=0.5, power=2.0),
