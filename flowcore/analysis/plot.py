@@ -509,18 +509,18 @@ def network_eos(r, title=None):
                     label=f"loss rises with λ₀ > 2/h ({r['increases_above']} of {r['iterates_above']} steps)")
     axs[1].semilogy(up[~hi], r["loss"][up[~hi] + 1], "v", color="C0", ms=4,
                     label=f"loss rises with λ₀ ≤ 2/h ({r['increases_below']} of {r['iterates_below']} steps)")
-    axs[1].set(xlabel="GD step n", ylabel="E", title="the loss: rises past the edge")
+    axs[1].set(xlabel="GD step n", ylabel="E", title="the loss and its rises" if up.size else "the loss (no rises)")
     axs[1].legend(fontsize=8)
     g = r["summary"]
     for j, (name, f) in enumerate(r["flows"].items()):
         c = f"C{j + 1}"
         e, d = np.asarray(f["one_step_error"]), np.asarray(f["predicted_delta_loss"])
         med = g["edge"][name]["median_error"]
-        axs[2].semilogy(starts[~cat], e[~cat], "o", color=c, ms=5, label=f"{name} (median at the edge {med:.1e})")
+        axs[2].semilogy(starts[~cat], e[~cat], "o", color=c, ms=5, label=f"{name} (median {med:.1e} outside catapults)")
         axs[2].semilogy(starts[cat], e[cat], "o", mfc="none", color=c, ms=6)
         axs[3].plot(r["delta_loss"][starts][~cat], d[~cat], "o", color=c, ms=5,
                     label=f"{name}: {g['edge'][name]['rises_predicted']} of GD's {g['edge']['gd_rises']} rises "
-                          "at the edge")
+                          "outside catapults")
         axs[3].plot(r["delta_loss"][starts][cat], d[cat], "o", mfc="none", color=c, ms=6)
     if cat.any():
         axs[2].plot([], [], "o", mfc="none", color="0.3", label="hollow: in a catapult (λ₀ > 1.2·2/h)")
