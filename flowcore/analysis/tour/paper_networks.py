@@ -70,7 +70,7 @@ def network_projection(quick):
     prediction x(0)e^{ch} from the step before."""
     plt = _plt()
     net, lr = _digits_net(), 0.2
-    it = fc.descend(net.loss, net.theta0[None], fc.GD(lr), 3 if quick else 16).iterates[0]
+    it = fc.descend(net.loss, net.theta0[None], fc.GD(lr), 2 if quick else 16).iterates[0]
     r = paper.projection_predictions(net.loss, lr, it)
     n = np.arange(len(r["gd"]))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.4))
