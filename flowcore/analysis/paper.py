@@ -87,8 +87,11 @@ def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf"), rtol=1e-11, k=No
     complex), the NGF and the positive gradient flow ('pgf', θ' = +∇E) bracketing what a
     first-order flow can do (DOP853 at ``rtol``); and the correlations corr(‖Hg‖, drift) and
     corr(max_i |Re sc_i| over hλ_i > 2 directions, ΔE) — over all iterations (those without an
-    unstable direction count as 0) and over the ``unstable_iterations`` that have one. And Fig 8
-    from the same eigenpairs: ``projection`` (:func:`projection_predictions`' result).
+    unstable direction count as 0) and over the ``unstable_iterations`` that have one; the counts
+    ``loss_increases``, ``increases_with_unstable_direction`` and (with 'pgf' among the flows)
+    ``between_ngf_and_pgf``, the steps at which GD's ΔE lies between the NGF's and the PGF's (None
+    without it). And Fig 8 from the same eigenpairs: ``projection`` (:func:`projection_predictions`'
+    result).
 
     ``k``: the eigenpairs per iterate (None: all of them from the dense Hessian, or the top 8 by
     Lanczos for a network above 1 024 parameters; see fc.diagnostics). ``seconds`` says what each
@@ -110,10 +113,10 @@ def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf"), rtol=1e-11, k=No
     d = fc.diagnostics(loss, it, lr, k=k)
     seconds = {"eigenpairs_per_iterate": (time.perf_counter() - t0) / len(it), "per_restart": {}}
     E = d["loss"]
-    ends = {}
-    bar = Progress(len(set(("ngf",) + tuple(flows))) * steps, "one-step predictions", "restart", progress)
+    ends, run_flows = {}, tuple(dict.fromkeys(("ngf",) + tuple(flows)))
+    bar = Progress(len(run_flows) * steps, "one-step predictions", "restart", progress)
     try:
-        for name in dict.fromkeys(("ngf",) + tuple(flows)):
+        for name in run_flows:
             field, t0, parts = fc.models.model(name).build(loss, lr), time.perf_counter(), []
             for a in range(0, steps, RESTART_CHUNK):        # chunks: the bar moves, the batch stays large
                 parts.append(fc.solve(field, it[a:min(a + RESTART_CHUNK, steps)], t_span=(0.0, lr),
@@ -127,11 +130,16 @@ def stability_run(loss, lr, theta0, steps, flows=("ngf", "pf"), rtol=1e-11, k=No
     dE = np.diff(E)
     unstable = lr * d["eigenvalues"][:-1] > 2
     sc = np.where(unstable, np.abs(d["stability_coefficients"][:-1].real), 0.0).max(axis=-1)
+    predicted = {k: np.real(loss.value(y)) - E[:-1] for k, y in ends.items()}
+    between = ((predicted["ngf"] <= dE) & (dE <= predicted["pgf"])).sum() if "pgf" in predicted else None
     return {"lr": float(lr), "iterates": it, "loss": E, "delta_loss": dE,
             "eigenvalues": d["eigenvalues"], "sharpness": d["eigenvalues"][:, -1],
             "stability_coefficients": d["stability_coefficients"], "unstable_sc": sc,
             "Hg_norm": d["Hg_norm"], "Hghat_norm": d["Hghat_norm"], "drift": drift,
-            "predicted_delta_loss": {k: np.real(loss.value(y)) - E[:-1] for k, y in ends.items()},
+            "predicted_delta_loss": predicted,
+            "loss_increases": int(np.sum(dE > 0)),
+            "increases_with_unstable_direction": int(np.sum((dE > 0) & unstable.any(axis=-1))),
+            "between_ngf_and_pgf": None if between is None else int(between),
             "one_step_error": {k: np.linalg.norm(it[1:] - y, axis=-1) for k, y in ends.items()},
             "corr_Hg_drift": float(np.corrcoef(d["Hg_norm"][:-1], drift)[0, 1]),
             "corr_sc_loss_increase": _corr(sc, dE),
@@ -159,8 +167,10 @@ def projection_predictions(loss, lr, iterates, flows=TRACK_FLOWS):
     the PF (log(1 − hλ₀) + iπ past hλ₀ = 1: the sign flips, as GD's does). GD's own value is
     ∇E(θ_{n+1})ᵀu₀, with the same u₀.
 
-    Returns ``sharpness`` λ₀ [N−1], ``projection`` x_n, ``gd`` the next projection, and per flow
-    the prediction ``predicted[name]`` (real part) and its ``factor`` exp(ch) (complex).
+    Returns ``sharpness`` λ₀ [N−1], ``projection`` x_n, ``gd`` the next projection, per flow
+    the prediction ``predicted[name]`` (real part) and its ``factor`` exp(ch) (complex), and the
+    counts ``gd_sign_flips`` (sign(gd) ≠ sign(x_n)) and ``sign_right[name]`` (the prediction's sign
+    is GD's).
     """
     flows = names(flows, "flows")
     it = np.atleast_2d(np.asarray(iterates, float))
@@ -182,6 +192,8 @@ def _projections(loss, lr, it, lam0, u, flows=TRACK_FLOWS):
     for name in flows:
         f = np.exp(z * fc.models.model(name).alpha(z))
         out["factor"][name], out["predicted"][name] = f, np.real(x * f)
+    out["gd_sign_flips"] = int(np.sum(np.sign(nxt) != np.sign(x)))
+    out["sign_right"] = {k: int(np.sum(np.sign(v) == np.sign(nxt))) for k, v in out["predicted"].items()}
     return out
 
 

@@ -20,8 +20,13 @@ def _network(args, name, flag="--network"):
     objective = args.objective or ("mse" if name == "regression" else "cross_entropy")
     return fc_nn().mlp(X, Y, widths=widths, activation=args.activation, loss=objective, seed=args.seed)
 
+def _add_data_network(parser, widths="10,10"):
+    """--data and the MLP's options (eos, stability, dal: a network on a bundled data set)."""
+    parser.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")
+    _add_network(parser, widths=widths)
+
 def _add_network(parser, widths="10,10", objective=None):
-    """The options that build an fc.nn.mlp (shared by eos and compare)."""
+    """The options that build an fc.nn.mlp (shared by eos, stability, dal and compare)."""
     parser.add_argument("--samples", type=COUNT, help="digits/regression: how many samples")
     parser.add_argument("--widths", default=widths, help=f"hidden widths 'a,b,...' (default {widths}; '' for none)")
     parser.add_argument("--activation", default="tanh", help="tanh (default), sin, softplus, gelu_tanh, linear")
@@ -160,16 +165,9 @@ def cmd_stability(args):
     title = f"{net!r}"[8:-1] + f", h = {args.lr:g}"
     if out:
         fa.plot.network_stability(r, title=title).savefig(out, dpi=110)
-    dE = r["delta_loss"]
-    unstable = (args.lr * r["eigenvalues"][:-1] > 2).any(axis=-1)
-    between = (r["predicted_delta_loss"]["ngf"] <= dE) & (dE <= r["predicted_delta_loss"]["pgf"]) \
-        if "pgf" in r["predicted_delta_loss"] else None
-    p = r["projection"]
-    flips = np.sign(p["gd"]) != np.sign(p["projection"])
-    summary = {"loss_increases": int(np.sum(dE > 0)), "increases_with_unstable_direction": int(np.sum((dE > 0) & unstable)),
-               "between_ngf_and_pgf": None if between is None else int(between.sum()),
-               "gd_sign_flips": int(flips.sum()),
-               "sign_right": {k: int(np.sum(np.sign(v) == np.sign(p["gd"]))) for k, v in p["predicted"].items()}}
+    dE, p = r["delta_loss"], r["projection"]
+    summary = {k: r[k] for k in ("loss_increases", "increases_with_unstable_direction", "between_ngf_and_pgf")}
+    summary.update(gd_sign_flips=p["gd_sign_flips"], sign_right=p["sign_right"])
     if args.json:
         keep = ("lr", "loss", "delta_loss", "eigenvalues", "sharpness", "stability_coefficients", "unstable_sc",
                 "Hg_norm", "Hghat_norm", "drift", "predicted_delta_loss", "one_step_error", "corr_Hg_drift",
@@ -185,7 +183,8 @@ def cmd_stability(args):
           f"{summary['increases_with_unstable_direction']} of them with a direction hλ > 2 ({r['unstable_iterations']} "
           f"steps have one); corr(sc, ΔE) {r['corr_sc_loss_increase']:.2f} over all steps, "
           f"{r['corr_sc_loss_increase_unstable_only']:.2f} over those with hλ > 2"
-          + ("" if between is None else f"; GD's ΔE between the NGF's and the PGF's at {summary['between_ngf_and_pgf']}"))
+          + ("" if summary["between_ngf_and_pgf"] is None
+             else f"; GD's ΔE between the NGF's and the PGF's at {summary['between_ngf_and_pgf']}"))
     print(f"Figs 16/17: corr(‖Hg‖, drift from the NGF) {r['corr_Hg_drift']:.2f}")
     right = ", ".join(f"{k} {v}" for k, v in summary["sign_right"].items())
     print(f"Fig 8: GD's gradient along u0 flips sign at {summary['gd_sign_flips']} of {n} steps; predicted signs right: "
@@ -271,8 +270,7 @@ def register(sub):
     cp.set_defaults(func=cmd_compare)
     eo = sub.add_parser("eos", help="the edge of stability of an MLP trained by GD: sharpness, loss rises, and "
                         "the NGF/IGR/PF one-step predictions (needs the nn extra)")
-    eo.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")
-    _add_network(eo)
+    _add_data_network(eo)
     eo.add_argument("--lr", type=POSITIVE, required=True, help="learning rate h")
     eo.add_argument("--steps", type=COUNT, default=300, help="GD steps (default 300)")
     eo.add_argument("--every", type=COUNT, default=7, help="restart the flows at every k-th iterate past the edge "
@@ -284,8 +282,7 @@ def register(sub):
     st = sub.add_parser("stability", help="stability coefficients, GD's drift from the gradient flow against ‖Hg‖, "
                         "and the top eigenvector's gradient one step ahead along a GD run of an MLP (the paper's Figs "
                         "8, 11/12, 16/17; needs the nn extra)")
-    st.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")
-    _add_network(st, widths="10,10,10")
+    _add_data_network(st, widths="10,10,10")
     st.add_argument("--lr", type=POSITIVE, required=True, help="learning rate h")
     st.add_argument("--steps", type=COUNT, default=30, help="GD steps (default 30)")
     st.add_argument("--flows", default="ngf,pgf", help="comma-separated flows predicting each step's loss change "
@@ -298,8 +295,7 @@ def register(sub):
     st.set_defaults(func=cmd_stability)
     da = sub.add_parser("dal", help="DAL and DAL-p (h = 2/‖H ĝ‖^p) against GD at fixed learning rates on an MLP "
                         "(the paper's Fig 18; needs the nn extra)")
-    da.add_argument("--data", default="iris", help="iris (default), digits or regression (2-D inputs, random targets)")
-    _add_network(da)
+    _add_data_network(da)
     da.add_argument("--steps", type=COUNT, default=100, help="steps of every run (default 100)")
     da.add_argument("--lrs", default="0.25,0.5,1", help="GD's fixed learning rates (default 0.25,0.5,1)")
     da.add_argument("--powers", default="1,2", help="DAL-p's powers p (default 1,2)")
