@@ -258,15 +258,21 @@ def _greedy_sweeps(points, tol):
     return idx
 
 
-def test_cluster_points_matches_the_greedy_definition_on_chained_points():
+@pytest.mark.parametrize("n, threads", [(3000, 1), (12000, 1), (12000, 2)])
+def test_cluster_points_matches_the_greedy_definition_on_chained_points(n, threads):
     """Points on a lattice of spacing ≈ tol, where which row is a centre decides the groups (no
-    clean separation): the one-pass C grouping equals the repeated sweeps exactly; a group's
-    representative is the mean of its first `average` members."""
+    clean separation): the C grouping equals the repeated sweeps exactly — serially (n ≤ 4 096)
+    and through its parallel pass, where hundreds of groups are first met after row 4 096, on
+    one thread and on two; a group's representative is the mean of its first `average`
+    members."""
     rng = np.random.default_rng(3)
-    pts = rng.integers(0, 40, (3000, 2)) * 0.7e-3 + rng.uniform(-2e-4, 2e-4, (3000, 2))
-    reps, idx = fc.cluster_points(pts, 1e-3, average=5)
+    side = 40 if n <= 4096 else 100
+    pts = rng.integers(0, side, (n, 2)) * 0.7e-3 + rng.uniform(-2e-4, 2e-4, (n, 2))
+    reps, idx = fc.cluster_points(pts, 1e-3, average=5, threads=threads)
     ref = _greedy_sweeps(pts, 1e-3)
     assert np.array_equal(idx, ref) and len(reps) == ref.max() + 1 > 100
+    if n > 4096:
+        assert ref[4096:].max() > ref[:4096].max() + 100      # groups made in the serial tail
     for k in (0, 17, len(reps) - 1):
         np.testing.assert_allclose(reps[k], pts[ref == k][:5].mean(axis=0), rtol=1e-14)
     with pytest.raises(ValueError, match="finite"):

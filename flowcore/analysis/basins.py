@@ -23,8 +23,10 @@ import numpy as np
 import flowcore as fc
 from flowcore.analysis.critical import MODELS, critical_points, stability
 from flowcore.analysis.dynamics import basin_entropy
-from flowcore.engine.checks import positive
+from flowcore.engine._descend import _outer_sum, _relabel
+from flowcore.engine.checks import positive, threads
 from flowcore.solvers.methods import COMPUTE, Flow, Optimizer
+from flowcore.solvers.optim import _clusters
 
 MAPS = fc.models.MAPS
 MOMENTUM = ("heavy_ball", "nesterov")
@@ -205,9 +207,8 @@ def grid_points(dim, grid, origin=None, directions=None):
         raise ValueError(f"origin must have {dim} coordinates, got shape {o.shape}")
     if U.shape != (2, dim) or np.linalg.matrix_rank(U) < 2:
         raise ValueError(f"directions must be two independent vectors of length {dim}, got shape {U.shape}")
-    pts = np.empty((len(y), len(x), dim))
-    for k in range(dim):              # o + x u + y v, a coordinate at a time (no [ny, nx, D] temporaries)
-        np.add.outer(o[k] + y * U[1, k], x * U[0, k], out=pts[..., k])
+    pts = np.empty((len(y), len(x), dim))      # (o + y v) + x u, rows on all cores
+    _outer_sum(o + y[:, None] * U[1], np.ascontiguousarray(x[:, None] * U[0]), pts, threads(None, len(y) // 64))
     return (x, y), pts
 
 
@@ -328,28 +329,34 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
     T = None if is_map else (rest.steps * lr if method.t_max is None else method.t_max)
     final, status, nsteps, period, at_rest, imag = run_to_rest(loss, method, starts, rest, compute, progress)
     beta = getattr(method, "beta", 0.9)
-    rest_mask = at_rest
-    labels = _special_labels(status, rest_mask)
 
     # attractors: fixed points (period 1; PF: real once Im has decayed) and cycles, clustered.
     # Each clustered block is labelled at the end through a table (group -> label): one pass
-    # over the block, not a mask per attractor.
-    real_rest = rest_mask & (imag <= imag_tol)
+    # over the block, not a mask per attractor. (Every pass here is over 10⁶ starts on one
+    # thread, after a kernel that took ~0.1 s on two: the masks are made only where needed.)
+    complex_ = np.iscomplexobj(final)
+    real_rest = at_rest & (imag <= imag_tol) if complex_ else at_rest
+    # how many starts rest with each period (0 exactly where a start is not at rest); a few
+    # counts of one value are faster than np.bincount's conversion of 10⁶ int32
+    per_period = np.array([np.count_nonzero(period == p) for p in range(int(period.max(initial=0)) + 1)])
     found, blocks = [], []                       # (period, points [p, D], residual, block, group)
-    for p in np.flatnonzero(np.bincount(period[rest_mask])):    # the periods found (bincount: O(N), no sort)
-        for real in (True, False):
-            sel = np.flatnonzero(rest_mask & (period == p) & (real_rest == real))
-            if sel.size == 0:
+    for p in np.flatnonzero(per_period[1:]) + 1:
+        for real in ((True, False) if complex_ else (True,)):
+            if complex_:
+                sel = np.flatnonzero(at_rest & (period == p) & (real_rest == real))
+            else:
+                sel = slice(None) if per_period[p] == N else np.flatnonzero(period == p)
+            whole = final[sel]                   # (a view when every start is in)
+            if len(whole) == 0:
                 continue
-            whole = final if sel.size == N else final[sel]          # (no copy when every start is in)
-            reps, idx = fc.cluster_points(whole.real if real else whole, match_tol)
+            reps, idx, sizes = _clusters(whole.real if real else whole, match_tol, threads=compute.threads)
             residual = np.zeros(len(reps))
-            if np.iscomplexobj(final) and np.any(imag[sel]):
+            if complex_ and np.any(imag[sel]):
                 np.maximum.at(residual, idx, imag[sel])
-            blocks.append((sel, idx))
+            blocks.append((sel, idx, sizes))
             for k, rep in enumerate(reps):
                 if p > 1:
-                    i = sel[np.argmax(idx == k)]                    # the cycle's first start
+                    i = np.arange(N)[sel][np.argmax(idx == k)]      # the cycle's first start
                     pts_ = _cycle_points(loss, method, starts[i], nsteps[i], int(p))
                 else:
                     pts_ = rep[None, :]
@@ -370,16 +377,20 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
         new.append((Label(0, kind, pts_ if np.any(pts_.imag) else pts_.real, cp, imag_residual=residual), block, k))
     # a stable order: attractors by period and position, then the unstable points
     new.sort(key=lambda ebk: (not ebk[0].attractor, len(ebk[0].points), tuple(np.real(ebk[0].points[0]))))
-    tables = [np.empty(int(idx.max()) + 1 if idx.size else 0, np.int64) for _, idx in blocks]
+    tables = [np.empty(len(sizes), np.int64) for _, _, sizes in blocks]
+    counts = np.zeros(len(new) - NONFINITE, np.int64)                       # specials are ≥ NONFINITE
     for label, (e, block, k) in enumerate(new):
         e.label = label
         tables[block][k] = label
-    for (sel, idx), table in zip(blocks, tables):
-        if sel.size == N:
-            labels = table[idx]                  # every start at rest, in one block: no scatter
-        else:
+        counts[label - NONFINITE] = blocks[block][2][k]
+    if len(blocks) == 1 and isinstance(blocks[0][0], slice):
+        labels = blocks[0][1]                    # every start at rest, in one block: its groups
+        _relabel(labels, tables[0], threads(compute.threads, N // 4096))     # become labels in place
+    else:
+        labels, special = _special_labels(status, at_rest)
+        counts[:-NONFINITE] = special
+        for (sel, idx, _), table in zip(blocks, tables):
             labels[sel] = table[idx]
-    counts = np.bincount(labels - NONFINITE, minlength=len(new) - NONFINITE)   # specials are ≥ NONFINITE
     entries = [e for e, _, _ in new] + [Label(code, _SPECIAL_NAMES[code], np.empty((0, D)))
                                         for code in (ESCAPED, UNRESOLVED, SINGULAR, NONFINITE)
                                         if counts[code - NONFINITE]]
@@ -403,10 +414,12 @@ _SPECIAL_OF_STATUS = np.array([_SPECIAL.get(st, UNRESOLVED) for st in fc.Status]
 
 def _special_labels(status, rest):
     """The label of every start: its special outcome's (ESCAPED, UNRESOLVED, …) where it is not at
-    rest (a start at rest is labelled later)."""
+    rest (a start at rest is labelled later); and how many starts have each special outcome
+    (indexed by label − NONFINITE)."""
     labels = np.full(len(status), UNRESOLVED, np.int64)
-    labels[~rest] = _SPECIAL_OF_STATUS[status[~rest]]
-    return labels
+    special = _SPECIAL_OF_STATUS[status[~rest]]
+    labels[~rest] = special
+    return labels, np.bincount(special - NONFINITE, minlength=-NONFINITE)
 
 
 _LISTED = {}     # (expression, variables) -> critical_points(loss): a sweep or a tour maps the same

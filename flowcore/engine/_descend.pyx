@@ -437,41 +437,103 @@ ctypedef fused point_t:
     double complex
 
 
-def _cluster_rows(point_t[:, ::1] points, double tol, int64_t average=1024):
-    """Greedy grouping in one pass: each row joins the first centre (in order of creation) with
+cdef enum:
+    SEED_ROWS = 4096    # rows grouped serially before the parallel pass (their centres are C₀)
+
+
+cdef inline int64_t _join(const point_t *row, const point_t *cen, const double *rad, int64_t D,
+                          int64_t lo, int64_t hi) noexcept nogil:
+    """The first centre c in [lo, hi) with max_k |row_k − cen_ck| ≤ rad_c, or −1."""
+    cdef int64_t c, k
+    cdef double d
+    for c in range(lo, hi):
+        d = 0
+        for k in range(D):
+            d = max(d, abs(row[k] - cen[c * D + k]))
+        if d <= rad[c]:
+            return c
+    return -1
+
+
+cdef inline bint _finite_row(const point_t *row, int64_t D) noexcept nogil:
+    cdef int64_t k
+    for k in range(D):
+        if not abs(row[k]) < INFINITY:        # NaN fails the comparison too
+            return False
+    return True
+
+
+def _cluster_rows(point_t[:, ::1] points, double tol, int64_t average=1024, int threads=1):
+    """Greedy grouping: each row joins the first centre (in order of creation) with
     max_k |row_k − centre_k| ≤ tol (1 + max_k |centre_k|), else becomes a centre. The same
     groups as repeated sweeps "the first unassigned row is a centre, its group all unassigned
-    rows near it" (a row near no earlier centre is the next centre). Returns (the group of each
-    row, the sum of each group's first ``average`` members, their count)."""
-    cdef int64_t n = points.shape[0], D = points.shape[1], i, c, k, nc = 0, cap = 16
-    cdef double d, scale
+    rows near it" (a row near no earlier centre is the next centre).
+
+    The passes give exactly the one serial pass's groups, whatever ``threads``: the first
+    SEED_ROWS rows serially (their centres are C₀); every later row against C₀ in parallel — one
+    that meets a centre of C₀ joins the first it meets, as it would serially, since every other
+    centre was created after all of C₀; then the rows that met none, in order, against the
+    centres created since. Returns (the group of each row, the sum of each group's first
+    ``average`` members in row order, their count, each group's size), or None when a row is
+    not finite."""
+    cdef int64_t n = points.shape[0], D = points.shape[1], i, c, k, t, nc = 0, nc0 = 0, cap = 16
+    cdef int64_t seed = min(n, <int64_t>SEED_ROWS), bad = 0, full = 0, T = max(1, threads), lo, hi
+    cdef double scale
     idx = np.empty(n, dtype=np.int64)
     cdef int64_t[::1] group = idx
     dtype = np.asarray(points).dtype
-    centres, radius = np.empty((cap, D), dtype=dtype), np.empty(cap)
+    centres, radius, sizes = np.empty((cap, D), dtype=dtype), np.empty(cap), np.zeros(cap, np.int64)
     cdef point_t[:, ::1] cen = centres          # the centres' coordinates, contiguous
     cdef double[::1] rad = radius
+    cdef int64_t[::1] size = sizes
+    cdef int64_t[:, ::1] J
     for i in range(n):
-        for c in range(nc):
-            d = 0
-            for k in range(D):
-                d = max(d, abs(points[i, k] - cen[c, k]))
-            if d <= rad[c]:
-                group[i] = c
-                break
+        if i == seed:
+            # every later row against C₀, T contiguous slices in parallel, counting per slice
+            # how many joined each centre (rows padded by a cache line: the threads write apart)
+            nc0 = nc
+            joined = np.zeros((T, nc0 + 8), np.int64)
+            J = joined
+            for t in prange(T, nogil=True, num_threads=T, schedule="static"):
+                lo = seed + (n - seed) * t // T
+                hi = seed + (n - seed) * (t + 1) // T
+                for k in range(lo, hi):
+                    if not _finite_row(&points[k, 0], D):
+                        bad += 1
+                        group[k] = -1
+                    else:
+                        c = _join(&points[k, 0], &cen[0, 0], &rad[0], D, 0, nc0)
+                        group[k] = c
+                        if c >= 0:
+                            J[t, c] += 1
+            if bad:
+                return None
+            sizes[:nc0] += joined[:, :nc0].sum(axis=0)
+        if i < seed:
+            if not _finite_row(&points[i, 0], D):
+                return None
+            c = _join(&points[i, 0], &cen[0, 0], &rad[0], D, 0, nc)
+        elif group[i] < 0:       # met none of C₀: the centres made since, in order
+            c = _join(&points[i, 0], &cen[0, 0], &rad[0], D, nc0, nc)
         else:
+            continue
+        if c < 0:
             if nc == cap:
                 cap *= 2
                 centres = np.concatenate([centres, np.empty_like(centres)])
                 radius = np.concatenate([radius, np.empty_like(radius)])
-                cen, rad = centres, radius
+                sizes = np.concatenate([sizes, np.zeros_like(sizes)])
+                cen, rad, size = centres, radius, sizes
             scale = 0
             for k in range(D):
                 cen[nc, k] = points[i, k]
                 scale = max(scale, abs(points[i, k]))
             rad[nc] = tol * (1 + scale)
-            group[i] = nc
+            c = nc
             nc += 1
+        group[i] = c
+        size[c] += 1
+    # each group's first `average` members, in row order: stop once every group has them
     sums = np.zeros((nc, D), dtype=dtype)
     counts = np.zeros(nc, dtype=np.int64)
     cdef point_t[:, ::1] S = sums
@@ -482,4 +544,25 @@ def _cluster_rows(point_t[:, ::1] points, double tol, int64_t average=1024):
             m[c] += 1
             for k in range(D):
                 S[c, k] = S[c, k] + points[i, k]
-    return idx, sums, counts
+            if m[c] == min(average, size[c]):
+                full += 1
+                if full == nc:
+                    break
+    return idx, sums, counts, sizes[:nc]
+
+
+def _relabel(int64_t[::1] group, const int64_t[::1] table, int threads=1):
+    """group[i] = table[group[i]] in place, in parallel (a basin map's groups to its labels)."""
+    cdef int64_t i, n = group.shape[0]
+    for i in prange(n, nogil=True, num_threads=max(1, threads), schedule="static"):
+        group[i] = table[group[i]]
+
+
+def _outer_sum(const double[:, ::1] a, const double[:, ::1] b, double[:, :, ::1] out, int threads=1):
+    """out[j, i, k] = a[j, k] + b[i, k], rows in parallel (a grid of starts: a plane's rows a,
+    its columns b; the same sums as numpy's add.outer, coordinate by coordinate)."""
+    cdef Py_ssize_t j, i, k, ny = a.shape[0], nx = b.shape[0], D = a.shape[1]
+    for j in prange(ny, nogil=True, num_threads=max(1, threads), schedule="static"):
+        for i in range(nx):
+            for k in range(D):
+                out[j, i, k] = a[j, k] + b[i, k]

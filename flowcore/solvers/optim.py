@@ -214,50 +214,67 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, method: Optimizer, rest: Rest
     N, D = th.shape
     lr = _rates(m.lr, N) if m.uses_lr else 0.0
     chunk = compute.chunk_or(1 << 14)
-    # what a start that never runs (Ctrl-C in an earlier chunk) reports: INTERRUPTED, no result
-    final = np.full((N, D), np.nan)
-    status = np.full(N, Status.INTERRUPTED, np.intc)
+    # written by the kernel's threads (first touch in parallel), chunk by chunk
+    final, status = np.empty((N, D)), np.empty(N, np.intc)
     nsteps, period = np.zeros(N, np.intc), np.zeros(N, np.intc)
     run = _rest_runner(loss, m, rest, _kernels.choose_device(compute.device, N))
     if run.device == "gpu":
         chunk = max(chunk, _kernels.GPU_CHUNK)
-    rates = np.ascontiguousarray(np.broadcast_to(np.asarray(lr, dtype=np.float64), (N,)))
+    if isinstance(lr, np.ndarray):
+        rates = np.ascontiguousarray(lr, dtype=np.float64)
+    else:                   # one rate: one chunk's worth, sliced for every chunk
+        rates = np.full(min(N, chunk), float(lr))
     bar = Progress(N, f"{m.name} to rest", "start", progress)
     try:
         for i in range(0, N, chunk):
             sl = slice(i, min(N, i + chunk))
-            interrupted = run(np.ascontiguousarray(th[sl]), rates[sl],
+            status[sl] = Status.INTERRUPTED      # what a start the kernel never reaches reports
+            interrupted = run(np.ascontiguousarray(th[sl]), rates[sl] if rates.size == N else rates[:sl.stop - i],
                               _threads(compute.threads, -(-(sl.stop - sl.start) // 64)),
                               (final[sl], status[sl], nsteps[sl], period[sl]))
-            if interrupted:
+            if interrupted:     # Ctrl-C: the starts it stopped or never reached: INTERRUPTED, no result
+                status[sl.stop:] = Status.INTERRUPTED
+                final[status == Status.INTERRUPTED] = np.nan
                 raise Interrupted(Rest(final, period, status.astype(np.int8), nsteps, m.name),
                                   "fc.descend_to_rest")
+            st = status[sl]                      # (while the chunk is in cache)
+            st[(st == Status.OK) & (period[sl] == 0)] = Status.MAX_STEPS
             bar.update(sl.stop - sl.start)
     finally:
         bar.close()
-    status[(status == Status.OK) & (period == 0)] = Status.MAX_STEPS
     return Rest(final, period, status.astype(np.int8), nsteps, m.name, run.device)
 
 
-def cluster_points(points: ArrayLike, tol: float, average: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def cluster_points(points: ArrayLike, tol: float, average: int = 1024,
+                   threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Group points that agree within a relative tolerance: (representatives [K, D], group [N]).
 
-    One pass in C: each row joins the first group (in order of creation) whose first member c
-    has max_k |row_k − c_k| ≤ tol (1 + max_k |c_k|), else it starts a new group. A group's
+    Each row joins the first group (in order of creation) whose first member c has
+    max_k |row_k − c_k| ≤ tol (1 + max_k |c_k|), else it starts a new group. A group's
     representative is the mean of its first ``average`` members (they agree within tol: a basin
-    of 10⁶ starts need not be averaged whole). Real or complex points (|·| the modulus). This is
-    how :func:`flowcore.analysis.basins` finds the attractors among the rest points of
-    :func:`descend_to_rest` and of the flows.
+    of 10⁶ starts need not be averaged whole). Real or complex points (|·| the modulus). In C,
+    on ``threads`` cores (None: all; the groups do not depend on it: the rows are tested in
+    parallel against the groups the first 4 096 rows made, the few that meet none of those
+    serially, in order). This is how :func:`flowcore.analysis.basins` finds the attractors among
+    the rest points of :func:`descend_to_rest` and of the flows.
     """
+    reps, group, _ = _clusters(points, tol, average, threads)
+    return reps, group
+
+
+def _clusters(points, tol, average=1024, threads=None):
+    """:func:`cluster_points` with each group's size: (representatives, group, sizes)."""
     pts = np.asarray(points)
     if pts.ndim != 2:
         raise ValueError(f"points must have shape [N, D], got {pts.shape}")
     dtype = np.complex128 if np.iscomplexobj(pts) else np.float64
     pts = np.ascontiguousarray(pts, dtype=dtype)
-    if not np.all(np.isfinite(pts)):
+    out = _cluster_rows(pts, positive(tol, "tol"), count(average, "average", 1, INT32_MAX),
+                        _threads(threads, -(-len(pts) // 4096)))
+    if out is None:
         raise ValueError("points must be finite (rest points only: drop escaped or non-finite ones first)")
-    group, sums, counts = _cluster_rows(pts, positive(tol, "tol"), count(average, "average", 1, INT32_MAX))
-    return sums / counts[:, None], group
+    group, sums, counts, sizes = out
+    return sums / counts[:, None], group, sizes
 
 
 def _rest_runner(loss, m, rest, device):
