@@ -19,13 +19,14 @@ from flowcore.solvers.sde_solve import SDESolution, sde_solve
 from flowcore.solvers.methods import (GD, HeavyBall, Nesterov, DAL, DALMomentum, DALPerParam, SGD, NGF, PGF, IGR, ThirdOrder,
                               BEA, PF, Adaptive, FixedStep, Dopri5, Dop853, Euler, Midpoint, Heun, RK4, EulerMaruyama,
                               Weak2, RestTest, Compute, method)
+from flowcore.engine.krylov import Krylov
 from flowcore.problems import losses, flows, models, nn
 
 __all__ = ["Loss", "Field", "SpectralFlow", "Status", "Interrupted", "losses", "flows", "models", "nn", "ExpressionError", "DeviceUnavailable",
            "get_include", "DataLoss", "SDE", "SDESolution", "data_noise", "sde_solve", "descend", "descend_to_rest", "cluster_points", "diagnostics", "Run", "Rest", "solve", "Solution", "compiled",
            "GD", "HeavyBall", "Nesterov", "DAL", "DALMomentum", "DALPerParam", "SGD", "NGF", "PGF", "IGR", "ThirdOrder",
            "BEA", "PF", "Adaptive", "FixedStep", "Dopri5", "Dop853", "Euler", "Midpoint", "Heun", "RK4", "EulerMaruyama",
-           "Weak2", "RestTest", "Compute", "method"]
+           "Weak2", "RestTest", "Compute", "Krylov", "method"]
 __version__ = "0.1.0"
 
 

@@ -104,3 +104,32 @@ def test_pf_np3_matches_the_dense_one():
     a = fc.solve(fc.flows.pf(net.loss, 1.0, nonprincipal=True, krylov=False), th[None], t_span=(0, 1.0), **RTOL)
     b = fc.solve(fc.flows.pf(net.loss, 1.0, nonprincipal=True, krylov=True), th[None], t_span=(0, 1.0), **RTOL)
     np.testing.assert_allclose(b.y[0, -1], a.y[0, -1], rtol=1e-8, atol=1e-9)
+
+
+def test_a_looser_krylov_tolerance_takes_fewer_products_within_its_bound():
+    """fc.Krylov(tol) sets the bound on each evaluation's error estimate: at 1e-6 the field takes
+    fewer Hessian–vector products than at the default 1e-11, its measured error against the dense
+    PF stays within the estimate and below 1e-6 relative (where it converged before the last
+    check); krylov=True is fc.Krylov(); bad settings are refused by name."""
+    net = _nets()["D=41"]
+    th = fc.descend(net.loss, net.theta0[None], fc.GD(0.5), 10).iterates[0, -1]
+    h = 2.5 / np.linalg.eigvalsh(net.loss.hess(th))[-1]
+    points = (th + 0.05j * np.random.default_rng(1).standard_normal((3, net.dim))).astype(complex)
+    exact = fc.flows.pf(net.loss, h, krylov=False)(points)
+    work = {}
+    for tol in (1e-11, 1e-6):
+        kry = fc.flows.pf(net.loss, h, krylov=fc.Krylov(tol))
+        approx = kry(points)
+        est = np.array(kry.impl.stats["estimates"])
+        err = np.linalg.norm(approx - exact, axis=1)
+        assert np.all(err <= est + 1e-12 * np.linalg.norm(exact, axis=1)), (tol, err, est)
+        assert np.all(err <= tol * np.linalg.norm(exact, axis=1)), (tol, err)
+        work[tol] = kry.impl.stats["hvps"]
+    assert work[1e-6] < work[1e-11]
+    assert fc.PF(h, krylov=True).krylov == fc.Krylov() and fc.PF(h, krylov=fc.Krylov(1e-8)).krylov.tol == 1e-8
+    with pytest.raises(ValueError, match="tol"):
+        fc.Krylov(0.0)
+    with pytest.raises(ValueError, match="below 1"):
+        fc.Krylov(2.0)
+    with pytest.raises(TypeError, match=r"fc.Krylov\(tol=...\)"):
+        fc.PF(h, krylov=1e-8)

@@ -310,7 +310,9 @@ def network_edge_of_stability(loss, lr, theta0, steps, every=7, flows=("ngf", "i
     bar = Progress(len(flows) * len(pick), "edge of stability: one-step predictions", "restart", progress)
     try:
         for name in flows:
-            field = fc.models.model(name).build(loss, lr)
+            # the matrix-free PF's field error a hundredth of the integrator's tolerance
+            extra = {"krylov": fc.Krylov(rtol / 100)} if name.startswith("pf") and fc.nn.matrix_free_by_default(loss) else {}
+            field = fc.models.model(name).build(loss, lr, **extra)
             t0, ends, codes = time.perf_counter(), [], []
             for k in range(0, len(pick), RESTART_CHUNK):    # chunks: the bar moves, the batch stays large
                 sol = fc.solve(field, it[pick[k:k + RESTART_CHUNK]], t_span=(0.0, lr), method=fc.Dopri5(rtol=rtol, atol=1e-10, max_steps=max_steps), progress=False)

@@ -30,8 +30,11 @@ path's: SINGULAR where a Ritz value has |1 − hθ| < 1e-12, NONFINITE on a non-
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from flowcore.engine.checks import positive
 from flowcore.engine._field import SINGULAR_TOL, _log1m, _phi_at, _stateful_field
 from flowcore.engine._status import Status
 
@@ -40,6 +43,34 @@ CHECKS = (8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 1
           512)                   # the dimensions at which convergence is tested
 ROOM = 16                        # a basis's first room (vectors), doubled as needed
 TRACK_FROM = 0.5                 # Re z above which a Ritz value's branch is carried
+
+
+@dataclass(frozen=True)
+class Krylov:
+    """The matrix-free PF's settings (:mod:`flowcore.engine.krylov`): at each evaluation the
+    Arnoldi dimension grows until the a-posteriori estimate of φ(hH)g's error (its distance to
+    the next approximation) is below ``tol``·‖φ(hH)g‖. The default 1e-11 keeps the field's
+    error far below any integrator tolerance; a looser one (about rtol/100) needs fewer
+    Hessian–vector products: one GD step of the digits MLP at hλ_max = 2.5 (dopri5, rtol 1e-6)
+    took 28 instead of 32 an evaluation at 1e-8, its end point as far from a tight reference
+    (1.93e-6 of the step) as at 1e-11 (benchmarks/README.md)."""
+    tol: float = 1e-11
+
+    def __post_init__(self):
+        object.__setattr__(self, "tol", positive(self.tol, "tol (the Krylov error estimate, relative)"))
+        if self.tol >= 1:
+            raise ValueError(f"Krylov tol must be below 1 (relative to ‖φ(hH)g‖), got {self.tol!r}")
+
+
+def krylov_setting(value):
+    """``krylov`` as a PF reads it: None (matrix-free above fc.nn.KRYLOV_MIN_DIM parameters),
+    False (dense), or a :class:`Krylov` (True is ``Krylov()``)."""
+    if value is None or value is False or isinstance(value, Krylov):
+        return value
+    if value is True:
+        return Krylov()
+    raise TypeError(f"krylov must be True, False, None (matrix-free for networks above fc.nn.KRYLOV_MIN_DIM "
+                    f"parameters) or fc.Krylov(tol=...), got {value!r}")
 
 
 class KrylovPF:

@@ -52,7 +52,7 @@ def third_order(loss: Loss, lr: float) -> SpectralFlow:
     return model("third_order").build(loss, lr)
 
 
-def pf(loss: Loss, lr: float, nonprincipal: bool = False, branch: str = "track", krylov: bool | None = None):
+def pf(loss: Loss, lr: float, nonprincipal: bool = False, branch: str = "track", krylov=None):
     """Principal flow θ' = log(I − hH)/(hH) · g; exact for quadratic E (θ(nh) = GD iterate n).
 
     Complex-valued where hλ > 1. ``branch='track'`` (default) continues each
@@ -65,8 +65,10 @@ def pf(loss: Loss, lr: float, nonprincipal: bool = False, branch: str = "track",
 
     ``krylov``: φ(hH)g from Hessian–vector products by Arnoldi, H never formed (a JAX loss;
     :mod:`flowcore.engine.krylov`: the same branch rule carried on the Ritz values, an a-posteriori error
-    estimate that sets the Krylov dimension). None (default): for a JAX loss with more than
+    estimate that sets the Krylov dimension): True, or ``fc.Krylov(tol=...)`` for another bound on
+    that estimate (default 1e-11, relative). None (default): for a JAX loss with more than
     ``fc.nn.KRYLOV_MIN_DIM`` parameters, where it costs less than forming H and its eigenvectors.
+    False: the dense PF.
     """
     return model("pf_np3" if nonprincipal else "pf").build(loss, lr, branch=branch, krylov=krylov)
 

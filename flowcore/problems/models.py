@@ -32,7 +32,8 @@ import numpy as np
 from flowcore.engine.checks import positive
 from flowcore.engine._field import _phi_values, _spectral
 from flowcore.engine._loss import Loss
-from flowcore.problems.nn import KRYLOV_MIN_DIM, is_jax, matrix_free_pf, polynomial_flow
+from flowcore.engine.krylov import Krylov, krylov_setting
+from flowcore.problems.nn import is_jax, matrix_free_by_default, matrix_free_pf, polynomial_flow
 
 __all__ = ["Model", "MODELS", "model", "pf_alpha", "bea_coefficients", "MAX_BEA_ORDER"]
 
@@ -104,7 +105,7 @@ class Model:
         return self.coefficients
 
     def build(self, loss: Loss, lr: float, order: int | None = None, branch: str = "track",
-              krylov: bool | None = None):
+              krylov=None):
         """The flow's field for ``loss`` at learning rate ``lr`` (a SpectralFlow; for a JAX loss and a
         polynomial α, a field of Hessian–vector products: fc.nn.polynomial_flow; for
         the PF of a JAX loss, matrix-free (fc.nn.matrix_free_pf) when ``krylov`` or, by default, above
@@ -121,13 +122,14 @@ class Model:
             if branch not in ("track", "principal"):
                 raise ValueError(f"branch must be 'track' or 'principal', got {branch!r}")
             name = "pf+np3" if self.name == "pf_np3" else "pf"
-            if krylov is None:
-                krylov = is_jax(loss) and loss.dim > KRYLOV_MIN_DIM
+            krylov = krylov_setting(krylov)
+            if krylov is None and matrix_free_by_default(loss):
+                krylov = Krylov()
             if krylov:
                 if not is_jax(loss):
                     raise ValueError(f"krylov=True needs Hessian–vector products: {loss.name!r} is not a JAX loss "
                                      "(fc.Loss.from_jax, fc.nn.mlp)")
-                return matrix_free_pf(loss, lr, np_coef, branch == "track", name=name)
+                return matrix_free_pf(loss, lr, np_coef, branch == "track", tol=krylov.tol, name=name)
             return _spectral(loss, lr, "pf", (), np_coef=np_coef, track=branch == "track", name=name)
         name = f"bea{order}" if self.name == "bea" else self.name
         coef = [float(c) for c in self._coefficients(order)]

@@ -23,7 +23,7 @@ import numpy as np
 
 from flowcore.engine._loss import Loss, register_backend
 
-__all__ = ["loss_from_jax", "is_jax", "hvp", "polynomial_flow", "matrix_free_pf", "top_eigenpairs", "Network", "mlp", "cnn", "iris", "digits",
+__all__ = ["loss_from_jax", "is_jax", "hvp", "polynomial_flow", "matrix_free_pf", "matrix_free_by_default", "top_eigenpairs", "Network", "mlp", "cnn", "iris", "digits",
            "regression_2d", "moons", "ACTIVATIONS", "NON_HOLOMORPHIC"]
 
 # JAX primitives without a holomorphic extension (what ReLU, abs, max-shifted logsumexp, where and
@@ -316,6 +316,11 @@ def polynomial_flow(loss, lr, coef, name, np_coef=0.0):
 
 
 KRYLOV_MIN_DIM = 32     # a JAX loss above this dimension gets the matrix-free PF by default (benchmarks/bench_nn.py)
+
+
+def matrix_free_by_default(loss):
+    """Does the PF of ``loss`` run matrix-free unless told (a JAX loss above KRYLOV_MIN_DIM)?"""
+    return is_jax(loss) and loss.dim > KRYLOV_MIN_DIM
 
 
 def matrix_free_pf(loss, lr, np_coef=0.0, track=True, tol=1e-11, name="pf"):

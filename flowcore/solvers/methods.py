@@ -28,6 +28,7 @@ from typing import ClassVar
 import numpy as np
 
 from flowcore.engine.checks import INT32_MAX, MAX_THREADS, count, positive
+from flowcore.engine.krylov import Krylov, krylov_setting
 from flowcore.engine.tableaux import TABLEAUX, Tableau
 
 __all__ = ["GD", "HeavyBall", "Nesterov", "DAL", "DALMomentum", "DALPerParam", "SGD",
@@ -423,12 +424,12 @@ class BEA(Flow):
 class PF(Flow):
     """The principal flow θ' = log(I − hH)/(hH)·g (``nonprincipal``: plus −(h²/12)T[g, g], the
     paper's PF + NP3), its log continued along each trajectory (``branch='track'``) or principal
-    at every evaluation (``'principal'``); ``krylov``: matrix-free (None: for networks above
-    fc.nn.KRYLOV_MIN_DIM parameters)."""
+    at every evaluation (``'principal'``); ``krylov``: matrix-free (True or a :class:`Krylov`
+    with its tolerance; None: for networks above fc.nn.KRYLOV_MIN_DIM parameters)."""
     lr: float
     nonprincipal: bool = False
     branch: str = "track"
-    krylov: bool | None = None
+    krylov: bool | Krylov | None = None
     solver: Adaptive | FixedStep = dataclasses.field(default_factory=Dopri5)
     t_max: float | None = None
 
@@ -438,6 +439,7 @@ class PF(Flow):
             raise ValueError(f"branch must be 'track' or 'principal', got {self.branch!r}")
         if not isinstance(self.nonprincipal, (bool, np.bool_)):
             raise TypeError(f"nonprincipal must be True or False, got {self.nonprincipal!r}")
+        _set(self, "krylov", krylov_setting(self.krylov))
 
     @property
     def name(self):
