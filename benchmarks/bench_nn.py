@@ -9,6 +9,8 @@ Hessian–vector products, flowcore.engine.krylov), in the same run; their resul
 CNN (fc.nn.cnn, D = 87 178) at hλ_max = 2.5 from GD's iterate 10 (dopri5, rtol 1e-6: one GD step
 of a network of 10⁵ parameters, where the dense Hessian alone would take 58 GB), with its Krylov
 dimensions and Hessian–vector products counted. Skipped with --quick.
+(3) --accuracy (alone): the step of (2) on the MLP at looser dopri5 and Krylov tolerances
+(fc.Krylov), each end point's distance to a tight reference relative to the step's length.
 
 Iris MLP 4→10→10→10→10→3 (tanh, cross-entropy, D = 413), at an iterate past its edge of
 stability (h = 0.2, step 150). One analysed GD step is: the Hessian, its eigendecomposition, and
@@ -115,12 +117,50 @@ def pf_at_scale(networks=("mlp", "cnn")):
     return rows
 
 
+ACCURACY = ((1e-6, 1e-11), (1e-6, 1e-8), (1e-5, 1e-7), (1e-4, 1e-6), (1e-3, 1e-5))   # (rtol, fc.Krylov tol)
+
+
+def pf_step_accuracy(settings=ACCURACY):
+    """(3), --accuracy: the digits MLP's step of (2) at several dopri5 tolerances (atol = rtol/1000)
+    and Krylov tolerances, each end point against a reference (rtol 1e-9, Krylov 1e-12): what a
+    step costs at each accuracy. The reference alone takes ~13 minutes on 2 cores."""
+    X, Y = fc.nn.digits()
+    net = fc.nn.mlp(X, Y, widths=(256, 256), activation="tanh", loss="cross_entropy", seed=0)
+    th = fc.descend(net.loss, net.theta0[None], fc.GD(0.5), 10).iterates[0, -1]
+    h = 2.5 / fc.nn.top_eigenpairs(net.loss, th, 1)[0][0]
+
+    def step(rtol, ktol):
+        flow = fc.flows.pf(net.loss, h, krylov=fc.Krylov(ktol))
+        t0 = time.perf_counter()
+        sol = fc.solve(flow, th[None], t_span=(0, h), method=fc.Dopri5(rtol=rtol, atol=rtol * 1e-3))
+        st = flow.impl.stats
+        return sol.y[0, -1], {"rtol": rtol, "krylov_tol": ktol, "seconds": time.perf_counter() - t0,
+                              "status": fc.Status(int(sol.status[0])).name, "evaluations": int(sol.nfev[0]),
+                              "hvps": int(st["hvps"]), "krylov_median": float(np.median(st["dims"]))}
+    ref, row = step(1e-9, 1e-12)
+    rows = [dict(row, error_of_step=0.0)]
+    print(f"  reference: {row['seconds']:.0f} s, {row['hvps']} products", flush=True)
+    for rtol, ktol in settings:
+        end, row = step(rtol, ktol)
+        rows.append(dict(row, error_of_step=float(np.linalg.norm(end - ref) / np.linalg.norm(ref - th))))
+        print(f"  rtol {rtol:g}, Krylov {ktol:g}: {row['seconds']:.0f} s", flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--accuracy", action="store_true", help="only (3): the digits MLP's PF step at several "
+                    "tolerances against a tight reference (about 25 minutes)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--scale-only", action="store_true", help="only (2), the matrix-free PF at D ≈ 10⁵")
     ap.add_argument("--networks", default="mlp,cnn", help="(2)'s networks: mlp, cnn or both (default mlp,cnn)")
     args = ap.parse_args()
+    if args.accuracy:
+        rows = pf_step_accuracy()
+        print(table(rows, ["rtol", "krylov_tol", "seconds", "status", "evaluations", "hvps", "krylov_median",
+                           "error_of_step"]))
+        print(f"wrote {write_json('nn_accuracy', rows)}")
+        return
     if args.scale_only:
         scale = pf_at_scale(tuple(args.networks.split(",")))
         print(table(scale, ["network", "D", "seconds", "status", "evaluations", "hvps", "krylov_median", "krylov_max"]))

@@ -17,10 +17,10 @@ def _nets():
             "D=203": fc.nn.mlp(*fc.nn.regression_2d(20), widths=(14, 10), activation="tanh", loss="mse", seed=1)}
 
 
-# one case per target: the Iris ones (D = 193) take ~30 s each, and apart the test workers share
-# them; the other two targets at D ≈ 200 on a network with 20 examples (a few seconds each)
-@pytest.mark.parametrize("key, z", [("D=41", z) for z in (0.5, 1.5, 2.5, 3.0)] + [("D=193", z) for z in (1.5, 3.0)]
-                         + [("D=203", z) for z in (0.5, 2.5)])
+# one case per target: at D ≈ 200, hλ_max = 3 on the Iris MLP (D = 193, ~30 s: 150 examples, a
+# Krylov space far from invariant) and the other three on an MLP with 20 examples (a few seconds)
+@pytest.mark.parametrize("key, z", [("D=41", z) for z in (0.5, 1.5, 2.5, 3.0)] + [("D=193", 3.0)]
+                         + [("D=203", z) for z in (0.5, 1.5, 2.5)])
 def test_one_gd_step_equals_the_dense_tracked_pf(key, z):
     """One GD step (t ∈ [0, h]) of the PF from a network's point, with h set so that hλ_max = z:
     the Krylov PF and the dense tracked PF (complex Hessian, LAPACK) agree to 1e-8 relative;
