@@ -338,7 +338,9 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
     real_rest = at_rest & (imag <= imag_tol) if complex_ else at_rest
     # how many starts rest with each period (0 exactly where a start is not at rest); a few
     # counts of one value are faster than np.bincount's conversion of 10⁶ int32
-    per_period = np.array([np.count_nonzero(period == p) for p in range(int(period.max(initial=0)) + 1)])
+    top = int(period.max(initial=0))
+    per_period = (np.array([np.count_nonzero(period == p) for p in range(top + 1)]) if top <= 8
+                  else np.bincount(period))
     found, blocks = [], []                       # (period, points [p, D], residual, block, group)
     for p in np.flatnonzero(per_period[1:]) + 1:
         for real in ((True, False) if complex_ else (True,)):
