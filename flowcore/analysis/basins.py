@@ -358,7 +358,8 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
             blocks.append((sel, idx, sizes))
             for k, rep in enumerate(reps):
                 if p > 1:
-                    i = np.arange(N)[sel][np.argmax(idx == k)]      # the cycle's first start
+                    j = int(np.argmax(idx == k))                    # the cycle's first start
+                    i = j if isinstance(sel, slice) else sel[j]
                     pts_ = _cycle_points(loss, method, starts[i], nsteps[i], int(p))
                 else:
                     pts_ = rep[None, :]
