@@ -111,3 +111,28 @@ def test_ctrl_c_says_which_figures_were_kept(tmp_path):
     done = sorted(p.stem for p in out.glob("*.json"))
     assert f"{len(done)} of 6 figures were written to {out}" in err and "alpha" in err
     assert not (out / "index.md").exists()
+
+
+def test_a_figure_finished_just_before_ctrl_c_is_counted(tmp_path, monkeypatch):
+    """A Ctrl-C between an item's last file and the tour's note of it (the race a subprocess test
+    hit): the item's files are whole and the message counts it; no half-written file is left."""
+    import flowcore as fc
+    from flowcore.analysis.plot import _plt
+
+    def first(quick):
+        fig = _plt().figure()
+        return fig, {"x": 1}, "one."
+
+    def second(quick):
+        raise AssertionError("not reached")
+    monkeypatch.setattr(tour, "ITEMS", [first, second])
+    render = tour._render
+
+    def render_then_ctrl_c(name, out, quick):
+        render(name, out, quick)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tour, "_render", render_then_ctrl_c)
+    with pytest.raises(fc.Interrupted, match=r"1 of 2 figures were written .*\(PNG and JSON: first\)"):
+        tour.run(tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.json", "first.png"]
+    assert json.loads((tmp_path / "first.json").read_text())["x"] == 1

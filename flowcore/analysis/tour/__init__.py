@@ -52,10 +52,20 @@ def _render(name, out, quick):
     plt = _plt()
     t0 = time.perf_counter()
     fig, data, sentence = f(quick)
-    fig.savefig(Path(out) / f"{name}.png", dpi=110)
-    plt.close(fig)
-    data = {"item": name, "summary": sentence, "seconds": time.perf_counter() - t0, **data}
-    (Path(out) / f"{name}.json").write_text(json.dumps(as_json(data), indent=1))
+    # Each file appears whole (written beside, then renamed), the JSON last: a figure whose JSON is
+    # there is finished, even if a Ctrl-C came before this function returned.
+    png, js = Path(out) / f"{name}.png", Path(out) / f"{name}.json"
+    parts = png.with_suffix(".png.part"), js.with_suffix(".json.part")
+    try:
+        fig.savefig(parts[0], dpi=110, format="png")
+        plt.close(fig)
+        os.replace(parts[0], png)
+        data = {"item": name, "summary": sentence, "seconds": time.perf_counter() - t0, **data}
+        parts[1].write_text(json.dumps(as_json(data), indent=1))
+        os.replace(parts[1], js)
+    finally:
+        for part in parts:
+            part.unlink(missing_ok=True)
     return sentence
 
 
@@ -117,6 +127,14 @@ def _render_in_processes(names, out, quick, workers, said, bar, ctrl_c):
             raise
 
 
+def _finished_since(out, name, started):
+    """Whether ``name``'s JSON (written last, by a rename) was written in this run. File times come
+    from the kernel's coarse clock, a few ms behind ``time.time()``: hence the second's margin (a
+    previous run's files are older than that)."""
+    js = Path(out) / f"{name}.json"
+    return js.exists() and js.stat().st_mtime >= started - 1.0
+
+
 def run(out, quick=False, only=None, progress=True, workers=1):
     """Render every item into ``out``: NAME.png, NAME.json, and index.md. Returns the index entries.
     ``workers`` > 1 renders items in that many processes (spawned: each imports flowcore afresh)."""
@@ -131,6 +149,7 @@ def run(out, quick=False, only=None, progress=True, workers=1):
     from tqdm.auto import tqdm
     names = [f.__name__ for f in items]
     said = {}
+    started = time.time()
     bar = tqdm(total=len(names), desc="tour", unit="figure", disable=not progress)
     try:
         with _CtrlC() as ctrl_c:
@@ -142,7 +161,7 @@ def run(out, quick=False, only=None, progress=True, workers=1):
             else:
                 _render_in_processes(names, out, quick, workers, said, bar, ctrl_c)
     except KeyboardInterrupt:
-        done = [n for n in names if n in said]
+        done = [n for n in names if n in said or _finished_since(out, n, started)]
         raise fc.Interrupted(None, "the tour", (
             f"{len(done)} of {len(names)} figures were written to {out} (PNG and JSON: {', '.join(done)}); index.md "
             "was not: rerun the tour to render every figure" if done else "no figure was finished")) from None
