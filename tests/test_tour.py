@@ -128,8 +128,8 @@ def test_a_figure_finished_just_before_ctrl_c_is_counted(tmp_path, monkeypatch):
     monkeypatch.setattr(tour, "ITEMS", [first, second])
     render = tour._render
 
-    def render_then_ctrl_c(name, out, quick):
-        render(name, out, quick)
+    def render_then_ctrl_c(name, out, quick, progress):
+        render(name, out, quick, progress)
         raise KeyboardInterrupt
     monkeypatch.setattr(tour, "_render", render_then_ctrl_c)
     with pytest.raises(fc.Interrupted, match=r"1 of 2 figures were written .*\(PNG and JSON: first\)"):

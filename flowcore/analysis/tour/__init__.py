@@ -46,12 +46,15 @@ def _share_cores(threads):
                                f" intra_op_parallelism_threads={threads}").strip()
 
 
-def _render(name, out, quick):
-    """Render one item into ``out`` (NAME.png, NAME.json); returns its sentence."""
+def _render(name, out, quick, progress=True):
+    """Render one item into ``out`` (NAME.png, NAME.json); returns its sentence. Without
+    ``progress`` the item's own bars (a long central flow's) stay hidden too."""
+    from flowcore.engine.progress import quiet
     f = next(g for g in ITEMS if g.__name__ == name)
     plt = _plt()
     t0 = time.perf_counter()
-    fig, data, sentence = f(quick)
+    with quiet(not progress):
+        fig, data, sentence = f(quick)
     # Each file appears whole (written beside, then renamed), the JSON last: a figure whose JSON is
     # there is finished, even if a Ctrl-C came before this function returned.
     png, js = Path(out) / f"{name}.png", Path(out) / f"{name}.json"
@@ -107,7 +110,7 @@ class _CtrlC:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _render_in_processes(names, out, quick, workers, said, bar, ctrl_c):
+def _render_in_processes(names, out, quick, workers, said, bar, ctrl_c, progress):
     """Render items in ``workers`` spawned processes (the slow ones first), filling ``said``; on
     Ctrl-C the items not started are cancelled."""
     import multiprocessing
@@ -116,7 +119,7 @@ def _render_in_processes(names, out, quick, workers, said, bar, ctrl_c):
     n = min(workers, len(names))
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_share_cores,
                              initargs=(max(1, (os.cpu_count() or 1) // n),)) as pool:
-        jobs = {pool.submit(_render, name, str(out), quick): name for name in order}
+        jobs = {pool.submit(_render, name, str(out), quick, progress): name for name in order}
         try:
             for job in as_completed(jobs):
                 said[jobs[job]] = job.result()
@@ -155,11 +158,11 @@ def run(out, quick=False, only=None, progress=True, workers=1):
         with _CtrlC() as ctrl_c:
             if workers == 1 or len(names) == 1:
                 for name in names:
-                    said[name] = _render(name, out, quick)
+                    said[name] = _render(name, out, quick, progress)
                     bar.update()
                     ctrl_c.check()
             else:
-                _render_in_processes(names, out, quick, workers, said, bar, ctrl_c)
+                _render_in_processes(names, out, quick, workers, said, bar, ctrl_c, progress)
     except KeyboardInterrupt:
         done = [n for n in names if n in said or _finished_since(out, n, started)]
         raise fc.Interrupted(None, "the tour", (
