@@ -97,6 +97,60 @@ def test_lanes_agree_with_the_generic_loop():
         assert np.mean(np.abs(a.nsteps.astype(int) - b.nsteps) <= 1) > 0.99
 
 
+
+# ------------------------------------------------------------------ recorded maps (fc_record_lanes)
+RECORD_CASES = [(fc.GD(0.1), 60), (fc.GD(0.31), 60), (fc.HeavyBall(0.1, beta=0.9), 40),
+                (fc.DAL(power=1, lr_cap=0.2), 30), (fc.DALPerParam(power=2, lr_cap=0.2), 30), (fc.Nesterov(0.1, beta=0.8), 40)]
+
+
+def _record(th, method, steps, threads=1, radius=RADIUS):
+    r = fc.descend(fc.losses.double_well(), th, method, steps, escape_radius=radius,
+                   compute=fc.Compute(threads=threads, device="cpu"))
+    assert r.device == "cpu"
+    rates = np.asarray(r.lr, dtype=float).reshape(len(th), -1)
+    return np.concatenate([r.iterates.reshape(len(th), -1), rates, np.stack([r.status, r.nsteps], 1)], 1)
+
+
+@pytest.mark.parametrize("method, steps", RECORD_CASES, ids=["gd", "gd-cycles", "heavy-ball", "dal", "dal-per-param", "nesterov"])
+def test_recording_bitwise_across_widths_threads_and_order(monkeypatch, method, steps):
+    """fc.descend records FC_W starts a block: every iterate, rate, status and step count is the
+    same bit for bit at W = 1, 4, 8 and this machine's width, on 1 and 2 threads, permuted, and
+    for a start alone; the NaN start and the escaping one stop with NaN after their stop while
+    their lane neighbours run on."""
+    th = _starts()
+    _width(monkeypatch, 1)
+    ref = _record(th, method, steps, radius=40.0)
+    st, n = ref[:, -2], ref[:, -1]
+    assert st[5] == Status.NONFINITE and n[5] == 0
+    if not method.name.startswith("dal"):
+        assert st[6] == Status.ESCAPED and 0 < n[6] < steps
+    X = ref[:, :(steps + 1) * 2].reshape(len(th), steps + 1, 2)
+    k = np.arange(steps + 1)
+    kept = k[None, :] <= n[:, None]
+    assert np.isnan(X[~kept]).all() and np.isfinite(X[kept & (np.arange(len(th)) != 5)[:, None]]).all()
+    assert ((n == steps) == (st == Status.OK)).all() and (st == Status.OK).mean() > 0.5
+    perm = np.random.default_rng(1).permutation(len(th))
+    for w in (4, 8, None):
+        _width(monkeypatch, w)
+        for threads in (1, 2):
+            np.testing.assert_array_equal(_record(th, method, steps, threads, 40.0), ref,
+                                          err_msg=f"W={w}, {threads} thr")
+        np.testing.assert_array_equal(_record(th[perm], method, steps, 2, 40.0), ref[perm], err_msg=f"W={w}, permuted")
+        for i in (0, 6, 100, len(th) - 1):
+            np.testing.assert_array_equal(_record(th[i:i + 1], method, steps, 1, 40.0), ref[i:i + 1])
+
+
+def test_recording_equals_gd_written_in_numpy():
+    """The recorded GD iterates of E = (x² − 1)² + y² against the same map in numpy with the
+    gradient derived by hand (4x(x² − 1), 2y): equal to rounding (the kernel folds lr into ∇E)."""
+    th = _starts()[8:]
+    h, steps = 0.1, 50
+    X = fc.descend(fc.losses.double_well(), th, fc.GD(h), steps, compute=fc.Compute(device="cpu")).iterates
+    cur = th.copy()
+    for k in range(steps):
+        cur = cur - h * np.stack([4 * cur[:, 0] * (cur[:, 0] ** 2 - 1), 2 * cur[:, 1]], 1)
+        np.testing.assert_allclose(X[:, k + 1], cur, rtol=1e-13, atol=1e-15)
+
 # ------------------------------------------------------------------ fc.solve's lanes (rk.h)
 DW = fc.losses.double_well()
 SOLVE_CASES = {   # adaptive with dense output or landing on outputs, fixed steps with the rest test

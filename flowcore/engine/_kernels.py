@@ -498,8 +498,8 @@ def run_record_host(fn, r, n, lr, th0, nrate, threads):
     nrate] or None when nrate = 0; status; nsteps; whether Ctrl-C arrived)."""
     N, D = th0.shape
     steps = int(n[0])
-    X = np.full((N, steps + 1, D), np.nan)
-    rates = np.full((N, steps, nrate), np.nan) if nrate else None
+    X = np.empty((N, steps + 1, D))            # the kernel writes every entry (NaN after a stop)
+    rates = np.empty((N, steps, nrate)) if nrate else None
     status, nsteps = np.zeros(N, np.intc), np.zeros(N, np.intc)
     ptr = lambda arr: arr.ctypes.data        # noqa: E731
     interrupted = _call_host(fn, ptr(r), ptr(n), ptr(lr), N, ptr(th0), ptr(X),

@@ -177,7 +177,7 @@ def _descend_compiled(record, th, steps, method, lr, beta, power, lr_cap, radius
     nrate = 0 if lr is not None else th.shape[1] if method == "dal_per_param" else 1
     X, rates, status, nsteps, interrupted = record(r, n, lrs, np.ascontiguousarray(th), nrate, threads)
     if lr is not None:
-        rates = np.repeat(lrs[:, None], steps, axis=1)
+        rates = np.broadcast_to(lrs[:, None], (N, steps))        # a fixed rate: a view, as fc.sgd's
     elif method != "dal_per_param":
         rates = rates[..., 0]
     return Run(X, status.astype(np.int8), nsteps, rates, method, device=record.device), interrupted

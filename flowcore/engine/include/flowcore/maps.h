@@ -388,10 +388,11 @@ FC_FN void fc_rest_lanes(const fc_map_args *args, fc_lanes *L, fc_queue *q)
     }
 }
 
-/* One start, every iterate kept: X[k·xstep + q] = θ_k for k = 0..*nsteps (the caller fills the
-   rest with NaN) and, when rates is not NULL, rates[k·rstep + j] = step k's rate(s), j < FC_NRATE.
-   A trajectory stops with its status on leaving the radius or on a non-finite value; else it
-   runs all steps. (One start in lane 0 of a block: recording is bound by its stores.) */
+/* One start, every iterate kept (CUDA: a thread a start): X[k·xstep + q] = θ_k for
+   k = 0..*nsteps (the caller fills the rest with NaN) and, when rates is not NULL,
+   rates[k·rstep + j] = step k's rate(s), j < FC_NRATE. A trajectory stops with its status on
+   leaving the radius or on a non-finite value; else it runs all steps. fc_record_lanes is the
+   same recording for a block of FC_W starts on the host. */
 FC_FN int fc_map_record(const fc_map_args *args, double lr, const double *th0, double *X, fc_int64 xstep,
                         double *rates, fc_int64 rstep, int *nsteps)
 {
@@ -480,18 +481,119 @@ int fc_rest_host(const double *r, const fc_int64 *n_args, const double *lr,
     return failed ? -1 : 0;
 }
 
-/* Iterates trajectory-major, X [n, steps + 1, D] and rates [n, steps, FC_NRATE] (NULL: none kept) */
+/* Starts i0 .. i0 + m − 1 (m ≤ FC_W) recorded together, trajectory-major: X [n, steps + 1, D]
+   and rates [n, steps, FC_NRATE] (NULL: none kept). A step of every lane is one vectorised pass
+   (fc_map_step, as fc_map_record: the same arithmetic lane for lane, so a start's iterates do
+   not depend on its lane or the width). The iterates of FC_REC_CHUNK steps are kept in the block
+   and then written row by row (a lane's steps are contiguous in X: whole cache lines, not one
+   16-byte piece of FC_W rows a step). A lane that stops (out of the radius, non-finite) stops
+   being written and the block goes on without it; the block ends when its last lane stops. A
+   row's entries after its stop are NaN, written here (the caller's array is uninitialised: one
+   pass over the output, by the threads that own it). */
+#define FC_REC_CHUNK (FC_D <= 16 ? 8 : 1)       /* divides 64: Ctrl-C is polled at k ≡ 0 (mod 64) */
+FC_FN void fc_record_lanes(const fc_map_args *a, const double *lr, const double *th0, fc_int64 i0, int m,
+                           double *X, double *rates, int *status, int *nsteps)
+{
+    const fc_int64 steps = a->steps, row = (steps + 1) * FC_D;
+    const double r2 = a->radius * a->radius;
+    double cur[FC_D * FC_W], vel[FC_D * FC_W], lrs[FC_W];
+    double buf[FC_REC_CHUNK][FC_D * FC_W], rbuf[FC_REC_CHUNK][FC_NRATE * FC_W];
+    int alive[FC_W], was[FC_W], inside[FC_W], any = 0;
+    for (int l = 0; l < FC_W; l++) {
+        const int used = l < m;
+        lrs[l] = used ? lr[i0 + l] : 0.0;
+        alive[l] = used;
+        for (int q = 0; q < FC_D; q++) {             /* an unused lane steps from 0 (finite) */
+            cur[q * FC_W + l] = used ? th0[(i0 + l) * FC_D + q] : 0.0;
+            vel[q * FC_W + l] = 0;
+        }
+        if (!used) continue;
+        status[i0 + l] = FC_OK;
+        nsteps[i0 + l] = 0;
+        for (int q = 0; q < FC_D; q++) {
+            X[(i0 + l) * row + q] = cur[q * FC_W + l];
+            if (!isfinite(cur[q * FC_W + l])) status[i0 + l] = FC_NONFINITE;
+        }
+        alive[l] = status[i0 + l] == FC_OK;
+        any |= alive[l];
+    }
+    fc_int64 k = 0;
+    while (k < steps && any) {
+        if ((k & 63) == 0 && a->interrupt && *a->interrupt) {
+            for (int l = 0; l < m; l++)
+                if (alive[l]) { status[i0 + l] = FC_INTERRUPTED; nsteps[i0 + l] = (int)k; alive[l] = 0; }
+            break;
+        }
+        for (int l = 0; l < m; l++) was[l] = alive[l];
+        const int chunk = steps - k < FC_REC_CHUNK ? (int)(steps - k) : FC_REC_CHUNK;
+        int c = 0;
+        while (c < chunk) {
+            int stop = 0;
+            FC_SIMD_ANY(stop)
+            for (int l = 0; l < FC_W; l++) {
+                double r[FC_NRATE], norm2 = 0;
+                fc_map_step(a, lrs[l], cur + l, vel + l, r);
+                for (int j = 0; j < FC_NRATE; j++) rbuf[c][j * FC_W + l] = r[j];
+                for (int q = 0; q < FC_D; q++) {
+                    buf[c][q * FC_W + l] = cur[q * FC_W + l];
+                    norm2 += cur[q * FC_W + l] * cur[q * FC_W + l];
+                }
+                inside[l] = norm2 <= r2;
+                stop |= alive[l] & !inside[l];
+            }
+            c++;
+            if (!stop) continue;
+            any = 0;
+            for (int l = 0; l < m; l++) {
+                if (alive[l] && !inside[l]) {      /* out of the radius or non-finite: stopped */
+                    double x[FC_D];
+                    for (int q = 0; q < FC_D; q++) x[q] = cur[q * FC_W + l];
+                    status[i0 + l] = fc_stop_status(x);
+                    nsteps[i0 + l] = (int)(k + c);
+                    alive[l] = 0;
+                }
+                any |= alive[l];
+            }
+            if (!any) break;
+        }
+        for (int l = 0; l < m; l++) {              /* the chunk's iterates, lane by lane */
+            if (!was[l]) continue;
+            const int upto = alive[l] ? c : (int)(nsteps[i0 + l] - k);     /* a lane stopped here: to its stop */
+            double *x = X + (i0 + l) * row + (k + 1) * FC_D;
+            for (int cc = 0; cc < upto; cc++)
+                for (int q = 0; q < FC_D; q++) x[cc * FC_D + q] = buf[cc][q * FC_W + l];
+            if (rates) {
+                double *rt = rates + ((i0 + l) * steps + k) * FC_NRATE;
+                for (int cc = 0; cc < upto; cc++)
+                    for (int j = 0; j < FC_NRATE; j++) rt[cc * FC_NRATE + j] = rbuf[cc][j * FC_W + l];
+            }
+        }
+        k += c;
+    }
+    for (int l = 0; l < m; l++) {
+        const fc_int64 i = i0 + l;
+        if (alive[l]) nsteps[i] = (int)k;         /* all steps (or interrupted at k, set above) */
+        for (fc_int64 j = (nsteps[i] + 1) * FC_D; j < row; j++) X[i * row + j] = NAN;
+        if (rates)
+            for (fc_int64 j = (fc_int64)nsteps[i] * FC_NRATE; j < steps * FC_NRATE; j++)
+                rates[i * steps * FC_NRATE + j] = NAN;
+    }
+}
+
+/* Iterates trajectory-major, X [n, steps + 1, D] and rates [n, steps, FC_NRATE] (NULL: none
+   kept); both uninitialised on entry (every entry is written: NaN after a trajectory's stop) */
 int fc_record_host(const double *r, const fc_int64 *n_args, const double *lr,
                    const volatile int *interrupt, fc_int64 n, const double *th0, double *X,
                    double *rates, int *status, int *nsteps, int threads)
 {
     const fc_map_args a = fc_map_unpack(r, n_args, interrupt);
-    const fc_int64 steps = a.steps;
+    const fc_int64 blocks = (n + FC_W - 1) / FC_W;
     (void)threads;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(threads) if (threads > 1)
-    for (fc_int64 i = 0; i < n; i++)
-        status[i] = fc_map_record(&a, lr[i], th0 + i * FC_D, X + i * (steps + 1) * FC_D, FC_D,
-                                  rates ? rates + i * steps * FC_NRATE : 0, FC_NRATE, nsteps + i);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+    for (fc_int64 b = 0; b < blocks; b++) {
+        const fc_int64 i0 = b * FC_W;
+        fc_record_lanes(&a, lr, th0, i0, n - i0 < FC_W ? (int)(n - i0) : FC_W, X, rates, status, nsteps);
+    }
     return 0;
 }
 #endif
