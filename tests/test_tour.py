@@ -12,7 +12,9 @@ from flowcore.analysis import tour
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
     d = tmp_path_factory.mktemp("tour")
-    tour.run(d, quick=True, progress=False, workers=2)      # two processes: also tests the parallel path
+    # in this process: spawned workers would each import and compile afresh (75 CPU-s against 53);
+    # test_cli_track_and_tour_only runs the parallel path
+    tour.run(d, quick=True, progress=False, workers=1)
     return d
 
 
@@ -84,7 +86,7 @@ def test_cli_track_and_tour_only(tmp_path):
     d = json.loads(r.stdout)
     assert d["pf"]["first_step_error"] < d["ngf"]["first_step_error"] and png.exists()
     r = subprocess.run([sys.executable, "-m", "flowcore.cli", "tour", "-o", str(tmp_path / "t"), "--quick",
-                        "--only", "alpha,euler", "--json"], capture_output=True, text=True, cwd=tmp_path)
+                        "--only", "alpha,euler", "--json", "-j", "2"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(i["name"] for i in json.loads(r.stdout)["items"]) == ["alpha", "euler"]
     r = subprocess.run([sys.executable, "-m", "flowcore.cli", "tour", "-o", str(tmp_path / "t"), "--only", "nope"],
