@@ -91,14 +91,25 @@ def basin_entropy(labels, box=5):
     else:
         ny, nx = (L.shape[0] // box) * box, (L.shape[1] // box) * box
         blocks = L[:ny, :nx].reshape(ny // box, box, nx // box, box).swapaxes(1, 2).reshape(-1, box * box)
-    S = np.zeros(len(blocks))
-    for i, blk in enumerate(blocks):
-        _, counts = np.unique(blk, return_counts=True)
-        p = counts / counts.sum()
-        S[i] = -np.sum(p * np.log(p))
+    S = _box_entropies(blocks)
     boundary = S > 0
     Sbb = float(S[boundary].mean()) if boundary.any() else float("nan")
     return float(S.mean()), Sbb, int(boundary.sum())
+
+
+def _box_entropies(blocks):
+    """−Σ_j p_j ln p_j of the labels in each row of ``blocks`` [n, m], for all rows at once: each
+    row sorted, its runs of equal labels counted (np.unique per box took ~8 µs a box; a 1000²
+    map has 40 000 boxes of 5 × 5). Labels are first numbered by np.unique, as the loop counted
+    them (NaN labels one value)."""
+    codes = np.unique(blocks, return_inverse=True)[1].reshape(blocks.shape)
+    srt = np.sort(codes, axis=1)
+    n, m = srt.shape
+    first = np.ones(srt.shape, bool)               # where a run of equal labels starts; every row
+    first[:, 1:] = srt[:, 1:] != srt[:, :-1]        # starts one, so no run spans two rows
+    starts = np.flatnonzero(first)
+    p = np.diff(np.append(starts, srt.size)) / m
+    return np.bincount(starts // m, weights=-p * np.log(p), minlength=n)
 
 
 def portrait(loss, box, lr, flow="ngf", starts=None, gd_lrs=None, steps=30, resolution=120,
