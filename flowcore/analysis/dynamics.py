@@ -47,7 +47,7 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6,
                 total += np.log(np.abs(R[:, 0, 0]))               # the leading direction
         lyap[ok] = total / keep
     return {"lrs": lrs, "orbits": orbits, "lyapunov": lyap, "status": status,
-            "period": [orbit_period(o) for o in orbits], "device": run.device,
+            "period": _orbit_periods(orbits), "device": run.device,
             "vars": None if loss.vars is None else [str(v) for v in loss.vars]}
 
 
@@ -55,22 +55,40 @@ def orbit_period(orbit, tol=1e-6):
     """The smallest p with θ_n ≈ θ_{n−p} (∞-norm, relative ``tol``) over all kept iterates
     [keep, D]: 1 for a fixed point, 0 when no p ≤ keep/2 repeats (chaos, or not settled: a
     "cycle" whose points are still closing in on each other), None for an orbit that escaped."""
-    orbit = np.asarray(orbit, dtype=float).reshape(len(orbit), -1)
-    if not np.all(np.isfinite(orbit)):
-        return None
-    scale = tol * (1 + np.max(np.abs(orbit)))
-    for p in range(1, len(orbit) // 2 + 1):
-        if np.max(np.abs(orbit[p:] - orbit[:-p])) <= scale:
-            # a damped oscillation onto a fixed point (multiplier near −1) passes the p = 2 test
-            # first: if the gap between the cycle's points is still shrinking, nothing is settled
-            q = max(1, len(orbit) // 4)
-            for d in range(1, p):
-                if p % d == 0:
-                    gap = np.max(np.abs(orbit[d:] - orbit[:-d]), axis=-1)
-                    if gap[-q:].mean() < 0.9 * gap[:q].mean():
-                        return 0
-            return p
-    return 0
+    orbit = np.asarray(orbit, dtype=float)
+    return _orbit_periods(orbit.reshape(1, len(orbit), -1), tol)[0]
+
+
+def _orbit_periods(orbits, tol=1e-6):
+    """:func:`orbit_period` of each orbit of ``orbits`` [L, keep, D], the recurrence tested for all
+    orbits at once, p by p (one call per orbit and p cost ~0.1 ms each: 0.2 s of a 2 000-rate
+    orbit diagram)."""
+    L, keep = orbits.shape[:2]
+    X = orbits.reshape(L, keep, -1)
+    out = [None] * L
+    finite = np.flatnonzero(np.all(np.isfinite(X.reshape(L, -1)), axis=1))
+    if finite.size == 0:
+        return out
+    scale = tol * (1 + np.max(np.abs(X[finite]), axis=(1, 2)))
+    period = np.zeros(len(finite), int)                  # 0: no p ≤ keep/2 recurs
+    for p in range(1, keep // 2 + 1):
+        todo = np.flatnonzero(period == 0)
+        if todo.size == 0:
+            break
+        rows = X[finite[todo]]
+        period[todo[np.max(np.abs(rows[:, p:] - rows[:, :-p]), axis=(1, 2)) <= scale[todo]]] = p
+    q = max(1, keep // 4)
+    for j, (i, p) in enumerate(zip(finite, period)):
+        # a damped oscillation onto a fixed point (multiplier near −1) passes the p = 2 test
+        # first: if the gap between the cycle's points is still shrinking, nothing is settled
+        for d in range(1, p):
+            if p % d == 0:
+                gap = np.max(np.abs(X[i, d:] - X[i, :-d]), axis=-1)
+                if gap[-q:].mean() < 0.9 * gap[:q].mean():
+                    p = 0
+                    break
+        out[i] = int(p)
+    return out
 
 
 def basin_entropy(labels, box=5):
