@@ -39,12 +39,15 @@ def orbit_diagram(loss, lrs, theta0, transient=500, keep=100, escape_radius=1e6,
     if np.any(ok):
         H = loss.hess(orbits[ok])                                   # [L', keep, D, D]
         J = np.eye(D) - lrs[ok, None, None, None] * H
-        Q = np.broadcast_to(np.eye(D), (J.shape[0], D, D)).copy()
-        total = np.zeros(J.shape[0])
-        for n in range(keep):
-            Q, R = np.linalg.qr(J[:, n] @ Q)
-            with np.errstate(divide="ignore"):
-                total += np.log(np.abs(R[:, 0, 0]))               # the leading direction
+        with np.errstate(divide="ignore"):
+            if D == 1:                                          # the QR of a 1×1 product is |J_n|
+                total = np.log(np.abs(J[:, :, 0, 0])).sum(axis=1)
+            else:
+                Q = np.broadcast_to(np.eye(D), (J.shape[0], D, D)).copy()
+                total = np.zeros(J.shape[0])
+                for n in range(keep):
+                    Q, R = np.linalg.qr(J[:, n] @ Q)
+                    total += np.log(np.abs(R[:, 0, 0]))         # the leading direction
         lyap[ok] = total / keep
     return {"lrs": lrs, "orbits": orbits, "lyapunov": lyap, "status": status,
             "period": _orbit_periods(orbits), "device": run.device,
