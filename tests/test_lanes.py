@@ -163,7 +163,8 @@ SOLVE_CASES = {   # adaptive with dense output or landing on outputs, fixed step
                                                  escape_radius=30.0)),
     "third-order-max-steps": (fc.flows.third_order(DW, 0.2), dict(t_span=(0, 50), escape_radius=30.0,
                                                                   method=fc.Dopri5(max_steps=40))),
-    # the PF (tracked; one trajectory a thread: W = 1 whatever $FLOWCORE_LANES says), diagonal and coupled
+    # the PF (tracked): diagonal in lanes (MVEC_CASES); coupled one trajectory a thread (W = 1 whatever
+    # $FLOWCORE_LANES says)
     "pf-double-well": (fc.flows.pf(DW, 0.4), dict(t_span=(0, 2), escape_radius=30.0)),
     "pf-coupled": (fc.flows.pf(fc.losses.quadratic(np.array([[6.0, 1.0], [1.0, 2.0]])), 0.25),
                    dict(t_span=(0, 2), escape_radius=30.0)),
@@ -197,13 +198,35 @@ def test_solve_bitwise_across_widths_threads_and_order(monkeypatch, case):
     if case == "third-order-max-steps":
         assert (st == Status.MAX_STEPS).sum() > 100
     perm = np.random.default_rng(0).permutation(len(th))
+    ref1 = ref
     for w in (4, 8, None):
         _width(monkeypatch, w)
+        if case in MVEC_CASES:                  # libmvec's log, log1p, atan2 in the lanes: this width's own
+            ref = _solve(th, flow, kw)
+            _close_to_width_1(ref, ref1, MVEC_CASES[case], f"W={w}")
         for threads in (1, 2):
             np.testing.assert_array_equal(_solve(th, flow, kw, threads), ref, err_msg=f"W={w}, {threads} thr")
         np.testing.assert_array_equal(_solve(th[perm], flow, kw, 2), ref[perm], err_msg=f"W={w}, permuted")
     for i in [0, 5, 6, 7, 700]:                    # alone (the other lanes of its block idle)
         np.testing.assert_array_equal(_solve(th[i:i + 1], flow, kw), ref[i:i + 1])
+    # one start in every lane of two blocks: no lane computes differently (a vector loop's remainder
+    # or the compiler's fused complex products in some lanes only would show here)
+    np.testing.assert_array_equal(_solve(np.repeat(th[700:701], 64, axis=0), flow, kw), np.repeat(ref[700:701], 64, axis=0))
+
+
+# The diagonal PF runs in lanes with libmvec's vector log, log1p and atan2 (≤ 4 ulp; glibc's scalar
+# functions at W = 1): per width bitwise as above, across widths the same statuses and values within
+# a few ulp on fixed steps, within the tolerance where an adaptive step sequence can change
+# (measured 2.6e-16 and 2.3e-7 relative; docs/kernels.md)
+MVEC_CASES = {"pf-double-well": 1e-5, "pf-rk4-rest": 1e-14}
+
+
+def _close_to_width_1(r, r1, rel, msg):
+    np.testing.assert_array_equal(r[:, -4], r1[:, -4], err_msg=msg + ": statuses")
+    y, y1 = r[:, :-4], r1[:, :-4]
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(y1), err_msg=msg)
+    ok = ~np.isnan(y1)
+    assert np.max(np.abs(y[ok] - y1[ok]) / np.maximum(np.abs(y1[ok]), 1.0)) <= rel, msg
 
 
 def test_the_controllers_log_and_exp_against_mpmath():
@@ -227,3 +250,71 @@ def test_the_controllers_log_and_exp_against_mpmath():
         with mpmath.workdps(30):
             exact = np.array([float(mpmath.power(mpmath.mpf(float(a)), mpmath.mpf(float(b)))) for a, b in zip(x, p)])
         assert np.max(np.abs(out - exact) / exact) < bound
+
+
+PHI_HARNESS = r"""
+#define FC_D 1
+#define FC_COMPLEX 1
+#include "flowcore/kernel.h"
+#include "flowcore/spectral.h"
+/* as fc_rhs_block: the calls' arguments, the calls alone, the rest; n a multiple of FC_W */
+void phi(int n, const double *zr, const double *zi, double *out)
+{
+    for (int i0 = 0; i0 < n; i0 += FC_W) {
+        double arg[FC_W], n2[FC_W], y[FC_W], x[FC_W], lg[FC_W], ln[FC_W], at[FC_W];
+        FC_SIMD
+        for (int l = 0; l < FC_W; l++) {
+            const fc_z z = fc_cmplx(zr[i0 + l], zi[i0 + l]);
+            arg[l] = fc_log1m_arg(z); n2[l] = fc_log1m_norm2(z); y[l] = fc_arg_y(z); x[l] = fc_arg_x(z);
+        }
+        FC_SIMD
+        for (int l = 0; l < FC_W; l++) { lg[l] = fc_vlog1p(arg[l]); ln[l] = fc_vlog(n2[l]); at[l] = fc_vatan2(y[l], x[l]); }
+        FC_SIMD
+        for (int l = 0; l < FC_W; l++) {
+            const fc_z z = fc_cmplx(zr[i0 + l], zi[i0 + l]), p = fc_phi_lane(z, fc_log1m_parts(z, lg[l], ln[l], at[l]));
+            out[2 * (i0 + l)] = fc_re(p);
+            out[2 * (i0 + l) + 1] = fc_im(p);
+        }
+    }
+}
+"""
+
+
+def test_lane_phi_against_mpmath(tmp_path):
+    """φ(z) = log(1 − z)/z as the diagonal PF's lanes compute it (spectral.h: ½ log1p(|1 − z|² − 1)
+    near z = 0, ½ log|1 − z|² elsewhere, atan2; no series) against mpmath at 120 bits: within 4 ulp
+    on the real axis up to the singularity, near 0 and 1, over the plane and around |1 − z| = 1 — at
+    W = 1 (glibc's scalar functions) and in lanes (libmvec's vector ones, when the build finds them)."""
+    import ctypes
+    import subprocess
+    import mpmath as mp
+    from flowcore.engine import _codegen
+    cc = _codegen.compiler()
+    src = tmp_path / "phi.c"
+    src.write_text(PHI_HARNESS)
+    defines, libs = _codegen.mvec_flags(cc)
+    rng, n = np.random.default_rng(0), 384                      # a multiple of the harness's 32 lanes
+    a = rng.uniform(0, 2 * np.pi, n)
+    regions = {"real axis": (np.linspace(-3, 0.999, n), np.zeros(n)),
+               "near 1": (1 + np.geomspace(1e-11, 0.4, n) * np.repeat([-1, 1], n // 2), rng.normal(0, 1e-9, n)),
+               "near 0": (rng.normal(0, 1e-3, n), rng.normal(0, 1e-3, n)),
+               "plane": (rng.uniform(-5, 5, n), rng.uniform(-5, 5, n)),
+               "|1 - z| = 1": (1 - np.cos(a), -np.sin(a))}
+    mp.mp.prec = 120
+    for width, extra in ((1, []), (32, [*_codegen.native_flags(cc), *defines])):
+        so = tmp_path / f"phi{width}.so"
+        proc = subprocess.run([cc, *_codegen.cflags(cc), *_codegen.openmp_flags(cc), *extra, f"-DFC_W={width}",
+                               "-I", str(_kernels.INCLUDE), "-o", str(so), str(src), *libs, "-lm"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        lib = ctypes.CDLL(str(so))
+        for name, (zr, zi) in regions.items():
+            zr, zi = np.ascontiguousarray(zr), np.ascontiguousarray(zi)
+            assert len(zr) % 32 == 0
+            out = np.empty(2 * len(zr))
+            P = ctypes.POINTER(ctypes.c_double)
+            lib.phi(len(zr), zr.ctypes.data_as(P), zi.ctypes.data_as(P), out.ctypes.data_as(P))
+            got = out[0::2] + 1j * out[1::2]
+            ref = np.array([complex(mp.log(1 - mp.mpc(x, y)) / mp.mpc(x, y)) for x, y in zip(zr, zi)])
+            ulps = np.abs(got - ref) / np.abs(ref) / np.finfo(float).eps
+            assert ulps.max() <= 4, (width, name, ulps.max(), zr[np.argmax(ulps)], zi[np.argmax(ulps)])

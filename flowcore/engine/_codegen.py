@@ -291,6 +291,37 @@ def native_flags(cc=None):
     return _FLAGS[key]
 
 
+MVEC_PROBE = """#pragma omp declare simd notinbranch
+double v_atan2(double, double) __asm__("atan2");
+#pragma omp declare simd notinbranch
+double v_log1p(double) __asm__("log1p");
+#pragma omp declare simd notinbranch
+double v_log(double) __asm__("log");
+void f(int n, const double *x, double *y)
+{
+    #pragma omp simd
+    for (int i = 0; i < n; i++) y[i] = v_log1p(x[i]) + v_atan2(x[i], 1.0) + v_log(x[i]);
+}
+"""
+
+
+def mvec_flags(cc=None):
+    """(defines, libraries) for glibc's vector math (libmvec) in lane kernels: (['-DFC_MVEC'],
+    ['-lmvec']) when a library built for this machine's vectors links against it with every symbol
+    resolved (probed once), else ([], []): the lanes then call the scalar functions."""
+    cc = cc or compiler()
+    key = ("mvec", cc)
+    if key not in _FLAGS:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "probe.c"
+            src.write_text(MVEC_PROBE)
+            proc = subprocess.run([cc, *CFLAGS, *openmp_flags(cc), *native_flags(cc), "-Wl,--no-undefined",
+                                   "-o", str(Path(tmp) / "probe.so"), str(src), "-lmvec", "-lm"],
+                                  capture_output=True)
+        _FLAGS[key] = (["-DFC_MVEC"], ["-lmvec"]) if proc.returncode == 0 else ([], [])
+    return _FLAGS[key]
+
+
 def native_target(cc=None):
     """A digest of what ``-march=native`` means here (the compiler's predefined macros: its
     architecture and instruction-set extensions)."""
@@ -303,15 +334,15 @@ def native_target(cc=None):
     return _FLAGS[key]
 
 
-def build(key_parts, make_source, what="expression", extra=()):
+def build(key_parts, make_source, what="expression", extra=(), libs=()):
     """Load the shared library for key_parts, generating and compiling it on a miss.
 
     The key hashes the expression (as srepr), the codegen version, compiler and flags, so a cache
     hit skips sympy entirely. A library is loaded only if its recorded digest matches; a bad
     entry is removed and rebuilt. Writes are atomic (rename); the library also carries its key
-    (``fc_key``), checked after loading."""
+    (``fc_key``), checked after loading. ``libs``: libraries linked after the source."""
     cc = compiler()
-    key = _key([*key_parts, *extra])
+    key = _key([*key_parts, *extra, *libs])
     if key in _LOADED:
         return _LOADED[key]
     folder = cache_dir()
@@ -325,7 +356,7 @@ def build(key_parts, make_source, what="expression", extra=()):
             c_file, out = Path(tmp) / f"fc_{key}.c", Path(tmp) / f"fc_{key}.so"
             c_file.write_text(src)
             t0 = time.perf_counter()
-            proc = subprocess.run([cc, *cflags(cc), *extra, "-o", str(out), str(c_file), "-lm"],
+            proc = subprocess.run([cc, *cflags(cc), *extra, "-o", str(out), str(c_file), *libs, "-lm"],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"compiling the generated code for {what} failed "

@@ -236,34 +236,87 @@ def _poly_problem(p):
 def _pf_diagonal(p):
     """The PF of a loss with a diagonal Hessian, any D: the eigenvectors are the axes, so
     f_k = φ(hH_kk) g_k with each log(1 − hH_kk) continued along the path (tracked) or
-    principal; SINGULAR where |1 − hH_kk| < tol. The general rules with no eigenvector to match."""
+    principal; SINGULAR where |1 − hH_kk| < tol. The general rules with no eigenvector to match.
+    Written without branches or complex library calls (spectral.h's *_lane functions), and a
+    second time over a block of lanes (fc_rhs_block, which rk.h's stages call): there the loss
+    and the arguments of log1p and atan2, the calls alone, and the rest are three loops over the
+    lanes — GCC vectorises a loop with a vector call only if nothing in it needs if-converting."""
     D = p.dim
     lines = [f"typedef struct {{ fc_z L[{D}]; }} fc_branch;", ""]
-    pf = ["const double h = a->lr;"] + _loads(D) + _loss_parts(p, True, p.nonprincipal, True)
-    pf += [f"if (fc_check(g, {D}) != FC_OK || fc_check(Hd, {D}) != FC_OK) return FC_NONFINITE;",
-           f"fc_z L[{D}];",
-           f"for (int k = 0; k < {D}; k++) {{",
-           "    const fc_z z = h * Hd[k];",
-           "    L[k] = bin ? fc_log1m_near(z, bin->L[k]) : fc_log1m(z);",
-           "    if (fc_cabs(1.0 - z) < FC_SINGULAR_TOL) return FC_SINGULAR;",
-           "}",
+    loss = _loss_parts(p, True, p.nonprincipal, True)
+    pf = ["const double h = a->lr;"] + _loads(D) + loss
+    pf += ["int nonfinite = 0, singular = 0;", f"fc_z L[{D}];"]
+    for k in range(D):
+        pf += [f"const fc_z z_{k} = h * Hd[{k}];",
+               f"nonfinite |= !fc_finite(g[{k}]) | !fc_finite(Hd[{k}]);",
+               f"singular |= fc_abs2(1.0 - z_{k}) < FC_SINGULAR_TOL * FC_SINGULAR_TOL;",
+               f"L[{k}] = track ? fc_log1m_near_lane(z_{k}, bin->L[{k}]) : fc_log1m_lane(z_{k});"]
+    pf += ["const int status = nonfinite ? FC_NONFINITE : singular ? FC_SINGULAR : FC_OK;",
            f"if (bout) for (int k = 0; k < {D}; k++) bout->L[k] = L[k];",
-           "if (!f) return FC_OK;",
-           f"for (int k = 0; k < {D}; k++) f[k * FC_W] = fc_phi(h * Hd[k], L[k]) * g[k];"]
+           "if (!f) return status;"]
+    pf += [f"f[{k} * FC_W] = fc_phi_lane(z_{k}, L[{k}]) * g[{k}];" for k in range(D)]
     if p.nonprincipal:
-        pf += [f"for (int k = 0; k < {D}; k++) f[k * FC_W] = f[k * FC_W] + a->np_coef * T[k];"]
-    pf += ["return fc_check_lane(f);"]
-    return lines + _pf_entry_points(p, pf)
+        pf += [f"f[{k} * FC_W] = f[{k} * FC_W] + a->np_coef * T[{k}];" for k in range(D)]
+    pf += ["const int checked = fc_check_lane(f);", "return status != FC_OK ? status : checked;"]
+    lines += _pf_entry_points(p, pf)
+    # the block: the same arithmetic lane by lane, in three loops over the lanes: the loss's
+    # derivatives and the calls' arguments; the calls alone; the rest, in real arithmetic. Complex
+    # values are read and written as pairs of doubles and kept in split arrays: GR, GI, HR, HI, TR,
+    # TI: g, H_kk, T; ARG, N2, Y, X: the calls' arguments; LG, LN, AT: their values; LR, LI: the
+    # logs kept for bnew.
+    n = f"[{D} * FC_W]"
+    der = [f"const fc_s x_{k} = fc_cmplx(xd[2 * ({k} * FC_W + l)], xd[2 * ({k} * FC_W + l) + 1]);"
+           for k in range(D)] + loss
+    for k in range(D):
+        i = f"{k} * FC_W + l"
+        der += [f"GR[{i}] = fc_re(g[{k}]); GI[{i}] = fc_im(g[{k}]); HR[{i}] = fc_re(Hd[{k}]); HI[{i}] = fc_im(Hd[{k}]);"]
+        if p.nonprincipal:
+            der += [f"TR[{i}] = fc_re(T[{k}]); TI[{i}] = fc_im(T[{k}]);"]
+    blk = ["const double h = a->lr;", "const double *xd = (const double *)x;", "double *fd = (double *)f;",
+           f"double GR{n}, GI{n}, HR{n}, HI{n}, TR{n}, TI{n}, LR{n}, LI{n};",
+           f"double ARG{n}, N2{n}, Y{n}, X{n}, LG{n}, LN{n}, AT{n};", "(void)TR; (void)TI;",
+           "FC_SIMD", "for (int l = 0; l < FC_W; l++) {"] + ["    " + d_ for d_ in der]
+    for k in range(D):
+        i = f"{k} * FC_W + l"
+        blk += [f"    const fc_z z_{k} = fc_cmplx(h * HR[{i}], h * HI[{i}]);",
+                f"    ARG[{i}] = fc_log1m_arg(z_{k}); N2[{i}] = fc_log1m_norm2(z_{k});",
+                f"    Y[{i}] = fc_arg_y(z_{k}); X[{i}] = fc_arg_x(z_{k});"]
+    blk += ["}", "FC_SIMD", "for (int l = 0; l < FC_W; l++) {"]
+    for k in range(D):
+        i = f"{k} * FC_W + l"
+        blk += [f"    LG[{i}] = fc_vlog1p(ARG[{i}]);", f"    LN[{i}] = fc_vlog(N2[{i}]);",
+                f"    AT[{i}] = fc_vatan2(Y[{i}], X[{i}]);"]
+    blk += ["}", "FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    int nonfinite = 0, singular = 0, ok = 1;"]
+    for k in range(D):
+        i = f"{k} * FC_W + l"
+        near = f"fc_near_lane(z_{k}, L_{k}p, b[l].L[{k}])" if p.tracked else f"L_{k}p"
+        np_ = (f" + a->np_coef * TR[{i}]", f" + a->np_coef * TI[{i}]") if p.nonprincipal else ("", "")
+        blk += [f"    const fc_z z_{k} = fc_cmplx(h * HR[{i}], h * HI[{i}]);",
+                f"    const fc_z L_{k}p = fc_log1m_parts(z_{k}, LG[{i}], LN[{i}], AT[{i}]), L_{k} = {near};",
+                f"    nonfinite |= !isfinite(GR[{i}]) | !isfinite(GI[{i}]) | !isfinite(HR[{i}]) | !isfinite(HI[{i}]);",
+                f"    singular |= fc_lt(fc_abs2(1.0 - z_{k}), FC_SINGULAR_TOL * FC_SINGULAR_TOL);",
+                f"    LR[{i}] = fc_re(L_{k}); LI[{i}] = fc_im(L_{k});",
+                f"    const fc_z p_{k} = fc_phi_lane(z_{k}, L_{k});      /* f = phi g, in real arithmetic */",
+                f"    const double fr_{k} = fc_re(p_{k}) * GR[{i}] - fc_im(p_{k}) * GI[{i}]{np_[0]};",
+                f"    const double fi_{k} = fc_re(p_{k}) * GI[{i}] + fc_im(p_{k}) * GR[{i}]{np_[1]};",
+                f"    fd[2 * ({i})] = fr_{k}; fd[2 * ({i}) + 1] = fi_{k};",
+                f"    ok &= (isfinite(fr_{k}) != 0) & (isfinite(fi_{k}) != 0);"]
+    blk += ["    si[l] = nonfinite ? FC_NONFINITE : singular ? FC_SINGULAR : ok ? FC_OK : FC_NONFINITE;", "}",
+            "if (bnew)",
+            "    for (int l = 0; l < FC_W; l++)",
+            f"        for (int k = 0; k < {D}; k++) bnew[l].L[k] = fc_cmplx(LR[k * FC_W + l], LI[k * FC_W + l]);"]
+    lines += _function("FC_FN void fc_rhs_block(const fc_s *x, fc_s *f, const fc_branch *b, fc_branch *bnew, "
+                       "const fc_args *a, int *si)", blk)
+    return lines
 
 
 def _pf_entry_points(p, pf_body):
     """fc_pf (the field with its branch state in and out), fc_rhs and fc_branch_init."""
     lines = _function("FC_CALL int fc_pf(const fc_s *x, fc_s *f, const fc_branch *bin, "
-                      "fc_branch *bout, const fc_args *a)", pf_body)
-    track = "b" if p.tracked else "0"
-    lines += _rhs([f"return fc_pf(x, f, {track}, bnew, a);"])
+                      "fc_branch *bout, const fc_args *a, const int track)", pf_body)
+    lines += _rhs([f"return fc_pf(x, f, b, bnew, a, {int(p.tracked)});"])
     lines += _function("FC_FN int fc_branch_init(const fc_s *y, fc_branch *b, const fc_args *a)",
-                       ["return fc_pf(y, 0, 0, b, a);"])
+                       ["return fc_pf(y, 0, 0, b, a, 0);"])
     return lines
 
 
@@ -281,7 +334,7 @@ def _pf_problem(p):
            "fc_z lam[2], V[2][2], L[2];", "int perm[2] = {0, 1};",
            "fc_eig2(H[0], H[1], H[3], &lam[0], &lam[1]);",
            "for (int k = 0; k < 2; k++) fc_eigvec2(H[0], H[1], H[3], lam[k], k, V[k]);",
-           "if (bin) {",
+           "if (track) {",
            "    const double keep = fc_overlap(bin->V[0], V[0]) + fc_overlap(bin->V[1], V[1]);",
            "    const double swap = fc_overlap(bin->V[0], V[1]) + fc_overlap(bin->V[1], V[0]);",
            "    if (!(keep >= swap)) { perm[0] = 1; perm[1] = 0; }",
@@ -326,8 +379,9 @@ def _combo(weights, scale=None, lane=""):
     return " + ".join(terms) if terms else "0.0"
 
 
-def method_source(tab, dense):
-    """The tableau's stages, error norm and continuous extension, unrolled into C."""
+def method_source(tab, dense, block_rhs=False):
+    """The tableau's stages, error norm and continuous extension, unrolled into C (block_rhs: the
+    problem evaluates a stage for the whole block, fc_rhs_block)."""
     A, b, e, e3, P = tab.floats()
     s = len(b)
     P = P if dense else None
@@ -343,17 +397,24 @@ def method_source(tab, dense):
     # does not branch the lanes' common code); nfev counts a lane's stages up to its first fault,
     # st keeps that fault's status. The step's weights h·a_ij: a stage's input is y + Σ (h a_ij) K_j,
     # one multiply shorter on the latency chain than y + h Σ a_ij K_j (1.12× → 1.05× C on RK4).
+    # A problem with fc_rhs_block (the diagonal PF) evaluates a stage over the whole block in one
+    # call: its own loops over the lanes (see _pf_diagonal).
     body = ["FC_SIMD", "for (int l = 0; l < FC_W; l++) st[l] = FC_OK;"]
     for i in range(1, s + 1):
         last = i == s
         weights = b if last else A[i][:i]
-        dest, src_b = ("ynew", "bnew + l") if last else ("z", "0")
-        body += ["FC_SIMD", "for (int l = 0; l < FC_W; l++) {",
-                 "    const double h = hs[l];",
-                 f"    for (int k = 0; k < FC_D; k++) {dest}[FC_L(k) + l] = y[FC_L(k) + l] + ({_combo(weights, 'h', '+ l')});",
-                 f"    const int si = fc_rhs({dest} + l, K + FC_KS({i}, 0) + l, b + l, {src_b}, a);",
-                 "    nfev[l] += st[l] == FC_OK;",
-                 "    st[l] = st[l] == FC_OK ? si : st[l];", "}"]
+        dest, src_b = ("ynew", "bnew") if last else ("z", "0")
+        stage = f"    for (int k = 0; k < FC_D; k++) {dest}[FC_L(k) + l] = y[FC_L(k) + l] + ({_combo(weights, 'h', '+ l')});"
+        count = ["    nfev[l] += st[l] == FC_OK;", "    st[l] = st[l] == FC_OK ? si : st[l];", "}"]
+        if block_rhs:
+            body += ["FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    const double h = hs[l];", stage, "}",
+                     f"fc_rhs_block({dest}, K + FC_KS({i}, 0), b, {src_b}, a, sis);",
+                     "FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    const int si = sis[l];"] + count
+        else:
+            body += ["FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    const double h = hs[l];", stage,
+                     f"    const int si = fc_rhs({dest} + l, K + FC_KS({i}, 0) + l, b + l, {src_b}{' + l' if last else ''}, a);"] + count
+    if block_rhs:
+        body = ["int sis[FC_W];"] + body
     out += _function("FC_FN void fc_attempt(const fc_s *y, fc_s *K, const double *hs, fc_s *ynew, fc_s *z, "
                      "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev, int *st)", body)
     if e is not None:
@@ -398,7 +459,7 @@ def solve_source(p: Problem, tab, dense) -> str:
         lines += _poly_problem(p)
     else:
         lines += _expr_problem(p)
-    lines += [""] + method_source(tab, dense) + ['#include "flowcore/rk.h"', ""]
+    lines += [""] + method_source(tab, dense, p.kind == "pf" and p.diagonal) + ['#include "flowcore/rk.h"', ""]
     return "\n".join(lines)
 
 
@@ -512,28 +573,37 @@ _HOST_ARGS = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 6 + 
 
 
 def host_solver(p: Problem, tab, dense):
-    """fc_solve_host of a problem and method. A real field runs in lanes of $FLOWCORE_LANES or the
-    target's width, built for this machine's vectors; the PF and complex states run one
-    trajectory a thread (FC_W = 1) built for the generic target: the compiler does not vectorise
-    their C99 complex arithmetic and branchy spectral calculus (lanes there only cost), and with
-    -march=native GCC rounds some complex arithmetic differently (measured on the PF: ulp-level
-    differences that grow along a trajectory), which would make results depend on the machine."""
-    lanes = p.kind != "pf" and not p.complex_
+    """fc_solve_host of a problem and method. A real field and the PF of a loss with a diagonal
+    Hessian run in lanes of $FLOWCORE_LANES or the target's width, built for this machine's
+    vectors (the diagonal PF with libmvec's log, log1p and atan2 where found: its results then
+    differ across widths in the last bits, docs/kernels.md); the coupled 2×2 PF and other complex
+    states run one trajectory a thread (FC_W = 1) built for the generic target: their eigenvector
+    matching and divided differences are branchy, and with -march=native GCC fuses complex
+    products (vfmaddsub) despite -ffp-contract=off, which would make results depend on the machine."""
+    lanes = (p.kind != "pf" and not p.complex_) or (p.kind == "pf" and p.diagonal)
+    # complex lanes: no basic-block SLP. GCC 12 vectorises a complex product with vfmaddsub, a fused
+    # multiply-add, despite -ffp-contract=off; in the loops over lanes every lane gets it alike, but
+    # basic-block SLP fused the (re, im) pair of some lanes' code and not others' (measured: lanes
+    # 24-31 of a block of identical starts differed from lane 0 in the last bits)
+    flags = ["-fno-tree-slp-vectorize"] if lanes and p.complex_ else []
     return _host_function(["solve-kernel", *p.key(), *_method_key(tab, dense)],
                           lambda: solve_source(p, tab, dense), "fc_solve_host", _HOST_ARGS,
-                          native=lanes, width=lane_width() if lanes else 1)
+                          native=lanes, width=lane_width() if lanes else 1, flags=flags)
 
 
-def _host_function(key_parts, make_source, name, argtypes, native=False, width=None):
+def _host_function(key_parts, make_source, name, argtypes, native=False, width=None, flags=()):
     """A host entry point of a kernel, compiled once (OpenMP when available) and cached on disk
     by the codegen cache; the key includes the headers' digest. native: built for this machine's
     vectors (the key names the machine); width: FC_W (None: the target's, target.h)."""
     from flowcore.engine import _codegen
-    extra = ["-I", str(INCLUDE), *_codegen.openmp_flags()] + ([] if width is None else [f"-DFC_W={width}"])
+    extra = ["-I", str(INCLUDE), *_codegen.openmp_flags(), *flags] + ([] if width is None else [f"-DFC_W={width}"])
+    libs = []
     if native:
-        extra += _codegen.native_flags()
+        defines, libs = _codegen.mvec_flags()
+        extra += _codegen.native_flags() + defines
         key_parts = [*key_parts, _codegen.native_target()]
-    lib = _codegen.build([_headers_digest(), *key_parts], make_source, f"the kernel {name}", extra=extra)
+    lib = _codegen.build([_headers_digest(), *key_parts], make_source, f"the kernel {name}", extra=extra,
+                         libs=libs)
     fn = getattr(lib, name)
     fn.argtypes, fn.restype = argtypes, ctypes.c_int
     return fn

@@ -15,7 +15,7 @@
 typedef fc_z fc_s;
 #define fc_abs(v) fc_cabs(v)
 #define fc_abs2(v) (fc_re(v) * fc_re(v) + fc_im(v) * fc_im(v))
-#define fc_finite(v) (isfinite(fc_re(v)) && isfinite(fc_im(v)))
+#define fc_finite(v) ((isfinite(fc_re(v)) != 0) & (isfinite(fc_im(v)) != 0))   /* & : no branch */
 #else
 typedef double fc_s;
 #define fc_abs(v) fabs(v)
@@ -72,7 +72,7 @@ FC_FN int fc_check(const fc_s *v, int n)
 FC_FN int fc_check_lane(const fc_s *v)
 {
     int ok = 1;
-    for (int k = 0; k < FC_D; k++) ok &= fc_finite(v[FC_L(k)]);
+    for (int k = 0; k < FC_D; k++) ok &= fc_finite(v[FC_L(k)]) != 0;
     return ok ? FC_OK : FC_NONFINITE;
 }
 

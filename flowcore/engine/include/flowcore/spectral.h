@@ -44,6 +44,69 @@ FC_FN fc_z fc_log1m_near(fc_z z, fc_z Lprev)
     return L + fc_cmplx(0, FC_TWO_PI * k);
 }
 
+/* ---- the same in straight-line code, for loops over lanes (the diagonal PF in rk.h's lanes):
+ * no branches (selects), no C99 complex calls, log, log1p and atan2 vectorised (target.h).
+ *
+ * Re log(1 - z) = ½ log|1 - z|²: near z = 0 as ½ log1p(z_r (z_r - 2) + z_i²), which forms
+ * |1 - z|² - 1 without rounding 1 - z, so that L keeps its relative accuracy as z -> 0 and
+ * phi = L / z needs no series there (the cancellation the series avoids is log(1 - z) evaluated
+ * at a rounded 1 - z); elsewhere as ½ log(w_r² + w_i²), w = 1 - z exact near z = 1 (log1p's
+ * argument there, -1 + |w|², would lose |w|'s digits). Im: atan2. Valid for 1e-150 < |1 - z| and
+ * |z| < 1e150 (the squares under- or overflow beyond). Within 3 ulp of mpmath for phi over the
+ * plane, the real axis near 1 and the circle |1 - z| = 1 (tests/test_lanes.py). The arguments and
+ * the selection are apart from the calls, so that a loop over lanes can hold the calls alone. */
+FC_FN double fc_log1m_arg(fc_z z) { return fc_re(z) * (fc_re(z) - 2.0) + fc_im(z) * fc_im(z); }
+FC_FN double fc_log1m_norm2(fc_z z)
+{
+    const double wr = 1.0 - fc_re(z), wi = fc_im(z);
+    return wr * wr + wi * wi;
+}
+FC_FN double fc_arg_y(fc_z z) { return -fc_im(z) + 0.0; }     /* +0 for either zero: 1.0 - (x + 0i)
+                                                               is -0i in C; the cut goes to +i pi */
+FC_FN double fc_arg_x(fc_z z) { return 1.0 - fc_re(z); }
+FC_FN fc_z fc_log1m_parts(fc_z z, double log1p_value, double log_value, double atan2_value)
+{
+    const int near0 = fc_lt(fabs(fc_log1m_arg(z)), 0.5);
+    return fc_cmplx(0.5 * (near0 ? log1p_value : log_value), atan2_value);
+}
+
+FC_FN fc_z fc_log1m_lane(fc_z z)
+{
+    return fc_log1m_parts(z, fc_vlog1p(fc_log1m_arg(z)), fc_vlog(fc_log1m_norm2(z)),
+                          fc_vatan2(fc_arg_y(z), fc_arg_x(z)));
+}
+
+/* The branch of log(1 - z) nearest Lprev (fc_log1m_near's rules) from the principal value L:
+   every value computed, then selected, and compared quietly (fc_lt, target.h) */
+FC_FN fc_z fc_near_lane(fc_z z, fc_z L, fc_z Lprev)
+{
+    const double li = fc_im(L), lp = fc_im(Lprev);
+    const double k = rint((lp - li) / FC_TWO_PI);                  /* nearbyint, inlined */
+    const double up = li + FC_TWO_PI, near = li + FC_TWO_PI * k;
+    const double cut = fc_lt(li, 0) ? up : li;                     /* the +i pi side past 1 */
+    return fc_cmplx(fc_re(L), (lp == 0) & fc_gt(fc_re(z), 1) ? cut : near);
+}
+
+/* fc_log1m_near with fc_log1m_lane */
+FC_FN fc_z fc_log1m_near_lane(fc_z z, fc_z Lprev)
+{
+    return fc_near_lane(z, fc_log1m_lane(z), Lprev);
+}
+
+/* phi(z) = L / z (Smith's division, both orders computed and one selected), phi(0) = -1 on the
+   principal branch (on another, L/0 is not finite: the caller's check says NONFINITE) */
+FC_FN fc_z fc_phi_lane(fc_z z, fc_z L)
+{
+    const double zr = fc_re(z), zi = fc_im(z), lr = fc_re(L), li = fc_im(L);
+    const int wide = fc_ge(fabs(zr), fabs(zi));
+    const double c = wide ? zr : zi, e = wide ? zi : zr;
+    const double r = e / c, d = c + e * r;
+    const double a_re = (lr + li * r) / d, a_im = (li - lr * r) / d;     /* |z_r| >= |z_i| */
+    const double b_re = (lr * r + li) / d, b_im = (li * r - lr) / d;
+    const int zero = (zr == 0) & (zi == 0) & fc_le(fabs(li), FC_PI);
+    return fc_cmplx(zero ? -1.0 : wide ? a_re : b_re, zero ? 0.0 : wide ? a_im : b_im);
+}
+
 /* Is L on the principal branch of log(1 - z)? */
 FC_FN int fc_is_principal(fc_z L)
 {

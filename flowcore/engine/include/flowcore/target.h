@@ -116,4 +116,39 @@ FC_FN fc_z fc_csqrt(fc_z z)
 #define FC_SIMD_ANY(v) FC_PRAGMA(omp simd reduction(|:v))    /* v |= ... in the loop */
 #endif
 
+/* Quiet comparisons for code in loops over lanes: a < b may raise FE_INVALID on a NaN, so GCC
+   does not if-convert it (-ftrapping-math) and a loop holding one under a condition does not
+   vectorise; isless and its kin never raise. On CUDA the plain operators (a thread a lane). */
+#if defined(FC_CUDA)
+#define fc_lt(a, b) ((a) < (b))
+#define fc_le(a, b) ((a) <= (b))
+#define fc_gt(a, b) ((a) > (b))
+#define fc_ge(a, b) ((a) >= (b))
+#else
+#define fc_lt(a, b) isless(a, b)
+#define fc_le(a, b) islessequal(a, b)
+#define fc_gt(a, b) isgreater(a, b)
+#define fc_ge(a, b) isgreaterequal(a, b)
+#endif
+
+/* log, log1p and atan2 for code that runs in a loop over lanes (the diagonal PF's fc_rhs_block):
+   glibc's vector versions (libmvec: _ZGVeN8v_log1p, ...) where the generator found them (FC_MVEC,
+   linked with -lmvec) and the kernel has lanes. GCC 12 vectorises a loop that calls them only if
+   it has no branch to if-convert, so such a loop holds the calls alone. They are declared under the scalar functions' symbols but their own
+   names, so only these calls are vectorised — a loss's own log1p or atan2 stays glibc's scalar
+   function. libmvec's error bound is 4 ulp: such a kernel's lanes round differently from W = 1
+   in the last bits (docs/kernels.md). */
+#if !defined(FC_CUDA) && defined(FC_MVEC) && FC_W > 1
+#pragma omp declare simd notinbranch
+double fc_vlog1p(double) __asm__("log1p");
+#pragma omp declare simd notinbranch
+double fc_vatan2(double, double) __asm__("atan2");
+#pragma omp declare simd notinbranch
+double fc_vlog(double) __asm__("log");
+#else
+FC_FN double fc_vlog(double x) { return log(x); }
+FC_FN double fc_vlog1p(double x) { return log1p(x); }
+FC_FN double fc_vatan2(double y, double x) { return atan2(y, x); }
+#endif
+
 #endif
