@@ -81,7 +81,7 @@ def _orbit_periods(orbits, tol=1e-6):
         rows = X[finite[todo]]
         period[todo[np.max(np.abs(rows[:, p:] - rows[:, :-p]), axis=(1, 2)) <= scale[todo]]] = p
     q = max(1, keep // 4)
-    for j, (i, p) in enumerate(zip(finite, period)):
+    for i, p in zip(finite, period):
         # a damped oscillation onto a fixed point (multiplier near −1) passes the p = 2 test
         # first: if the gap between the cycle's points is still shrinking, nothing is settled
         for d in range(1, p):

@@ -249,7 +249,7 @@ def _pf_diagonal(p):
     for k in range(D):
         pf += [f"const fc_z z_{k} = h * Hd[{k}];",
                f"nonfinite |= !fc_finite(g[{k}]) | !fc_finite(Hd[{k}]);",
-               f"singular |= fc_abs2(1.0 - z_{k}) < FC_SINGULAR_TOL * FC_SINGULAR_TOL;",
+               f"singular |= fc_lt(fc_abs2(1.0 - z_{k}), FC_SINGULAR_TOL * FC_SINGULAR_TOL);",
                f"L[{k}] = track ? fc_log1m_near_lane(z_{k}, bin->L[{k}]) : fc_log1m_lane(z_{k});"]
     pf += ["const int status = nonfinite ? FC_NONFINITE : singular ? FC_SINGULAR : FC_OK;",
            f"if (bout) for (int k = 0; k < {D}; k++) bout->L[k] = L[k];",
@@ -403,16 +403,16 @@ def method_source(tab, dense, block_rhs=False):
     for i in range(1, s + 1):
         last = i == s
         weights = b if last else A[i][:i]
-        dest, src_b = ("ynew", "bnew") if last else ("z", "0")
+        dest, keep = ("ynew", "bnew") if last else ("z", "0")     # the last stage keeps its branch state
         stage = f"    for (int k = 0; k < FC_D; k++) {dest}[FC_L(k) + l] = y[FC_L(k) + l] + ({_combo(weights, 'h', '+ l')});"
         count = ["    nfev[l] += st[l] == FC_OK;", "    st[l] = st[l] == FC_OK ? si : st[l];", "}"]
         if block_rhs:
             body += ["FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    const double h = hs[l];", stage, "}",
-                     f"fc_rhs_block({dest}, K + FC_KS({i}, 0), b, {src_b}, a, sis);",
+                     f"fc_rhs_block({dest}, K + FC_KS({i}, 0), b, {keep}, a, sis);",
                      "FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    const int si = sis[l];"] + count
         else:
             body += ["FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    const double h = hs[l];", stage,
-                     f"    const int si = fc_rhs({dest} + l, K + FC_KS({i}, 0) + l, b + l, {src_b}{' + l' if last else ''}, a);"] + count
+                     f"    const int si = fc_rhs({dest} + l, K + FC_KS({i}, 0) + l, b + l, {keep}{' + l' if last else ''}, a);"] + count
     if block_rhs:
         body = ["int sis[FC_W];"] + body
     out += _function("FC_FN void fc_attempt(const fc_s *y, fc_s *K, const double *hs, fc_s *ynew, fc_s *z, "

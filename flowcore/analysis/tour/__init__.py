@@ -17,6 +17,7 @@ from flowcore.analysis.dynamics import as_json
 from flowcore.analysis.plot import _plt
 from flowcore.analysis.tour import lessons, paper_networks, paper_toy, sgd
 from flowcore.analysis.tour.paper_toy import track_figure
+from flowcore.engine.progress import quiet
 
 __all__ = ["run", "ITEMS", "track_figure"]
 
@@ -49,7 +50,6 @@ def _share_cores(threads):
 def _render(name, out, quick, progress=True):
     """Render one item into ``out`` (NAME.png, NAME.json); returns its sentence. Without
     ``progress`` the item's own bars (a long central flow's) stay hidden too."""
-    from flowcore.engine.progress import quiet
     f = next(g for g in ITEMS if g.__name__ == name)
     plt = _plt()
     t0 = time.perf_counter()
@@ -132,7 +132,7 @@ def _render_in_processes(names, out, quick, workers, said, bar, ctrl_c, progress
 
 def _finished_since(out, name, started):
     """Whether ``name``'s JSON (written last, by a rename) was written in this run. File times come
-    from the kernel's coarse clock, a few ms behind ``time.time()``: hence the second's margin (a
+    from the OS's coarse clock, a few ms behind ``time.time()``: hence the second's margin (a
     previous run's files are older than that)."""
     js = Path(out) / f"{name}.json"
     return js.exists() and js.stat().st_mtime >= started - 1.0

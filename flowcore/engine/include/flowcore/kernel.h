@@ -72,7 +72,7 @@ FC_FN int fc_check(const fc_s *v, int n)
 FC_FN int fc_check_lane(const fc_s *v)
 {
     int ok = 1;
-    for (int k = 0; k < FC_D; k++) ok &= fc_finite(v[FC_L(k)]) != 0;
+    for (int k = 0; k < FC_D; k++) ok &= fc_finite(v[FC_L(k)]);
     return ok ? FC_OK : FC_NONFINITE;
 }
 

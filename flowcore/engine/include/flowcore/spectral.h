@@ -52,8 +52,8 @@ FC_FN fc_z fc_log1m_near(fc_z z, fc_z Lprev)
  * phi = L / z needs no series there (the cancellation the series avoids is log(1 - z) evaluated
  * at a rounded 1 - z); elsewhere as ½ log(w_r² + w_i²), w = 1 - z exact near z = 1 (log1p's
  * argument there, -1 + |w|², would lose |w|'s digits). Im: atan2. Valid for 1e-150 < |1 - z| and
- * |z| < 1e150 (the squares under- or overflow beyond). Within 3 ulp of mpmath for phi over the
- * plane, the real axis near 1 and the circle |1 - z| = 1 (tests/test_lanes.py). The arguments and
+ * |z| < 1e150 (the squares under- or overflow beyond). Within 4 ulp of mpmath for phi over the
+ * plane, the real axis, near 0 and 1 and on the circle |1 - z| = 1 (tests/test_lanes.py). The arguments and
  * the selection are apart from the calls, so that a loop over lanes can hold the calls alone. */
 FC_FN double fc_log1m_arg(fc_z z) { return fc_re(z) * (fc_re(z) - 2.0) + fc_im(z) * fc_im(z); }
 FC_FN double fc_log1m_norm2(fc_z z)

@@ -134,10 +134,10 @@ FC_FN fc_z fc_csqrt(fc_z z)
 /* log, log1p and atan2 for code that runs in a loop over lanes (the diagonal PF's fc_rhs_block):
    glibc's vector versions (libmvec: _ZGVeN8v_log1p, ...) where the generator found them (FC_MVEC,
    linked with -lmvec) and the kernel has lanes. GCC 12 vectorises a loop that calls them only if
-   it has no branch to if-convert, so such a loop holds the calls alone. They are declared under the scalar functions' symbols but their own
-   names, so only these calls are vectorised — a loss's own log1p or atan2 stays glibc's scalar
-   function. libmvec's error bound is 4 ulp: such a kernel's lanes round differently from W = 1
-   in the last bits (docs/kernels.md). */
+   it has no branch to if-convert, so such a loop holds the calls alone. They are declared under
+   the scalar functions' symbols but their own names, so only these calls are vectorised — a
+   loss's own log1p or atan2 stays glibc's scalar function. libmvec's error bound is 4 ulp: such a
+   kernel's lanes round differently from W = 1 in the last bits (docs/kernels.md). */
 #if !defined(FC_CUDA) && defined(FC_MVEC) && FC_W > 1
 #pragma omp declare simd notinbranch
 double fc_vlog1p(double) __asm__("log1p");
