@@ -166,6 +166,15 @@ def _function(head, body):
     return [head, "{"] + ["    " + s for s in body] + ["}"]
 
 
+def _full_or_groups(body):
+    """Loops over lanes, each written "LANES {" ... "}" with l the lane, twice: for a full block
+    (ng == FC_NG) as loops over all FC_W lanes, which GCC unrolls and schedules as one, else over
+    the first ng groups (the trajectories left once the starts are used up, target.h)."""
+    full = [line.replace("LANES {", "FC_LANES(l) {") for line in body]
+    part = [line.replace("LANES {", "FC_GROUPS(ng) { const int l = FC_GROUP_LANE;") for line in body]
+    return ["if (ng == FC_NG) {"] + ["    " + s for s in full] + ["} else {"] + ["    " + s for s in part] + ["}"]
+
+
 def _rhs(body):
     return _function(RHS.format(fn="FC_FN" if len(body) <= INLINE_LINES else "FC_CALL"), body)
 
@@ -274,39 +283,40 @@ def _pf_diagonal(p):
             der += [f"TR[{i}] = fc_re(T[{k}]); TI[{i}] = fc_im(T[{k}]);"]
     blk = ["const double h = a->lr;", "const double *xd = (const double *)x;", "double *fd = (double *)f;",
            f"double GR{n}, GI{n}, HR{n}, HI{n}, TR{n}, TI{n}, LR{n}, LI{n};",
-           f"double ARG{n}, N2{n}, Y{n}, X{n}, LG{n}, LN{n}, AT{n};", "(void)TR; (void)TI;",
-           "FC_SIMD", "for (int l = 0; l < FC_W; l++) {"] + ["    " + d_ for d_ in der]
+           f"double ARG{n}, N2{n}, Y{n}, X{n}, LG{n}, LN{n}, AT{n};", "(void)TR; (void)TI;"]
+    loops = ["LANES {"] + ["    " + d_ for d_ in der]
     for k in range(D):
         i = f"{k} * FC_W + l"
-        blk += [f"    const fc_z z_{k} = fc_cmplx(h * HR[{i}], h * HI[{i}]);",
-                f"    ARG[{i}] = fc_log1m_arg(z_{k}); N2[{i}] = fc_log1m_norm2(z_{k});",
-                f"    Y[{i}] = fc_arg_y(z_{k}); X[{i}] = fc_arg_x(z_{k});"]
-    blk += ["}", "FC_SIMD", "for (int l = 0; l < FC_W; l++) {"]
+        loops += [f"    const fc_z z_{k} = fc_cmplx(h * HR[{i}], h * HI[{i}]);",
+                  f"    ARG[{i}] = fc_log1m_arg(z_{k}); N2[{i}] = fc_log1m_norm2(z_{k});",
+                  f"    Y[{i}] = fc_arg_y(z_{k}); X[{i}] = fc_arg_x(z_{k});"]
+    loops += ["}", "LANES {"]
     for k in range(D):
         i = f"{k} * FC_W + l"
-        blk += [f"    LG[{i}] = fc_vlog1p(ARG[{i}]);", f"    LN[{i}] = fc_vlog(N2[{i}]);",
-                f"    AT[{i}] = fc_vatan2(Y[{i}], X[{i}]);"]
-    blk += ["}", "FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    int nonfinite = 0, singular = 0, ok = 1;"]
+        loops += [f"    LG[{i}] = fc_vlog1p(ARG[{i}]);", f"    LN[{i}] = fc_vlog(N2[{i}]);",
+                  f"    AT[{i}] = fc_vatan2(Y[{i}], X[{i}]);"]
+    loops += ["}", "LANES {", "    int nonfinite = 0, singular = 0, ok = 1;"]
     for k in range(D):
         i = f"{k} * FC_W + l"
         near = f"fc_near_lane(z_{k}, L_{k}p, b[l].L[{k}])" if p.tracked else f"L_{k}p"
         np_ = (f" + a->np_coef * TR[{i}]", f" + a->np_coef * TI[{i}]") if p.nonprincipal else ("", "")
-        blk += [f"    const fc_z z_{k} = fc_cmplx(h * HR[{i}], h * HI[{i}]);",
-                f"    const fc_z L_{k}p = fc_log1m_parts(z_{k}, LG[{i}], LN[{i}], AT[{i}]), L_{k} = {near};",
-                f"    nonfinite |= !isfinite(GR[{i}]) | !isfinite(GI[{i}]) | !isfinite(HR[{i}]) | !isfinite(HI[{i}]);",
-                f"    singular |= fc_lt(fc_abs2(1.0 - z_{k}), FC_SINGULAR_TOL * FC_SINGULAR_TOL);",
-                f"    LR[{i}] = fc_re(L_{k}); LI[{i}] = fc_im(L_{k});",
-                f"    const fc_z p_{k} = fc_phi_lane(z_{k}, L_{k});      /* f = phi g, in real arithmetic */",
-                f"    const double fr_{k} = fc_re(p_{k}) * GR[{i}] - fc_im(p_{k}) * GI[{i}]{np_[0]};",
-                f"    const double fi_{k} = fc_re(p_{k}) * GI[{i}] + fc_im(p_{k}) * GR[{i}]{np_[1]};",
-                f"    fd[2 * ({i})] = fr_{k}; fd[2 * ({i}) + 1] = fi_{k};",
-                f"    ok &= (isfinite(fr_{k}) != 0) & (isfinite(fi_{k}) != 0);"]
-    blk += ["    si[l] = nonfinite ? FC_NONFINITE : singular ? FC_SINGULAR : ok ? FC_OK : FC_NONFINITE;", "}",
+        loops += [f"    const fc_z z_{k} = fc_cmplx(h * HR[{i}], h * HI[{i}]);",
+                  f"    const fc_z L_{k}p = fc_log1m_parts(z_{k}, LG[{i}], LN[{i}], AT[{i}]), L_{k} = {near};",
+                  f"    nonfinite |= !isfinite(GR[{i}]) | !isfinite(GI[{i}]) | !isfinite(HR[{i}]) | !isfinite(HI[{i}]);",
+                  f"    singular |= fc_lt(fc_abs2(1.0 - z_{k}), FC_SINGULAR_TOL * FC_SINGULAR_TOL);",
+                  f"    LR[{i}] = fc_re(L_{k}); LI[{i}] = fc_im(L_{k});",
+                  f"    const fc_z p_{k} = fc_phi_lane(z_{k}, L_{k});      /* f = phi g, in real arithmetic */",
+                  f"    const double fr_{k} = fc_re(p_{k}) * GR[{i}] - fc_im(p_{k}) * GI[{i}]{np_[0]};",
+                  f"    const double fi_{k} = fc_re(p_{k}) * GI[{i}] + fc_im(p_{k}) * GR[{i}]{np_[1]};",
+                  f"    fd[2 * ({i})] = fr_{k}; fd[2 * ({i}) + 1] = fi_{k};",
+                  f"    ok &= (isfinite(fr_{k}) != 0) & (isfinite(fi_{k}) != 0);"]
+    loops += ["    si[l] = nonfinite ? FC_NONFINITE : singular ? FC_SINGULAR : ok ? FC_OK : FC_NONFINITE;", "}"]
+    blk += _full_or_groups(loops) + [
             "if (bnew)",
-            "    for (int l = 0; l < FC_W; l++)",
+            "    for (int l = 0; l < ng * FC_G; l++)",
             f"        for (int k = 0; k < {D}; k++) bnew[l].L[k] = fc_cmplx(LR[k * FC_W + l], LI[k * FC_W + l]);"]
     lines += _function("FC_FN void fc_rhs_block(const fc_s *x, fc_s *f, const fc_branch *b, fc_branch *bnew, "
-                       "const fc_args *a, int *si)", blk)
+                       "const fc_args *a, int *si, const int ng)", blk)
     return lines
 
 
@@ -399,7 +409,7 @@ def method_source(tab, dense, block_rhs=False):
     # one multiply shorter on the latency chain than y + h Σ a_ij K_j (1.12× → 1.05× C on RK4).
     # A problem with fc_rhs_block (the diagonal PF) evaluates a stage over the whole block in one
     # call: its own loops over the lanes (see _pf_diagonal).
-    body = ["FC_SIMD", "for (int l = 0; l < FC_W; l++) st[l] = FC_OK;"]
+    body = ["LANES { st[l] = FC_OK; }"]
     for i in range(1, s + 1):
         last = i == s
         weights = b if last else A[i][:i]
@@ -407,16 +417,17 @@ def method_source(tab, dense, block_rhs=False):
         stage = f"    for (int k = 0; k < FC_D; k++) {dest}[FC_L(k) + l] = y[FC_L(k) + l] + ({_combo(weights, 'h', '+ l')});"
         count = ["    nfev[l] += st[l] == FC_OK;", "    st[l] = st[l] == FC_OK ? si : st[l];", "}"]
         if block_rhs:
-            body += ["FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    const double h = hs[l];", stage, "}",
-                     f"fc_rhs_block({dest}, K + FC_KS({i}, 0), b, {keep}, a, sis);",
-                     "FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    const int si = sis[l];"] + count
+            body += ["LANES {", "    const double h = hs[l];", stage, "}",
+                     f"fc_rhs_block({dest}, K + FC_KS({i}, 0), b, {keep}, a, sis, ng);",
+                     "LANES {", "    const int si = sis[l];"] + count
         else:
-            body += ["FC_SIMD", "for (int l = 0; l < FC_W; l++) {", "    const double h = hs[l];", stage,
+            body += ["LANES {", "    const double h = hs[l];", stage,
                      f"    const int si = fc_rhs({dest} + l, K + FC_KS({i}, 0) + l, b + l, {keep}{' + l' if last else ''}, a);"] + count
+    body = _full_or_groups(body)
     if block_rhs:
         body = ["int sis[FC_W];"] + body
     out += _function("FC_FN void fc_attempt(const fc_s *y, fc_s *K, const double *hs, fc_s *ynew, fc_s *z, "
-                     "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev, int *st)", body)
+                     "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev, int *st, const int ng)", body)
     if e is not None:
         body = ["double e5 = 0, e3 = 0;", "(void)e3;", "for (int k = 0; k < FC_D; k++) {",
                 "    const double sc = a->atol + a->rtol * fc_max(fc_abs(y[FC_L(k)]), fc_abs(ynew[FC_L(k)]));",
