@@ -242,6 +242,12 @@ def _poly_problem(p):
     return NO_BRANCH + _rhs(body)
 
 
+def _constant_diagonal(p):
+    """For each k: is H_kk free of θ (sympy)?"""
+    import sympy as sp
+    return [not (sp.diff(p.exprs[0], v, 2).free_symbols & set(p.vars)) for v in p.vars]
+
+
 def _pf_diagonal(p):
     """The PF of a loss with a diagonal Hessian, any D: the eigenvectors are the axes, so
     f_k = φ(hH_kk) g_k with each log(1 − hH_kk) continued along the path (tracked) or
@@ -290,18 +296,30 @@ def _pf_diagonal(p):
         loops += [f"    const fc_z z_{k} = fc_cmplx(h * HR[{i}], h * HI[{i}]);",
                   f"    ARG[{i}] = fc_log1m_arg(z_{k}); N2[{i}] = fc_log1m_norm2(z_{k});",
                   f"    Y[{i}] = fc_arg_y(z_{k}); X[{i}] = fc_arg_x(z_{k});"]
-    loops += ["}", "LANES {"]
-    for k in range(D):
-        i = f"{k} * FC_W + l"
-        loops += [f"    LG[{i}] = fc_vlog1p(ARG[{i}]);", f"    LN[{i}] = fc_vlog(N2[{i}]);",
-                  f"    AT[{i}] = fc_vatan2(Y[{i}], X[{i}]);"]
-    loops += ["}", "LANES {", "    int nonfinite = 0, singular = 0, ok = 1;"]
+    loops += ["}"]
+    # a constant H_kk (a quadratic term: the double well's y²) has the same logs in every lane: once
+    # a call, by glibc's scalar functions (those of W = 1), from lane 0's arguments
+    const = _constant_diagonal(p)
+    for k in (k for k in range(D) if const[k]):
+        loops += [f"const double LG_{k} = log1p(ARG[{k} * FC_W]), LN_{k} = log(N2[{k} * FC_W]), "
+                  f"AT_{k} = atan2(Y[{k} * FC_W], X[{k} * FC_W]);"]
+    if not all(const):
+        loops += ["LANES {"]
+        for k in (k for k in range(D) if not const[k]):
+            i = f"{k} * FC_W + l"
+            loops += [f"    LG[{i}] = fc_vlog1p(ARG[{i}]);", f"    LN[{i}] = fc_vlog(N2[{i}]);",
+                      f"    AT[{i}] = fc_vatan2(Y[{i}], X[{i}]);"]
+        loops += ["}"]
+    loops += ["LANES {", "    int nonfinite = 0, singular = 0, ok = 1;"]
+
+    def logs(k, i):
+        return f"LG_{k}, LN_{k}, AT_{k}" if const[k] else f"LG[{i}], LN[{i}], AT[{i}]"
     for k in range(D):
         i = f"{k} * FC_W + l"
         near = f"fc_near_lane(z_{k}, L_{k}p, b[l].L[{k}])" if p.tracked else f"L_{k}p"
         np_ = (f" + a->np_coef * TR[{i}]", f" + a->np_coef * TI[{i}]") if p.nonprincipal else ("", "")
         loops += [f"    const fc_z z_{k} = fc_cmplx(h * HR[{i}], h * HI[{i}]);",
-                  f"    const fc_z L_{k}p = fc_log1m_parts(z_{k}, LG[{i}], LN[{i}], AT[{i}]), L_{k} = {near};",
+                  f"    const fc_z L_{k}p = fc_log1m_parts(z_{k}, {logs(k, i)}), L_{k} = {near};",
                   f"    nonfinite |= !isfinite(GR[{i}]) | !isfinite(GI[{i}]) | !isfinite(HR[{i}]) | !isfinite(HI[{i}]);",
                   f"    singular |= fc_lt(fc_abs2(1.0 - z_{k}), FC_SINGULAR_TOL * FC_SINGULAR_TOL);",
                   f"    LR[{i}] = fc_re(L_{k}); LI[{i}] = fc_im(L_{k});",
@@ -429,11 +447,11 @@ def method_source(tab, dense, block_rhs=False):
     out += _function("FC_FN void fc_attempt(const fc_s *y, fc_s *K, const double *hs, fc_s *ynew, fc_s *z, "
                      "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev, int *st, const int ng)", body)
     if e is not None:
-        body = ["double e5 = 0, e3 = 0;", "(void)e3;", "for (int k = 0; k < FC_D; k++) {",
-                "    const double sc = a->atol + a->rtol * fc_max(fc_abs(y[FC_L(k)]), fc_abs(ynew[FC_L(k)]));",
-                f"    const double r5 = fc_abs({_combo(e)}) / sc;", "    e5 += r5 * r5;"]
+        body = ["double e5 = 0, e3 = 0;", "(void)e3;", "FC_UNROLL", "for (int k = 0; k < FC_D; k++) {",
+                "    const double sc = a->atol + a->rtol * fc_max(fc_abs_lane(y[FC_L(k)]), fc_abs_lane(ynew[FC_L(k)]));",
+                f"    const double r5 = fc_abs_lane({_combo(e)}) / sc;", "    e5 += r5 * r5;"]
         if e3 is not None:
-            body += [f"    const double r3 = fc_abs({_combo(e3)}) / sc;", "    e3 += r3 * r3;"]
+            body += [f"    const double r3 = fc_abs_lane({_combo(e3)}) / sc;", "    e3 += r3 * r3;"]
         body += ["}"]
         if e3 is not None:     # DOP853: |h| e5² / sqrt((e5² + e3²/100) D)
             body += ["return (e5 == 0 && e3 == 0) ? 0.0 : h * e5 / sqrt((e5 + 0.01 * e3) * FC_D);"]

@@ -264,7 +264,7 @@ FC_FN void fc_lane_move(fc_rk_lanes *B, int from, int to)
 #if FC_ADAPTIVE
 /* lane l's error norm and the controller's factor, computed in every lane and then selected (a
    lane-dependent branch would mask it all) */
-FC_FN void fc_lane_error(const fc_args *a, fc_rk_lanes *B, int l)
+FC_INLINE void fc_lane_error(const fc_args *a, fc_rk_lanes *B, int l)
 {
     const double e = fc_error(B->y + l, B->ynew + l, B->K + l, B->h_try[l], a);
     const int st = B->fault[l] == FC_OK ? fc_check_lane(B->ynew + l) : B->fault[l];

@@ -21,6 +21,7 @@
 typedef cuda::std::complex<double> fc_z;
 #define FC_FN static __device__ __forceinline__
 #define FC_CALL static __device__ __noinline__   /* large: one copy, called (NVRTC time) */
+#define FC_INLINE static __device__ __forceinline__
 #define FC_CONST static __constant__ const
 typedef long long fc_int64;
 FC_FN fc_z fc_cmplx(double re, double im) { return fc_z(re, im); }
@@ -51,6 +52,7 @@ FC_FN fc_z pow(fc_z z, fc_z p) { return cuda::std::pow(z, p); }
 typedef double complex fc_z;
 #define FC_FN static inline
 #define FC_CALL static inline
+#define FC_INLINE static inline __attribute__((always_inline))   /* a loop over lanes' body: inlined, vectorised */
 #define FC_CONST static const
 typedef int64_t fc_int64;
 typedef uint64_t fc_bits64;
@@ -108,6 +110,13 @@ FC_FN fc_z fc_csqrt(fc_z z)
 #endif
 #endif
 #define FC_PRAGMA(x) _Pragma(#x)
+/* a short loop over coordinates inside a loop over lanes: unrolled before the vectoriser sees
+   the lane loop, which it cannot vectorise around inner loops */
+#if defined(FC_CUDA)
+#define FC_UNROLL
+#else
+#define FC_UNROLL _Pragma("GCC unroll 16")
+#endif
 #if defined(FC_CUDA) || FC_W == 1
 #define FC_SIMD
 #define FC_SIMD_ANY(v)
