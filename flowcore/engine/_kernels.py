@@ -166,13 +166,17 @@ def _function(head, body):
     return [head, "{"] + ["    " + s for s in body] + ["}"]
 
 
-def _full_or_groups(body):
-    """Loops over lanes, each written "LANES {" ... "}" with l the lane, twice: for a full block
-    (ng == FC_NG) as loops over all FC_W lanes, which GCC unrolls and schedules as one, else over
-    the first ng groups (the trajectories left once the starts are used up, target.h)."""
-    full = [line.replace("LANES {", "FC_LANES(l) {") for line in body]
-    part = [line.replace("LANES {", "FC_GROUPS(ng) { const int l = FC_GROUP_LANE;") for line in body]
-    return ["if (ng == FC_NG) {"] + ["    " + s for s in full] + ["} else {"] + ["    " + s for s in part] + ["}"]
+def _lane_loops(body):
+    """Loops over lanes, each written "LANES {" ... "}" with l the lane, as `omp simd` loops over
+    all FC_W lanes of the block."""
+    out = []
+    for line in body:
+        if "LANES {" in line:
+            indent = line[:len(line) - len(line.lstrip())]
+            out += [indent + "FC_SIMD", line.replace("LANES {", "for (int l = 0; l < FC_W; l++) {")]
+        else:
+            out.append(line)
+    return out
 
 
 def _rhs(body):
@@ -329,12 +333,12 @@ def _pf_diagonal(p):
                   f"    fd[2 * ({i})] = fr_{k}; fd[2 * ({i}) + 1] = fi_{k};",
                   f"    ok &= (isfinite(fr_{k}) != 0) & (isfinite(fi_{k}) != 0);"]
     loops += ["    si[l] = nonfinite ? FC_NONFINITE : singular ? FC_SINGULAR : ok ? FC_OK : FC_NONFINITE;", "}"]
-    blk += _full_or_groups(loops) + [
+    blk += _lane_loops(loops) + [
             "if (bnew)",
-            "    for (int l = 0; l < ng * FC_G; l++)",
+            "    for (int l = 0; l < FC_W; l++)",
             f"        for (int k = 0; k < {D}; k++) bnew[l].L[k] = fc_cmplx(LR[k * FC_W + l], LI[k * FC_W + l]);"]
     lines += _function("FC_FN void fc_rhs_block(const fc_s *x, fc_s *f, const fc_branch *b, fc_branch *bnew, "
-                       "const fc_args *a, int *si, const int ng)", blk)
+                       "const fc_args *a, int *si)", blk)
     return lines
 
 
@@ -436,16 +440,16 @@ def method_source(tab, dense, block_rhs=False):
         count = ["    nfev[l] += st[l] == FC_OK;", "    st[l] = st[l] == FC_OK ? si : st[l];", "}"]
         if block_rhs:
             body += ["LANES {", "    const double h = hs[l];", stage, "}",
-                     f"fc_rhs_block({dest}, K + FC_KS({i}, 0), b, {keep}, a, sis, ng);",
+                     f"fc_rhs_block({dest}, K + FC_KS({i}, 0), b, {keep}, a, sis);",
                      "LANES {", "    const int si = sis[l];"] + count
         else:
             body += ["LANES {", "    const double h = hs[l];", stage,
                      f"    const int si = fc_rhs({dest} + l, K + FC_KS({i}, 0) + l, b + l, {keep}{' + l' if last else ''}, a);"] + count
-    body = _full_or_groups(body)
+    body = _lane_loops(body)
     if block_rhs:
         body = ["int sis[FC_W];"] + body
     out += _function("FC_FN void fc_attempt(const fc_s *y, fc_s *K, const double *hs, fc_s *ynew, fc_s *z, "
-                     "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev, int *st, const int ng)", body)
+                     "const fc_branch *b, fc_branch *bnew, const fc_args *a, fc_int64 *nfev, int *st)", body)
     if e is not None:
         body = ["double e5 = 0, e3 = 0;", "(void)e3;", "FC_UNROLL", "for (int k = 0; k < FC_D; k++) {",
                 "    const double sc = a->atol + a->rtol * fc_max(fc_abs_lane(y[FC_L(k)]), fc_abs_lane(ynew[FC_L(k)]));",
@@ -457,7 +461,7 @@ def method_source(tab, dense, block_rhs=False):
             body += ["return (e5 == 0 && e3 == 0) ? 0.0 : h * e5 / sqrt((e5 + 0.01 * e3) * FC_D);"]
         else:
             body += ["return h * sqrt(e5 / FC_D);"]
-        out += _function("FC_FN double fc_error(const fc_s *y, const fc_s *ynew, const fc_s *K, "
+        out += _function("FC_INLINE double fc_error(const fc_s *y, const fc_s *ynew, const fc_s *K, "
                          "double h, const fc_args *a)", body)
     if P is not None:
         body, used = [], []

@@ -125,34 +125,6 @@ FC_FN fc_z fc_csqrt(fc_z z)
 #define FC_SIMD_ANY(v) FC_PRAGMA(omp simd reduction(|:v))    /* v |= ... in the loop */
 #endif
 
-/* FC_G: the lanes of one vector register (doubles), a group. A block whose starts are used up
-   runs only the groups that hold trajectories (rk.h moves them to the front): a lone trajectory
-   computes one group, not FC_W lanes (a 1-start PF solve had taken 7x its one-lane time).
-   FC_GROUPS(ng) loops over the lanes of the first ng groups, each group's loop a constant FC_G
-   long from 0 and FC_G wide (simdlen): one vector whatever ng, no remainder, whose library calls
-   (log, atan2) would round differently from the vector ones (libmvec's FC_G-wide variant, as
-   in a full block's loop) and make a lane's result depend on where it runs. */
-#if defined(__AVX512F__)
-#define FC_VEC 8
-#elif defined(__AVX__)
-#define FC_VEC 4
-#else
-#define FC_VEC 2
-#endif
-#define FC_G (FC_W % FC_VEC == 0 ? FC_VEC : FC_W)
-#define FC_NG (FC_W / FC_G)             /* the groups of a block */
-#if defined(FC_CUDA) || FC_W == 1
-#define FC_SIMD_G
-#else
-#define FC_SIMD_G FC_PRAGMA(omp simd simdlen(FC_G))     /* one vector: no loop, no remainder */
-#endif
-#define FC_GROUPS(ng) \
-    for (int fc_o_ = 0; fc_o_ < (ng) * FC_G; fc_o_ += FC_G) FC_SIMD_G for (int fc_j_ = 0; fc_j_ < FC_G; fc_j_++)
-#define FC_GROUP_LANE (fc_o_ + fc_j_)   /* the lane in FC_GROUPS' body: "const int l = FC_GROUP_LANE;" */
-/* all FC_W lanes in one loop: a full block's code (the groups' form, unrolled, ran 1.1-1.35x
-   slower on the PF and IGR) */
-#define FC_LANES(l) FC_SIMD for (int l = 0; l < FC_W; l++)
-
 /* Quiet comparisons for code in loops over lanes: a < b may raise FE_INVALID on a NaN, so GCC
    does not if-convert it (-ftrapping-math) and a loop holding one under a condition does not
    vectorise; isless and its kin never raise. On CUDA the plain operators (a thread a lane). */
