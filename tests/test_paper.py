@@ -66,7 +66,8 @@ def test_tracking_error_on_a_quadratic_and_where_a_flow_stops(quadratic):
     assert r["flows"]["pf"]["global"].max() < 1e-9
     assert all(v["status"] == "OK" and v["reached"] == n for v in r["flows"].values())
 
-    r = paper.tracking_error(fc.Loss.from_expr("x**4/4 - x**2/2"), 0.5, [0.3], 20, flows=("igr", "pf"))
+    r = paper.tracking_error(fc.Loss.from_expr("x**4/4 - x**2/2"), 0.5, [0.3], 20, flows=("igr", "pf"),
+                             max_steps=10**4)
     pf, igr = r["flows"]["pf"], r["flows"]["igr"]
     assert (igr["status"], igr["reached"]) == ("OK", 20)
     assert pf["status"] != "OK" and 5 < pf["reached"] < 20
