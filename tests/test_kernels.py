@@ -3,7 +3,6 @@
 References are closed forms (quadratics, the exponential decay), the generic function-pointer
 loop run on Python callables (a separate implementation of the same semantics), and NVRTC,
 which must compile every kind of kernel source for CUDA (no GPU needed)."""
-import platform
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,12 +19,14 @@ def _cases():
     quartic = fc.Loss.from_expr("x**4/4 - x**2/2")
     rich = fc.Loss.from_expr("exp(x*y/2) + log(1 + x**2) + sqrt(1 + y**2)*sin(x)**1.5")
     lorenz = fc.Field.from_expr(["10*(y - x)", "x*(28 - z) - y", "x*y - 8*z/3"], vars=("x", "y", "z"))
+    coupled = fc.Loss.from_expr("x**4/4 - x**2/2 + y**2/2 + x*y/4")     # the 2×2 PF: eigenvectors, divided differences
     return [(fc.flows.igr(dw, 0.1), "dopri5", False),
             (fc.flows.pf(dw, 0.4), "dop853", False),
             (fc.flows.pf(quartic, 0.4, nonprincipal=True), "rk4", False),
             (fc.flows.pf(dw, 0.4, branch="principal"), "dopri5", False),
             (fc.flows.third_order(rich, 0.1), "dopri5", True),
-            (lorenz, "dop853", False)]
+            (lorenz, "dop853", False),
+            (fc.flows.pf(coupled, 0.3), "dopri5", False)]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the NVRTC wheels are for Linux")
@@ -166,7 +167,7 @@ def test_device_argument():
         fc.solve(py, [[1.0]], t_span=(0, 1), compute=fc.Compute(device="gpu"))
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_gpu_matches_cpu(case, gpu):
     """The same statuses, and the same values up to rounding: 1e-12 relative for a fixed step
     (the tolerance for adaptive ones), widened per trajectory by how much the CPU's own result

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1] / "flowcore"
 LAYERS = ["engine", "problems", "solvers", "analysis", "cli"]      # inner to outer
 CYTHON_IMPORT = re.compile(r"^\s*(?:from\s+(flowcore[\w.]*)\s+c?import\s+([\w, ]+)|c?import\s+(flowcore[\w.]*))", re.M)

@@ -103,7 +103,7 @@ def test_sgd_mean_and_covariance_match_closed_form():
     eta, beta, B, steps, N = 0.3, 0.5, 3, 12, 100_000
     th0 = np.array([2.0, 1.0])
     run = fc.descend(data, np.tile(th0, (N, 1)), fc.SGD(eta, batch=B, beta=beta, seed=11, every=steps), steps)
-    I, Z = np.eye(2), np.zeros((2, 2))
+    I = np.eye(2)
     M = np.block([[I - eta * A, beta * I], [-eta * A, beta * I]])
     U = np.vstack([I, I])
     xbar, S = X.mean(axis=0), np.cov(X.T, bias=True)
