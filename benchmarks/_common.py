@@ -149,15 +149,19 @@ def lanes_env(width):
 def compile_c(source, name, openmp=False, native=False):
     """Compile a plain-C reference with the system compiler (cc -O3, with -fopenmp when asked;
     native: for this machine's vectors as flowcore's lane kernels are, with their flags
-    (_codegen.native_flags, -ffp-contract=off) and `omp simd` honoured) and load it with ctypes."""
+    (_codegen.native_flags, -ffp-contract=off, -fno-math-errno), `omp simd` honoured and glibc's
+    vector math (libmvec) where flowcore's kernels find it: FC_MVEC defined, -lmvec) and load it
+    with ctypes."""
     tmp = Path(tempfile.mkdtemp())
     (tmp / f"{name}.c").write_text(source)
     omp = ["-fopenmp"] if openmp else []
+    libs = []
     if native:
         from flowcore.engine import _codegen
-        arch = [*_codegen.native_flags(), "-ffp-contract=off", "-fopenmp-simd"]
+        defines, libs = _codegen.mvec_flags()
+        arch = [*_codegen.native_flags(), "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", *defines]
     else:
         arch = []
     subprocess.run(["cc", "-O3", *omp, *arch, "-shared", "-fPIC", "-o", str(tmp / f"{name}.so"), str(tmp / f"{name}.c"),
-                    "-lm"], check=True)
+                    *libs, "-lm"], check=True)
     return ctypes.CDLL(str(tmp / f"{name}.so"))

@@ -234,6 +234,109 @@ void pf_rk4(int64_t n, const double *th, double h, double dt, int nsteps, double
         lab[p] = l;
     }
 }
+/* (c) in SIMD lanes (issue 35's reference for the PF): 16 starts step together, complex values
+   split into real and imaginary arrays, the field over the block in three loops the compiler
+   vectorises (the arguments; glibc's vector log1p, log and atan2 alone, declared for `omp simd`
+   where flowcore's kernels find libmvec, FC_MVEC: GCC vectorises a loop with calls only if
+   nothing in it needs if-converting; the rest), the same branch rule and rest test as pf_rk4;
+   phi = L/z with Re L = 1/2 log1p(|1 - z|^2 - 1) near z = 0 (its digits kept without a series,
+   as flowcore), 1/2 log|1 - z|^2 elsewhere; a lane at rest or escaped stops moving, the block
+   runs until its last lane stops (no refilling). */
+#ifdef FC_MVEC
+#pragma omp declare simd notinbranch
+double v_log(double) __asm__("log");
+#pragma omp declare simd notinbranch
+double v_log1p(double) __asm__("log1p");
+#pragma omp declare simd notinbranch
+double v_atan2(double, double) __asm__("atan2");
+#else
+#define v_log log
+#define v_log1p log1p
+#define v_atan2 atan2
+#endif
+#define PF_LANES 16
+typedef struct { double xr[PF_LANES], xi[PF_LANES], yr[PF_LANES], yi[PF_LANES]; } pf_vec;
+static inline void pf_block(double h, double cy, const pf_vec *s, const double *lpi, pf_vec *f, double *Li) {
+    double ZR[PF_LANES], ZI[PF_LANES], WR[PF_LANES], WI[PF_LANES], ARG[PF_LANES], N2[PF_LANES];
+    double LG[PF_LANES], LN[PF_LANES], AT[PF_LANES];
+#pragma omp simd
+    for (int l = 0; l < PF_LANES; l++) {
+        const double xr = s->xr[l], xi = s->xi[l];
+        ZR[l] = h*(12*(xr*xr - xi*xi) - 4); ZI[l] = h*24*xr*xi;
+        WR[l] = 1 - ZR[l]; WI[l] = -ZI[l] + 0.0;       /* w = 1 - z, a zero imaginary part +0 */
+        ARG[l] = ZR[l]*(ZR[l] - 2) + ZI[l]*ZI[l]; N2[l] = WR[l]*WR[l] + WI[l]*WI[l];
+    }
+#pragma omp simd
+    for (int l = 0; l < PF_LANES; l++) { LG[l] = v_log1p(ARG[l]); LN[l] = v_log(N2[l]); AT[l] = v_atan2(WI[l], WR[l]); }
+#pragma omp simd
+    for (int l = 0; l < PF_LANES; l++) {
+        const double xr = s->xr[l], xi = s->xi[l], zr = ZR[l], zi = ZI[l];
+        const double lr = 0.5*(fabs(ARG[l]) < 0.5 ? LG[l] : LN[l]);
+        const double li = AT[l] + 2*M_PI*round((lpi[l] - AT[l]) / (2*M_PI));   /* the nearest branch */
+        const double d = zr*zr + zi*zi, dd = d > 0 ? d : 1;
+        const double pr = d > 0 ? (lr*zr + li*zi) / dd : -1, pi = d > 0 ? (li*zr - lr*zi) / dd : 0;
+        const double gr = 4*(xr*(xr*xr - 3*xi*xi) - xr), gi = 4*(xi*(3*xr*xr - xi*xi) - xi);
+        f->xr[l] = pr*gr - pi*gi; f->xi[l] = pr*gi + pi*gr;
+        f->yr[l] = cy*2*s->yr[l]; f->yi[l] = cy*2*s->yi[l];
+        Li[l] = li;
+    }
+}
+static inline void pf_axpy(pf_vec *o, const pf_vec *y, double c, const pf_vec *k) {   /* o = y + c k */
+#pragma omp simd
+    for (int l = 0; l < PF_LANES; l++) {
+        o->xr[l] = y->xr[l] + c*k->xr[l]; o->xi[l] = y->xi[l] + c*k->xi[l];
+        o->yr[l] = y->yr[l] + c*k->yr[l]; o->yi[l] = y->yi[l] + c*k->yi[l];
+    }
+}
+void pf_rk4_lanes(int64_t n, const double *th, double h, double dt, int nsteps, double R, double tol,
+                  double rest_tol, double imag_tol, int *lab, int threads) {
+    const int64_t blocks = (n + PF_LANES - 1) / PF_LANES;
+    const double cy = log(1 - 2*h) / (2*h);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1)
+    for (int64_t b = 0; b < blocks; b++) {
+        pf_vec y, k1, k2, k3, k4, z;
+        double lpi[PF_LANES], L1[PF_LANES], Ls[PF_LANES];
+        int streak[PF_LANES], state[PF_LANES];      /* 0: moving, 1: at rest, ESC */
+        for (int l = 0; l < PF_LANES; l++) {
+            const int64_t i = b * PF_LANES + l < n ? b * PF_LANES + l : n - 1;
+            y.xr[l] = th[2*i]; y.xi[l] = 0; y.yr[l] = th[2*i+1]; y.yi[l] = 0; streak[l] = state[l] = 0;
+            lpi[l] = h*(12*y.xr[l]*y.xr[l] - 4) > 1 ? M_PI : 0;     /* a real start past z = 1: +i pi */
+        }
+        for (int k = 0; k < nsteps; k++) {
+            pf_block(h, cy, &y, lpi, &k1, L1);
+            pf_axpy(&z, &y, 0.5*dt, &k1); pf_block(h, cy, &z, L1, &k2, Ls);
+            pf_axpy(&z, &y, 0.5*dt, &k2); pf_block(h, cy, &z, L1, &k3, Ls);
+            pf_axpy(&z, &y, dt, &k3); pf_block(h, cy, &z, L1, &k4, Ls);
+            int moving = 0;
+#pragma omp simd reduction(|:moving)
+            for (int l = 0; l < PF_LANES; l++) {
+                const double fm = MAX(k1.xr[l]*k1.xr[l] + k1.xi[l]*k1.xi[l], k1.yr[l]*k1.yr[l] + k1.yi[l]*k1.yi[l]);
+                const double ym = MAX(y.xr[l]*y.xr[l] + y.xi[l]*y.xi[l], y.yr[l]*y.yr[l] + y.yi[l]*y.yi[l]);
+                streak[l] = k > 0 && sqrt(fm) <= rest_tol * (1 + sqrt(ym)) ? streak[l] + 1 : 0;
+                const int go = state[l] == 0 && streak[l] < REST_STEPS;
+                const double w = dt/6;
+                const double nxr = y.xr[l] + w*(k1.xr[l] + 2*k2.xr[l] + 2*k3.xr[l] + k4.xr[l]);
+                const double nxi = y.xi[l] + w*(k1.xi[l] + 2*k2.xi[l] + 2*k3.xi[l] + k4.xi[l]);
+                const double nyr = y.yr[l] + w*(k1.yr[l] + 2*k2.yr[l] + 2*k3.yr[l] + k4.yr[l]);
+                const double nyi = y.yi[l] + w*(k1.yi[l] + 2*k2.yi[l] + 2*k3.yi[l] + k4.yi[l]);
+                y.xr[l] = go ? nxr : y.xr[l]; y.xi[l] = go ? nxi : y.xi[l];
+                y.yr[l] = go ? nyr : y.yr[l]; y.yi[l] = go ? nyi : y.yi[l];
+                lpi[l] = go ? L1[l] : lpi[l];
+                state[l] = go && !(sqrt(nxr*nxr + nxi*nxi + nyr*nyr + nyi*nyi) <= R) ? ESC
+                           : state[l] == 0 && !go ? 1 : state[l];
+                moving |= state[l] == 0;
+            }
+            if (!moving) break;
+        }
+        for (int l = 0; l < PF_LANES && b * PF_LANES + l < n; l++) {     /* labels as pf_rk4's */
+            double complex x = CMPLX(y.xr[l], y.xi[l]), v = CMPLX(y.yr[l], y.yi[l]), fx, fy, L;
+            pf(h, x, v, CMPLX(0, lpi[l]), &fx, &fy, &L);
+            const int rest = fmax(cabs(fx), cabs(fy)) <= tol * (1 + fmax(cabs(x), cabs(v)));
+            const int real = fmax(fabs(cimag(x)), fabs(cimag(v))) <= imag_tol;
+            lab[b * PF_LANES + l] = state[l] == ESC ? ESC : rest && real ? label_of(creal(x), creal(v)) : UNRES;
+        }
+    }
+}
 """
 
 
@@ -246,7 +349,7 @@ def plain_c():
     lib.gd_periods.argtypes = [L, P, D, I, I, D, D, Q, I]
     lib.gd_lanes.argtypes = [L, P, D, I, D, D, Q, I]
     lib.igr_rk4.argtypes = lib.igr_rk4_lanes.argtypes = [L, P, D, D, I, D, D, D, Q, I]
-    lib.pf_rk4.argtypes = [L, P, D, D, I, D, D, D, D, Q, I]
+    lib.pf_rk4.argtypes = lib.pf_rk4_lanes.argtypes = [L, P, D, D, I, D, D, D, D, Q, I]
     return lib
 
 
@@ -412,10 +515,14 @@ def main(argv=None):
                           "lanes 2-thread speed-up": t_lanes / median_time(lambda: run_lanes(2), repeats=repeats,
                                                                             min_time=0),
                           "agree lanes": float(np.mean(run_lanes() == fc_labels(run_fc(2))))}
-        if model.name == "igr":      # the C loop in lanes
+        if model.name in ("igr", "pf"):      # the C loop in lanes
             def run_flow_lanes(threads=1):
                 lab = np.empty(len(th), np.intc)
-                lib.igr_rk4_lanes(len(th), th, lr, 0.05, int(T / 0.05), RADIUS, 1e-5, REST * 1e-5, lab, threads)
+                if model.name == "igr":
+                    lib.igr_rk4_lanes(len(th), th, lr, 0.05, int(T / 0.05), RADIUS, 1e-5, REST * 1e-5, lab, threads)
+                else:
+                    lib.pf_rk4_lanes(len(th), th, lr, 0.02, int(T / 0.02), RADIUS, 1e-5, REST * 1e-5, 1e-6, lab,
+                                     threads)
                 return lab
             _, t_lanes, ratio_lanes = paired_times(lambda: run_fc(1), run_flow_lanes, pairs)
             fixed_only = {"C 16 lanes, rest test [s]": t_lanes, "flowcore 1 thr / lanes": ratio_lanes,

@@ -306,6 +306,147 @@ void run_lanes(int64_t n, const double *y0, double T, double lr, double rtol, do
         }
     }
 }
+
+/* (c) in lanes: the tracked PF on the double well, LW trajectories together, complex values
+   split into real and imaginary arrays. The field over a block in three loops the compiler
+   vectorises (the arguments; glibc's vector log1p, log and atan2 alone, declared for `omp simd`
+   where flowcore's kernels find libmvec, FC_MVEC: GCC vectorises a loop with calls only if
+   nothing in it needs if-converting; the rest): log(1 - z) as 1/2 log1p(|1 - z|^2 - 1) near
+   z = 0 and 1/2 log|1 - z|^2 elsewhere (phi = L/z keeps its digits without a series), its
+   imaginary part continued from the last accepted step (the branch nearest it; a real start past
+   z = 1 on the +i pi side); the y-direction's z = 2h is constant: its log once. Singular where
+   |1 - z| < 1e-12 (the step is rejected), escaped past R. The stages and the error norm in loops
+   over the lanes, the step control lane by lane with run's controller (glibc's pow); a block
+   runs until its last lane ends (no refilling). */
+#ifdef FC_MVEC
+#pragma omp declare simd notinbranch
+double v_log(double) __asm__("log");
+#pragma omp declare simd notinbranch
+double v_log1p(double) __asm__("log1p");
+#pragma omp declare simd notinbranch
+double v_atan2(double, double) __asm__("atan2");
+#else
+#define v_log log
+#define v_log1p log1p
+#define v_atan2 atan2
+#endif
+typedef struct { double xr[LW], xi[LW], yr[LW], yi[LW]; } pf_v;
+/* f(s) with the logs continued from lbi (the x-direction's Im L at the last accepted step); Li: this
+   evaluation's Im L; bad: 1 where |1 - z| < 1e-12 */
+static inline void pf_lanes(double h, double cyr, double cyi, const pf_v *s, const double *lbi, pf_v *f,
+                            double *Li, int *bad) {
+    double ZR[LW], ZI[LW], ARG[LW], N2[LW], WR[LW], WI[LW], LG[LW], LN[LW], AT[LW];
+    #pragma omp simd
+    for (int l = 0; l < LW; l++) {
+        const double xr = s->xr[l], xi = s->xi[l], zr = h*(12*(xr*xr - xi*xi) - 4), zi = h*24*xr*xi;
+        ZR[l] = zr; ZI[l] = zi; WR[l] = 1 - zr; WI[l] = -zi + 0.0;   /* w = 1 - z, a zero Im +0 */
+        ARG[l] = zr*(zr - 2) + zi*zi; N2[l] = WR[l]*WR[l] + WI[l]*WI[l];
+    }
+    #pragma omp simd
+    for (int l = 0; l < LW; l++) { LG[l] = v_log1p(ARG[l]); LN[l] = v_log(N2[l]); AT[l] = v_atan2(WI[l], WR[l]); }
+    #pragma omp simd
+    for (int l = 0; l < LW; l++) {
+        const double xr = s->xr[l], xi = s->xi[l], zr = ZR[l], zi = ZI[l];
+        const double lr = 0.5*(fabs(ARG[l]) < 0.5 ? LG[l] : LN[l]);
+        const int past = lbi[l] == 0 && zr > 1;                  /* from the real sheet past z = 1 */
+        const double li = past ? (AT[l] < 0 ? AT[l] + 2*M_PI : AT[l]) : AT[l] + 2*M_PI*nearbyint((lbi[l] - AT[l]) / (2*M_PI));
+        const double d = zr*zr + zi*zi, dd = d > 0 ? d : 1;
+        const double pr = d > 0 ? (lr*zr + li*zi) / dd : -1, pi = d > 0 ? (li*zr - lr*zi) / dd : 0;
+        const double gr = 4*(xr*(xr*xr - 3*xi*xi) - xr), gi = 4*(xi*(3*xr*xr - xi*xi) - xi);
+        f->xr[l] = pr*gr - pi*gi; f->xi[l] = pr*gi + pi*gr;
+        f->yr[l] = 2*(cyr*s->yr[l] - cyi*s->yi[l]); f->yi[l] = 2*(cyr*s->yi[l] + cyi*s->yr[l]);
+        Li[l] = li;
+        bad[l] |= N2[l] < 1e-24;
+    }
+}
+static inline double pf_enorm(const pf_v *e, const pf_v *y, const pf_v *yn, int l, double rtol, double atol) {
+    const double ax = sqrt(e->xr[l]*e->xr[l] + e->xi[l]*e->xi[l]), ay = sqrt(e->yr[l]*e->yr[l] + e->yi[l]*e->yi[l]);
+    const double yx = sqrt(y->xr[l]*y->xr[l] + y->xi[l]*y->xi[l]), yy = sqrt(y->yr[l]*y->yr[l] + y->yi[l]*y->yi[l]);
+    const double nx = yn ? sqrt(yn->xr[l]*yn->xr[l] + yn->xi[l]*yn->xi[l]) : 0;
+    const double ny = yn ? sqrt(yn->yr[l]*yn->yr[l] + yn->yi[l]*yn->yi[l]) : 0;
+    const double sx = atol + rtol*(yx > nx ? yx : nx), sy = atol + rtol*(yy > ny ? yy : ny);
+    return sqrt(((ax/sx)*(ax/sx) + (ay/sy)*(ay/sy)) / 2);
+}
+void run_pf_lanes(int64_t n, const double *y0, double T, double lr, double rtol, double atol, double R,
+                  double *out, int64_t *nfev, int *escaped) {
+    const double cyr = log(fabs(1 - 2*lr)) / (2*lr), cyi = 1 - 2*lr < 0 ? M_PI / (2*lr) : 0;
+    for (int64_t p0 = 0; p0 < n; p0 += LW) {
+        pf_v y, K[8], yt, d;
+        double t[LW], h[LW], hh[LW], errold[LW], e[LW], lbi[LW], lni[LW], ls[LW];
+        int rej[LW], live[LW], bad[LW], esc[LW], left = 0;
+        int64_t nf[LW];
+        for (int l = 0; l < LW; l++) {
+            const int64_t i = p0 + l < n ? p0 + l : p0;
+            y.xr[l] = y0[2*i]; y.yr[l] = y0[2*i+1]; y.xi[l] = y.yi[l] = 0;
+            t[l] = 0; errold[l] = 1e-4; rej[l] = 0; nf[l] = 2; live[l] = p0 + l < n; left += live[l];
+            esc[l] = 0; bad[l] = 0;
+            lbi[l] = 0;
+        }
+        pf_lanes(lr, cyr, cyi, &y, lbi, &K[0], lbi, bad);      /* principal logs start the tracking */
+        for (int l = 0; l < LW; l++) {                           /* Hairer's initial step, as run_pf */
+            const double d0 = pf_enorm(&y, &y, 0, l, rtol, atol), d1 = pf_enorm(&K[0], &y, 0, l, rtol, atol);
+            h[l] = fmin((d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01*d0/d1, T);
+            yt.xr[l] = y.xr[l] + h[l]*K[0].xr[l]; yt.xi[l] = y.xi[l] + h[l]*K[0].xi[l];
+            yt.yr[l] = y.yr[l] + h[l]*K[0].yr[l]; yt.yi[l] = y.yi[l] + h[l]*K[0].yi[l];
+        }
+        pf_lanes(lr, cyr, cyi, &yt, lbi, &K[7], ls, bad);
+        for (int l = 0; l < LW; l++) {
+            d.xr[l] = K[7].xr[l] - K[0].xr[l]; d.xi[l] = K[7].xi[l] - K[0].xi[l];
+            d.yr[l] = K[7].yr[l] - K[0].yr[l]; d.yi[l] = K[7].yi[l] - K[0].yi[l];
+            const double d1 = pf_enorm(&K[0], &y, 0, l, rtol, atol), d2 = pf_enorm(&d, &y, 0, l, rtol, atol) / h[l];
+            h[l] = (d1 <= 1e-15 && d2 <= 1e-15) ? fmax(1e-6, h[l]*1e-3) : fmin(100*h[l], pow(0.01/fmax(d1, d2), 0.2));
+            bad[l] = 0;
+        }
+        while (left) {
+            for (int l = 0; l < LW; l++) { hh[l] = !live[l] ? 0 : t[l] + h[l]*(1+1e-9) < T ? h[l] : T - t[l]; bad[l] = 0; }
+            for (int s = 1; s < 7; s++) {
+                #pragma omp simd
+                for (int l = 0; l < LW; l++) {
+                    double axr = 0, axi = 0, ayr = 0, ayi = 0;
+                    for (int j = 0; j < s; j++) {
+                        axr += A[s][j]*K[j].xr[l]; axi += A[s][j]*K[j].xi[l];
+                        ayr += A[s][j]*K[j].yr[l]; ayi += A[s][j]*K[j].yi[l];
+                    }
+                    yt.xr[l] = y.xr[l] + hh[l]*axr; yt.xi[l] = y.xi[l] + hh[l]*axi;
+                    yt.yr[l] = y.yr[l] + hh[l]*ayr; yt.yi[l] = y.yi[l] + hh[l]*ayi;
+                }
+                pf_lanes(lr, cyr, cyi, &yt, lbi, &K[s], s == 6 ? lni : ls, bad);
+            }
+            #pragma omp simd
+            for (int l = 0; l < LW; l++) {
+                double exr = 0, exi = 0, eyr = 0, eyi = 0;
+                for (int j = 0; j < 7; j++) {
+                    exr += E[j]*K[j].xr[l]; exi += E[j]*K[j].xi[l]; eyr += E[j]*K[j].yr[l]; eyi += E[j]*K[j].yi[l];
+                }
+                d.xr[l] = hh[l]*exr; d.xi[l] = hh[l]*exi; d.yr[l] = hh[l]*eyr; d.yi[l] = hh[l]*eyi;
+                e[l] = pf_enorm(&d, &y, &yt, l, rtol, atol);
+            }
+            for (int l = 0; l < LW; l++) {
+                if (!live[l]) continue;
+                nf[l] += 6;
+                if (bad[l] || !(e[l] <= 1)) {
+                    h[l] = bad[l] ? 0.25*hh[l] : hh[l]*fmax(0.2, 0.9*pow(e[l], -0.17)); rej[l] = 1;
+                    if (h[l] < 10*2.220446049250313e-16*fmax(t[l], 1.0)) { live[l] = 0; left--; }
+                    continue;
+                }
+                double fac = e[l] == 0 ? 10 : 0.9*pow(e[l], -0.17)*pow(errold[l], 0.04);
+                fac = fmin(rej[l] ? 1 : 10, fmax(0.2, fac)); errold[l] = fmax(e[l], 1e-4); rej[l] = 0;
+                if (hh[l] == h[l] || fac < 1) h[l] = hh[l]*fac;
+                t[l] = hh[l] == T - t[l] ? T : t[l] + hh[l];
+                y.xr[l] = yt.xr[l]; y.xi[l] = yt.xi[l]; y.yr[l] = yt.yr[l]; y.yi[l] = yt.yi[l];
+                K[0].xr[l] = K[6].xr[l]; K[0].xi[l] = K[6].xi[l]; K[0].yr[l] = K[6].yr[l]; K[0].yi[l] = K[6].yi[l];
+                lbi[l] = lni[l];
+                const double r2 = y.xr[l]*y.xr[l] + y.xi[l]*y.xi[l] + y.yr[l]*y.yr[l] + y.yi[l]*y.yi[l];
+                if (r2 > R*R) { esc[l] = 1; live[l] = 0; left--; }
+                else if (t[l] >= T) { live[l] = 0; left--; }
+            }
+        }
+        for (int l = 0; l < LW && p0 + l < n; l++) {
+            out[4*(p0+l)] = y.xr[l]; out[4*(p0+l)+1] = y.xi[l]; out[4*(p0+l)+2] = y.yr[l]; out[4*(p0+l)+3] = y.yi[l];
+            nfev[p0+l] = nf[l]; escaped[p0+l] = esc[l];
+        }
+    }
+}
 """
 
 
@@ -344,7 +485,17 @@ def plain_c():
             lib.run_pf_quad(len(y0), y0.ctypes.data_as(P), T, lr, *quadratic, RTOL, ATOL, RADIUS, out.ctypes.data,
                             nf.ctypes.data, esc.ctypes.data)
         return out, esc.astype(bool)
-    return run, run_pf, run_lanes
+
+    lanes.run_pf_lanes.argtypes = [ctypes.c_int64, P, D, D, D, D, D] + [ctypes.c_void_p] * 3
+
+    def run_pf_lanes(y0, T, lr):
+        """(final states, escaped) of the tracked PF on the double well, in lanes."""
+        y0 = np.ascontiguousarray(y0, dtype=float)
+        out, nf, esc = np.empty(y0.shape, complex), np.empty(len(y0), np.int64), np.empty(len(y0), np.intc)
+        lanes.run_pf_lanes(len(y0), y0.ctypes.data_as(P), T, lr, RTOL, ATOL, RADIUS, out.ctypes.data, nf.ctypes.data,
+                           esc.ctypes.data)
+        return out, esc.astype(bool)
+    return run, run_pf, run_lanes, run_pf_lanes
 
 
 def scipy_ratios(row, flow, th0, T, n, t_fc):
@@ -392,7 +543,7 @@ def main(argv=None):
     except ImportError:
         have_diffrax = False
     rows = []
-    c_run, c_pf, c_lanes = plain_c()
+    c_run, c_pf, c_lanes, c_pf_lanes = plain_c()
     for label, flow, principal, th0 in problems:
         kw = dict(t_span=(0, T), escape_radius=RADIUS, progress=False)   # no bar inside timings
         ref = fc.solve(flow, th0, method=fc.Dop853(rtol=1e-12, atol=1e-14), **kw)
@@ -435,13 +586,21 @@ def main(argv=None):
             row["C max err"] = float(np.max(np.abs(yc[ok] - ref.y[ok, -1])))
             row["C escaped = flowcore escaped"] = bool(np.array_equal(esc, sol.status == fc.Status.ESCAPED))
             row["|C − flowcore| max"] = float(np.max(np.abs(yc[ok] - sol.y[ok, -1])))
+            if quad_h is None:          # (c): against the lane-interleaved C
+                _, tl, row["flowcore 1 thr / C lanes"] = paired_times(one_thread, lambda: c_pf_lanes(th0, T, lr), pairs)
+                yl, escl = c_pf_lanes(th0, T, lr)
+                okl = both & ~escl
+                row["C lanes (1 thr) [s]"] = tl
+                row["C lanes max err"] = float(np.max(np.abs(yl[okl] - ref.y[okl, -1])))
+                row["C lanes escaped = flowcore escaped"] = bool(np.array_equal(escl, sol.status == fc.Status.ESCAPED))
         row["diffrax"] = "not installed" if not have_diffrax else "see bench extra"
         rows.append(row)
     cols = ["problem", "N", "statuses", "flowcore 2 thr [s]", "2-thread speed-up", "mean nfev", "flowcore max err",
             "× solve_ivp per traj", "× solve_ivp stacked", "plain C (1 thr) [s]", "flowcore 1 thr / C",
             "C lanes (1 thr) [s]", "flowcore 1 thr / C lanes", "C lanes max err", "flowcore W=1 (1 thr) [s]",
             "W=1 / lanes (1 thr)",
-            "C max err", "C escaped = flowcore escaped", "|C − flowcore| max", "diffrax"]
+            "C max err", "C escaped = flowcore escaped", "C lanes escaped = flowcore escaped", "|C − flowcore| max",
+            "diffrax"]
     print(table(rows, cols))
     print("JSON:", write_json("solve", rows, n=n, repeats=repeats, rtol=RTOL, atol=ATOL, T=T))
 
