@@ -275,10 +275,17 @@ FC_FN void fc_rk_run(const fc_args *args, fc_rk_lanes *B, fc_rk_queue *q)
     const fc_args A = *args, *a = &A;    /* a local copy: stores to the state cannot alias it */
     for (int l = 0; l < FC_W; l++) fc_lane_idle(B, l);
     for (;;) {
-        int active = 0;
-        for (int l = 0; l < FC_W; l++) {
-            fc_lane_fill(a, B, l, q);
-            active |= B->traj[l] >= 0;
+        /* the lanes to fill: tested vectorised first (a loop that calls fc_lane_fill keeps its
+           flag in memory: a store-to-load chain through the 32 lanes every step) */
+        int idle = 0, active = 1;
+        FC_SIMD_ANY(idle)
+        for (int l = 0; l < FC_W; l++) idle |= B->traj[l] < 0;
+        if (idle) {
+            active = 0;
+            for (int l = 0; l < FC_W; l++) {
+                fc_lane_fill(a, B, l, q);
+                active |= B->traj[l] >= 0;
+            }
         }
         if (!active) return;
         fc_attempt(B->y, B->K, B->h_try, B->ynew, B->z, B->b, B->bnew, a, B->nfev, B->fault);
