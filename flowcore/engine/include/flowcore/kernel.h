@@ -131,6 +131,7 @@ FC_FN fc_int64 fc_take(fc_work *w)
         { got = *w->shared; *w->shared += FC_CHUNK; }
         w->next = got < w->n ? got : w->n;
         w->end = got + FC_CHUNK < w->n ? got + FC_CHUNK : w->n;
+        if (got >= w->n) w->shared = 0;   /* used up for good: no atomic a lane-step in the tail */
     }
     return w->next < w->end ? w->next++ : -1;
 }
