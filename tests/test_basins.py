@@ -6,6 +6,7 @@ import sympy as sp
 import flowcore as fc
 from flowcore import analysis as fa
 from flowcore.analysis.basins import ESCAPED, UNRESOLVED
+from flowcore.solvers.optim import Grouping
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,30 @@ def test_gd_two_cycle_matches_sympy(quartic):
         for p in e.points[:, 0]:
             assert min(abs(p - r) for r in period2) < 1e-8
     assert not any(e.kind == "fixed point" and e.critical.kind == "min" for e in b.entries)
+
+
+@pytest.mark.parametrize("case", ["gd cycles", "pf complex"])
+def test_labels_chunk_by_chunk_are_the_labels_of_one_pass(quartic, case):
+    """fa.basins labels its starts chunk by chunk (the rest points grouped while in cache): any
+    chunk size gives the same labels, attractors (cycles found from their first start, PF
+    residuals as maxima over every chunk) and counts as one chunk over the whole grid."""
+    if case == "gd cycles":      # 2-cycles (hλ > 2 at the minima), the maximum, escapes
+        method, grid = fc.GD(1.1), (-2.2, 2.2, 301)
+    else:                        # complex PF trajectories, some real at rest and some not
+        method, grid = fc.PF(1.5, solver=fc.RK4(0.05)), (-2, 2, 101)
+    loss = quartic if case == "gd cycles" else fc.Loss.from_expr("w**2/2")
+    whole = fa.basins(loss, method, grid, compute=fc.Compute(chunk=10**6), progress=False)
+    for chunk in (7, 64):
+        b = fa.basins(loss, method, grid, compute=fc.Compute(chunk=chunk), progress=False)
+        assert np.array_equal(b.labels, whole.labels) and np.array_equal(b.nsteps, whole.nsteps)
+        assert [(e.kind, e.count, e.imag_residual) for e in b.entries] == \
+            [(e.kind, e.count, e.imag_residual) for e in whole.entries]
+        for e, f in zip(b.entries, whole.entries):
+            assert np.array_equal(e.points, f.points)
+        np.testing.assert_array_equal(b.imag_residual, whole.imag_residual)
+    kinds = {e.kind for e in whole.entries}
+    assert ({"cycle", "unstable fixed point", "escaped"} <= kinds if case == "gd cycles"
+            else whole.imag_residual.max() > 0)
 
 
 def test_pf_complex_trajectories_labelled_by_real_attractor():
@@ -256,6 +281,37 @@ def _greedy_sweeps(points, tol):
         idx[near] = k
         k += 1
     return idx
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cluster_points_serial_pass_starts_at_the_first_row_that_met_no_early_group(threads):
+    """After the parallel pass, the serial pass starts at the first row (past row 4 096) that met
+    none of the first rows' groups: rows before it are never revisited, rows after it that met
+    one keep it. Two groups fill the first 15 000 rows; new groups appear from row 15 000 on,
+    interleaved with old members (the greedy sweeps decide which row is a centre)."""
+    rng = np.random.default_rng(5)
+    centres = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 2.0]])
+    which = np.concatenate([rng.integers(0, 2, 15000), rng.integers(0, 5, 5000)])
+    pts = centres[which] + rng.uniform(-1e-5, 1e-5, (20000, 2))
+    reps, idx = fc.cluster_points(pts, 1e-3, threads=threads)
+    ref = _greedy_sweeps(pts, 1e-3)
+    assert idx.dtype == np.int32 and np.array_equal(idx, ref) and len(reps) == 5
+    np.testing.assert_allclose(reps[ref[15000 + np.argmax(which[15000:] == 4)]], centres[4], atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1000, 4096, 5000])
+def test_grouping_fed_in_batches_is_the_greedy_grouping(batch):
+    """fc.cluster_points' groups built batch by batch (as fa.basins feeds its chunks): the same
+    groups, first rows and representatives as the greedy sweeps over all rows at once."""
+    rng = np.random.default_rng(3)
+    pts = rng.integers(0, 100, (12000, 2)) * 0.7e-3 + rng.uniform(-2e-4, 2e-4, (12000, 2))
+    g = Grouping(2, False, 1e-3, average=5)
+    idx = np.concatenate([g.add(pts[i:i + batch], threads=2) for i in range(0, len(pts), batch)])
+    ref = _greedy_sweeps(pts, 1e-3)
+    assert np.array_equal(idx, ref) and g.nc == ref.max() + 1
+    assert np.array_equal(g.first_rows(), [np.argmax(ref == k) for k in range(g.nc)])
+    for k in (0, 17, g.nc - 1):
+        np.testing.assert_allclose(g.representatives()[k], pts[ref == k][:5].mean(axis=0), rtol=1e-14)
 
 
 @pytest.mark.parametrize("n, threads", [(3000, 1), (12000, 1), (12000, 2)])

@@ -16,17 +16,20 @@ real point it converges to, and the residual max|Im θ| is reported per label an
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 import flowcore as fc
 from flowcore.analysis.critical import MODELS, critical_points, stability
 from flowcore.analysis.dynamics import basin_entropy
-from flowcore.engine._descend import _outer_sum, _relabel
+from flowcore.engine._descend import _outer_rows, _outer_sum, _relabel
+from flowcore.engine import _kernels
 from flowcore.engine.checks import positive, threads
+from flowcore.engine.progress import Progress
 from flowcore.solvers.methods import COMPUTE, Flow, Optimizer
-from flowcore.solvers.optim import _clusters
+from flowcore.solvers.optim import Grouping, rest_batches
 
 MAPS = fc.models.MAPS
 MOMENTUM = ("heavy_ball", "nesterov")
@@ -84,15 +87,21 @@ class Basins:
     """Result of :func:`basins`: ``labels`` has the grid's shape ([ny, nx], or [nx] in 1-D)."""
     labels: np.ndarray
     axes: tuple                    # the grid's coordinates along each direction (x, then y)
-    starts: np.ndarray             # [..., D] the starting points
     entries: list                  # one Label per label value present
     model: str
     lr: float
-    imag_residual: np.ndarray      # per start (0 for real models)
+    imag_residual: np.ndarray      # per start (real models: 0, a read-only view)
     nsteps: np.ndarray             # map iterations (maps) or accepted steps (flows), per start
     settings: dict = field(default_factory=dict)
     critical: list = field(default_factory=list)   # the critical points of E used for matching
     vars: tuple | None = None      # the loss's variable names (for axis labels), when it has them
+    grid_parts: tuple = field(default=(), repr=False)    # (a, b): start (j, i) is a_j + b_i
+
+    @functools.cached_property
+    def starts(self):
+        """[..., D] the starting points (made on first use: the map itself runs them chunk by
+        chunk and never holds them all)."""
+        return _grid_from_parts(self.axes, *self.grid_parts)
 
     @property
     def attractors(self):
@@ -184,13 +193,28 @@ def grid_points(dim, grid, origin=None, directions=None):
     Points are origin + x·u + y·v with ``directions`` (u, v) (default e₀, e₁) and ``origin``
     (default 0) — a plane through a point for D > 2.
     """
+    axes, a, b = _grid_parts(dim, grid, origin, directions)
+    return axes, _grid_from_parts(axes, a, b)
+
+
+def _grid_from_parts(axes, a, b, threads_=None):
+    """The whole grid of starts [ny, nx, D] (or [nx, D]) from :func:`_grid_parts`, rows on all
+    cores."""
+    pts = np.empty((len(a), len(b), a.shape[1]))
+    _outer_sum(a, b, pts, threads(threads_, len(a) // 64))
+    return pts.reshape(*(len(ax) for ax in axes[::-1]), a.shape[1])
+
+
+def _grid_parts(dim, grid, origin=None, directions=None):
+    """(axes, a [ny, D], b [nx, D]): start (j, i) of the grid is a_j + b_i, with a_j = origin + y_j v
+    and b_i = x_i u (in 1-D, a = [origin] and b_i = x_i)."""
     if dim == 1:
         if isinstance(grid, (list, tuple)) and any(isinstance(g, (list, tuple, np.ndarray)) for g in grid):
             raise ValueError("this loss is 1-D: grid is one axis, (lo, hi, n) or an array of coordinates, "
                              f"not {grid!r}")
         x = _axis(grid, "x")
         o = np.zeros(1) if origin is None else np.asarray(origin, float).reshape(1)
-        return (x,), (o + x[:, None])
+        return (x,), o[None, :], np.ascontiguousarray(x[:, None])
     try:
         gx, gy = grid
     except (TypeError, ValueError):
@@ -199,7 +223,7 @@ def grid_points(dim, grid, origin=None, directions=None):
     x, y = _axis(gx, "x"), _axis(gy, "y")
     if len(x) * len(y) > MAX_GRID_STARTS:
         raise ValueError(f"the grid has {len(x):,} × {len(y):,} = {len(x) * len(y):,} starts (at most {MAX_GRID_STARTS:,} "
-                         f"in memory: about {len(x) * len(y) * (dim + 4) * 8 / 2**30:.0f} GiB here); use fa.sweep, which "
+                         f"in memory: about {len(x) * len(y) * 24 / 2**30:.0f} GiB here); use fa.sweep, which "
                          "runs chunks into a store, or a coarser grid")
     o = np.zeros(dim) if origin is None else np.asarray(origin, float).reshape(-1)
     U = np.eye(dim)[:2] if directions is None else np.asarray(directions, float)
@@ -207,9 +231,7 @@ def grid_points(dim, grid, origin=None, directions=None):
         raise ValueError(f"origin must have {dim} coordinates, got shape {o.shape}")
     if U.shape != (2, dim) or np.linalg.matrix_rank(U) < 2:
         raise ValueError(f"directions must be two independent vectors of length {dim}, got shape {U.shape}")
-    pts = np.empty((len(y), len(x), dim))      # (o + y v) + x u, rows on all cores
-    _outer_sum(o + y[:, None] * U[1], np.ascontiguousarray(x[:, None] * U[0]), pts, threads(None, len(y) // 64))
-    return (x, y), pts
+    return (x, y), np.ascontiguousarray(o + y[:, None] * U[1]), np.ascontiguousarray(x[:, None] * U[0])
 
 
 def _cycle_points(loss, method, start, nsteps, p):
@@ -261,31 +283,134 @@ def _rest_tol(flow, tol):
     return REST_FRACTION * tol if fc.compiled(flow) else 0.0
 
 
+def _row_max_abs(a):
+    """max_k |a[i, k]| of each row of a [N, D] (NaN where a row has one): column by column for a
+    few columns, where numpy's reduction along a short last axis is ~10× slower (7 ms against
+    0.7 ms for 250 000 rows of 2)."""
+    if a.shape[1] > 8:
+        return np.max(np.abs(a), axis=1)
+    out = np.abs(a[:, 0])
+    for k in range(1, a.shape[1]):
+        np.maximum(out, np.abs(a[:, k]), out=out)
+    return out
+
+
 def run_to_rest(loss, method, starts, rest=REST, compute=COMPUTE, progress=None):
     """Every start run by ``method`` until it rests, leaves, or runs out of budget — the work of one
     basin map (and of one chunk of a sweep). A map's rate may be one per start.
     Returns (final [N, D], status [N] (fc.Status; OK only at rest), nsteps, period (0: not at
     rest; 1 for a flow at rest), rest [N] bool, imag [N] (PF: max|Im θ| at rest, else 0))."""
-    N = len(starts)
-    imag = np.zeros(N)
+    return _rest_runner(loss, method, rest, compute)(starts, progress)
+
+
+def _rest_runner(loss, method, rest, compute, batch=None):
+    """run(starts, progress=None): :func:`run_to_rest` for one loss and method, the flow built
+    once for every batch of starts; a map with ``batch`` (the largest) runs its batches in
+    buffers reused from one to the next (results valid until the next call)."""
+    if method.kind == "map" and batch is not None:
+        kernel = rest_batches(loss, method, rest, compute, batch)
+
+        def run(starts, progress=None):
+            final, status, nsteps, period = kernel(starts)
+            return final, status, nsteps, period, period > 0, None
+        return run
     if method.kind == "map":
-        r = fc.descend_to_rest(loss, starts, method, rest, compute, progress)
-        return r.final, r.status, r.nsteps, r.period, r.period > 0, imag
+        def run(starts, progress=None):
+            r = fc.descend_to_rest(loss, starts, method, rest, compute, progress)
+            return r.final, r.status, r.nsteps, r.period, r.period > 0, np.zeros(len(starts))
+        return run
     tol = rest.tol_for("flow")
     flow = fc.models.model(method.name).build(loss, method.lr, **method.build_options())
     t_max = method.t_max if method.t_max is not None else rest.steps * method.lr
-    sol = fc.solve(flow, starts, t_span=(0.0, float(t_max)), method=method.solver, escape_radius=rest.escape_radius,
-                   rest_tol=_rest_tol(flow, tol), compute=compute, progress=progress)
-    final, status, nsteps = sol.y[:, -1], np.asarray(sol.status).copy(), sol.nsteps
-    ok = status == fc.Status.OK
-    speed = np.full(N, np.inf)
-    if np.any(ok):
-        speed[ok] = np.max(np.abs(flow(final[ok])), axis=-1) / (1 + np.max(np.abs(final[ok]), axis=-1))
-    at_rest = ok & (speed <= tol)
-    status = np.where(ok & ~at_rest, fc.Status.MAX_STEPS, status)
-    if np.iscomplexobj(final):
-        imag = np.where(at_rest, np.max(np.abs(final.imag), axis=-1), 0.0)
-    return final, status, nsteps, at_rest.astype(np.intc), at_rest, imag
+    rest_tol = _rest_tol(flow, tol)
+
+    def run(starts, progress=None):
+        sol = fc.solve(flow, starts, t_eval=[float(t_max)], method=method.solver, escape_radius=rest.escape_radius,
+                       rest_tol=rest_tol, compute=compute, progress=progress)
+        final, status, nsteps = sol.y[:, 0], np.asarray(sol.status).copy(), sol.nsteps    # (rows contiguous)
+        ok = status == fc.Status.OK
+        at = final if ok.all() else final[ok]
+        at_rest = ok.copy()
+        at_rest[ok] = _row_max_abs(flow(at)) / (1 + _row_max_abs(at)) <= tol
+        status[ok & ~at_rest] = fc.Status.MAX_STEPS
+        imag = (np.where(at_rest, _row_max_abs(final.imag), 0.0) if np.iscomplexobj(final)
+                else np.zeros(len(starts)))
+        return final, status, nsteps, at_rest.astype(np.intc), at_rest, imag
+    return run
+
+
+class _Block:
+    """The rest points of one period (and, for the PF, real or not), grouped chunk by chunk; each
+    group's id over the whole map, its first start (the row of the grid) and its largest
+    max|Im θ|."""
+
+    def __init__(self, dim, complex_, match_tol):
+        self.grouping = Grouping(dim, complex_, match_tol)
+        self.ids, self.first, self.residual = np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0)
+        self.identity = True              # ids[k] = k: this block made every group so far
+
+    def add(self, points, rows, imag, owners, threads, out=None):
+        """The map-wide group ids of points [n, D] (in ``out`` when given and they are the local
+        ones); ``rows``: their rows of the grid [n], or the first of n consecutive ones; ``owners``
+        (a list, one entry per id so far) grows by the groups they start."""
+        g, fed = self.grouping, self.grouping.rows
+        local = g.add(points, threads, out)
+        new = g.nc - len(self.ids)
+        if new:
+            self.identity &= len(owners) == len(self.ids)
+            self.ids = np.concatenate([self.ids, np.arange(len(owners), len(owners) + new, dtype=np.int32)])
+            pos = g.first_rows()[-new:] - fed                   # their first rows within these points
+            self.first = np.concatenate([self.first, rows + pos if np.isscalar(rows) else rows[pos]])
+            self.residual = np.concatenate([self.residual, np.zeros(new)])
+            owners.extend([self] * new)
+        if imag is not None and np.any(imag):
+            np.maximum.at(self.residual, local, imag)
+        return local if self.identity else self.ids[local]
+
+
+def _label_chunk(lab, row0, final, status, period, at_rest, imag, blocks, owners, specials, imag_tol, match_tol,
+                 threads):
+    """The labels of a chunk (its first row: row0) into ``lab``: the special outcome's (< 0) where
+    a start is not at rest, else its group's id (≥ 0, made labels at the end), grouping its rest
+    point with those of the chunks before in ``blocks`` {(period, real): _Block}; ``specials``
+    counts the outcomes."""
+    n, D = final.shape
+    n_rest = int(np.count_nonzero(at_rest))
+    if n_rest < n:
+        special = _SPECIAL_OF_STATUS[status[~at_rest]]
+        lab[~at_rest] = special
+        specials += np.bincount(special - NONFINITE, minlength=-NONFINITE)
+    if n_rest == 0:
+        return
+    complex_ = np.iscomplexobj(final)
+    real_rest = at_rest & (imag <= imag_tol) if complex_ else at_rest
+    # how many starts rest with each period (0 exactly where a start is not at rest); a few
+    # counts of one value are faster than np.bincount's conversion of int32
+    top = int(period.max(initial=0))
+    if top == 1 and n_rest == n:             # (the common case: every start at rest on a fixed point)
+        per_period = np.array([0, n])
+    else:
+        per_period = (np.array([np.count_nonzero(period == p) for p in range(top + 1)]) if top <= 8
+                      else np.bincount(period))
+    for p in np.flatnonzero(per_period[1:]) + 1:
+        for real in ((True, False) if complex_ else (True,)):
+            if complex_:
+                sel = np.flatnonzero(at_rest & (period == p) & (real_rest == real))
+            else:
+                sel = slice(None) if per_period[p] == n else np.flatnonzero(period == p)
+            points = final[sel]                  # (a view when every start is in)
+            if len(points) == 0:
+                continue
+            key = (int(p), real)
+            if key not in blocks:
+                blocks[key] = _Block(D, complex_ and not real, match_tol)
+            block, points = blocks[key], points.real if real else points
+            if isinstance(sel, slice):       # every start of the chunk: ids written in place when they can be
+                ids = block.add(points, row0, None, owners, threads, out=lab)
+                if ids is not lab:
+                    lab[...] = ids
+            else:
+                lab[sel] = block.add(points, row0 + sel, imag[sel] if complex_ else None, owners, threads)
 
 
 def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: Matching = MATCHING, plane=None,
@@ -302,9 +427,14 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
     ‖θ‖∞) at t_max (default 1e-5, above the solver's noise floor near a stiff rest point); a start
     whose speed stays below 1e-3·tol for 8 steps stops there (compiled flows), the rest is not
     integrated. matching: a :class:`Matching` (critical points, match_tol, imag_tol).
-    compute: a :class:`flowcore.Compute` (device, threads). progress: a tqdm bar (default None:
-    shown when the measured rate says the run takes more than a few seconds). Ctrl-C raises
+    compute: a :class:`flowcore.Compute` (device, threads, chunk: starts run and labelled at a
+    time, default 16 384 on the CPU). progress: a tqdm bar (default None: shown when the
+    measured rate says the run takes more than a few seconds). Ctrl-C raises
     :class:`flowcore.Interrupted`; nothing is labelled. Returns a :class:`Basins`.
+
+    The rest points are grouped (:func:`flowcore.cluster_points`' rule) chunk by chunk while
+    they are in cache, with the same groups as one pass over them all: no array of all the final
+    points is made.
     """
     if not isinstance(loss, fc.Loss):
         raise TypeError(f"loss must be a flowcore.Loss, got {type(loss).__name__}")
@@ -315,85 +445,87 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
         raise TypeError(f"rest must be a flowcore.RestTest(tol=, max_period=, confirm=, steps=), got {rest!r}")
     if not isinstance(matching, Matching):
         raise TypeError(f"matching must be a flowcore.analysis.Matching(critical=, match_tol=, imag_tol=), got {matching!r}")
+    if not isinstance(compute, fc.Compute):
+        raise TypeError(f"compute must be a flowcore.Compute(device=, threads=, chunk=), got {compute!r}")
     origin, directions = _plane(plane)
     model, lr = method.name, (method.lr if method.uses_lr else None)
     imag_tol, match_tol = matching.imag_tol, matching.match_tol
-    axes, pts = grid_points(loss.dim, grid, origin, directions)
-    shape = pts.shape[:-1]
-    starts = np.ascontiguousarray(pts.reshape(-1, loss.dim))
-    N, D = starts.shape
-    critical = _critical(loss, starts) if matching.critical is None else list(matching.critical)
+    axes, grid_a, grid_b = _grid_parts(loss.dim, grid, origin, directions)
+    shape = tuple(len(ax) for ax in axes[::-1])
+    N, D = int(np.prod(shape)), loss.dim
 
+    def starts(lo, hi):                   # a chunk of the starts, row-major over the grid
+        out = np.empty((hi - lo, D))
+        _outer_rows(grid_a, grid_b, lo, out)
+        return out
+    corners = np.stack([grid_a.min(axis=0) + grid_b.min(axis=0), grid_a.max(axis=0) + grid_b.max(axis=0)])
+    critical = _critical(loss, corners) if matching.critical is None else list(matching.critical)
     is_map = method.kind == "map"
     tol = rest.tol_for(method.kind)
     T = None if is_map else (rest.steps * lr if method.t_max is None else method.t_max)
-    final, status, nsteps, period, at_rest, imag = run_to_rest(loss, method, starts, rest, compute, progress)
     beta = getattr(method, "beta", 0.9)
 
-    # attractors: fixed points (period 1; PF: real once Im has decayed) and cycles, clustered.
-    # Each clustered block is labelled at the end through a table (group -> label): one pass
-    # over the block, not a mask per attractor. (Every pass here is over 10⁶ starts on one
-    # thread, after a kernel that took ~0.1 s on two: the masks are made only where needed.)
-    complex_ = np.iscomplexobj(final)
-    real_rest = at_rest & (imag <= imag_tol) if complex_ else at_rest
-    # how many starts rest with each period (0 exactly where a start is not at rest); a few
-    # counts of one value are faster than np.bincount's conversion of 10⁶ int32
-    top = int(period.max(initial=0))
-    per_period = (np.array([np.count_nonzero(period == p) for p in range(top + 1)]) if top <= 8
-                  else np.bincount(period))
-    found, blocks = [], []                       # (period, points [p, D], residual, block, group)
-    for p in np.flatnonzero(per_period[1:]) + 1:
-        for real in ((True, False) if complex_ else (True,)):
-            if complex_:
-                sel = np.flatnonzero(at_rest & (period == p) & (real_rest == real))
-            else:
-                sel = slice(None) if per_period[p] == N else np.flatnonzero(period == p)
-            whole = final[sel]                   # (a view when every start is in)
-            if len(whole) == 0:
-                continue
-            reps, idx, sizes = _clusters(whole.real if real else whole, match_tol, threads=compute.threads)
-            residual = np.zeros(len(reps))
-            if complex_ and np.any(imag[sel]):
-                np.maximum.at(residual, idx, imag[sel])
-            blocks.append((sel, idx, sizes))
-            for k, rep in enumerate(reps):
-                if p > 1:
-                    j = int(np.argmax(idx == k))                    # the cycle's first start
-                    i = j if isinstance(sel, slice) else sel[j]
-                    pts_ = _cycle_points(loss, method, starts[i], nsteps[i], int(p))
-                else:
-                    pts_ = rep[None, :]
-                found.append((int(p), pts_, float(residual[k]), len(blocks) - 1, k))
+    # chunk by chunk on the CPU; a GPU takes the whole map at once
+    gpu = _kernels.choose_device(compute.device, N) != "cpu" and _kernels.gpu_usable(compute.device)
+    chunk = N if gpu else compute.chunk_or(1 << 14)
+    run = _rest_runner(loss, method, rest, compute if gpu else replace(compute, device="cpu"), batch=chunk)
+    labels = np.empty(N, np.int32)        # < 0: a special outcome; ≥ 0: a group, made a label at the end
+    imag, nsteps = None, None             # (imag: made for complex states only)
+    blocks, owners = {}, []               # {(period, real): _Block}; the _Block of each group id
+    specials = np.zeros(-NONFINITE, np.int64)
+    bar = Progress(N, f"{model} basins", "start", progress)
+    done = 0
+    try:
+        for lo in range(0, N, chunk):
+            sl = slice(lo, min(N, lo + chunk))
+            final, status, ns, period, at_rest, im = run(starts(sl.start, sl.stop), False)
+            if nsteps is None:
+                nsteps = np.empty(N, ns.dtype)
+            nsteps[sl] = ns
+            if np.iscomplexobj(final):
+                if imag is None:
+                    imag = np.zeros(N)
+                imag[sl] = im
+            _label_chunk(labels[sl], lo, final, status, period, at_rest, im, blocks, owners, specials, imag_tol,
+                         match_tol, compute.threads)
+            done = sl.stop
+            bar.update(sl.stop - sl.start)
+    except KeyboardInterrupt:
+        raise fc.Interrupted(None, "fa.basins", f"nothing is labelled ({done} of {N} starts had run)") from None
+    finally:
+        bar.close()
+
+    # attractors: fixed points (period 1; PF: real once Im has decayed) and cycles, in the order
+    # of their blocks (period, real first) and of their groups
     cps = [c for c in critical if np.all(np.isfinite(c.point))]
-    new = []
-    for p, pts_, residual, block, k in found:
-        cp, kind = None, "cycle" if p > 1 else "fixed point"
-        if p == 1 and np.all(np.abs(pts_.imag) <= imag_tol):
-            for c in cps:
-                if np.max(np.abs(pts_[0].real - c.point)) <= match_tol * (1 + np.max(np.abs(c.point))):
-                    cp = c
-                    break
-            if cp is not None:
-                pts_ = cp.point[None, :].astype(pts_.dtype)
-                if not _attracts(cp, model, lr, beta):
-                    kind = "unstable fixed point"
-        new.append((Label(0, kind, pts_ if np.any(pts_.imag) else pts_.real, cp, imag_residual=residual), block, k))
+    new = []                              # (Label, group id, size)
+    for (p, real), block in sorted(blocks.items(), key=lambda kb: (kb[0][0], not kb[0][1])):
+        g = block.grouping
+        for k, (rep, first, size) in enumerate(zip(g.representatives(), block.first, g.sizes())):
+            pts_ = _cycle_points(loss, method, starts(first, first + 1)[0], nsteps[first], p) if p > 1 else rep[None, :]
+            cp, kind = None, "cycle" if p > 1 else "fixed point"
+            if p == 1 and np.all(np.abs(pts_.imag) <= imag_tol):
+                for c in cps:
+                    if np.max(np.abs(pts_[0].real - c.point)) <= match_tol * (1 + np.max(np.abs(c.point))):
+                        cp = c
+                        break
+                if cp is not None:
+                    pts_ = cp.point[None, :].astype(pts_.dtype)
+                    if not _attracts(cp, model, lr, beta):
+                        kind = "unstable fixed point"
+            label = Label(0, kind, pts_ if np.any(pts_.imag) else pts_.real, cp,
+                          imag_residual=float(block.residual[k]))
+            new.append((label, int(block.ids[k]), int(size)))
     # a stable order: attractors by period and position, then the unstable points
-    new.sort(key=lambda ebk: (not ebk[0].attractor, len(ebk[0].points), tuple(np.real(ebk[0].points[0]))))
-    tables = [np.empty(len(sizes), np.int64) for _, _, sizes in blocks]
+    new.sort(key=lambda e: (not e[0].attractor, len(e[0].points), tuple(np.real(e[0].points[0]))))
+    table = np.empty(len(owners), np.int64)
     counts = np.zeros(len(new) - NONFINITE, np.int64)                       # specials are ≥ NONFINITE
-    for label, (e, block, k) in enumerate(new):
+    counts[:-NONFINITE] = specials
+    for label, (e, gid, size) in enumerate(new):
         e.label = label
-        tables[block][k] = label
-        counts[label - NONFINITE] = blocks[block][2][k]
-    if len(blocks) == 1 and isinstance(blocks[0][0], slice):
-        labels = blocks[0][1]                    # every start at rest, in one block: its groups
-        _relabel(labels, tables[0], threads(compute.threads, N // 4096))     # become labels in place
-    else:
-        labels, special = _special_labels(status, at_rest)
-        counts[:-NONFINITE] = special
-        for (sel, idx, _), table in zip(blocks, tables):
-            labels[sel] = table[idx]
+        table[gid] = label
+        counts[label - NONFINITE] = size
+    _relabel(labels, table, threads(compute.threads, N // 4096))             # groups become labels in place
     entries = [e for e, _, _ in new] + [Label(code, _SPECIAL_NAMES[code], np.empty((0, D)))
                                         for code in (ESCAPED, UNRESOLVED, SINGULAR, NONFINITE)
                                         if counts[code - NONFINITE]]
@@ -407,22 +539,13 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
                         directions=np.eye(D)[:2].tolist() if directions is None else np.asarray(directions, float).tolist())
     if not is_map:
         settings.update(t_max=float(T))
-    return Basins(labels.reshape(shape), axes, pts, entries, model, float(lr or 0.0),
-                  imag.reshape(shape), np.asarray(nsteps).reshape(shape), settings, list(critical),
-                  None if loss.vars is None else tuple(str(v) for v in loss.vars))
+    imag = np.broadcast_to(0.0, shape) if imag is None else imag.reshape(shape)     # (real states: a view of one 0)
+    return Basins(labels.reshape(shape), axes, entries, model, float(lr or 0.0), imag,
+                  nsteps.reshape(shape), settings, list(critical),
+                  None if loss.vars is None else tuple(str(v) for v in loss.vars), (grid_a, grid_b))
 
 
 _SPECIAL_OF_STATUS = np.array([_SPECIAL.get(st, UNRESOLVED) for st in fc.Status], np.int64)   # by status value
-
-
-def _special_labels(status, rest):
-    """The label of every start: its special outcome's (ESCAPED, UNRESOLVED, …) where it is not at
-    rest (a start at rest is labelled later); and how many starts have each special outcome
-    (indexed by label − NONFINITE)."""
-    labels = np.full(len(status), UNRESOLVED, np.int64)
-    special = _SPECIAL_OF_STATUS[status[~rest]]
-    labels[~rest] = special
-    return labels, np.bincount(special - NONFINITE, minlength=-NONFINITE)
 
 
 _LISTED = {}     # (expression, variables) -> critical_points(loss): a sweep or a tour maps the same
@@ -431,7 +554,8 @@ _LISTED = {}     # (expression, variables) -> critical_points(loss): a sweep or 
 
 def _critical(loss, starts):
     """All critical points when sympy can list them; else a Newton search in a box three times
-    the grid's extent (attractors may lie off the slice)."""
+    the extent of ``starts`` (the grid's, or its bounding corners: attractors may lie off the
+    slice)."""
     try:
         if loss.expr is None:
             return critical_points(loss)

@@ -463,37 +463,48 @@ cdef inline bint _finite_row(const point_t *row, int64_t D) noexcept nogil:
     return True
 
 
-def _cluster_rows(point_t[:, ::1] points, double tol, int64_t average=1024, int threads=1):
-    """Greedy grouping: each row joins the first centre (in order of creation) with
-    max_k |row_k − centre_k| ≤ tol (1 + max_k |centre_k|), else becomes a centre. The same
-    groups as repeated sweeps "the first unassigned row is a centre, its group all unassigned
-    rows near it" (a row near no earlier centre is the next centre).
+ctypedef fused index_t:
+    int
+    int64_t
 
-    The passes give exactly the one serial pass's groups, whatever ``threads``: the first
-    SEED_ROWS rows serially (their centres are C₀); every later row against C₀ in parallel — one
-    that meets a centre of C₀ joins the first it meets, as it would serially, since every other
-    centre was created after all of C₀; then the rows that met none, in order, against the
-    centres created since. Returns (the group of each row, the sum of each group's first
-    ``average`` members in row order, their count, each group's size), or None when a row is
-    not finite."""
-    cdef int64_t n = points.shape[0], D = points.shape[1], i, c, k, t, nc = 0, nc0 = 0, cap = 16
-    cdef int64_t seed = min(n, <int64_t>SEED_ROWS), bad = 0, full = 0, T = max(1, threads), lo, hi
-    cdef double scale
-    idx = np.empty(n, dtype=np.int64)
-    cdef int64_t[::1] group = idx
-    dtype = np.asarray(points).dtype
-    centres, radius, sizes = np.empty((cap, D), dtype=dtype), np.empty(cap), np.zeros(cap, np.int64)
-    cdef point_t[:, ::1] cen = centres          # the centres' coordinates, contiguous
-    cdef double[::1] rad = radius
-    cdef int64_t[::1] size = sizes
+
+def _group_rows(state, point_t[:, ::1] points, index_t[::1] group, int threads=1):
+    """Greedy grouping of rows fed in order, a batch at a time: each row joins the first group (in
+    order of creation) whose centre (its first row) c has max_k |row_k − c_k| ≤ tol (1 +
+    max_k |c_k|), else starts a group. The same groups as one serial pass over all the rows, and
+    as repeated sweeps "the first unassigned row is a centre, its group all unassigned rows near
+    it".
+
+    ``state`` (optim._Grouping) holds the groups so far: centres [cap, D], radius, size, sums
+    (of each group's first ``average`` members, in row order), counts, first (the row, counted
+    over all batches, that made each group), nc, rows, tol, average; arrays are grown here.
+    A batch: while there are no groups, the first SEED_ROWS rows serially; every later row
+    against the groups C₀ made before it, in parallel — a row that meets one of C₀ joins the
+    first it meets, as it would serially, since every later group was made after all of C₀; then
+    from the first row that met none, in order, those rows against the groups made since.
+    Writes each row's group into ``group`` (int32 where the rows fit: half the fresh memory of a
+    basin map's labels); returns False when a row is not finite (the state is then spoilt)."""
+    cdef int64_t n = points.shape[0], D = points.shape[1], i, c, k, t, lo, hi
+    cdef int64_t nc = state.nc, nc0 = 0, cap = len(state.radius), row0 = state.rows, average = state.average
+    cdef int64_t seed = min(n, <int64_t>SEED_ROWS) if nc == 0 else 0, bad = 0, full = 0, T = max(1, threads)
+    cdef double tol = state.tol, scale
+    cdef point_t[:, ::1] cen = state.centres
+    cdef double[::1] rad = state.radius
+    cdef int64_t[::1] size = state.size
+    cdef int64_t[::1] made = state.first
     cdef int64_t[:, ::1] J
-    for i in range(n):
+    cdef int64_t[::1] miss
+    i = 0
+    while i < n:
         if i == seed:
-            # every later row against C₀, T contiguous slices in parallel, counting per slice
-            # how many joined each centre (rows padded by a cache line: the threads write apart)
+            # the rows after the seed against C₀, T contiguous slices in parallel, counting per
+            # slice how many joined each group (padded by a cache line: the threads write apart)
+            # and the first row that met none
             nc0 = nc
             joined = np.zeros((T, nc0 + 8), np.int64)
             J = joined
+            misses = np.full(T * 8, n, np.int64)
+            miss = misses
             for t in prange(T, nogil=True, num_threads=T, schedule="static"):
                 lo = seed + (n - seed) * t // T
                 hi = seed + (n - seed) * (t + 1) // T
@@ -503,59 +514,85 @@ def _cluster_rows(point_t[:, ::1] points, double tol, int64_t average=1024, int 
                         group[k] = -1
                     else:
                         c = _join(&points[k, 0], &cen[0, 0], &rad[0], D, 0, nc0)
-                        group[k] = c
+                        group[k] = <index_t>c
                         if c >= 0:
                             J[t, c] += 1
+                        elif miss[8 * t] == n:
+                            miss[8 * t] = k
             if bad:
-                return None
-            sizes[:nc0] += joined[:, :nc0].sum(axis=0)
+                return False
+            state.size[:nc0] += joined[:, :nc0].sum(axis=0)
+            i = misses.min()      # the rows before it met a group of C₀: no serial pass over them
+            if i == n:
+                break
         if i < seed:
             if not _finite_row(&points[i, 0], D):
-                return None
+                return False
             c = _join(&points[i, 0], &cen[0, 0], &rad[0], D, 0, nc)
-        elif group[i] < 0:       # met none of C₀: the centres made since, in order
+        elif group[i] < 0:        # met none of C₀: the groups made since, in order
             c = _join(&points[i, 0], &cen[0, 0], &rad[0], D, nc0, nc)
         else:
+            i += 1
             continue
         if c < 0:
             if nc == cap:
                 cap *= 2
-                centres = np.concatenate([centres, np.empty_like(centres)])
-                radius = np.concatenate([radius, np.empty_like(radius)])
-                sizes = np.concatenate([sizes, np.zeros_like(sizes)])
-                cen, rad, size = centres, radius, sizes
+                for name in ("centres", "radius", "size", "sums", "counts", "first"):
+                    old = getattr(state, name)
+                    setattr(state, name, np.concatenate([old, np.zeros_like(old)]))
+                cen, rad, size, made = state.centres, state.radius, state.size, state.first
             scale = 0
             for k in range(D):
                 cen[nc, k] = points[i, k]
                 scale = max(scale, abs(points[i, k]))
             rad[nc] = tol * (1 + scale)
+            made[nc] = row0 + i
             c = nc
             nc += 1
-        group[i] = c
+        group[i] = <index_t>c
         size[c] += 1
-    # each group's first `average` members, in row order: stop once every group has them
-    sums = np.zeros((nc, D), dtype=dtype)
-    counts = np.zeros(nc, dtype=np.int64)
-    cdef point_t[:, ::1] S = sums
-    cdef int64_t[::1] m = counts
+        i += 1
+    # each group's first `average` members, in row order: stop once every group has them or all
+    # of its rows so far
+    cdef point_t[:, ::1] S = state.sums
+    cdef int64_t[::1] m = state.counts
+    for c in range(nc):
+        full += m[c] == min(average, size[c])
     for i in range(n):
+        if full == nc:
+            break
         c = group[i]
         if m[c] < average:
             m[c] += 1
             for k in range(D):
                 S[c, k] = S[c, k] + points[i, k]
-            if m[c] == min(average, size[c]):
-                full += 1
-                if full == nc:
-                    break
-    return idx, sums, counts, sizes[:nc]
+            full += m[c] == min(average, size[c])
+    state.nc, state.rows = nc, row0 + n
+    return True
 
 
-def _relabel(int64_t[::1] group, const int64_t[::1] table, int threads=1):
-    """group[i] = table[group[i]] in place, in parallel (a basin map's groups to its labels)."""
+def _relabel(index_t[::1] group, const int64_t[::1] table, int threads=1):
+    """group[i] = table[group[i]] in place where group[i] ≥ 0, in parallel (a basin map's groups
+    to their labels; the negative labels of starts not at rest stay)."""
     cdef int64_t i, n = group.shape[0]
     for i in prange(n, nogil=True, num_threads=max(1, threads), schedule="static"):
-        group[i] = table[group[i]]
+        if group[i] >= 0:
+            group[i] = <index_t>table[group[i]]
+
+
+def _outer_rows(const double[:, ::1] a, const double[:, ::1] b, Py_ssize_t lo, double[:, ::1] out):
+    """Rows lo, lo + 1, … of _outer_sum's grid flattened: out[r, k] = a[j, k] + b[i, k] with
+    (j, i) = divmod(lo + r, len(b)) — a chunk of a basin map's starts, the same sums."""
+    cdef Py_ssize_t r, i, j, k, nx = b.shape[0], D = a.shape[1]
+    j, i = divmod(lo, nx)
+    with nogil:
+        for r in range(out.shape[0]):
+            for k in range(D):
+                out[r, k] = a[j, k] + b[i, k]
+            i += 1
+            if i == nx:
+                i = 0
+                j += 1
 
 
 def _outer_sum(const double[:, ::1] a, const double[:, ::1] b, double[:, :, ::1] out, int threads=1):

@@ -29,11 +29,14 @@ def count(value, label, low=1, high=INT32_MAX):
     return int(value)
 
 
+_CORES = os.cpu_count() or 1     # (asked once: every kernel call asks, and the call is a system call)
+
+
 def threads(value, work=None):
     """OpenMP threads to start: ``None`` is all cores; never more than the cores or than
     ``work`` (independent blocks), so a small call starts a small team and a huge request
     cannot exhaust the process."""
-    cores = os.cpu_count() or 1
+    cores = _CORES
     if value is not None:
         value = count(value, "threads (None: all cores)", 1, MAX_THREADS)
     n = cores if value is None else min(value, cores)

@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike
 
 from flowcore.engine.checks import INT32_MAX, count, positive, threads as _threads
 from flowcore.solvers.methods import COMPUTE, Compute, Optimizer, RestTest
-from flowcore.engine._descend import _cluster_rows, _descend, dal_update
+from flowcore.engine._descend import _descend, _group_rows, dal_update
 from flowcore.engine import _kernels
 from flowcore.engine._loss import Loss
 from flowcore.engine.progress import Progress
@@ -214,9 +214,10 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, method: Optimizer, rest: Rest
     N, D = th.shape
     lr = _rates(m.lr, N) if m.uses_lr else 0.0
     chunk = compute.chunk_or(1 << 14)
-    # written by the kernel's threads (first touch in parallel), chunk by chunk
+    # written whole by the kernel's threads, chunk by chunk (first touch in parallel: a serial
+    # fill of fresh pages costs more than the map's arithmetic on this scale)
     final, status = np.empty((N, D)), np.empty(N, np.intc)
-    nsteps, period = np.zeros(N, np.intc), np.zeros(N, np.intc)
+    nsteps, period = np.empty(N, np.intc), np.empty(N, np.intc)
     run = _rest_runner(loss, m, rest, _kernels.choose_device(compute.device, N))
     if run.device == "gpu":
         chunk = max(chunk, _kernels.GPU_CHUNK)
@@ -228,26 +229,47 @@ def descend_to_rest(loss: Loss, theta0: ArrayLike, method: Optimizer, rest: Rest
     try:
         for i in range(0, N, chunk):
             sl = slice(i, min(N, i + chunk))
-            status[sl] = Status.INTERRUPTED      # what a start the kernel never reaches reports
             interrupted = run(np.ascontiguousarray(th[sl]), rates[sl] if rates.size == N else rates[:sl.stop - i],
                               _threads(compute.threads, -(-(sl.stop - sl.start) // 64)),
                               (final[sl], status[sl], nsteps[sl], period[sl]))
             if interrupted:     # Ctrl-C: the starts it stopped or never reached: INTERRUPTED, no result
                 status[sl.stop:] = Status.INTERRUPTED
+                nsteps[sl.stop:] = period[sl.stop:] = 0
                 final[status == Status.INTERRUPTED] = np.nan
                 raise Interrupted(Rest(final, period, status.astype(np.int8), nsteps, m.name),
                                   "fc.descend_to_rest")
-            st = status[sl]                      # (while the chunk is in cache)
-            st[(st == Status.OK) & (period[sl] == 0)] = Status.MAX_STEPS
             bar.update(sl.stop - sl.start)
     finally:
         bar.close()
     return Rest(final, period, status.astype(np.int8), nsteps, m.name, run.device)
 
 
+def rest_batches(loss: Loss, method: Optimizer, rest: RestTest, compute: Compute, size: int):
+    """run(th [n ≤ size, D]) -> (final, status, nsteps, period): :func:`descend_to_rest`'s kernel
+    on one batch of starts after another, into buffers reused from batch to batch (fa.basins'
+    chunks: no fresh memory and no per-call setup a chunk), each result valid until the next
+    call; one rate; a start that ran out of steps is MAX_STEPS. Ctrl-C raises
+    :class:`flowcore.Interrupted` with no partial result."""
+    m = _optimizer(method, ("gd", "heavy_ball", "nesterov", "dal"))
+    run = _rest_runner(loss, m, rest, _kernels.choose_device(compute.device, size))
+    final, status = np.empty((size, loss.dim)), np.empty(size, np.intc)
+    nsteps, period = np.empty(size, np.intc), np.empty(size, np.intc)
+    rates = np.full(size, float(m.lr) if m.uses_lr else 0.0)
+
+    def batch(th):
+        n = len(th)
+        out = (final[:n], status[:n], nsteps[:n], period[:n])
+        if run(np.ascontiguousarray(th, dtype=np.float64), rates[:n], _threads(compute.threads, -(-n // 64)), out):
+            raise Interrupted(None, "fc.descend_to_rest", "no result is kept")
+        return out
+    batch.device = run.device
+    return batch
+
+
 def cluster_points(points: ArrayLike, tol: float, average: int = 1024,
                    threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Group points that agree within a relative tolerance: (representatives [K, D], group [N]).
+    """Group points that agree within a relative tolerance: (representatives [K, D], group [N],
+    int32 (int64 beyond 2³¹ − 1 rows)).
 
     Each row joins the first group (in order of creation) whose first member c has
     max_k |row_k − c_k| ≤ tol (1 + max_k |c_k|), else it starts a new group. A group's
@@ -256,25 +278,52 @@ def cluster_points(points: ArrayLike, tol: float, average: int = 1024,
     on ``threads`` cores (None: all; the groups do not depend on it: the rows are tested in
     parallel against the groups the first 4 096 rows made, the few that meet none of those
     serially, in order). This is how :func:`flowcore.analysis.basins` finds the attractors among
-    the rest points of :func:`descend_to_rest` and of the flows.
+    the rest points of :func:`descend_to_rest` and of the flows (chunk by chunk, with the same
+    groups).
     """
-    reps, group, _ = _clusters(points, tol, average, threads)
-    return reps, group
-
-
-def _clusters(points, tol, average=1024, threads=None):
-    """:func:`cluster_points` with each group's size: (representatives, group, sizes)."""
     pts = np.asarray(points)
     if pts.ndim != 2:
         raise ValueError(f"points must have shape [N, D], got {pts.shape}")
-    dtype = np.complex128 if np.iscomplexobj(pts) else np.float64
-    pts = np.ascontiguousarray(pts, dtype=dtype)
-    out = _cluster_rows(pts, positive(tol, "tol"), count(average, "average", 1, INT32_MAX),
-                        _threads(threads, -(-len(pts) // 4096)))
-    if out is None:
-        raise ValueError("points must be finite (rest points only: drop escaped or non-finite ones first)")
-    group, sums, counts, sizes = out
-    return sums / counts[:, None], group, sizes
+    grouping = Grouping(pts.shape[1], np.iscomplexobj(pts), tol, average)
+    group = grouping.add(pts, threads)
+    return grouping.representatives(), group
+
+
+class Grouping:
+    """The groups of :func:`cluster_points`, made from rows fed in order, a batch at a time
+    (``add``): the same groups as one call on all the rows. fa.basins feeds each chunk's rest
+    points while they are in cache, so that no array of all the final points is ever made."""
+
+    def __init__(self, dim, complex_, tol, average=1024, cap=16):
+        self.dtype = np.complex128 if complex_ else np.float64
+        self.tol, self.average = positive(tol, "tol"), count(average, "average", 1, INT32_MAX)
+        self.centres, self.sums = np.zeros((cap, dim), self.dtype), np.zeros((cap, dim), self.dtype)
+        self.radius = np.zeros(cap)
+        self.size, self.counts, self.first = (np.zeros(cap, np.int64) for _ in range(3))
+        self.nc = self.rows = 0
+
+    def add(self, points, threads=None, out=None):
+        """The group of each row of points [n, D] (into ``out`` when given: int32 or int64 [n])."""
+        pts = np.ascontiguousarray(points, dtype=self.dtype)
+        if pts.ndim != 2 or pts.shape[1] != self.centres.shape[1]:
+            raise ValueError(f"points must have shape [N, {self.centres.shape[1]}], got {pts.shape}")
+        n = len(pts)
+        if out is None:                         # (written in parallel)
+            out = np.empty(n, np.int32 if self.rows + n <= INT32_MAX else np.int64)
+        if not _group_rows(self, pts, out, _threads(threads, -(-n // 4096))):
+            raise ValueError("points must be finite (rest points only: drop escaped or non-finite ones first)")
+        return out
+
+    def representatives(self):
+        """[K, D]: each group's mean of its first ``average`` members."""
+        return self.sums[:self.nc] / self.counts[:self.nc, None]
+
+    def sizes(self):
+        return self.size[:self.nc]
+
+    def first_rows(self):
+        """The row (counted over every batch) that made each group: its first member."""
+        return self.first[:self.nc]
 
 
 def _rest_runner(loss, m, rest, device):
@@ -292,6 +341,7 @@ def _rest_runner(loss, m, rest, device):
         def generic(th, lr, threads, out):
             X, _, st, ns, per, intr = _descend(loss, th, rest.steps, m.name, lr, m.momentum, m.rate_power,
                                                m.rate_cap, radius, threads, rest.max_period, tol, rest.confirm)
+            st[(st == Status.OK) & (per == 0)] = Status.MAX_STEPS    # (the kernels say so themselves)
             for dst, src in zip(out, (X, st, ns, per)):
                 dst[...] = src
             return intr

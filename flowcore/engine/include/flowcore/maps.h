@@ -210,7 +210,8 @@ FC_FN void fc_finish(fc_lanes *L, int l, int head, fc_queue *q)
 {
     const fc_int64 i = L->start[l];
     fc_representative(L->ring, l, head, L->period[l] > 1 ? (int)L->period[l] : 1, q->rep + i * FC_D);
-    q->status[i] = L->status[l];
+    /* OK with no period: its steps ran out before it came to rest */
+    q->status[i] = L->status[l] == FC_OK && L->period[l] == 0 ? FC_MAX_STEPS : L->status[l];
     q->nsteps[i] = (int)L->k[l];
     q->period[i] = (int)L->period[l];
     L->start[l] = -1;
@@ -370,6 +371,13 @@ FC_FN void fc_rest_lanes(const fc_map_args *args, fc_lanes *L, fc_queue *q)
                         L->period[l] = 0;
                         fc_finish(L, l, head, q);
                     }
+                /* and the starts no lane took: every start gets its status, so that the
+                   caller fills nothing in before the run (a serial pass over fresh memory) */
+                for (fc_int64 i; (i = fc_take(&q->w)) >= 0;) {
+                    q->status[i] = FC_INTERRUPTED;
+                    q->nsteps[i] = q->period[i] = 0;
+                    for (int d = 0; d < FC_D; d++) q->rep[i * FC_D + d] = NAN;
+                }
                 return;
             }
         }
