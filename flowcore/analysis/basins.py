@@ -331,7 +331,7 @@ def _rest_runner(loss, method, rest, compute, batch=None):
         ok = status == fc.Status.OK
         at = final if ok.all() else final[ok]
         at_rest = ok.copy()
-        at_rest[ok] = _row_max_abs(flow(at)) / (1 + _row_max_abs(at)) <= tol
+        at_rest[ok] = _row_max_abs(flow.evaluate(at, threads=compute.threads)[0]) / (1 + _row_max_abs(at)) <= tol
         status[ok & ~at_rest] = fc.Status.MAX_STEPS
         imag = (np.where(at_rest, _row_max_abs(final.imag), 0.0) if np.iscomplexobj(final)
                 else np.zeros(len(starts)))

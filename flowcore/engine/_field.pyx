@@ -5,7 +5,6 @@ One kernel serves every spectral flow: polynomial α by Horner with Hessian-vect
 products, the principal flow (PF) by eigenvalues (closed form for D ≤ 2, LAPACK
 above) with branch tracking of log(1 − hλ).
 """
-import os
 import numpy as np
 cimport numpy as cnp
 cimport cython
@@ -15,6 +14,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.stdint cimport int64_t, uintptr_t
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from flowcore.engine.checks import threads as check_threads
 from flowcore.engine._loss cimport Loss
 from flowcore.engine._abi cimport (fc_field_d, fc_field_z, FC_OK, FC_NONFINITE, FC_SINGULAR,
                             FC_SINGULAR_TOL, fc_log1m, fc_log1m_near, fc_phi, fc_phi_divdiff, fc_eig2,
@@ -143,9 +143,10 @@ cdef class Field:
                              "from field.branch_state(theta)")
         return S
 
-    def evaluate(self, theta, state=None):
+    def evaluate(self, theta, state=None, *, threads=None):
         """(f(θ) [..., D], status [...]): status is a flowcore.Status per point
-        (OK, NONFINITE, or SINGULAR where the PF meets hλ = 1; those rows are NaN)."""
+        (OK, NONFINITE, or SINGULAR where the PF meets hλ = 1; those rows are NaN).
+        ``threads``: OpenMP threads (None: all cores; a Python field runs on one)."""
         lead, X = self._points(theta, False)
         cdef int64_t n = X.shape[0]
         S = self._state(state, n)
@@ -158,11 +159,11 @@ cdef class Field:
         cdef bint cplx = X.dtype == np.complex128
         self._error = None
         cdef int64_t D = self.dim, nb = (n + CHUNK - 1) // CHUNK, c, i0, m
-        cdef int threads = 1 if isinstance(self, PyField) or getattr(self, "kind", "") == "user" \
-            else (os.cpu_count() or 1)
+        cdef int nthreads = 1 if isinstance(self, PyField) or getattr(self, "kind", "") == "user" \
+            else check_threads(threads)
         # Chunks of CHUNK points: small reused buffers (no page faults), OpenMP across chunks;
         # each point's value does not depend on the chunking or the thread count.
-        for c in prange(nb, nogil=True, num_threads=threads, schedule="static"):
+        for c in prange(nb, nogil=True, num_threads=nthreads, schedule="static"):
             i0 = c * CHUNK
             m = n - i0 if n - i0 < CHUNK else CHUNK
             if cplx:
