@@ -310,8 +310,8 @@ def _rest_runner(loss, method, rest, compute, batch=None):
     if method.kind == "map" and batch is not None:
         kernel = rest_batches(loss, method, rest, compute, batch)
 
-        def run(starts, progress=None):
-            final, status, nsteps, period = kernel(starts)
+        def run(starts, progress=None, steps_out=None):
+            final, status, nsteps, period = kernel(starts, steps_out)     # (the kernel writes steps_out)
             return final, status, nsteps, period, period > 0, None
         return run
     if method.kind == "map":
@@ -324,10 +324,13 @@ def _rest_runner(loss, method, rest, compute, batch=None):
     t_max = method.t_max if method.t_max is not None else rest.steps * method.lr
     rest_tol = _rest_tol(flow, tol)
 
-    def run(starts, progress=None):
+    def run(starts, progress=None, steps_out=None):
         sol = fc.solve(flow, starts, t_eval=[float(t_max)], method=method.solver, escape_radius=rest.escape_radius,
                        rest_tol=rest_tol, compute=compute, progress=progress)
         final, status, nsteps = sol.y[:, 0], np.asarray(sol.status).copy(), sol.nsteps    # (rows contiguous)
+        if steps_out is not None:
+            steps_out[...] = nsteps
+            nsteps = steps_out
         ok = status == fc.Status.OK
         at = final if ok.all() else final[ok]
         at_rest = ok.copy()
@@ -375,6 +378,9 @@ def _label_chunk(lab, row0, final, status, period, at_rest, imag, blocks, owners
     point with those of the chunks before in ``blocks`` {(period, real): _Block}; ``specials``
     counts the outcomes."""
     n, D = final.shape
+    top = int(period.max(initial=0))
+    if top == 1 and period.min() == 1 and not np.iscomplexobj(final):   # (the common case: all at rest on fixed points)
+        return _label_block(lab, row0, final, 1, slice(None), True, None, blocks, owners, match_tol, threads)
     n_rest = int(np.count_nonzero(at_rest))
     if n_rest < n:
         special = _SPECIAL_OF_STATUS[status[~at_rest]]
@@ -386,31 +392,33 @@ def _label_chunk(lab, row0, final, status, period, at_rest, imag, blocks, owners
     real_rest = at_rest & (imag <= imag_tol) if complex_ else at_rest
     # how many starts rest with each period (0 exactly where a start is not at rest); a few
     # counts of one value are faster than np.bincount's conversion of int32
-    top = int(period.max(initial=0))
-    if top == 1 and n_rest == n:             # (the common case: every start at rest on a fixed point)
-        per_period = np.array([0, n])
-    else:
-        per_period = (np.array([np.count_nonzero(period == p) for p in range(top + 1)]) if top <= 8
-                      else np.bincount(period))
+    per_period = (np.array([np.count_nonzero(period == p) for p in range(top + 1)]) if top <= 8
+                  else np.bincount(period))
     for p in np.flatnonzero(per_period[1:]) + 1:
         for real in ((True, False) if complex_ else (True,)):
             if complex_:
                 sel = np.flatnonzero(at_rest & (period == p) & (real_rest == real))
             else:
                 sel = slice(None) if per_period[p] == n else np.flatnonzero(period == p)
-            points = final[sel]                  # (a view when every start is in)
-            if len(points) == 0:
-                continue
-            key = (int(p), real)
-            if key not in blocks:
-                blocks[key] = _Block(D, complex_ and not real, match_tol)
-            block, points = blocks[key], points.real if real else points
-            if isinstance(sel, slice):       # every start of the chunk: ids written in place when they can be
-                ids = block.add(points, row0, None, owners, threads, out=lab)
-                if ids is not lab:
-                    lab[...] = ids
-            else:
-                lab[sel] = block.add(points, row0 + sel, imag[sel] if complex_ else None, owners, threads)
+            _label_block(lab, row0, final, int(p), sel, real, imag[sel] if complex_ else None, blocks, owners,
+                         match_tol, threads)
+
+
+def _label_block(lab, row0, final, p, sel, real, imag, blocks, owners, match_tol, threads):
+    """The group ids of the chunk's starts ``sel`` (at rest with period p; real or not) into lab."""
+    points = final[sel]                      # (a view when every start is in)
+    if len(points) == 0:
+        return
+    key = (p, real)
+    if key not in blocks:
+        blocks[key] = _Block(final.shape[1], np.iscomplexobj(final) and not real, match_tol)
+    block, points = blocks[key], points.real if real else points
+    if isinstance(sel, slice):               # every start of the chunk: ids written in place when they can be
+        ids = block.add(points, row0, imag, owners, threads, out=lab)
+        if ids is not lab:
+            lab[...] = ids
+    else:
+        lab[sel] = block.add(points, row0 + sel, imag, owners, threads)
 
 
 def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: Matching = MATCHING, plane=None,
@@ -453,9 +461,12 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
     axes, grid_a, grid_b = _grid_parts(loss.dim, grid, origin, directions)
     shape = tuple(len(ax) for ax in axes[::-1])
     N, D = int(np.prod(shape)), loss.dim
+    # chunk by chunk on the CPU; a GPU takes the whole map at once
+    gpu = _kernels.choose_device(compute.device, N) != "cpu" and _kernels.gpu_usable(compute.device)
+    chunk = N if gpu else compute.chunk_or(1 << 14)
 
-    def starts(lo, hi):                   # a chunk of the starts, row-major over the grid
-        out = np.empty((hi - lo, D))
+    def starts(lo, hi, buffer=np.empty((min(N, chunk), D))):    # a chunk of the grid's starts, row-major
+        out = buffer[:hi - lo] if hi - lo <= len(buffer) else np.empty((hi - lo, D))
         _outer_rows(grid_a, grid_b, lo, out)
         return out
     corners = np.stack([grid_a.min(axis=0) + grid_b.min(axis=0), grid_a.max(axis=0) + grid_b.max(axis=0)])
@@ -465,12 +476,10 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
     T = None if is_map else (rest.steps * lr if method.t_max is None else method.t_max)
     beta = getattr(method, "beta", 0.9)
 
-    # chunk by chunk on the CPU; a GPU takes the whole map at once
-    gpu = _kernels.choose_device(compute.device, N) != "cpu" and _kernels.gpu_usable(compute.device)
-    chunk = N if gpu else compute.chunk_or(1 << 14)
     run = _rest_runner(loss, method, rest, compute if gpu else replace(compute, device="cpu"), batch=chunk)
     labels = np.empty(N, np.int32)        # < 0: a special outcome; ≥ 0: a group, made a label at the end
-    imag, nsteps = None, None             # (imag: made for complex states only)
+    imag = None                           # (made for complex states only)
+    nsteps = np.empty(N, np.intc if is_map else np.int64)    # (a map's: written by its kernel's threads)
     blocks, owners = {}, []               # {(period, real): _Block}; the _Block of each group id
     specials = np.zeros(-NONFINITE, np.int64)
     bar = Progress(N, f"{model} basins", "start", progress)
@@ -478,10 +487,7 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
     try:
         for lo in range(0, N, chunk):
             sl = slice(lo, min(N, lo + chunk))
-            final, status, ns, period, at_rest, im = run(starts(sl.start, sl.stop), False)
-            if nsteps is None:
-                nsteps = np.empty(N, ns.dtype)
-            nsteps[sl] = ns
+            final, status, _, period, at_rest, im = run(starts(sl.start, sl.stop), False, nsteps[sl])
             if np.iscomplexobj(final):
                 if imag is None:
                     imag = np.zeros(N)

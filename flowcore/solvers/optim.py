@@ -256,9 +256,11 @@ def rest_batches(loss: Loss, method: Optimizer, rest: RestTest, compute: Compute
     nsteps, period = np.empty(size, np.intc), np.empty(size, np.intc)
     rates = np.full(size, float(m.lr) if m.uses_lr else 0.0)
 
-    def batch(th):
+    def batch(th, steps_out=None):
+        """(steps_out: the caller's int32 array [n] for the step counts, written by the kernel's
+        threads: first touch in parallel)"""
         n = len(th)
-        out = (final[:n], status[:n], nsteps[:n], period[:n])
+        out = (final[:n], status[:n], nsteps[:n] if steps_out is None else steps_out, period[:n])
         if run(np.ascontiguousarray(th, dtype=np.float64), rates[:n], _threads(compute.threads, -(-n // 64)), out):
             raise Interrupted(None, "fc.descend_to_rest", "no result is kept")
         return out
