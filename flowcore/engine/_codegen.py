@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -197,7 +198,14 @@ def cache_dir() -> Path:
 
 
 def compiler():
-    cc = os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return _compiler(os.environ.get("CC"))
+
+
+@functools.lru_cache(maxsize=8)
+def _compiler(env_cc):
+    """The compiler $CC names (or Python's, or cc), looked up on the PATH once (every kernel
+    lookup asks, and a PATH search is ten stat calls)."""
+    cc = env_cc or (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         if shutil.which("cc") is None:
             raise RuntimeError("flowcore needs a C compiler for Loss.from_expr; install gcc or set CC")

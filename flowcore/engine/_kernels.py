@@ -619,9 +619,15 @@ def host_solver(p: Problem, tab, dense):
     # basic-block SLP fused the (re, im) pair of some lanes' code and not others' (measured: lanes
     # 24-31 of a block of identical starts differed from lane 0 in the last bits)
     flags = ["-fno-tree-slp-vectorize"] if lanes and p.complex_ else []
-    return _host_function(["solve-kernel", *p.key(), *_method_key(tab, dense)],
-                          lambda: solve_source(p, tab, dense), "fc_solve_host", _HOST_ARGS,
-                          native=lanes, width=lane_width() if lanes else 1, flags=flags)
+    method, width = tuple(_method_key(tab, dense)), lane_width() if lanes else 1
+    key = (p, method, width)        # (a basin map solves chunk after chunk: the key's sympy
+    if key not in _SOLVERS:         #  printing and the compiler lookup took ~0.8 ms a call)
+        _SOLVERS[key] = _host_function(["solve-kernel", *p.key(), *method], lambda: solve_source(p, tab, dense),
+                                       "fc_solve_host", _HOST_ARGS, native=lanes, width=width, flags=flags)
+    return _SOLVERS[key]
+
+
+_SOLVERS = {}       # (problem, method key, width) -> its host kernel, this process's
 
 
 def _host_function(key_parts, make_source, name, argtypes, native=False, width=None, flags=()):
