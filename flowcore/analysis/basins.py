@@ -465,10 +465,11 @@ def basins(loss: fc.Loss, method, grid, *, rest: fc.RestTest = REST, matching: M
     gpu = _kernels.choose_device(compute.device, N) != "cpu" and _kernels.gpu_usable(compute.device)
     chunk = N if gpu else compute.chunk_or(1 << 14)
 
-    def starts(lo, hi, buffer=np.empty((min(N, chunk), D))):    # a chunk of the grid's starts, row-major
-        out = buffer[:hi - lo] if hi - lo <= len(buffer) else np.empty((hi - lo, D))
-        _outer_rows(grid_a, grid_b, lo, out)
-        return out
+    buffer = np.empty((min(N, chunk), D))
+
+    def starts(lo, hi):                   # rows lo..hi − 1 of the grid's starts (row-major), made for a chunk
+        _outer_rows(grid_a, grid_b, lo, buffer[:hi - lo])
+        return buffer[:hi - lo]
     corners = np.stack([grid_a.min(axis=0) + grid_b.min(axis=0), grid_a.max(axis=0) + grid_b.max(axis=0)])
     critical = _critical(loss, corners) if matching.critical is None else list(matching.critical)
     is_map = method.kind == "map"
