@@ -495,7 +495,7 @@ def main(argv=None):
         t1, tc, ratio = paired_times(lambda: run_fc(1), run_c, pairs)
         # thread scaling, flowcore's and the C loop's (OpenMP, the same schedule), by wall time
         wall = time.perf_counter
-        scaling = [paired_times(one, two, max(1, pairs // 2), clock=wall)[2]
+        scaling = [paired_times(one, two, pairs, clock=wall)[2]
                    for one, two in ((lambda: run_fc(1), lambda: run_fc(2)), (run_c, lambda: run_c(2)))]
         slow = not args.quick and model.name != "gd"     # numpy takes minutes there: one cold run
         tn = median_time(lambda: np_run(th), repeats=1 if slow else repeats, min_time=0, warmup=not slow)
@@ -527,7 +527,7 @@ def main(argv=None):
             _, t_lanes, ratio_lanes = paired_times(lambda: run_fc(1), run_flow_lanes, pairs)
             fixed_only = {"C 16 lanes, rest test [s]": t_lanes, "flowcore 1 thr / lanes": ratio_lanes,
                           "lanes 2-thread speed-up": paired_times(run_flow_lanes, lambda: run_flow_lanes(2),
-                                                                  max(1, pairs // 2), clock=time.perf_counter)[2],
+                                                                  pairs, clock=time.perf_counter)[2],
                           "agree lanes": float(np.mean(run_flow_lanes() == fc_labels(run_fc(2))))}
         ref = fc_labels(run_fc(2))
         rows.append({"problem": label, "starts": n * n, "flowcore 2 thr [s]": t2, "2-thread speed-up": scaling[0],
