@@ -24,7 +24,7 @@ import numpy as np
 import flowcore as fc
 from flowcore.analysis.critical import MODELS, critical_points, stability
 from flowcore.analysis.dynamics import basin_entropy
-from flowcore.engine._descend import _outer_rows, _outer_sum, _relabel
+from flowcore.engine._descend import _outer_rows, _relabel
 from flowcore.engine import _kernels
 from flowcore.engine.checks import positive, threads
 from flowcore.engine.progress import Progress
@@ -200,8 +200,8 @@ def grid_points(dim, grid, origin=None, directions=None):
 def _grid_from_parts(axes, a, b, threads_=None):
     """The whole grid of starts [ny, nx, D] (or [nx, D]) from :func:`_grid_parts`, rows on all
     cores."""
-    pts = np.empty((len(a), len(b), a.shape[1]))
-    _outer_sum(a, b, pts, threads(threads_, len(a) // 64))
+    pts = np.empty((len(a) * len(b), a.shape[1]))
+    _outer_rows(a, b, 0, pts, threads(threads_, len(pts) // 4096))
     return pts.reshape(*(len(ax) for ax in axes[::-1]), a.shape[1])
 
 

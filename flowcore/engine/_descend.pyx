@@ -475,7 +475,7 @@ def _group_rows(state, point_t[:, ::1] points, index_t[::1] group, int threads=1
     as repeated sweeps "the first unassigned row is a centre, its group all unassigned rows near
     it".
 
-    ``state`` (optim._Grouping) holds the groups so far: centres [cap, D], radius, size, sums
+    ``state`` (optim.Grouping) holds the groups so far: centres [cap, D], radius, size, sums
     (of each group's first ``average`` members, in row order), counts, first (the row, counted
     over all batches, that made each group), nc, rows, tol, average; arrays are grown here.
     A batch: while there are no groups, the first SEED_ROWS rows serially; every later row
@@ -580,26 +580,17 @@ def _relabel(index_t[::1] group, const int64_t[::1] table, int threads=1):
             group[i] = <index_t>table[group[i]]
 
 
-def _outer_rows(const double[:, ::1] a, const double[:, ::1] b, Py_ssize_t lo, double[:, ::1] out):
-    """Rows lo, lo + 1, … of _outer_sum's grid flattened: out[r, k] = a[j, k] + b[i, k] with
-    (j, i) = divmod(lo + r, len(b)) — a chunk of a basin map's starts, the same sums."""
+def _outer_rows(const double[:, ::1] a, const double[:, ::1] b, Py_ssize_t lo, double[:, ::1] out,
+                int threads=1):
+    """Rows lo, lo + 1, … of a grid of starts flattened row-major: out[r, k] = a[j, k] + b[i, k]
+    with (j, i) = divmod(lo + r, len(b)) (a plane's rows a, its columns b; the same sums as
+    numpy's add.outer, coordinate by coordinate), rows in parallel. A chunk of a basin map's
+    starts, or (lo = 0) the whole grid."""
     cdef Py_ssize_t r, i, j, k, nx = b.shape[0], D = a.shape[1]
-    j, i = divmod(lo, nx)
-    with nogil:
-        for r in range(out.shape[0]):
-            for k in range(D):
-                out[r, k] = a[j, k] + b[i, k]
-            i += 1
-            if i == nx:
-                i = 0
-                j += 1
+    for r in prange(out.shape[0], nogil=True, num_threads=max(1, threads), schedule="static"):
+        j = (lo + r) // nx
+        i = lo + r - j * nx
+        for k in range(D):
+            out[r, k] = a[j, k] + b[i, k]
 
 
-def _outer_sum(const double[:, ::1] a, const double[:, ::1] b, double[:, :, ::1] out, int threads=1):
-    """out[j, i, k] = a[j, k] + b[i, k], rows in parallel (a grid of starts: a plane's rows a,
-    its columns b; the same sums as numpy's add.outer, coordinate by coordinate)."""
-    cdef Py_ssize_t j, i, k, ny = a.shape[0], nx = b.shape[0], D = a.shape[1]
-    for j in prange(ny, nogil=True, num_threads=max(1, threads), schedule="static"):
-        for i in range(nx):
-            for k in range(D):
-                out[j, i, k] = a[j, k] + b[i, k]
